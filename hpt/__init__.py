@@ -1,0 +1,18 @@
+"""hpt: SageMaker-style hyperparameter tuning jobs on your own machines or Ray cluster.
+
+    import hpt
+    df = hpt.load_experiment("digits-cnn")   # one row per training job
+    hpt.best_trial("digits-cnn")             # the best job's hyperparameters and model path
+"""
+
+__version__ = "0.1.0"
+__all__ = ["load_experiment", "best_trial", "job_status"]
+
+
+def __getattr__(name):
+    # Lazy, so `hpt validate` and the trainer-side code don't pay for pandas.
+    if name in __all__:
+        from hpt import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'hpt' has no attribute {name!r}")

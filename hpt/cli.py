@@ -1,0 +1,166 @@
+"""The `hpt` command line. Thin: parses arguments and calls one function per command.
+
+Exit codes: 0 done, 1 the job ran but no trial completed, 2 bad input (message on stderr,
+no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hpt.errors import UserError
+from hpt.spec import SpecError, load_spec
+
+
+def _overrides(args) -> dict:
+    pairs = {"limits.max_trials": args.max_trials, "limits.max_parallel": args.max_parallel,
+             "name": args.name, "runtime": args.runtime}
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def cmd_validate(args) -> int:
+    spec = load_spec(args.space)
+    print(f"{args.space}: OK — tuning job {spec.name!r}, {len(spec.hyperparameters)} "
+          f"hyperparameters, strategy {spec.strategy}, objective {spec.objective.type} "
+          f"{spec.objective.metric!r}")
+    return 0
+
+
+def cmd_launch(args) -> int:
+    from hpt.prepare import prepare_missing_channels
+
+    prepare_missing_channels(Path(args.space))
+    spec = load_spec(args.space, _overrides(args))
+    if spec.runtime != "local":
+        raise UserError(f"{args.space}: runtime: {spec.runtime} is not available in this version "
+                        f"of hpt; use runtime: local (or --runtime local)")
+    if args.resume:
+        raise UserError("--resume is not available in this version of hpt; launch under a new "
+                        "--name instead")
+    from hpt.launch import launch  # imports Ray: only for the command that needs it
+    from hpt.experiment.table import experiments_dir
+
+    result = launch(spec, experiments_dir(args.experiments_dir), address=args.address,
+                    dashboard=not args.no_dashboard)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
+    print(f"\nTuning job {spec.name} ended ({result.end_reason}) after "
+          f"{result.elapsed_seconds:.1f}s: {counts}")
+    print(f"Table: {result.table_path} (and table.csv); in Python: "
+          f"hpt.load_experiment({str(result.experiment_dir)!r})")
+    if result.best:
+        best = result.best
+        hps = {k: best[k] for k in spec.hyperparameters}
+        print(f"Best training job: {best['TrainingJobName']}  "
+              f"{spec.objective.metric}={best['FinalObjectiveValue']:.6g}")
+        print(f"  hyperparameters: {json.dumps(hps, default=str)}")
+        print(f"  model: {best['ModelArtifact']}")
+    else:
+        print("No training job completed: see FailureReason in the table "
+              f"(hpt report {spec.name})")
+    return result.exit_code
+
+
+def cmd_status(args) -> int:
+    from hpt.report import job_status
+
+    status = job_status(args.name, args.experiments_dir)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status["Counts"].items())) or "no trials yet"
+    print(f"{status['TuningJobName']}: {status['Status']}"
+          + (f" ({status['EndReason']})" if status["EndReason"] else ""))
+    print(f"  trials: {counts} (max {status['MaxTrials']})")
+    best = status["Best"]
+    if best:
+        print(f"  best: {best['TrainingJobName']} {best['ObjectiveMetric']}="
+              f"{best['FinalObjectiveValue']:.6g} {json.dumps(best['HyperParameters'])}")
+    for name in status["Running"]:
+        print(f"  running: {name}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from hpt.report import format_table, load_experiment
+
+    text = format_table(load_experiment(args.name, args.experiments_dir), args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_best(args) -> int:
+    from hpt.report import best_trial
+
+    best = best_trial(args.name, args.experiments_dir)
+    if best is None:
+        print(f"{args.name}: no completed training job yet", file=sys.stderr)
+        return 1
+    print(json.dumps(best, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpt", description=(
+        "SageMaker-style hyperparameter tuning jobs on your own machines or Ray cluster."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def experiments_flag(p):
+        p.add_argument("--experiments-dir", metavar="DIR",
+                       help="where tuning jobs live (default ./experiments, env HPT_EXPERIMENTS_DIR)")
+
+    p = sub.add_parser("launch", help="run a tuning job from a space.yaml")
+    p.add_argument("space", metavar="SPACE.yaml")
+    p.add_argument("--runtime", choices=["local", "docker", "sagemaker"])
+    p.add_argument("--max-trials", type=int, metavar="N")
+    p.add_argument("--max-parallel", type=int, metavar="N")
+    p.add_argument("--name", help="tuning job name (overrides the space's name)")
+    p.add_argument("--resume", action="store_true", help="continue an existing tuning job")
+    p.add_argument("--address", metavar="RAY_ADDRESS", help="join a running Ray cluster")
+    p.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("validate", help="check a space.yaml; launches nothing")
+    p.add_argument("space", metavar="SPACE.yaml")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("status", help="counts by status, best so far, running trials")
+    p.add_argument("name")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="the experiment table")
+    p.add_argument("name")
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    p.add_argument("--output", metavar="FILE")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("best", help="the best trial's hyperparameters and model path, as JSON")
+    p.add_argument("name")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_best)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (UserError, FileNotFoundError) as exc:
+        print(f"hpt {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hpt: interrupted; the journal and table are saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The experiment folder and its durable, append-only journal of trial events.
+
+Layout of `<experiments-dir>/<name>/`:
+    spec.json           the frozen, validated spec the job was launched with
+    journal.jsonl       one JSON event per line, flushed and fsynced per event
+    optuna.journal      the Optuna study (journal storage; `optuna-dashboard` opens it)
+    table.parquet/.csv  the experiment table, rebuilt from the journal
+    <training-job>/     one folder per trial: its /opt/ml tree(s), logs, metrics, model.tar.gz
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+JOURNAL = "journal.jsonl"
+SPEC = "spec.json"
+STUDY = "optuna.journal"
+
+
+def training_job_name(tuning_job: str, trial_number: int, hyperparameters: dict[str, Any],
+                      seed: int) -> str:
+    """SageMaker-style `<tuning-job>-<NNN>-<8 hex>`; the hex is a digest, so names are reproducible."""
+    payload = json.dumps([tuning_job, trial_number, seed, hyperparameters], sort_keys=True,
+                         default=str)
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:8]
+    return f"{tuning_job}-{trial_number:03d}-{digest}"
+
+
+class ExperimentStore:
+    """Owns one experiment folder. Single writer: the launching process."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._journal = None
+
+    @property
+    def journal_path(self) -> Path:
+        return self.root / JOURNAL
+
+    @property
+    def study_path(self) -> Path:
+        return self.root / STUDY
+
+    def exists(self) -> bool:
+        return (self.root / SPEC).is_file()
+
+    def create(self, frozen_spec: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.root / SPEC, frozen_spec)
+
+    def read_spec(self) -> dict[str, Any]:
+        return json.loads((self.root / SPEC).read_text())
+
+    def trial_dir(self, training_job_name: str) -> Path:
+        path = self.root / training_job_name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Appends one event; it is on disk (fsync) when this returns."""
+        record = {"event": event, "time": time.time(), **fields}
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        with self._lock:
+            if self._journal is None:
+                self._journal = open(self.journal_path, "ab", buffering=0)
+            self._journal.write(line)
+            os.fsync(self._journal.fileno())
+        return record
+
+    def close(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
+
+def read_journal(path: Path) -> Iterator[dict[str, Any]]:
+    """Yields the journal's events; a torn last line (crash mid-write) is skipped."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                continue
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,144 @@
+"""The experiment table: one row per training job, rebuilt from the journal.
+
+Columns follow `HyperparameterTuningJobAnalytics.dataframe()` (sagemaker-contract.md §8):
+the tuned hyperparameters, then SageMaker's analytics columns, then hpt's own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hpt.experiment.store import JOURNAL, SPEC, read_journal
+
+SAGEMAKER_COLUMNS = [
+    "TrainingJobName",
+    "TrainingJobStatus",
+    "FinalObjectiveValue",
+    "TrainingStartTime",
+    "TrainingEndTime",
+    "TrainingElapsedTimeSeconds",
+]
+HPT_COLUMNS = [
+    "TrialNumber",
+    "FailureReason",
+    "ObjectiveSteps",
+    "ExitCode",
+    "Hosts",
+    "GpuIds",
+    "LogPath",
+    "ModelArtifact",
+]
+
+
+def experiments_dir(explicit: str | os.PathLike | None = None) -> Path:
+    return Path(explicit or os.environ.get("HPT_EXPERIMENTS_DIR") or "experiments")
+
+
+def resolve_experiment(name_or_path: str | os.PathLike,
+                       experiments_dir_: str | os.PathLike | None = None) -> Path:
+    """A tuning job's folder, from its name (under the experiments dir) or a path to it."""
+    candidate = Path(name_or_path)
+    if (candidate / SPEC).is_file():
+        return candidate
+    root = experiments_dir(experiments_dir_) / str(name_or_path)
+    if (root / SPEC).is_file():
+        return root
+    raise FileNotFoundError(
+        f"no tuning job {str(name_or_path)!r}: neither {candidate} nor {root} holds a {SPEC}; "
+        f"pass the experiment folder or set --experiments-dir / HPT_EXPERIMENTS_DIR")
+
+
+def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Folds journal events into the latest state of each trial, in trial order."""
+    trials: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        kind = ev.get("event")
+        name = ev.get("training_job_name")
+        if kind == "trial_started":
+            trials[name] = {
+                "trial_number": ev["trial_number"], "training_job_name": name,
+                "hyperparameters": ev.get("hyperparameters", {}), "status": "InProgress",
+                "start_time": ev["time"], "final_metrics": {}, "objective_value": None,
+                "log_path": ev.get("log_path"),
+            }
+        elif kind == "trial_progress" and name in trials:
+            trials[name]["objective_value"] = ev.get("value")
+            trials[name]["objective_steps"] = ev.get("step")
+        elif kind == "trial_ended":
+            record = ev["record"]
+            trials[name] = {**trials.get(name, {}), **record}
+    return sorted(trials.values(), key=lambda t: t["trial_number"])
+
+
+def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
+                metric_names: list[str]) -> pd.DataFrame:
+    rows = []
+    for t in trial_rows(events):
+        start = t.get("start_time")
+        end = t.get("end_time")
+        row: dict[str, Any] = {name: t["hyperparameters"].get(name) for name in hyperparameter_names}
+        row.update({
+            "TrainingJobName": t["training_job_name"],
+            "TrainingJobStatus": t["status"],
+            "FinalObjectiveValue": t.get("objective_value"),
+            "TrainingStartTime": _timestamp(start),
+            "TrainingEndTime": _timestamp(end),
+            "TrainingElapsedTimeSeconds": (end - start) if start and end else None,
+            "TrialNumber": t["trial_number"],
+            "FailureReason": t.get("failure_reason"),
+            "ObjectiveSteps": t.get("objective_steps"),
+            "ExitCode": t.get("exit_code"),
+            "Hosts": ",".join(t.get("hosts") or []) or None,
+            "GpuIds": ",".join(t.get("gpu_ids") or []) or None,
+            "LogPath": t.get("log_path"),
+            "ModelArtifact": t.get("model_artifact"),
+        })
+        for metric in metric_names:
+            row[_metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)
+        rows.append(row)
+    columns = (hyperparameter_names + SAGEMAKER_COLUMNS + HPT_COLUMNS
+               + [_metric_column(m, hyperparameter_names) for m in metric_names])
+    df = pd.DataFrame(rows, columns=columns)
+    for col in ("TrainingStartTime", "TrainingEndTime"):
+        df[col] = pd.to_datetime(df[col], utc=True)
+    for col in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds"):
+        df[col] = pd.to_numeric(df[col])
+    return df
+
+
+def _metric_column(metric: str, hyperparameter_names: list[str]) -> str:
+    return f"{metric} (metric)" if metric in hyperparameter_names else metric
+
+
+def _timestamp(ts: float | None):
+    return pd.Timestamp(ts, unit="s", tz="UTC") if ts else None
+
+
+def load_table(root: Path) -> pd.DataFrame:
+    """The experiment table of one experiment folder, from its journal (works while running)."""
+    import json
+
+    spec = json.loads((root / SPEC).read_text())
+    events = list(read_journal(root / JOURNAL))
+    return build_table(events, list(spec["hyperparameters"]),
+                       [m["name"] for m in spec["metric_definitions"]])
+
+
+def write_table(df: pd.DataFrame, root: Path) -> tuple[Path, Path]:
+    """Writes table.parquet and table.csv atomically."""
+    parquet, csv = root / "table.parquet", root / "table.csv"
+    tmp = csv.with_name("table.csv.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, csv)
+    tmp = parquet.with_name("table.parquet.tmp")
+    try:
+        df.to_parquet(tmp, index=False)
+    except (TypeError, ValueError, ImportError):
+        # Mixed-type categorical columns (e.g. [1, "a"]) don't fit one Arrow type.
+        df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(tmp, index=False)
+    os.replace(tmp, parquet)
+    return parquet, csv

@@ -1,0 +1,68 @@
+"""Streaming metric parser: SageMaker metric definitions applied to every log line.
+
+Each definition is `{Name, Regex}` with one capture group. Every match is a data point,
+kept in order; a metric's final value is its last match (sagemaker-contract.md §5).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    name: str
+    step: int  # 1-based count of this metric's matches so far
+    value: float
+    timestamp: float
+
+
+@dataclass
+class MetricSeries:
+    name: str
+    regex: str
+    points: list[MetricPoint] = field(default_factory=list)
+
+    @property
+    def final(self) -> float | None:
+        return self.points[-1].value if self.points else None
+
+
+class MetricParser:
+    """Applies every metric definition to each line fed to it, in order."""
+
+    def __init__(self, definitions: list[tuple[str, str]]):
+        self._compiled = [(name, re.compile(regex)) for name, regex in definitions]
+        self.series = {name: MetricSeries(name, regex) for name, regex in definitions}
+
+    def feed(self, line: str, timestamp: float) -> list[MetricPoint]:
+        """Returns the data points found in one line (every match of every definition)."""
+        found = []
+        for name, pattern in self._compiled:
+            for match in pattern.finditer(line):
+                value = _to_float(match.group(1))
+                if value is None:
+                    continue
+                series = self.series[name]
+                point = MetricPoint(name, len(series.points) + 1, value, timestamp)
+                series.points.append(point)
+                found.append(point)
+        return found
+
+    def final_values(self) -> dict[str, float]:
+        return {name: s.final for name, s in self.series.items() if s.final is not None}
+
+    def never_matched(self) -> list[MetricSeries]:
+        return [s for s in self.series.values() if not s.points]
+
+
+def _to_float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

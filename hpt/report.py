@@ -1,0 +1,101 @@
+"""Reading a tuning job back: the table, its status summary, the best trial, text formats."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hpt.experiment.store import JOURNAL, read_journal
+from hpt.experiment.table import load_table, resolve_experiment
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def load_experiment(name_or_path: str | os.PathLike,
+                    experiments_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The experiment table as a DataFrame: SageMaker analytics columns first, then hpt's."""
+    return load_table(resolve_experiment(name_or_path, experiments_dir))
+
+
+def _spec_of(root: Path) -> dict[str, Any]:
+    return json.loads((root / "spec.json").read_text())
+
+
+def _maximize(spec: dict[str, Any]) -> bool:
+    return spec["objective"]["type"] == "maximize"
+
+
+def best_trial(name_or_path: str | os.PathLike,
+               experiments_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The best completed training job: name, objective, hyperparameters, model path."""
+    root = resolve_experiment(name_or_path, experiments_dir)
+    spec = _spec_of(root)
+    df = load_table(root)
+    done = df[(df["TrainingJobStatus"] == "Completed") & df["FinalObjectiveValue"].notna()]
+    if done.empty:
+        return None
+    column = done["FinalObjectiveValue"]
+    row = done.loc[column.idxmax() if _maximize(spec) else column.idxmin()]
+    hyperparameters = {name: _plain(row[name]) for name in spec["hyperparameters"]}
+    return {
+        "TrainingJobName": row["TrainingJobName"],
+        "FinalObjectiveValue": float(row["FinalObjectiveValue"]),
+        "ObjectiveMetric": spec["objective"]["metric"],
+        "HyperParameters": hyperparameters,
+        "StaticHyperParameters": spec.get("static_hyperparameters", {}),
+        "ModelArtifact": row["ModelArtifact"],
+        "LogPath": row["LogPath"],
+    }
+
+
+def job_status(name_or_path: str | os.PathLike,
+               experiments_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Counts by status, best so far, running trials, and how the job ended (if it did)."""
+    root = resolve_experiment(name_or_path, experiments_dir)
+    df = load_table(root)
+    events = list(read_journal(root / JOURNAL))
+    started = next((e for e in events if e["event"] == "job_started"), {})
+    ended = next((e for e in reversed(events) if e["event"] == "job_ended"), None)
+    return {
+        "TuningJobName": _spec_of(root)["name"],
+        "Status": "Completed" if ended else "InProgress",
+        "EndReason": ended["reason"] if ended else None,
+        "MaxTrials": started.get("max_trials"),
+        "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
+        "Best": best_trial(root),
+        "Running": df.loc[df["TrainingJobStatus"] == "InProgress", "TrainingJobName"].tolist(),
+        "ExperimentDir": str(root),
+    }
+
+
+def format_table(df: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", date_format="iso", indent=2) + "\n"
+    shown = df.drop(columns=["LogPath", "ModelArtifact", "FailureReason"], errors="ignore")
+    if fmt == "markdown":
+        return _markdown(df) + "\n"
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        return shown.to_string(index=False) + "\n"
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, df.columns)) + " |",
+             "|" + "|".join("---" for _ in df.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python values, for JSON."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,196 @@
+"""Runs one host of a training job as a local process group.
+
+The process gets its own session (so stopping it reaches everything it spawned), its
+stdout and stderr are pumped line by line by two threads that never block the script
+(lines go to the host's log file and into an unbounded queue the caller drains).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import tarfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+# A line longer than this is cut and marked; protects memory against output with no newlines.
+MAX_LINE_BYTES = 64 * 1024
+FAILURE_REASON_CHARS = 1024
+STDERR_TAIL_LINES = 30
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class LogLine:
+    stream: str  # "stdout" | "stderr"
+    text: str
+    timestamp: float
+
+
+# Sentinel put on the queue when a stream reaches EOF.
+_EOF = object()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the thread that started us dies (Linux only)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class HostProcess:
+    """A running host process: start it, drain its lines, stop its whole process group."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path):
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.log_path = log_path
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self.last_lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._proc: subprocess.Popen | None = None
+        self._pumps: list[threading.Thread] = []
+        self._log_lock = threading.Lock()
+        self._log = None
+        self._open_streams = 0
+        self.started_at: float | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab", buffering=0)
+        self._proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.started_at = time.time()
+        for name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
+            pump = threading.Thread(target=self._pump, args=(name, stream), daemon=True,
+                                    name=f"hpt-pump-{name}")
+            pump.start()
+            self._pumps.append(pump)
+        self._open_streams = 2
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _pump(self, name: str, stream) -> None:
+        try:
+            while True:
+                raw = stream.readline(MAX_LINE_BYTES)
+                if not raw:
+                    break
+                now = time.time()
+                cut = not raw.endswith(b"\n")
+                text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+                if cut and len(raw) >= MAX_LINE_BYTES:
+                    text += " [hpt: line cut at 64 KiB]"
+                with self._log_lock:
+                    self._log.write(raw if not cut else raw + b"\n")
+                self.lines.put(LogLine(name, text, now))
+        finally:
+            self.lines.put(_EOF)
+
+    def next_line(self, timeout: float) -> LogLine | None:
+        """The next line, or None on timeout. Raises EOFError once both streams ended."""
+        while self._open_streams > 0:
+            try:
+                item = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if item is _EOF:
+                self._open_streams -= 1
+                continue
+            self.last_lines.append(item.text)
+            if item.stream == "stderr":
+                self.stderr_tail.append(item.text)
+            return item
+        raise EOFError
+
+    def poll(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._proc.wait(timeout=timeout)
+        for pump in self._pumps:
+            pump.join(timeout=5)
+        return code
+
+    def stop(self, grace_seconds: float = 10.0) -> int | None:
+        """SIGTERM to the process group, a grace period, then SIGKILL. Returns the exit code."""
+        if self._proc is None:
+            return None
+        pgid = self._proc.pid  # start_new_session: the group id is the child's pid
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        # Grandchildren may outlive the leader; the group kill reaches them too.
+        _signal_group(pgid, signal.SIGKILL)
+        code = self._proc.wait()
+        for pump in self._pumps:
+            pump.join(timeout=5)
+        return code
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self.stop(grace_seconds=1.0)
+        elif self._proc is not None:
+            _signal_group(self._proc.pid, signal.SIGKILL)  # reap leftovers of the group
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def failure_reason(exit_code: int, failure_file: Path, stderr_tail: list[str]) -> str:
+    """SageMaker's FailureReason: the failure file's first 1024 chars, else the stderr tail."""
+    if failure_file.is_file():
+        text = failure_file.read_text(errors="replace").strip()
+        if text:
+            return text[:FAILURE_REASON_CHARS]
+    if exit_code < 0:
+        try:
+            head = f"AlgorithmError: killed by signal {signal.Signals(-exit_code).name}"
+        except ValueError:
+            head = f"AlgorithmError: killed by signal {-exit_code}"
+    else:
+        head = f"AlgorithmError: exit code {exit_code}"
+    tail = "\n".join(stderr_tail).strip()
+    reason = f"{head}; stderr tail:\n{tail}" if tail else f"{head} (no stderr output)"
+    # Keep the end of the stderr tail: the last lines usually hold the error.
+    if len(reason) > FAILURE_REASON_CHARS:
+        reason = head + "; stderr tail:\n..." + tail[-(FAILURE_REASON_CHARS - len(head) - 20):]
+    return reason[:FAILURE_REASON_CHARS]
+
+
+def pack_model(model_dir: Path, archive: Path) -> Path:
+    """model/ -> model.tar.gz with the directory's contents at the archive root, as SageMaker does."""
+    tmp = archive.with_name(archive.name + ".tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for entry in sorted(model_dir.iterdir()) if model_dir.is_dir() else []:
+            tar.add(entry, arcname=entry.name)
+    os.replace(tmp, archive)
+    return archive

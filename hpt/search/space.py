@@ -1,0 +1,87 @@
+"""SageMaker parameter ranges -> Optuna distributions (pure).
+
+Built directly rather than through Ray Tune's search-space API: Tune's integer ranges
+exclude the upper bound, SageMaker's and Optuna's include it.
+
+`reverse_log` (SageMaker's ReverseLogarithmic, continuous ranges inside [0, 1)) has no Optuna
+equivalent: hpt samples `1 - value` on a log scale under the parameter name `1-<name>` and
+maps it back, which concentrates samples near 1 exactly as SageMaker does.
+
+`auto` scaling: log when the range is positive and spans at least two orders of magnitude
+(max / min >= 100), linear otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+REVERSE_PREFIX = "1-"
+
+
+def effective_scaling(rng) -> str:
+    if rng.type == "categorical":
+        return "none"
+    if rng.scaling != "auto":
+        return rng.scaling
+    return "log" if rng.min > 0 and rng.max / rng.min >= 100 else "linear"
+
+
+def optuna_param_name(name: str, rng) -> str:
+    return REVERSE_PREFIX + name if effective_scaling(rng) == "reverse_log" else name
+
+
+def to_distribution(rng) -> BaseDistribution:
+    scaling = effective_scaling(rng)
+    if rng.type == "categorical":
+        return CategoricalDistribution(list(rng.values))
+    if rng.type == "integer":
+        return IntDistribution(int(rng.min), int(rng.max), log=scaling == "log")
+    if scaling == "reverse_log":
+        # value in [min, max] <=> 1 - value in [1 - max, 1 - min], sampled on a log scale.
+        return FloatDistribution(1.0 - rng.max, 1.0 - rng.min, log=True)
+    return FloatDistribution(float(rng.min), float(rng.max), log=scaling == "log")
+
+
+def build_distributions(ranges: dict[str, Any]) -> dict[str, BaseDistribution]:
+    """Optuna parameter name -> distribution, for every tuned hyperparameter."""
+    return {optuna_param_name(name, rng): to_distribution(rng) for name, rng in ranges.items()}
+
+
+def decode_params(params: dict[str, Any], ranges: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's parameter values -> hyperparameter values (undoes the reverse_log mapping)."""
+    values = {}
+    for name, rng in ranges.items():
+        key = optuna_param_name(name, rng)
+        value = params[key]
+        if key != name:
+            value = 1.0 - value
+            # Float round-off must not push the value outside the user's inclusive range.
+            value = min(max(value, rng.min), rng.max)
+        values[name] = value
+    return values
+
+
+def encode_params(values: dict[str, Any], ranges: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameter values -> Optuna's parameter values (for warm start / enqueued points)."""
+    params = {}
+    for name, rng in ranges.items():
+        key = optuna_param_name(name, rng)
+        params[key] = 1.0 - values[name] if key != name else values[name]
+    return params
+
+
+def grid_points(ranges: dict[str, Any]) -> dict[str, list[Any]]:
+    """Grid strategy: every categorical range's values (validation guarantees only categoricals)."""
+    return {name: list(rng.values) for name, rng in ranges.items()}
+
+
+def grid_size(ranges: dict[str, Any]) -> int:
+    return math.prod(len(rng.values) for rng in ranges.values())

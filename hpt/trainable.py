@@ -1,0 +1,60 @@
+"""The Ray Tune trainable: one Tune trial = one SageMaker-style training job.
+
+A class trainable rather than a function: `step()` hands Tune each objective data point as it
+streams, and `cleanup()` (early stop, actor teardown) always stops the job's process group.
+The script's own failure is reported as a result with status Failed, not raised: a raised
+exception is reserved for hpt's or the machine's failures, which Tune may retry.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+from hpt.search.searcher import OBJECTIVE, STATUS
+from hpt.spec import Spec
+
+RECORD = "hpt_record"
+
+
+class TrainingJobTrainable(tune.Trainable):
+    def setup(self, config, spec_dict=None, experiment_dir=None):
+        self.spec = Spec.from_frozen_dict(spec_dict)
+        self.experiment_dir = Path(experiment_dir)
+        self.job = None
+        self._start(config)
+
+    def _start(self, config) -> None:
+        assignment = TrialAssignment(config["trial_number"], config["training_job_name"],
+                                     dict(config["hyperparameters"]))
+        trial_dir = self.experiment_dir / assignment.training_job_name
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
+        num_cpus = max(1, math.ceil(self.spec.trainer.cpus_per_host))
+        self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids)
+        self.job.start()
+
+    def step(self):
+        progress = self.job.advance()
+        if progress.point is not None:
+            return {OBJECTIVE: progress.point.value, "objective_step": progress.point.step}
+        record = progress.record
+        result = {"objective_step": record.objective_steps, STATUS: record.status,
+                  RECORD: record.to_json(), "done": True}
+        if record.objective_value is not None:
+            result[OBJECTIVE] = record.objective_value
+        return result
+
+    def cleanup(self):
+        if self.job is not None:
+            self.job.stop()
+
+    def reset_config(self, new_config):
+        # Actor reuse: the next training job starts in this warm actor.
+        self.cleanup()
+        self._start(new_config)
+        return True

@@ -1,0 +1,123 @@
+"""The local host runner: real processes, process groups, timeouts, failure mapping."""
+
+import os
+import sys
+import tarfile
+import textwrap
+import time
+
+import pytest
+
+from hpt.metrics import MetricParser
+from hpt.runtime.local import HostProcess, failure_reason, pack_model, MAX_LINE_BYTES
+
+
+def alive(pid: int) -> bool:
+    """True if pid runs; a zombie (killed, not yet reaped by its new parent) is not alive."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def run_script(tmp_path, body, timeout=20.0):
+    script = tmp_path / "s.py"
+    script.write_text(textwrap.dedent(body))
+    proc = HostProcess([sys.executable, str(script)], dict(os.environ), str(tmp_path),
+                       tmp_path / "host.log")
+    proc.start()
+    lines = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            line = proc.next_line(timeout=0.2)
+        except EOFError:
+            break
+        if line is not None:
+            lines.append(line)
+    return proc, lines
+
+
+def test_streams_both_outputs_in_order_to_log_and_queue(tmp_path):
+    proc, lines = run_script(tmp_path, """
+        import sys
+        for i in range(5):
+            print(f"epoch={i} val_acc=0.{i}", flush=True)
+        print("boom", file=sys.stderr)
+    """)
+    assert proc.wait() == 0
+    proc.close()
+    assert [l.text for l in lines if l.stream == "stdout"] == [f"epoch={i} val_acc=0.{i}" for i in range(5)]
+    assert [l.text for l in lines if l.stream == "stderr"] == ["boom"]
+    log = (tmp_path / "host.log").read_text()
+    assert "epoch=4 val_acc=0.4" in log and "boom" in log
+
+
+def test_long_line_without_newline_is_cut_not_buffered_whole(tmp_path):
+    proc, lines = run_script(tmp_path, """
+        import sys
+        sys.stdout.write("x" * (3 * 64 * 1024 + 10))
+        sys.stdout.flush()
+    """)
+    assert proc.wait() == 0
+    proc.close()
+    assert len(lines) == 4
+    assert all(len(l.text) <= MAX_LINE_BYTES + 40 for l in lines)
+    assert lines[0].text.endswith("[hpt: line cut at 64 KiB]")
+
+
+def test_stop_kills_the_whole_group_even_when_sigterm_is_ignored(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    proc, _ = run_script(tmp_path, f"""
+        import signal, subprocess, sys, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen([sys.executable, "-c", "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+        open({str(pidfile)!r}, "w").write(str(child.pid))
+        print("ready", flush=True)
+        time.sleep(60)
+    """, timeout=3.0)
+    for _ in range(50):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.1)
+    grandchild = int(pidfile.read_text())
+    t0 = time.time()
+    code = proc.stop(grace_seconds=0.5)
+    proc.close()
+    assert code == -9
+    assert time.time() - t0 < 5
+    time.sleep(0.2)
+    assert not alive(grandchild)
+
+
+def test_failure_reason_prefers_failure_file_then_stderr_tail(tmp_path):
+    failure = tmp_path / "failure"
+    assert failure_reason(1, failure, ["a", "ValueError: bad"]).startswith("AlgorithmError: exit code 1")
+    assert "ValueError: bad" in failure_reason(1, failure, ["a", "ValueError: bad"])
+    assert "SIGSEGV" in failure_reason(-11, failure, [])
+    failure.write_text("my reason " * 300)
+    reason = failure_reason(1, failure, ["ignored"])
+    assert reason.startswith("my reason") and len(reason) == 1024
+
+
+def test_pack_model_puts_contents_at_archive_root(tmp_path):
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "model.pth").write_bytes(b"weights")
+    (model / "sub" / "cfg.json").write_text("{}")
+    archive = pack_model(model, tmp_path / "model.tar.gz")
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == ["model.pth", "sub", "sub/cfg.json"]
+
+
+def test_metric_parser_keeps_every_match_and_last_is_final():
+    parser = MetricParser([("validation:accuracy", r"val_acc=([0-9.]+)"),
+                           ("train:loss", r"loss=([0-9.eE+-]+)")])
+    parser.feed("epoch=1 loss=0.5 val_acc=0.8", 1.0)
+    parser.feed("noise val_acc=nan loss=inf", 2.0)  # non-finite values are not data points
+    points = parser.feed("epoch=2 loss=1e-3 val_acc=0.9", 3.0)
+    assert [(p.name, p.step, p.value) for p in points] == [
+        ("validation:accuracy", 2, 0.9), ("train:loss", 2, 0.001)]
+    assert parser.final_values() == {"validation:accuracy": 0.9, "train:loss": 0.001}
+    assert [p.value for p in parser.series["validation:accuracy"].points] == [0.8, 0.9]
