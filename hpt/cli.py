@@ -52,10 +52,9 @@ def cmd_launch(args) -> int:
           f"hpt.load_experiment({str(result.experiment_dir)!r})")
     if result.best:
         best = result.best
-        hps = {k: best[k] for k in spec.hyperparameters}
         print(f"Best training job: {best['TrainingJobName']}  "
               f"{spec.objective.metric}={best['FinalObjectiveValue']:.6g}")
-        print(f"  hyperparameters: {json.dumps(hps, default=str)}")
+        print(f"  hyperparameters: {json.dumps(best['HyperParameters'], default=str)}")
         print(f"  model: {best['ModelArtifact']}")
     else:
         print("No training job completed: see FailureReason in the table "

@@ -6,30 +6,30 @@ appends every trial event as Tune reports it, and the table is rebuilt after eac
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray import tune
-
-from hpt.errors import UserError
-from hpt.experiment.store import ExperimentStore, read_journal
-from hpt.experiment.table import build_table, trial_rows, write_table
-from hpt.schedule import make_scheduler
-from hpt.search.searcher import OptunaSearcher, open_study
-from hpt.search.space import grid_size
-from hpt.trainable import TrainingJobTrainable
-from hpt.view import LaunchView
-
 # Tune's strict metric check would reject a final result of a job that failed before its
 # objective was ever printed; such results are legitimate here.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 # A local Ray binds 127.0.0.1 rather than the first network interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from hpt.errors import UserError
+from hpt.experiment.store import ExperimentStore, read_journal
+from hpt.experiment.table import build_table, trial_rows, write_table
+from hpt.report import best_trial
+from hpt.schedule import make_scheduler
+from hpt.search.searcher import OptunaSearcher, open_study
+from hpt.search.space import grid_size
+from hpt.trainable import TrainingJobTrainable
+from hpt.view import LaunchView
 
 
 @dataclass
@@ -205,18 +205,9 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         _close_unfinished(store, f"Stopped: the tuning job ended ({end_reason})")
         df = rebuild_table(store, spec)
         counts = df["TrainingJobStatus"].value_counts().to_dict()
-        best = best_row(df, spec.objective.type == "maximize")
+        best = best_trial(root)
         store.append("job_ended", reason=end_reason, counts=counts,
                      best_training_job=best["TrainingJobName"] if best else None,
                      elapsed_seconds=elapsed)
         store.close()
     return LaunchResult(root, root / "table.parquet", counts, best, end_reason, elapsed)
-
-
-def best_row(df, maximize: bool) -> dict[str, Any] | None:
-    done = df[(df["TrainingJobStatus"] == "Completed") & df["FinalObjectiveValue"].notna()]
-    if done.empty:
-        return None
-    idx = done["FinalObjectiveValue"].idxmax() if maximize else done["FinalObjectiveValue"].idxmin()
-    row = done.loc[idx].to_dict()
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
