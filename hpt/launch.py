@@ -15,6 +15,8 @@ from typing import Any
 # Tune's strict metric check would reject a final result of a job that failed before its
 # objective was ever printed; such results are legitimate here.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# The journal is the record of a tuning job; Tune's own CSV/JSON result files would be noise.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # A local Ray binds 127.0.0.1 rather than the first network interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -52,15 +54,18 @@ def max_trials_of(spec) -> int:
     return grid_size(spec.hyperparameters)
 
 
-def ensure_ray(address: str | None, dashboard: bool) -> None:
+def ensure_ray(address: str | None, dashboard: bool) -> str | None:
+    """Starts (or joins) Ray unless this process already did; returns the dashboard URL."""
     if ray.is_initialized():
-        return
+        return None
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="WARNING",
                                   configure_logging=True)
     if address:
-        ray.init(address=address, **kwargs)
+        context = ray.init(address=address, **kwargs)
     else:
-        ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
+        context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
+    url = getattr(context, "dashboard_url", None)
+    return f"http://{url}" if url else None
 
 
 class JournalCallback(tune.Callback):
@@ -161,12 +166,10 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                  max_parallel=spec.limits.max_parallel, strategy=spec.strategy, seed=spec.seed)
     view = LaunchView(spec.name, max_trials, spec.objective.type == "maximize", stream=stream)
 
-    ensure_ray(address, dashboard)
-    if dashboard and not address:
-        url = ray.get_runtime_context().dashboard_url if hasattr(
-            ray.get_runtime_context(), "dashboard_url") else None
-        if url:
-            view.print(f"Ray dashboard: http://{url}")
+    dashboard_url = ensure_ray(address, dashboard)
+    if dashboard_url:
+        view.print(f"Ray dashboard: {dashboard_url} (token auth: the token is in "
+                   f"~/.ray/auth_token)")
     study = open_study(spec, store.study_path)
     searcher = OptunaSearcher(spec, study, max_trials)
     trainer = spec.trainer
