@@ -93,7 +93,10 @@ def test_the_script_sees_the_contract_and_optuna_sees_failures(ray_session, writ
     hps = json.loads(seen["env"]["SM_HPS"])
     assert hps == {"epochs": 2, "mode": "ok", "x": row["x"]}
     assert seen["env"]["SM_HP_X"] == json.dumps(row["x"])
-    assert seen["argv"] == ["--epochs", "2", "--mode", "ok", "--x", str(row["x"])]
+    assert seen["argv"] == ["--epochs", "2", "--mode", "ok", "-x", str(row["x"])]
+    # The value reached the script: its objective is x at the last epoch.
+    assert completed["FinalObjectiveValue"].tolist() == pytest.approx(
+        [round(x, 4) for x in completed["x"]], abs=1e-4)
     assert seen["cwd"].endswith("/algo-1/code")
     # The study in the journal storage: failures told as FAIL, never as values.
     import optuna

@@ -7,7 +7,7 @@ import time
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--mode", default="ok")
-parser.add_argument("--x", type=float, default=0.5)
+parser.add_argument("-x", "--x", type=float, default=0.5)
 parser.add_argument("--epochs", type=int, default=3)
 args, _ = parser.parse_known_args()
 

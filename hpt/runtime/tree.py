@@ -1,0 +1,107 @@
+"""Writes a rendered HostContract to disk: the host's /opt/ml-style tree (contract §1).
+
+The thin I/O shell around `contract.render_host_contract`; every path it touches is checked
+to stay inside the contract's base_dir, symlinks already in the tree included.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from hpt.runtime.contract import HostContract
+
+_IGNORED_SOURCES = shutil.ignore_patterns("__pycache__", ".git")
+
+
+def _inside(base: Path, rel: str, *, follow_last: bool = True) -> Path:
+    """base/rel, or ValueError when rel could reach outside base (.., absolute, symlinks)."""
+    pure = PurePosixPath(rel)
+    if not rel or pure.is_absolute() or ".." in pure.parts or "\0" in rel:
+        raise ValueError(f"refusing to write {rel!r}: not a relative path inside {base}")
+    path = base.joinpath(*pure.parts)
+    # The last component of a channel link is itself a link to outside data: check its parent.
+    probe = path if follow_last else path.parent
+    real_base = base.resolve()
+    if not probe.resolve().is_relative_to(real_base):
+        raise ValueError(f"refusing to write {rel!r}: it resolves to {probe.resolve()}, "
+                         f"outside the host tree {real_base}")
+    return path
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _link_channel(path: Path, source: Path, name: str) -> None:
+    """input/data/<name> -> source (a directory), replacing an older link or an empty dir."""
+    source = Path(source).resolve()
+    if not source.exists():
+        raise FileNotFoundError(f"channel {name!r}: local data {source} does not exist")
+    if path.is_symlink():
+        path.unlink()
+    elif path.is_dir():
+        entries = list(path.iterdir())
+        # Only links (an earlier single-file channel) may go; real files are someone's data.
+        if not all(e.is_symlink() for e in entries):
+            raise ValueError(f"channel {name!r}: {path} already holds files; refusing to "
+                             f"replace it with a link to {source}")
+        for entry in entries:
+            entry.unlink()
+        path.rmdir()
+    elif path.exists():
+        path.unlink()
+    if source.is_dir():
+        path.symlink_to(source, target_is_directory=True)
+    else:  # a single file: the channel is a directory holding a link to it
+        path.mkdir()
+        (path / source.name).symlink_to(source)
+
+
+def materialize(contract: HostContract, source_dir: Path,
+                channel_sources: dict[str, Path]) -> None:
+    """Creates contract's tree under its base_dir: dirs, config files, code/, channel links.
+
+    `channel_sources` maps a channel to its local data; channels not listed get an empty
+    input/data/<channel> directory (for a downloader to fill).
+    """
+    base = Path(contract.base_dir)
+    if not base.is_absolute():
+        raise ValueError(f"base_dir must be absolute (got {contract.base_dir!r})")
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"trainer source_dir {source_dir} is not a directory")
+    channel_dirs = {f"input/data/{name}": name for name in channel_sources}
+    unknown = [n for n in channel_sources if f"input/data/{n}" not in contract.dirs]
+    if unknown:
+        raise ValueError(f"channel_sources names channels {unknown} that the contract does "
+                         f"not have ({[d for d in contract.dirs if d.startswith('input/data/')]})")
+    # Check every path before creating anything, so a bad contract leaves no partial tree.
+    base.mkdir(parents=True, exist_ok=True)
+    for rel in (*contract.dirs, *contract.files):
+        _inside(base, rel, follow_last=rel not in channel_dirs)
+
+    for rel in contract.dirs:
+        if rel in channel_dirs:
+            _inside(base, rel, follow_last=False).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            _inside(base, rel).mkdir(parents=True, exist_ok=True)
+    for rel, content in contract.files.items():
+        path = _inside(base, rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, content)
+    shutil.copytree(source_dir, _inside(base, "code"), ignore=_IGNORED_SOURCES,
+                    dirs_exist_ok=True)
+    for rel, name in channel_dirs.items():
+        _link_channel(_inside(base, rel, follow_last=False), channel_sources[name], name)
