@@ -1,0 +1,4 @@
+from hpt.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""The `hpt` command as a user runs it: real subprocesses, exit codes, messages."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from test_tuning_job import faulty_space
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def hpt(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "hpt.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_validate_accepts_the_bundled_spaces_once_data_exists(tmp_path):
+    for space in sorted((REPO / "search_spaces").glob("*.yaml")):
+        done = hpt("validate", space)
+        if done.returncode == 2 and "channels." in done.stderr:
+            continue  # data not prepared in this checkout; launch prepares it
+        assert done.returncode == 0, done.stderr
+        assert "OK" in done.stdout
+
+
+def test_validate_reports_every_problem_with_exit_2_and_no_traceback(write_space):
+    space = faulty_space()
+    space["trainer"]["entry_pont"] = "train.py"
+    space["hyperparameters"]["lr"] = {"type": "continuous", "min": 0, "max": 1, "scaling": "log"}
+    path = write_space(space)
+    done = hpt("validate", path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert any("trainer.entry_pont" in l and "entry_point" in l for l in lines)
+    assert any("hyperparameters.lr.min" in l for l in lines)
+    assert all(l.startswith(str(path)) for l in lines)
+
+
+def test_missing_file_is_exit_2():
+    done = hpt("validate", "no/such/space.yaml")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no/such/space.yaml" in done.stderr
+
+
+def test_launch_status_report_best_through_the_cli(ray_session, write_space, tmp_path):
+    """`hpt launch` joins the test session's Ray with --address, as on a cluster."""
+    address = ray_session.get_runtime_context().gcs_address
+    space = write_space(faulty_space(
+        name="cli-job", hyperparameters={"x": {"type": "continuous", "min": 0.1, "max": 0.9}},
+        strategy="random", limits={"max_trials": 3, "max_parallel": 2}))
+    exp = tmp_path / "exp"
+    done = hpt("launch", space, "--experiments-dir", exp, "--address", address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Best training job: cli-job-" in done.stdout
+    assert str(exp / "cli-job" / "table.parquet") in done.stdout
+    assert done.stdout.count("Completed") >= 3  # one line per finished trial
+
+    again = hpt("launch", space, "--experiments-dir", exp, "--address", address)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    status = hpt("status", "cli-job", "--experiments-dir", exp)
+    assert status.returncode == 0 and "3 Completed" in status.stdout
+    assert "MaxNumberOfTrainingJobsReached" in status.stdout
+
+    for fmt in ("table", "csv", "json", "markdown"):
+        report = hpt("report", "cli-job", "--format", fmt, "--experiments-dir", exp)
+        assert report.returncode == 0 and "cli-job-001-" in report.stdout, fmt
+    rows = json.loads(hpt("report", "cli-job", "--format", "json", "--experiments-dir", exp).stdout)
+    assert [r["TrainingJobStatus"] for r in rows] == ["Completed"] * 3
+
+    best = json.loads(hpt("best", "cli-job", "--experiments-dir", exp).stdout)
+    assert best["FinalObjectiveValue"] == max(r["FinalObjectiveValue"] for r in rows)
+    assert Path(best["ModelArtifact"]).is_file()
+
+
+def test_launch_with_no_completed_trial_exits_1(ray_session, write_space, tmp_path):
+    space = write_space(faulty_space(
+        name="all-fail", hyperparameters={"mode": {"type": "categorical", "values": ["fail"]}}))
+    address = ray_session.get_runtime_context().gcs_address
+    done = hpt("launch", space, "--experiments-dir", tmp_path / "exp", "--address", address)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "No training job completed" in done.stdout
+
+
+def test_unknown_experiment_is_exit_2(tmp_path):
+    done = hpt("status", "nope", "--experiments-dir", tmp_path)
+    assert done.returncode == 2 and "no tuning job 'nope'" in done.stderr
