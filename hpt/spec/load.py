@@ -1,0 +1,238 @@
+"""Loading a space.yaml: read, parse, apply overrides, validate, check across sections and
+against the file system; every problem found is reported, each on its own line."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from hpt.spec.errors import SpecError
+from hpt.spec.fields import did_you_mean, show
+from hpt.spec.messages import (drop_explained_missing, format_path, missing_fix,
+                               problems_from_error, unknown_field)
+from hpt.spec.model import USER_FIELDS, Spec
+from hpt.spec.yaml_source import parse_yaml
+
+
+def _field_adapter(name: str) -> TypeAdapter:
+    field = Spec.model_fields[name]
+    return TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata
+                       else field.annotation)
+
+
+# One validator per top-level field, so a broken section does not hide the others' problems
+# nor the checks that need only valid sections.
+_ADAPTERS = {name: _field_adapter(name) for name in USER_FIELDS}
+# `channels:` with nothing after it means no channels, not null.
+_NONE_MEANS_DEFAULT = {"channels", "static_hyperparameters", "strategy_config", "limits",
+                       "completion"}
+
+Problem = tuple[tuple, str]
+
+
+def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Spec:
+    """Reads and validates a space.yaml. `overrides` ({"limits.max_trials": 3, ...}) replace
+    values of the file before validation. Raises SpecError listing every problem."""
+    display = os.fspath(path)
+    source = Path(display)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"{display}: file not found; check the path (relative paths start "
+                         f"from the working directory {os.getcwd()})"]) from None
+    except IsADirectoryError:
+        raise SpecError([f"{display}: is a folder, not a file; give the path of the "
+                         f"space .yaml file"]) from None
+    except UnicodeDecodeError:
+        raise SpecError([f"{display}: is not UTF-8 text; save it as UTF-8"]) from None
+    except OSError as exc:
+        raise SpecError([f"{display}: cannot be read ({exc.strerror}); check its "
+                         f"permissions"]) from None
+    data, problems = parse_yaml(text, display)
+    if problems:
+        raise SpecError(problems)
+    return spec_from_dict(data, source, overrides=overrides)
+
+
+def spec_from_dict(data: dict, source: str | os.PathLike,
+                   overrides: dict[str, Any] | None = None) -> Spec:
+    """Validates a space as loaded from YAML. `source` is the file named in messages and the
+    base of relative paths."""
+    display = os.fspath(source)
+    source_path = Path(display).resolve()
+    if data is None:
+        raise SpecError([f"{display}: the file is empty; write the tuning job as a mapping "
+                         f"of fields (name:, trainer:, hyperparameters:, ...)"])
+    if not isinstance(data, dict):
+        raise SpecError([f"{display}: the top level must be a mapping of fields (name:, "
+                         f"trainer:, hyperparameters:, ...) (got {show(data)}); "
+                         f"remove the leading '-' or brackets"])
+    data = _apply_overrides(data, overrides or {})
+    context = {"base_dir": source_path.parent}
+
+    found: list[Problem] = [((key,), unknown_field(key, list(USER_FIELDS)))
+                            for key in data if key not in USER_FIELDS]
+    values: dict[str, Any] = {}
+    for name in USER_FIELDS:
+        field = Spec.model_fields[name]
+        if name not in data or (data[name] is None and name in _NONE_MEANS_DEFAULT):
+            if field.is_required():
+                found.append(((name,), f"required field is missing; {missing_fix(Spec, name)}"))
+            else:
+                values[name] = field.get_default(call_default_factory=True)
+            continue
+        try:
+            values[name] = _ADAPTERS[name].validate_python(data[name], context=context)
+        except ValidationError as exc:
+            found.extend(problems_from_error(exc, Spec, (name,)))
+
+    found.extend(_across_sections(values))
+    found.extend(_on_disk(values, data, source_path.parent))
+    found = drop_explained_missing(found)
+    if not found:
+        try:
+            return Spec.model_validate({**values, "source_path": source_path}, context=context)
+        except ValidationError as exc:  # a rule the sections passed but the whole did not
+            found = problems_from_error(exc, Spec)
+    raise SpecError(_lines(found, display, data, overrides or {}))
+
+
+def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """{"limits.max_trials": 3} -> data["limits"]["max_trials"] = 3, on a copy."""
+    if not overrides:
+        return data
+    data = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        *parents, last = dotted.split(".")
+        node = data
+        for key in parents:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                break  # the section itself is malformed (validation says so) or a list
+        else:
+            node[last] = value
+    return data
+
+
+def _lines(found: list[Problem], display: str, data: dict, overrides: dict) -> list[str]:
+    order = {key: i for i, key in enumerate(data)}
+    rank = {key: len(order) + i for i, key in enumerate(USER_FIELDS)}
+    found = sorted(found, key=lambda p: order.get(p[0][0], rank.get(p[0][0], 10**6))
+                   if p[0] else -1)
+    lines: list[str] = []
+    for path, message in found:
+        dotted = format_path(path)
+        if any(dotted == key or dotted.startswith(key + ".") for key in overrides):
+            message += " (the value came from an override, e.g. a command-line option)"
+        line = f"{display}: {dotted}: {message}" if dotted else f"{display}: {message}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _across_sections(values: dict[str, Any]) -> list[Problem]:
+    """Rules between sections; each runs only when the sections it reads are valid."""
+    found: list[Problem] = []
+    tuned = values.get("hyperparameters")
+    static = values.get("static_hyperparameters")
+    if tuned is not None and static is not None:
+        static_upper = {name.upper(): name for name in static}
+        for name in tuned:
+            if name in static:
+                found.append((("hyperparameters", name),
+                              "is also in static_hyperparameters; a hyperparameter is either "
+                              "static or tuned, remove one of the two"))
+            elif name.upper() in static_upper:
+                found.append((("hyperparameters", name),
+                              f"would share the variable SM_HP_{name.upper()} with static "
+                              f"hyperparameter {static_upper[name.upper()]!r} (names differ "
+                              f"only in case); rename one"))
+
+    objective, metrics = values.get("objective"), values.get("metric_definitions")
+    if objective is not None and metrics is not None:
+        names = [m.name for m in metrics]
+        if objective.metric not in names:
+            guess = did_you_mean(objective.metric, names)
+            found.append((("objective", "metric"),
+                          f"{objective.metric!r} is not defined in metric_definitions "
+                          f"(defined: {', '.join(map(repr, names))}); "
+                          + (f"did you mean {guess!r}?" if guess else
+                             "add a metric definition with that name")))
+
+    strategy, limits = values.get("strategy"), values.get("limits")
+    if strategy == "grid" and tuned is not None:
+        not_categorical = {n: r.type for n, r in tuned.items() if r.type != "categorical"}
+        for name, kind in not_categorical.items():
+            found.append((("hyperparameters", name, "type"),
+                          f"must be categorical for strategy: grid (got {kind}); list the "
+                          f"values to try as {{type: categorical, values: [...]}}, or use "
+                          f"strategy: random or bayesian"))
+        if not not_categorical and limits is not None:
+            size = math.prod(len(r.values) for r in tuned.values())
+            if limits.max_trials is None:
+                values["limits"] = limits.model_copy(update={"max_trials": size})
+            elif limits.max_trials < size:
+                found.append((("limits", "max_trials"),
+                              f"must be >= {size}, the grid size of strategy: grid (got "
+                              f"{limits.max_trials}); remove max_trials to run the whole grid"))
+    elif strategy is not None and limits is not None and limits.max_trials is None:
+        found.append((("limits", "max_trials"),
+                      f"required field is missing (only strategy: grid may omit it); add "
+                      f"limits: {{max_trials: 20}}"))
+
+    early_stopping = values.get("early_stopping")
+    if strategy == "hyperband" and early_stopping not in (None, "off"):
+        found.append((("early_stopping",),
+                      f"must be off for strategy: hyperband, which stops trials itself (got "
+                      f"{early_stopping}); remove early_stopping, or use strategy: bayesian"))
+
+    trainer = values.get("trainer")
+    if values.get("runtime") == "sagemaker" and trainer is not None \
+            and trainer.instance_type == "local":
+        found.append((("trainer", "instance_type"),
+                      "must be a SageMaker instance type for runtime: sagemaker (got 'local'); "
+                      "e.g. instance_type: ml.m5.xlarge"))
+    return found
+
+
+def _on_disk(values: dict[str, Any], data: dict, base: Path) -> list[Problem]:
+    """The trainer's code and the local channels must exist (s3:// is not checked here)."""
+    found: list[Problem] = []
+    where = f"relative paths start from the yaml's folder {base}"
+    trainer = values.get("trainer")
+    if trainer is not None:
+        raw = data["trainer"]
+        source_dir = trainer.source_dir
+        if not source_dir.is_dir():
+            what = "is not a folder" if source_dir.exists() else "folder not found"
+            found.append((("trainer", "source_dir"),
+                          f"{what}: {source_dir} (got {show(raw.get('source_dir'))}); fix the "
+                          f"path ({where})"))
+        elif not (source_dir / trainer.entry_point).is_file():
+            files = sorted(p.name for p in source_dir.iterdir() if p.is_file())
+            guess = did_you_mean(trainer.entry_point, files)
+            found.append((("trainer", "entry_point"),
+                          f"file not found in source_dir {source_dir} (got "
+                          f"{show(raw.get('entry_point'))}); "
+                          + (f"did you mean {guess!r}?" if guess else
+                             "put the script there or fix entry_point")))
+    channels = values.get("channels")
+    if channels:
+        prepared = (" or run `hpt launch`, which runs prepare: first" if values.get("prepare")
+                    else "")
+        for name, channel in channels.items():
+            if channel.is_s3 or Path(channel.uri).exists():
+                continue
+            raw = data["channels"][name]
+            path = ("channels", name, "uri") if isinstance(raw, dict) else ("channels", name)
+            got = raw.get("uri") if isinstance(raw, dict) else raw
+            found.append((path, f"path not found: {channel.uri} (got {show(got)}); create it"
+                                f"{prepared}, or fix the path ({where})"))
+    return found

@@ -1,0 +1,296 @@
+"""A small CNN image classifier, written as a SageMaker PyTorch training script.
+
+Runs unchanged in a SageMaker PyTorch container or under any runner that follows the
+SageMaker training-container contract:
+
+- hyperparameters arrive as `--key value` arguments (`--lr 0.01 --batch_size 64`); every one
+  also defaults to its `SM_HP_<KEY>` environment variable, then to the value below;
+- data comes from the channel folders `SM_CHANNEL_TRAIN` / `SM_CHANNEL_TEST`, each holding
+  `data.npz` with `x` (float32 [N, C, H, W]) and `y` (int64 labels);
+- the model is saved to `SM_MODEL_DIR` (`model.pth` state dict + `model_config.json`);
+- every epoch prints one line `epoch=E loss=L val_acc=A` for the metric regexes;
+- any error writes its reason to `$SM_OUTPUT_DIR/failure` and exits 1.
+
+    python train.py --train data/digits/train --test data/digits/test --epochs 8
+"""
+
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+
+
+def str2bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "on"):
+        return True
+    if text in ("false", "0", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Raises instead of exiting, so a bad hyperparameter lands in the failure file."""
+
+    def error(self, message):
+        raise ValueError(f"bad arguments: {message}")
+
+
+def hp(name, default):
+    """Default for a hyperparameter: SageMaker's SM_HP_<NAME> if set, else `default`."""
+    return os.environ.get(f"SM_HP_{name.upper()}", default)
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(description="Small CNN on SageMaker channels")
+    # hyperparameters (SageMaker passes them with their names as given: --batch_size 64)
+    p.add_argument("--lr", type=float, default=hp("lr", 0.01))
+    p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int,
+                   default=hp("batch_size", 64))
+    p.add_argument("--optimizer", type=str.lower, choices=["sgd", "adam", "adamw"],
+                   default=hp("optimizer", "sgd"))
+    p.add_argument("--momentum", type=float, default=hp("momentum", 0.9),
+                   help="SGD momentum (unused by adam/adamw)")
+    p.add_argument("--weight_decay", "--weight-decay", dest="weight_decay", type=float,
+                   default=hp("weight_decay", 0.0))
+    p.add_argument("--conv_channels", "--conv-channels", dest="conv_channels", type=int,
+                   default=hp("conv_channels", 16), help="width of the first conv layer")
+    p.add_argument("--kernel_size", "--kernel-size", dest="kernel_size", type=int,
+                   default=hp("kernel_size", 5), help="odd conv kernel size of both blocks")
+    p.add_argument("--dropout", type=float, default=hp("dropout", 0.1))
+    p.add_argument("--label_smoothing", "--label-smoothing", dest="label_smoothing", type=float,
+                   default=hp("label_smoothing", 0.1))
+    p.add_argument("--batch_norm", "--batch-norm", dest="batch_norm", type=str2bool,
+                   default=hp("batch_norm", True))
+    p.add_argument("--lr_schedule", "--lr-schedule", dest="lr_schedule", type=str.lower,
+                   choices=["cosine", "constant"], default=hp("lr_schedule", "cosine"))
+    p.add_argument("--epochs", type=int, default=hp("epochs", 8))
+    p.add_argument("--seed", type=int, default=hp("seed", 0))
+    # SageMaker's folders
+    p.add_argument("--model-dir", dest="model_dir",
+                   default=os.environ.get("SM_MODEL_DIR", "model"))
+    p.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN"))
+    p.add_argument("--test", default=os.environ.get("SM_CHANNEL_TEST"))
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        print(f"ignoring unknown arguments: {unknown}", file=sys.stderr, flush=True)
+
+    if args.lr <= 0 or not math.isfinite(args.lr):
+        raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.conv_channels < 1:
+        raise ValueError(f"--conv_channels must be >= 1, got {args.conv_channels}")
+    if args.kernel_size < 1 or args.kernel_size % 2 == 0:
+        raise ValueError(f"--kernel_size must be a positive odd number, got {args.kernel_size}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise ValueError(f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# Data: one channel folder = one or more .npz files with arrays x and y
+
+
+def load_channel(name, path):
+    if not path:
+        raise ValueError(f"no {name} channel: pass --{name} DIR or set SM_CHANNEL_{name.upper()}")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{name} channel directory not found: {path}")
+    files = sorted(glob.glob(os.path.join(path, "*.npz")))
+    if not files:
+        raise FileNotFoundError(f"{name} channel {path} holds no .npz file (expected data.npz)")
+    xs, ys = [], []
+    for file in files:
+        with np.load(file) as data:
+            if "x" not in data or "y" not in data:
+                raise ValueError(f"{file}: expected arrays 'x' and 'y', found {list(data.keys())}")
+            xs.append(np.asarray(data["x"], dtype=np.float32))
+            ys.append(np.asarray(data["y"], dtype=np.int64))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if x.ndim == 3:  # [N, H, W] -> [N, 1, H, W]
+        x = x[:, None]
+    if x.ndim != 4 or len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"{name} channel {path}: x {x.shape} / y {y.shape} are not "
+                         f"[N, C, H, W] / [N] with N > 0")
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+# --------------------------------------------------------------------------------------------
+# Model: two conv blocks, adaptive pooling (so 8x8 and 28x28 inputs both work), linear head
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, in_channels=1, num_classes=10, conv_channels=16, kernel_size=5,
+                 dropout=0.1, batch_norm=True, pool_size=4):
+        super().__init__()
+        c1, c2 = conv_channels, 2 * conv_channels
+
+        def block(cin, cout):
+            layers = [nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2,
+                                bias=not batch_norm)]
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.ReLU(inplace=True))
+            return nn.Sequential(*layers)
+
+        self.block1 = block(in_channels, c1)
+        self.block2 = block(c1, c2)
+        self.pool = nn.AdaptiveMaxPool2d(pool_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c2 * pool_size * pool_size, num_classes)
+
+    def forward(self, x):
+        x = self.block1(x)
+        x = F.max_pool2d(x, 2)            # 8x8 -> 4x4, 28x28 -> 14x14
+        x = self.block2(x)
+        x = self.pool(x)                  # -> pool_size x pool_size whatever the input size
+        x = self.dropout(torch.flatten(x, 1))
+        return self.head(x)
+
+
+def make_optimizer(args, model):
+    params = model.parameters()
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum,
+                               weight_decay=args.weight_decay, nesterov=args.momentum > 0)
+    if args.optimizer == "adam":
+        return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+
+@torch.no_grad()
+def accuracy(model, x, y, batch_size=1024):
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    return correct / len(y)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def train(args):
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.set_num_threads(max(1, int(os.environ.get("SM_NUM_CPUS") or os.cpu_count() or 1)))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    x_train, y_train = load_channel("train", args.train)
+    x_test, y_test = load_channel("test", args.test)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(f"train images {tuple(x_train.shape[1:])} and test images "
+                         f"{tuple(x_test.shape[1:])} differ in shape")
+    # The whole data set fits in memory (and on the GPU): no DataLoader, no worker processes.
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
+    num_classes = int(max(y_train.max().item(), y_test.max().item())) + 1
+
+    config = dict(in_channels=int(x_train.shape[1]), num_classes=num_classes,
+                  conv_channels=args.conv_channels, kernel_size=args.kernel_size,
+                  dropout=args.dropout, batch_norm=args.batch_norm, pool_size=4)
+    model = SmallCNN(**config).to(device)
+    optimizer = make_optimizer(args, model)
+    steps_per_epoch = math.ceil(len(y_train) / args.batch_size)
+    total_steps = args.epochs * steps_per_epoch
+    warmup_steps = max(1, min(steps_per_epoch, total_steps // 10))
+
+    def lr_factor(step):  # linear warmup, then cosine decay to 0 (or constant)
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if args.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"device={device} threads={torch.get_num_threads()} train={len(y_train)} "
+          f"test={len(y_test)} image={tuple(x_train.shape[1:])} params={n_params} "
+          f"optimizer={args.optimizer} lr={args.lr:g} batch_size={args.batch_size}", flush=True)
+
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    started = time.time()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = torch.randperm(len(y_train), generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(0, len(order), args.batch_size):
+            batch = order[i:i + args.batch_size]
+            loss = F.cross_entropy(model(x_train[batch]), y_train[batch],
+                                   label_smoothing=args.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach() * len(batch)
+        train_loss = loss_sum.item() / len(y_train)
+        val_acc = accuracy(model, x_test, y_test)
+        print(f"epoch={epoch} loss={train_loss:.6f} val_acc={val_acc:.6f}", flush=True)
+        if not math.isfinite(train_loss):
+            print(f"training diverged (loss={train_loss}); stopping after epoch {epoch}",
+                  file=sys.stderr, flush=True)
+            break
+
+    os.makedirs(args.model_dir, exist_ok=True)
+    model_path = os.path.join(args.model_dir, "model.pth")
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_path)
+    with open(os.path.join(args.model_dir, "model_config.json"), "w") as f:
+        json.dump({"architecture": "SmallCNN", **config,
+                   "input_shape": list(x_train.shape[1:]),
+                   "hyperparameters": {k: v for k, v in vars(args).items()
+                                       if k not in ("model_dir", "train", "test")},
+                   "final_val_acc": val_acc}, f, indent=2)
+    print(f"saved {model_path} after {time.time() - started:.1f}s of training", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point: any error -> $SM_OUTPUT_DIR/failure (SageMaker's FailureReason), exit 1
+
+
+def write_failure(exc):
+    reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    output_dir = os.environ.get("SM_OUTPUT_DIR", "output")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "failure"), "w") as f:
+            f.write(reason[:1024])
+    except OSError as err:
+        print(f"could not write the failure file in {output_dir}: {err}", file=sys.stderr)
+
+
+def main():
+    try:
+        train(parse_args())
+    except Exception as exc:
+        write_failure(exc)
+        traceback.print_exc()
+        sys.stderr.flush()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
