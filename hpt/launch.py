@@ -77,6 +77,11 @@ class JournalCallback(tune.Callback):
         self.view = view
         self.started: dict[str, float] = {}
 
+    def __getstate__(self):
+        # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
+        # resumes from its own journal); open files and the terminal are not part of that state.
+        return {k: v for k, v in self.__dict__.items() if k not in ("store", "view")}
+
     def on_trial_start(self, iteration, trials, trial, **info):
         cfg = trial.config
         name = cfg["training_job_name"]
@@ -188,7 +193,9 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         run_config=tune.RunConfig(
             name=spec.name, storage_path=str(root / ".tune"), verbose=0,
             callbacks=[JournalCallback(store, spec, view)],
-            failure_config=tune.FailureConfig(max_failures=0)),
+            failure_config=tune.FailureConfig(max_failures=0),
+            # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
     view.print(f"Tuning job {spec.name}: up to {max_trials} training jobs, "
                f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}; "

@@ -51,7 +51,7 @@ def test_launch_status_report_best_through_the_cli(ray_session, write_space, tmp
     address = ray_session.get_runtime_context().gcs_address
     space = write_space(faulty_space(
         name="cli-job", hyperparameters={"x": {"type": "continuous", "min": 0.1, "max": 0.9}},
-        strategy="random", limits={"max_trials": 3, "max_parallel": 2}))
+        static_hyperparameters={"epochs": 2}, strategy="random", limits={"max_trials": 3, "max_parallel": 2}))
     exp = tmp_path / "exp"
     done = hpt("launch", space, "--experiments-dir", exp, "--address", address)
     assert done.returncode == 0, done.stdout + done.stderr

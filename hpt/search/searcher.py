@@ -73,6 +73,11 @@ class OptunaSearcher(Searcher):
         self._live: dict[str, optuna.trial.Trial] = {}
         self._suggested = 0
 
+    def __getstate__(self):
+        # Tune pickles the searcher into tuner.pkl (for Tuner.restore, unused by hpt): the
+        # study lives in its journal file, and the live grid iterator and trials hold locks.
+        return {k: v for k, v in self.__dict__.items() if k not in ("study", "_grid", "_live")}
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self._suggested >= self.max_trials:
             return Searcher.FINISHED

@@ -177,7 +177,10 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
         if not not_categorical and limits is not None:
             size = math.prod(len(r.values) for r in tuned.values())
             if limits.max_trials is None:
-                values["limits"] = limits.model_copy(update={"max_trials": size})
+                # The grid's size is the implied max_trials; more slots than trials is no error
+                # the user made, so the parallelism is capped at the grid size.
+                values["limits"] = limits.model_copy(update={
+                    "max_trials": size, "max_parallel": min(limits.max_parallel, size)})
             elif limits.max_trials < size:
                 found.append((("limits", "max_trials"),
                               f"must be >= {size}, the grid size of strategy: grid (got "
