@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,13 +44,16 @@ def cmd_launch(args) -> int:
     from hpt.launch import launch  # imports Ray: only for the command that needs it
     from hpt.experiment.table import experiments_dir
 
-    result = launch(spec, experiments_dir(args.experiments_dir), address=args.address,
-                    dashboard=not args.no_dashboard)
+    root = experiments_dir(args.experiments_dir)
+    result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard)
+    # The short form when the default experiments folder finds it, else the full path.
+    handle = (spec.name if args.experiments_dir is None and not os.environ.get(
+        "HPT_EXPERIMENTS_DIR") else str(result.experiment_dir))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
     print(f"\nTuning job {spec.name} ended ({result.end_reason}) after "
           f"{result.elapsed_seconds:.1f}s: {counts}")
     print(f"Table: {result.table_path} (and table.csv); in Python: "
-          f"hpt.load_experiment({str(result.experiment_dir)!r})")
+          f"hpt.load_experiment({handle!r})")
     if result.best:
         best = result.best
         print(f"Best training job: {best['TrainingJobName']}  "

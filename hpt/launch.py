@@ -6,6 +6,7 @@ appends every trial event as Tune reports it, and the table is rebuilt after eac
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import Any
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 # The journal is the record of a tuning job; Tune's own CSV/JSON result files would be noise.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# hpt's view is the console output; Tune's legacy reporter at verbose=0 prints nothing (the
+# new output engine prints its configuration table regardless of verbosity).
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # A local Ray binds 127.0.0.1 rather than the first network interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -66,6 +70,11 @@ def ensure_ray(address: str | None, dashboard: bool) -> str | None:
         context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None
+
+
+# Tuner.fit() ends by reading Tune's per-trial result files, which hpt turns off (the journal
+# is the record); its warning about each missing file would bury hpt's summary.
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 class JournalCallback(tune.Callback):

@@ -9,6 +9,7 @@ failure told to Optuna as FAIL (never as a value) and early stops as PRUNED.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,10 @@ def make_sampler(spec) -> optuna.samplers.BaseSampler:
             return optuna.samplers.GPSampler(seed=spec.seed)
         # constant_liar: running trials count as bad guesses, so parallel TPE spreads out.
         return optuna.samplers.TPESampler(seed=spec.seed, constant_liar=parallel,
-                                          multivariate=True, warn_independent_sampling=False)
+                                          multivariate=True)
     if strategy == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=spec.seed, warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(
+            seed=spec.seed, independent_sampler=optuna.samplers.RandomSampler(seed=spec.seed))
     # random; grid enumerates its own points (see OptunaSearcher) and only needs a sampler
     # for the bookkeeping.
     return optuna.samplers.RandomSampler(seed=spec.seed)
@@ -96,6 +98,14 @@ class OptunaSearcher(Searcher):
             "training_job_name": training_job_name(self.spec.name, number, values, self.spec.seed),
             "hyperparameters": values,
         }
+
+    def save(self, checkpoint_path: str) -> None:
+        # Tune's periodic experiment checkpoint. The trials themselves are durable in the
+        # study's journal; only the count of suggestions is searcher state.
+        Path(checkpoint_path).write_text(json.dumps({"suggested": self._suggested}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self._suggested = json.loads(Path(checkpoint_path).read_text())["suggested"]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self._live.get(trial_id)
