@@ -38,10 +38,6 @@ def cmd_launch(args) -> int:
     if spec.runtime != "local":
         raise UserError(f"{args.space}: runtime: {spec.runtime} is not available in this version "
                         f"of hpt; use runtime: local (or --runtime local)")
-    if spec.trainer.instance_count > 1:
-        raise UserError(f"{args.space}: trainer.instance_count: multi-host trials are not "
-                        f"available in this version of hpt (got {spec.trainer.instance_count}); "
-                        f"use instance_count: 1")
     if args.resume:
         raise UserError("--resume is not available in this version of hpt; launch under a new "
                         "--name instead")

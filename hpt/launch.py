@@ -134,7 +134,7 @@ class JournalCallback(tune.Callback):
             "objective_steps": last.get("objective_step", 0),
             "start_time": self.started.get(name, time.time()), "end_time": time.time(),
             "exit_code": None, "log_path": str(self.store.root / name / "algo-1.log"),
-            "model_artifact": None, "hosts": ["algo-1"], "gpu_ids": [],
+            "model_artifact": None, "hosts": _hosts(self.spec), "gpu_ids": [],
         }
 
     def _ended(self, record: dict) -> None:
@@ -145,6 +145,10 @@ class JournalCallback(tune.Callback):
                               record.get("objective_value"),
                               record["end_time"] - record["start_time"],
                               record.get("failure_reason"))
+
+
+def _hosts(spec) -> list[str]:
+    return [f"algo-{i + 1}" for i in range(spec.trainer.instance_count)]
 
 
 def rebuild_table(store: ExperimentStore, spec):
@@ -162,7 +166,8 @@ def _close_unfinished(store: ExperimentStore, reason: str) -> None:
             store.append("trial_ended", training_job_name=row["training_job_name"], record={
                 **row, "status": "Stopped", "failure_reason": reason, "end_time": now,
                 "final_metrics": row.get("final_metrics", {}), "exit_code": None,
-                "model_artifact": None, "hosts": ["algo-1"], "gpu_ids": []})
+                "model_artifact": None, "hosts": row.get("hosts") or ["algo-1"],
+                "gpu_ids": row.get("gpu_ids") or []})
 
 
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,

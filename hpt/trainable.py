@@ -14,6 +14,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from hpt.runtime.plan import processes_on_host
+from hpt.runtime.ray_hosts import RayHost
 from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
 from hpt.search.searcher import OBJECTIVE, STATUS
 from hpt.spec import Spec
@@ -26,6 +28,13 @@ class TrainingJobTrainable(tune.Trainable):
         self.spec = Spec.from_frozen_dict(spec_dict)
         self.experiment_dir = Path(experiment_dir)
         self.job = None
+        trainer = self.spec.trainer
+        self.port_count = processes_on_host(trainer.distribution, trainer.processes_per_host)
+        # Hosts algo-2..N: one actor per bundle of this trial's placement group, kept for
+        # every trial this (reused) trainable runs.
+        self.other_hosts = tuple(
+            RayHost(index, trainer.cpus_per_host, trainer.gpus_per_host, self.port_count)
+            for index in range(1, trainer.instance_count))
         self._start(config)
 
     def _start(self, config) -> None:
@@ -35,7 +44,9 @@ class TrainingJobTrainable(tune.Trainable):
         trial_dir.mkdir(parents=True, exist_ok=True)
         gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
         num_cpus = max(1, math.ceil(self.spec.trainer.cpus_per_host))
-        self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids)
+        self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids,
+                                    ip=ray.util.get_node_ip_address(),
+                                    other_hosts=self.other_hosts)
         self.job.start()
 
     def step(self):
@@ -50,11 +61,18 @@ class TrainingJobTrainable(tune.Trainable):
         return result
 
     def cleanup(self):
+        self._stop_job()
+        for host in self.other_hosts:
+            host.close()
+
+    def _stop_job(self):
         if self.job is not None:
             self.job.stop()
 
     def reset_config(self, new_config):
-        # Actor reuse: the next training job starts in this warm actor.
-        self.cleanup()
+        # Actor reuse: the next training job starts in this warm actor (and its host actors).
+        self._stop_job()
+        for host in self.other_hosts:
+            host.refresh_ports(self.port_count)
         self._start(new_config)
         return True

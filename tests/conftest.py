@@ -14,10 +14,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One Ray per test session (ray.init costs seconds); 4 CPUs so 2 trials x 1-2 CPUs fit."""
+    """One Ray per test session (ray.init costs seconds): 4 CPUs so 2 trials x 2 hosts fit;
+    4 fake GPUs (Ray hands out their ids without any device) for the placement tests."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING", configure_logging=True)
     yield ray
     ray.shutdown()

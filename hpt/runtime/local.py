@@ -49,8 +49,12 @@ def _die_with_parent() -> None:
 class HostProcess:
     """A running host process: start it, drain its lines, stop its whole process group."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path):
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
+                 stream_lines: bool = True):
         self.argv = list(argv)
+        # Only the chief's lines are read by the caller; for the other processes of a trial
+        # the pumps keep the log file and the tails, and queue nothing.
+        self.stream_lines = stream_lines
         self.env = dict(env)
         self.cwd = cwd
         self.log_path = log_path
@@ -102,9 +106,13 @@ class HostProcess:
                     text += " [hpt: line cut at 64 KiB]"
                 with self._log_lock:
                     self._log.write(raw if not cut else raw + b"\n")
-                self.lines.put(LogLine(name, text, now))
+                self.last_lines.append(text)
+                if name == "stderr":
+                    self.stderr_tail.append(text)
+                if self.stream_lines:
+                    self.lines.put(LogLine(name, text, now))
         finally:
-            self.lines.put(_EOF)
+            self.lines.put(_EOF)  # also without stream_lines: next_line() still ends
 
     def next_line(self, timeout: float) -> LogLine | None:
         """The next line, or None on timeout. Raises EOFError once both streams ended."""
@@ -116,9 +124,6 @@ class HostProcess:
             if item is _EOF:
                 self._open_streams -= 1
                 continue
-            self.last_lines.append(item.text)
-            if item.stream == "stderr":
-                self.stderr_tail.append(item.text)
             return item
         raise EOFError
 
@@ -130,6 +135,11 @@ class HostProcess:
         for pump in self._pumps:
             pump.join(timeout=5)
         return code
+
+    def terminate(self) -> None:
+        """SIGTERM to the process group, without waiting (stop() follows)."""
+        if self._proc is not None and self._proc.poll() is None:
+            _signal_group(self._proc.pid, signal.SIGTERM)
 
     def stop(self, grace_seconds: float = 10.0) -> int | None:
         """SIGTERM to the process group, a grace period, then SIGKILL. Returns the exit code."""

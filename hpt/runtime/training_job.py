@@ -7,23 +7,26 @@ each objective data point as it streams and, last, the job's final record.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hpt.metrics import MetricParser, MetricPoint
-from hpt.runtime.contract import TrialContractInput, render_host_contract
-from hpt.runtime.local import HostProcess, failure_reason, pack_model
-from hpt.runtime.tree import materialize
+from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
+from hpt.runtime.host import HostExit, HostGroup, free_ports
+from hpt.runtime.local import pack_model
+from hpt.runtime.plan import (HostAddress, HostPlan, distribution_hyperparameters,
+                              plan_trial, processes_on_host)
 
 # How long a stop waits between SIGTERM and SIGKILL.
 STOP_GRACE_SECONDS = 10.0
-# Variables of the launcher's own environment that must not leak into a trial's contract.
-_CONTRACT_PREFIXES = ("SM_", "SAGEMAKER_")
+# After the master exits 0, how long the other hosts get to finish on their own.
+OTHER_HOSTS_GRACE_SECONDS = 30.0
+# How often the other hosts are checked while the master's output streams.
+CHECK_OTHERS_SECONDS = 0.5
 
 
 def utc_iso(ts: float) -> str:
@@ -72,84 +75,141 @@ class Progress:
     record: TrainingJobRecord | None = None
 
 
+class OtherHost(Protocol):
+    """A host other than algo-1 (a Ray actor on its bundle's node; see runtime/ray_hosts.py)."""
+
+    ip: str
+    ports: tuple[int, ...]
+    num_cpus: int
+    gpu_ids: tuple[str, ...]
+
+    def start(self, contract: HostContract, plan: HostPlan, source_dir: Path,
+              channel_sources: dict[str, Path], trial_dir: Path, shard: tuple[int, int],
+              sharded: frozenset[str]) -> HostExit | None: ...
+
+    def poll(self) -> HostExit | None: ...
+
+    def terminate(self) -> None: ...  # SIGTERM, without waiting
+
+    def stop(self, grace_seconds: float) -> None: ...
+
+
 class LocalTrainingJob:
-    """Runs a single-host training job as a local process group."""
+    """Runs a training job: algo-1 as local process groups here, the other hosts (if any)
+    through `OtherHost` handles. The objective is read from algo-1's lead process."""
 
     def __init__(self, spec, assignment: TrialAssignment, trial_dir: Path,
                  num_cpus: int = 1, gpu_ids: tuple[str, ...] = (),
-                 python: str = sys.executable):
+                 python: str = sys.executable, ip: str = "127.0.0.1",
+                 other_hosts: tuple[OtherHost, ...] = ()):
         self.spec = spec
         self.assignment = assignment
         self.trial_dir = Path(trial_dir)
         self.num_cpus = num_cpus
         self.gpu_ids = tuple(gpu_ids)
         self.python = python
-        self.host = "algo-1"
+        self.ip = ip
+        self.other_hosts = tuple(other_hosts)
+        self.hosts = tuple(f"algo-{i + 1}" for i in range(1 + len(self.other_hosts)))
+        self.host = self.hosts[0]
         self.base_dir = self.trial_dir / self.host
         self.log_path = self.trial_dir / f"{self.host}.log"
         definitions = [(m.name, m.regex) for m in spec.metric_definitions]
         self.parser = MetricParser(definitions)
         self.objective_name = spec.objective.metric
-        self._process: HostProcess | None = None
+        self.plans: tuple[HostPlan, ...] = ()
+        self._group: HostGroup | None = None
+        self._started_others: list[OtherHost] = []
         self._metrics_file = None
         self._deadline = 0.0
+        self._next_check = 0.0
         self._record: TrainingJobRecord | None = None
         self._pending: list[MetricPoint] = []
         self.start_time = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        spec = self.spec
-        hps = {**spec.static_hyperparameters, **self.assignment.hyperparameters}
-        contract_input = TrialContractInput(
+    def _contract_input(self) -> TrialContractInput:
+        spec, trainer = self.spec, self.spec.trainer
+        return TrialContractInput(
             job_name=self.assignment.training_job_name,
-            entry_point=spec.trainer.entry_point,
-            hyperparameters=hps,
+            entry_point=trainer.entry_point,
+            hyperparameters={**spec.static_hyperparameters, **self.assignment.hyperparameters},
             channels={name: ch.distribution for name, ch in spec.channels.items()},
-            hosts=(self.host,),
+            hosts=self.hosts,
             objective_metric=spec.objective.metric,
-            instance_type=spec.trainer.instance_type,
-            environment=dict(spec.trainer.environment),
+            instance_type=trainer.instance_type,
+            framework_params=distribution_hyperparameters(trainer.distribution,
+                                                          trainer.processes_per_host),
+            environment=dict(trainer.environment),
         )
-        contract = render_host_contract(
-            contract_input, host=self.host, base_dir=str(self.base_dir),
-            num_cpus=self.num_cpus, num_gpus=len(self.gpu_ids), gpu_ids=self.gpu_ids,
-            python=self.python,
-        )
-        materialize(contract, spec.trainer.source_dir,
-                    {name: Path(ch.uri) for name, ch in spec.channels.items()})
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
-        env.update({"PYTHONUNBUFFERED": "TRUE", "OMP_NUM_THREADS": str(self.num_cpus)})
-        env.update(contract.env)
+
+    def start(self) -> None:
+        spec, trainer = self.spec, self.spec.trainer
+        inp = self._contract_input()
+        slots = [(self.ip, self.num_cpus, self.gpu_ids)] + [
+            (h.ip, h.num_cpus, h.gpu_ids) for h in self.other_hosts]
+        contracts = [render_host_contract(
+            inp, host=host, base_dir=str(self.trial_dir / host), num_cpus=cpus,
+            num_gpus=len(gpus), gpu_ids=gpus, python=self.python)
+            for host, (_, cpus, gpus) in zip(self.hosts, slots)]
+        # Ports are picked on each host's own node; algo-1 also holds the rendezvous port.
+        count = processes_on_host(trainer.distribution, trainer.processes_per_host)
+        master_port, *own_ports = free_ports(count + 1, self.ip)
+        addresses = [HostAddress(self.host, self.ip, tuple(own_ports))] + [
+            HostAddress(host, h.ip, h.ports) for host, h in zip(self.hosts[1:], self.other_hosts)]
+        self.plans = plan_trial(trainer.distribution, addresses, contracts[0].argv,
+                                processes_per_host=trainer.processes_per_host,
+                                master_port=master_port)
+        channel_sources = {name: Path(ch.uri) for name, ch in spec.channels.items()}
+        sharded = frozenset(n for n, ch in spec.channels.items()
+                            if ch.distribution == "ShardedByS3Key")
         self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
-        self._process = HostProcess(list(contract.argv), env, contract.cwd, self.log_path)
+        self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
+                                stream_lead=True)
+        self._group.materialize(trainer.source_dir, channel_sources, (0, len(self.hosts)),
+                                sharded)
         self.start_time = time.time()
-        self._deadline = self.start_time + spec.trainer.max_runtime_seconds
-        try:
-            self._process.start()
-        except OSError as exc:  # entry point not executable, interpreter missing, ...
-            self._finish("Failed", f"ClientError: could not start {contract.argv[0]!r}: {exc}",
-                         exit_code=None)
+        self._deadline = self.start_time + trainer.max_runtime_seconds
+        failed = self._group.start()
+        for index, (other, contract, plan) in enumerate(
+                zip(self.other_hosts, contracts[1:], self.plans[1:]), start=1):
+            if failed is not None:
+                break
+            self._started_others.append(other)
+            failed = other.start(contract, plan, trainer.source_dir, channel_sources,
+                                 self.trial_dir, (index, len(self.hosts)), sharded)
+        if failed is not None:
+            self._stop_all()
+            self._finish("Failed", self._reason(failed), exit_code=None)
 
     def advance(self, poll_seconds: float = 0.5) -> Progress:
         """Blocks until the next objective data point or the end of the job."""
         if self._record is not None:
             return Progress(record=self._record)
+        lead = self._group.lead
         while True:
             if self._pending:
                 return Progress(point=self._pending.pop(0))
-            if time.time() >= self._deadline:
-                self._process.stop(STOP_GRACE_SECONDS)
+            now = time.time()
+            if now >= self._deadline:
+                self._stop_all()
                 limit = self.spec.trainer.max_runtime_seconds
                 return Progress(record=self._finish(
                     "Failed", f"MaxRuntimeExceeded: the training job ran longer than "
                               f"trainer.max_runtime_seconds={limit} and was stopped",
-                    exit_code=self._process.poll()))
+                    exit_code=lead.poll()))
+            if now >= self._next_check:
+                self._next_check = now + CHECK_OTHERS_SECONDS
+                failed = self._failed_elsewhere()
+                if failed is not None:
+                    self._stop_all()
+                    return Progress(record=self._finish("Failed", self._reason(failed),
+                                                        exit_code=failed.exit_code))
             try:
-                line = self._process.next_line(timeout=min(poll_seconds, self._deadline - time.time()))
+                line = lead.next_line(timeout=min(poll_seconds, self._deadline - now))
             except EOFError:
-                return Progress(record=self._finish_after_exit())
+                return Progress(record=self._finish_after_lead_exit())
             if line is None:
                 continue
             for point in self.parser.feed(line.text, line.timestamp):
@@ -162,21 +222,62 @@ class LocalTrainingJob:
     def stop(self, reason: str = "Stopped by the tuning job") -> TrainingJobRecord:
         """Stops the job (early stopping, user stop); status Stopped, last metrics kept."""
         if self._record is None:
-            code = self._process.stop(STOP_GRACE_SECONDS) if self._process else None
+            code = self._stop_all()
             self._finish("Stopped", reason, exit_code=code)
         return self._record
 
+    # -- hosts -----------------------------------------------------------------------------
+
+    def _failed_elsewhere(self) -> HostExit | None:
+        """A failed process other than algo-1's lead: on algo-1 or on another host."""
+        for exit_ in [self._group.poll(include_lead=False)] + [
+                h.poll() for h in self._started_others]:
+            if exit_ is not None and exit_.exit_code != 0:
+                return exit_
+        return None
+
+    def _stop_all(self) -> int | None:
+        """Stops every host at once (SIGTERM everywhere, then one grace period)."""
+        for other in self._started_others:
+            other.terminate()
+        code = None
+        if self._group is not None:
+            self._group.stop(STOP_GRACE_SECONDS)
+            code = self._group.lead.poll()
+        for other in self._started_others:
+            other.stop(STOP_GRACE_SECONDS)
+        return code
+
+    def _reason(self, exit_: HostExit) -> str:
+        reason = exit_.reason or f"AlgorithmError: exit code {exit_.exit_code}"
+        if len(self.hosts) == 1 and exit_.log_name == f"{self.host}.log":
+            return reason
+        return f"{exit_.host} ({exit_.log_name}): {reason}"[:1024]
+
     # -- ending ----------------------------------------------------------------------------
 
-    def _finish_after_exit(self) -> TrainingJobRecord:
-        code = self._process.wait()
+    def _finish_after_lead_exit(self) -> TrainingJobRecord:
+        code = self._group.lead.wait()
         if code != 0:
-            reason = failure_reason(code, self.base_dir / "output" / "failure",
-                                    list(self._process.stderr_tail))
-            return self._finish("Failed", reason, exit_code=code)
+            failed = self._group.poll()
+            self._stop_all()
+            return self._finish("Failed", self._reason(failed), exit_code=code)
+        # The master is done: the other processes get a grace period to end on their own.
+        until = min(self._deadline, time.time() + OTHER_HOSTS_GRACE_SECONDS)
+        while time.time() < until:
+            failed = self._failed_elsewhere()
+            if failed is not None:
+                self._stop_all()
+                return self._finish("Failed", self._reason(failed), exit_code=failed.exit_code)
+            if self._group.poll() is not None and all(
+                    h.poll() is not None for h in self._started_others):
+                break
+            time.sleep(0.1)
+        self._stop_all()
         missing = self.parser.series[self.objective_name]
         if not missing.points:
-            lines = "\n".join(list(self._process.last_lines)[-10:]) or "(the job printed nothing)"
+            lines = "\n".join(list(self._group.lead.last_lines)[-10:]) or \
+                "(the job printed nothing)"
             reason = (f"ObjectiveMetricNeverMatched: the objective metric {missing.name!r} never "
                       f"matched its regex {missing.regex!r} in the job's output; last log lines:\n"
                       f"{lines}")
@@ -187,12 +288,13 @@ class LocalTrainingJob:
     def _finish(self, status: str, reason: str | None, exit_code: int | None,
                 model_artifact: str | None = None) -> TrainingJobRecord:
         end = time.time()
-        if self._process is not None:
-            self._process.close()
+        if self._group is not None:
+            self._group.close()
         if self._metrics_file is not None:
             self._metrics_file.close()
             self._metrics_file = None
         series = self.parser.series[self.objective_name]
+        gpus = [list(self.gpu_ids)] + [list(h.gpu_ids) for h in self.other_hosts]
         self._record = TrainingJobRecord(
             trial_number=self.assignment.trial_number,
             training_job_name=self.assignment.training_job_name,
@@ -207,8 +309,9 @@ class LocalTrainingJob:
             exit_code=exit_code,
             log_path=str(self.log_path),
             model_artifact=model_artifact,
-            hosts=[self.host],
+            hosts=list(self.hosts),
             num_cpus=self.num_cpus,
-            gpu_ids=list(self.gpu_ids),
+            gpu_ids=gpus[0] if len(self.hosts) == 1 else [
+                f"{host}:{gpu}" for host, ids in zip(self.hosts, gpus) for gpu in ids],
         )
         return self._record

@@ -69,12 +69,37 @@ def _link_channel(path: Path, source: Path, name: str) -> None:
         (path / source.name).symlink_to(source)
 
 
+def shard_files(source: Path, index: int, count: int) -> list[Path]:
+    """ShardedByS3Key: host `index` of `count` gets every count-th file (sorted by key)."""
+    files = sorted(p for p in Path(source).rglob("*") if p.is_file())
+    return files[index::count]
+
+
+def _link_shard(path: Path, source: Path, name: str, index: int, count: int) -> None:
+    """input/data/<name> as a folder of links to this host's share of source's files."""
+    source = Path(source).resolve()
+    if not source.is_dir():
+        raise FileNotFoundError(f"channel {name!r}: ShardedByS3Key needs a folder of files, "
+                                f"{source} is not one")
+    if path.is_symlink():
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    for file in shard_files(source, index, count):
+        link = path / file.relative_to(source)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(file)
+
+
 def materialize(contract: HostContract, source_dir: Path,
-                channel_sources: dict[str, Path]) -> None:
+                channel_sources: dict[str, Path], shard: tuple[int, int] | None = None,
+                sharded: frozenset[str] = frozenset()) -> None:
     """Creates contract's tree under its base_dir: dirs, config files, code/, channel links.
 
     `channel_sources` maps a channel to its local data; channels not listed get an empty
-    input/data/<channel> directory (for a downloader to fill).
+    input/data/<channel> directory (for a downloader to fill). Channels in `sharded` get
+    only this host's share (`shard` = (host index, host count)) of their files.
     """
     base = Path(contract.base_dir)
     if not base.is_absolute():
@@ -104,4 +129,8 @@ def materialize(contract: HostContract, source_dir: Path,
     shutil.copytree(source_dir, _inside(base, "code"), ignore=_IGNORED_SOURCES,
                     dirs_exist_ok=True)
     for rel, name in channel_dirs.items():
-        _link_channel(_inside(base, rel, follow_last=False), channel_sources[name], name)
+        target = _inside(base, rel, follow_last=False)
+        if name in sharded and shard is not None and shard[1] > 1:
+            _link_shard(target, channel_sources[name], name, *shard)
+        else:
+            _link_channel(target, channel_sources[name], name)
