@@ -51,9 +51,16 @@ def live_processes_of(job_names) -> list[int]:
 
 
 def test_two_host_data_parallel_trial_all_reduces_over_gloo(ray_session, write_space, tmp_path):
-    spec = load_spec(write_space(dist_space(
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(5):
+        (shards / f"part-{i}.npz").write_bytes(b"x")
+    space = dist_space(
         "ddp", "data_parallel", {"action": {"type": "categorical", "values": ["allreduce"]}},
-        processes_per_host=2, cpus_per_host=2)))
+        processes_per_host=2, cpus_per_host=2)
+    space["channels"] = {"train": {"uri": str(shards), "distribution": "ShardedByS3Key"},
+                         "test": str(shards)}
+    spec = load_spec(write_space(space))
     launch(spec, tmp_path / "exp", dashboard=False)
     (row,) = [r for _, r in hpt.load_experiment("ddp", tmp_path / "exp").iterrows()]
     assert row["TrainingJobStatus"] == "Completed", row["FailureReason"]
@@ -66,6 +73,12 @@ def test_two_host_data_parallel_trial_all_reduces_over_gloo(ray_session, write_s
     assert all(json.loads(s["SM_FRAMEWORK_PARAMS"])["sagemaker_mpi_enabled"] for s in seen)
     assert len({s["MASTER_PORT"] for s in seen}) == 1 and seen[0]["MASTER_PORT"] != "7777"
     assert all(s["OMP_NUM_THREADS"] == "1" for s in seen)  # 2 CPUs shared by 2 processes
+    # ShardedByS3Key: each host a disjoint share of the files; FullyReplicated: all of them.
+    shares = {s["SM_CURRENT_HOST"]: s["channel_files"] for s in seen}
+    assert shares == {"algo-1": ["part-0.npz", "part-2.npz", "part-4.npz"],
+                      "algo-2": ["part-1.npz", "part-3.npz"]}
+    test_channel = Path(row["LogPath"]).parent / "algo-2" / "input" / "data" / "test"
+    assert len(list(test_channel.iterdir())) == 5
     trial = Path(row["LogPath"]).parent
     assert {p.name for p in trial.glob("*.log")} == {
         "algo-1.log", "algo-1.rank1.log", "algo-2.log", "algo-2.rank3.log"}
@@ -152,3 +165,16 @@ def test_fake_gpus_are_never_shared_and_ports_never_reused_by_concurrent_trials(
                 assert not a[2] & b[2], (a, b)
                 assert a[3] != b[3], (a, b)
     assert overlapping > 0  # the job did run trials side by side
+
+
+def test_torchrun_trial_runs_one_launcher_per_host(ray_session, write_space, tmp_path):
+    spec = load_spec(write_space(dist_space(
+        "torchrun", "torchrun", {"action": {"type": "categorical", "values": ["allreduce"]}})))
+    launch(spec, tmp_path / "exp", dashboard=False)
+    (row,) = [r for _, r in hpt.load_experiment("torchrun", tmp_path / "exp").iterrows()]
+    assert row["TrainingJobStatus"] == "Completed", row["FailureReason"]
+    seen = seen_files(row)
+    assert sorted(s["RANK"] for s in seen) == ["0", "1"]  # set by torchrun, not by hpt
+    assert all(s["allreduce"] == 3.0 for s in seen)
+    assert all(json.loads(s["SM_FRAMEWORK_PARAMS"]) == {"sagemaker_torch_distributed_enabled": True}
+               for s in seen)

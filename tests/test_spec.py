@@ -288,6 +288,16 @@ CASES = [
 ]
 
 
+def test_torchrun_needs_a_python_entry_point(project):
+    (project / "trainers" / "cnn" / "run.sh").write_text("echo hi\n")
+    problems = problems_of(write(project, mutate(VALID, {
+        "trainer.distribution": "torchrun", "trainer.entry_point": "run.sh"})))
+    assert problems == ["spaces/space.yaml: trainer.entry_point: must be a Python script for "
+                        "distribution: torchrun (got 'run.sh'); torchrun starts `python "
+                        "<entry_point>` on every process, use a .py entry point or another "
+                        "distribution"]
+
+
 @pytest.mark.parametrize("changes, path, phrase", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_each_rule_reports_one_line_with_file_path_and_fix(project, changes, path, phrase):

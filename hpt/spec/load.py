@@ -197,6 +197,12 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
                       f"{early_stopping}); remove early_stopping, or use strategy: bayesian"))
 
     trainer = values.get("trainer")
+    if trainer is not None and trainer.distribution == "torchrun" \
+            and not trainer.entry_point.endswith(".py"):
+        found.append((("trainer", "entry_point"),
+                      f"must be a Python script for distribution: torchrun (got "
+                      f"{trainer.entry_point!r}); torchrun starts `python <entry_point>` on "
+                      f"every process, use a .py entry point or another distribution"))
     if values.get("runtime") == "sagemaker" and trainer is not None \
             and trainer.instance_type == "local":
         found.append((("trainer", "instance_type"),
