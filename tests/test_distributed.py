@@ -178,3 +178,16 @@ def test_torchrun_trial_runs_one_launcher_per_host(ray_session, write_space, tmp
     assert all(s["allreduce"] == 3.0 for s in seen)
     assert all(json.loads(s["SM_FRAMEWORK_PARAMS"]) == {"sagemaker_torch_distributed_enabled": True}
                for s in seen)
+
+
+def test_a_multi_host_trial_past_its_max_runtime_is_stopped_on_every_host(
+        ray_session, write_space, tmp_path):
+    spec = load_spec(write_space(dist_space(
+        "timeout", "parameter_server", {"action": {"type": "categorical", "values": ["hang"]}},
+        max_runtime_seconds=3)))
+    launch(spec, tmp_path / "exp", dashboard=False)
+    (row,) = [r for _, r in hpt.load_experiment("timeout", tmp_path / "exp").iterrows()]
+    assert row["TrainingJobStatus"] == "Failed"
+    assert row["FailureReason"].startswith("MaxRuntimeExceeded")
+    time.sleep(0.5)
+    assert live_processes_of([row["TrainingJobName"]]) == []

@@ -4,6 +4,7 @@
 --action ps        : torch.distributed.rpc: every worker adds its rank to a counter held by
                      each parameter server (role from TF_CONFIG); the chief reads the totals
 --action sleep     : sleep --seconds (fake-GPU placement tests), print the objective
+--action hang      : sleep on every host (max_runtime_seconds tests)
 --action wait_kill : the last host writes its pid to output/pid and sleeps (to be SIGKILLed)
 
 The chief (rank 0, or the only process) prints `val_acc=1.0` when the collective gave the
@@ -86,6 +87,8 @@ elif args.action == "ps":
     rpc.shutdown()  # graceful: waits for every process's outstanding work
 elif args.action == "sleep":
     time.sleep(args.seconds)
+elif args.action == "hang":
+    time.sleep(3600)
 elif args.action == "wait_kill":
     if env["SM_CURRENT_HOST"] == json.loads(env["SM_HOSTS"])[-1]:
         with open(os.path.join(env["SM_OUTPUT_DIR"], "pid"), "w") as f:
