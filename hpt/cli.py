@@ -38,14 +38,12 @@ def cmd_launch(args) -> int:
     if spec.runtime != "local":
         raise UserError(f"{args.space}: runtime: {spec.runtime} is not available in this version "
                         f"of hpt; use runtime: local (or --runtime local)")
-    if args.resume:
-        raise UserError("--resume is not available in this version of hpt; launch under a new "
-                        "--name instead")
     from hpt.launch import launch  # imports Ray: only for the command that needs it
     from hpt.experiment.table import experiments_dir
 
     root = experiments_dir(args.experiments_dir)
-    result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard)
+    result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard,
+                    resume=args.resume)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
         "HPT_EXPERIMENTS_DIR") else str(result.experiment_dir))
@@ -63,7 +61,37 @@ def cmd_launch(args) -> int:
     else:
         print("No training job completed: see FailureReason in the table "
               f"(hpt report {spec.name})")
+    if result.end_reason in ("Interrupted", "Stopped"):
+        print(f"Stopped before its end: `hpt launch {args.space} --resume` continues it")
+        if result.end_reason == "Interrupted":
+            return 130
     return result.exit_code
+
+
+def cmd_stop(args) -> int:
+    import time
+
+    from hpt.experiment.store import JOURNAL, STOP_FILE, read_journal
+    from hpt.experiment.table import resolve_experiment
+    from hpt.report import run_state
+
+    root = resolve_experiment(args.name, args.experiments_dir)
+    status, reason, _ = run_state(list(read_journal(root / JOURNAL)))
+    if status != "InProgress":
+        print(f"{args.name}: not running ({status}, {reason}); nothing to stop", file=sys.stderr)
+        return 1
+    (root / STOP_FILE).write_text(f"requested by pid {os.getpid()} at {time.time()}\n")
+    print(f"{args.name}: stop requested; waiting for its launcher to stop the running trials")
+    deadline = time.time() + args.wait
+    while time.time() < deadline:
+        status, reason, _ = run_state(list(read_journal(root / JOURNAL)))
+        if status != "InProgress":
+            print(f"{args.name}: {status} ({reason}); `hpt launch ... --resume` continues it")
+            return 0
+        time.sleep(0.5)
+    print(f"{args.name}: still stopping after {args.wait:g}s; check `hpt status {args.name}`",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_status(args) -> int:
@@ -142,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE")
     experiments_flag(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("stop", help="stop a running tuning job (trials Stopped, resumable)")
+    p.add_argument("name")
+    p.add_argument("--wait", type=float, default=120, metavar="SECONDS",
+                   help="how long to wait for the launcher to confirm (default 120)")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("best", help="the best trial's hyperparameters and model path, as JSON")
     p.add_argument("name")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +30,20 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from hpt.errors import UserError
-from hpt.experiment.store import ExperimentStore, read_journal
+from hpt.experiment.resume import JOB_END_PREFIX, ResumePlan, plan_resume, search_changes
+from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import build_table, trial_rows, write_table
 from hpt.report import best_trial
+from hpt import schedule
 from hpt.schedule import make_scheduler
-from hpt.search.searcher import OptunaSearcher, open_study
+from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
 from hpt.search.space import grid_size
 from hpt.trainable import TrainingJobTrainable
 from hpt.view import LaunchView
+
+
+# Retries of a training job whose host or Ray actor was lost (never of the script's failure).
+MAX_RETRIES = 2
 
 
 @dataclass
@@ -80,16 +88,17 @@ logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERRO
 class JournalCallback(tune.Callback):
     """Tune callback: trial events -> journal, table, live view."""
 
-    def __init__(self, store: ExperimentStore, spec, view: LaunchView):
+    def __init__(self, store: ExperimentStore, spec, view: LaunchView, control=None):
         self.store = store
         self.spec = spec
         self.view = view
+        self.control = control
         self.started: dict[str, float] = {}
 
     def __getstate__(self):
         # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
         # resumes from its own journal); open files and the terminal are not part of that state.
-        return {k: v for k, v in self.__dict__.items() if k not in ("store", "view")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("store", "view", "control")}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         cfg = trial.config
@@ -111,9 +120,16 @@ class JournalCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        record = last.get("hpt_record") or self._stopped_record(trial, last,
-                                                                 "Stopped by early stopping")
-        self._ended(record)
+        ending = self.control.end_reason if self.control is not None else None
+        reason = f"{JOB_END_PREFIX} ({ending})" if ending else "Stopped by early stopping"
+        self._ended(last.get("hpt_record") or self._stopped_record(trial, last, reason))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # Tune runs the training job again (its host or actor was lost): say so, then the
+        # next trial_started event begins the new attempt.
+        error = getattr(trial, "error_msg", None) or "the trial's Ray actor failed"
+        self.store.append("trial_retried", training_job_name=trial.config["training_job_name"],
+                          error=str(error)[:1024])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
@@ -170,27 +186,128 @@ def _close_unfinished(store: ExperimentStore, reason: str) -> None:
                 "gpu_ids": row.get("gpu_ids") or []})
 
 
+class JobControl(tune.Stopper):
+    """Ends the whole tuning job: `hpt stop` (a request file), Ctrl-C / SIGTERM, or a
+    completion criterion (the wrapped stopper). `end_reason` says which."""
+
+    def __init__(self, stop_file: Path, criteria: tune.Stopper | None = None):
+        self.stop_file = stop_file
+        self.criteria = criteria
+        self.end_reason: str | None = None
+
+    def __getstate__(self):  # pickled into tuner.pkl like the callback; see JournalCallback
+        return {"end_reason": self.end_reason}
+
+    def request_stop(self, reason: str) -> None:
+        self.end_reason = self.end_reason or reason
+
+    def __call__(self, trial_id, result) -> bool:
+        if self.criteria is not None and self.criteria(trial_id, result):
+            self.request_stop(getattr(self.criteria, "reason", None) or "CompletionCriteriaMet")
+        return False
+
+    def stop_all(self) -> bool:
+        if self.end_reason is None and self.stop_file.exists():
+            self.request_stop("Stopped")
+        if self.end_reason is None and self.criteria is not None and self.criteria.stop_all():
+            self.request_stop(getattr(self.criteria, "reason", None) or "CompletionCriteriaMet")
+        return self.end_reason is not None
+
+
+class _StopOnSignals:
+    """First Ctrl-C / SIGTERM: stop cleanly (trials Stopped, job resumable); second: abort."""
+
+    def __init__(self, control: JobControl):
+        self.control = control
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig, reason in ((signal.SIGINT, "Interrupted"), (signal.SIGTERM, "Stopped")):
+                self.saved[sig] = signal.signal(sig, self._handler(sig, reason))
+        return self
+
+    def _handler(self, sig, reason):
+        def handle(signum, frame):
+            self.control.request_stop(reason)
+            signal.signal(sig, self.saved[sig])  # a second signal acts as usual
+        return handle
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def _prepare_resume(store: ExperimentStore, spec, root: Path) -> ResumePlan:
+    if not store.exists():
+        raise UserError(f"{root}: there is no tuning job named {spec.name!r} to resume; "
+                        f"launch it without --resume")
+    changed = search_changes(store.read_spec(), spec.to_frozen_dict())
+    if changed:
+        raise UserError(f"{spec.source_path}: {', '.join(changed)}: differ from the tuning job "
+                        f"being resumed ({root / 'spec.json'}); a resumed job keeps its search "
+                        f"space, objective and strategy: undo the change, or launch under a "
+                        f"new --name")
+    return plan_resume(trial_rows(list(read_journal(store.journal_path))))
+
+
+def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each parent's completed training jobs (read before anything is created)."""
+    parents = {}
+    for i, name in enumerate(spec.warm_start.parents):
+        journal = Path(experiments_dir) / name / "journal.jsonl"
+        if not journal.is_file():
+            raise UserError(f"{spec.source_path}: warm_start.parents[{i}]: no tuning job "
+                            f"{name!r} in {Path(experiments_dir).resolve()}; launch it first "
+                            f"or fix the name")
+        parents[name] = [r for r in trial_rows(list(read_journal(journal)))
+                         if r["status"] == "Completed" and r.get("objective_value") is not None]
+    return parents
+
+
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
-           stream=None) -> LaunchResult:
-    """Runs a whole tuning job and returns where its table is and how it ended."""
+           stream=None, resume: bool = False) -> LaunchResult:
+    """Runs a whole tuning job (or resumes one) and returns where its table is and how it ended."""
     root = Path(experiments_dir).resolve() / spec.name
     store = ExperimentStore(root)
-    if store.exists():
-        raise UserError(f"{root}: a tuning job named {spec.name!r} already exists; "
-                        f"pass --name NEW_NAME to start another one, or --resume to continue it")
     max_trials = max_trials_of(spec)
+    if resume:
+        plan = _prepare_resume(store, spec, root)
+    else:
+        if store.exists():
+            raise UserError(f"{root}: a tuning job named {spec.name!r} already exists; pass "
+                            f"--name NEW_NAME to start another one, or --resume to continue it")
+        parents = _warm_start_parents(spec, experiments_dir) if spec.warm_start else {}
+        plan = ResumePlan(done=0, replay=(), next_number=1)
     store.create(spec.to_frozen_dict())
+    control = JobControl(root / STOP_FILE, schedule.make_stopper(spec)
+                         if hasattr(schedule, "make_stopper") else None)
+    (root / STOP_FILE).unlink(missing_ok=True)  # an old request must not stop this run
     began = time.time()
-    store.append("job_started", name=spec.name, max_trials=max_trials,
-                 max_parallel=spec.limits.max_parallel, strategy=spec.strategy, seed=spec.seed)
-    view = LaunchView(spec.name, max_trials, spec.objective.type == "maximize", stream=stream)
+    store.append("job_resumed" if resume else "job_started", name=spec.name,
+                 max_trials=max_trials, max_parallel=spec.limits.max_parallel,
+                 strategy=spec.strategy, seed=spec.seed, pid=os.getpid(),
+                 lost=[c["training_job_name"] for c in plan.replay])
+    to_run = len(plan.replay) + max(0, max_trials - plan.done - len(plan.replay))
+    view = LaunchView(spec.name, plan.done + to_run, spec.objective.type == "maximize",
+                      stream=stream)
+    if plan.replay:
+        view.print(f"Resuming {spec.name}: {plan.done} training jobs kept, "
+                   f"{len(plan.replay)} lost ones run again: "
+                   f"{', '.join(c['training_job_name'] for c in plan.replay)}")
 
     dashboard_url = ensure_ray(address, dashboard)
     if dashboard_url:
         view.print(f"Ray dashboard: {dashboard_url} (token auth: the token is in "
                    f"~/.ray/auth_token)")
     study = open_study(spec, store.study_path)
-    searcher = OptunaSearcher(spec, study, max_trials)
+    fail_orphans(study)
+    if not resume and spec.warm_start:
+        seeded = seed_from_parents(study, spec, parents)
+        view.print(f"Warm start: {seeded} completed training jobs of "
+                   f"{', '.join(spec.warm_start.parents)} seed the search")
+    searcher = OptunaSearcher(spec, study, max_trials, done=plan.done, replay=plan.replay,
+                              next_number=plan.next_number)
     trainer = spec.trainer
     resources = tune.PlacementGroupFactory(
         [{"CPU": trainer.cpus_per_host, "GPU": trainer.gpus_per_host}] * trainer.instance_count)
@@ -201,32 +318,31 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=make_scheduler(spec), num_samples=max_trials,
+            search_alg=searcher, scheduler=make_scheduler(spec), num_samples=max(1, to_run),
             max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True,
             time_budget_s=spec.limits.max_runtime_seconds),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=str(root / ".tune"), verbose=0,
-            callbacks=[JournalCallback(store, spec, view)],
-            failure_config=tune.FailureConfig(max_failures=0),
+            name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
+            callbacks=[JournalCallback(store, spec, view, control)],
+            # A lost host or actor (never the script's own failure) is retried twice.
+            failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
             # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
-    view.print(f"Tuning job {spec.name}: up to {max_trials} training jobs, "
+    view.print(f"Tuning job {spec.name}: up to {plan.done + to_run} training jobs, "
                f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}; "
                f"experiment folder {root}")
-    end_reason = "MaxNumberOfTrainingJobsReached"
     try:
-        with view:
-            tuner.fit()
-    except KeyboardInterrupt:
-        end_reason = "Interrupted"
-        raise
+        if to_run:
+            with view, _StopOnSignals(control):
+                tuner.fit()
     finally:
         elapsed = time.time() - began
-        if end_reason == "MaxNumberOfTrainingJobsReached" and spec.limits.max_runtime_seconds \
+        end_reason = control.end_reason or "MaxNumberOfTrainingJobsReached"
+        if not control.end_reason and spec.limits.max_runtime_seconds \
                 and elapsed >= spec.limits.max_runtime_seconds:
             end_reason = "MaxRuntimeExceeded"
-        _close_unfinished(store, f"Stopped: the tuning job ended ({end_reason})")
+        _close_unfinished(store, f"{JOB_END_PREFIX} ({end_reason})")
         df = rebuild_table(store, spec)
         counts = df["TrainingJobStatus"].value_counts().to_dict()
         best = best_trial(root)

@@ -53,22 +53,56 @@ def best_trial(name_or_path: str | os.PathLike,
     }
 
 
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not a running launcher
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def run_state(events: list[dict[str, Any]]) -> tuple[str, str | None, dict[str, Any]]:
+    """(status, end reason, the latest job_started/job_resumed event) of a tuning job.
+
+    Status as SageMaker names a tuning job's: InProgress while its launcher runs, Completed
+    or Stopped once it ended; a launcher that died without ending the job leaves it
+    Stopped with reason LauncherLost (`hpt launch --resume` continues it).
+    """
+    starts = [i for i, e in enumerate(events) if e["event"] in ("job_started", "job_resumed")]
+    if not starts:
+        return "InProgress", None, {}
+    start = events[starts[-1]]
+    ended = next((e for e in events[starts[-1]:] if e["event"] == "job_ended"), None)
+    if ended is not None:
+        stopped = ended["reason"] in ("Stopped", "Interrupted")
+        return ("Stopped" if stopped else "Completed"), ended["reason"], start
+    if _pid_alive(start.get("pid")):
+        return "InProgress", None, start
+    return "Stopped", "LauncherLost", start
+
+
 def job_status(name_or_path: str | os.PathLike,
                experiments_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Counts by status, best so far, running trials, and how the job ended (if it did)."""
     root = resolve_experiment(name_or_path, experiments_dir)
     df = load_table(root)
-    events = list(read_journal(root / JOURNAL))
-    started = next((e for e in events if e["event"] == "job_started"), {})
-    ended = next((e for e in reversed(events) if e["event"] == "job_ended"), None)
+    status, reason, started = run_state(list(read_journal(root / JOURNAL)))
     return {
         "TuningJobName": _spec_of(root)["name"],
-        "Status": "Completed" if ended else "InProgress",
-        "EndReason": ended["reason"] if ended else None,
+        "Status": status,
+        "EndReason": reason,
         "MaxTrials": started.get("max_trials"),
         "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
         "Best": best_trial(root),
-        "Running": df.loc[df["TrainingJobStatus"] == "InProgress", "TrainingJobName"].tolist(),
+        "Running": df.loc[df["TrainingJobStatus"] == "InProgress", "TrainingJobName"].tolist()
+        if status == "InProgress" else [],
         "ExperimentDir": str(root),
     }
 

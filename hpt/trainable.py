@@ -14,6 +14,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from hpt.experiment.store import archive_attempt
 from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
 from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
@@ -21,6 +22,10 @@ from hpt.search.searcher import OBJECTIVE, STATUS
 from hpt.spec import Spec
 
 RECORD = "hpt_record"
+
+
+class HostLostError(RuntimeError):
+    """A host of the training job was lost (its Ray actor or node died)."""
 
 
 class TrainingJobTrainable(tune.Trainable):
@@ -35,13 +40,14 @@ class TrainingJobTrainable(tune.Trainable):
         self.other_hosts = tuple(
             RayHost(index, trainer.cpus_per_host, trainer.gpus_per_host, self.port_count)
             for index in range(1, trainer.instance_count))
-        self._start(config)
+        self.pending_config = config
 
     def _start(self, config) -> None:
         assignment = TrialAssignment(config["trial_number"], config["training_job_name"],
                                      dict(config["hyperparameters"]))
         trial_dir = self.experiment_dir / assignment.training_job_name
         trial_dir.mkdir(parents=True, exist_ok=True)
+        archive_attempt(trial_dir)  # a retry or a resumed job's re-run keeps the earlier files
         gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
         num_cpus = max(1, math.ceil(self.spec.trainer.cpus_per_host))
         self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids,
@@ -50,10 +56,19 @@ class TrainingJobTrainable(tune.Trainable):
         self.job.start()
 
     def step(self):
+        # The job starts at the first step, not in setup()/reset_config(): Tune may set up an
+        # actor for a trial and then run the trial on another (reused) one; only the actor
+        # that steps a trial may run its training job.
+        if self.pending_config is not None:
+            config, self.pending_config = self.pending_config, None
+            self._start(config)
         progress = self.job.advance()
         if progress.point is not None:
             return {OBJECTIVE: progress.point.value, "objective_step": progress.point.step}
         record = progress.record
+        if record.infrastructure_failure:
+            # hpt's or the machine's failure, not the script's: raising lets Tune retry it.
+            raise HostLostError(record.failure_reason)
         result = {"objective_step": record.objective_steps, STATUS: record.status,
                   RECORD: record.to_json(), "done": True}
         if record.objective_value is not None:
@@ -72,7 +87,8 @@ class TrainingJobTrainable(tune.Trainable):
     def reset_config(self, new_config):
         # Actor reuse: the next training job starts in this warm actor (and its host actors).
         self._stop_job()
+        self.job = None
         for host in self.other_hosts:
             host.refresh_ports(self.port_count)
-        self._start(new_config)
+        self.pending_config = new_config
         return True

@@ -58,6 +58,8 @@ def test_launch_status_report_best_through_the_cli(ray_session, write_space, tmp
     assert "Best training job: cli-job-" in done.stdout
     assert str(exp / "cli-job" / "table.parquet") in done.stdout
     assert done.stdout.count("Completed") >= 3  # one line per finished trial
+    # Each training job ran exactly once (an actor Tune set up but did not use runs nothing).
+    assert not list(exp.glob("cli-job/*/attempt-*"))
 
     again = hpt("launch", space, "--experiments-dir", exp, "--address", address)
     assert again.returncode == 2 and "already exists" in again.stderr

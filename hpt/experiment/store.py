@@ -21,6 +21,8 @@ from typing import Any, Iterator
 JOURNAL = "journal.jsonl"
 SPEC = "spec.json"
 STUDY = "optuna.journal"
+# `hpt stop NAME` writes this file into the experiment folder; the launcher watches for it.
+STOP_FILE = "stop-requested"
 
 
 def training_job_name(tuning_job: str, trial_number: int, hyperparameters: dict[str, Any],
@@ -70,6 +72,9 @@ class ExperimentStore:
         with self._lock:
             if self._journal is None:
                 self._journal = open(self.journal_path, "ab", buffering=0)
+                if _ends_torn(self.journal_path):
+                    # A crash mid-write left half a line: end it, so this event stands alone.
+                    self._journal.write(b"\n")
             self._journal.write(line)
             os.fsync(self._journal.fileno())
         return record
@@ -79,6 +84,30 @@ class ExperimentStore:
             if self._journal is not None:
                 self._journal.close()
                 self._journal = None
+
+
+def _ends_torn(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
+def archive_attempt(trial_dir: Path) -> Path | None:
+    """Before a training job runs again (retry, resume), its earlier files move to
+    `attempt-<k>/` inside its folder: nothing of the earlier attempt is lost."""
+    earlier = [p for p in Path(trial_dir).iterdir() if not p.name.startswith("attempt-")] \
+        if Path(trial_dir).is_dir() else []
+    if not earlier:
+        return None
+    k = 1 + sum(1 for p in Path(trial_dir).glob("attempt-*"))
+    target = Path(trial_dir) / f"attempt-{k}"
+    target.mkdir()
+    for path in earlier:
+        os.replace(path, target / path.name)
+    return target
 
 
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:

@@ -31,6 +31,7 @@ HPT_COLUMNS = [
     "GpuIds",
     "LogPath",
     "ModelArtifact",
+    "Retries",
 ]
 
 
@@ -59,7 +60,11 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kind = ev.get("event")
         name = ev.get("training_job_name")
         if kind == "trial_started":
+            # A training job started again (a retry, or a resumed job's re-run) starts over;
+            # the count of earlier attempts stays.
+            retries = trials[name]["retries"] + 1 if name in trials else 0
             trials[name] = {
+                "retries": retries,
                 "trial_number": ev["trial_number"], "training_job_name": name,
                 "hyperparameters": ev.get("hyperparameters", {}), "status": "InProgress",
                 "start_time": ev["time"], "final_metrics": {}, "objective_value": None,
@@ -96,6 +101,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
             "GpuIds": ",".join(t.get("gpu_ids") or []) or None,
             "LogPath": t.get("log_path"),
             "ModelArtifact": t.get("model_artifact"),
+            "Retries": t.get("retries", 0),
         })
         for metric in metric_names:
             row[_metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)

@@ -28,6 +28,7 @@ class HostExit:
     exit_code: int | None  # None: a process could not be started
     reason: str | None
     log_name: str
+    infrastructure: bool = False  # hpt's or the machine's failure (retried), not the script's
 
 
 def free_ports(count: int, ip: str = "127.0.0.1") -> tuple[int, ...]:

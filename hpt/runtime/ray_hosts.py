@@ -110,4 +110,5 @@ class RayHost:
         except ray.exceptions.RayActorError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return HostExit(self.host, None, f"InternalServerError: the Ray actor running "
-                                             f"{self.host} was lost: {first}", self.log_name)
+                                             f"{self.host} was lost: {first}", self.log_name,
+                            infrastructure=True)

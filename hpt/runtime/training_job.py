@@ -62,6 +62,7 @@ class TrainingJobRecord:
     hosts: list[str] = field(default_factory=list)
     num_cpus: int = 1
     gpu_ids: list[str] = field(default_factory=list)
+    infrastructure_failure: bool = False  # a lost host: retried by the tuning job
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -181,7 +182,8 @@ class LocalTrainingJob:
                                  self.trial_dir, (index, len(self.hosts)), sharded)
         if failed is not None:
             self._stop_all()
-            self._finish("Failed", self._reason(failed), exit_code=None)
+            self._finish("Failed", self._reason(failed), exit_code=None,
+                         infrastructure=failed.infrastructure)
 
     def advance(self, poll_seconds: float = 0.5) -> Progress:
         """Blocks until the next objective data point or the end of the job."""
@@ -204,8 +206,9 @@ class LocalTrainingJob:
                 failed = self._failed_elsewhere()
                 if failed is not None:
                     self._stop_all()
-                    return Progress(record=self._finish("Failed", self._reason(failed),
-                                                        exit_code=failed.exit_code))
+                    return Progress(record=self._finish(
+                        "Failed", self._reason(failed), exit_code=failed.exit_code,
+                        infrastructure=failed.infrastructure))
             try:
                 line = lead.next_line(timeout=min(poll_seconds, self._deadline - now))
             except EOFError:
@@ -268,7 +271,8 @@ class LocalTrainingJob:
             failed = self._failed_elsewhere()
             if failed is not None:
                 self._stop_all()
-                return self._finish("Failed", self._reason(failed), exit_code=failed.exit_code)
+                return self._finish("Failed", self._reason(failed), exit_code=failed.exit_code,
+                                    infrastructure=failed.infrastructure)
             if self._group.poll() is not None and all(
                     h.poll() is not None for h in self._started_others):
                 break
@@ -286,7 +290,8 @@ class LocalTrainingJob:
         return self._finish("Completed", None, exit_code=code, model_artifact=str(archive))
 
     def _finish(self, status: str, reason: str | None, exit_code: int | None,
-                model_artifact: str | None = None) -> TrainingJobRecord:
+                model_artifact: str | None = None,
+                infrastructure: bool = False) -> TrainingJobRecord:
         end = time.time()
         if self._group is not None:
             self._group.close()
@@ -313,5 +318,6 @@ class LocalTrainingJob:
             num_cpus=self.num_cpus,
             gpu_ids=gpus[0] if len(self.hosts) == 1 else [
                 f"{host}:{gpu}" for host, ids in zip(self.hosts, gpus) for gpu in ids],
+            infrastructure_failure=infrastructure,
         )
         return self._record

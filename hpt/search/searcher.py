@@ -60,39 +60,66 @@ def open_study(spec, study_path: Path) -> optuna.Study:
     )
 
 
-class OptunaSearcher(Searcher):
-    """Suggests one SageMaker training job configuration per Tune trial."""
+# Optuna user attribute marking trials copied from a warm-start parent (never run here).
+PARENT_ATTR = "hpt_warm_start_parent"
 
-    def __init__(self, spec, study: optuna.Study, max_trials: int):
+
+class OptunaSearcher(Searcher):
+    """Suggests one SageMaker training job configuration per Tune trial.
+
+    On a resumed job, `done` trials already count toward max_trials and `replay` holds the
+    training jobs that were lost (running when the launcher died): they run again first,
+    under their own names and numbers. New training jobs are numbered from `next_number`.
+    """
+
+    def __init__(self, spec, study: optuna.Study, max_trials: int, *, done: int = 0,
+                 replay: tuple[dict[str, Any], ...] = (), next_number: int = 1):
         super().__init__(metric=OBJECTIVE, mode="max" if spec.objective.type == "maximize" else "min")
         self.spec = spec
         self.study = study
         self.max_trials = max_trials
         self.ranges = spec.hyperparameters
         self.distributions = build_distributions(self.ranges)
-        self._grid = (iter(itertools.product(*grid_points(self.ranges).values()))
-                      if spec.strategy == "grid" else None)
+        self._grid = self._grid_points() if spec.strategy == "grid" else None
         self._live: dict[str, optuna.trial.Trial] = {}
-        self._suggested = 0
+        self._suggested = done
+        self._replay = list(replay)
+        self._next_number = next_number
 
     def __getstate__(self):
         # Tune pickles the searcher into tuner.pkl (for Tuner.restore, unused by hpt): the
         # study lives in its journal file, and the live grid iterator and trials hold locks.
         return {k: v for k, v in self.__dict__.items() if k not in ("study", "_grid", "_live")}
 
+    def _grid_points(self):
+        """The grid's cross-product, without the points this study already asked (resume)."""
+        asked = {tuple(sorted(t.params.items())) for t in self.study.get_trials(deepcopy=False)
+                 if PARENT_ATTR not in t.user_attrs}
+        for point in itertools.product(*grid_points(self.ranges).values()):
+            params = encode_params(dict(zip(self.ranges, point)), self.ranges)
+            if tuple(sorted(params.items())) not in asked:
+                yield params
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self._replay:  # lost training jobs first, with the values they had
+            config = self._replay.pop(0)
+            self.study.enqueue_trial(encode_params(config["hyperparameters"], self.ranges))
+            self._live[trial_id] = self.study.ask(self.distributions)
+            self._suggested += 1
+            return dict(config)
         if self._suggested >= self.max_trials:
             return Searcher.FINISHED
         if self._grid is not None:
-            point = next(self._grid, None)
-            if point is None:
+            params = next(self._grid, None)
+            if params is None:
                 return Searcher.FINISHED
-            self.study.enqueue_trial(encode_params(dict(zip(self.ranges, point)), self.ranges))
+            self.study.enqueue_trial(params)
         trial = self.study.ask(self.distributions)
         self._live[trial_id] = trial
         self._suggested += 1
         values = decode_params(trial.params, self.ranges)
-        number = trial.number + 1  # SageMaker numbers training jobs from 1
+        number = self._next_number  # SageMaker numbers training jobs from 1
+        self._next_number += 1
         return {
             "trial_number": number,
             "training_job_name": training_job_name(self.spec.name, number, values, self.spec.seed),
@@ -101,11 +128,13 @@ class OptunaSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         # Tune's periodic experiment checkpoint. The trials themselves are durable in the
-        # study's journal; only the count of suggestions is searcher state.
-        Path(checkpoint_path).write_text(json.dumps({"suggested": self._suggested}))
+        # study's journal (hpt resumes from it, not from this file).
+        Path(checkpoint_path).write_text(json.dumps(
+            {"suggested": self._suggested, "next_number": self._next_number}))
 
     def restore(self, checkpoint_path: str) -> None:
-        self._suggested = json.loads(Path(checkpoint_path).read_text())["suggested"]
+        state = json.loads(Path(checkpoint_path).read_text())
+        self._suggested, self._next_number = state["suggested"], state["next_number"]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self._live.get(trial_id)
@@ -125,3 +154,49 @@ class OptunaSearcher(Searcher):
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
+
+
+def fail_orphans(study: optuna.Study) -> int:
+    """Trials asked by a launcher that died stay RUNNING forever: end them as FAIL."""
+    orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in orphans:
+        study.tell(number, state=TrialState.FAIL)
+    return len(orphans)
+
+
+def seed_from_parents(study: optuna.Study, spec, parents: dict[str, list[dict[str, Any]]]) -> int:
+    """Warm start: the parents' completed training jobs become finished trials of this study.
+
+    `parents` maps a parent tuning job to its completed rows (hyperparameters, objective).
+    identical_data_and_algorithm: every value is reused as is (a value outside this space's
+    ranges is an error). transfer_learning: only the hyperparameters both spaces have, and
+    only values inside this space's ranges, are used, as SageMaker documents.
+    """
+    distributions = build_distributions(spec.hyperparameters)
+    identical = spec.warm_start.type == "identical_data_and_algorithm"
+    added = 0
+    for parent, rows in parents.items():
+        for row in rows:
+            values = {k: v for k, v in row["hyperparameters"].items() if k in spec.hyperparameters}
+            if identical and set(values) != set(spec.hyperparameters):
+                continue
+            params, used = {}, {}
+            for name, value in values.items():
+                encoded = encode_params({name: value}, {name: spec.hyperparameters[name]})
+                for key, param in encoded.items():
+                    if _inside(distributions[key], param):
+                        params[key], used[key] = param, distributions[key]
+            if not params or (identical and len(params) != len(distributions)):
+                continue
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=used, value=float(row["objective_value"]),
+                user_attrs={PARENT_ATTR: f"{parent}/{row['training_job_name']}"}))
+            added += 1
+    return added
+
+
+def _inside(distribution, value) -> bool:
+    try:
+        return distribution._contains(distribution.to_internal_repr(value))
+    except (ValueError, TypeError):
+        return False

@@ -1,0 +1,45 @@
+"""Resuming a tuning job from its journal: what is kept, what runs again (pure functions).
+
+A training job counts as finished when it ended on its own: Completed, Failed, or Stopped by
+early stopping. A training job that was running when the launcher died (still InProgress in
+the journal) or that the end of the tuning job stopped (`hpt stop`, Ctrl-C, a completion
+criterion) did not get its chance: it is lost, and runs again first, under the same name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# The reason given to training jobs stopped because the tuning job ended.
+JOB_END_PREFIX = "Stopped: the tuning job ended"
+
+# Spec fields that define the search: a resumed job must keep them.
+_SEARCH_FIELDS = ("hyperparameters", "static_hyperparameters", "objective", "strategy",
+                  "strategy_config", "seed", "warm_start")
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    done: int  # finished training jobs: they count toward max_trials and are kept as they are
+    replay: tuple[dict[str, Any], ...]  # lost training jobs, to run again first
+    next_number: int  # the number of the next new training job
+
+
+def is_lost(row: dict[str, Any]) -> bool:
+    return row["status"] == "InProgress" or (
+        row["status"] == "Stopped" and (row.get("failure_reason") or "").startswith(JOB_END_PREFIX))
+
+
+def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:
+    """`rows` = `table.trial_rows(journal events)`, one per training job."""
+    lost = [r for r in rows if is_lost(r)]
+    replay = tuple({"trial_number": r["trial_number"], "training_job_name": r["training_job_name"],
+                    "hyperparameters": dict(r["hyperparameters"])} for r in lost)
+    next_number = 1 + max((r["trial_number"] for r in rows), default=0)
+    return ResumePlan(done=len(rows) - len(lost), replay=replay, next_number=next_number)
+
+
+def search_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The search-defining fields that differ between the stored spec and the new one."""
+    return [name for name in _SEARCH_FIELDS if stored.get(name) != new.get(name)]
