@@ -23,6 +23,8 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # hpt's view is the console output; Tune's legacy reporter at verbose=0 prints nothing (the
 # new output engine prints its configuration table regardless of verbosity).
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Ctrl-C is hpt's to handle (JobControl): trials end Stopped and the job stays resumable.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 # A local Ray binds 127.0.0.1 rather than the first network interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 

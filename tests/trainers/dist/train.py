@@ -4,6 +4,7 @@
 --action ps        : torch.distributed.rpc: every worker adds its rank to a counter held by
                      each parameter server (role from TF_CONFIG); the chief reads the totals
 --action sleep     : sleep --seconds (fake-GPU placement tests), print the objective
+--action lose_actor_once : first attempt waits for its Ray actor to be killed; a retry succeeds
 --action hang      : sleep on every host (max_runtime_seconds tests)
 --action wait_kill : the last host writes its pid to output/pid and sleeps (to be SIGKILLed)
 
@@ -87,6 +88,16 @@ elif args.action == "ps":
     rpc.shutdown()  # graceful: waits for every process's outstanding work
 elif args.action == "sleep":
     time.sleep(args.seconds)
+elif args.action == "lose_actor_once":
+    # First attempt: wait to have the Ray actor above us killed (the test does it); a retry
+    # finds the first attempt's files moved to attempt-1/ and succeeds.
+    trial_dir = os.path.dirname(env["SAGEMAKER_BASE_DIR"])
+    if not os.path.isdir(os.path.join(trial_dir, "attempt-1")):
+        with open(os.path.join(env["SM_OUTPUT_DIR"], "pid"), "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(3600)
+elif args.action == "crash":
+    sys.exit(3)
 elif args.action == "hang":
     time.sleep(3600)
 elif args.action == "wait_kill":

@@ -1,0 +1,225 @@
+"""Durability: kill -9 of the launcher then --resume, hpt stop, Ctrl-C, retries, warm start."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+import hpt
+from hpt.launch import launch
+from hpt.spec import load_spec
+from test_distributed import live_processes_of
+
+DIST = Path(__file__).parent / "trainers" / "dist"
+
+
+def sleepy_space(name, max_trials=6, seconds=(1.0, 2.0), action="sleep", **extra):
+    space = {
+        "name": name,
+        "trainer": {"source_dir": str(DIST), "entry_point": "train.py", "cpus_per_host": 1,
+                    "max_runtime_seconds": 60},
+        "hyperparameters": {"seconds": {"type": "continuous", "min": seconds[0],
+                                        "max": seconds[1]},
+                            "action": {"type": "categorical", "values": [action]}},
+        "objective": {"metric": "ok", "type": "maximize"},
+        "metric_definitions": [{"name": "ok", "regex": "val_acc=([0-9.]+)"}],
+        "strategy": "random",
+        "limits": {"max_trials": max_trials, "max_parallel": min(2, max_trials)},
+        "seed": 7,
+    }
+    space.update(extra)
+    return space
+
+
+def start_launcher(space_path, exp, address, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpt.cli", "launch", str(space_path), "--experiments-dir",
+         str(exp), "--address", address, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def events(exp, name):
+    path = Path(exp) / name / "journal.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def wait_for(predicate, timeout=90.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def counts(evs, kind):
+    return sum(1 for e in evs if e["event"] == kind)
+
+
+def study_states(exp, name):
+    study = optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(Path(exp) / name / "optuna.journal"))))
+    return [t.state.name for t in study.trials], study
+
+
+def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
+        ray_session, write_space, tmp_path):
+    address = ray_session.get_runtime_context().gcs_address
+    space = write_space(sleepy_space("crash"))
+    exp = tmp_path / "exp"
+    launcher = start_launcher(space, exp, address)
+    try:
+        # Mid-job: some training jobs finished, others running.
+        wait_for(lambda: counts(events(exp, "crash"), "trial_ended") >= 2
+                 and counts(events(exp, "crash"), "trial_started")
+                 > counts(events(exp, "crash"), "trial_ended"), what="a job in mid-flight")
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(timeout=10)
+    finally:
+        launcher.kill()
+    before = events(exp, "crash")
+    finished_before = {e["training_job_name"]: e["record"]["end_time"]
+                       for e in before if e["event"] == "trial_ended"}
+    lost = {e["training_job_name"] for e in before if e["event"] == "trial_started"} \
+        - set(finished_before)
+    assert lost
+    # No trainer process outlives its launcher (Ray ends the dead driver's actors).
+    names = {e["training_job_name"] for e in before if e["event"] == "trial_started"}
+    wait_for(lambda: live_processes_of(names) == [], timeout=30, what="orphans to go")
+    assert hpt.job_status("crash", exp)["EndReason"] == "LauncherLost"
+
+    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+                           "--experiments-dir", str(exp), "--address", address],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "lost ones run again" in done.stdout
+    df = hpt.load_experiment("crash", exp)
+    assert len(df) == 6 and df["TrainingJobName"].is_unique
+    assert sorted(df["TrialNumber"]) == [1, 2, 3, 4, 5, 6]
+    assert (df["TrainingJobStatus"] == "Completed").all()
+    by_name = df.set_index("TrainingJobName")
+    for name, end in finished_before.items():  # kept as they were, not re-run
+        assert by_name.loc[name, "TrainingEndTime"].timestamp() == pytest.approx(end, abs=1e-3)
+        assert by_name.loc[name, "Retries"] == 0
+    for name in lost:  # re-run under the same name, earlier files kept
+        assert by_name.loc[name, "Retries"] == 1
+        assert (exp / "crash" / name / "attempt-1").is_dir()
+    states, _ = study_states(exp, "crash")
+    assert states.count("COMPLETE") == 6 and "RUNNING" not in states
+
+    # A finished job is extended with a larger --max-trials.
+    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+                           "--max-trials", "8", "--experiments-dir", str(exp),
+                           "--address", address], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    df = hpt.load_experiment("crash", exp)
+    assert sorted(df["TrialNumber"]) == list(range(1, 9)) and df["TrainingJobName"].is_unique
+
+
+def test_hpt_stop_and_ctrl_c_stop_cleanly_and_the_job_resumes(ray_session, write_space, tmp_path):
+    address = ray_session.get_runtime_context().gcs_address
+    space = write_space(sleepy_space("halt", max_trials=4, seconds=(3.0, 4.0)))
+    exp = tmp_path / "exp"
+    for how in ("stop", "ctrl-c"):
+        launcher = start_launcher(space, exp, address, *(["--resume"] if how == "ctrl-c" else []))
+        try:
+            wait_for(lambda: counts(events(exp, "halt"), "trial_started")
+                     > counts(events(exp, "halt"), "trial_ended")
+                     and events(exp, "halt")[-1]["event"] != "job_ended",
+                     what="a running training job")
+            time.sleep(0.5)
+            if how == "stop":
+                stop = subprocess.run([sys.executable, "-m", "hpt.cli", "stop", "halt",
+                                       "--experiments-dir", str(exp)],
+                                      capture_output=True, text=True, timeout=120)
+                assert stop.returncode == 0, stop.stdout + stop.stderr
+            else:
+                launcher.send_signal(signal.SIGINT)
+            out, _ = launcher.communicate(timeout=60)
+        finally:
+            launcher.kill()
+        if how == "ctrl-c":
+            assert launcher.returncode == 130, out
+        assert "--resume` continues it" in out
+        status = hpt.job_status("halt", exp)
+        assert status["Status"] == "Stopped"
+        assert status["EndReason"] == ("Stopped" if how == "stop" else "Interrupted")
+        df = hpt.load_experiment("halt", exp)
+        stopped = df[df["TrainingJobStatus"] == "Stopped"]
+        assert len(stopped) >= 1 and stopped["FailureReason"].str.startswith(
+            "Stopped: the tuning job ended").all()
+        assert live_processes_of(df["TrainingJobName"]) == []
+    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+                           "--experiments-dir", str(exp), "--address", address],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    df = hpt.load_experiment("halt", exp)
+    assert len(df) == 4 and (df["TrainingJobStatus"] == "Completed").all()
+
+
+def test_a_lost_actor_is_retried_and_the_retry_recorded(ray_session, write_space, tmp_path):
+    spec = load_spec(write_space(sleepy_space("retry", max_trials=1, action="lose_actor_once")))
+    exp = tmp_path / "exp"
+
+    def kill_the_actor():
+        wait_for(lambda: any(exp.glob("retry/*/algo-1/output/pid")), what="the first attempt")
+        pid = int(next(exp.glob("retry/*/algo-1/output/pid")).read_text())
+        actor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(actor, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_actor, daemon=True)
+    killer.start()
+    launch(spec, exp, dashboard=False)
+    killer.join(timeout=5)
+    (row,) = [r for _, r in hpt.load_experiment("retry", exp).iterrows()]
+    assert row["TrainingJobStatus"] == "Completed", row["FailureReason"]
+    assert row["Retries"] == 1
+    assert counts(events(exp, "retry"), "trial_retried") == 1
+    assert (Path(row["LogPath"]).parent / "attempt-1" / "algo-1").is_dir()
+
+
+def test_the_scripts_own_failure_is_never_retried(ray_session, write_space, tmp_path):
+    spec = load_spec(write_space(sleepy_space("noretry", max_trials=1, action="crash")))
+    launch(spec, tmp_path / "exp", dashboard=False)
+    (row,) = [r for _, r in hpt.load_experiment("noretry", tmp_path / "exp").iterrows()]
+    assert row["TrainingJobStatus"] == "Failed" and row["Retries"] == 0
+
+
+def test_warm_start_seeds_the_study_with_the_parents_completed_jobs(
+        ray_session, write_space, tmp_path):
+    exp = tmp_path / "exp"
+    launch(load_spec(write_space(sleepy_space("parent", max_trials=3, seconds=(0.1, 0.2)),
+                                 "parent.yaml")), exp, dashboard=False)
+    child = sleepy_space("child", max_trials=2, seconds=(0.1, 0.2),
+                         warm_start={"parents": ["parent"], "type": "identical_data_and_algorithm"})
+    launch(load_spec(write_space(child, "child.yaml")), exp, dashboard=False)
+    df = hpt.load_experiment("child", exp)
+    assert sorted(df["TrialNumber"]) == [1, 2]  # parents are not re-run
+    parent_names = set(hpt.load_experiment("parent", exp)["TrainingJobName"])
+    states, study = study_states(exp, "child")
+    seeded = [t for t in study.trials if "hpt_warm_start_parent" in t.user_attrs]
+    assert len(seeded) == 3 and all(t.state.name == "COMPLETE" for t in seeded)
+    assert {t.user_attrs["hpt_warm_start_parent"].split("/")[1] for t in seeded} == parent_names
+    # transfer_learning keeps only the hyperparameters both spaces share.
+    other = sleepy_space("cousin", max_trials=1, seconds=(0.1, 0.2),
+                         warm_start={"parents": ["parent"], "type": "transfer_learning"})
+    other["hyperparameters"]["extra"] = {"type": "integer", "min": 1, "max": 3}
+    launch(load_spec(write_space(other, "cousin.yaml")), exp, dashboard=False)
+    _, study = study_states(exp, "cousin")
+    seeded = [t for t in study.trials if "hpt_warm_start_parent" in t.user_attrs]
+    assert len(seeded) == 3 and all(set(t.params) == {"seconds", "action"} for t in seeded)
