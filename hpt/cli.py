@@ -68,6 +68,20 @@ def cmd_launch(args) -> int:
     return result.exit_code
 
 
+def cmd_rerun(args) -> int:
+    from hpt.rerun import rerun
+
+    gpus = tuple(g for g in (args.gpus or "").split(",") if g)
+    record = rerun(args.name, args.training_job, args.experiments_dir, gpus,
+                   on_point=lambda p: print(f"  {p.name} step {p.step}: {p.value:.6g}"))
+    print(f"{record.training_job_name} (rerun): {record.status}"
+          + (f" {record.failure_reason}" if record.failure_reason else "")
+          + (f" objective={record.objective_value:.6g}" if record.objective_value is not None
+             else ""))
+    print(f"  log: {record.log_path}")
+    return 0 if record.status == "Completed" else 1
+
+
 def cmd_stop(args) -> int:
     import time
 
@@ -170,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE")
     experiments_flag(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("rerun", help="run one training job of a tuning job again, alone")
+    p.add_argument("name")
+    p.add_argument("training_job", metavar="TRAINING_JOB", help="its name or trial number")
+    p.add_argument("--gpus", metavar="IDS", help="GPU ids to give it, e.g. 0,1 (default none)")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_rerun)
 
     p = sub.add_parser("stop", help="stop a running tuning job (trials Stopped, resumable)")
     p.add_argument("name")

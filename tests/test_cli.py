@@ -100,3 +100,27 @@ def test_features_of_later_versions_are_refused_with_exit_2_before_anything_runs
                "--experiments-dir", exp)
     assert done.returncode == 2 and "runtime: docker" in done.stderr
     assert not exp.exists()  # nothing half-created
+
+
+def test_rerun_runs_one_training_job_again_with_the_same_contract(ray_session, write_space,
+                                                                   tmp_path):
+    space = write_space(faulty_space(
+        name="again", hyperparameters={"x": {"type": "continuous", "min": 0.1, "max": 0.9}},
+        static_hyperparameters={"epochs": 2}, strategy="random",
+        limits={"max_trials": 2, "max_parallel": 2}))
+    exp = tmp_path / "exp"
+    address = ray_session.get_runtime_context().gcs_address
+    assert hpt("launch", space, "--experiments-dir", exp, "--address", address).returncode == 0
+    import hpt as api
+    row = api.load_experiment("again", exp).iloc[1]
+    done = hpt("rerun", "again", str(row["TrialNumber"]), "--experiments-dir", exp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{row['TrainingJobName']} (rerun): Completed" in done.stdout
+    rerun_dir = exp / "again" / "reruns" / f"{row['TrainingJobName']}-1"
+    original = Path(row["LogPath"]).parent
+    hps = "algo-1/input/config/hyperparameters.json"
+    same = [{k: v for k, v in json.loads((d / hps).read_text()).items()
+             if k != "sagemaker_submit_directory"} for d in (rerun_dir, original)]  # a path
+    assert same[0] == same[1] and "x" in same[0]
+    assert (rerun_dir / "algo-1.log").read_text() == (original / "algo-1.log").read_text()
+    assert hpt("rerun", "again", "nope", "--experiments-dir", exp).returncode == 2

@@ -1,0 +1,59 @@
+"""`hpt rerun NAME TRAINING_JOB`: one training job of a tuning job, run again alone.
+
+The same frozen spec, the same hyperparameters, the same training job name (so the same
+hyperparameters.json and environment): only the folder differs,
+`<experiment>/reruns/<training-job>-<k>/`. No Ray: the job runs as local processes here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from hpt.errors import UserError
+from hpt.experiment.store import JOURNAL, SPEC, read_journal
+from hpt.experiment.table import resolve_experiment, trial_rows
+from hpt.runtime.training_job import LocalTrainingJob, TrainingJobRecord, TrialAssignment
+from hpt.spec import Spec
+
+
+def find_training_job(rows: list[dict], wanted: str) -> dict:
+    """By full name, or by trial number (`7`)."""
+    for row in rows:
+        if row["training_job_name"] == wanted or str(row["trial_number"]) == wanted:
+            return row
+    names = ", ".join(r["training_job_name"] for r in rows[:5])
+    raise UserError(f"no training job {wanted!r} in this tuning job (e.g. {names}); pass a "
+                    f"TrainingJobName or a TrialNumber from `hpt report`")
+
+
+def rerun(name: str, wanted: str, experiments_dir=None, gpu_ids: tuple[str, ...] = (),
+          on_point=None) -> TrainingJobRecord:
+    """Runs the training job again and returns its record; `on_point` sees each objective value."""
+    root = resolve_experiment(name, experiments_dir)
+    spec = Spec.from_frozen_dict(json.loads((root / SPEC).read_text()))
+    if spec.trainer.instance_count > 1:
+        raise UserError(f"{name}: hpt rerun runs single-host training jobs; this one has "
+                        f"instance_count {spec.trainer.instance_count} (launch a copy of the "
+                        f"space with max_trials 1 and these hyperparameters instead)")
+    row = find_training_job(trial_rows(list(read_journal(root / JOURNAL))), wanted)
+    reruns = root / "reruns"
+    k = 1 + sum(1 for _ in reruns.glob(f"{row['training_job_name']}-*")) if reruns.is_dir() else 1
+    trial_dir = reruns / f"{row['training_job_name']}-{k}"
+    trial_dir.mkdir(parents=True)
+    assignment = TrialAssignment(row["trial_number"], row["training_job_name"],
+                                 dict(row["hyperparameters"]))
+    job = LocalTrainingJob(spec, assignment, trial_dir,
+                           num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)),
+                           gpu_ids=tuple(gpu_ids), python=sys.executable)
+    job.start()
+    try:
+        while True:
+            progress = job.advance()
+            if progress.record is not None:
+                return progress.record
+            if on_point is not None:
+                on_point(progress.point)
+    finally:
+        job.stop("Stopped: hpt rerun was interrupted")
