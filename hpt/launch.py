@@ -129,13 +129,13 @@ class JournalCallback(tune.Callback):
     def on_trial_recover(self, iteration, trials, trial, **info):
         # Tune runs the training job again (its host or actor was lost): say so, then the
         # next trial_started event begins the new attempt.
-        error = getattr(trial, "error_msg", None) or "the trial's Ray actor failed"
+        error = _last_error_line(trial)
         self.store.append("trial_retried", training_job_name=trial.config["training_job_name"],
                           error=str(error)[:1024])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        error = getattr(trial, "error_msg", None) or "the trial's Ray actor failed"
+        error = _last_error_line(trial)
         record = self._stopped_record(trial, last, f"InternalServerError: {error}"[:1024],
                                       status="Failed")
         self._ended(record)
@@ -163,6 +163,16 @@ class JournalCallback(tune.Callback):
                               record.get("objective_value"),
                               record["end_time"] - record["start_time"],
                               record.get("failure_reason"))
+
+
+def _last_error_line(trial) -> str:
+    """The exception that ended a trial's actor, from Tune's error file (its last line)."""
+    try:
+        text = Path(trial.error_file).read_text(errors="replace").strip() if trial.error_file \
+            else ""
+    except OSError:
+        text = ""
+    return text.splitlines()[-1] if text else "the trial's Ray actor failed"
 
 
 def _hosts(spec) -> list[str]:

@@ -404,6 +404,15 @@ def test_materialize_builds_the_tree(tmp_path):
     assert not list(base.rglob("*.tmp"))
 
 
+def test_materialize_never_copies_the_folder_that_holds_the_trial(tmp_path):
+    """source_dir: . with the experiments folder inside it must not copy itself forever."""
+    src = make_source(tmp_path)
+    c = render(trial(), base_dir=str(src / "experiments" / "job" / "algo-1"))
+    materialize(c, src, {})
+    code = Path(c.base_dir) / "code"
+    assert (code / "probe.py").is_file() and not (code / "experiments").exists()
+
+
 @pytest.mark.parametrize("dirs, files", [
     (("../escape",), {}),
     (("code/../../escape",), {}),

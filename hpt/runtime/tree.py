@@ -16,6 +16,22 @@ from hpt.runtime.contract import HostContract
 _IGNORED_SOURCES = shutil.ignore_patterns("__pycache__", ".git")
 
 
+def _ignore_for(base: Path):
+    """What code/ never copies: caches, .git, and any folder holding the trial itself (a
+    source_dir that contains the experiments folder would otherwise copy itself forever)."""
+    base = Path(base).resolve()
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = set(_IGNORED_SOURCES(directory, names))
+        for name in names:
+            path = Path(directory, name)
+            if path.is_dir() and not path.is_symlink() and path.resolve() in base.parents:
+                skipped.add(name)
+        return skipped
+
+    return ignore
+
+
 def _inside(base: Path, rel: str, *, follow_last: bool = True) -> Path:
     """base/rel, or ValueError when rel could reach outside base (.., absolute, symlinks)."""
     pure = PurePosixPath(rel)
@@ -126,7 +142,7 @@ def materialize(contract: HostContract, source_dir: Path,
         path = _inside(base, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, content)
-    shutil.copytree(source_dir, _inside(base, "code"), ignore=_IGNORED_SOURCES,
+    shutil.copytree(source_dir, _inside(base, "code"), ignore=_ignore_for(base),
                     dirs_exist_ok=True)
     for rel, name in channel_dirs.items():
         target = _inside(base, rel, follow_last=False)
