@@ -2,11 +2,12 @@
 
     import hpt
     df = hpt.load_experiment("digits-cnn")   # one row per training job
+    hpt.load_metrics("digits-cnn")           # every metric data point (learning curves)
     hpt.best_trial("digits-cnn")             # the best job's hyperparameters and model path
 """
 
 __version__ = "0.1.0"
-__all__ = ["load_experiment", "best_trial", "job_status"]
+__all__ = ["load_experiment", "load_metrics", "best_trial", "job_status", "list_experiments"]
 
 
 def __getattr__(name):

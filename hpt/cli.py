@@ -137,6 +137,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_ls(args) -> int:
+    from hpt.report import format_table, list_experiments
+
+    df = list_experiments(args.experiments_dir)
+    if df.empty:
+        print("no tuning jobs yet (hpt launch SPACE.yaml starts one)", file=sys.stderr)
+        return 0
+    sys.stdout.write(format_table(df, args.format))
+    return 0
+
+
 def cmd_best(args) -> int:
     from hpt.report import best_trial
 
@@ -198,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the launcher to confirm (default 120)")
     experiments_flag(p)
     p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("ls", help="all tuning jobs: status, training jobs, best objective")
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("best", help="the best trial's hyperparameters and model path, as JSON")
     p.add_argument("name")

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.experiment.store import JOURNAL, read_journal
+from hpt.experiment.table import experiments_dir as experiments_dir_of
 from hpt.experiment.table import load_table, resolve_experiment
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -20,6 +21,56 @@ def load_experiment(name_or_path: str | os.PathLike,
                     experiments_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """The experiment table as a DataFrame: SageMaker analytics columns first, then hpt's."""
     return load_table(resolve_experiment(name_or_path, experiments_dir))
+
+
+def load_metrics(name_or_path: str | os.PathLike,
+                 experiments_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every metric data point of every training job, long format: TrainingJobName,
+    TrialNumber, metric, step, value, timestamp (UTC) — learning curves, in pandas."""
+    root = resolve_experiment(name_or_path, experiments_dir)
+    rows = []
+    table = load_table(root)
+    for job, number, log in zip(table["TrainingJobName"], table["TrialNumber"], table["LogPath"]):
+        path = Path(log).parent / "metrics.jsonl" if isinstance(log, str) else None
+        if path is None or not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                point = json.loads(line)
+            except ValueError:  # a torn last line of a job that was killed
+                continue
+            rows.append((job, number, point["metric"], point["step"], point["value"],
+                         point["timestamp"]))
+    df = pd.DataFrame(rows, columns=["TrainingJobName", "TrialNumber", "metric", "step",
+                                     "value", "timestamp"])
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+    return df
+
+
+def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per tuning job under the experiments folder: status, trials, best, times."""
+    root = experiments_dir_of(experiments_dir)
+    rows = []
+    for spec_file in sorted(root.glob("*/spec.json")) if root.is_dir() else []:
+        folder = spec_file.parent
+        events = list(read_journal(folder / JOURNAL))
+        status, reason, _ = run_state(events)
+        best = best_trial(folder)
+        first = next((e["time"] for e in events), None)
+        last_end = next((e["time"] for e in reversed(events) if e["event"] == "job_ended"), None)
+        rows.append({
+            "TuningJobName": folder.name, "Status": status, "EndReason": reason,
+            "TrainingJobs": sum(1 for _ in {e.get("training_job_name") for e in events
+                                            if e["event"] == "trial_started"}),
+            "BestObjective": best["FinalObjectiveValue"] if best else None,
+            "ObjectiveMetric": _spec_of(folder)["objective"]["metric"],
+            "CreationTime": pd.Timestamp(first, unit="s", tz="UTC") if first else None,
+            "EndTime": pd.Timestamp(last_end, unit="s", tz="UTC")
+            if last_end and status != "InProgress" else None,
+        })
+    return pd.DataFrame(rows, columns=["TuningJobName", "Status", "EndReason", "TrainingJobs",
+                                       "BestObjective", "ObjectiveMetric", "CreationTime",
+                                       "EndTime"])
 
 
 def _spec_of(root: Path) -> dict[str, Any]:

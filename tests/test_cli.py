@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_tuning_job import faulty_space
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +79,19 @@ def test_launch_status_report_best_through_the_cli(ray_session, write_space, tmp
     best = json.loads(hpt("best", "cli-job", "--experiments-dir", exp).stdout)
     assert best["FinalObjectiveValue"] == max(r["FinalObjectiveValue"] for r in rows)
     assert Path(best["ModelArtifact"]).is_file()
+
+    listing = json.loads(hpt("ls", "--format", "json", "--experiments-dir", exp).stdout)
+    assert [(j["TuningJobName"], j["Status"], j["TrainingJobs"]) for j in listing] == [
+        ("cli-job", "Completed", 3)]
+    assert listing[0]["BestObjective"] == best["FinalObjectiveValue"]
+
+    import hpt as api
+    curves = api.load_metrics("cli-job", exp)
+    objective = curves[curves["metric"] == "validation:accuracy"]
+    assert len(objective) == 3 * 2  # every epoch of every job (epochs: 2)
+    assert sorted(objective["step"].unique()) == [1, 2]
+    last = objective.sort_values("step").groupby("TrainingJobName")["value"].last()
+    assert sorted(last) == pytest.approx(sorted(r["FinalObjectiveValue"] for r in rows))
 
 
 def test_launch_with_no_completed_trial_exits_1(ray_session, write_space, tmp_path):
