@@ -31,6 +31,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+from hpt.dashboard_metrics import TuningJobMetrics
 from hpt.errors import UserError
 from hpt.experiment.resume import JOB_END_PREFIX, ResumePlan, plan_resume, search_changes
 from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
@@ -96,11 +97,13 @@ class JournalCallback(tune.Callback):
         self.view = view
         self.control = control
         self.started: dict[str, float] = {}
+        self.metrics = TuningJobMetrics(spec.name, spec.objective.type == "maximize")
 
     def __getstate__(self):
         # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
         # resumes from its own journal); open files and the terminal are not part of that state.
-        return {k: v for k, v in self.__dict__.items() if k not in ("store", "view", "control")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("store", "view", "control", "metrics")}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         cfg = trial.config
@@ -111,6 +114,7 @@ class JournalCallback(tune.Callback):
                           training_job_name=name, hyperparameters=cfg["hyperparameters"],
                           log_path=str(trial_dir / "algo-1.log"))
         self.view.trial_started(name)
+        self.metrics.started()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "hpt_status" in result or "objective" not in result:
@@ -156,6 +160,7 @@ class JournalCallback(tune.Callback):
         }
 
     def _ended(self, record: dict) -> None:
+        self.metrics.ended(record["status"], record.get("objective_value"))
         self.store.append("trial_ended", training_job_name=record["training_job_name"],
                           record=record)
         rebuild_table(self.store, self.spec)

@@ -42,6 +42,11 @@ class TrainingJobTrainable(tune.Trainable):
             for index in range(1, trainer.instance_count))
         self.pending_config = config
 
+    def __repr__(self):
+        # Ray's dashboard and log prefixes show an actor's repr: name it after its job.
+        job = getattr(self, "job", None)
+        return f"{job.assignment.training_job_name}/algo-1" if job else "hpt-trainable(idle)"
+
     def _start(self, config) -> None:
         assignment = TrialAssignment(config["trial_number"], config["training_job_name"],
                                      dict(config["hyperparameters"]))

@@ -26,6 +26,12 @@ class HostActor:
         self.num_cpus = num_cpus
         self.group: HostGroup | None = None
 
+    def __repr__(self):
+        # Ray's dashboard and log prefixes show an actor's repr: name it after its job.
+        if self.group is None:
+            return "hpt-host(idle)"
+        return f"{self.group.contract.env.get('TRAINING_JOB_NAME', '?')}/{self.group.host}"
+
     def address(self, port_count: int) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
         """This node's address, free ports on it, and the GPU ids Ray gave this bundle."""
         ip = ray.util.get_node_ip_address()
