@@ -8,7 +8,12 @@ SageMaker training-container contract:
 - data comes from the channel folders `SM_CHANNEL_TRAIN` / `SM_CHANNEL_TEST`, each holding
   `data.npz` with `x` (float32 [N, C, H, W]) and `y` (int64 labels);
 - the model is saved to `SM_MODEL_DIR` (`model.pth` state dict + `model_config.json`);
-- every epoch prints one line `epoch=E loss=L val_acc=A` for the metric regexes;
+- every epoch prints one line `epoch=E loss=L val_acc=A` for the metric regexes, and one
+  `throughput epoch=E samples_per_sec=S` (only the chief, rank 0, prints; it saves the model);
+- distributed, when the environment says so (see distributed.py): data-parallel with
+  WORLD_SIZE/RANK (all-reduce, `gloo` on CPU, `nccl` on GPU; also under `torchrun`), or
+  parameter servers when TF_CONFIG lists `ps` tasks (ps.py). `--batch_size` is the global
+  batch: with W workers each takes its 1/W slice, and training follows the same curve;
 - any error writes its reason to `$SM_OUTPUT_DIR/failure` and exits 1.
 
     python train.py --train data/digits/train --test data/digits/test --epochs 8
@@ -27,6 +32,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# The distributed helpers live beside this script (SageMaker ships the whole source_dir).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import distributed  # noqa: E402
+import ps  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Arguments
@@ -79,6 +89,12 @@ def parse_args(argv=None):
     p.add_argument("--lr_schedule", "--lr-schedule", dest="lr_schedule", type=str.lower,
                    choices=["cosine", "constant"], default=hp("lr_schedule", "cosine"))
     p.add_argument("--epochs", type=int, default=hp("epochs", 8))
+    p.add_argument("--ps_async", "--ps-async", dest="ps_async", type=str2bool,
+                   default=hp("ps_async", False),
+                   help="parameter-server jobs: apply each worker's gradients at once")
+    p.add_argument("--dist_timeout", "--dist-timeout", dest="dist_timeout", type=float,
+                   default=hp("dist_timeout", 120),
+                   help="seconds a collective or RPC may wait for a peer before failing")
     p.add_argument("--seed", type=int, default=hp("seed", 0))
     # SageMaker's folders
     p.add_argument("--model-dir", dest="model_dir",
@@ -167,14 +183,30 @@ class SmallCNN(nn.Module):
         return self.head(x)
 
 
-def make_optimizer(args, model):
-    params = model.parameters()
+def make_optimizer(args, params):
+    params = list(params)
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum,
                                weight_decay=args.weight_decay, nesterov=args.momentum > 0)
     if args.optimizer == "adam":
         return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def make_schedule(args, optimizer, steps_per_epoch):
+    """Linear warmup, then cosine decay to 0 (or constant), stepped once per global batch."""
+    total_steps = args.epochs * steps_per_epoch
+    warmup_steps = max(1, min(steps_per_epoch, total_steps // 10))
+
+    def lr_factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if args.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
 @torch.no_grad()
@@ -191,12 +223,13 @@ def accuracy(model, x, y, batch_size=1024):
 
 
 def train(args):
+    ctx = distributed.detect()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-    torch.set_num_threads(max(1, int(os.environ.get("SM_NUM_CPUS") or os.cpu_count() or 1)))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(distributed.threads_per_process(ctx))
+    device = distributed.device_for(ctx)
 
     x_train, y_train = load_channel("train", args.train)
     x_test, y_test = load_channel("test", args.test)
@@ -208,52 +241,85 @@ def train(args):
     x_test, y_test = x_test.to(device), y_test.to(device)
     num_classes = int(max(y_train.max().item(), y_test.max().item())) + 1
 
+    # Every process builds the same model from the same seed: identical initial parameters.
     config = dict(in_channels=int(x_train.shape[1]), num_classes=num_classes,
                   conv_channels=args.conv_channels, kernel_size=args.kernel_size,
                   dropout=args.dropout, batch_norm=args.batch_norm, pool_size=4)
     model = SmallCNN(**config).to(device)
-    optimizer = make_optimizer(args, model)
     steps_per_epoch = math.ceil(len(y_train) / args.batch_size)
-    total_steps = args.epochs * steps_per_epoch
-    warmup_steps = max(1, min(steps_per_epoch, total_steps // 10))
+    if ctx.role == "ps":  # a parameter server: holds its shard until the workers are done
+        ps.serve(ctx, model, lambda params: make_optimizer(args, params),
+                 lambda opt: make_schedule(args, opt, steps_per_epoch), args.ps_async,
+                 args.dist_timeout)
+        return
+    optimizer = make_optimizer(args, model.parameters())
+    schedule = make_schedule(args, optimizer, steps_per_epoch)
+    link = None
+    if ctx.mode == "data_parallel":
+        distributed.init_data_parallel(ctx, args.dist_timeout)
+    elif ctx.mode == "parameter_server":
+        link = ps.ServerLink(ctx, model, args.dist_timeout)
+    if ctx.is_chief:
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"device={device} threads={torch.get_num_threads()} train={len(y_train)} "
+              f"test={len(y_test)} image={tuple(x_train.shape[1:])} params={n_params} "
+              f"optimizer={args.optimizer} lr={args.lr:g} batch_size={args.batch_size} "
+              f"mode={ctx.mode} workers={ctx.workers} servers={ctx.servers}", flush=True)
 
-    def lr_factor(step):  # linear warmup, then cosine decay to 0 (or constant)
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if args.lr_schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return 0.5 * (1 + math.cos(math.pi * progress))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"device={device} threads={torch.get_num_threads()} train={len(y_train)} "
-          f"test={len(y_test)} image={tuple(x_train.shape[1:])} params={n_params} "
-          f"optimizer={args.optimizer} lr={args.lr:g} batch_size={args.batch_size}", flush=True)
-
+    # The same permutation on every worker; worker r takes the r-th slice of each global
+    # batch. Its loss is the slice's summed loss over the GLOBAL batch size, so summing the
+    # workers' gradients gives exactly the global batch's mean-loss gradient.
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     started = time.time()
     for epoch in range(1, args.epochs + 1):
         model.train()
+        epoch_started = time.time()
         order = torch.randperm(len(y_train), generator=generator).to(device)
         loss_sum = torch.zeros((), device=device)
         for i in range(0, len(order), args.batch_size):
             batch = order[i:i + args.batch_size]
-            loss = F.cross_entropy(model(x_train[batch]), y_train[batch],
-                                   label_smoothing=args.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            mine = torch.tensor_split(batch, ctx.workers)[ctx.rank]
+            optimizer.zero_grad(set_to_none=False)
+            if len(mine):
+                summed = F.cross_entropy(model(x_train[mine]), y_train[mine],
+                                         label_smoothing=args.label_smoothing, reduction="sum")
+                (summed / len(batch)).backward()
+                loss_sum += summed.detach()
+            else:  # fewer samples than workers in the last batch: this worker adds nothing
+                for p in model.parameters():
+                    p.grad = torch.zeros_like(p)
+            if link is not None:
+                link.step(model, float(summed.detach()) if len(mine) else 0.0, epoch)
+                continue
+            if ctx.mode == "data_parallel":
+                distributed.allreduce_gradients(model.parameters())
             optimizer.step()
             schedule.step()
-            loss_sum += loss.detach() * len(batch)
-        train_loss = loss_sum.item() / len(y_train)
-        val_acc = accuracy(model, x_test, y_test)
-        print(f"epoch={epoch} loss={train_loss:.6f} val_acc={val_acc:.6f}", flush=True)
-        if not math.isfinite(train_loss):
+        if ctx.mode == "data_parallel":
+            loss_sum = distributed.allreduce_sum(loss_sum)
+        seconds = time.time() - epoch_started
+        if link is not None:  # server 0 sums the workers' losses; only the chief asks for it
+            total_loss = link.epoch_loss(epoch) if ctx.is_chief else float("nan")
+        else:
+            total_loss = loss_sum.item()
+        train_loss = total_loss / len(y_train)
+        if ctx.is_chief:
+            val_acc = accuracy(model, x_test, y_test)
+            print(f"epoch={epoch} loss={train_loss:.6f} val_acc={val_acc:.6f}", flush=True)
+            print(f"throughput epoch={epoch} samples_per_sec={len(y_train) / seconds:.1f}",
+                  flush=True)
+        # Every data-parallel rank sees the same all-reduced loss and stops together; parameter
+        # server workers cannot stop alone (the others would wait for them), so they go on.
+        if ctx.mode != "parameter_server" and not math.isfinite(train_loss):
             print(f"training diverged (loss={train_loss}); stopping after epoch {epoch}",
                   file=sys.stderr, flush=True)
             break
 
+    if link is not None:
+        link.close()
+    distributed.finish_data_parallel()
+    if not ctx.is_chief:
+        return
     os.makedirs(args.model_dir, exist_ok=True)
     model_path = os.path.join(args.model_dir, "model.pth")
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_path)
