@@ -82,6 +82,37 @@ def cmd_rerun(args) -> int:
     return 0 if record.status == "Completed" else 1
 
 
+def cmd_export_sagemaker(args) -> int:
+    from hpt.spec.sagemaker_json import to_request
+
+    request, report = to_request(load_spec(args.space, check_disk=False))
+    for line in report:
+        print(f"{args.space}: {line}", file=sys.stderr)
+    print(json.dumps(request, indent=2))
+    return 0
+
+
+def cmd_import_sagemaker(args) -> int:
+    import yaml
+
+    from hpt.spec.sagemaker_json import RequestError, from_request
+
+    path = Path(args.request)
+    try:
+        request = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserError(f"{path}: not JSON ({exc}); give a CreateHyperParameterTuningJob "
+                        f"request as JSON") from None
+    try:
+        space, report = from_request(request)
+    except (RequestError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: {exc}") from None
+    for line in report:
+        print(f"{path}: {line}", file=sys.stderr)
+    sys.stdout.write(yaml.safe_dump(space, sort_keys=False, allow_unicode=True))
+    return 0
+
+
 def cmd_stop(args) -> int:
     import time
 
@@ -195,6 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE")
     experiments_flag(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export-sagemaker",
+                       help="the space as a CreateHyperParameterTuningJob request (JSON)")
+    p.add_argument("space", metavar="SPACE.yaml")
+    p.set_defaults(func=cmd_export_sagemaker)
+
+    p = sub.add_parser("import-sagemaker",
+                       help="a CreateHyperParameterTuningJob request as a space.yaml")
+    p.add_argument("request", metavar="REQUEST.json")
+    p.set_defaults(func=cmd_import_sagemaker)
 
     p = sub.add_parser("rerun", help="run one training job of a tuning job again, alone")
     p.add_argument("name")

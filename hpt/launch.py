@@ -37,8 +37,7 @@ from hpt.experiment.resume import JOB_END_PREFIX, ResumePlan, plan_resume, searc
 from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import build_table, trial_rows, write_table
 from hpt.report import best_trial
-from hpt import schedule
-from hpt.schedule import make_scheduler
+from hpt.schedule import make_scheduler, make_stopper
 from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
 from hpt.search.space import grid_size
 from hpt.trainable import TrainingJobTrainable
@@ -297,8 +296,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         parents = _warm_start_parents(spec, experiments_dir) if spec.warm_start else {}
         plan = ResumePlan(done=0, replay=(), next_number=1)
     store.create(spec.to_frozen_dict())
-    control = JobControl(root / STOP_FILE, schedule.make_stopper(spec)
-                         if hasattr(schedule, "make_stopper") else None)
+    control = JobControl(root / STOP_FILE, make_stopper(spec))
     (root / STOP_FILE).unlink(missing_ok=True)  # an old request must not stop this run
     began = time.time()
     store.append("job_resumed" if resume else "job_started", name=spec.name,

@@ -6,8 +6,10 @@ objective metric's regex, as interface.md defines a step.
 
 from __future__ import annotations
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from hpt.schedule.completion import CompletionCriteria, CompletionStopper
+from hpt.schedule.median import MedianStoppingRule
 from hpt.search.searcher import OBJECTIVE
 
 STEP = "objective_step"
@@ -19,12 +21,24 @@ def make_scheduler(spec) -> TrialScheduler:
     if spec.early_stopping == "auto":
         # SageMaker's median rule: stop a job whose running average at step t is worse than
         # the median of the other jobs' running averages at t.
-        return MedianStoppingRule(time_attr=STEP, metric=OBJECTIVE, mode=mode,
-                                  grace_period=int(config.get("min_resource", 1)),
-                                  min_samples_required=3)
+        return MedianStoppingRule(metric=OBJECTIVE, mode=mode,
+                                  grace_steps=int(config.get("min_resource", 1)))
     if spec.early_stopping == "asha" or spec.strategy == "hyperband":
         return ASHAScheduler(time_attr=STEP, metric=OBJECTIVE, mode=mode,
                              grace_period=int(config.get("min_resource", 1)),
                              max_t=int(config.get("max_resource", 100)),
                              reduction_factor=float(config.get("reduction_factor", 3)))
     return FIFOScheduler()
+
+
+def make_stopper(spec) -> CompletionStopper | None:
+    """The completion criteria of the space, or None when it sets none."""
+    c = spec.completion
+    if c.target_objective is None and c.max_trials_not_improving is None and not c.convergence:
+        return None
+    from hpt.search.space import grid_size
+
+    max_trials = spec.limits.max_trials or grid_size(spec.hyperparameters)
+    return CompletionStopper(CompletionCriteria(
+        spec.objective.type == "maximize", c.target_objective, c.max_trials_not_improving,
+        c.convergence, max_trials))

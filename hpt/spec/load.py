@@ -35,9 +35,12 @@ _NONE_MEANS_DEFAULT = {"channels", "static_hyperparameters", "strategy_config", 
 Problem = tuple[tuple, str]
 
 
-def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Spec:
+def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
+              check_disk: bool = True) -> Spec:
     """Reads and validates a space.yaml. `overrides` ({"limits.max_trials": 3, ...}) replace
-    values of the file before validation. Raises SpecError listing every problem."""
+    values of the file before validation; `check_disk=False` skips the checks that the code
+    and the local channels exist (for exporting a space elsewhere). Raises SpecError listing
+    every problem."""
     display = os.fspath(path)
     source = Path(display)
     try:
@@ -56,11 +59,11 @@ def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) 
     data, problems = parse_yaml(text, display)
     if problems:
         raise SpecError(problems)
-    return spec_from_dict(data, source, overrides=overrides)
+    return spec_from_dict(data, source, overrides=overrides, check_disk=check_disk)
 
 
 def spec_from_dict(data: dict, source: str | os.PathLike,
-                   overrides: dict[str, Any] | None = None) -> Spec:
+                   overrides: dict[str, Any] | None = None, check_disk: bool = True) -> Spec:
     """Validates a space as loaded from YAML. `source` is the file named in messages and the
     base of relative paths."""
     display = os.fspath(source)
@@ -92,7 +95,8 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
             found.extend(problems_from_error(exc, Spec, (name,)))
 
     found.extend(_across_sections(values))
-    found.extend(_on_disk(values, data, source_path.parent))
+    if check_disk:
+        found.extend(_on_disk(values, data, source_path.parent))
     found = drop_explained_missing(found)
     if not found:
         try:

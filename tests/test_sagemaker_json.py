@@ -1,0 +1,135 @@
+"""space.yaml -> CreateHyperParameterTuningJob (valid for botocore's sagemaker model) -> back."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import botocore.session
+import pytest
+import yaml
+from botocore.validate import ParamValidator
+
+from hpt.spec import load_spec
+from hpt.spec.sagemaker_json import from_request, to_request
+
+REPO = Path(__file__).resolve().parent.parent
+SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+
+
+def validate(request):
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = model.operation_model("CreateHyperParameterTuningJob").input_shape
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def relative_view(spec) -> dict:
+    """The spec with its paths relative to its own yaml's folder (files may sit elsewhere)."""
+    data = spec.to_frozen_dict()
+    base = Path(spec.source_path).parent
+    data.pop("source_path")
+    data["trainer"]["source_dir"] = os.path.relpath(data["trainer"]["source_dir"], base)
+    for ch in data["channels"].values():
+        if not ch["uri"].startswith("s3://"):
+            ch["uri"] = os.path.relpath(ch["uri"], base)
+    return data
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_every_bundled_space_exports_a_valid_request_and_comes_back_equal(path, tmp_path):
+    spec = load_spec(path, check_disk=False)
+    request, report = to_request(spec)
+    validate(request)
+    json.dumps(request)  # plain JSON
+    assert all(isinstance(v, str) for v in
+               request["TrainingJobDefinition"]["StaticHyperParameters"].values())
+    assert any(line.startswith("trainer.image") for line in report)  # placeholders are said
+    space, _ = from_request(json.loads(json.dumps(request)))
+    (tmp_path / "search_spaces").mkdir()
+    imported = tmp_path / "search_spaces" / path.name
+    imported.write_text(yaml.safe_dump(space, sort_keys=False))
+    assert relative_view(load_spec(imported, check_disk=False)) == relative_view(spec)
+
+
+def test_hpt_only_settings_are_reported_and_survive_the_round_trip(write_space, tmp_path):
+    (tmp_path / "train.py").write_text("")
+    space = {"name": "odd", "trainer": {"source_dir": ".", "entry_point": "train.py",
+                                        "cpus_per_host": 0.5, "distribution": "parameter_server",
+                                        "processes_per_host": 2},
+             "hyperparameters": {"x": {"type": "continuous", "min": 0.1, "max": 0.9},
+                                 "flag": {"type": "categorical", "values": [True, False]},
+                                 "width": {"type": "categorical", "values": [1.5, 2.5]}},
+             "objective": {"metric": "m", "type": "minimize"},
+             "metric_definitions": [{"name": "m", "regex": "m=([0-9.]+)"}],
+             "strategy": "cmaes", "early_stopping": "asha",
+             "completion": {"target_objective": 0.1, "max_trials_not_improving": 4,
+                            "convergence": True},
+             "warm_start": {"parents": ["a", "b"], "type": "transfer_learning"},
+             "limits": {"max_trials": 9, "max_parallel": 3, "max_runtime_seconds": 600},
+             "seed": 5}
+    spec = load_spec(write_space(space), check_disk=False)
+    request, report = to_request(spec)
+    validate(request)
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["TuningJobCompletionCriteria"] == {
+        "TargetObjectiveMetricValue": 0.1,
+        "BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 4},
+        "ConvergenceDetected": {"CompleteOnConvergence": "Enabled"}}
+    assert request["WarmStartConfig"]["WarmStartType"] == "TransferLearning"
+    statics = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert statics["sagemaker_parameter_server_enabled"] == "true"
+    assert any("cmaes" in line for line in report) and any("asha" in line for line in report)
+    back, _ = from_request(request)
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / "space.yaml").write_text(yaml.safe_dump(back, sort_keys=False))
+    again = load_spec(tmp_path / "again" / "space.yaml", check_disk=False)
+    assert relative_view(again) == relative_view(spec)
+
+
+def test_a_plain_sagemaker_request_imports_with_a_report_of_what_was_assumed():
+    request = {
+        "HyperParameterTuningJobName": "from-sdk",
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Random", "ResourceLimits": {"MaxNumberOfTrainingJobs": 10,
+                                                     "MaxParallelTrainingJobs": 2},
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "acc"},
+            "ParameterRanges": {"IntegerParameterRanges": [
+                {"Name": "epochs", "MinValue": "1", "MaxValue": "5", "ScalingType": "Linear"}]}},
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": {"sagemaker_program": "\"main.py\"", "lr": "0.1"},
+            "AlgorithmSpecification": {"TrainingImage": "my/image:1", "TrainingInputMode": "File",
+                                       "MetricDefinitions": [{"Name": "acc", "Regex": "a=(.*)"}]},
+            "RoleArn": "arn:aws:iam::1:role/x", "OutputDataConfig": {"S3OutputPath": "s3://b/o"},
+            "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": "s3://b/train",
+                "S3DataDistributionType": "ShardedByS3Key"}}}],
+            "StoppingCondition": {"MaxRuntimeInSeconds": 60}}}
+    validate(request)
+    space, report = from_request(request)
+    assert space["trainer"]["entry_point"] == "main.py" and space["trainer"]["image"] == "my/image:1"
+    assert space["static_hyperparameters"] == {"lr": 0.1}
+    assert space["channels"]["train"] == {"uri": "s3://b/train", "distribution": "ShardedByS3Key"}
+    assert space["output"] == "s3://b/o" and space["strategy"] == "random"
+    assert any("source_dir" in line for line in report)
+
+
+def test_cli_round_trip_and_bad_json_exit_2(tmp_path):
+    def hpt(*args):
+        return subprocess.run([sys.executable, "-m", "hpt.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=60)
+
+    done = hpt("export-sagemaker", REPO / "search_spaces" / "digits-cnn.yaml")
+    assert done.returncode == 0 and "RoleArn" in done.stderr
+    request = tmp_path / "request.json"
+    request.write_text(done.stdout)
+    back = hpt("import-sagemaker", request)
+    assert back.returncode == 0 and yaml.safe_load(back.stdout)["name"] == "digits-cnn"
+    request.write_text("{not json")
+    bad = hpt("import-sagemaker", request)
+    assert bad.returncode == 2 and "not JSON" in bad.stderr and "Traceback" not in bad.stderr
+    request.write_text(json.dumps({"HyperParameterTuningJobName": "x"}))
+    bad = hpt("import-sagemaker", request)
+    assert bad.returncode == 2 and "HyperParameterTuningJobConfig" in bad.stderr
