@@ -24,7 +24,9 @@ def make_scheduler(spec) -> TrialScheduler:
         return MedianStoppingRule(metric=OBJECTIVE, mode=mode,
                                   grace_steps=int(config.get("min_resource", 1)))
     if spec.early_stopping == "asha" or spec.strategy == "hyperband":
-        return ASHAScheduler(time_attr=STEP, metric=OBJECTIVE, mode=mode,
+        # stop_last_trials=False: a job at max_resource finishes on its own (Tune would stop
+        # it there, cutting it off at its last epoch before it saves its model).
+        return ASHAScheduler(stop_last_trials=False, time_attr=STEP, metric=OBJECTIVE, mode=mode,
                              grace_period=int(config.get("min_resource", 1)),
                              max_t=int(config.get("max_resource", 100)),
                              reduction_factor=float(config.get("reduction_factor", 3)))
