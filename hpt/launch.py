@@ -206,9 +206,11 @@ class JobControl(tune.Stopper):
     """Ends the whole tuning job: `hpt stop` (a request file), Ctrl-C / SIGTERM, or a
     completion criterion (the wrapped stopper). `end_reason` says which."""
 
-    def __init__(self, stop_file: Path, criteria: tune.Stopper | None = None):
+    def __init__(self, stop_file: Path, criteria: tune.Stopper | None = None,
+                 deadline: float | None = None):
         self.stop_file = stop_file
         self.criteria = criteria
+        self.deadline = deadline  # the tuning job's max_runtime_seconds, as a time.time()
         self.end_reason: str | None = None
 
     def __getstate__(self):  # pickled into tuner.pkl like the callback; see JournalCallback
@@ -223,6 +225,8 @@ class JobControl(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
+        if self.end_reason is None and self.deadline is not None and time.time() >= self.deadline:
+            self.request_stop("MaxRuntimeExceeded")
         if self.end_reason is None and self.stop_file.exists():
             self.request_stop("Stopped")
         if self.end_reason is None and self.criteria is not None and self.criteria.stop_all():
@@ -296,9 +300,11 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         parents = _warm_start_parents(spec, experiments_dir) if spec.warm_start else {}
         plan = ResumePlan(done=0, replay=(), next_number=1)
     store.create(spec.to_frozen_dict())
-    control = JobControl(root / STOP_FILE, make_stopper(spec))
-    (root / STOP_FILE).unlink(missing_ok=True)  # an old request must not stop this run
     began = time.time()
+    runtime = spec.limits.max_runtime_seconds
+    control = JobControl(root / STOP_FILE, make_stopper(spec),
+                         began + runtime if runtime else None)
+    (root / STOP_FILE).unlink(missing_ok=True)  # an old request must not stop this run
     store.append("job_resumed" if resume else "job_started", name=spec.name,
                  max_trials=max_trials, max_parallel=spec.limits.max_parallel,
                  strategy=spec.strategy, seed=spec.seed, pid=os.getpid(),
@@ -334,8 +340,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=make_scheduler(spec), num_samples=max(1, to_run),
-            max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True,
-            time_budget_s=spec.limits.max_runtime_seconds),
+            max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
         run_config=tune.RunConfig(
             name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
             callbacks=[JournalCallback(store, spec, view, control)],
@@ -354,9 +359,6 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
     finally:
         elapsed = time.time() - began
         end_reason = control.end_reason or "MaxNumberOfTrainingJobsReached"
-        if not control.end_reason and spec.limits.max_runtime_seconds \
-                and elapsed >= spec.limits.max_runtime_seconds:
-            end_reason = "MaxRuntimeExceeded"
         _close_unfinished(store, f"{JOB_END_PREFIX} ({end_reason})")
         df = rebuild_table(store, spec)
         counts = df["TrainingJobStatus"].value_counts().to_dict()

@@ -126,3 +126,14 @@ def test_not_improving_ends_the_job(ray_session, write_space, tmp_path):
     result = launch(spec, tmp_path / "exp", dashboard=False)
     assert result.end_reason == "BestObjectiveNotImproving"
     assert len(hpt.load_experiment("stale", tmp_path / "exp")) == 3
+
+
+def test_the_tuning_jobs_max_runtime_ends_it_and_says_so(ray_session, write_space, tmp_path):
+    profiles = ["0.5:1", "0.6:1", "0.7:1", "0.8:1", "0.9:1"]  # 3 s each, one at a time
+    spec = load_spec(write_space(curves_space(
+        "deadline", profiles, limits={"max_parallel": 1, "max_runtime_seconds": 5})))
+    result = launch(spec, tmp_path / "exp", dashboard=False)
+    assert result.end_reason == "MaxRuntimeExceeded"
+    df = hpt.load_experiment("deadline", tmp_path / "exp")
+    assert 1 <= len(df) < 5
+    assert hpt.job_status("deadline", tmp_path / "exp")["EndReason"] == "MaxRuntimeExceeded"
