@@ -6,7 +6,6 @@ import tarfile
 import textwrap
 import time
 
-import pytest
 
 from hpt.metrics import MetricParser
 from hpt.runtime.local import HostProcess, failure_reason, pack_model, MAX_LINE_BYTES

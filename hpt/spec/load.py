@@ -191,8 +191,8 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
                               f"{limits.max_trials}); remove max_trials to run the whole grid"))
     elif strategy is not None and limits is not None and limits.max_trials is None:
         found.append((("limits", "max_trials"),
-                      f"required field is missing (only strategy: grid may omit it); add "
-                      f"limits: {{max_trials: 20}}"))
+                      "required field is missing (only strategy: grid may omit it); add "
+                      "limits: {max_trials: 20}"))
 
     early_stopping = values.get("early_stopping")
     if strategy == "hyperband" and early_stopping not in (None, "off"):

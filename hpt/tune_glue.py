@@ -1,0 +1,190 @@
+"""The Ray Tune side of a tuning job: the callback that journals every trial event, and the
+stopper that ends the whole job (hpt stop, Ctrl-C, a completion criterion, the deadline).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from hpt.dashboard_metrics import TuningJobMetrics
+from hpt.experiment.resume import JOB_END_PREFIX
+from hpt.experiment.store import ExperimentStore, read_journal
+from hpt.experiment.table import build_table, trial_rows, write_table
+from hpt.view import LaunchView
+
+
+class JournalCallback(tune.Callback):
+    """Tune callback: trial events -> journal, table, live view."""
+
+    def __init__(self, store: ExperimentStore, spec, view: LaunchView, control=None):
+        self.store = store
+        self.spec = spec
+        self.view = view
+        self.control = control
+        self.started: dict[str, float] = {}
+        self.metrics = TuningJobMetrics(spec.name, spec.objective.type == "maximize")
+
+    def __getstate__(self):
+        # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
+        # resumes from its own journal); open files and the terminal are not part of that state.
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("store", "view", "control", "metrics")}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        cfg = trial.config
+        name = cfg["training_job_name"]
+        self.started[name] = time.time()
+        trial_dir = self.store.root / name
+        self.store.append("trial_started", trial_number=cfg["trial_number"],
+                          training_job_name=name, hyperparameters=cfg["hyperparameters"],
+                          log_path=str(trial_dir / "algo-1.log"))
+        self.view.trial_started(name)
+        self.metrics.started()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "hpt_status" in result or "objective" not in result:
+            return
+        name = trial.config["training_job_name"]
+        self.store.append("trial_progress", training_job_name=name,
+                          value=result["objective"], step=result.get("objective_step"))
+        self.view.trial_progress(name, result["objective"])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        ending = self.control.end_reason if self.control is not None else None
+        reason = f"{JOB_END_PREFIX} ({ending})" if ending else "Stopped by early stopping"
+        self._ended(last.get("hpt_record") or self._stopped_record(trial, last, reason))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # Tune runs the training job again (its host or actor was lost): say so, then the
+        # next trial_started event begins the new attempt.
+        error = _last_error_line(trial)
+        self.store.append("trial_retried", training_job_name=trial.config["training_job_name"],
+                          error=str(error)[:1024])
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        error = _last_error_line(trial)
+        record = self._stopped_record(trial, last, f"InternalServerError: {error}"[:1024],
+                                      status="Failed")
+        self._ended(record)
+
+    def _stopped_record(self, trial, last: dict, reason: str, status: str = "Stopped") -> dict:
+        cfg = trial.config
+        name = cfg["training_job_name"]
+        value = last.get("objective")
+        return {
+            "trial_number": cfg["trial_number"], "training_job_name": name,
+            "hyperparameters": cfg["hyperparameters"], "status": status,
+            "failure_reason": reason, "objective_value": value if status == "Stopped" else None,
+            "final_metrics": {self.spec.objective.metric: value} if value is not None else {},
+            "objective_steps": last.get("objective_step", 0),
+            "start_time": self.started.get(name, time.time()), "end_time": time.time(),
+            "exit_code": None, "log_path": str(self.store.root / name / "algo-1.log"),
+            "model_artifact": None, "hosts": _hosts(self.spec), "gpu_ids": [],
+        }
+
+    def _ended(self, record: dict) -> None:
+        self.metrics.ended(record["status"], record.get("objective_value"))
+        self.store.append("trial_ended", training_job_name=record["training_job_name"],
+                          record=record)
+        rebuild_table(self.store, self.spec)
+        self.view.trial_ended(record["training_job_name"], record["status"],
+                              record.get("objective_value"),
+                              record["end_time"] - record["start_time"],
+                              record.get("failure_reason"))
+
+
+def _last_error_line(trial) -> str:
+    """The exception that ended a trial's actor, from Tune's error file (its last line)."""
+    try:
+        text = Path(trial.error_file).read_text(errors="replace").strip() if trial.error_file \
+            else ""
+    except OSError:
+        text = ""
+    return text.splitlines()[-1] if text else "the trial's Ray actor failed"
+
+
+def _hosts(spec) -> list[str]:
+    return [f"algo-{i + 1}" for i in range(spec.trainer.instance_count)]
+
+
+def rebuild_table(store: ExperimentStore, spec):
+    events = list(read_journal(store.journal_path))
+    df = build_table(events, list(spec.hyperparameters), [m.name for m in spec.metric_definitions])
+    write_table(df, store.root)
+    return df
+
+
+def close_unfinished(store: ExperimentStore, reason: str) -> None:
+    """Trials the journal shows as started but never ended get a Stopped record: nothing silent."""
+    for row in trial_rows(list(read_journal(store.journal_path))):
+        if row["status"] == "InProgress":
+            now = time.time()
+            store.append("trial_ended", training_job_name=row["training_job_name"], record={
+                **row, "status": "Stopped", "failure_reason": reason, "end_time": now,
+                "final_metrics": row.get("final_metrics", {}), "exit_code": None,
+                "model_artifact": None, "hosts": row.get("hosts") or ["algo-1"],
+                "gpu_ids": row.get("gpu_ids") or []})
+
+
+class JobControl(tune.Stopper):
+    """Ends the whole tuning job: `hpt stop` (a request file), Ctrl-C / SIGTERM, or a
+    completion criterion (the wrapped stopper). `end_reason` says which."""
+
+    def __init__(self, stop_file: Path, criteria: tune.Stopper | None = None,
+                 deadline: float | None = None):
+        self.stop_file = stop_file
+        self.criteria = criteria
+        self.deadline = deadline  # the tuning job's max_runtime_seconds, as a time.time()
+        self.end_reason: str | None = None
+
+    def __getstate__(self):  # pickled into tuner.pkl like the callback; see JournalCallback
+        return {"end_reason": self.end_reason}
+
+    def request_stop(self, reason: str) -> None:
+        self.end_reason = self.end_reason or reason
+
+    def __call__(self, trial_id, result) -> bool:
+        if self.criteria is not None and self.criteria(trial_id, result):
+            self.request_stop(getattr(self.criteria, "reason", None) or "CompletionCriteriaMet")
+        return False
+
+    def stop_all(self) -> bool:
+        if self.end_reason is None and self.deadline is not None and time.time() >= self.deadline:
+            self.request_stop("MaxRuntimeExceeded")
+        if self.end_reason is None and self.stop_file.exists():
+            self.request_stop("Stopped")
+        if self.end_reason is None and self.criteria is not None and self.criteria.stop_all():
+            self.request_stop(getattr(self.criteria, "reason", None) or "CompletionCriteriaMet")
+        return self.end_reason is not None
+
+
+class StopOnSignals:
+    """First Ctrl-C / SIGTERM: stop cleanly (trials Stopped, job resumable); second: abort."""
+
+    def __init__(self, control: JobControl):
+        self.control = control
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig, reason in ((signal.SIGINT, "Interrupted"), (signal.SIGTERM, "Stopped")):
+                self.saved[sig] = signal.signal(sig, self._handler(sig, reason))
+        return self
+
+    def _handler(self, sig, reason):
+        def handle(signum, frame):
+            self.control.request_stop(reason)
+            signal.signal(sig, self.saved[sig])  # a second signal acts as usual
+        return handle
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
