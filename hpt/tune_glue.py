@@ -18,6 +18,8 @@ from hpt.experiment.store import ExperimentStore, read_journal
 from hpt.experiment.table import build_table, trial_rows, write_table
 from hpt.view import LaunchView
 
+TABLE_REFRESH_SECONDS = 2.0
+
 
 class JournalCallback(tune.Callback):
     """Tune callback: trial events -> journal, table, live view."""
@@ -29,6 +31,7 @@ class JournalCallback(tune.Callback):
         self.control = control
         self.started: dict[str, float] = {}
         self.metrics = TuningJobMetrics(spec.name, spec.objective.type == "maximize")
+        self._table_due = 0.0
 
     def __getstate__(self):
         # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
@@ -94,7 +97,11 @@ class JournalCallback(tune.Callback):
         self.metrics.ended(record["status"], record.get("objective_value"))
         self.store.append("trial_ended", training_job_name=record["training_job_name"],
                           record=record)
-        rebuild_table(self.store, self.spec)
+        # The journal is the record (fsynced above); the table is a view of it, rebuilt at
+        # most once per TABLE_REFRESH_SECONDS while trials stream (and always at the end).
+        if time.time() >= self._table_due:
+            rebuild_table(self.store, self.spec)
+            self._table_due = time.time() + TABLE_REFRESH_SECONDS
         self.view.trial_ended(record["training_job_name"], record["status"],
                               record.get("objective_value"),
                               record["end_time"] - record["start_time"],

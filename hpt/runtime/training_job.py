@@ -165,6 +165,7 @@ class LocalTrainingJob:
         channel_sources = {name: Path(ch.uri) for name, ch in spec.channels.items()}
         sharded = frozenset(n for n, ch in spec.channels.items()
                             if ch.distribution == "ShardedByS3Key")
+        self.trial_dir.mkdir(parents=True, exist_ok=True)
         self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
                                 stream_lead=True)

@@ -1,0 +1,312 @@
+"""hpt's benchmarks, each a ratio measured side by side in one run; JSON lines on stdout.
+
+    python scripts/bench.py all            # every benchmark (several minutes)
+    python scripts/bench.py overhead       # one of: overhead launch search metrics utilisation cnn
+    python scripts/bench.py --quick all    # small sizes, a smoke check (about a minute)
+
+overhead     N trials of a script that sleeps S s at max_parallel 2: wall / ideal (N*S/2) for
+             hpt, bare Ray Tune (a function trainable that sleeps) and a bare Optuna loop
+             running the same subprocess (n_jobs=2).
+launch       spawn -> first output line of a no-op script through hpt's training job
+             (contract, tree, process group) vs a bare `python -c pass`.
+search       R suggest+tell rounds of hpt's searcher with its durable journal storage vs
+             bare in-memory Optuna TPE.
+metrics      a script printing 2000 metric lines/s through hpt's log pump and parser vs the
+             same script writing to /dev/null; lines lost must be 0.
+utilisation  trials of mixed lengths (0.2-5 s) at max_parallel 2: busy / available slot-seconds.
+cnn          the default job (search_spaces/digits-cnn.yaml): wall time and best accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SLEEPER = """import sys, time
+seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 1.0
+time.sleep(seconds)
+print("val_acc=1.0", flush=True)
+"""
+CHATTY = """import argparse, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--rate", type=int, default=2000)
+p.add_argument("--seconds", type=float, default=3.0)
+args, _ = p.parse_known_args()
+rate, seconds = args.rate, args.seconds
+n = int(rate * seconds)
+start = time.time()
+for i in range(n):
+    print(f"step={i} val_acc={i / n:.6f}")
+    if i % 100 == 99:
+        sys.stdout.flush()
+        lag = start + (i + 1) / rate - time.time()
+        if lag > 0:
+            time.sleep(lag)
+sys.stdout.flush()
+"""
+
+
+def emit(**fields) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="hpt-bench-"))
+
+
+def write_space(folder: Path, name: str, trials: int, hyperparameters: dict,
+                static: dict | None = None, entry: str = "sleeper.py") -> Path:
+    import yaml
+
+    space = {"name": name,
+             "trainer": {"source_dir": str(folder / "code"), "entry_point": entry,
+                         "cpus_per_host": 1, "max_runtime_seconds": 600},
+             "static_hyperparameters": static or {},
+             "hyperparameters": hyperparameters,
+             "objective": {"metric": "acc", "type": "maximize"},
+             "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
+             "strategy": "random", "limits": {"max_trials": trials, "max_parallel": min(2, trials)},
+             "seed": 0}
+    (folder / "code").mkdir(exist_ok=True)
+    if not (folder / "code" / entry).exists():
+        (folder / "code" / entry).write_text(SLEEPER)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
+def ensure_ray():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=True)
+    return ray
+
+
+# -- overhead ----------------------------------------------------------------------------
+
+def bench_overhead(quick: bool) -> None:
+    trials, seconds = (10, 0.5) if quick else (200, 1.0)
+    ideal = trials * seconds / 2
+    folder = workdir()
+    ensure_ray()
+    from hpt.launch import launch
+    from hpt.spec import load_spec
+
+    space = write_space(folder, "overhead", trials,
+                        {"x": {"type": "continuous", "min": 0, "max": 1}},
+                        static={"seconds": seconds})
+    spec = load_spec(space)
+    began = time.time()
+    launch(spec, folder / "exp", dashboard=False, stream=open(os.devnull, "w"))
+    hpt_wall = time.time() - began
+
+    from ray import tune
+
+    def sleeper(config):
+        time.sleep(seconds)
+        tune.report({"objective": 1.0})
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    began = time.time()
+    tune.Tuner(tune.with_resources(sleeper, {"CPU": 1}),
+               param_space={"x": tune.uniform(0, 1)},
+               tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=2),
+               run_config=tune.RunConfig(storage_path=str(folder / "tune"), verbose=0)).fit()
+    tune_wall = time.time() - began
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    script = folder / "code" / "sleeper.py"
+
+    def objective(trial):
+        trial.suggest_float("x", 0, 1)
+        out = subprocess.run([sys.executable, str(script), "--seconds", str(seconds)],
+                             capture_output=True, text=True, check=True).stdout
+        return float(out.split("=")[1])
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    began = time.time()
+    study.optimize(objective, n_trials=trials, n_jobs=2)
+    optuna_wall = time.time() - began
+    emit(bench="overhead", trials=trials, trial_seconds=seconds, ideal_seconds=ideal,
+         hpt_wall=round(hpt_wall, 2), hpt_ratio=round(hpt_wall / ideal, 3),
+         ray_tune_wall=round(tune_wall, 2), ray_tune_ratio=round(tune_wall / ideal, 3),
+         optuna_wall=round(optuna_wall, 2), optuna_ratio=round(optuna_wall / ideal, 3),
+         target_hpt_ratio=1.05, quick=quick)
+
+
+# -- launch ------------------------------------------------------------------------------
+
+def bench_launch(quick: bool) -> None:
+    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.spec import load_spec
+
+    runs = 5 if quick else 20
+    folder = workdir()
+    (folder / "code").mkdir()
+    (folder / "code" / "noop.py").write_text("print('val_acc=1', flush=True)\n")
+    space = write_space(folder, "launch", 1, {"x": {"type": "continuous", "min": 0, "max": 1}},
+                        entry="noop.py")
+    spec = load_spec(space)
+    bare, ours = [], []
+    for i in range(runs):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - began)
+        job = LocalTrainingJob(spec, TrialAssignment(i + 1, f"launch-{i:03d}", {"x": 0.5}),
+                               folder / "exp" / f"launch-{i:03d}")
+        began = time.perf_counter()
+        job.start()
+        job.advance()  # the first objective data point = the script's first line
+        ours.append(time.perf_counter() - began)
+        job.stop()
+    b, o = statistics.median(bare), statistics.median(ours)
+    emit(bench="launch", runs=runs, bare_python_seconds=round(b, 4),
+         hpt_first_line_seconds=round(o, 4), ratio=round(o / b, 3), target_ratio=4.0,
+         quick=quick)
+
+
+# -- search ------------------------------------------------------------------------------
+
+def bench_search(quick: bool) -> None:
+    import optuna
+
+    from hpt.search.searcher import OptunaSearcher, open_study
+    from hpt.spec import load_spec
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rounds = 100 if quick else 1000
+    folder = workdir()
+    hps = {"lr": {"type": "continuous", "min": 1e-4, "max": 0.1, "scaling": "log"},
+           "units": {"type": "integer", "min": 8, "max": 256},
+           "opt": {"type": "categorical", "values": ["sgd", "adam"]}}
+    spec = load_spec(write_space(folder, "search", rounds, hps),
+                     {"strategy": "bayesian", "limits.max_parallel": 1})  # TPE on both sides
+    rng = random.Random(0)
+
+    study = open_study(spec, folder / "optuna.journal")
+    searcher = OptunaSearcher(spec, study, rounds)
+    began = time.perf_counter()
+    for i in range(rounds):
+        searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"hpt_status": "Completed", "objective": rng.random()})
+    ours = time.perf_counter() - began
+
+    from hpt.search.searcher import make_sampler
+    from hpt.search.space import build_distributions
+
+    bare_study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
+    distributions = build_distributions(spec.hyperparameters)
+    began = time.perf_counter()
+    for _ in range(rounds):
+        trial = bare_study.ask(distributions)
+        bare_study.tell(trial, rng.random())
+    bare = time.perf_counter() - began
+    emit(bench="search", rounds=rounds, hpt_seconds=round(ours, 3),
+         bare_optuna_seconds=round(bare, 3), ratio=round(ours / bare, 3), target_ratio=1.5,
+         quick=quick)
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+def bench_metrics(quick: bool) -> None:
+    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.spec import load_spec
+
+    rate, seconds = 2000, (3.0 if quick else 20.0)
+    folder = workdir()
+    space = write_space(folder, "metrics", 1, {"x": {"type": "continuous", "min": 0, "max": 1}},
+                        static={"rate": rate, "seconds": seconds}, entry="chatty.py")
+    (folder / "code" / "chatty.py").write_text(CHATTY)
+    began = time.perf_counter()
+    subprocess.run([sys.executable, str(folder / "code" / "chatty.py"), "--rate", str(rate),
+                    "--seconds", str(seconds)], stdout=subprocess.DEVNULL, check=True)
+    bare = time.perf_counter() - began
+    job = LocalTrainingJob(load_spec(space), TrialAssignment(1, "metrics-001", {"x": 0.5}),
+                           folder / "exp" / "metrics-001")
+    began = time.perf_counter()
+    received, record = 0, None
+    job.start()
+    while record is None:
+        progress = job.advance()
+        received += progress.point is not None
+        record = progress.record
+    ours = time.perf_counter() - began
+    emit(bench="metrics", lines_per_second=rate, seconds=seconds, printed=int(rate * seconds),
+         received=received, lost=int(rate * seconds) - received,
+         bare_seconds=round(bare, 3), hpt_seconds=round(ours, 3),
+         overhead_ratio=round(ours / bare, 3), status=record.status, quick=quick)
+
+
+# -- utilisation -------------------------------------------------------------------------
+
+def bench_utilisation(quick: bool) -> None:
+    ensure_ray()
+    import hpt
+    from hpt.launch import launch
+    from hpt.spec import load_spec
+
+    trials = 12 if quick else 40
+    folder = workdir()
+    space = write_space(folder, "util", trials,
+                        {"seconds": {"type": "continuous", "min": 0.2, "max": 5.0}})
+    launch(load_spec(space), folder / "exp", dashboard=False, stream=open(os.devnull, "w"))
+    df = hpt.load_experiment(folder / "exp" / "util")
+    busy = df["TrainingElapsedTimeSeconds"].sum()
+    span = (df["TrainingEndTime"].max() - df["TrainingStartTime"].min()).total_seconds()
+    emit(bench="utilisation", trials=trials, busy_slot_seconds=round(busy, 2),
+         available_slot_seconds=round(2 * span, 2), utilisation=round(busy / (2 * span), 3),
+         target=0.95, quick=quick)
+
+
+# -- cnn ---------------------------------------------------------------------------------
+
+def bench_cnn(quick: bool) -> None:
+    folder = workdir()
+    command = [sys.executable, "-m", "hpt.cli", "launch", str(REPO / "search_spaces" /
+               "digits-cnn.yaml"), "--experiments-dir", str(folder), "--no-dashboard"]
+    if quick:
+        command += ["--max-trials", "2"]
+    began = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    wall = time.time() - began
+    if done.returncode != 0:
+        raise SystemExit(done.stdout + done.stderr)
+    import hpt
+
+    best = hpt.best_trial(folder / "digits-cnn")
+    emit(bench="cnn", wall_seconds=round(wall, 1), best_accuracy=best["FinalObjectiveValue"],
+         best_training_job=best["TrainingJobName"], quick=quick)
+
+
+BENCHES = {"overhead": bench_overhead, "launch": bench_launch, "search": bench_search,
+           "metrics": bench_metrics, "utilisation": bench_utilisation, "cnn": bench_cnn}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", choices=[*BENCHES, "all"])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke check)")
+    opts = parser.parse_args()
+    for name in (BENCHES if opts.bench == "all" else [opts.bench]):
+        BENCHES[name](opts.quick)
+
+
+if __name__ == "__main__":
+    main()
