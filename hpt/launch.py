@@ -6,6 +6,7 @@ appends every trial event as Tune reports it, and the table is rebuilt after eac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ from hpt.experiment.table import trial_rows
 from hpt.report import best_trial
 from hpt.schedule import make_scheduler, make_stopper
 from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
+from hpt.runtime.warm import WarmInterpreter, modules_to_preload
 from hpt.search.space import grid_size
 from hpt.trainable import TrainingJobTrainable
 from hpt.tune_glue import (JobControl, JournalCallback, StopOnSignals, close_unfinished,
@@ -113,6 +115,21 @@ def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str,
     return parents
 
 
+@contextlib.contextmanager
+def warm_interpreter(spec, root: Path):
+    """The job's warm interpreter (runtime/warm.py) when trainer.warm_start asks for one."""
+    trainer = spec.trainer
+    if not trainer.warm_start:
+        yield None
+        return
+    modules = modules_to_preload(trainer.source_dir / trainer.entry_point, trainer.source_dir)
+    warm = WarmInterpreter(modules, root / "warm.log")
+    try:
+        yield warm
+    finally:
+        warm.close()
+
+
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
            stream=None, resume: bool = False) -> LaunchResult:
     """Runs a whole tuning job (or resumes one) and returns where its table is and how it ended."""
@@ -145,54 +162,61 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                    f"{len(plan.replay)} lost ones run again: "
                    f"{', '.join(c['training_job_name'] for c in plan.replay)}")
 
-    dashboard_url = ensure_ray(address, dashboard)
-    if dashboard_url:
-        view.print(f"Ray dashboard: {dashboard_url} (token auth: the token is in "
-                   f"~/.ray/auth_token)")
-    study = open_study(spec, store.study_path)
-    fail_orphans(study)
-    if not resume and spec.warm_start:
-        seeded = seed_from_parents(study, spec, parents)
-        view.print(f"Warm start: {seeded} completed training jobs of "
-                   f"{', '.join(spec.warm_start.parents)} seed the search")
-    searcher = OptunaSearcher(spec, study, max_trials, done=plan.done, replay=plan.replay,
-                              next_number=plan.next_number)
-    trainer = spec.trainer
-    resources = tune.PlacementGroupFactory(
-        [{"CPU": trainer.cpus_per_host, "GPU": trainer.gpus_per_host}] * trainer.instance_count)
-    trainable = tune.with_resources(
-        tune.with_parameters(TrainingJobTrainable, spec_dict=spec.to_frozen_dict(),
-                             experiment_dir=str(root)),
-        resources)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=make_scheduler(spec), num_samples=max(1, to_run),
-            max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
-            callbacks=[JournalCallback(store, spec, view, control)],
-            # A lost host or actor (never the script's own failure) is retried twice.
-            failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
-            # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
-    )
-    view.print(f"Tuning job {spec.name}: up to {plan.done + to_run} training jobs, "
-               f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}; "
-               f"experiment folder {root}")
-    try:
-        if to_run:
-            with view, StopOnSignals(control):
-                tuner.fit()
-    finally:
-        elapsed = time.time() - began
-        end_reason = control.end_reason or "MaxNumberOfTrainingJobsReached"
-        close_unfinished(store, f"{JOB_END_PREFIX} ({end_reason})")
-        df = rebuild_table(store, spec)
-        counts = df["TrainingJobStatus"].value_counts().to_dict()
-        best = best_trial(root)
-        store.append("job_ended", reason=end_reason, counts=counts,
-                     best_training_job=best["TrainingJobName"] if best else None,
-                     elapsed_seconds=elapsed)
-        store.close()
-    return LaunchResult(root, root / "table.parquet", counts, best, end_reason, elapsed)
+    # The warm interpreter imports the script's modules while Ray starts.
+    with warm_interpreter(spec, root) as warm:
+        dashboard_url = ensure_ray(address, dashboard)
+        if dashboard_url:
+            view.print(f"Ray dashboard: {dashboard_url} (token auth: the token is in "
+                       f"~/.ray/auth_token)")
+        study = open_study(spec, store.study_path)
+        fail_orphans(study)
+        if not resume and spec.warm_start:
+            seeded = seed_from_parents(study, spec, parents)
+            view.print(f"Warm start: {seeded} completed training jobs of "
+                       f"{', '.join(spec.warm_start.parents)} seed the search")
+        warm_socket = warm.wait_ready() if warm else None
+        if warm is not None:
+            view.print(f"Warm interpreter: {', '.join(warm.info.get('imported', [])) or 'no'} "
+                       f"modules preloaded; trials fork from it" if warm_socket else
+                       f"Warm interpreter not used ({warm.reason}); trials start cold")
+        searcher = OptunaSearcher(spec, study, max_trials, done=plan.done, replay=plan.replay,
+                                  next_number=plan.next_number)
+        trainer = spec.trainer
+        resources = tune.PlacementGroupFactory(
+            [{"CPU": trainer.cpus_per_host, "GPU": trainer.gpus_per_host}] * trainer.instance_count)
+        trainable = tune.with_resources(
+            tune.with_parameters(TrainingJobTrainable, spec_dict=spec.to_frozen_dict(),
+                                 experiment_dir=str(root), warm_socket=warm_socket),
+            resources)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=make_scheduler(spec), num_samples=max(1, to_run),
+                max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
+                callbacks=[JournalCallback(store, spec, view, control)],
+                # A lost host or actor (never the script's own failure) is retried twice.
+                failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
+                # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.
+                checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
+        )
+        view.print(f"Tuning job {spec.name}: up to {plan.done + to_run} training jobs, "
+                   f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}; "
+                   f"experiment folder {root}")
+        try:
+            if to_run:
+                with view, StopOnSignals(control):
+                    tuner.fit()
+        finally:
+            elapsed = time.time() - began
+            end_reason = control.end_reason or "MaxNumberOfTrainingJobsReached"
+            close_unfinished(store, f"{JOB_END_PREFIX} ({end_reason})")
+            df = rebuild_table(store, spec)
+            counts = df["TrainingJobStatus"].value_counts().to_dict()
+            best = best_trial(root)
+            store.append("job_ended", reason=end_reason, counts=counts,
+                         best_training_job=best["TrainingJobName"] if best else None,
+                         elapsed_seconds=elapsed)
+            store.close()
+        return LaunchResult(root, root / "table.parquet", counts, best, end_reason, elapsed)

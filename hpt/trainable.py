@@ -29,8 +29,9 @@ class HostLostError(RuntimeError):
 
 
 class TrainingJobTrainable(tune.Trainable):
-    def setup(self, config, spec_dict=None, experiment_dir=None):
+    def setup(self, config, spec_dict=None, experiment_dir=None, warm_socket=None):
         self.spec = Spec.from_frozen_dict(spec_dict)
+        self.warm_socket = warm_socket
         self.experiment_dir = Path(experiment_dir)
         self.job = None
         trainer = self.spec.trainer
@@ -38,7 +39,8 @@ class TrainingJobTrainable(tune.Trainable):
         # Hosts algo-2..N: one actor per bundle of this trial's placement group, kept for
         # every trial this (reused) trainable runs.
         self.other_hosts = tuple(
-            RayHost(index, trainer.cpus_per_host, trainer.gpus_per_host, self.port_count)
+            RayHost(index, trainer.cpus_per_host, trainer.gpus_per_host, self.port_count,
+                    warm_socket)
             for index in range(1, trainer.instance_count))
         self.pending_config = config
 
@@ -57,7 +59,7 @@ class TrainingJobTrainable(tune.Trainable):
         num_cpus = max(1, math.ceil(self.spec.trainer.cpus_per_host))
         self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids,
                                     ip=ray.util.get_node_ip_address(),
-                                    other_hosts=self.other_hosts)
+                                    other_hosts=self.other_hosts, warm_socket=self.warm_socket)
         self.job.start()
 
     def step(self):

@@ -1,7 +1,7 @@
 """hpt's benchmarks, each a ratio measured side by side in one run; JSON lines on stdout.
 
     python scripts/bench.py all            # every benchmark (several minutes)
-    python scripts/bench.py overhead       # one of: overhead launch search metrics utilisation cnn
+    python scripts/bench.py overhead       # one of: overhead launch torch search metrics utilisation cnn
     python scripts/bench.py --quick all    # small sizes, a smoke check (about a minute)
 
 overhead     N trials of a script that sleeps S s at max_parallel 2: wall / ideal (N*S/2) for
@@ -9,6 +9,9 @@ overhead     N trials of a script that sleeps S s at max_parallel 2: wall / idea
              running the same subprocess (n_jobs=2).
 launch       spawn -> first output line of a no-op script through hpt's training job
              (contract, tree, process group) vs a bare `python -c pass`.
+torch        a trial whose script imports torch, spawn -> its first line (training starts),
+             with trainer.warm_start (forked from the warm interpreter) and cold, vs a cold
+             `python -c "import torch"`.
 search       R suggest+tell rounds of hpt's searcher with its durable journal storage vs
              bare in-memory Optuna TPE.
 metrics      a script printing 2000 metric lines/s through hpt's log pump and parser vs the
@@ -182,6 +185,54 @@ def bench_launch(quick: bool) -> None:
          quick=quick)
 
 
+# -- torch start -------------------------------------------------------------------------
+
+def bench_torch(quick: bool) -> None:
+    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.runtime.warm import WarmInterpreter, modules_to_preload
+    from hpt.spec import load_spec
+
+    runs = 3 if quick else 10
+    folder = workdir()
+    (folder / "code").mkdir()
+    (folder / "code" / "torchy.py").write_text(
+        "import torch\nprint('val_acc=1', flush=True)\n")
+    spec = load_spec(write_space(folder, "torch", 1, {"x": {"type": "continuous", "min": 0,
+                                                               "max": 1}}, entry="torchy.py"))
+    began = time.perf_counter()
+    warm = WarmInterpreter(modules_to_preload(folder / "code" / "torchy.py", folder / "code"),
+                           folder / "warm.log")
+    socket_path = warm.wait_ready()
+    ready = time.perf_counter() - began
+
+    def first_line(i: int, socket: str | None) -> float:
+        name = f"torch-{'warm' if socket else 'cold'}-{i:03d}"
+        job = LocalTrainingJob(spec, TrialAssignment(i + 1, name, {"x": 0.5}),
+                               folder / "exp" / name, warm_socket=socket)
+        began = time.perf_counter()
+        job.start()
+        job.advance()
+        took = time.perf_counter() - began
+        job.stop()
+        return took
+
+    cold_import, hot, cold = [], [], []
+    try:
+        for i in range(runs):
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], check=True)
+            cold_import.append(time.perf_counter() - began)
+            hot.append(first_line(i, socket_path))
+            cold.append(first_line(i, None))
+    finally:
+        warm.close()
+    b, w, c = (statistics.median(x) for x in (cold_import, hot, cold))
+    emit(bench="torch", runs=runs, cold_import_torch_seconds=round(b, 4),
+         hpt_warm_first_line_seconds=round(w, 4), hpt_cold_first_line_seconds=round(c, 4),
+         warm_interpreter_ready_seconds=round(ready, 3), ratio=round(w / b, 4),
+         cold_ratio=round(c / b, 3), target_ratio=0.05, quick=quick)
+
+
 # -- search ------------------------------------------------------------------------------
 
 def bench_search(quick: bool) -> None:
@@ -295,7 +346,8 @@ def bench_cnn(quick: bool) -> None:
          best_training_job=best["TrainingJobName"], quick=quick)
 
 
-BENCHES = {"overhead": bench_overhead, "launch": bench_launch, "search": bench_search,
+BENCHES = {"overhead": bench_overhead, "launch": bench_launch, "torch": bench_torch,
+           "search": bench_search,
            "metrics": bench_metrics, "utilisation": bench_utilisation, "cnn": bench_cnn}
 
 

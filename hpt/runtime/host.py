@@ -59,7 +59,7 @@ class HostGroup:
     are streamed to the caller (the objective is read from it), the others only logged."""
 
     def __init__(self, contract: HostContract, plan: HostPlan, trial_dir: Path, num_cpus: int,
-                 stream_lead: bool):
+                 stream_lead: bool, warm_socket: str | None = None):
         self.contract = contract
         self.plan = plan
         self.host = plan.host
@@ -67,7 +67,8 @@ class HostGroup:
         threads = max(1, num_cpus // len(plan.processes))
         self.processes = [
             HostProcess(list(p.argv), process_env(contract.env, p.env, threads), contract.cwd,
-                        Path(trial_dir) / p.log_name, stream_lines=stream_lead and i == 0)
+                        Path(trial_dir) / p.log_name, stream_lines=stream_lead and i == 0,
+                        warm_socket=warm_socket)
             for i, p in enumerate(plan.processes)]
         self._exit: HostExit | None = None
 

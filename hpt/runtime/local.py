@@ -7,11 +7,11 @@ stdout and stderr are pumped line by line by two threads that never block the sc
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import signal
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -19,12 +19,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpt.runtime.warm import WarmProcess, can_run_warm, die_with_parent
+
 # A line longer than this is cut and marked; protects memory against output with no newlines.
 MAX_LINE_BYTES = 64 * 1024
 FAILURE_REASON_CHARS = 1024
 STDERR_TAIL_LINES = 30
-
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -38,20 +38,15 @@ class LogLine:
 _EOF = object()
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL if the thread that started us dies (Linux only)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-
-
 class HostProcess:
     """A running host process: start it, drain its lines, stop its whole process group."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
-                 stream_lines: bool = True):
+                 stream_lines: bool = True, warm_socket: str | None = None):
         self.argv = list(argv)
+        # A warm interpreter's socket (runtime/warm.py): fork from it instead of a cold start.
+        self.warm_socket = warm_socket
+        self.warm = False
         # Only the chief's lines are read by the caller; for the other processes of a trial
         # the pumps keep the log file and the tails, and queue nothing.
         self.stream_lines = stream_lines
@@ -71,7 +66,7 @@ class HostProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab", buffering=0)
-        self._proc = subprocess.Popen(
+        self._proc = self._start_warm() or subprocess.Popen(
             self.argv,
             cwd=self.cwd,
             env=self.env,
@@ -79,7 +74,7 @@ class HostProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.started_at = time.time()
         for name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
@@ -88,6 +83,16 @@ class HostProcess:
             pump.start()
             self._pumps.append(pump)
         self._open_streams = 2
+
+    def _start_warm(self):
+        if not (self.warm_socket and can_run_warm(self.argv, sys.executable)):
+            return None
+        try:
+            proc = WarmProcess(self.warm_socket, self.argv, self.env, self.cwd)
+        except OSError:  # no warm interpreter here (another node) or it is gone: start cold
+            return None
+        self.warm = True
+        return proc
 
     @property
     def pid(self) -> int | None:

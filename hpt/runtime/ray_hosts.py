@@ -22,8 +22,9 @@ from hpt.runtime.plan import HostPlan
 
 @ray.remote(max_concurrency=4)  # poll/stop must get through while another call runs
 class HostActor:
-    def __init__(self, num_cpus: int):
+    def __init__(self, num_cpus: int, warm_socket: str | None = None):
         self.num_cpus = num_cpus
+        self.warm_socket = warm_socket  # used where this node has it; else a cold start
         self.group: HostGroup | None = None
 
     def __repr__(self):
@@ -41,7 +42,8 @@ class HostActor:
               channel_sources: dict[str, str], trial_dir: str, shard: tuple[int, int],
               sharded: frozenset[str]) -> HostExit | None:
         self.close()
-        self.group = HostGroup(contract, plan, Path(trial_dir), self.num_cpus, stream_lead=False)
+        self.group = HostGroup(contract, plan, Path(trial_dir), self.num_cpus, stream_lead=False,
+                               warm_socket=self.warm_socket)
         try:
             self.group.materialize(Path(source_dir), {k: Path(v) for k, v in
                                                       channel_sources.items()}, shard, sharded)
@@ -71,14 +73,15 @@ class RayHost:
     """`OtherHost` (runtime/training_job.py) for one actor; created once per trainable and
     reused by every trial the trainable runs."""
 
-    def __init__(self, bundle_index: int, cpus: float, gpus: float, port_count: int):
+    def __init__(self, bundle_index: int, cpus: float, gpus: float, port_count: int,
+                 warm_socket: str | None = None):
         self.num_cpus = max(1, math.ceil(cpus))
         self.actor = HostActor.options(
             num_cpus=cpus, num_gpus=gpus,
             scheduling_strategy=PlacementGroupSchedulingStrategy(
                 placement_group=get_current_placement_group(),
                 placement_group_bundle_index=bundle_index),
-        ).remote(self.num_cpus)
+        ).remote(self.num_cpus, warm_socket)
         self.host, self.log_name = f"algo-{bundle_index + 1}", f"algo-{bundle_index + 1}.log"
         self.ip, self.ports, self.gpu_ids = ray.get(self.actor.address.remote(port_count))
 

@@ -102,8 +102,9 @@ class LocalTrainingJob:
     def __init__(self, spec, assignment: TrialAssignment, trial_dir: Path,
                  num_cpus: int = 1, gpu_ids: tuple[str, ...] = (),
                  python: str = sys.executable, ip: str = "127.0.0.1",
-                 other_hosts: tuple[OtherHost, ...] = ()):
+                 other_hosts: tuple[OtherHost, ...] = (), warm_socket: str | None = None):
         self.spec = spec
+        self.warm_socket = warm_socket
         self.assignment = assignment
         self.trial_dir = Path(trial_dir)
         self.num_cpus = num_cpus
@@ -168,7 +169,7 @@ class LocalTrainingJob:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
-                                stream_lead=True)
+                                stream_lead=True, warm_socket=self.warm_socket)
         self._group.materialize(trainer.source_dir, channel_sources, (0, len(self.hosts)),
                                 sharded)
         self.start_time = time.time()

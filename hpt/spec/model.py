@@ -101,6 +101,8 @@ class Trainer(SpecModel):
                             BeforeValidator(choice(*DISTRIBUTIONS))] = "none"
     max_runtime_seconds: Annotated[int, BeforeValidator(integer(ge=1))] = 86400
     environment: Annotated[dict[str, str], BeforeValidator(_environment)] = Field(default_factory=dict)
+    # hpt extension: fork trials from a Python that has already imported the script's modules.
+    warm_start: Annotated[bool, BeforeValidator(boolean)] = False
 
 
 # -- channels ---------------------------------------------------------------------------------

@@ -29,4 +29,6 @@ for epoch in range(1, args.epochs + 1):
 model_dir = os.environ["SM_MODEL_DIR"]
 with open(os.path.join(model_dir, "seen.json"), "w") as f:
     json.dump({"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items() if k.startswith("SM_")},
-               "cwd": os.getcwd()}, f)
+               "cwd": os.getcwd(),
+               # True only when forked from hpt's warm interpreter (trainer.warm_start).
+               "warm": "hpt.runtime" in sys.modules}, f)
