@@ -151,6 +151,12 @@ def cmd_status(args) -> int:
     if best:
         print(f"  best: {best['TrainingJobName']} {best['ObjectiveMetric']}="
               f"{best['FinalObjectiveValue']:.6g} {json.dumps(best['HyperParameters'])}")
+    overhead = status["Overhead"]
+    if overhead:
+        print(f"  hpt overhead: {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms per trial "
+              f"(queue wait {overhead['TotalQueueWaitSeconds']:.2f} s, launch "
+              f"{overhead['TotalLaunchSeconds']:.2f} s, teardown "
+              f"{overhead['TotalTeardownSeconds']:.2f} s in all)")
     for name in status["Running"]:
         print(f"  running: {name}")
     return 0

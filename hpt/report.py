@@ -12,7 +12,7 @@ import pandas as pd
 
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
-from hpt.experiment.table import load_table, resolve_experiment
+from hpt.experiment.table import OVERHEAD_COLUMNS, load_table, resolve_experiment
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -155,7 +155,19 @@ def job_status(name_or_path: str | os.PathLike,
         "Running": df.loc[df["TrainingJobStatus"] == "InProgress", "TrainingJobName"].tolist()
         if status == "InProgress" else [],
         "ExperimentDir": str(root),
+        "Overhead": overhead_summary(df),
     }
+
+
+def overhead_summary(df: pd.DataFrame) -> dict[str, float]:
+    """hpt's per-trial cost around the scripts: totals and the mean per finished trial."""
+    done = df[df[OVERHEAD_COLUMNS].notna().any(axis=1)]
+    if done.empty:
+        return {}
+    per_trial = done[OVERHEAD_COLUMNS].fillna(0).sum(axis=1)
+    summary = {f"Total{c}": round(float(done[c].sum()), 3) for c in OVERHEAD_COLUMNS}
+    summary["MeanPerTrialSeconds"] = round(float(per_trial.mean()), 4)
+    return summary
 
 
 def format_table(df: pd.DataFrame, fmt: str) -> str:

@@ -51,7 +51,8 @@ class TrainingJobTrainable(tune.Trainable):
 
     def _start(self, config) -> None:
         assignment = TrialAssignment(config["trial_number"], config["training_job_name"],
-                                     dict(config["hyperparameters"]))
+                                     dict(config["hyperparameters"]),
+                                     config.get("suggested_at"))
         trial_dir = self.experiment_dir / assignment.training_job_name
         trial_dir.mkdir(parents=True, exist_ok=True)
         archive_attempt(trial_dir)  # a retry or a resumed job's re-run keeps the earlier files

@@ -112,10 +112,20 @@ def bench_overhead(quick: bool) -> None:
     space = write_space(folder, "overhead", trials,
                         {"x": {"type": "continuous", "min": 0, "max": 1}},
                         static={"seconds": seconds})
+    from hpt.report import load_experiment, overhead_summary
+
     spec = load_spec(space)
     began = time.time()
     launch(spec, folder / "exp", dashboard=False, stream=open(os.devnull, "w"))
     hpt_wall = time.time() - began
+    per_trial = overhead_summary(load_experiment(folder / "exp" / "overhead"))
+    # The same job with trainer.warm_start: trials fork from a warm interpreter.
+    warm_spec = spec.model_copy(update={
+        "name": "overhead-warm", "trainer": spec.trainer.model_copy(update={"warm_start": True})})
+    began = time.time()
+    launch(warm_spec, folder / "exp", dashboard=False, stream=open(os.devnull, "w"))
+    warm_wall = time.time() - began
+    warm_per_trial = overhead_summary(load_experiment(folder / "exp" / "overhead-warm"))
 
     from ray import tune
 
@@ -149,6 +159,8 @@ def bench_overhead(quick: bool) -> None:
     optuna_wall = time.time() - began
     emit(bench="overhead", trials=trials, trial_seconds=seconds, ideal_seconds=ideal,
          hpt_wall=round(hpt_wall, 2), hpt_ratio=round(hpt_wall / ideal, 3),
+         hpt_warm_wall=round(warm_wall, 2), hpt_warm_ratio=round(warm_wall / ideal, 3),
+         hpt_per_trial=per_trial, hpt_warm_per_trial=warm_per_trial,
          ray_tune_wall=round(tune_wall, 2), ray_tune_ratio=round(tune_wall / ideal, 3),
          optuna_wall=round(optuna_wall, 2), optuna_ratio=round(optuna_wall / ideal, 3),
          target_hpt_ratio=1.05, quick=quick)

@@ -69,6 +69,7 @@ def test_launch_status_report_best_through_the_cli(ray_session, write_space, tmp
     status = hpt("status", "cli-job", "--experiments-dir", exp)
     assert status.returncode == 0 and "3 Completed" in status.stdout
     assert "MaxNumberOfTrainingJobsReached" in status.stdout
+    assert "hpt overhead:" in status.stdout and "ms per trial" in status.stdout
 
     for fmt in ("table", "csv", "json", "markdown"):
         report = hpt("report", "cli-job", "--format", fmt, "--experiments-dir", exp)

@@ -69,6 +69,11 @@ def test_each_failure_mode_ends_with_its_status_and_reason_while_others_complete
                                     "TrainingEndTime", "TrainingElapsedTimeSeconds"]
     assert all(name.startswith("faults-") and len(name.split("-")[-1]) == 8
                for name in df["TrainingJobName"])
+    # hpt's own cost around each script, per trial: measured, small, never negative.
+    for column in ("QueueWaitSeconds", "LaunchSeconds", "TeardownSeconds"):
+        assert df[column].notna().all(), column
+        assert ((df[column] >= 0) & (df[column] < 15)).all(), df[column]
+    assert (df["LaunchSeconds"] > 0).all()
     assert result.exit_code == 0
     assert result.best["TrainingJobName"] == ok["TrainingJobName"]
     assert (result.experiment_dir / "table.parquet").is_file()

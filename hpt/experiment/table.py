@@ -32,7 +32,11 @@ HPT_COLUMNS = [
     "LogPath",
     "ModelArtifact",
     "Retries",
+    "QueueWaitSeconds",
+    "LaunchSeconds",
+    "TeardownSeconds",
 ]
+OVERHEAD_COLUMNS = ["QueueWaitSeconds", "LaunchSeconds", "TeardownSeconds"]
 
 
 def experiments_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -102,6 +106,9 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
             "LogPath": t.get("log_path"),
             "ModelArtifact": t.get("model_artifact"),
             "Retries": t.get("retries", 0),
+            "QueueWaitSeconds": t.get("queue_wait_seconds"),
+            "LaunchSeconds": t.get("launch_seconds"),
+            "TeardownSeconds": t.get("teardown_seconds"),
         })
         for metric in metric_names:
             row[_metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)
@@ -111,7 +118,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     df = pd.DataFrame(rows, columns=columns)
     for col in ("TrainingStartTime", "TrainingEndTime"):
         df[col] = pd.to_datetime(df[col], utc=True)
-    for col in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds"):
+    for col in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds", *OVERHEAD_COLUMNS):
         df[col] = pd.to_numeric(df[col])
     return df
 

@@ -40,6 +40,7 @@ class TrialAssignment:
     trial_number: int
     training_job_name: str
     hyperparameters: dict[str, Any]  # tuned values only, decoded types
+    suggested_at: float | None = None  # when the search strategy proposed it
 
 
 @dataclass
@@ -63,6 +64,11 @@ class TrainingJobRecord:
     num_cpus: int = 1
     gpu_ids: list[str] = field(default_factory=list)
     infrastructure_failure: bool = False  # a lost host: retried by the tuning job
+    # hpt's own cost around the script: proposed -> job start, job start -> processes
+    # running (contract, tree, spawn), script ended -> job record written (model packed).
+    queue_wait_seconds: float | None = None
+    launch_seconds: float | None = None
+    teardown_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -128,6 +134,9 @@ class LocalTrainingJob:
         self._record: TrainingJobRecord | None = None
         self._pending: list[MetricPoint] = []
         self.start_time = 0.0
+        self._start_called = 0.0
+        self._launch_seconds: float | None = None
+        self._ending_since: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -147,6 +156,7 @@ class LocalTrainingJob:
         )
 
     def start(self) -> None:
+        self._start_called = time.time()
         spec, trainer = self.spec, self.spec.trainer
         inp = self._contract_input()
         slots = [(self.ip, self.num_cpus, self.gpu_ids)] + [
@@ -182,7 +192,9 @@ class LocalTrainingJob:
             self._started_others.append(other)
             failed = other.start(contract, plan, trainer.source_dir, channel_sources,
                                  self.trial_dir, (index, len(self.hosts)), sharded)
+        self._launch_seconds = time.time() - self._start_called
         if failed is not None:
+            self._ending_since = time.time()
             self._stop_all()
             self._finish("Failed", self._reason(failed), exit_code=None,
                          infrastructure=failed.infrastructure)
@@ -197,6 +209,7 @@ class LocalTrainingJob:
                 return Progress(point=self._pending.pop(0))
             now = time.time()
             if now >= self._deadline:
+                self._ending_since = now
                 self._stop_all()
                 limit = self.spec.trainer.max_runtime_seconds
                 return Progress(record=self._finish(
@@ -207,6 +220,7 @@ class LocalTrainingJob:
                 self._next_check = now + CHECK_OTHERS_SECONDS
                 failed = self._failed_elsewhere()
                 if failed is not None:
+                    self._ending_since = now
                     self._stop_all()
                     return Progress(record=self._finish(
                         "Failed", self._reason(failed), exit_code=failed.exit_code,
@@ -214,6 +228,7 @@ class LocalTrainingJob:
             try:
                 line = lead.next_line(timeout=min(poll_seconds, self._deadline - now))
             except EOFError:
+                self._ending_since = time.time()
                 return Progress(record=self._finish_after_lead_exit())
             if line is None:
                 continue
@@ -227,6 +242,7 @@ class LocalTrainingJob:
     def stop(self, reason: str = "Stopped by the tuning job") -> TrainingJobRecord:
         """Stops the job (early stopping, user stop); status Stopped, last metrics kept."""
         if self._record is None:
+            self._ending_since = time.time()
             code = self._stop_all()
             self._finish("Stopped", reason, exit_code=code)
         return self._record
@@ -321,5 +337,16 @@ class LocalTrainingJob:
             gpu_ids=gpus[0] if len(self.hosts) == 1 else [
                 f"{host}:{gpu}" for host, ids in zip(self.hosts, gpus) for gpu in ids],
             infrastructure_failure=infrastructure,
+            queue_wait_seconds=_seconds(self.assignment.suggested_at, self._start_called),
+            launch_seconds=_round(self._launch_seconds),
+            teardown_seconds=_seconds(self._ending_since, time.time()),
         )
         return self._record
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _seconds(since: float | None, until: float) -> float | None:
+    return _round(max(0.0, until - since)) if since and until else None

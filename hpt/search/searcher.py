@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import logging
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ class OptunaSearcher(Searcher):
             self.study.enqueue_trial(encode_params(config["hyperparameters"], self.ranges))
             self._live[trial_id] = self.study.ask(self.distributions)
             self._suggested += 1
-            return dict(config)
+            return dict(config, suggested_at=time.time())
         if self._suggested >= self.max_trials:
             return Searcher.FINISHED
         if self._grid is not None:
@@ -124,6 +125,7 @@ class OptunaSearcher(Searcher):
             "trial_number": number,
             "training_job_name": training_job_name(self.spec.name, number, values, self.spec.seed),
             "hyperparameters": values,
+            "suggested_at": time.time(),  # the trial's queue wait starts here
         }
 
     def save(self, checkpoint_path: str) -> None:
