@@ -32,28 +32,29 @@ def _ignore_for(base: Path):
     return ignore
 
 
-def _inside(base: Path, rel: str, *, follow_last: bool = True) -> Path:
+def _inside(base: Path, rel: str, *, follow_last: bool = True,
+            real_base: str | None = None) -> Path:
     """base/rel, or ValueError when rel could reach outside base (.., absolute, symlinks)."""
     pure = PurePosixPath(rel)
     if not rel or pure.is_absolute() or ".." in pure.parts or "\0" in rel:
         raise ValueError(f"refusing to write {rel!r}: not a relative path inside {base}")
     path = base.joinpath(*pure.parts)
     # The last component of a channel link is itself a link to outside data: check its parent.
-    probe = path if follow_last else path.parent
-    real_base = base.resolve()
-    if not probe.resolve().is_relative_to(real_base):
-        raise ValueError(f"refusing to write {rel!r}: it resolves to {probe.resolve()}, "
+    probe = os.path.realpath(path if follow_last else path.parent)
+    real_base = real_base or os.path.realpath(base)
+    if probe != real_base and not probe.startswith(real_base + os.sep):
+        raise ValueError(f"refusing to write {rel!r}: it resolves to {probe}, "
                          f"outside the host tree {real_base}")
     return path
 
 
 def _write_atomic(path: Path, content: str) -> None:
+    # No fsync: a tree only matters to a running job, and a job lost in a crash is re-run
+    # from a fresh tree; the rename keeps a reader from ever seeing half a file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -130,22 +131,22 @@ def materialize(contract: HostContract, source_dir: Path,
                          f"not have ({[d for d in contract.dirs if d.startswith('input/data/')]})")
     # Check every path before creating anything, so a bad contract leaves no partial tree.
     base.mkdir(parents=True, exist_ok=True)
-    for rel in (*contract.dirs, *contract.files):
-        _inside(base, rel, follow_last=rel not in channel_dirs)
+    real_base = os.path.realpath(base)
+    paths = {rel: _inside(base, rel, follow_last=rel not in channel_dirs, real_base=real_base)
+             for rel in (*contract.dirs, *contract.files, "code")}
 
     for rel in contract.dirs:
         if rel in channel_dirs:
-            _inside(base, rel, follow_last=False).parent.mkdir(parents=True, exist_ok=True)
+            paths[rel].parent.mkdir(parents=True, exist_ok=True)
         else:
-            _inside(base, rel).mkdir(parents=True, exist_ok=True)
+            paths[rel].mkdir(parents=True, exist_ok=True)
     for rel, content in contract.files.items():
-        path = _inside(base, rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, content)
-    shutil.copytree(source_dir, _inside(base, "code"), ignore=_ignore_for(base),
-                    dirs_exist_ok=True)
+        paths[rel].parent.mkdir(parents=True, exist_ok=True)
+        # Re-checked after the mkdirs: a link planted meanwhile must not redirect the write.
+        _write_atomic(_inside(base, rel, real_base=real_base), content)
+    shutil.copytree(source_dir, paths["code"], ignore=_ignore_for(base), dirs_exist_ok=True)
     for rel, name in channel_dirs.items():
-        target = _inside(base, rel, follow_last=False)
+        target = paths[rel]
         if name in sharded and shard is not None and shard[1] > 1:
             _link_shard(target, channel_sources[name], name, *shard)
         else:
