@@ -54,7 +54,7 @@ class JournalCallback(tune.Callback):
         if "hpt_status" in result or "objective" not in result:
             return
         name = trial.config["training_job_name"]
-        self.store.append("trial_progress", training_job_name=name,
+        self.store.append("trial_progress", durable=False, training_job_name=name,
                           value=result["objective"], step=result.get("objective_step"))
         self.view.trial_progress(name, result["objective"])
 

@@ -2,7 +2,7 @@
 
 Layout of `<experiments-dir>/<name>/`:
     spec.json           the frozen, validated spec the job was launched with
-    journal.jsonl       one JSON event per line, flushed and fsynced per event
+    journal.jsonl       one JSON event per line, written at once, fsynced per trial start/end
     optuna.journal      the Optuna study (journal storage; `optuna-dashboard` opens it)
     table.parquet/.csv  the experiment table, rebuilt from the journal
     <training-job>/     one folder per trial: its /opt/ml tree(s), logs, metrics, model.tar.gz
@@ -65,8 +65,9 @@ class ExperimentStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Appends one event; it is on disk (fsync) when this returns."""
+    def append(self, event: str, durable: bool = True, **fields: Any) -> dict[str, Any]:
+        """Appends one event: written to the OS at once (a killed launcher loses nothing),
+        on disk (fsync) when `durable` -- every event but a running trial's progress."""
         record = {"event": event, "time": time.time(), **fields}
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
@@ -76,7 +77,8 @@ class ExperimentStore:
                     # A crash mid-write left half a line: end it, so this event stands alone.
                     self._journal.write(b"\n")
             self._journal.write(line)
-            os.fsync(self._journal.fileno())
+            if durable:
+                os.fsync(self._journal.fileno())
         return record
 
     def close(self) -> None:

@@ -17,11 +17,11 @@ from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from hpt.experiment.store import training_job_name
+from hpt.search.journal import SingleWriterJournalBackend
 from hpt.search.space import build_distributions, decode_params, encode_params, grid_points
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -51,7 +51,7 @@ def make_sampler(spec) -> optuna.samplers.BaseSampler:
 
 
 def open_study(spec, study_path: Path) -> optuna.Study:
-    storage = JournalStorage(JournalFileBackend(str(study_path)))
+    storage = JournalStorage(SingleWriterJournalBackend(str(study_path)))
     return optuna.create_study(
         study_name=spec.name,
         storage=storage,
