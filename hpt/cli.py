@@ -153,8 +153,8 @@ def cmd_status(args) -> int:
               f"{best['FinalObjectiveValue']:.6g} {json.dumps(best['HyperParameters'])}")
     overhead = status["Overhead"]
     if overhead:
-        print(f"  hpt overhead: {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms per trial "
-              f"(queue wait {overhead['TotalQueueWaitSeconds']:.2f} s, launch "
+        print(f"  hpt overhead: {overhead['MedianPerTrialSeconds'] * 1000:.0f} ms per trial "
+              f"(median; mean {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms; queue wait {overhead['TotalQueueWaitSeconds']:.2f} s, launch "
               f"{overhead['TotalLaunchSeconds']:.2f} s, teardown "
               f"{overhead['TotalTeardownSeconds']:.2f} s in all)")
     for name in status["Running"]:
@@ -165,12 +165,34 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     from hpt.report import format_table, load_experiment
 
+    if args.format in ("html", "png"):
+        return _visual_report(args)
     text = format_table(load_experiment(args.name, args.experiments_dir), args.format)
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _visual_report(args) -> int:
+    from hpt.experiment.table import resolve_experiment
+    from hpt.report_visual import render_html, write_pngs
+
+    root = resolve_experiment(args.name, args.experiments_dir)
+    if args.format == "html":
+        path = Path(args.output) if args.output else root / "report.html"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(render_html(root), encoding="utf-8")
+        os.replace(tmp, path)  # a browser reloading it never sees half a page
+        print(f"wrote {path}")
+        return 0
+    written = write_pngs(root, Path(args.output) if args.output else root / "report")
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"{args.name}: no completed training job yet, nothing to plot", file=sys.stderr)
     return 0
 
 
@@ -226,10 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     experiments_flag(p)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("report", help="the experiment table")
+    p = sub.add_parser("report", help="the experiment table, or a report with plots")
     p.add_argument("name")
-    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
-    p.add_argument("--output", metavar="FILE")
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown", "html", "png"],
+                   default="table", help="html: one self-contained page (default "
+                   "EXPERIMENT/report.html); png: the main plots (default EXPERIMENT/report/)")
+    p.add_argument("--output", metavar="PATH", help="file (or folder, for png) to write")
     experiments_flag(p)
     p.set_defaults(func=cmd_report)
 

@@ -167,6 +167,8 @@ def overhead_summary(df: pd.DataFrame) -> dict[str, float]:
     per_trial = done[OVERHEAD_COLUMNS].fillna(0).sum(axis=1)
     summary = {f"Total{c}": round(float(done[c].sum()), 3) for c in OVERHEAD_COLUMNS}
     summary["MeanPerTrialSeconds"] = round(float(per_trial.mean()), 4)
+    # The median is the typical trial: the first ones also wait for their actors to start.
+    summary["MedianPerTrialSeconds"] = round(float(per_trial.median()), 4)
     return summary
 
 

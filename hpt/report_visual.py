@@ -1,0 +1,228 @@
+"""The visual report of a tuning job: one self-contained HTML page (`hpt report NAME --format
+html`) or PNG images of the main plots (`--format png`). Works while the job still runs: it
+only reads the journal, the metrics files and the Optuna study.
+
+Plots: optimization history, parallel coordinates, hyperparameter importance (Optuna's
+default evaluator, PED-ANOVA in Optuna 5), slices (Optuna's visualization), and the learning
+curves of the top trials (from every objective data point hpt recorded).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from hpt.experiment.table import resolve_experiment
+from hpt.report import job_status, load_experiment, load_metrics
+
+TOP_CURVES = 5
+
+
+def _study(root: Path, spec: dict[str, Any]):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", module="optuna")  # experimental / equal-importance notes
+    path = root / "optuna.journal"
+    if not path.is_file():
+        return None
+    # Optuna's own reader: it never writes (hpt's writer is the launcher's alone).
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    return optuna.load_study(study_name=spec["name"], storage=storage)
+
+
+def _finished(study) -> int:
+    from optuna.trial import TrialState
+    return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def _top_curves(root: Path, objective: str, maximize: bool) -> pd.DataFrame:
+    table = load_experiment(root)
+    ranked = table.dropna(subset=["FinalObjectiveValue"]).sort_values(
+        "FinalObjectiveValue", ascending=not maximize).head(TOP_CURVES)
+    metrics = load_metrics(root)
+    if metrics.empty:
+        return metrics
+    curves = metrics[(metrics["metric"] == objective)
+                     & metrics["TrainingJobName"].isin(ranked["TrainingJobName"])]
+    return curves
+
+
+# -- plotly (HTML) ----------------------------------------------------------------------------
+
+def plotly_figures(root: Path, spec: dict[str, Any]) -> list[tuple[str, Any, str | None]]:
+    """(title, plotly figure or None, why it is missing) for each plot of the report."""
+    import optuna.visualization as ov
+    import plotly.graph_objects as go
+
+    study = _study(root, spec)
+    objective = spec["objective"]["metric"]
+    maximize = spec["objective"]["type"] == "maximize"
+    completed = _finished(study) if study is not None else 0
+    out: list[tuple[str, Any, str | None]] = []
+
+    def add(title: str, build: Callable[[], Any], needs: int) -> None:
+        if completed < needs:
+            out.append((title, None, f"needs {needs} completed training jobs "
+                                     f"({completed} so far)"))
+            return
+        try:
+            out.append((title, build(), None))
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            out.append((title, None, f"{type(exc).__name__}: {exc}"))
+
+    add("Optimization history", lambda: ov.plot_optimization_history(
+        study, target_name=objective), 1)
+
+    def curves_figure():
+        curves = _top_curves(root, objective, maximize)
+        fig = go.Figure()
+        for name, points in curves.groupby("TrainingJobName", sort=False):
+            points = points.sort_values("step")
+            fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines+markers",
+                                     name=name))
+        fig.update_layout(title=f"Learning curves of the top {TOP_CURVES} training jobs",
+                          xaxis_title="step (objective report)", yaxis_title=objective)
+        return fig
+
+    add("Learning curves", curves_figure, 1)
+    add("Parallel coordinates", lambda: ov.plot_parallel_coordinate(
+        study, target_name=objective), 2)
+    add("Hyperparameter importance", lambda: ov.plot_param_importances(
+        study, target_name=objective), 2)
+    add("Slices", lambda: ov.plot_slice(study, target_name=objective), 1)
+    return out
+
+
+def _summary_html(status: dict[str, Any], spec: dict[str, Any]) -> str:
+    best = status.get("Best")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status["Counts"].items())) or "none yet"
+    rows = [("Tuning job", status["TuningJobName"]),
+            ("Status", status["Status"] + (f" ({status['EndReason']})"
+                                           if status.get("EndReason") else "")),
+            ("Objective", f"{spec['objective']['type']} {spec['objective']['metric']}"),
+            ("Strategy", spec.get("strategy", "")),
+            ("Training jobs", f"{counts} (max {status['MaxTrials']})")]
+    if best:
+        rows += [("Best training job", f"{best['TrainingJobName']}: "
+                                       f"{best['FinalObjectiveValue']:.6g}"),
+                 ("Best hyperparameters", json.dumps(best["HyperParameters"]))]
+    overhead = status.get("Overhead") or {}
+    if overhead:
+        rows.append(("hpt overhead", f"{overhead['MedianPerTrialSeconds'] * 1000:.0f} ms per "
+                     f"training job (median; mean {overhead['MeanPerTrialSeconds'] * 1000:.0f} "
+                     f"ms); in all: queue wait {overhead['TotalQueueWaitSeconds']:.2f} s,"
+                     f" launch {overhead['TotalLaunchSeconds']:.2f} s, teardown "
+                     f"{overhead['TotalTeardownSeconds']:.2f} s"))
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                    for k, v in rows)
+    return f'<table class="summary">{cells}</table>'
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+table.summary th { background: #f4f4f4; }
+.status-Completed { color: #1a7f37; } .status-Failed { color: #cf222e; }
+.status-Stopped { color: #9a6700; } .status-InProgress { color: #0969da; }
+.missing { color: #777; font-style: italic; }
+.table-wrap { overflow-x: auto; max-height: 40em; }
+"""
+
+
+def render_html(name_or_path: str | os.PathLike,
+                experiments_dir: str | os.PathLike | None = None) -> str:
+    """The whole report as one HTML page (plotly.js inlined once: no network needed)."""
+    import plotly.io as pio
+
+    root = resolve_experiment(name_or_path, experiments_dir)
+    spec = json.loads((root / "spec.json").read_text())
+    status = job_status(root)
+    table = load_experiment(root).drop(columns=["LogPath"], errors="ignore")
+    table_html = table.to_html(index=False, na_rep="", escape=True, border=0)
+    for state in ("Completed", "Failed", "Stopped", "InProgress"):
+        table_html = table_html.replace(f"<td>{state}</td>",
+                                        f'<td class="status-{state}">{state}</td>')
+    parts = [f"<h1>{html.escape(spec['name'])}</h1>", _summary_html(status, spec),
+             "<h2>Training jobs</h2>", f'<div class="table-wrap">{table_html}</div>']
+    first = True
+    for title, fig, missing in plotly_figures(root, spec):
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        if fig is None:
+            parts.append(f'<p class="missing">Not drawn: {html.escape(missing or "")}</p>')
+            continue
+        parts.append(pio.to_html(fig, include_plotlyjs=first, full_html=False,
+                                 default_height=480))
+        first = False
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(spec['name'])} - hpt report</title>"
+            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+# -- matplotlib (PNG) -------------------------------------------------------------------------
+
+def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
+               experiments_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The main plots as PNG files in out_dir; returns the files written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as om
+
+    root = resolve_experiment(name_or_path, experiments_dir)
+    spec = json.loads((root / "spec.json").read_text())
+    objective = spec["objective"]["metric"]
+    maximize = spec["objective"]["type"] == "maximize"
+    study = _study(root, spec)
+    completed = _finished(study) if study is not None else 0
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save(name: str, draw: Callable[[], Any], needs: int) -> None:
+        if completed < needs:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+            try:
+                axes = draw()
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                return
+        figure = getattr(axes, "figure", None) or plt.gcf()
+        figure.set_size_inches(9, 5.5)
+        figure.tight_layout()
+        path = out_dir / f"{name}.png"
+        figure.savefig(path, dpi=110)
+        plt.close("all")
+        written.append(path)
+
+    def curves():
+        data = _top_curves(root, objective, maximize)
+        fig, ax = plt.subplots()
+        for job, points in data.groupby("TrainingJobName", sort=False):
+            points = points.sort_values("step")
+            ax.plot(points["step"], points["value"], marker="o", label=job)
+        ax.set_xlabel("step (objective report)")
+        ax.set_ylabel(objective)
+        ax.set_title(f"Learning curves of the top {TOP_CURVES} training jobs")
+        ax.legend(fontsize=8)
+        return ax
+
+    save("optimization_history",
+         lambda: om.plot_optimization_history(study, target_name=objective), 1)
+    save("learning_curves", curves, 1)
+    save("parallel_coordinates",
+         lambda: om.plot_parallel_coordinate(study, target_name=objective), 2)
+    save("param_importances",
+         lambda: om.plot_param_importances(study, target_name=objective), 2)
+    return written
+
