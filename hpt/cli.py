@@ -43,6 +43,7 @@ def cmd_launch(args) -> int:
 
     root = experiments_dir(args.experiments_dir)
     result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard,
+                    dashboard_host=args.dashboard_host,
                     resume=args.resume)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an existing tuning job")
     p.add_argument("--address", metavar="RAY_ADDRESS", help="join a running Ray cluster")
     p.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
+    p.add_argument("--dashboard-host", default="127.0.0.1", metavar="IP",
+                   help="where a Ray started by hpt serves its dashboard (default 127.0.0.1; "
+                        "0.0.0.0 exposes it: keep Ray's token auth on)")
     experiments_flag(p)
     p.set_defaults(func=cmd_launch)
 

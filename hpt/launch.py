@@ -29,6 +29,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.job_config import JobConfig  # noqa: E402
 
 from hpt.errors import UserError
 from hpt.experiment.resume import JOB_END_PREFIX, ResumePlan, plan_resume, search_changes
@@ -69,16 +70,19 @@ def max_trials_of(spec) -> int:
     return grid_size(spec.hyperparameters)
 
 
-def ensure_ray(address: str | None, dashboard: bool) -> str | None:
-    """Starts (or joins) Ray unless this process already did; returns the dashboard URL."""
+def ensure_ray(address: str | None, dashboard: bool, dashboard_host: str = "127.0.0.1",
+               metadata: dict[str, str] | None = None) -> str | None:
+    """Starts (or joins) Ray unless this process already did; returns the dashboard URL.
+    The tuning job is this Ray job: its metadata names it in the dashboard's Jobs view."""
     if ray.is_initialized():
         return None
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="WARNING",
-                                  configure_logging=True)
+                                  configure_logging=True,
+                                  job_config=JobConfig(metadata=metadata or {}))
     if address:
         context = ray.init(address=address, **kwargs)
     else:
-        context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
+        context = ray.init(include_dashboard=dashboard, dashboard_host=dashboard_host, **kwargs)
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None
 
@@ -131,6 +135,7 @@ def warm_interpreter(spec, root: Path):
 
 
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
+           dashboard_host: str = "127.0.0.1",
            stream=None, resume: bool = False) -> LaunchResult:
     """Runs a whole tuning job (or resumes one) and returns where its table is and how it ended."""
     root = Path(experiments_dir).resolve() / spec.name
@@ -164,7 +169,10 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
 
     # The warm interpreter imports the script's modules while Ray starts.
     with warm_interpreter(spec, root) as warm:
-        dashboard_url = ensure_ray(address, dashboard)
+        dashboard_url = ensure_ray(address, dashboard, dashboard_host, metadata={
+            "hpt_tuning_job": spec.name, "hpt_experiment_dir": str(root),
+            "hpt_strategy": spec.strategy, "hpt_max_trials": str(plan.done + to_run),
+            "hpt_objective": f"{spec.objective.type} {spec.objective.metric}"})
         if dashboard_url:
             view.print(f"Ray dashboard: {dashboard_url} (token auth: the token is in "
                        f"~/.ray/auth_token)")

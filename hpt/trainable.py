@@ -18,7 +18,7 @@ from hpt.experiment.store import archive_attempt
 from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
 from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
-from hpt.search.searcher import OBJECTIVE, STATUS
+from hpt.search.searcher import OBJECTIVE, PLACEMENT, STATUS
 from hpt.spec import Spec
 
 RECORD = "hpt_record"
@@ -45,9 +45,14 @@ class TrainingJobTrainable(tune.Trainable):
         self.pending_config = config
 
     def __repr__(self):
-        # Ray's dashboard and log prefixes show an actor's repr: name it after its job.
+        # Ray's dashboard and log prefixes show an actor's repr: name it after its job. Ray
+        # records the repr once, when setup() returns, so a reused actor keeps the name of the
+        # first training job it ran (hpt status / the table say which job runs where).
         job = getattr(self, "job", None)
-        return f"{job.assignment.training_job_name}/algo-1" if job else "hpt-trainable(idle)"
+        if job is not None:
+            return f"{job.assignment.training_job_name}/algo-1"
+        pending = getattr(self, "pending_config", None) or {}
+        return f"{pending.get('training_job_name', 'hpt-trainable')}/algo-1"
 
     def _start(self, config) -> None:
         assignment = TrialAssignment(config["trial_number"], config["training_job_name"],
@@ -58,8 +63,11 @@ class TrainingJobTrainable(tune.Trainable):
         archive_attempt(trial_dir)  # a retry or a resumed job's re-run keeps the earlier files
         gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
         num_cpus = max(1, math.ceil(self.spec.trainer.cpus_per_host))
+        ip = ray.util.get_node_ip_address()
+        self.placement = ip + (f" GPU {','.join(gpu_ids)}" if gpu_ids else "") + (
+            f" (+{len(self.other_hosts)} hosts)" if self.other_hosts else "")
         self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids,
-                                    ip=ray.util.get_node_ip_address(),
+                                    ip=ip,
                                     other_hosts=self.other_hosts, warm_socket=self.warm_socket)
         self.job.start()
 
@@ -72,7 +80,8 @@ class TrainingJobTrainable(tune.Trainable):
             self._start(config)
         progress = self.job.advance()
         if progress.point is not None:
-            return {OBJECTIVE: progress.point.value, "objective_step": progress.point.step}
+            return {OBJECTIVE: progress.point.value, "objective_step": progress.point.step,
+                    PLACEMENT: self.placement}
         record = progress.record
         if record.infrastructure_failure:
             # hpt's or the machine's failure, not the script's: raising lets Tune retry it.

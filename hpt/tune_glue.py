@@ -16,6 +16,7 @@ from hpt.dashboard_metrics import TuningJobMetrics
 from hpt.experiment.resume import JOB_END_PREFIX
 from hpt.experiment.store import ExperimentStore, read_journal
 from hpt.experiment.table import build_table, trial_rows, write_table
+from hpt.search.searcher import PLACEMENT
 from hpt.view import LaunchView
 
 TABLE_REFRESH_SECONDS = 2.0
@@ -56,7 +57,8 @@ class JournalCallback(tune.Callback):
         name = trial.config["training_job_name"]
         self.store.append("trial_progress", durable=False, training_job_name=name,
                           value=result["objective"], step=result.get("objective_step"))
-        self.view.trial_progress(name, result["objective"])
+        self.view.trial_progress(name, result["objective"], result.get("objective_step"),
+                                 result.get(PLACEMENT))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 # Keys of the result dicts the trainable reports to Tune.
 OBJECTIVE = "objective"
 STATUS = "hpt_status"
+PLACEMENT = "hpt_placement"  # where a job runs, for the live view: "node-ip GPU 0,1"
 
 
 def make_sampler(spec) -> optuna.samplers.BaseSampler:

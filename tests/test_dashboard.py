@@ -1,0 +1,76 @@
+"""The Ray dashboard tells the tuning job's story: a real `hpt launch` with its dashboard on
+127.0.0.1, queried through the dashboard's HTTP API with Ray's auth token."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+import hpt
+
+SLEEPER = "import time\ntime.sleep(6)\nprint('val_acc=1.0', flush=True)\n"
+
+
+def _get(url: str, token: str):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(tmp_path):
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "sleeper.py").write_text(SLEEPER)
+    space = {"name": "dash", "trainer": {"source_dir": "code", "entry_point": "sleeper.py"},
+             "hyperparameters": {"x": {"type": "continuous", "min": 0, "max": 1}},
+             "objective": {"metric": "acc", "type": "maximize"},
+             "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
+             "strategy": "random", "limits": {"max_trials": 2, "max_parallel": 2}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp",
+         "--dashboard-host", "127.0.0.1"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        for line in launcher.stdout:
+            found = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "hpt launch did not print a dashboard URL on 127.0.0.1"
+        token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+
+        # Without the token the API refuses: auth stays on.
+        try:
+            urllib.request.urlopen(f"{url}/api/v0/actors", timeout=10)
+            refused = False
+        except urllib.error.HTTPError as exc:
+            refused = exc.code in (401, 403)
+        assert refused
+
+        names: set[str] = set()
+        deadline = time.time() + 60
+        while time.time() < deadline and len(names) < 2:
+            actors = _get(f"{url}/api/v0/actors?detail=true", token)["data"]["result"]["result"]
+            names = {a.get("repr_name") or "" for a in actors}
+            names = {n for n in names if re.fullmatch(r"dash-\d{3}-[0-9a-f]{8}/algo-1", n)}
+            time.sleep(0.5)
+        assert len(names) == 2, names
+
+        jobs = _get(f"{url}/api/jobs/", token)
+        tuning = [j for j in jobs if (j.get("metadata") or {}).get("hpt_tuning_job") == "dash"]
+        assert tuning and tuning[0]["metadata"]["hpt_max_trials"] == "2"
+        assert launcher.wait(timeout=120) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    table = hpt.load_experiment(tmp_path / "exp" / "dash")
+    assert {f"{n}/algo-1" for n in table["TrainingJobName"]} == names
