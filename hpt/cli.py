@@ -35,15 +35,15 @@ def cmd_launch(args) -> int:
 
     prepare_missing_channels(Path(args.space))
     spec = load_spec(args.space, _overrides(args))
-    if spec.runtime != "local":
-        raise UserError(f"{args.space}: runtime: {spec.runtime} is not available in this version "
-                        f"of hpt; use runtime: local (or --runtime local)")
+    if spec.runtime == "sagemaker":
+        raise UserError(f"{args.space}: runtime: sagemaker is not available in this version "
+                        f"of hpt; use runtime: local or docker (or --runtime local)")
     from hpt.launch import launch  # imports Ray: only for the command that needs it
     from hpt.experiment.table import experiments_dir
 
     root = experiments_dir(args.experiments_dir)
     result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard,
-                    dashboard_host=args.dashboard_host,
+                    dashboard_host=args.dashboard_host, container_engine=args.container_engine,
                     resume=args.resume)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="run a tuning job from a space.yaml")
     p.add_argument("space", metavar="SPACE.yaml")
     p.add_argument("--runtime", choices=["local", "docker", "sagemaker"])
+    p.add_argument("--container-engine", choices=["docker", "podman"], default="docker",
+                   help="what runs the containers of runtime: docker (default docker)")
     p.add_argument("--max-trials", type=int, metavar="N")
     p.add_argument("--max-parallel", type=int, metavar="N")
     p.add_argument("--name", help="tuning job name (overrides the space's name)")

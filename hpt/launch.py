@@ -135,7 +135,7 @@ def warm_interpreter(spec, root: Path):
 
 
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
-           dashboard_host: str = "127.0.0.1",
+           dashboard_host: str = "127.0.0.1", container_engine: str = "docker",
            stream=None, resume: bool = False) -> LaunchResult:
     """Runs a whole tuning job (or resumes one) and returns where its table is and how it ended."""
     root = Path(experiments_dir).resolve() / spec.name
@@ -194,7 +194,8 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
             [{"CPU": trainer.cpus_per_host, "GPU": trainer.gpus_per_host}] * trainer.instance_count)
         trainable = tune.with_resources(
             tune.with_parameters(TrainingJobTrainable, spec_dict=spec.to_frozen_dict(),
-                                 experiment_dir=str(root), warm_socket=warm_socket),
+                                 experiment_dir=str(root), warm_socket=warm_socket,
+                                 container_engine=container_engine),
             resources)
         tuner = tune.Tuner(
             trainable,

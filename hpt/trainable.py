@@ -29,9 +29,11 @@ class HostLostError(RuntimeError):
 
 
 class TrainingJobTrainable(tune.Trainable):
-    def setup(self, config, spec_dict=None, experiment_dir=None, warm_socket=None):
+    def setup(self, config, spec_dict=None, experiment_dir=None, warm_socket=None,
+              container_engine="docker"):
         self.spec = Spec.from_frozen_dict(spec_dict)
         self.warm_socket = warm_socket
+        self.container_engine = container_engine
         self.experiment_dir = Path(experiment_dir)
         self.job = None
         trainer = self.spec.trainer
@@ -68,7 +70,8 @@ class TrainingJobTrainable(tune.Trainable):
             f" (+{len(self.other_hosts)} hosts)" if self.other_hosts else "")
         self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids,
                                     ip=ip,
-                                    other_hosts=self.other_hosts, warm_socket=self.warm_socket)
+                                    other_hosts=self.other_hosts, warm_socket=self.warm_socket,
+                                    container_engine=self.container_engine)
         self.job.start()
 
     def step(self):

@@ -112,10 +112,21 @@ def test_unknown_experiment_is_exit_2(tmp_path):
 def test_features_of_later_versions_are_refused_with_exit_2_before_anything_runs(
         write_space, tmp_path):
     exp = tmp_path / "exp"
-    done = hpt("launch", write_space(faulty_space(name="later")), "--runtime", "docker",
+    done = hpt("launch", write_space(faulty_space(name="later")), "--runtime", "sagemaker",
                "--experiments-dir", exp)
-    assert done.returncode == 2 and "runtime: docker" in done.stderr
+    assert done.returncode == 2 and "runtime: sagemaker" in done.stderr
     assert not exp.exists()  # nothing half-created
+
+
+def test_runtime_docker_needs_an_image_and_a_single_host(write_space, tmp_path):
+    space = faulty_space(name="boxed")
+    space["trainer"].update(instance_count=2, distribution="data_parallel")
+    done = hpt("launch", write_space(space), "--runtime", "docker",
+               "--experiments-dir", tmp_path / "exp")
+    assert done.returncode == 2
+    assert "trainer.image: is required for runtime: docker" in done.stderr
+    assert "runtime: docker runs single-host trials" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "exp").exists()
 
 
 def test_rerun_runs_one_training_job_again_with_the_same_contract(ray_session, write_space,

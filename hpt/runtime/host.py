@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpt.runtime.contract import HostContract
+from hpt.runtime.docker import (ContainerPlan, container_env, container_name, labels_for,
+                                remove_argv, run_argv, stop_argv)
 from hpt.runtime.local import HostProcess, failure_reason
 from hpt.runtime.plan import HostPlan
 from hpt.runtime.tree import materialize
@@ -54,22 +56,59 @@ def process_env(contract_env: dict[str, str], extra: dict[str, str],
     return env
 
 
+@dataclass(frozen=True)
+class ContainerSettings:
+    """runtime: docker -- how this host's process runs in a container."""
+
+    engine: str
+    image: str
+    tuning_job: str
+    grace_seconds: float = 10.0
+    channels: tuple[tuple[str, str], ...] = ()  # (local data folder, channel name)
+
+
+def container_process(contract: HostContract, extra_env: dict[str, str], num_cpus: int,
+                      settings: ContainerSettings) -> tuple[list[str], tuple[list[str], list[str]]]:
+    """(`docker run` argv, (stop argv, remove argv)) for the host of `contract`."""
+    job = contract.env["TRAINING_JOB_NAME"]
+    gpu_ids = tuple(g for g in contract.env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g)
+    name = container_name(job, contract.host)
+    env = container_env({"PYTHONUNBUFFERED": "TRUE", **contract.env, **extra_env}, gpu_ids)
+    plan = ContainerPlan(engine=settings.engine, image=settings.image, name=name,
+                         host_tree=contract.base_dir, hostname=contract.host, env=env,
+                         gpu_ids=gpu_ids, cpus=float(num_cpus),
+                         labels=labels_for(settings.tuning_job, job, contract.host),
+                         channels=settings.channels)
+    return run_argv(plan), (stop_argv(settings.engine, name, settings.grace_seconds),
+                            remove_argv(settings.engine, name))
+
+
 class HostGroup:
     """The processes of one host. The first is the host's lead process; on algo-1 its lines
     are streamed to the caller (the objective is read from it), the others only logged."""
 
     def __init__(self, contract: HostContract, plan: HostPlan, trial_dir: Path, num_cpus: int,
-                 stream_lead: bool, warm_socket: str | None = None):
+                 stream_lead: bool, warm_socket: str | None = None,
+                 container: ContainerSettings | None = None):
         self.contract = contract
         self.plan = plan
         self.host = plan.host
         self.failure_file = Path(contract.base_dir) / "output" / "failure"
         threads = max(1, num_cpus // len(plan.processes))
-        self.processes = [
-            HostProcess(list(p.argv), process_env(contract.env, p.env, threads), contract.cwd,
-                        Path(trial_dir) / p.log_name, stream_lines=stream_lead and i == 0,
-                        warm_socket=warm_socket)
-            for i, p in enumerate(plan.processes)]
+        if container is not None:
+            # The `docker` client runs here with the launcher's environment; the contract's
+            # environment goes into the container only.
+            argv, commands = container_process(contract, plan.processes[0].env, num_cpus,
+                                               container)
+            self.processes = [HostProcess(argv, dict(os.environ), str(trial_dir),
+                                          Path(trial_dir) / plan.processes[0].log_name,
+                                          stream_lines=stream_lead, container=commands)]
+        else:
+            self.processes = [
+                HostProcess(list(p.argv), process_env(contract.env, p.env, threads),
+                            contract.cwd, Path(trial_dir) / p.log_name,
+                            stream_lines=stream_lead and i == 0, warm_socket=warm_socket)
+                for i, p in enumerate(plan.processes)]
         self._exit: HostExit | None = None
 
     @property

@@ -42,8 +42,13 @@ class HostProcess:
     """A running host process: start it, drain its lines, stop its whole process group."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
-                 stream_lines: bool = True, warm_socket: str | None = None):
+                 stream_lines: bool = True, warm_socket: str | None = None,
+                 container: tuple[list[str], list[str]] | None = None):
         self.argv = list(argv)
+        # runtime: docker -- argv is `docker run`; stopping the CLI does not stop the
+        # container, so (stop argv, remove argv) are run too (runtime/docker.py).
+        self.container = container
+        self._container_stopping: subprocess.Popen | None = None
         # A warm interpreter's socket (runtime/warm.py): fork from it instead of a cold start.
         self.warm_socket = warm_socket
         self.warm = False
@@ -85,7 +90,7 @@ class HostProcess:
         self._open_streams = 2
 
     def _start_warm(self):
-        if not (self.warm_socket and can_run_warm(self.argv, sys.executable)):
+        if self.container or not (self.warm_socket and can_run_warm(self.argv, sys.executable)):
             return None
         try:
             proc = WarmProcess(self.warm_socket, self.argv, self.env, self.cwd)
@@ -143,7 +148,11 @@ class HostProcess:
 
     def terminate(self) -> None:
         """SIGTERM to the process group, without waiting (stop() follows)."""
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        if self.container:  # `docker stop`: SIGTERM inside, SIGKILL after its grace period
+            self._container_stopping = _run_quietly(self.container[0], wait=False)
+        else:
             _signal_group(self._proc.pid, signal.SIGTERM)
 
     def stop(self, grace_seconds: float = 10.0) -> int | None:
@@ -151,6 +160,14 @@ class HostProcess:
         if self._proc is None:
             return None
         pgid = self._proc.pid  # start_new_session: the group id is the child's pid
+        if self.container:
+            if self._proc.poll() is None and self._container_stopping is None:
+                self._container_stopping = _run_quietly(self.container[0], wait=False)
+            if self._container_stopping is not None:
+                try:  # the engine's own grace period runs inside `docker stop -t`
+                    self._container_stopping.wait(timeout=grace_seconds + 15)
+                except subprocess.TimeoutExpired:
+                    self._container_stopping.kill()
         _signal_group(pgid, signal.SIGTERM)
         try:
             self._proc.wait(timeout=grace_seconds)
@@ -168,9 +185,27 @@ class HostProcess:
             self.stop(grace_seconds=1.0)
         elif self._proc is not None:
             _signal_group(self._proc.pid, signal.SIGKILL)  # reap leftovers of the group
+        if self.container and self._proc is not None:
+            _run_quietly(self.container[1], wait=True)  # no container is left behind
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _run_quietly(argv: list[str], wait: bool) -> subprocess.Popen | None:
+    """An engine command (stop, rm) whose output nobody needs; None if it cannot start."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    if wait:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

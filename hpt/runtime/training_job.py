@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
-from hpt.runtime.host import HostExit, HostGroup, free_ports
+from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
 from hpt.runtime.local import pack_model
 from hpt.runtime.plan import (HostAddress, HostPlan, distribution_hyperparameters,
                               plan_trial, processes_on_host)
@@ -108,9 +108,15 @@ class LocalTrainingJob:
     def __init__(self, spec, assignment: TrialAssignment, trial_dir: Path,
                  num_cpus: int = 1, gpu_ids: tuple[str, ...] = (),
                  python: str = sys.executable, ip: str = "127.0.0.1",
-                 other_hosts: tuple[OtherHost, ...] = (), warm_socket: str | None = None):
+                 other_hosts: tuple[OtherHost, ...] = (), warm_socket: str | None = None,
+                 container_engine: str = "docker"):
         self.spec = spec
         self.warm_socket = warm_socket
+        # runtime: docker -- channels are mounted read-only into the container, not linked.
+        self.container = ContainerSettings(
+            container_engine, spec.trainer.image or "", spec.name, STOP_GRACE_SECONDS,
+            tuple((str(Path(ch.uri).resolve()), name) for name, ch in spec.channels.items())) \
+            if spec.runtime == "docker" else None
         self.assignment = assignment
         self.trial_dir = Path(trial_dir)
         self.num_cpus = num_cpus
@@ -163,7 +169,8 @@ class LocalTrainingJob:
             (h.ip, h.num_cpus, h.gpu_ids) for h in self.other_hosts]
         contracts = [render_host_contract(
             inp, host=host, base_dir=str(self.trial_dir / host), num_cpus=cpus,
-            num_gpus=len(gpus), gpu_ids=gpus, python=self.python)
+            num_gpus=len(gpus), gpu_ids=gpus, python=self.python,
+            in_container=self.container is not None)
             for host, (_, cpus, gpus) in zip(self.hosts, slots)]
         # Ports are picked on each host's own node; algo-1 also holds the rendezvous port.
         count = processes_on_host(trainer.distribution, trainer.processes_per_host)
@@ -179,9 +186,10 @@ class LocalTrainingJob:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
-                                stream_lead=True, warm_socket=self.warm_socket)
-        self._group.materialize(trainer.source_dir, channel_sources, (0, len(self.hosts)),
-                                sharded)
+                                stream_lead=True, warm_socket=self.warm_socket,
+                                container=self.container)
+        self._group.materialize(trainer.source_dir, {} if self.container else channel_sources,
+                                (0, len(self.hosts)), sharded)
         self.start_time = time.time()
         self._deadline = self.start_time + trainer.max_runtime_seconds
         failed = self._group.start()

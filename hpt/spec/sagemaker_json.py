@@ -133,6 +133,8 @@ def to_request(spec) -> tuple[dict[str, Any], list[str]]:
         default = 1.0 if field == "cpus_per_host" else 0.0
         if value != default:
             tags[field] = _number_text(value)
+    if trainer.warm_start:
+        tags["warm_interpreter"] = "true"
     if spec.runtime != "local":
         tags["runtime"] = spec.runtime
     if spec.prepare:
@@ -324,6 +326,8 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
             trainer[field] = _decode_number(tags[field], False)
     if processes is not None or "processes_per_host" in tags:
         trainer["processes_per_host"] = int(processes or tags["processes_per_host"])
+    if tags.get("warm_interpreter") == "true":
+        trainer["warm_start"] = True
     trainer["distribution"] = distribution
     stopping = definition.get("StoppingCondition") or {}
     if "MaxRuntimeInSeconds" in stopping:

@@ -1,0 +1,135 @@
+"""`runtime: docker`: one container per host of a training job, as SageMaker runs them.
+
+Pure functions build every command line (`docker run`, the per-trial network, stop, remove);
+`local.HostProcess` runs the `run` command like any process (its output is the container's)
+and calls the stop/remove commands so that no container outlives its training job. The same
+argv works with podman (`--container-engine podman`), except for GPUs: docker takes
+`--gpus '"device=0,1"'`, podman the CDI devices `--device nvidia.com/gpu=0`.
+
+Inside the container the host's tree is /opt/ml (bind-mounted), so `SAGEMAKER_BASE_DIR` is
+not set; the command is SageMaker's `train` (the sagemaker-training toolkit's entry point,
+which reads /opt/ml and runs `SAGEMAKER_PROGRAM`). GPUs are renumbered from 0 inside a
+container, so `CUDA_VISIBLE_DEVICES` there counts 0..n-1 while `--gpus` names Ray's ids.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+ENGINES = ("docker", "podman")
+CONTAINER_ML = "/opt/ml"
+# Docker's rule for container and network names.
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_LABEL_PREFIX = "hpt."
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    """Everything one host's container needs; built from the host's contract (pure data)."""
+
+    engine: str
+    image: str
+    name: str  # the container's name: <training-job>-<host>
+    host_tree: str  # the host's tree on this machine, mounted at /opt/ml
+    hostname: str  # algo-1 ...
+    env: dict[str, str]
+    gpu_ids: tuple[str, ...] = ()
+    cpus: float = 1.0
+    shm_size: str = "1g"
+    network: str | None = None  # the trial's own network (multi-host trials)
+    labels: dict[str, str] = field(default_factory=dict)
+    # Local channel data, mounted read-only at /opt/ml/input/data/<channel>: (source, channel)
+    channels: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] = ("train",)
+
+
+def container_name(training_job: str, host: str) -> str:
+    name = f"{training_job}-{host}"
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid container name (letters, digits, _ . -)")
+    return name
+
+
+def network_name(training_job: str) -> str:
+    return container_name(training_job, "net")
+
+
+def labels_for(tuning_job: str, training_job: str, host: str) -> dict[str, str]:
+    return {f"{_LABEL_PREFIX}tuning-job": tuning_job, f"{_LABEL_PREFIX}training-job": training_job,
+            f"{_LABEL_PREFIX}host": host}
+
+
+def _check_env(env: dict[str, str]) -> None:
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ValueError(f"environment variable {key!r} cannot be passed to a container "
+                             f"(empty name, '=' or NUL byte)")
+
+
+def container_env(env: dict[str, str], gpu_ids: tuple[str, ...]) -> dict[str, str]:
+    """The contract's environment as the container must see it."""
+    out = {k: v for k, v in env.items() if k != "SAGEMAKER_BASE_DIR"}
+    # --gpus exposes the chosen devices as 0..n-1 inside the container.
+    out["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpu_ids)))
+    return out
+
+
+def _gpu_args(engine: str, gpu_ids: tuple[str, ...]) -> list[str]:
+    if not gpu_ids:
+        return []
+    if engine == "podman":
+        return [arg for gpu in gpu_ids for arg in ("--device", f"nvidia.com/gpu={gpu}")]
+    # The inner quotes are part of docker's syntax for a list (no shell removes them here).
+    return ["--gpus", f'"device={",".join(gpu_ids)}"']
+
+
+def run_argv(plan: ContainerPlan) -> list[str]:
+    """`docker run` for one host: no shell anywhere, every variable its own --env entry."""
+    if plan.engine not in ENGINES:
+        raise ValueError(f"container engine {plan.engine!r}: use one of {ENGINES}")
+    if not plan.image:
+        raise ValueError("runtime: docker needs trainer.image")
+    if not plan.host_tree.startswith("/"):
+        raise ValueError(f"the host tree must be an absolute path (got {plan.host_tree!r})")
+    for path in (plan.host_tree, *(source for source, _ in plan.channels)):
+        if ":" in path or "," in path or not path.startswith("/"):
+            raise ValueError(f"{path!r} cannot be bind-mounted: it must be an absolute path "
+                             f"without ':' or ','")
+    _check_env(plan.env)
+    argv = [plan.engine, "run", "--rm", "--init", "--name", plan.name,
+            "--hostname", plan.hostname]
+    if plan.network:
+        argv += ["--network", plan.network, "--network-alias", plan.hostname]
+    argv += ["--cpus", f"{plan.cpus:g}", "--shm-size", plan.shm_size]
+    argv += _gpu_args(plan.engine, plan.gpu_ids)
+    argv += ["--mount", f"type=bind,source={plan.host_tree},target={CONTAINER_ML}"]
+    for source, channel in plan.channels:
+        argv += ["--mount", f"type=bind,source={source},"
+                            f"target={CONTAINER_ML}/input/data/{channel},readonly"]
+    for key, value in sorted(plan.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for key, value in sorted(plan.env.items()):
+        argv += ["--env", f"{key}={value}"]
+    return argv + [plan.image, *plan.command]
+
+
+def stop_argv(engine: str, name: str, grace_seconds: float) -> list[str]:
+    """SIGTERM to the container's processes, SIGKILL after the grace period."""
+    return [engine, "stop", "-t", str(max(0, int(grace_seconds))), name]
+
+
+def remove_argv(engine: str, name: str) -> list[str]:
+    """Removes the container whatever its state (nothing is left behind)."""
+    return [engine, "rm", "--force", name]
+
+
+def network_create_argv(engine: str, network: str, labels: dict[str, str]) -> list[str]:
+    argv = [engine, "network", "create"]
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    return argv + [network]
+
+
+def network_remove_argv(engine: str, network: str) -> list[str]:
+    return [engine, "network", "rm", network]

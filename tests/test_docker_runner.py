@@ -1,0 +1,109 @@
+"""runtime: docker -- the runner's control flow (start, stream, stop, remove) through the
+training job, with a stand-in `docker` command on PATH: this machine has no container engine.
+The stand-in records every engine call and plays the container's part by printing what the
+contract's environment (passed as --env) says; tests/test_docker_argv.py checks the argv
+itself, and runs a real container where an engine exists."""
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+from hpt.spec import load_spec
+from test_tuning_job import faulty_space
+
+FAKE_DOCKER = r'''#!{python}
+import json, os, signal, sys, time
+state = os.environ["FAKE_DOCKER_STATE"]
+calls = os.path.join(state, "calls.jsonl")
+with open(calls, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+cmd = sys.argv[1]
+if cmd == "run":
+    args = sys.argv[2:]
+    name = args[args.index("--name") + 1]
+    env = dict(a.split("=", 1) for i, a in enumerate(args) if i and args[i - 1] == "--env")
+    with open(os.path.join(state, name + ".pid"), "w") as f:
+        f.write(str(os.getpid()))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the CLI survives SIGTERM: only stop works
+    hps = json.loads(env["SM_HPS"])
+    print(f"container {{name}} training {{env['SM_TRAINING_ENV'] and 'with contract'}}",
+          flush=True)
+    if hps.get("mode") == "hang":
+        time.sleep(3600)
+    for epoch in (1, 2):
+        print(f"epoch={{epoch}} loss=0.5 val_acc={{0.4 * epoch}}", flush=True)
+    sys.exit(0)
+elif cmd == "stop":
+    name = sys.argv[-1]
+    try:
+        os.kill(int(open(os.path.join(state, name + ".pid")).read()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+'''
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "docker"
+    script.write_text(FAKE_DOCKER.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_STATE", str(state))
+
+    def calls():
+        path = state / "calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return calls
+
+
+def _job(write_space, tmp_path, mode: str) -> LocalTrainingJob:
+    space = faulty_space(name="boxed", runtime="docker")
+    space["trainer"]["image"] = "hpt-test:latest"
+    spec = load_spec(write_space(space))
+    return LocalTrainingJob(spec, TrialAssignment(1, f"boxed-001-{mode}0000", {"mode": mode}),
+                            tmp_path / "exp" / f"boxed-001-{mode}0000", num_cpus=2)
+
+
+def test_a_container_job_streams_its_metrics_and_is_removed_after(write_space, tmp_path,
+                                                                   fake_docker):
+    job = _job(write_space, tmp_path, "okay")
+    job.start()
+    while (progress := job.advance()).record is None:
+        pass
+    record = progress.record
+    assert record.status == "Completed" and record.objective_value == pytest.approx(0.8)
+    calls = fake_docker()
+    run = calls[0]
+    assert run[0] == "run" and run[-2:] == ["hpt-test:latest", "train"]
+    assert f"type=bind,source={job.base_dir},target=/opt/ml" in run
+    env = dict(a.split("=", 1) for i, a in enumerate(run) if run[i - 1] == "--env")
+    assert env["SM_MODEL_DIR"] == "/opt/ml/model" and "SAGEMAKER_BASE_DIR" not in env
+    assert json.loads(env["SM_HPS"])["mode"] == "okay"
+    assert calls[-1] == ["rm", "--force", "boxed-001-okay0000-algo-1"]  # nothing left behind
+
+
+def test_stopping_a_container_job_stops_and_removes_the_container(write_space, tmp_path,
+                                                                  fake_docker):
+    job = _job(write_space, tmp_path, "hang")
+    job.start()
+    deadline = time.time() + 10
+    while not (Path(os.environ["FAKE_DOCKER_STATE"]) / "boxed-001-hang0000-algo-1.pid").exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    began = time.time()
+    record = job.stop()
+    assert record.status == "Stopped"
+    assert time.time() - began < 8  # `docker stop` ended it, not the 10 s grace period
+    names = [c[:3] for c in fake_docker()[1:]]
+    assert ["stop", "-t", "10"] in names
+    assert fake_docker()[-1] == ["rm", "--force", "boxed-001-hang0000-algo-1"]
