@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import os
 import time
 from dataclasses import dataclass
@@ -37,12 +38,13 @@ from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import trial_rows
 from hpt.report import best_trial
 from hpt.schedule import make_scheduler, make_stopper
-from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
+from hpt.runtime.channels import download_channel, s3_client
 from hpt.runtime.warm import WarmInterpreter, modules_to_preload
+from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
 from hpt.search.space import grid_size
 from hpt.trainable import TrainingJobTrainable
-from hpt.tune_glue import (JobControl, JournalCallback, StopOnSignals, close_unfinished,
-                           rebuild_table)
+from hpt.tune_glue import (ArtifactUploader, JobControl, JournalCallback, StopOnSignals,
+                           close_unfinished, rebuild_table)
 from hpt.view import LaunchView
 
 
@@ -134,6 +136,34 @@ def warm_interpreter(spec, root: Path):
         warm.close()
 
 
+def _s3_client_if_needed(spec):
+    uses_s3 = any(ch.is_s3 for ch in spec.channels.values()) or (
+        spec.output or "").startswith("s3://")
+    return s3_client() if uses_s3 else None
+
+
+def _download_s3_channels(spec, root: Path, client, fresh: bool):
+    """s3:// channels -> copies in <experiment>/channels/<name> (once per tuning job); returns
+    what was downloaded and the spec the trials run with (those channels as local folders)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    downloads, channels = [], dict(spec.channels)
+    for name, channel in spec.channels.items():
+        if not channel.is_s3:
+            continue
+        try:
+            info = download_channel(client, channel.uri, root / "channels" / name)
+        except (BotoCoreError, ClientError, FileNotFoundError, ValueError) as exc:
+            if fresh and root.exists() and not (root / "spec.json").exists():
+                shutil.rmtree(root)  # nothing half-created for a job that never started
+            raise UserError(f"{spec.source_path}: channels.{name}: cannot download "
+                            f"{channel.uri}: {exc}; check the URI and your AWS configuration "
+                            f"(AWS_ENDPOINT_URL, AWS_PROFILE, region, credentials)") from None
+        downloads.append({"channel": name, **info})
+        channels[name] = channel.model_copy(update={"uri": info["path"]})
+    return downloads, spec.model_copy(update={"channels": channels})
+
+
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
            dashboard_host: str = "127.0.0.1", container_engine: str = "docker",
            stream=None, resume: bool = False) -> LaunchResult:
@@ -149,7 +179,9 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                             f"--name NEW_NAME to start another one, or --resume to continue it")
         parents = _warm_start_parents(spec, experiments_dir) if spec.warm_start else {}
         plan = ResumePlan(done=0, replay=(), next_number=1)
-    store.create(spec.to_frozen_dict())
+    s3 = _s3_client_if_needed(spec)
+    downloads, trial_spec = _download_s3_channels(spec, root, s3, fresh=not resume)
+    store.create(spec.to_frozen_dict())  # the user's spec: s3:// channels stay s3://
     began = time.time()
     runtime = spec.limits.max_runtime_seconds
     control = JobControl(root / STOP_FILE, make_stopper(spec),
@@ -162,6 +194,12 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
     to_run = len(plan.replay) + max(0, max_trials - plan.done - len(plan.replay))
     view = LaunchView(spec.name, plan.done + to_run, spec.objective.type == "maximize",
                       stream=stream)
+    for info in downloads:
+        store.append("channel_downloaded", **info)
+        view.print(f"Channel {info['channel']}: {info['uri']} -> {info['path']} "
+                   f"({info['downloaded']} objects downloaded, {info['cached']} cached)")
+    uploader = ArtifactUploader(spec.output, store, view, s3) \
+        if spec.output and spec.output.startswith("s3://") else None
     if plan.replay:
         view.print(f"Resuming {spec.name}: {plan.done} training jobs kept, "
                    f"{len(plan.replay)} lost ones run again: "
@@ -193,7 +231,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         resources = tune.PlacementGroupFactory(
             [{"CPU": trainer.cpus_per_host, "GPU": trainer.gpus_per_host}] * trainer.instance_count)
         trainable = tune.with_resources(
-            tune.with_parameters(TrainingJobTrainable, spec_dict=spec.to_frozen_dict(),
+            tune.with_parameters(TrainingJobTrainable, spec_dict=trial_spec.to_frozen_dict(),
                                  experiment_dir=str(root), warm_socket=warm_socket,
                                  container_engine=container_engine),
             resources)
@@ -204,7 +242,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                 max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
-                callbacks=[JournalCallback(store, spec, view, control)],
+                callbacks=[JournalCallback(store, spec, view, control, on_ended=uploader)],
                 # A lost host or actor (never the script's own failure) is retried twice.
                 failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
                 # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.
@@ -218,6 +256,8 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                 with view, StopOnSignals(control):
                     tuner.fit()
         finally:
+            if uploader is not None:
+                uploader.close()  # every completed job's artifacts are in S3 before it ends
             elapsed = time.time() - began
             end_reason = control.end_reason or "MaxNumberOfTrainingJobsReached"
             close_unfinished(store, f"{JOB_END_PREFIX} ({end_reason})")

@@ -25,11 +25,13 @@ TABLE_REFRESH_SECONDS = 2.0
 class JournalCallback(tune.Callback):
     """Tune callback: trial events -> journal, table, live view."""
 
-    def __init__(self, store: ExperimentStore, spec, view: LaunchView, control=None):
+    def __init__(self, store: ExperimentStore, spec, view: LaunchView, control=None,
+                 on_ended=None):
         self.store = store
         self.spec = spec
         self.view = view
         self.control = control
+        self.on_ended = on_ended  # e.g. the artifact uploader (output: s3://...)
         self.started: dict[str, float] = {}
         self.metrics = TuningJobMetrics(spec.name, spec.objective.type == "maximize")
         self._table_due = 0.0
@@ -38,7 +40,7 @@ class JournalCallback(tune.Callback):
         # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
         # resumes from its own journal); open files and the terminal are not part of that state.
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("store", "view", "control", "metrics")}
+                if k not in ("store", "view", "control", "metrics", "on_ended")}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         cfg = trial.config
@@ -99,6 +101,8 @@ class JournalCallback(tune.Callback):
         self.metrics.ended(record["status"], record.get("objective_value"))
         self.store.append("trial_ended", training_job_name=record["training_job_name"],
                           record=record)
+        if self.on_ended is not None:
+            self.on_ended(record)
         # The journal is the record (fsynced above); the table is a view of it, rebuilt at
         # most once per TABLE_REFRESH_SECONDS while trials stream (and always at the end).
         if time.time() >= self._table_due:
@@ -108,6 +112,41 @@ class JournalCallback(tune.Callback):
                               record.get("objective_value"),
                               record["end_time"] - record["start_time"],
                               record.get("failure_reason"))
+
+
+class ArtifactUploader:
+    """Uploads each completed training job's model.tar.gz (and output/data as output.tar.gz)
+    to `output: s3://...`, in background threads so the tuning job never waits on S3; the
+    journal records each upload (or why it failed) and close() waits for all of them."""
+
+    def __init__(self, output: str, store: ExperimentStore, view: LaunchView, client):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.output, self.store, self.view, self.client = output, store, view, client
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hpt-upload")
+
+    def __call__(self, record: dict) -> None:
+        if record["status"] == "Completed":
+            self.pool.submit(self._upload, record)
+
+    def _upload(self, record: dict) -> None:
+        from hpt.runtime.channels import pack_output_data, upload_artifacts
+
+        name = record["training_job_name"]
+        trial_dir = self.store.root / name
+        try:
+            data = pack_output_data(trial_dir / "algo-1" / "output" / "data",
+                                    trial_dir / "output.tar.gz")
+            model = Path(record["model_artifact"]) if record.get("model_artifact") else None
+            uris = upload_artifacts(self.client, self.output, name, model, data)
+            self.store.append("trial_uploaded", training_job_name=name, uris=uris)
+        except Exception as exc:  # noqa: BLE001 - S3 errors of every kind: recorded, job goes on
+            reason = f"{type(exc).__name__}: {exc}"
+            self.store.append("trial_upload_failed", training_job_name=name, reason=reason)
+            self.view.print(f"{name}: upload to {self.output} failed: {reason}")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def _last_error_line(trial) -> str:

@@ -35,6 +35,7 @@ HPT_COLUMNS = [
     "QueueWaitSeconds",
     "LaunchSeconds",
     "TeardownSeconds",
+    "S3ModelArtifact",
 ]
 OVERHEAD_COLUMNS = ["QueueWaitSeconds", "LaunchSeconds", "TeardownSeconds"]
 
@@ -80,6 +81,8 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "trial_ended":
             record = ev["record"]
             trials[name] = {**trials.get(name, {}), **record}
+        elif kind == "trial_uploaded" and name in trials:
+            trials[name]["s3_model_artifact"] = ev.get("uris", {}).get("model")
     return sorted(trials.values(), key=lambda t: t["trial_number"])
 
 
@@ -109,6 +112,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
             "QueueWaitSeconds": t.get("queue_wait_seconds"),
             "LaunchSeconds": t.get("launch_seconds"),
             "TeardownSeconds": t.get("teardown_seconds"),
+            "S3ModelArtifact": t.get("s3_model_artifact"),
         })
         for metric in metric_names:
             row[_metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)

@@ -208,7 +208,7 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
                       f"{trainer.entry_point!r}); torchrun starts `python <entry_point>` on "
                       f"every process, use a .py entry point or another distribution"))
     if values.get("runtime") == "docker" and trainer is not None:
-        found += _docker_problems(trainer, values.get("channels") or {})
+        found += _docker_problems(trainer)
     if values.get("runtime") == "sagemaker" and trainer is not None \
             and trainer.instance_type == "local":
         found.append((("trainer", "instance_type"),
@@ -217,7 +217,7 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
     return found
 
 
-def _docker_problems(trainer, channels: dict) -> list[Problem]:
+def _docker_problems(trainer) -> list[Problem]:
     found: list[Problem] = []
     if not trainer.image:
         found.append((("trainer", "image"), "is required for runtime: docker; e.g. image: "
@@ -227,10 +227,6 @@ def _docker_problems(trainer, channels: dict) -> list[Problem]:
                       "runtime: docker runs single-host trials in this version (got "
                       f"instance_count: {trainer.instance_count}, distribution: "
                       f"{trainer.distribution}); use runtime: local for multi-host trials"))
-    for name, channel in channels.items():
-        if channel.is_s3:
-            found.append((("channels", name), "runtime: docker takes local channels in this "
-                          "version (got an s3:// URI); download the data first"))
     return found
 
 

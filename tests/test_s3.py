@@ -1,0 +1,126 @@
+"""S3 channels and artifacts against a real S3 API: moto's server on 127.0.0.1 (HTTP, boto3's
+standard configuration via AWS_ENDPOINT_URL), no in-process mocks."""
+
+import json
+import tarfile
+
+import boto3
+import pandas as pd
+import pytest
+
+import hpt
+from hpt.errors import UserError
+from hpt.launch import launch
+from hpt.runtime.channels import artifact_uris, download_channel, local_key_path
+from hpt.spec import load_spec
+from test_tuning_job import faulty_space
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    client = boto3.client("s3")
+    for bucket in ("data", "out"):
+        try:
+            client.create_bucket(Bucket=bucket)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+    return client
+
+
+def test_a_channel_is_downloaded_once_and_then_served_from_its_cache(s3, tmp_path):
+    for i in range(5):
+        s3.put_object(Bucket="data", Key=f"digits/train/part-{i}.csv", Body=f"{i}\n".encode())
+    s3.put_object(Bucket="data", Key="digits/train/sub/extra.csv", Body=b"x\n")
+    first = download_channel(s3, "s3://data/digits/train", tmp_path / "train")
+    assert (first["objects"], first["downloaded"], first["cached"]) == (6, 6, 0)
+    assert (tmp_path / "train" / "part-3.csv").read_text() == "3\n"
+    assert (tmp_path / "train" / "sub" / "extra.csv").is_file()
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == [  # exactly the data
+        "part-0.csv", "part-1.csv", "part-2.csv", "part-3.csv", "part-4.csv", "sub"]
+    again = download_channel(s3, "s3://data/digits/train", tmp_path / "train")
+    assert (again["downloaded"], again["cached"]) == (0, 6)  # the cache hit
+    s3.put_object(Bucket="data", Key="digits/train/part-0.csv", Body=b"changed\n")
+    changed = download_channel(s3, "s3://data/digits/train", tmp_path / "train")
+    assert changed["downloaded"] == 1 and (tmp_path / "train" / "part-0.csv").read_text() == \
+        "changed\n"
+
+
+@pytest.mark.parametrize("key", ["p/../../etc/passwd", "p/./x", "p//..", "p/"])
+def test_keys_that_would_leave_the_channel_folder_are_refused(tmp_path, key):
+    with pytest.raises(ValueError, match="would not land inside"):
+        local_key_path(tmp_path, key, "p/")
+
+
+def test_artifacts_go_where_sagemaker_puts_them():
+    assert artifact_uris("s3://out/tuning", "job-001-abcd1234") == {
+        "model": "s3://out/tuning/job-001-abcd1234/output/model.tar.gz",
+        "output": "s3://out/tuning/job-001-abcd1234/output/output.tar.gz"}
+    assert artifact_uris("s3://out", "j")["model"] == "s3://out/j/output/model.tar.gz"
+
+
+def test_a_tuning_job_trains_on_s3_data_and_uploads_its_models(ray_session, s3, write_space,
+                                                                 tmp_path):
+    s3.put_object(Bucket="data", Key="faults/train/data.txt", Body=b"hello\n")
+    space = faulty_space(name="s3job", output="s3://out/tuning",
+                         channels={"train": "s3://data/faults/train"},
+                         hyperparameters={"mode": {"type": "categorical",
+                                                   "values": ["ok", "fail"]}})
+    result = launch(load_spec(write_space(space)), tmp_path / "exp", dashboard=False)
+    df = hpt.load_experiment(result.experiment_dir)
+    ok = df[df["mode"] == "ok"].iloc[0]
+    assert ok["TrainingJobStatus"] == "Completed"
+    assert ok["S3ModelArtifact"] == f"s3://out/tuning/{ok['TrainingJobName']}/output/model.tar.gz"
+    fetched = tmp_path / "model.tar.gz"
+    s3.download_file("out", f"tuning/{ok['TrainingJobName']}/output/model.tar.gz", str(fetched))
+    with tarfile.open(fetched) as tar:
+        seen = json.load(tar.extractfile("seen.json"))
+    # The trial read the channel at its contract path: a local copy of the S3 prefix.
+    assert seen["env"]["SM_CHANNEL_TRAIN"].endswith("/algo-1/input/data/train")
+    channel = result.experiment_dir / "channels" / "train" / "data.txt"
+    assert channel.read_text() == "hello\n"
+    failed = df[df["mode"] == "fail"].iloc[0]
+    assert failed["TrainingJobStatus"] == "Failed" and pd.isna(failed["S3ModelArtifact"])
+    events = [json.loads(line) for line in (result.experiment_dir / "journal.jsonl").open()]
+    downloads = [e for e in events if e["event"] == "channel_downloaded"]
+    assert len(downloads) == 1 and downloads[0]["downloaded"] == 1  # once per tuning job
+    assert json.loads((result.experiment_dir / "spec.json").read_text())[
+        "channels"]["train"]["uri"] == "s3://data/faults/train"  # the user's spec, as given
+
+
+def test_a_missing_bucket_is_bad_input_and_leaves_nothing(s3, write_space, tmp_path):
+    space = faulty_space(name="nobucket", channels={"train": "s3://no-such-bucket/x"})
+    with pytest.raises(UserError, match="channels.train: cannot download s3://no-such-bucket/x"):
+        launch(load_spec(write_space(space)), tmp_path / "exp", dashboard=False)
+    assert not (tmp_path / "exp" / "nobucket").exists()
+
+
+def test_a_sharded_s3_channel_gives_each_host_every_nth_key(s3, write_space, tmp_path):
+    from hpt.launch import _download_s3_channels
+    from hpt.runtime.tree import shard_files
+
+    for i in range(5):
+        s3.put_object(Bucket="data", Key=f"shards/part-{i}", Body=b"x")
+    space = faulty_space(name="sharded", channels={
+        "train": {"uri": "s3://data/shards", "distribution": "ShardedByS3Key"}})
+    spec = load_spec(write_space(space))
+    downloads, trial_spec = _download_s3_channels(spec, tmp_path / "job", s3, fresh=True)
+    channel = trial_spec.channels["train"]
+    assert channel.distribution == "ShardedByS3Key" and not channel.is_s3
+    hosts = [[p.name for p in shard_files(channel.uri, i, 2)] for i in range(2)]
+    assert hosts == [["part-0", "part-2", "part-4"], ["part-1", "part-3"]]  # by key order
