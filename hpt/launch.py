@@ -84,7 +84,10 @@ def ensure_ray(address: str | None, dashboard: bool, dashboard_host: str = "127.
     if address:
         context = ray.init(address=address, **kwargs)
     else:
-        context = ray.init(include_dashboard=dashboard, dashboard_host=dashboard_host, **kwargs)
+        # "local": a Ray of our own, never a cluster some earlier `ray start` left running
+        # (plain ray.init() would join it); --address auto joins one on purpose.
+        context = ray.init(address="local", include_dashboard=dashboard,
+                           dashboard_host=dashboard_host, **kwargs)
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None
 

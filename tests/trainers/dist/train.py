@@ -33,7 +33,8 @@ role = tf_config["task"]["type"] if tf_config else "worker"
 seen = {k: env.get(k) for k in (
     "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR",
     "MASTER_PORT", "CUDA_VISIBLE_DEVICES", "SM_NUM_GPUS", "SM_NUM_CPUS", "SM_CURRENT_HOST",
-    "SM_HOSTS", "SM_FRAMEWORK_PARAMS", "TF_CONFIG", "OMP_NUM_THREADS", "TRAINING_JOB_NAME")}
+    "SM_HOSTS", "SM_FRAMEWORK_PARAMS", "TF_CONFIG", "OMP_NUM_THREADS", "TRAINING_JOB_NAME",
+    "RAY_RAYLET_PID")}  # the raylet of the node the host runs on (Ray cluster tests)
 seen["role"] = role
 seen["pid"] = os.getpid()
 seen["channel_files"] = sorted(os.listdir(env["SM_CHANNEL_TRAIN"])) if env.get(
