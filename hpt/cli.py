@@ -35,15 +35,18 @@ def cmd_launch(args) -> int:
 
     prepare_missing_channels(Path(args.space))
     spec = load_spec(args.space, _overrides(args))
-    if spec.runtime == "sagemaker":
-        raise UserError(f"{args.space}: runtime: sagemaker is not available in this version "
-                        f"of hpt; use runtime: local or docker (or --runtime local)")
+    role = args.role or os.environ.get("HPT_SAGEMAKER_ROLE")
+    if spec.runtime == "sagemaker" and not role:
+        raise UserError(f"{args.space}: runtime: sagemaker needs the IAM role SageMaker runs "
+                        f"the training jobs as: pass --role arn:aws:iam::ACCOUNT:role/NAME "
+                        f"(or set HPT_SAGEMAKER_ROLE)")
     from hpt.launch import launch  # imports Ray: only for the command that needs it
     from hpt.experiment.table import experiments_dir
 
     root = experiments_dir(args.experiments_dir)
     result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard,
                     dashboard_host=args.dashboard_host, container_engine=args.container_engine,
+                    sagemaker_role=role,
                     resume=args.resume)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
@@ -233,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=["local", "docker", "sagemaker"])
     p.add_argument("--container-engine", choices=["docker", "podman"], default="docker",
                    help="what runs the containers of runtime: docker (default docker)")
+    p.add_argument("--role", metavar="ARN", help="runtime: sagemaker: the IAM role of the "
+                   "training jobs (default $HPT_SAGEMAKER_ROLE)")
     p.add_argument("--max-trials", type=int, metavar="N")
     p.add_argument("--max-parallel", type=int, metavar="N")
     p.add_argument("--name", help="tuning job name (overrides the space's name)")

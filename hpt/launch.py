@@ -38,7 +38,8 @@ from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import trial_rows
 from hpt.report import best_trial
 from hpt.schedule import make_scheduler, make_stopper
-from hpt.runtime.channels import download_channel, s3_client
+from hpt.runtime.channels import download_channel, parse_s3, s3_client
+from hpt.runtime.sagemaker import pack_source, source_uri
 from hpt.runtime.warm import WarmInterpreter, modules_to_preload
 from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
 from hpt.search.space import grid_size
@@ -145,6 +146,22 @@ def _s3_client_if_needed(spec):
     return s3_client() if uses_s3 else None
 
 
+def _upload_source(spec, client) -> str:
+    """source_dir as sourcedir.tar.gz under output (once per launch): what
+    `sagemaker_submit_directory` points the toolkit in the container at."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    uri = source_uri(spec.output, spec.name)
+    location = parse_s3(uri)
+    try:
+        client.put_object(Bucket=location.bucket, Key=location.prefix,
+                          Body=pack_source(spec.trainer.source_dir))
+    except (BotoCoreError, ClientError) as exc:
+        raise UserError(f"{spec.source_path}: output: cannot upload the training code to "
+                        f"{uri}: {exc}; check the bucket and your AWS configuration") from None
+    return uri
+
+
 def _download_s3_channels(spec, root: Path, client, fresh: bool):
     """s3:// channels -> copies in <experiment>/channels/<name> (once per tuning job); returns
     what was downloaded and the spec the trials run with (those channels as local folders)."""
@@ -169,6 +186,7 @@ def _download_s3_channels(spec, root: Path, client, fresh: bool):
 
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
            dashboard_host: str = "127.0.0.1", container_engine: str = "docker",
+           sagemaker_role: str | None = None,
            stream=None, resume: bool = False) -> LaunchResult:
     """Runs a whole tuning job (or resumes one) and returns where its table is and how it ended."""
     root = Path(experiments_dir).resolve() / spec.name
@@ -183,7 +201,11 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         parents = _warm_start_parents(spec, experiments_dir) if spec.warm_start else {}
         plan = ResumePlan(done=0, replay=(), next_number=1)
     s3 = _s3_client_if_needed(spec)
-    downloads, trial_spec = _download_s3_channels(spec, root, s3, fresh=not resume)
+    # SageMaker reads S3 channels and writes the artifacts itself.
+    on_sagemaker = spec.runtime == "sagemaker"
+    downloads, trial_spec = ([], spec) if on_sagemaker else \
+        _download_s3_channels(spec, root, s3, fresh=not resume)
+    code_uri = _upload_source(spec, s3) if on_sagemaker else None
     store.create(spec.to_frozen_dict())  # the user's spec: s3:// channels stay s3://
     began = time.time()
     runtime = spec.limits.max_runtime_seconds
@@ -202,7 +224,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         view.print(f"Channel {info['channel']}: {info['uri']} -> {info['path']} "
                    f"({info['downloaded']} objects downloaded, {info['cached']} cached)")
     uploader = ArtifactUploader(spec.output, store, view, s3) \
-        if spec.output and spec.output.startswith("s3://") else None
+        if (spec.output or "").startswith("s3://") and not on_sagemaker else None
     if plan.replay:
         view.print(f"Resuming {spec.name}: {plan.done} training jobs kept, "
                    f"{len(plan.replay)} lost ones run again: "
@@ -231,12 +253,15 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
         searcher = OptunaSearcher(spec, study, max_trials, done=plan.done, replay=plan.replay,
                                   next_number=plan.next_number)
         trainer = spec.trainer
-        resources = tune.PlacementGroupFactory(
-            [{"CPU": trainer.cpus_per_host, "GPU": trainer.gpus_per_host}] * trainer.instance_count)
+        # A SageMaker trial only polls from here: a sliver of a CPU; its hosts are SageMaker's.
+        resources = tune.PlacementGroupFactory([{"CPU": 0.05}]) if on_sagemaker else \
+            tune.PlacementGroupFactory([{"CPU": trainer.cpus_per_host,
+                                         "GPU": trainer.gpus_per_host}] * trainer.instance_count)
         trainable = tune.with_resources(
             tune.with_parameters(TrainingJobTrainable, spec_dict=trial_spec.to_frozen_dict(),
                                  experiment_dir=str(root), warm_socket=warm_socket,
-                                 container_engine=container_engine),
+                                 container_engine=container_engine,
+                                 sagemaker=(sagemaker_role, code_uri) if on_sagemaker else None),
             resources)
         tuner = tune.Tuner(
             trainable,

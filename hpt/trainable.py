@@ -9,6 +9,7 @@ exception is reserved for hpt's or the machine's failures, which Tune may retry.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import ray
@@ -17,11 +18,26 @@ from ray import tune
 from hpt.experiment.store import archive_attempt
 from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
+from hpt.runtime.sagemaker import POLL_SECONDS
 from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
 from hpt.search.searcher import OBJECTIVE, PLACEMENT, STATUS
 from hpt.spec import Spec
 
 RECORD = "hpt_record"
+
+
+def _sagemaker_job(spec, assignment, trial_dir, role_arn: str, code_uri: str):
+    import boto3
+
+    from hpt.runtime.sagemaker import SageMakerTrainingJob
+
+    session = boto3.session.Session()
+    return SageMakerTrainingJob(spec, assignment, trial_dir, role_arn=role_arn,
+                                code_uri=code_uri, sagemaker=session.client("sagemaker"),
+                                logs=session.client("logs"),
+                                region=session.region_name or "us-east-1",
+                                poll_seconds=float(os.environ.get("HPT_SAGEMAKER_POLL_SECONDS",
+                                                                  POLL_SECONDS)))
 
 
 class HostLostError(RuntimeError):
@@ -30,10 +46,11 @@ class HostLostError(RuntimeError):
 
 class TrainingJobTrainable(tune.Trainable):
     def setup(self, config, spec_dict=None, experiment_dir=None, warm_socket=None,
-              container_engine="docker"):
+              container_engine="docker", sagemaker=None):
         self.spec = Spec.from_frozen_dict(spec_dict)
         self.warm_socket = warm_socket
         self.container_engine = container_engine
+        self.sagemaker = sagemaker  # (role ARN, code URI) for runtime: sagemaker
         self.experiment_dir = Path(experiment_dir)
         self.job = None
         trainer = self.spec.trainer
@@ -43,7 +60,7 @@ class TrainingJobTrainable(tune.Trainable):
         self.other_hosts = tuple(
             RayHost(index, trainer.cpus_per_host, trainer.gpus_per_host, self.port_count,
                     warm_socket)
-            for index in range(1, trainer.instance_count))
+            for index in range(1, trainer.instance_count if sagemaker is None else 1))
         self.pending_config = config
 
     def __repr__(self):
@@ -63,6 +80,11 @@ class TrainingJobTrainable(tune.Trainable):
         trial_dir = self.experiment_dir / assignment.training_job_name
         trial_dir.mkdir(parents=True, exist_ok=True)
         archive_attempt(trial_dir)  # a retry or a resumed job's re-run keeps the earlier files
+        if self.sagemaker is not None:
+            self.job = _sagemaker_job(self.spec, assignment, trial_dir, *self.sagemaker)
+            self.placement = f"SageMaker {self.spec.trainer.instance_type}"
+            self.job.start()
+            return
         gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
         num_cpus = max(1, math.ceil(self.spec.trainer.cpus_per_host))
         ip = ray.util.get_node_ip_address()

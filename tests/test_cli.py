@@ -151,3 +151,23 @@ def test_rerun_runs_one_training_job_again_with_the_same_contract(ray_session, w
     assert same[0] == same[1] and "x" in same[0]
     assert (rerun_dir / "algo-1.log").read_text() == (original / "algo-1.log").read_text()
     assert hpt("rerun", "again", "nope", "--experiments-dir", exp).returncode == 2
+
+
+def test_runtime_sagemaker_needs_s3_data_an_output_an_image_and_a_role(write_space, tmp_path):
+    space = faulty_space(name="onsm", runtime="sagemaker")
+    space["trainer"]["instance_type"] = "ml.m5.xlarge"
+    space["channels"] = {"train": str(tmp_path)}
+    done = hpt("launch", write_space(space), "--experiments-dir", tmp_path / "exp")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    for needed in ("trainer.image: is required for runtime: sagemaker",
+                   "output: must be an s3:// URI for runtime: sagemaker",
+                   "channels.train: must be an s3:// URI for runtime: sagemaker"):
+        assert needed in done.stderr, done.stderr
+    space.update(output="s3://out/x", channels={"train": "s3://data/train"})
+    space["trainer"]["image"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hpt:latest"
+    env_role = {k: v for k, v in os.environ.items() if k != "HPT_SAGEMAKER_ROLE"}
+    done = subprocess.run([sys.executable, "-m", "hpt", "launch", str(write_space(space)),
+                           "--experiments-dir", str(tmp_path / "exp")], capture_output=True,
+                          text=True, env=env_role, timeout=60)
+    assert done.returncode == 2 and "pass --role arn:aws:iam::ACCOUNT:role/NAME" in done.stderr
+    assert not (tmp_path / "exp").exists()

@@ -214,6 +214,25 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
         found.append((("trainer", "instance_type"),
                       "must be a SageMaker instance type for runtime: sagemaker (got 'local'); "
                       "e.g. instance_type: ml.m5.xlarge"))
+    if values.get("runtime") == "sagemaker":
+        found += _sagemaker_problems(trainer, values.get("channels") or {}, values.get("output"))
+    return found
+
+
+def _sagemaker_problems(trainer, channels: dict, output: str | None) -> list[Problem]:
+    found: list[Problem] = []
+    if trainer is not None and not trainer.image:
+        found.append((("trainer", "image"), "is required for runtime: sagemaker: an ECR image "
+                      "with the sagemaker-training toolkit, e.g. "
+                      "123456789012.dkr.ecr.us-east-1.amazonaws.com/hpt-cnn:latest"))
+    if not (output or "").startswith("s3://"):
+        found.append((("output",), "must be an s3:// URI for runtime: sagemaker (SageMaker "
+                      "writes model.tar.gz there); e.g. output: s3://my-bucket/tuning"))
+    for name, channel in channels.items():
+        if not channel.is_s3:
+            found.append((("channels", name), f"must be an s3:// URI for runtime: sagemaker "
+                          f"(got {channel.uri}); upload the data, e.g. aws s3 sync "
+                          f"{channel.uri} s3://my-bucket/{name}"))
     return found
 
 
