@@ -270,7 +270,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                 max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
-                callbacks=[JournalCallback(store, spec, view, control, on_ended=uploader)],
+                callbacks=[JournalCallback(store, spec, view, control, artifacts=uploader)],
                 # A lost host or actor (never the script's own failure) is retried twice.
                 failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
                 # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.

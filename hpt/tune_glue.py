@@ -26,12 +26,12 @@ class JournalCallback(tune.Callback):
     """Tune callback: trial events -> journal, table, live view."""
 
     def __init__(self, store: ExperimentStore, spec, view: LaunchView, control=None,
-                 on_ended=None):
+                 artifacts=None):
         self.store = store
         self.spec = spec
         self.view = view
         self.control = control
-        self.on_ended = on_ended  # e.g. the artifact uploader (output: s3://...)
+        self.artifacts = artifacts  # the artifact uploader (output: s3://...), if any
         self.started: dict[str, float] = {}
         self.metrics = TuningJobMetrics(spec.name, spec.objective.type == "maximize")
         self._table_due = 0.0
@@ -40,7 +40,7 @@ class JournalCallback(tune.Callback):
         # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
         # resumes from its own journal); open files and the terminal are not part of that state.
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("store", "view", "control", "metrics", "on_ended")}
+                if k not in ("store", "view", "control", "metrics", "artifacts")}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         cfg = trial.config
@@ -52,6 +52,8 @@ class JournalCallback(tune.Callback):
                           log_path=str(trial_dir / "algo-1.log"))
         self.view.trial_started(name)
         self.metrics.started()
+        if self.artifacts is not None:
+            self.artifacts.started(name)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "hpt_status" in result or "objective" not in result:
@@ -101,8 +103,8 @@ class JournalCallback(tune.Callback):
         self.metrics.ended(record["status"], record.get("objective_value"))
         self.store.append("trial_ended", training_job_name=record["training_job_name"],
                           record=record)
-        if self.on_ended is not None:
-            self.on_ended(record)
+        if self.artifacts is not None:
+            self.artifacts.ended(record)
         # The journal is the record (fsynced above); the table is a view of it, rebuilt at
         # most once per TABLE_REFRESH_SECONDS while trials stream (and always at the end).
         if time.time() >= self._table_due:
@@ -115,19 +117,58 @@ class JournalCallback(tune.Callback):
 
 
 class ArtifactUploader:
-    """Uploads each completed training job's model.tar.gz (and output/data as output.tar.gz)
-    to `output: s3://...`, in background threads so the tuning job never waits on S3; the
-    journal records each upload (or why it failed) and close() waits for all of them."""
+    """`output: s3://...`: while a training job runs, its `output/intermediate/` and
+    `checkpoints/` are synced every SYNC_SECONDS (changed files only); when it completes, its
+    model.tar.gz (and output/data as output.tar.gz) is uploaded. All in background threads, so
+    the tuning job never waits on S3; the journal records each upload (or why it failed) and
+    close() waits for all of them."""
+
+    SYNC_SECONDS = 10.0
 
     def __init__(self, output: str, store: ExperimentStore, view: LaunchView, client):
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.output, self.store, self.view, self.client = output, store, view, client
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hpt-upload")
+        self.syncs: dict[str, FolderSync] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, daemon=True,
+                                        name="hpt-s3-sync")
+        self._syncer.start()
 
-    def __call__(self, record: dict) -> None:
+    def started(self, name: str) -> None:
+        from hpt.runtime.channels import FolderSync
+
+        with self._lock:
+            self.syncs[name] = FolderSync(self.client, self.store.root / name / "algo-1",
+                                          self.output, name)
+
+    def ended(self, record: dict) -> None:
+        with self._lock:
+            sync = self.syncs.pop(record["training_job_name"], None)
+        self.pool.submit(self._finish, record, sync)
+
+    def _sync_loop(self) -> None:
+        while not self._closing.wait(self.SYNC_SECONDS):
+            with self._lock:
+                syncs = list(self.syncs.values())
+            for sync in syncs:
+                self._sync(sync)
+
+    def _sync(self, sync) -> None:
+        try:
+            sync.run()
+        except Exception as exc:  # noqa: BLE001 - S3 errors of every kind: journaled, job goes on
+            self.store.append("trial_upload_failed", training_job_name=sync.training_job,
+                              reason=f"sync: {type(exc).__name__}: {exc}")
+
+    def _finish(self, record: dict, sync) -> None:
+        if sync is not None:
+            self._sync(sync)  # the last checkpoints, whatever the status
         if record["status"] == "Completed":
-            self.pool.submit(self._upload, record)
+            self._upload(record)
 
     def _upload(self, record: dict) -> None:
         from hpt.runtime.channels import pack_output_data, upload_artifacts
@@ -146,6 +187,8 @@ class ArtifactUploader:
             self.view.print(f"{name}: upload to {self.output} failed: {reason}")
 
     def close(self) -> None:
+        self._closing.set()
+        self._syncer.join(timeout=self.SYNC_SECONDS + 5)
         self.pool.shutdown(wait=True)
 
 

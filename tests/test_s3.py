@@ -67,6 +67,25 @@ def test_keys_that_would_leave_the_channel_folder_are_refused(tmp_path, key):
         local_key_path(tmp_path, key, "p/")
 
 
+def test_a_running_jobs_checkpoints_are_synced_changed_files_only(s3, tmp_path):
+    from hpt.runtime.channels import FolderSync
+
+    tree = tmp_path / "algo-1"
+    (tree / "checkpoints" / "sub").mkdir(parents=True)
+    (tree / "checkpoints" / "epoch-1.pt").write_bytes(b"1")
+    (tree / "checkpoints" / "sub" / "state.json").write_text("{}")
+    sync = FolderSync(s3, tree, "s3://out/sync", "job-001-abcd1234")
+    assert sync.run() == 2
+    assert sync.run() == 0  # nothing changed: nothing sent
+    (tree / "checkpoints" / "epoch-2.pt").write_bytes(b"2")
+    assert sync.run() == 1
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(
+        Bucket="out", Prefix="sync/job-001-abcd1234/")["Contents"])
+    assert keys == ["sync/job-001-abcd1234/checkpoints/epoch-1.pt",
+                    "sync/job-001-abcd1234/checkpoints/epoch-2.pt",
+                    "sync/job-001-abcd1234/checkpoints/sub/state.json"]
+
+
 def test_artifacts_go_where_sagemaker_puts_them():
     assert artifact_uris("s3://out/tuning", "job-001-abcd1234") == {
         "model": "s3://out/tuning/job-001-abcd1234/output/model.tar.gz",
@@ -92,6 +111,10 @@ def test_a_tuning_job_trains_on_s3_data_and_uploads_its_models(ray_session, s3, 
         seen = json.load(tar.extractfile("seen.json"))
     # The trial read the channel at its contract path: a local copy of the S3 prefix.
     assert seen["env"]["SM_CHANNEL_TRAIN"].endswith("/algo-1/input/data/train")
+    # output/intermediate was synced where SageMaker puts it.
+    progress = s3.get_object(Bucket="out", Key=f"tuning/{ok['TrainingJobName']}/output/"
+                                               f"intermediate/progress.txt")["Body"].read()
+    assert progress == b"3 epochs\n"
     channel = result.experiment_dir / "channels" / "train" / "data.txt"
     assert channel.read_text() == "hello\n"
     failed = df[df["mode"] == "fail"].iloc[0]

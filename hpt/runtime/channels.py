@@ -118,6 +118,38 @@ def pack_output_data(data_dir: Path, archive: Path) -> Path | None:
     return archive
 
 
+class FolderSync:
+    """Mirrors a running job's `output/intermediate/` and `checkpoints/` to where SageMaker
+    puts them (`<output>/<job>/output/intermediate/`, `<output>/<job>/checkpoints/`),
+    uploading only files whose size or mtime changed since the last run()."""
+
+    def __init__(self, client, host_tree: Path, output: str, training_job: str):
+        self.client, self.host_tree, self.training_job = client, Path(host_tree), training_job
+        location = parse_s3(output)
+        base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
+        self.bucket = location.bucket
+        self.targets = {"output/intermediate": f"{base}/output/intermediate",
+                        "checkpoints": f"{base}/checkpoints"}
+        self._seen: dict[Path, tuple[int, int]] = {}
+
+    def run(self) -> int:
+        uploaded = 0
+        for folder, prefix in self.targets.items():
+            root = self.host_tree / folder
+            if not root.is_dir():
+                continue
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                stat = path.stat()
+                stamp = (stat.st_size, stat.st_mtime_ns)
+                if self._seen.get(path) == stamp:
+                    continue
+                key = f"{prefix}/{path.relative_to(root).as_posix()}"
+                self.client.upload_file(str(path), self.bucket, key)
+                self._seen[path] = stamp
+                uploaded += 1
+        return uploaded
+
+
 def upload_artifacts(client, output: str, training_job: str, model: Path | None,
                      output_data: Path | None) -> dict[str, str]:
     """Uploads what exists; returns {kind: s3 uri} of what was uploaded."""

@@ -26,6 +26,11 @@ if args.mode == "silent":
 
 for epoch in range(1, args.epochs + 1):
     print(f"epoch={epoch} loss={1.0 / epoch:.4f} val_acc={args.x * epoch / args.epochs:.4f}", flush=True)
+intermediate = os.environ.get("SM_OUTPUT_INTERMEDIATE_DIR")
+if intermediate:  # what SageMaker syncs to S3 while a job runs
+    os.makedirs(intermediate, exist_ok=True)
+    with open(os.path.join(intermediate, "progress.txt"), "w") as f:
+        f.write(f"{args.epochs} epochs\n")
 model_dir = os.environ["SM_MODEL_DIR"]
 with open(os.path.join(model_dir, "seen.json"), "w") as f:
     json.dump({"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items() if k.startswith("SM_")},
