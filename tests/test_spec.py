@@ -89,6 +89,11 @@ def cont(lo, hi, scaling="linear"):
 
 
 # (id, changes to VALID, field path, phrase): each must yield exactly that one problem.
+# runtime: sagemaker with everything else it needs (image, s3 data, s3 output).
+SAGEMAKER_READY = {"runtime": "sagemaker", "trainer.image": "1.dkr.ecr.us-east-1.amazonaws.com/x",
+                   "output": "s3://bucket/out", "channels.train": "s3://bucket/train",
+                   "channels.test": "s3://bucket/test"}
+
 CASES = [
     # unknown keys, with a did-you-mean
     ("unknown-trainer-key", {"trainer.entry_pont": "train.py", "trainer.entry_point": DELETE},
@@ -210,8 +215,13 @@ CASES = [
      "trainer.environment.SM_MODEL_DIR", "set by hpt from the training contract"),
     ("env-null-value", {"trainer.environment": {"A": None}}, "trainer.environment.A",
      "must be a string, number or bool (got null)"),
-    ("runtime-sagemaker-local-instance", {"runtime": "sagemaker"}, "trainer.instance_type",
+    ("runtime-sagemaker-local-instance", SAGEMAKER_READY, "trainer.instance_type",
      "ml.m5.xlarge"),
+    ("runtime-sagemaker-no-output", {**{k: v for k, v in SAGEMAKER_READY.items()
+                                        if k != "output"}, "trainer.instance_type": "ml.m5.xlarge"},
+     "output", "must be an s3:// URI"),
+    ("runtime-docker-no-image", {"runtime": "docker"}, "trainer.image",
+     "docker build -t hpt-cnn:latest trainers/cnn"),
     # channels
     ("channel-missing", {"channels.train": "../data/nope"}, "channels.train", "path not found"),
     ("channel-missing-mapping", {"channels.test.uri": "../data/nope"}, "channels.test.uri",
@@ -433,7 +443,7 @@ def test_every_problem_is_reported_together_in_file_order(project):
 
 
 def test_overrides_apply_before_validation(project):
-    path = write(project, mutate(VALID, {"limits": DELETE}))
+    path = write(project, mutate(VALID, {"limits": DELETE, "trainer.image": "hpt-cnn:latest"}))
     spec = load_spec(path, {"limits.max_trials": 3, "runtime": "docker", "name": "x"})
     assert (spec.limits.max_trials, spec.runtime, spec.name) == (3, "docker", "x")
     problems = problems_of(path, {"limits.max_trials": 0})
