@@ -33,7 +33,8 @@ def cmd_validate(args) -> int:
 def cmd_launch(args) -> int:
     from hpt.prepare import prepare_missing_channels
 
-    prepare_missing_channels(Path(args.space))
+    # Everything but the on-disk checks first: a malformed space never runs its prepare command.
+    prepare_missing_channels(load_spec(args.space, _overrides(args), check_disk=False))
     spec = load_spec(args.space, _overrides(args))
     role = args.role or os.environ.get("HPT_SAGEMAKER_ROLE")
     if spec.runtime == "sagemaker" and not role:
@@ -99,17 +100,21 @@ def cmd_export_sagemaker(args) -> int:
 def cmd_import_sagemaker(args) -> int:
     import yaml
 
-    from hpt.spec.sagemaker_json import RequestError, from_request
+    from hpt.spec.sagemaker_json import RequestError, from_request, request_problems
 
     path = Path(args.request)
     try:
         request = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise UserError(f"{path}: not JSON ({exc}); give a CreateHyperParameterTuningJob "
                         f"request as JSON") from None
+    problems = request_problems(request)
+    if problems:
+        raise UserError("\n".join(f"{path}: {line}; fix the request (the shape SageMaker's "
+                                   f"CreateHyperParameterTuningJob takes)" for line in problems))
     try:
         space, report = from_request(request)
-    except (RequestError, KeyError, TypeError) as exc:
+    except (RequestError, KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: {exc}") from None
     for line in report:
         print(f"{path}: {line}", file=sys.stderr)

@@ -131,7 +131,7 @@ class ArtifactUploader:
 
         self.output, self.store, self.view, self.client = output, store, view, client
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hpt-upload")
-        self.syncs: dict[str, FolderSync] = {}
+        self.syncs: dict = {}  # running training job -> its FolderSync (runtime/channels.py)
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._syncer = threading.Thread(target=self._sync_loop, daemon=True,

@@ -249,24 +249,44 @@ def _docker_problems(trainer) -> list[Problem]:
     return found
 
 
+def _short(path) -> str:
+    """A path for a one-line message: its start and its end when it is very long."""
+    text = str(path)
+    return text if len(text) <= 160 else f"{text[:90]}...{text[-60:]}"
+
+
+def _kind(path: Path) -> str:
+    """folder | file | other | missing, or why the path cannot even be looked at."""
+    try:
+        if path.is_dir():
+            return "folder"
+        if path.is_file():
+            return "file"
+        return "other" if path.exists() else "missing"
+    except OSError as exc:  # a name too long, a loop of links, ...
+        return f"cannot be looked at ({exc.strerror})"
+
+
 def _on_disk(values: dict[str, Any], data: dict, base: Path) -> list[Problem]:
     """The trainer's code and the local channels must exist (s3:// is not checked here)."""
     found: list[Problem] = []
-    where = f"relative paths start from the yaml's folder {base}"
+    where = f"relative paths start from the yaml's folder {_short(base)}"
     trainer = values.get("trainer")
     if trainer is not None:
         raw = data["trainer"]
         source_dir = trainer.source_dir
-        if not source_dir.is_dir():
-            what = "is not a folder" if source_dir.exists() else "folder not found"
+        kind = _kind(source_dir)
+        if kind != "folder":
+            what = {"file": "is not a folder", "other": "is not a folder",
+                    "missing": "folder not found"}.get(kind, kind)
             found.append((("trainer", "source_dir"),
-                          f"{what}: {source_dir} (got {show(raw.get('source_dir'))}); fix the "
-                          f"path ({where})"))
-        elif not (source_dir / trainer.entry_point).is_file():
+                          f"{what}: {_short(source_dir)} (got {show(raw.get('source_dir'))}); "
+                          f"fix the path ({where})"))
+        elif _kind(source_dir / trainer.entry_point) != "file":
             files = sorted(p.name for p in source_dir.iterdir() if p.is_file())
             guess = did_you_mean(trainer.entry_point, files)
             found.append((("trainer", "entry_point"),
-                          f"file not found in source_dir {source_dir} (got "
+                          f"file not found in source_dir {_short(source_dir)} (got "
                           f"{show(raw.get('entry_point'))}); "
                           + (f"did you mean {guess!r}?" if guess else
                              "put the script there or fix entry_point")))
@@ -275,11 +295,13 @@ def _on_disk(values: dict[str, Any], data: dict, base: Path) -> list[Problem]:
         prepared = (" or run `hpt launch`, which runs prepare: first" if values.get("prepare")
                     else "")
         for name, channel in channels.items():
-            if channel.is_s3 or Path(channel.uri).exists():
+            kind = "s3" if channel.is_s3 else _kind(Path(channel.uri))
+            if kind in ("s3", "folder", "file", "other"):
                 continue
             raw = data["channels"][name]
             path = ("channels", name, "uri") if isinstance(raw, dict) else ("channels", name)
             got = raw.get("uri") if isinstance(raw, dict) else raw
-            found.append((path, f"path not found: {channel.uri} (got {show(got)}); create it"
+            what = "path not found" if kind == "missing" else f"path {kind}"
+            found.append((path, f"{what}: {_short(channel.uri)} (got {show(got)}); create it"
                                 f"{prepared}, or fix the path ({where})"))
     return found

@@ -272,6 +272,24 @@ def _decode_number(text: str, integer: bool) -> Any:
                                      text.lower()) else value
 
 
+def request_problems(request: Any) -> list[str]:
+    """What SageMaker itself would reject in the request's shape (botocore's own model of
+    CreateHyperParameterTuningJob): one line per problem, naming the parameter."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = model.operation_model("CreateHyperParameterTuningJob").input_shape
+    if not isinstance(request, dict):
+        return [f"(top level): must be a JSON object (got {type(request).__name__})"]
+    report = ParamValidator().validate(request, shape)
+    if not report.has_errors():
+        return []
+    lines = [ln for ln in report.generate_report().splitlines()
+             if ln.strip() != "Parameter validation failed:"]
+    return [line if len(line) <= 300 else line[:297] + "..." for line in lines if line.strip()]
+
+
 def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
     """The space.yaml (as a dict, in interface order) for a request, and the report."""
     report: list[str] = []

@@ -42,15 +42,75 @@ class SpaceLoader(yaml.SafeLoader):
 SpaceLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT,
                                   list("-+0123456789."))
 
+# A space.yaml holds tens of values; aliases can make a few lines stand for billions.
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+
+
+def nesting_depth(root) -> int:
+    """The deepest nesting of sequences and mappings (a scalar is depth 0)."""
+    deepest, stack, seen = 0, [(root, 0)] if root is not None else [], set()
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if id(node) in seen or deepest > MAX_DEPTH:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((c, depth + 1) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((c, depth + 1) for pair in node.value for c in pair)
+    return deepest
+
+
+def expanded_size(root) -> int:
+    """How many values the document has once every alias is expanded, counted without
+    expanding: an alias is the same node object again, so sizes are memoized per node."""
+    sizes: dict[int, int] = {}
+    stack = [(root, False)] if root is not None else []
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), 1 << 62)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes.get(id(root), 0)
+
+
 _SYNTAX_FIX = ("fix the indentation, and quote values that contain ': ' or ' #' or start "
                "with one of [ ] { } * & ! % @ `")
 
 
 def parse_yaml(text: str, display: str) -> tuple[Any, list[str]]:
     """(data, problems): the document, or the problems that stop it from being read."""
-    loader = SpaceLoader(text)
     try:
-        data = loader.get_single_data()
+        loader = SpaceLoader(text)  # its reader already rejects control characters
+    except yaml.reader.ReaderError as exc:
+        return None, [f"{display}: character {exc.character:#06x} at offset {exc.position} is "
+                      f"not allowed in YAML; remove control characters (save the file as plain "
+                      f"UTF-8 text)"]
+    try:
+        node = loader.get_single_node()
+        depth = nesting_depth(node)
+        if depth > MAX_DEPTH:
+            return None, [f"{display}: values are nested {depth} levels deep; a space needs "
+                          f"a handful (at most {MAX_DEPTH}): flatten the document"]
+        size = expanded_size(node)
+        if size > MAX_VALUES:
+            return None, [f"{display}: the document expands to {size} values through YAML "
+                          f"aliases (*name); a space has at most {MAX_VALUES}: write the "
+                          f"values out instead of nesting aliases"]
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -60,6 +120,9 @@ def parse_yaml(text: str, display: str) -> tuple[Any, list[str]]:
         return None, [f"{display}: {where}YAML syntax error: {what}{context}; {fix}"]
     except yaml.YAMLError as exc:
         return None, [f"{display}: YAML error: {exc}; {_SYNTAX_FIX}"]
+    except RecursionError:
+        return None, [f"{display}: values are nested too deeply to read (at most "
+                      f"{MAX_DEPTH} levels); flatten the document"]
     finally:
         loader.dispose()
     problems = [
