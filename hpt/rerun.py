@@ -15,6 +15,7 @@ from hpt.errors import UserError
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
 from hpt.experiment.table import resolve_experiment, trial_rows
 from hpt.runtime.training_job import LocalTrainingJob, TrainingJobRecord, TrialAssignment
+from hpt.secrets import restore_env
 from hpt.spec import Spec
 
 
@@ -32,7 +33,14 @@ def rerun(name: str, wanted: str, experiments_dir=None, gpu_ids: tuple[str, ...]
           on_point=None) -> TrainingJobRecord:
     """Runs the training job again and returns its record; `on_point` sees each objective value."""
     root = resolve_experiment(name, experiments_dir)
-    spec = Spec.from_frozen_dict(json.loads((root / SPEC).read_text()))
+    frozen = json.loads((root / SPEC).read_text())
+    environment, missing = restore_env(frozen["trainer"].get("environment") or {})
+    if missing:
+        raise UserError(f"{root / SPEC}: trainer.environment {missing} were redacted when the "
+                        f"job was launched (secrets are never stored); export them in this "
+                        f"shell and run hpt rerun again")
+    frozen["trainer"]["environment"] = environment
+    spec = Spec.from_frozen_dict(frozen)
     if spec.trainer.instance_count > 1:
         raise UserError(f"{name}: hpt rerun runs single-host training jobs; this one has "
                         f"instance_count {spec.trainer.instance_count} (launch a copy of the "

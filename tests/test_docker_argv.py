@@ -10,7 +10,7 @@ import pytest
 from hpt.runtime.contract import TrialContractInput, render_host_contract
 from hpt.runtime.docker import (ContainerPlan, container_env, container_name, labels_for,
                                 network_create_argv, network_name, network_remove_argv,
-                                remove_argv, run_argv, stop_argv)
+                                remove_argv, run_argv, secret_env, stop_argv)
 
 HOSTILE = {
     "SM_HP_NAME": "$(id) `id` ; rm -rf ~ && echo pwned",
@@ -108,6 +108,19 @@ def test_hostile_values_reach_the_container_byte_for_byte_as_single_arguments():
         index = argv.index(f"{key}={value}")
         assert argv[index - 1] == "--env"
     assert parsed["image"] == "hpt-cnn:latest" and parsed["command"] == ["train"]
+
+
+def test_secrets_are_passed_by_name_and_never_appear_in_the_argv():
+    env = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG", "MY_API_TOKEN": "tok-123",
+           "SM_HP_LR": "0.1"}
+    container = plan(env=env)
+    argv = run_argv(container)
+    assert not any("wJalrXUtnFEMI" in a or "tok-123" in a for a in argv)
+    assert argv[argv.index("AWS_SECRET_ACCESS_KEY") - 1] == "--env"
+    assert argv[argv.index("MY_API_TOKEN") - 1] == "--env"
+    assert "SM_HP_LR=0.1" in argv
+    assert secret_env(container) == {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+                                     "MY_API_TOKEN": "tok-123"}
 
 
 @pytest.mark.parametrize("env", [{"BAD=NAME": "x"}, {"": "x"}, {"NUL": "a\0b"}])

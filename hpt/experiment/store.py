@@ -54,8 +54,10 @@ class ExperimentStore:
         return (self.root / SPEC).is_file()
 
     def create(self, frozen_spec: dict[str, Any]) -> None:
+        from hpt.secrets import redact_spec
+
         self.root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.root / SPEC, frozen_spec)
+        write_json_atomic(self.root / SPEC, redact_spec(frozen_spec))  # no secret on disk
 
     def read_spec(self) -> dict[str, Any]:
         return json.loads((self.root / SPEC).read_text())

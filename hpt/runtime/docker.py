@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from hpt.secrets import looks_secret
+
 ENGINES = ("docker", "podman")
 CONTAINER_ML = "/opt/ml"
 # Docker's rule for container and network names.
@@ -110,8 +112,15 @@ def run_argv(plan: ContainerPlan) -> list[str]:
     for key, value in sorted(plan.labels.items()):
         argv += ["--label", f"{key}={value}"]
     for key, value in sorted(plan.env.items()):
-        argv += ["--env", f"{key}={value}"]
+        # A secret's value stays out of the argv (process listings show it): `--env NAME`
+        # makes the engine take it from the CLI's own environment (secret_env below).
+        argv += ["--env", key if looks_secret(key) else f"{key}={value}"]
     return argv + [plan.image, *plan.command]
+
+
+def secret_env(plan: ContainerPlan) -> dict[str, str]:
+    """The variables `run_argv` passes by name only: the engine CLI's environment needs them."""
+    return {k: v for k, v in plan.env.items() if looks_secret(k)}
 
 
 def stop_argv(engine: str, name: str, grace_seconds: float) -> list[str]:

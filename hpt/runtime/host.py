@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hpt.runtime.contract import HostContract
 from hpt.runtime.docker import (ContainerPlan, container_env, container_name, labels_for,
-                                remove_argv, run_argv, stop_argv)
+                                remove_argv, run_argv, secret_env, stop_argv)
 from hpt.runtime.local import HostProcess, failure_reason
 from hpt.runtime.plan import HostPlan
 from hpt.runtime.tree import materialize
@@ -68,8 +68,10 @@ class ContainerSettings:
 
 
 def container_process(contract: HostContract, extra_env: dict[str, str], num_cpus: int,
-                      settings: ContainerSettings) -> tuple[list[str], tuple[list[str], list[str]]]:
-    """(`docker run` argv, (stop argv, remove argv)) for the host of `contract`."""
+                      settings: ContainerSettings
+                      ) -> tuple[list[str], tuple[list[str], list[str]], dict[str, str]]:
+    """(`docker run` argv, (stop argv, remove argv), secrets the CLI's environment must
+    carry) for the host of `contract`."""
     job = contract.env["TRAINING_JOB_NAME"]
     gpu_ids = tuple(g for g in contract.env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g)
     name = container_name(job, contract.host)
@@ -80,7 +82,7 @@ def container_process(contract: HostContract, extra_env: dict[str, str], num_cpu
                          labels=labels_for(settings.tuning_job, job, contract.host),
                          channels=settings.channels)
     return run_argv(plan), (stop_argv(settings.engine, name, settings.grace_seconds),
-                            remove_argv(settings.engine, name))
+                            remove_argv(settings.engine, name)), secret_env(plan)
 
 
 class HostGroup:
@@ -98,9 +100,9 @@ class HostGroup:
         if container is not None:
             # The `docker` client runs here with the launcher's environment; the contract's
             # environment goes into the container only.
-            argv, commands = container_process(contract, plan.processes[0].env, num_cpus,
-                                               container)
-            self.processes = [HostProcess(argv, dict(os.environ), str(trial_dir),
+            argv, commands, secrets = container_process(contract, plan.processes[0].env,
+                                                        num_cpus, container)
+            self.processes = [HostProcess(argv, {**os.environ, **secrets}, str(trial_dir),
                                           Path(trial_dir) / plan.processes[0].log_name,
                                           stream_lines=stream_lead, container=commands)]
         else:
