@@ -101,16 +101,17 @@ def test_asha_stops_bad_curves(ray_session, write_space, tmp_path):
 
 def test_target_objective_ends_the_job_and_stops_the_running_trials(
         ray_session, write_space, tmp_path):
-    # Two at a time: the slow job is still running when the fast one reaches the target.
-    profiles = ["0.95:0.05", "0.5:5", "0.6:0", "0.7:0"]
+    # Two at a time: the slow job is still running when the fast one reaches the target (the
+    # fast one takes 3 s, so the second actor has started even on a loaded machine).
+    profiles = ["0.95:1", "0.5:5", "0.6:0", "0.7:0"]
     spec = load_spec(write_space(curves_space(
         "target", profiles, completion={"target_objective": 0.9},
         limits={"max_parallel": 2})))
     result = launch(spec, tmp_path / "exp", dashboard=False)
     assert result.end_reason == "TargetObjectiveMetricValueReached"
     rows = by_profile("target", tmp_path / "exp")
-    assert set(rows) == {"0.95:0.05", "0.5:5"}  # nothing new started after the target
-    assert rows["0.95:0.05"]["TrainingJobStatus"] == "Completed"
+    assert set(rows) == {"0.95:1", "0.5:5"}  # nothing new started after the target
+    assert rows["0.95:1"]["TrainingJobStatus"] == "Completed"
     slow = rows["0.5:5"]
     assert slow["TrainingJobStatus"] == "Stopped"
     assert slow["FailureReason"] == "Stopped: the tuning job ended (TargetObjectiveMetricValueReached)"
