@@ -147,3 +147,15 @@ def test_a_sharded_s3_channel_gives_each_host_every_nth_key(s3, write_space, tmp
     assert channel.distribution == "ShardedByS3Key" and not channel.is_s3
     hosts = [[p.name for p in shard_files(channel.uri, i, 2)] for i in range(2)]
     assert hosts == [["part-0", "part-2", "part-4"], ["part-1", "part-3"]]  # by key order
+
+
+def test_a_failed_upload_is_journaled_and_the_job_goes_on(ray_session, s3, write_space, tmp_path):
+    space = faulty_space(name="noout", output="s3://no-such-output-bucket/x",
+                         hyperparameters={"mode": {"type": "categorical", "values": ["ok"]}})
+    result = launch(load_spec(write_space(space)), tmp_path / "exp", dashboard=False)
+    assert result.exit_code == 0
+    df = hpt.load_experiment(result.experiment_dir)
+    assert df["TrainingJobStatus"].tolist() == ["Completed"]
+    events = [json.loads(line) for line in (result.experiment_dir / "journal.jsonl").open()]
+    failed = [e for e in events if e["event"] == "trial_upload_failed"]
+    assert failed and "NoSuchBucket" in failed[-1]["reason"]
