@@ -120,3 +120,29 @@ def test_metric_parser_keeps_every_match_and_last_is_final():
         ("validation:accuracy", 2, 0.9), ("train:loss", 2, 0.001)]
     assert parser.final_values() == {"validation:accuracy": 0.9, "train:loss": 0.001}
     assert [p.value for p in parser.series["validation:accuracy"].points] == [0.8, 0.9]
+
+
+def test_a_full_disk_fails_the_job_with_the_reason_and_never_blocks_the_script(
+        write_space, tmp_path):
+    """The log file is /dev/full: every write fails with ENOSPC, as on a full disk."""
+    import os
+    import time
+
+    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.spec import load_spec
+    from test_tuning_job import faulty_space
+
+    spec = load_spec(write_space(faulty_space(name="full")))
+    trial_dir = tmp_path / "full-001-abcd1234"
+    trial_dir.mkdir()
+    os.symlink("/dev/full", trial_dir / "algo-1.log")
+    job = LocalTrainingJob(spec, TrialAssignment(1, "full-001-abcd1234", {"mode": "ok"}),
+                           trial_dir)
+    began = time.time()
+    job.start()
+    while (progress := job.advance()).record is None:
+        pass
+    record = progress.record
+    assert record.status == "Failed"
+    assert "could not write algo-1.log: No space left on device" in record.failure_reason
+    assert time.time() - began < 15  # stopped at once, not at max_runtime_seconds

@@ -67,6 +67,7 @@ class HostProcess:
         self._log = None
         self._open_streams = 0
         self.started_at: float | None = None
+        self.log_error: OSError | None = None  # the log file could not be written
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,8 +115,7 @@ class HostProcess:
                 text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
                 if cut and len(raw) >= MAX_LINE_BYTES:
                     text += " [hpt: line cut at 64 KiB]"
-                with self._log_lock:
-                    self._log.write(raw if not cut else raw + b"\n")
+                self._write_log(raw if not cut else raw + b"\n")
                 self.last_lines.append(text)
                 if name == "stderr":
                     self.stderr_tail.append(text)
@@ -123,6 +123,17 @@ class HostProcess:
                     self.lines.put(LogLine(name, text, now))
         finally:
             self.lines.put(_EOF)  # also without stream_lines: next_line() still ends
+
+    def _write_log(self, data: bytes) -> None:
+        # A full disk must not stop the pump: the script would block on a full pipe. The
+        # first error is kept (the job fails with it) and the lines keep flowing.
+        if self.log_error is not None:
+            return
+        try:
+            with self._log_lock:
+                self._log.write(data)
+        except OSError as exc:
+            self.log_error = exc
 
     def next_line(self, timeout: float) -> LogLine | None:
         """The next line, or None on timeout. Raises EOFError once both streams ended."""

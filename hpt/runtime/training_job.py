@@ -233,6 +233,14 @@ class LocalTrainingJob:
                     return Progress(record=self._finish(
                         "Failed", self._reason(failed), exit_code=failed.exit_code,
                         infrastructure=failed.infrastructure))
+            if lead.log_error is not None:
+                self._ending_since = now
+                self._stop_all()
+                return Progress(record=self._finish(
+                    "Failed", f"ClientError: hpt could not write {lead.log_path.name}: "
+                              f"{lead.log_error.strerror or lead.log_error}; the job was "
+                              f"stopped (free disk space, then hpt rerun it)",
+                    exit_code=lead.poll()))
             try:
                 line = lead.next_line(timeout=min(poll_seconds, self._deadline - now))
             except EOFError:
