@@ -44,8 +44,8 @@ def _finished(study) -> int:
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
-def _top_curves(root: Path, objective: str, maximize: bool) -> pd.DataFrame:
-    table = load_experiment(root)
+def _top_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool
+                ) -> pd.DataFrame:
     ranked = table.dropna(subset=["FinalObjectiveValue"]).sort_values(
         "FinalObjectiveValue", ascending=not maximize).head(TOP_CURVES)
     metrics = load_metrics(root)
@@ -58,7 +58,8 @@ def _top_curves(root: Path, objective: str, maximize: bool) -> pd.DataFrame:
 
 # -- plotly (HTML) ----------------------------------------------------------------------------
 
-def plotly_figures(root: Path, spec: dict[str, Any]) -> list[tuple[str, Any, str | None]]:
+def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
+                   ) -> list[tuple[str, Any, str | None]]:
     """(title, plotly figure or None, why it is missing) for each plot of the report."""
     import optuna.visualization as ov
     import plotly.graph_objects as go
@@ -83,7 +84,7 @@ def plotly_figures(root: Path, spec: dict[str, Any]) -> list[tuple[str, Any, str
         study, target_name=objective), 1)
 
     def curves_figure():
-        curves = _top_curves(root, objective, maximize)
+        curves = _top_curves(root, table, objective, maximize)
         fig = go.Figure()
         for name, points in curves.groupby("TrainingJobName", sort=False):
             points = points.sort_values("step")
@@ -147,15 +148,15 @@ def render_html(name_or_path: str | os.PathLike,
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = json.loads((root / "spec.json").read_text())
     status = job_status(root)
-    table = load_experiment(root).drop(columns=["LogPath"], errors="ignore")
-    table_html = table.to_html(index=False, na_rep="", escape=True, border=0)
+    table = load_experiment(root)  # read once for the table, the curves and the plots
+    table_html = table.drop(columns=["LogPath"], errors="ignore").to_html(index=False, na_rep="", escape=True, border=0)
     for state in ("Completed", "Failed", "Stopped", "InProgress"):
         table_html = table_html.replace(f"<td>{state}</td>",
                                         f'<td class="status-{state}">{state}</td>')
     parts = [f"<h1>{html.escape(spec['name'])}</h1>", _summary_html(status, spec),
              "<h2>Training jobs</h2>", f'<div class="table-wrap">{table_html}</div>']
     first = True
-    for title, fig, missing in plotly_figures(root, spec):
+    for title, fig, missing in plotly_figures(root, spec, table):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         if fig is None:
             parts.append(f'<p class="missing">Not drawn: {html.escape(missing or "")}</p>')
@@ -183,6 +184,7 @@ def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
     objective = spec["objective"]["metric"]
     maximize = spec["objective"]["type"] == "maximize"
     study = _study(root, spec)
+    table = load_experiment(root)
     completed = _finished(study) if study is not None else 0
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +208,7 @@ def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
         written.append(path)
 
     def curves():
-        data = _top_curves(root, objective, maximize)
+        data = _top_curves(root, table, objective, maximize)
         fig, ax = plt.subplots()
         for job, points in data.groupby("TrainingJobName", sort=False):
             points = points.sort_values("step")

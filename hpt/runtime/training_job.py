@@ -202,7 +202,6 @@ class LocalTrainingJob:
                                  self.trial_dir, (index, len(self.hosts)), sharded)
         self._launch_seconds = time.time() - self._start_called
         if failed is not None:
-            self._ending_since = time.time()
             self._stop_all()
             self._finish("Failed", self._reason(failed), exit_code=None,
                          infrastructure=failed.infrastructure)
@@ -217,7 +216,6 @@ class LocalTrainingJob:
                 return Progress(point=self._pending.pop(0))
             now = time.time()
             if now >= self._deadline:
-                self._ending_since = now
                 self._stop_all()
                 limit = self.spec.trainer.max_runtime_seconds
                 return Progress(record=self._finish(
@@ -228,13 +226,11 @@ class LocalTrainingJob:
                 self._next_check = now + CHECK_OTHERS_SECONDS
                 failed = self._failed_elsewhere()
                 if failed is not None:
-                    self._ending_since = now
                     self._stop_all()
                     return Progress(record=self._finish(
                         "Failed", self._reason(failed), exit_code=failed.exit_code,
                         infrastructure=failed.infrastructure))
             if lead.log_error is not None:
-                self._ending_since = now
                 self._stop_all()
                 return Progress(record=self._finish(
                     "Failed", f"ClientError: hpt could not write {lead.log_path.name}: "
@@ -258,7 +254,6 @@ class LocalTrainingJob:
     def stop(self, reason: str = "Stopped by the tuning job") -> TrainingJobRecord:
         """Stops the job (early stopping, user stop); status Stopped, last metrics kept."""
         if self._record is None:
-            self._ending_since = time.time()
             code = self._stop_all()
             self._finish("Stopped", reason, exit_code=code)
         return self._record
@@ -275,6 +270,8 @@ class LocalTrainingJob:
 
     def _stop_all(self) -> int | None:
         """Stops every host at once (SIGTERM everywhere, then one grace period)."""
+        if self._ending_since is None:  # teardown time starts at the decision to stop
+            self._ending_since = time.time()
         for other in self._started_others:
             other.terminate()
         code = None
