@@ -67,6 +67,28 @@ def test_keys_that_would_leave_the_channel_folder_are_refused(tmp_path, key):
         local_key_path(tmp_path, key, "p/")
 
 
+def test_a_symlink_planted_in_the_channel_folder_carries_no_download_outside(s3, tmp_path):
+    s3.put_object(Bucket="data", Key="planted/ok.csv", Body=b"ok\n")
+    s3.put_object(Bucket="data", Key="planted/sub/evil.csv", Body=b"evil\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "train"
+    dest.mkdir()
+    (dest / "sub").symlink_to(outside, target_is_directory=True)  # planted before the download
+    with pytest.raises(ValueError, match="leads outside"):
+        download_channel(s3, "s3://data/planted", dest)
+    assert list(outside.iterdir()) == []
+    # A planted link to a file is replaced by the download, never written through.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    (dest / "sub").unlink()
+    (dest / "ok.csv").unlink()
+    (dest / "ok.csv").symlink_to(victim)
+    download_channel(s3, "s3://data/planted", dest)
+    assert victim.read_text() == "untouched\n"
+    assert not (dest / "ok.csv").is_symlink() and (dest / "ok.csv").read_text() == "ok\n"
+
+
 def test_a_running_jobs_checkpoints_are_synced_changed_files_only(s3, tmp_path):
     from hpt.runtime.channels import FolderSync
 

@@ -80,11 +80,16 @@ def download_channel(client, uri: str, dest: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         have = {}
     fetched = 0
+    inside = dest.resolve()
     for key, etag in sorted(listing.items()):
         target = local_key_path(dest, key, location.prefix)
-        if have.get(key) == etag and target.is_file():
+        if have.get(key) == etag and target.is_file() and not target.is_symlink():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
+        # A symlink planted in the folder (a linked sub-folder) must not carry a download out.
+        if not target.parent.resolve().is_relative_to(inside):
+            raise ValueError(f"refusing S3 key {key!r}: {target.parent} is a link that leads "
+                             f"outside {dest}; remove the link (hpt downloads into real folders)")
         partial = target.with_name(target.name + ".hpt-partial")
         client.download_file(location.bucket, key, str(partial))
         os.replace(partial, target)  # a crash never leaves half a file under its real name
