@@ -34,7 +34,7 @@ from ray.job_config import JobConfig  # noqa: E402
 
 from hpt.errors import UserError
 from hpt.experiment.resume import JOB_END_PREFIX, ResumePlan, plan_resume, search_changes
-from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
+from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal, unreadable_lines
 from hpt.experiment.table import trial_rows
 from hpt.report import best_trial
 from hpt.schedule import make_scheduler, make_stopper
@@ -192,7 +192,9 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
     root = Path(experiments_dir).resolve() / spec.name
     store = ExperimentStore(root)
     max_trials = max_trials_of(spec)
+    torn = []
     if resume:
+        torn = unreadable_lines(store.journal_path)  # before this run appends its own lines
         plan = _prepare_resume(store, spec, root)
     else:
         if store.exists():
@@ -215,7 +217,8 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
     store.append("job_resumed" if resume else "job_started", name=spec.name,
                  max_trials=max_trials, max_parallel=spec.limits.max_parallel,
                  strategy=spec.strategy, seed=spec.seed, pid=os.getpid(),
-                 lost=[c["training_job_name"] for c in plan.replay])
+                 lost=[c["training_job_name"] for c in plan.replay],
+                 **({"unreadable_journal_lines": torn} if torn else {}))
     to_run = len(plan.replay) + max(0, max_trials - plan.done - len(plan.replay))
     view = LaunchView(spec.name, plan.done + to_run, spec.objective.type == "maximize",
                       stream=stream)
@@ -225,6 +228,10 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                    f"({info['downloaded']} objects downloaded, {info['cached']} cached)")
     uploader = ArtifactUploader(spec.output, store, view, s3) \
         if (spec.output or "").startswith("s3://") and not on_sagemaker else None
+    if torn:
+        view.print(f"{store.journal_path}: skipped {len(torn)} unreadable line(s) "
+                   f"({', '.join(map(str, torn[:5]))}): torn by a crash mid-write; the events "
+                   f"before and after are kept, a trial whose end was torn runs again")
     if plan.replay:
         view.print(f"Resuming {spec.name}: {plan.done} training jobs kept, "
                    f"{len(plan.replay)} lost ones run again: "

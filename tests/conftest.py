@@ -12,6 +12,24 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="also run the slow fault set (soak runs with many faults; minutes)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: the opt-in slow fault set (pytest --slow)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow") or os.environ.get("HPT_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="the slow fault set: run it with pytest --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One Ray per test session (ray.init costs seconds): 4 CPUs so 2 trials x 2 hosts fit;

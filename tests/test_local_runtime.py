@@ -5,6 +5,7 @@ import sys
 import tarfile
 import textwrap
 import time
+from pathlib import Path
 
 
 from hpt.metrics import MetricParser
@@ -146,3 +147,60 @@ def test_a_full_disk_fails_the_job_with_the_reason_and_never_blocks_the_script(
     assert record.status == "Failed"
     assert "could not write algo-1.log: No space left on device" in record.failure_reason
     assert time.time() - began < 15  # stopped at once, not at max_runtime_seconds
+
+
+def test_a_child_holding_the_pipe_does_not_keep_the_log_open_after_the_script_exits(tmp_path):
+    # The child inherits stdout and sleeps: the pipe never reaches EOF while it lives. The
+    # script's exit must still end the log (SageMaker ends a job with its main process).
+    t0 = time.time()
+    proc, lines = run_script(tmp_path, """
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        print(child.pid, flush=True)
+        print("val_acc=0.5", flush=True)
+    """, timeout=20.0)
+    assert time.time() - t0 < 10  # ended by the script's exit, not by the 20 s limit
+    assert [line.text for line in lines][1:] == ["val_acc=0.5"]
+    child = int(lines[0].text)
+    assert proc.wait() == 0
+    proc.close()  # the end of a job reaps what is left of its process group
+    time.sleep(0.2)
+    assert not alive(child)
+
+
+def test_the_group_dies_with_the_process_that_started_it_even_by_sigkill(tmp_path):
+    # A stand-in for a Ray worker: it starts a script whose child outlives it, then is
+    # SIGKILLed (as when the launcher dies). The reaper sidecar kills the orphaned group.
+    pidfile = tmp_path / "child.pid"
+    starter = tmp_path / "starter.py"
+    starter.write_text(textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from hpt.runtime.local import HostProcess
+        script = {str(tmp_path / "s.py")!r}
+        open(script, "w").write(
+            "import subprocess, sys, time\\n"
+            "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\\n"
+            "open({str(pidfile)!r}, 'w').write(str(c.pid))\\n"
+            "time.sleep(60)\\n")
+        proc = HostProcess([sys.executable, script], dict(os.environ), {str(tmp_path)!r},
+                           __import__("pathlib").Path({str(tmp_path / "host.log")!r}))
+        proc.start()
+        print(proc.pid, flush=True)
+        time.sleep(60)
+    """))
+    import signal
+    import subprocess
+    worker = subprocess.Popen([sys.executable, str(starter)], stdout=subprocess.PIPE, text=True)
+    script_pid = int(worker.stdout.readline())
+    deadline = time.time() + 10
+    while not (pidfile.exists() and pidfile.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    assert alive(script_pid) and alive(child)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    deadline = time.time() + 5
+    while (alive(script_pid) or alive(child)) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive(script_pid) and not alive(child)

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from hpt.experiment.store import ExperimentStore, read_journal, training_job_name
+from hpt.experiment.store import ExperimentStore, read_journal, training_job_name, unreadable_lines
 from hpt.experiment.table import build_table
 
 
@@ -25,6 +25,11 @@ def test_journal_survives_a_torn_last_line(tmp_path):
         f.write(b'{"event": "trial_ended", "trai')  # the launcher died mid-write
     events = list(read_journal(store.journal_path))
     assert [e["event"] for e in events] == ["trial_started"]
+    assert unreadable_lines(store.journal_path) == [2]
+    store.append("job_resumed")  # starts on a line of its own; the torn one stays, reported
+    assert [e["event"] for e in read_journal(store.journal_path)] == ["trial_started",
+                                                                      "job_resumed"]
+    assert unreadable_lines(store.journal_path) == [2]
 
 
 def test_table_folds_events_into_one_row_per_trial():

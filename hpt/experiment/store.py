@@ -126,6 +126,21 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def unreadable_lines(path: Path) -> list[int]:
+    """Line numbers (1-based) of journal lines that are not JSON: torn by a crash mid-write.
+    read_journal skips them; a resume says so instead of skipping them silently."""
+    if not path.is_file():
+        return []
+    bad = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                json.loads(raw)
+            except ValueError:
+                bad.append(number)
+    return bad
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

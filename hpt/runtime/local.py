@@ -19,10 +19,15 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpt.runtime.reaper import REAPER
 from hpt.runtime.warm import WarmProcess, can_run_warm, die_with_parent
 
 # A line longer than this is cut and marked; protects memory against output with no newlines.
 MAX_LINE_BYTES = 64 * 1024
+# After the script exits, how long its output may stay quiet before the log counts as ended
+# even though the pipe is still open (a child of the script inherited it). SageMaker ends a
+# job when its main process exits; a lingering child must not keep the job running.
+AFTER_EXIT_QUIET_SECONDS = 0.5
 FAILURE_REASON_CHARS = 1024
 STDERR_TAIL_LINES = 30
 
@@ -83,6 +88,7 @@ class HostProcess:
             preexec_fn=die_with_parent,
         )
         self.started_at = time.time()
+        REAPER.register(self._proc.pid)  # its group dies with this process, however it dies
         for name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
             pump = threading.Thread(target=self._pump, args=(name, stream), daemon=True,
                                     name=f"hpt-pump-{name}")
@@ -136,11 +142,16 @@ class HostProcess:
             self.log_error = exc
 
     def next_line(self, timeout: float) -> LogLine | None:
-        """The next line, or None on timeout. Raises EOFError once both streams ended."""
+        """The next line, or None on timeout. Raises EOFError once both streams ended, or
+        once the script has exited and its output stayed quiet (a child holds the pipe)."""
         while self._open_streams > 0:
+            exited = self._proc is not None and self._proc.poll() is not None
             try:
-                item = self.lines.get(timeout=timeout)
+                item = self.lines.get(timeout=min(timeout, AFTER_EXIT_QUIET_SECONDS)
+                                      if exited else timeout)
             except queue.Empty:
+                if exited:
+                    raise EOFError from None
                 return None
             if item is _EOF:
                 self._open_streams -= 1
@@ -153,8 +164,8 @@ class HostProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         code = self._proc.wait(timeout=timeout)
-        for pump in self._pumps:
-            pump.join(timeout=5)
+        for pump in self._pumps:  # briefly: a child of the script may hold the pipe open
+            pump.join(timeout=AFTER_EXIT_QUIET_SECONDS)
         return code
 
     def terminate(self) -> None:
@@ -198,6 +209,8 @@ class HostProcess:
             _signal_group(self._proc.pid, signal.SIGKILL)  # reap leftovers of the group
         if self.container and self._proc is not None:
             _run_quietly(self.container[1], wait=True)  # no container is left behind
+        if self._proc is not None:
+            REAPER.unregister(self._proc.pid)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -1,0 +1,292 @@
+"""Chaos run: a real tuning job whose trials misbehave on purpose, plus faults from outside.
+
+    python scripts/chaos.py --quick        # every fault once (grid), one launcher kill (~1 min)
+    python scripts/chaos.py --trials 120   # soak: random faults, a launcher kill every 40 trials
+
+Each trial's `fault` hyperparameter (tests/trainers/chaos/train.py) makes it fail for real:
+failure file, exit code, SIGSEGV, SIGKILL from inside (the OOM killer's way), a hang past
+max_runtime_seconds, SIGTERM ignored, orphaned grandchildren, 50 MB without a newline, a
+200k-line flood, silence. From outside, while the job runs, this script SIGKILLs trial
+scripts and Ray worker processes, SIGKILLs the launcher itself, tears the journal's last line,
+and resumes. At the end every trial must have the status and reason hpt promises, no trial
+may be lost or run twice, and no process of the job may be left. One JSON line on stdout:
+faults injected / survived, by kind; exit status 1 when any fault was not survived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+CHAOS_TRAINER = REPO / "tests" / "trainers" / "chaos"
+MAX_RUNTIME = 4
+
+# fault -> (status, FailureReason pattern or None): what hpt promises for each.
+EXPECTED = {
+    "none": ("Completed", None),
+    "slow": ("Completed", None),
+    "failure_file": ("Failed", r"^ValueError: chaos failure_file$"),
+    "exit_code": ("Failed", r"exit code 3.*chaos: exiting with code 3"),
+    "segfault": ("Failed", r"SIGSEGV"),
+    "oom_kill": ("Failed", r"SIGKILL"),
+    "hang": ("Failed", r"^MaxRuntimeExceeded"),
+    "ignore_sigterm": ("Failed", r"^MaxRuntimeExceeded"),
+    "grandchild": ("Completed", None),
+    "grandchild_holding_stdout": ("Completed", None),
+    "silent": ("Failed", r"^ObjectiveMetricNeverMatched"),
+    "long_line": ("Completed", None),
+    "flood": ("Completed", None),
+    "killed_from_outside": ("Failed", r"SIGKILL"),
+    "worker_killed": ("Completed", None),  # an infrastructure fault: retried
+}
+NOT_FAULTS = {"none", "slow"}
+
+
+def space(name: str, trials: int, grid: bool, mark: str, state_dir: Path) -> dict:
+    return {
+        "name": name,
+        "trainer": {"source_dir": str(CHAOS_TRAINER), "entry_point": "train.py",
+                    "cpus_per_host": 1, "max_runtime_seconds": MAX_RUNTIME},
+        "static_hyperparameters": {"epochs": 2, "x": 0.9, "mark": mark,
+                                   "state_dir": str(state_dir)},
+        "hyperparameters": {"fault": {"type": "categorical", "values": list(EXPECTED)}},
+        "objective": {"metric": "validation:accuracy", "type": "maximize"},
+        "metric_definitions": [{"name": "validation:accuracy", "regex": "val_acc=([0-9.]+)"}],
+        "strategy": "grid" if grid else "random",
+        "seed": 7,
+        "limits": {"max_trials": trials, "max_parallel": 2},
+    }
+
+
+def check_trial(row: dict, resumed_lost: set[str]) -> str | None:
+    """None when the trial ended as promised for its fault, else what went wrong."""
+    fault = row["fault"]
+    status, pattern = EXPECTED[fault]
+    reason = row.get("FailureReason") or ""
+    if row["TrainingJobStatus"] != status:
+        return f"{row['TrainingJobName']} ({fault}): {row['TrainingJobStatus']} {reason!r}, " \
+               f"expected {status}"
+    if pattern and not re.search(pattern, reason, re.S):
+        return f"{row['TrainingJobName']} ({fault}): reason {reason!r} !~ {pattern!r}"
+    if fault == "worker_killed" and row["TrainingJobName"] not in resumed_lost \
+            and row.get("Retries") != 1:
+        return f"{row['TrainingJobName']} ({fault}): Retries={row.get('Retries')}, expected 1"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The outside world: processes
+
+
+def processes() -> dict[int, list[str]]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if raw:
+                found[int(entry)] = raw.decode(errors="replace").split("\0")
+    return found
+
+
+def env_of(pid: int, name: str) -> str | None:
+    try:
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if item.startswith(name.encode() + b"="):
+                return item.split(b"=", 1)[1].decode()
+    except OSError:
+        pass
+    return None
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Killer(threading.Thread):
+    """SIGKILLs each `killed_from_outside` trial script and each `worker_killed` trial's Ray
+    worker once, then leaves a flag so that the retry (if any) trains normally."""
+
+    def __init__(self, mark: str, state_dir: Path):
+        super().__init__(daemon=True)
+        self.mark, self.state_dir = mark, state_dir
+        self.kills: list[dict] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            for pid, argv in processes().items():
+                if self.mark not in argv or "--fault" not in argv:
+                    continue
+                fault = argv[argv.index("--fault") + 1]
+                if fault not in ("killed_from_outside", "worker_killed"):
+                    continue
+                job = env_of(pid, "TRAINING_JOB_NAME")
+                flag = self.state_dir / f"{job}.killed"
+                if not job or flag.exists():
+                    continue
+                target = pid if fault == "killed_from_outside" else parent_of(pid)
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except (ProcessLookupError, TypeError):
+                    continue
+                flag.touch()
+                self.kills.append({"fault": fault, "job": job, "pid": target})
+
+
+def leftovers(mark: str, launchers: list[int], wait: float = 15.0) -> list[str]:
+    """Processes of the job still alive: marked ones (trial scripts and their children), and
+    the Ray processes of its launchers (Ray names a session after its driver's pid)."""
+    sessions = tuple(f"_{pid}/" for pid in launchers)
+    deadline = time.time() + wait
+    while True:
+        left = [" ".join(argv)[:160] for pid, argv in processes().items()
+                if pid != os.getpid() and (mark in argv or any(
+                    s in a for a in argv for s in sessions))]
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def ended_trials(journal: Path) -> int:
+    from hpt.experiment.store import read_journal
+
+    return sum(1 for e in read_journal(journal) if e["event"] == "trial_ended")
+
+
+def launch(space_file: Path, experiments: Path, log: Path, resume: bool) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "hpt", "launch", str(space_file), "--no-dashboard",
+            "--experiments-dir", str(experiments)] + (["--resume"] if resume else [])
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def run(trials: int, grid: bool, launcher_kills: int, workdir: Path) -> dict:
+    import yaml
+
+    import hpt
+
+    mark = f"hpt-chaos-{uuid.uuid4().hex[:8]}"
+    state_dir, experiments = workdir / "state", workdir / "experiments"
+    state_dir.mkdir(parents=True)
+    space_file = workdir / "chaos.yaml"
+    space_file.write_text(yaml.safe_dump(space("chaos", trials, grid, mark, state_dir)))
+    journal = experiments / "chaos" / "journal.jsonl"
+    log = workdir / "launcher.log"
+    killer = Killer(mark, state_dir)
+    killer.start()
+    started = time.time()
+    # Launcher kills at evenly spaced points of the job; each followed by a torn line + resume.
+    kill_points = [trials * (k + 1) // (launcher_kills + 1) for k in range(launcher_kills)]
+    job_level = []
+    proc = launch(space_file, experiments, log, resume=False)
+    launchers = [proc.pid]
+    for point in kill_points:
+        while proc.poll() is None and ended_trials(journal) < point:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with open(journal, "ab") as f:  # a crash mid-write of the next event
+            f.write(b'{"event": "trial_ended", "training_job_na')
+        job_level.append("launcher_kill")
+        job_level.append("torn_journal_line")
+        time.sleep(1.0)  # Ray notices its driver is gone
+        proc = launch(space_file, experiments, log, resume=True)
+        launchers.append(proc.pid)
+    code = proc.wait(timeout=900)
+    killer.done.set()
+    killer.join()
+    seconds = time.time() - started
+    left = leftovers(mark, launchers)
+
+    from hpt.experiment.store import read_journal
+
+    events = list(read_journal(journal))
+    resumed = [e for e in events if e["event"] == "job_resumed"]
+    resumed_lost = {name for e in resumed for name in e.get("lost", [])}
+    df = hpt.load_experiment("chaos", experiments)
+    rows = df.to_dict("records")
+    names = [r["TrainingJobName"] for r in rows]
+    failures = [] if code == 0 else [f"the last launcher exited {code}"]
+    by_fault: dict[str, dict[str, int]] = {}
+
+    def count(kind: str, survived: bool) -> None:
+        entry = by_fault.setdefault(kind, {"injected": 0, "survived": 0})
+        entry["injected"] += 1
+        entry["survived"] += int(survived)
+
+    for row in rows:
+        problem = check_trial(row, resumed_lost)
+        if problem:
+            failures.append(problem)
+        if row["fault"] not in NOT_FAULTS:
+            count(row["fault"], problem is None)
+    trials_lost = trials - len(set(names))
+    duplicated = len(names) - len(set(names))
+    log_text = log.read_text(errors="replace")
+    reported_torn = sum(1 for e in resumed if e.get("unreadable_journal_lines"))
+    for kind in job_level:
+        if kind == "launcher_kill":
+            count(kind, trials_lost == 0 and duplicated == 0)
+        else:
+            count(kind, reported_torn >= 1 and "unreadable line" in log_text)
+    if trials_lost or duplicated:
+        failures.append(f"{trials_lost} training jobs lost, {duplicated} duplicated")
+    if left:
+        failures.append(f"left running: {left}")
+    injected = sum(v["injected"] for v in by_fault.values())
+    survived = sum(v["survived"] for v in by_fault.values())
+    return {"bench": "chaos", "trials": trials, "strategy": "grid" if grid else "random",
+            "faults_injected": injected, "faults_survived": survived,
+            "trials_lost": trials_lost, "trials_duplicated": duplicated,
+            "leftover_processes": len(left), "launcher_kills": job_level.count("launcher_kill"),
+            "outside_kills": len(killer.kills), "seconds": round(seconds, 1),
+            "by_fault": dict(sorted(by_fault.items())), "failures": failures}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="every fault once (grid) and one launcher kill")
+    parser.add_argument("--trials", type=int, default=120, help="soak: trials (random faults)")
+    parser.add_argument("--launcher-kills", type=int, default=None,
+                        help="launcher SIGKILLs + resumes (default: 1 quick, 1 per 40 trials)")
+    parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (default: a temp dir)")
+    opts = parser.parse_args()
+    trials = len(EXPECTED) if opts.quick else opts.trials
+    kills = opts.launcher_kills if opts.launcher_kills is not None else \
+        (1 if opts.quick else max(1, trials // 40))
+    with tempfile.TemporaryDirectory(prefix="hpt-chaos-") as tmp:
+        workdir = Path(opts.keep) if opts.keep else Path(tmp)
+        result = run(trials, grid=opts.quick, launcher_kills=kills, workdir=workdir)
+    result["quick"] = opts.quick
+    print(json.dumps(result), flush=True)
+    sys.exit(0 if not result["failures"] else 1)
+
+
+if __name__ == "__main__":
+    main()

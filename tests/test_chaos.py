@@ -1,0 +1,56 @@
+"""The fault-injection run (scripts/chaos.py): a real tuning job whose trials fail in every
+way hpt knows, plus faults from outside (trial scripts and Ray workers SIGKILLed, the launcher
+SIGKILLed mid-job, the journal's last line torn, then a resume). Fast set: every fault once.
+Slow set (pytest --slow): a 120-trial soak with random faults and three launcher kills."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from chaos import EXPECTED, REPO, check_trial
+
+
+def run_chaos(*args: str, timeout: float) -> dict:
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "chaos.py"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result (exit {done.returncode}): {done.stderr[-3000:]}"
+    return lines[-1]
+
+
+def assert_survived_everything(result: dict) -> None:
+    assert result["failures"] == []
+    assert result["faults_injected"] == result["faults_survived"]
+    assert result["trials_lost"] == 0 and result["trials_duplicated"] == 0
+    assert result["leftover_processes"] == 0
+
+
+def test_every_fault_once_ends_as_promised_and_nothing_is_lost():
+    result = run_chaos("--quick", timeout=400)
+    assert_survived_everything(result)
+    faults = set(EXPECTED) - {"none", "slow"}
+    assert set(result["by_fault"]) == faults | {"launcher_kill", "torn_journal_line"}
+    assert result["faults_injected"] == len(faults) + 2
+    assert result["outside_kills"] == 2  # the trial script, and the Ray worker under another
+
+
+@pytest.mark.slow
+def test_a_soak_of_random_faults_with_launcher_kills_loses_nothing():
+    result = run_chaos("--trials", "120", "--launcher-kills", "3", timeout=1800)
+    assert_survived_everything(result)
+    assert result["launcher_kills"] == 3 and result["faults_injected"] >= 100
+
+
+def test_the_chaos_checks_themselves_catch_a_wrong_outcome():
+    row = {"TrainingJobName": "c-001", "fault": "segfault", "TrainingJobStatus": "Failed",
+           "FailureReason": "AlgorithmError: killed by signal SIGSEGV", "Retries": 0}
+    assert check_trial(row, set()) is None
+    assert "expected Failed" in check_trial({**row, "TrainingJobStatus": "Completed"}, set())
+    assert "reason" in check_trial({**row, "FailureReason": "AlgorithmError: exit code 1"}, set())
+    retried = {**row, "fault": "worker_killed", "TrainingJobStatus": "Completed",
+               "FailureReason": None}
+    assert "Retries=0" in check_trial(retried, set())
+    assert check_trial({**retried, "Retries": 1}, set()) is None
+    assert check_trial(retried, {"c-001"}) is None  # re-run after a launcher kill: no retry
