@@ -137,6 +137,8 @@ CASES = [
     ("name-too-long", {"name": "a" * 33}, "name", "1-32 letters, digits and inner hyphens"),
     ("name-leading-hyphen", {"name": "-cnn"}, "name", "inner hyphens (got '-cnn')"),
     ("name-empty", {"name": ""}, "name", "must not be empty"),
+    ("name-traversal", {"name": "../evil"}, "name", "e.g. 'evil'"),  # the experiment folder
+    ("name-absolute", {"name": "/etc/cron.d"}, "name", "e.g. 'etc-cron-d'"),
     ("name-not-string", {"name": 42}, "name", "must be a string (got 42)"),
     # ranges
     ("min-above-max", {"hyperparameters.lr.min": 0.1}, "hyperparameters.lr.min",

@@ -7,7 +7,8 @@ SageMaker training-container contract:
   also defaults to its `SM_HP_<KEY>` environment variable, then to the value below;
 - data comes from the channel folders `SM_CHANNEL_TRAIN` / `SM_CHANNEL_TEST`, each holding
   `data.npz` with `x` (float32 [N, C, H, W]) and `y` (int64 labels);
-- the model is saved to `SM_MODEL_DIR` (`model.pth` state dict + `model_config.json`);
+- the model is saved to `SM_MODEL_DIR` (`model.pth` state dict + `model_config.json`, and
+  `code/inference.py`, the serving handler SageMaker's PyTorch containers and serve.py load);
 - every epoch prints one line `epoch=E loss=L val_acc=A` for the metric regexes, and one
   `throughput epoch=E samples_per_sec=S` (only the chief, rank 0, prints; it saves the model);
 - distributed, when the environment says so (see distributed.py): data-parallel with
@@ -24,6 +25,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -329,6 +331,12 @@ def train(args):
                    "hyperparameters": {k: v for k, v in vars(args).items()
                                        if k not in ("model_dir", "train", "test")},
                    "final_val_acc": val_acc}, f, indent=2)
+    # The serving handler travels inside the model (model.tar.gz's code/), where SageMaker's
+    # PyTorch serving container and serve.py look for it first.
+    code_dir = os.path.join(args.model_dir, "code")
+    os.makedirs(code_dir, exist_ok=True)
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py"),
+                os.path.join(code_dir, "inference.py"))
     print(f"saved {model_path} after {time.time() - started:.1f}s of training", flush=True)
 
 
