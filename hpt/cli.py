@@ -227,6 +227,30 @@ def cmd_best(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from hpt.serving.backends import BackendError
+    from hpt.serving.run import serve
+
+    try:
+        return serve(args.name, args.experiments_dir, host=args.host, port=args.port,
+                     entry_point=args.entry_point, start_timeout=args.start_timeout,
+                     variants=args.variant or [], trial=args.trial, shadow=args.shadow,
+                     canary=args.canary, canary_steps=args.canary_steps,
+                     bake_seconds=args.bake_seconds, max_error_rate=args.max_error_rate,
+                     max_p99_ms=args.max_p99_ms, min_requests=args.min_requests,
+                     say=lambda line: print(line, flush=True))
+    except BackendError as exc:  # the model's serving program failed: not bad input
+        print(f"hpt serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_serve_weights(args) -> int:
+    from hpt.serving.admin import set_weights
+
+    print(json.dumps(set_weights(args.url, args.weights), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpt", description=(
         "SageMaker-style hyperparameter tuning jobs on your own machines or Ray cluster."))
@@ -306,6 +330,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     experiments_flag(p)
     p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("serve", help="serve a trial's model like a SageMaker endpoint "
+                       "(variants, shadow, canary)")
+    p.add_argument("name")
+    p.add_argument("--trial", metavar="T", help="serve this training job (name or trial "
+                   "number) instead of the best")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    p.add_argument("--variant", action="append", metavar="SPEC=W", help="a production "
+                   "variant and its weight; SPEC is best, a training job name or a trial "
+                   "number (repeat for several)")
+    p.add_argument("--shadow", metavar="SPEC", help="also send a copy of every request to "
+                   "this training job's model; its answers are logged, never returned")
+    p.add_argument("--canary", metavar="SPEC", help="roll this training job's model out in "
+                   "steps, rolled back when a guardrail trips")
+    p.add_argument("--canary-steps", default="10,50,100", metavar="P,P,...",
+                   help="traffic percent of the canary at each step (default 10,50,100)")
+    p.add_argument("--bake-seconds", type=float, default=60.0, metavar="S",
+                   help="how long each canary step is watched (default 60)")
+    p.add_argument("--max-error-rate", type=float, metavar="X",
+                   help="canary guardrail: share of 5xx answers (e.g. 0.05)")
+    p.add_argument("--max-p99-ms", type=float, metavar="Y",
+                   help="canary guardrail: p99 latency in ms (e.g. 500)")
+    p.add_argument("--min-requests", type=int, default=20, metavar="N",
+                   help="canary requests a step needs before it is judged (default 20)")
+    p.add_argument("--entry-point", metavar="PATH", help="serving program to run (default "
+                   "serve.py in the trainer's source_dir)")
+    p.add_argument("--start-timeout", type=float, default=120.0, metavar="S",
+                   help="how long a serving program may take to answer /ping (default 120)")
+    experiments_flag(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("serve-weights", help="change the traffic weights of a running "
+                       "hpt serve")
+    p.add_argument("weights", nargs="+", metavar="NAME=W")
+    p.add_argument("--url", default="http://127.0.0.1:8080",
+                   help="the endpoint (default http://127.0.0.1:8080)")
+    p.set_defaults(func=cmd_serve_weights)
     return parser
 
 

@@ -1,0 +1,174 @@
+"""One SageMaker-style serving process per model: `python serve.py serve` with SM_MODEL_DIR
+and SAGEMAKER_BIND_TO_PORT, in its own process group, on a free loopback port.
+
+Layout under `<experiment>/serving/<training-job>/`: `model/` (the extracted model.tar.gz)
+and `serve.log` (the program's stdout and stderr).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpt.errors import UserError
+from hpt.serving.archive import extract_model
+
+HOST = "127.0.0.1"
+STOP_GRACE_SECONDS = 5.0
+
+
+class BackendError(Exception):
+    """A serving program that did not come up; the message quotes its log."""
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.strip().splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in tail) or "    (empty log)"
+
+
+@dataclass
+class Backend:
+    name: str                  # the training job
+    folder: Path               # <experiment>/serving/<training-job>
+    port: int
+    process: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self):
+        self.log_path = self.folder / "serve.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, entry_point: Path, archive: Path) -> None:
+        model_dir = self.folder / "model"
+        extract_model(archive, model_dir)
+        env = {**os.environ, "SM_MODEL_DIR": str(model_dir),
+               "SAGEMAKER_BIND_TO_PORT": str(self.port), "HPT_SERVE_HOST": HOST}
+        # Several serving processes share this machine's cores: one thread each unless the
+        # user said otherwise.
+        env.setdefault("OMP_NUM_THREADS", "1")
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- hpt serve: {entry_point} serve, model {model_dir}, port "
+                      f"{self.port}, at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, str(entry_point), "serve"], cwd=str(entry_point.parent),
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)  # its own process group: stopped as a whole
+
+    def ping(self, timeout: float = 1.0) -> int | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=timeout) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (OSError, ValueError):
+            return None
+
+    def wait_ready(self, deadline: float) -> None:
+        while True:
+            if self.process.poll() is not None:
+                raise BackendError(f"serving program of {self.name} exited with code "
+                                   f"{self.process.returncode} before answering /ping; its log "
+                                   f"({self.log_path}) ends:\n{log_tail(self.log_path)}")
+            if self.ping() == 200:
+                return
+            if time.monotonic() > deadline:
+                raise BackendError(f"serving program of {self.name} did not answer /ping with "
+                                   f"200 in time; its log ({self.log_path}) ends:\n"
+                                   f"{log_tail(self.log_path)}")
+            time.sleep(0.1)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM to its process group, `grace` seconds, then SIGKILL; reaps the child."""
+        if self.process is None:
+            return
+        pgid = self.process.pid  # start_new_session: the group id is the child's pid
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+            # The leader is gone; anything it forked in its group goes too.
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            break
+        try:
+            self.process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def entry_point_of(frozen_spec: dict, explicit: str | None) -> Path:
+    """`--entry-point PATH`, else `serve.py` in the trainer's source_dir."""
+    if explicit:
+        path = Path(explicit).resolve()
+        if not path.is_file():
+            raise UserError(f"--entry-point {explicit}: no such file; give the path of a "
+                            f"serving program (run as `python PATH serve`)")
+        return path
+    source_dir = Path(frozen_spec["trainer"]["source_dir"])
+    path = source_dir / "serve.py"
+    if not path.is_file():
+        raise UserError(f"{path}: the trainer's source_dir has no serve.py; write one (run as "
+                        f"`python serve.py serve` with SM_MODEL_DIR and "
+                        f"SAGEMAKER_BIND_TO_PORT) or pass --entry-point PATH")
+    return path.resolve()
+
+
+def start_backends(serving_dir: Path, entry_point: Path, artifacts: dict[str, str],
+                   timeout: float = 120.0) -> dict[str, Backend]:
+    """Starts every model's serving process at once and waits until all answer /ping 200.
+    On any failure every one started is stopped before the error propagates."""
+    backends: dict[str, Backend] = {}
+    try:
+        for name, archive in artifacts.items():
+            folder = serving_dir / name
+            folder.mkdir(parents=True, exist_ok=True)
+            backend = Backend(name, folder, free_port())
+            backends[name] = backend
+            backend.start(entry_point, Path(archive))
+        deadline = time.monotonic() + timeout
+        for backend in backends.values():
+            backend.wait_ready(deadline)
+    except BaseException:
+        stop_backends(backends)
+        raise
+    return backends
+
+
+def stop_backends(backends: dict[str, Backend]) -> None:
+    for backend in backends.values():
+        if backend.process is not None:
+            try:
+                os.killpg(backend.process.pid, signal.SIGTERM)  # all at once, then wait each
+            except ProcessLookupError:
+                pass
+    for backend in backends.values():
+        backend.stop()

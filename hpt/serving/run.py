@@ -1,0 +1,151 @@
+"""`hpt serve`: plan, bind, start the serving programs, run the router until a signal.
+
+Order matters for "bad input starts nothing": everything is resolved and the router's port
+is bound before any serving program starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+from hpt.errors import UserError
+from hpt.experiment.store import SPEC
+from hpt.experiment.table import load_table, resolve_experiment
+from hpt.serving.backends import entry_point_of, start_backends, stop_backends
+from hpt.serving.plan import Job, ServingPlan, make_plan
+
+
+class _Terminated(BaseException):
+    """SIGTERM while the serving programs start: stop them, then end."""
+
+
+def jobs_of(root: Path) -> list[Job]:
+    df = load_table(root)
+    return [Job(str(r.TrainingJobName), int(r.TrialNumber), str(r.TrainingJobStatus),
+                r.ModelArtifact if isinstance(r.ModelArtifact, str) else None)
+            for r in df.itertuples(index=False)]
+
+
+def plan_for(name: str, experiments_dir, **flags) -> tuple[Path, ServingPlan, list[Job]]:
+    from hpt.report import best_trial
+
+    root = resolve_experiment(name, experiments_dir)
+    jobs = jobs_of(root)
+    if not any(j.status == "Completed" and j.artifact for j in jobs):
+        raise UserError(f"{name}: no completed training job with a model.tar.gz yet; wait for "
+                        f"one (hpt status {name}) or launch the tuning job")
+    best = best_trial(root)
+    return root, make_plan(jobs, best["TrainingJobName"] if best else None, **flags), jobs
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+    # without it every response waits out the client's delayed ACK (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(f"--port {port}: {host}:{port} is already in use; pick another "
+                            f"--port (or stop what listens there)") from None
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); "
+                        f"use --host 127.0.0.1 and a free --port") from None
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a signal ends serve() and is remembered, not re-raised: the
+        caller still has serving programs to stop."""
+
+        signals: list[int] = []
+
+        def install_signal_handlers(self) -> None:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
+
+        def _on_signal(self, sig, frame) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+            self.signals.append(sig)
+
+        def capture_signals(self):  # uvicorn >= 0.29 installs handlers here
+            import contextlib
+
+            self.install_signal_handlers()
+            return contextlib.nullcontext()
+
+    return Server
+
+
+def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int = 8080,
+          entry_point: str | None = None, start_timeout: float = 120.0, say=print,
+          **flags) -> int:
+    """Serves until SIGINT (returns 130) or SIGTERM (returns 0)."""
+    import uvicorn
+
+    from hpt.serving.canary import Canary
+    from hpt.serving.router import Router
+
+    root, plan, jobs = plan_for(name, experiments_dir, **flags)
+    frozen = json.loads((root / SPEC).read_text())
+    entry = entry_point_of(frozen, entry_point)
+    sock = bind(host, port)
+    serving_dir = root / "serving"
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    backends = {}
+    router = None
+    try:
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        say(f"hpt serve: starting {len(plan.models)} serving program(s) ({entry})")
+        backends = start_backends(serving_dir, entry, plan.artifacts, timeout=start_timeout)
+        canary = None
+        if plan.canary is not None:
+            canary = Canary(plan.canary, dict(plan.variants), time.monotonic())
+        router = Router({n: b.url for n, b in backends.items()}, plan.variants, serving_dir,
+                        shadow=plan.shadow, canary=canary, say=say)
+        number = {j.name: j.trial_number for j in jobs}
+        say(f"hpt serve: {name} at {url}  (POST /invocations, GET /ping, GET /metrics, "
+            f"/admin/variants, /admin/canary)")
+        for model in plan.models:
+            role = ("shadow" if model == plan.shadow else
+                    "canary" if plan.canary and model == plan.canary.green else
+                    f"weight {router.weights.get(model, 0):g}")
+            say(f"  {role:>12}  {model} (trial {number[model]})  {backends[model].url}  "
+                f"log {backends[model].log_path}")
+        say(f"  logs: {serving_dir / 'access.jsonl'}"
+            + (f", {serving_dir / 'shadow.jsonl'}" if plan.shadow else "")
+            + "; Ctrl-C stops")
+        server = _server_class()(uvicorn.Config(
+            router.app, log_level="warning", access_log=False, lifespan="on",
+            timeout_keep_alive=30, timeout_graceful_shutdown=10))
+        server.signals = []
+        asyncio.run(server.serve(sockets=[sock]))
+        return 130 if signal.SIGINT in server.signals else 0
+    except _Terminated:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_backends(backends)
+        if router is not None:
+            router.close()
+        sock.close()
+        say("hpt serve: stopped; serving programs ended")
+
+
+def _raise_terminated(sig, frame):
+    raise _Terminated()
