@@ -157,6 +157,7 @@ def test_ping_weights_admin_and_serve_weights(experiment):
             assert json.loads(body)["model"] == variant  # the header names who answered
         sd = math.sqrt(n * 0.1 * 0.9)
         assert abs(counts[other] - n * 0.1) < 5 * sd, counts
+        assert requests.get(f"{srv.url}/ping").status_code == 200  # still healthy after load
 
         admin = requests.get(f"{srv.url}/admin/variants").json()
         assert admin["variants"][best]["weight"] == 0.9
