@@ -258,7 +258,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                        f"modules preloaded; trials fork from it" if warm_socket else
                        f"Warm interpreter not used ({warm.reason}); trials start cold")
         searcher = OptunaSearcher(spec, study, max_trials, done=plan.done, replay=plan.replay,
-                                  next_number=plan.next_number)
+                                  next_number=plan.next_number, seen=plan.seen)
         trainer = spec.trainer
         # A SageMaker trial only polls from here: a sliver of a CPU; its hosts are SageMaker's.
         resources = tune.PlacementGroupFactory([{"CPU": 0.05}]) if on_sagemaker else \

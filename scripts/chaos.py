@@ -55,11 +55,13 @@ EXPECTED = {
 NOT_FAULTS = {"none", "slow"}
 
 
-def space(name: str, trials: int, grid: bool, mark: str, state_dir: Path) -> dict:
+def space(name: str, trials: int, grid: bool, mark: str, state_dir: Path,
+          warm: bool = False) -> dict:
     return {
         "name": name,
         "trainer": {"source_dir": str(CHAOS_TRAINER), "entry_point": "train.py",
-                    "cpus_per_host": 1, "max_runtime_seconds": MAX_RUNTIME},
+                    "cpus_per_host": 1, "max_runtime_seconds": MAX_RUNTIME,
+                    "warm_start": warm},
         "static_hyperparameters": {"epochs": 2, "x": 0.9, "mark": mark,
                                    "state_dir": str(state_dir)},
         "hyperparameters": {"fault": {"type": "categorical", "values": list(EXPECTED)}},
@@ -104,49 +106,50 @@ def processes() -> dict[int, list[str]]:
     return found
 
 
-def env_of(pid: int, name: str) -> str | None:
-    try:
-        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            if item.startswith(name.encode() + b"="):
-                return item.split(b"=", 1)[1].decode()
-    except OSError:
-        pass
+def worker_of(log_path: str) -> int | None:
+    """The Ray worker running a trial: the process holding the trial's log file open (the
+    script writes to pipes; its hpt host process, in the worker, writes the log)."""
+    for pid in processes():
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == log_path:
+                    return pid
+        except OSError:
+            continue
     return None
-
-
-def parent_of(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class Killer(threading.Thread):
     """SIGKILLs each `killed_from_outside` trial script and each `worker_killed` trial's Ray
-    worker once, then leaves a flag so that the retry (if any) trains normally."""
+    worker once, then leaves a flag so that the retry (if any) trains normally. The trial
+    scripts announce themselves in state_dir (`<job>.pid`: pid and fault)."""
 
-    def __init__(self, mark: str, state_dir: Path):
+    def __init__(self, state_dir: Path, experiment: Path):
         super().__init__(daemon=True)
-        self.mark, self.state_dir = mark, state_dir
+        self.state_dir, self.experiment = state_dir, experiment
         self.kills: list[dict] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.1):
-            for pid, argv in processes().items():
-                if self.mark not in argv or "--fault" not in argv:
-                    continue
-                fault = argv[argv.index("--fault") + 1]
-                if fault not in ("killed_from_outside", "worker_killed"):
-                    continue
-                job = env_of(pid, "TRAINING_JOB_NAME")
+            for announced in self.state_dir.glob("*.pid"):
+                job = announced.name[:-len(".pid")]
                 flag = self.state_dir / f"{job}.killed"
-                if not job or flag.exists():
+                if flag.exists():
                     continue
-                target = pid if fault == "killed_from_outside" else parent_of(pid)
+                try:
+                    pid_text, fault = announced.read_text().split()
+                    pid = int(pid_text)
+                    os.kill(pid, 0)
+                except (OSError, ValueError):  # gone (its launcher was killed): it reruns
+                    continue
+                target = pid if fault == "killed_from_outside" else \
+                    worker_of(str(self.experiment / job / "algo-1.log"))
+                if target is None:
+                    continue
                 try:
                     os.kill(target, signal.SIGKILL)
-                except (ProcessLookupError, TypeError):
+                except ProcessLookupError:
                     continue
                 flag.touch()
                 self.kills.append({"fault": fault, "job": job, "pid": target})
@@ -183,7 +186,7 @@ def launch(space_file: Path, experiments: Path, log: Path, resume: bool) -> subp
                             stderr=subprocess.STDOUT, cwd=REPO)
 
 
-def run(trials: int, grid: bool, launcher_kills: int, workdir: Path) -> dict:
+def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool = False) -> dict:
     import yaml
 
     import hpt
@@ -192,10 +195,10 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path) -> dict:
     state_dir, experiments = workdir / "state", workdir / "experiments"
     state_dir.mkdir(parents=True)
     space_file = workdir / "chaos.yaml"
-    space_file.write_text(yaml.safe_dump(space("chaos", trials, grid, mark, state_dir)))
+    space_file.write_text(yaml.safe_dump(space("chaos", trials, grid, mark, state_dir, warm)))
     journal = experiments / "chaos" / "journal.jsonl"
     log = workdir / "launcher.log"
-    killer = Killer(mark, state_dir)
+    killer = Killer(state_dir, experiments / "chaos")
     killer.start()
     started = time.time()
     # Launcher kills at evenly spaced points of the job; each followed by a torn line + resume.
@@ -261,6 +264,7 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path) -> dict:
     injected = sum(v["injected"] for v in by_fault.values())
     survived = sum(v["survived"] for v in by_fault.values())
     return {"bench": "chaos", "trials": trials, "strategy": "grid" if grid else "random",
+            "warm_start": warm,
             "faults_injected": injected, "faults_survived": survived,
             "trials_lost": trials_lost, "trials_duplicated": duplicated,
             "leftover_processes": len(left), "launcher_kills": job_level.count("launcher_kill"),
@@ -275,6 +279,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=120, help="soak: trials (random faults)")
     parser.add_argument("--launcher-kills", type=int, default=None,
                         help="launcher SIGKILLs + resumes (default: 1 quick, 1 per 40 trials)")
+    parser.add_argument("--warm", action="store_true",
+                        help="trials fork from the warm interpreter (trainer.warm_start)")
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (default: a temp dir)")
     opts = parser.parse_args()
     trials = len(EXPECTED) if opts.quick else opts.trials
@@ -282,7 +288,8 @@ def main() -> None:
         (1 if opts.quick else max(1, trials // 40))
     with tempfile.TemporaryDirectory(prefix="hpt-chaos-") as tmp:
         workdir = Path(opts.keep) if opts.keep else Path(tmp)
-        result = run(trials, grid=opts.quick, launcher_kills=kills, workdir=workdir)
+        result = run(trials, grid=opts.quick, launcher_kills=kills, workdir=workdir,
+                     warm=opts.warm)
     result["quick"] = opts.quick
     print(json.dumps(result), flush=True)
     sys.exit(0 if not result["failures"] else 1)

@@ -1,6 +1,7 @@
 """The fault-injection run (scripts/chaos.py): a real tuning job whose trials fail in every
 way hpt knows, plus faults from outside (trial scripts and Ray workers SIGKILLed, the launcher
-SIGKILLed mid-job, the journal's last line torn, then a resume). Fast set: every fault once.
+SIGKILLed mid-job, the journal's last line torn, then a resume). Fast set: every fault once,
+with trials started cold and forked from the warm interpreter.
 Slow set (pytest --slow): a 120-trial soak with random faults and three launcher kills."""
 
 import json
@@ -27,8 +28,11 @@ def assert_survived_everything(result: dict) -> None:
     assert result["leftover_processes"] == 0
 
 
-def test_every_fault_once_ends_as_promised_and_nothing_is_lost():
-    result = run_chaos("--quick", timeout=400)
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_every_fault_once_ends_as_promised_and_nothing_is_lost(start):
+    # warm: the trials fork from the warm interpreter, whose processes stop and die otherwise.
+    result = run_chaos("--quick", *(["--warm"] if start == "warm" else []), timeout=400)
+    assert result["warm_start"] is (start == "warm")
     assert_survived_everything(result)
     faults = set(EXPECTED) - {"none", "slow"}
     assert set(result["by_fault"]) == faults | {"launcher_kill", "torn_journal_line"}

@@ -73,11 +73,16 @@ def test_grid_enumerates_the_cross_product_exactly_once(spec_of):
     assert [c["trial_number"] for c in seen] == list(range(1, 13))
 
 
-def test_grid_resumed_skips_the_points_already_asked(spec_of):
+def test_grid_resumed_skips_the_journaled_points_and_offers_an_unjournaled_one_again(spec_of):
     spec = spec_of("grid")
     study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
     first, _ = run(spec, n=5, study=study)
-    searcher = OptunaSearcher(spec, study, 12, done=5, next_number=6)
+    journaled = tuple(c["hyperparameters"] for c in first)
+    # The launcher asked a sixth point, then died before it became a training job: the study
+    # has it (RUNNING, then FAIL as an orphan), the tuning job's journal does not.
+    orphan = OptunaSearcher(spec, study, 12, done=5, seen=journaled).suggest("o")
+    assert fail_orphans(study) == 1
+    searcher = OptunaSearcher(spec, study, 12, done=5, next_number=6, seen=journaled)
     rest = []
     while (config := searcher.suggest(f"r{len(rest)}")) not in (None, "FINISHED"):
         rest.append(config)
@@ -85,6 +90,7 @@ def test_grid_resumed_skips_the_points_already_asked(spec_of):
                                                          "objective": 0.5})
     key = lambda c: tuple(sorted(c["hyperparameters"].items()))  # noqa: E731
     assert len(rest) == 7 and not {key(c) for c in first} & {key(c) for c in rest}
+    assert key(orphan) in {key(c) for c in rest}  # not lost: every point runs exactly once
 
 
 @pytest.mark.parametrize("strategy, extra", [

@@ -24,6 +24,10 @@ class ResumePlan:
     done: int  # finished training jobs: they count toward max_trials and are kept as they are
     replay: tuple[dict[str, Any], ...]  # lost training jobs, to run again first
     next_number: int  # the number of the next new training job
+    # The hyperparameters of every training job the journal knows (kept or replayed): a grid
+    # offers each point once, judged by this journal rather than by the study, which can hold
+    # a point asked just before the launcher died that never became a training job.
+    seen: tuple[dict[str, Any], ...] = ()
 
 
 def is_lost(row: dict[str, Any]) -> bool:
@@ -37,7 +41,8 @@ def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:
     replay = tuple({"trial_number": r["trial_number"], "training_job_name": r["training_job_name"],
                     "hyperparameters": dict(r["hyperparameters"])} for r in lost)
     next_number = 1 + max((r["trial_number"] for r in rows), default=0)
-    return ResumePlan(done=len(rows) - len(lost), replay=replay, next_number=next_number)
+    return ResumePlan(done=len(rows) - len(lost), replay=replay, next_number=next_number,
+                      seen=tuple(dict(r["hyperparameters"]) for r in rows))
 
 
 def search_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:

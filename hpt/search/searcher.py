@@ -75,14 +75,15 @@ class OptunaSearcher(Searcher):
     """
 
     def __init__(self, spec, study: optuna.Study, max_trials: int, *, done: int = 0,
-                 replay: tuple[dict[str, Any], ...] = (), next_number: int = 1):
+                 replay: tuple[dict[str, Any], ...] = (), next_number: int = 1,
+                 seen: tuple[dict[str, Any], ...] = ()):
         super().__init__(metric=OBJECTIVE, mode="max" if spec.objective.type == "maximize" else "min")
         self.spec = spec
         self.study = study
         self.max_trials = max_trials
         self.ranges = spec.hyperparameters
         self.distributions = build_distributions(self.ranges)
-        self._grid = self._grid_points() if spec.strategy == "grid" else None
+        self._grid = self._grid_points(seen) if spec.strategy == "grid" else None
         self._live: dict[str, optuna.trial.Trial] = {}
         self._suggested = done
         self._replay = list(replay)
@@ -93,10 +94,10 @@ class OptunaSearcher(Searcher):
         # study lives in its journal file, and the live grid iterator and trials hold locks.
         return {k: v for k, v in self.__dict__.items() if k not in ("study", "_grid", "_live")}
 
-    def _grid_points(self):
-        """The grid's cross-product, without the points this study already asked (resume)."""
-        asked = {tuple(sorted(t.params.items())) for t in self.study.get_trials(deepcopy=False)
-                 if PARENT_ATTR not in t.user_attrs}
+    def _grid_points(self, seen):
+        """The grid's cross-product, without the points of training jobs the tuning job's
+        journal already has (resume; the lost ones among them are replayed, not re-offered)."""
+        asked = {tuple(sorted(encode_params(h, self.ranges).items())) for h in seen}
         for point in itertools.product(*grid_points(self.ranges).values()):
             params = encode_params(dict(zip(self.ranges, point)), self.ranges)
             if tuple(sorted(params.items())) not in asked:

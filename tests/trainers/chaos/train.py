@@ -88,8 +88,15 @@ elif fault == "flood":
 elif fault in ("killed_from_outside", "worker_killed"):
     # Waits to be killed from outside (scripts/chaos.py kills, then leaves a flag); a retry
     # of the same training job finds the flag and trains normally.
-    flag = os.path.join(args.state_dir, os.environ["TRAINING_JOB_NAME"] + ".killed")
+    job = os.environ["TRAINING_JOB_NAME"]
+    flag = os.path.join(args.state_dir, job + ".killed")
     if not os.path.exists(flag):
+        # Found through this file: a process forked from the warm interpreter shows the
+        # interpreter's command line and environment in /proc, not the trial's.
+        with open(os.path.join(args.state_dir, job + ".pid.tmp"), "w") as f:
+            f.write(f"{os.getpid()} {fault}")
+        os.replace(os.path.join(args.state_dir, job + ".pid.tmp"),
+                   os.path.join(args.state_dir, job + ".pid"))
         print(f"chaos: waiting to be killed pid={os.getpid()}", flush=True)
         while not os.path.exists(flag):
             time.sleep(0.1)
