@@ -2,7 +2,8 @@
 way hpt knows, plus faults from outside (trial scripts and Ray workers SIGKILLed, the launcher
 SIGKILLed mid-job, the journal's last line torn, then a resume). Fast set: every fault once,
 with trials started cold and forked from the warm interpreter.
-Slow set (pytest --slow): a 120-trial soak with random faults and three launcher kills."""
+Slow set (pytest --slow): a 120-trial soak with random faults and three launcher kills,
+cold and warm."""
 
 import json
 import subprocess
@@ -41,8 +42,10 @@ def test_every_fault_once_ends_as_promised_and_nothing_is_lost(start):
 
 
 @pytest.mark.slow
-def test_a_soak_of_random_faults_with_launcher_kills_loses_nothing():
-    result = run_chaos("--trials", "120", "--launcher-kills", "3", timeout=1800)
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_a_soak_of_random_faults_with_launcher_kills_loses_nothing(start):
+    result = run_chaos("--trials", "120", "--launcher-kills", "3",
+                       *(["--warm"] if start == "warm" else []), timeout=1800)
     assert_survived_everything(result)
     assert result["launcher_kills"] == 3 and result["faults_injected"] >= 100
 
