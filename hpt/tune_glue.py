@@ -74,8 +74,11 @@ class JournalCallback(tune.Callback):
         # Tune runs the training job again (its host or actor was lost): say so, then the
         # next trial_started event begins the new attempt.
         error = _last_error_line(trial)
-        self.store.append("trial_retried", training_job_name=trial.config["training_job_name"],
-                          error=str(error)[:1024])
+        name = trial.config["training_job_name"]
+        self.store.append("trial_retried", training_job_name=name, error=str(error)[:1024])
+        # Ray has just logged the lost actor's traceback: say in one line what hpt does.
+        self.view.print(f"{name}: its Ray worker or host was lost ({str(error)[:200]}); "
+                        f"running it again (an infrastructure retry, in the Retries column)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
