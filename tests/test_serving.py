@@ -371,6 +371,19 @@ def test_a_serving_program_that_crashes_is_reported_with_its_log(experiment):
     assert no_standin_left()
 
 
+def test_a_killed_hpt_serve_leaves_no_serving_program(experiment):
+    # SIGKILL gives hpt serve no chance to stop its models: the reaper sidecar does it.
+    srv = Serving(experiment)
+    assert requests.get(f"{srv.url}/ping").status_code == 200
+    assert not no_standin_left()
+    srv.proc.kill()
+    srv.proc.wait(timeout=10)
+    deadline = time.time() + 10
+    while not no_standin_left() and time.time() < deadline:
+        time.sleep(0.1)
+    assert no_standin_left()
+
+
 def test_no_completed_trial_is_exit_2(ray_session, tmp_path):
     code = tmp_path / "code"
     code.mkdir()

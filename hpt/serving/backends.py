@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpt.errors import UserError
+from hpt.runtime.reaper import REAPER
 from hpt.serving.archive import extract_model
 
 HOST = "127.0.0.1"
@@ -75,6 +76,7 @@ class Backend:
                 [sys.executable, str(entry_point), "serve"], cwd=str(entry_point.parent),
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)  # its own process group: stopped as a whole
+        REAPER.register(self.process.pid)  # and killed even if hpt serve is SIGKILLed
 
     def ping(self, timeout: float = 1.0) -> int | None:
         try:
@@ -123,6 +125,7 @@ class Backend:
             self.process.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
             pass
+        REAPER.unregister(pgid)
 
 
 def entry_point_of(frozen_spec: dict, explicit: str | None) -> Path:
