@@ -238,6 +238,8 @@ def cmd_serve(args) -> int:
                      canary=args.canary, canary_steps=args.canary_steps,
                      bake_seconds=args.bake_seconds, max_error_rate=args.max_error_rate,
                      max_p99_ms=args.max_p99_ms, min_requests=args.min_requests,
+                     runtime=args.runtime, image=args.image,
+                     container_engine=args.container_engine,
                      say=lambda line: print(line, flush=True))
     except BackendError as exc:  # the model's serving program failed: not bad input
         print(f"hpt serve: {exc}", file=sys.stderr)
@@ -358,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="canary requests a step needs before it is judged (default 20)")
     p.add_argument("--entry-point", metavar="PATH", help="serving program to run (default "
                    "serve.py in the trainer's source_dir)")
+    p.add_argument("--runtime", choices=["local", "docker"], help="where the models serve: "
+                   "local processes, or containers (`docker run IMAGE serve`); default: where "
+                   "the tuning job trained")
+    p.add_argument("--image", metavar="IMAGE", help="the serving image (default the tuning "
+                   "job's trainer.image)")
+    p.add_argument("--container-engine", choices=["docker", "podman"], default="docker",
+                   help="what runs the containers (default docker)")
     p.add_argument("--start-timeout", type=float, default=120.0, metavar="S",
                    help="how long a serving program may take to answer /ping (default 120)")
     experiments_flag(p)

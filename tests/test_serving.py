@@ -350,6 +350,9 @@ def test_bad_input_is_exit_2_with_one_line_and_nothing_started(experiment, tmp_p
             (["serve", "srv", "--entry-point", tmp_path / "none.py", *d], "--entry-point"),
             (["serve", "srv", "--port", port, *d], f"--port {port}"),
             (["serve-weights", "--url", f"http://127.0.0.1:{port}", "x=-2"], "serve-weights x"),
+            (["serve", "srv", "--runtime", "docker", *d], "no trainer.image; pass --image"),
+            (["serve", "srv", "--runtime", "local", "--image", "i:1", *d], "--image i:1"),
+            (["serve", "srv", "--image", "i:1", "--entry-point", STANDIN, *d], "--entry-point"),
         ]
         for args, words in cases:
             done = hpt_cli(*args)
@@ -359,6 +362,62 @@ def test_bad_input_is_exit_2_with_one_line_and_nothing_started(experiment, tmp_p
             assert "starting" not in done.stdout
     done = hpt_cli("serve-weights", "--url", f"http://127.0.0.1:{port}", "x=1")  # closed now
     assert done.returncode == 2 and "no hpt serve answers" in done.stderr
+    assert no_standin_left()
+
+
+FAKE_DOCKER = r"""#!{python}
+# A stand-in `docker` (no engine here): records its calls and plays the container's part for
+# `run ... IMAGE serve` by running the stand-in serving program as the image's `serve` would.
+import json, os, signal, sys
+state = os.environ["FAKE_DOCKER_STATE"]
+with open(os.path.join(state, "calls.jsonl"), "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "run":
+    name = args[args.index("--name") + 1]
+    host_ip, host_port, inner = args[args.index("--publish") + 1].split(":")
+    source, target, mode = args[args.index("--volume") + 1].split(":")
+    assert (inner, target, mode, args[-1]) == ("8080", "/opt/ml/model", "ro", "serve"), args
+    env = dict(a.split("=", 1) for i, a in enumerate(args) if i and args[i - 1] == "--env")
+    with open(os.path.join(state, name + ".pid"), "w") as f:
+        f.write(str(os.getpid()))
+    env = {{**os.environ, **env, "SM_MODEL_DIR": source, "SAGEMAKER_BIND_TO_PORT": host_port,
+           "HPT_SERVE_HOST": host_ip}}
+    os.execve(sys.executable, [sys.executable, {standin!r}, "serve"], env)
+elif cmd == "stop":
+    try:
+        os.kill(int(open(os.path.join(state, args[-1] + ".pid")).read()), signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+"""
+
+
+def test_models_serve_in_containers_from_the_image(experiment, tmp_path, monkeypatch):
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    fake = bin_dir / "docker"
+    fake.write_text(FAKE_DOCKER.format(python=sys.executable, standin=str(STANDIN)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_STATE", str(state))
+    best = experiment["best"]
+    with Serving(experiment, "--image", "hpt-cnn:test") as srv:
+        assert requests.get(f"{srv.url}/ping").status_code == 200
+        resp = srv.invoke([[1, 2], [3, 4]])
+        assert resp.status_code == 200 and resp.json()["predictions"] == [3, 7]
+        assert resp.headers["X-Amzn-Invoked-Production-Variant"] == best
+        assert any("docker run hpt-cnn:test serve" in line for line in srv.lines)
+        assert srv.stop() == 0
+    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+    (run,) = [c for c in calls if c[0] == "run"]
+    assert run[:5] == ["run", "--rm", "--init", "--name", f"{best}-serve"]
+    assert run[run.index("--publish") + 1].startswith("127.0.0.1:")  # loopback only
+    assert run[run.index("--volume") + 1] == \
+        f"{experiment['root'] / 'serving' / best / 'model'}:/opt/ml/model:ro"
+    assert run[-2:] == ["hpt-cnn:test", "serve"]
+    assert ["stop", "-t", "5", f"{best}-serve"] in calls
+    assert ["rm", "--force", f"{best}-serve"] in calls  # no container left behind
     assert no_standin_left()
 
 

@@ -123,6 +123,21 @@ def secret_env(plan: ContainerPlan) -> dict[str, str]:
     return {k: v for k, v in plan.env.items() if looks_secret(k)}
 
 
+def serve_run_argv(engine: str, image: str, name: str, model_dir: str, host_port: int,
+                   env: dict[str, str], labels: dict[str, str]) -> list[str]:
+    """`hpt serve` with a container: SageMaker's `docker run IMAGE serve`, the model read-only
+    at /opt/ml/model, the container's port 8080 published on 127.0.0.1 only."""
+    _check_env(env)
+    argv = [engine, "run", "--rm", "--init", "--name", container_name(name, "serve"),
+            "--publish", f"127.0.0.1:{int(host_port)}:8080",
+            "--volume", f"{model_dir}:{CONTAINER_ML}/model:ro"]
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for key, value in sorted(env.items()):
+        argv += ["--env", f"{key}={value}"]
+    return argv + [image, "serve"]
+
+
 def stop_argv(engine: str, name: str, grace_seconds: float) -> list[str]:
     """SIGTERM to the container's processes, SIGKILL after the grace period."""
     return [engine, "stop", "-t", str(max(0, int(grace_seconds))), name]

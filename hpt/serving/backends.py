@@ -1,5 +1,7 @@
 """One SageMaker-style serving process per model: `python serve.py serve` with SM_MODEL_DIR
-and SAGEMAKER_BIND_TO_PORT, in its own process group, on a free loopback port.
+and SAGEMAKER_BIND_TO_PORT, in its own process group, on a free loopback port; or, with a
+container image, SageMaker's own `docker run IMAGE serve` (model at /opt/ml/model, port 8080
+published on the loopback port).
 
 Layout under `<experiment>/serving/<training-job>/`: `model/` (the extracted model.tar.gz)
 and `serve.log` (the program's stdout and stderr).
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpt.errors import UserError
+from hpt.runtime.docker import container_name, remove_argv, serve_run_argv, stop_argv
 from hpt.runtime.reaper import REAPER
 from hpt.serving.archive import extract_model
 
@@ -51,6 +54,7 @@ class Backend:
     folder: Path               # <experiment>/serving/<training-job>
     port: int
     process: subprocess.Popen | None = None
+    container: tuple[str, str] | None = None  # (engine, image): serve in a container
     log_path: Path = field(init=False)
 
     def __post_init__(self):
@@ -60,21 +64,30 @@ class Backend:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, entry_point: Path, archive: Path) -> None:
-        model_dir = self.folder / "model"
+    def start(self, entry_point: Path | None, archive: Path) -> None:
+        model_dir = (self.folder / "model").resolve()
         extract_model(archive, model_dir)
-        env = {**os.environ, "SM_MODEL_DIR": str(model_dir),
-               "SAGEMAKER_BIND_TO_PORT": str(self.port), "HPT_SERVE_HOST": HOST}
         # Several serving processes share this machine's cores: one thread each unless the
         # user said otherwise.
-        env.setdefault("OMP_NUM_THREADS", "1")
+        threads = os.environ.get("OMP_NUM_THREADS", "1")
+        if self.container:
+            engine, image = self.container
+            argv = serve_run_argv(engine, image, self.name, str(model_dir), self.port,
+                                  {"OMP_NUM_THREADS": threads},
+                                  {"hpt.serve": "1", "hpt.training-job": self.name})
+            env, cwd = dict(os.environ), None
+        else:
+            argv = [sys.executable, str(entry_point), "serve"]
+            env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "OMP_NUM_THREADS": threads,
+                   "SAGEMAKER_BIND_TO_PORT": str(self.port), "HPT_SERVE_HOST": HOST}
+            cwd = str(entry_point.parent)
         with open(self.log_path, "ab") as log:
-            log.write(f"--- hpt serve: {entry_point} serve, model {model_dir}, port "
+            log.write(f"--- hpt serve: {' '.join(argv)}, model {model_dir}, port "
                       f"{self.port}, at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, str(entry_point), "serve"], cwd=str(entry_point.parent),
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True)  # its own process group: stopped as a whole
         REAPER.register(self.process.pid)  # and killed even if hpt serve is SIGKILLed
 
@@ -105,6 +118,14 @@ class Backend:
         """SIGTERM to its process group, `grace` seconds, then SIGKILL; reaps the child."""
         if self.process is None:
             return
+        if self.container:  # the engine stops and removes the container; the CLI then ends
+            engine, name = self.container[0], container_name(self.name, "serve")
+            for argv in (stop_argv(engine, name, grace), remove_argv(engine, name)):
+                try:
+                    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=grace + 30)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
         pgid = self.process.pid  # start_new_session: the group id is the child's pid
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             try:
@@ -128,6 +149,24 @@ class Backend:
         REAPER.unregister(pgid)
 
 
+def serving_container(frozen_spec: dict, runtime: str | None, image: str | None,
+                      engine: str = "docker") -> tuple[str, str] | None:
+    """(engine, image) when the models serve in containers, else None (local processes).
+    By default they serve where the tuning job trained: `runtime: docker` -> its image."""
+    chosen = runtime or ("docker" if image or frozen_spec.get("runtime") == "docker"
+                         else "local")
+    if chosen == "local":
+        if image:
+            raise UserError(f"--image {image}: an image serves in a container; use "
+                            f"--runtime docker with it, or drop --image")
+        return None
+    image = image or (frozen_spec.get("trainer") or {}).get("image")
+    if not image:
+        raise UserError("--runtime docker: the tuning job names no trainer.image; pass "
+                        "--image IMAGE (e.g. hpt-cnn:latest, built from trainers/cnn/Dockerfile)")
+    return engine, image
+
+
 def entry_point_of(frozen_spec: dict, explicit: str | None) -> Path:
     """`--entry-point PATH`, else `serve.py` in the trainer's source_dir."""
     if explicit:
@@ -145,8 +184,9 @@ def entry_point_of(frozen_spec: dict, explicit: str | None) -> Path:
     return path.resolve()
 
 
-def start_backends(serving_dir: Path, entry_point: Path, artifacts: dict[str, str],
-                   timeout: float = 120.0) -> dict[str, Backend]:
+def start_backends(serving_dir: Path, entry_point: Path | None, artifacts: dict[str, str],
+                   timeout: float = 120.0,
+                   container: tuple[str, str] | None = None) -> dict[str, Backend]:
     """Starts every model's serving process at once and waits until all answer /ping 200.
     On any failure every one started is stopped before the error propagates."""
     backends: dict[str, Backend] = {}
@@ -154,7 +194,7 @@ def start_backends(serving_dir: Path, entry_point: Path, artifacts: dict[str, st
         for name, archive in artifacts.items():
             folder = serving_dir / name
             folder.mkdir(parents=True, exist_ok=True)
-            backend = Backend(name, folder, free_port())
+            backend = Backend(name, folder, free_port(), container=container)
             backends[name] = backend
             backend.start(entry_point, Path(archive))
         deadline = time.monotonic() + timeout

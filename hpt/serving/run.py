@@ -17,7 +17,8 @@ from pathlib import Path
 from hpt.errors import UserError
 from hpt.experiment.store import SPEC
 from hpt.experiment.table import load_table, resolve_experiment
-from hpt.serving.backends import entry_point_of, start_backends, stop_backends
+from hpt.serving.backends import (entry_point_of, serving_container, start_backends,
+                                  stop_backends)
 from hpt.serving.plan import Job, ServingPlan, make_plan
 
 
@@ -94,7 +95,8 @@ def _server_class():
 
 def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int = 8080,
           entry_point: str | None = None, start_timeout: float = 120.0, say=print,
-          **flags) -> int:
+          runtime: str | None = None, image: str | None = None,
+          container_engine: str = "docker", **flags) -> int:
     """Serves until SIGINT (returns 130) or SIGTERM (returns 0)."""
     import uvicorn
 
@@ -103,7 +105,11 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
 
     root, plan, jobs = plan_for(name, experiments_dir, **flags)
     frozen = json.loads((root / SPEC).read_text())
-    entry = entry_point_of(frozen, entry_point)
+    container = serving_container(frozen, runtime, image, container_engine)
+    if container and entry_point:
+        raise UserError(f"--entry-point {entry_point}: a local serving program; in a container "
+                        f"the image's `serve` runs: drop --entry-point or use --runtime local")
+    entry = None if container else entry_point_of(frozen, entry_point)
     sock = bind(host, port)
     serving_dir = root / "serving"
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -111,8 +117,10 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
     router = None
     try:
         url = f"http://{host}:{sock.getsockname()[1]}"
-        say(f"hpt serve: starting {len(plan.models)} serving program(s) ({entry})")
-        backends = start_backends(serving_dir, entry, plan.artifacts, timeout=start_timeout)
+        program = f"{container[0]} run {container[1]} serve" if container else entry
+        say(f"hpt serve: starting {len(plan.models)} serving program(s) ({program})")
+        backends = start_backends(serving_dir, entry, plan.artifacts, timeout=start_timeout,
+                                  container=container)
         canary = None
         if plan.canary is not None:
             canary = Canary(plan.canary, dict(plan.variants), time.monotonic())
