@@ -231,10 +231,17 @@ def cmd_serve(args) -> int:
     from hpt.serving.backends import BackendError
     from hpt.serving.run import serve
 
+    if args.shadow and len(args.shadow) > 1:
+        raise UserError(f"--shadow is given {len(args.shadow)} times; an endpoint has one "
+                        f"shadow variant: keep one --shadow")
+    if not args.start_timeout > 0:
+        raise UserError(f"--start-timeout {args.start_timeout}: give a positive number of "
+                        f"seconds, e.g. 120")
     try:
         return serve(args.name, args.experiments_dir, host=args.host, port=args.port,
                      entry_point=args.entry_point, start_timeout=args.start_timeout,
-                     variants=args.variant or [], trial=args.trial, shadow=args.shadow,
+                     variants=args.variant or [], trial=args.trial,
+                     shadow=args.shadow[0] if args.shadow else None,
                      canary=args.canary, canary_steps=args.canary_steps,
                      bake_seconds=args.bake_seconds, max_error_rate=args.max_error_rate,
                      max_p99_ms=args.max_p99_ms, min_requests=args.min_requests,
@@ -344,19 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", metavar="SPEC=W", help="a production "
                    "variant and its weight; SPEC is best, a training job name or a trial "
                    "number (repeat for several)")
-    p.add_argument("--shadow", metavar="SPEC", help="also send a copy of every request to "
-                   "this training job's model; its answers are logged, never returned")
+    p.add_argument("--shadow", metavar="SPEC", action="append", help="also send a copy of "
+                   "every request to this training job's model; its answers are logged, never "
+                   "returned")
     p.add_argument("--canary", metavar="SPEC", help="roll this training job's model out in "
                    "steps, rolled back when a guardrail trips")
-    p.add_argument("--canary-steps", default="10,50,100", metavar="P,P,...",
+    p.add_argument("--canary-steps", metavar="P,P,...",
                    help="traffic percent of the canary at each step (default 10,50,100)")
-    p.add_argument("--bake-seconds", type=float, default=60.0, metavar="S",
+    p.add_argument("--bake-seconds", type=float, metavar="S",
                    help="how long each canary step is watched (default 60)")
     p.add_argument("--max-error-rate", type=float, metavar="X",
                    help="canary guardrail: share of 5xx answers (e.g. 0.05)")
     p.add_argument("--max-p99-ms", type=float, metavar="Y",
                    help="canary guardrail: p99 latency in ms (e.g. 500)")
-    p.add_argument("--min-requests", type=int, default=20, metavar="N",
+    p.add_argument("--min-requests", type=int, metavar="N",
                    help="canary requests a step needs before it is judged (default 20)")
     p.add_argument("--entry-point", metavar="PATH", help="serving program to run (default "
                    "serve.py in the trainer's source_dir)")

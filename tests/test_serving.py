@@ -73,13 +73,15 @@ def experiment(ray_session, tmp_path_factory):
 class Serving:
     """`hpt serve` in a subprocess: its URL, its stdout lines as they come."""
 
-    def __init__(self, experiment, *flags, modes=None):
+    def __init__(self, experiment, *flags, modes=None, cwd=None):
         env = {**os.environ, "STANDIN_MODES": json.dumps(modes or {}),
                "STANDIN_LOAD_SECONDS": "0.3"}
+        # From `cwd`, the experiments folder is given relative to it (as a user types it).
+        folder = os.path.relpath(experiment["dir"], cwd) if cwd else str(experiment["dir"])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hpt.cli", "serve", "srv", "--experiments-dir",
-             str(experiment["dir"]), "--port", "0", *map(str, flags)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             folder, "--port", "0", *map(str, flags)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
         self.lines: list[str] = []
         self.url = None
         ready = threading.Event()
@@ -172,11 +174,20 @@ def test_ping_weights_admin_and_serve_weights(experiment):
             resp = requests.post(f"{srv.url}/admin/variants", json=bad)
             assert resp.status_code == 400 and resp.json()["error"], bad
 
-        # And through `hpt serve-weights`.
+        # And through `hpt serve-weights`, by name, or as --variant names them.
         done = hpt_cli("serve-weights", "--url", srv.url, f"{best}=1", f"{other}=0")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["variants"][other]["weight"] == 0.0
         assert {v for _, v, _, _ in fire(srv.url, payloads(100))} == {best}
+        done = hpt_cli("serve-weights", "--url", srv.url, "best=0",
+                       f"{experiment['numbers'][other]}=1")
+        assert done.returncode == 0, done.stderr
+        assert {v for _, v, _, _ in fire(srv.url, payloads(20))} == {other}
+        done = hpt_cli("serve-weights", "--url", srv.url, f"{best}=1", f"{other}=0")
+        assert done.returncode == 0, done.stderr
+        missing = requests.get(f"{srv.url}/nope")
+        assert missing.status_code == 404 and "POST /invocations" in missing.json()["error"]
+        assert requests.get(f"{srv.url}/invocations").status_code == 405
         done = hpt_cli("serve-weights", "--url", srv.url, "nope=1")
         assert done.returncode == 2 and "unknown variant" in done.stderr
         assert "Traceback" not in done.stderr
@@ -189,6 +200,15 @@ def test_ping_weights_admin_and_serve_weights(experiment):
     log = (experiment["root"] / "serving" / "access.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in log if '"latency_ms"' in line]
     assert len(records) >= n + 200 and {"variant", "status", "latency_ms"} <= set(records[-1])
+
+
+def test_a_relative_experiments_folder_serves(experiment):
+    # The model folder reaches the serving program as an absolute path: it runs in its own
+    # working directory (the trainer's source_dir).
+    with Serving(experiment, cwd=experiment["dir"].parent) as srv:
+        assert requests.get(f"{srv.url}/ping").status_code == 200
+        assert srv.invoke([[1, 2]]).json()["predictions"] == [3]
+        assert srv.stop() == 0
 
 
 def test_ping_is_503_until_the_models_answer(experiment):
@@ -283,6 +303,13 @@ def test_shadow_agreement_is_recorded(experiment):
                    for s in families["hpt_serving_shadow_latency_seconds"].samples
                    if "quantile" in s.labels}
         assert set(latency) == {"0.5", "0.9", "0.99"} and latency["0.99"] > 0
+    # The shadow's output is recorded, beside production's where they differ.
+    records = [json.loads(line) for line in
+               (experiment["root"] / "serving" / "shadow.jsonl").read_text().splitlines()]
+    mine = [r for r in records if r["shadow"] == shadow and r["outcome"] == "ok"][-30:]
+    assert len(mine) == 30 and all(r["agree"] is False for r in mine)
+    assert all(r["shadow_output"] == [(label + 1) % 10 for label in r["production_output"]]
+               for r in mine)
 
 
 def drive_canary(srv, limit=60):
@@ -325,7 +352,7 @@ def test_healthy_canary_is_promoted(experiment):
                  "--bake-seconds", "1", "--max-error-rate", "0.05", "--max-p99-ms", "2000",
                  "--min-requests", "5") as srv:
         weights = requests.get(f"{srv.url}/admin/variants").json()["variants"]
-        assert weights[green]["weight"] == 10.0 and weights[best]["weight"] == 90.0
+        assert weights[green]["weight"] == pytest.approx(0.1) and weights[best]["weight"] == pytest.approx(0.9)
         assert requests.post(f"{srv.url}/admin/variants", json={best: 1}).status_code == 409
         state = drive_canary(srv)
         assert state["state"] == "Promoted", state
@@ -353,6 +380,11 @@ def test_bad_input_is_exit_2_with_one_line_and_nothing_started(experiment, tmp_p
             (["serve", "srv", "--runtime", "docker", *d], "no trainer.image; pass --image"),
             (["serve", "srv", "--runtime", "local", "--image", "i:1", *d], "--image i:1"),
             (["serve", "srv", "--image", "i:1", "--entry-point", STANDIN, *d], "--entry-point"),
+            (["serve", "srv", "--port", "99999", *d], "--port 99999"),
+            (["serve", "srv", "--variant", "2=abc", *d], "e.g. --variant 2=0.9"),
+            (["serve", "srv", "--shadow", "1", "--shadow", "2", *d], "one --shadow"),
+            (["serve", "srv", "--bake-seconds", "5", *d], "--bake-seconds describe a canary"),
+            (["serve", "srv", "--start-timeout", "-1", *d], "--start-timeout -1"),
         ]
         for args, words in cases:
             done = hpt_cli(*args)
@@ -427,6 +459,14 @@ def test_a_serving_program_that_crashes_is_reported_with_its_log(experiment):
                    env={"STANDIN_MODES": json.dumps({best: "crash"})})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "crashing on purpose" in done.stderr and "serve.log" in done.stderr
+    assert no_standin_left()
+    # A program that runs but cannot load its model says so on /ping: reported at once,
+    # not after --start-timeout.
+    started = time.time()
+    done = hpt_cli("serve", "srv", "--experiments-dir", experiment["dir"], "--port", "0",
+                   env={"STANDIN_MODES": json.dumps({best: "loadfail"})})
+    assert done.returncode == 1 and time.time() - started < 30
+    assert f"could not load its model: OSError: no weights for {best}" in done.stderr
     assert no_standin_left()
 
 

@@ -79,7 +79,7 @@ def test_choose_follows_the_random_source():
 
 
 def test_canary_weights_scale_blue():
-    assert canary_weights({"a": 3.0, "b": 1.0}, "g", 10) == {"a": 67.5, "b": 22.5, "g": 10.0}
+    assert canary_weights({"a": 3.0, "b": 1.0}, "g", 10) == pytest.approx({"a": 0.675, "b": 0.225, "g": 0.1})
 
 
 def test_guardrail_waits_for_enough_requests_then_judges():
@@ -96,7 +96,7 @@ def test_guardrail_waits_for_enough_requests_then_judges():
 def test_canary_rolls_back_at_once_and_is_promoted_after_every_step():
     plan = CanaryPlan("g", (10, 50, 100), 5.0, Thresholds(0.05, None, 10))
     bad = Canary(plan, {"blue": 1.0}, step_started=0.0)
-    assert bad.weights() == {"blue": 90.0, "g": 10.0}
+    assert bad.weights() == pytest.approx({"blue": 0.9, "g": 0.1})
     assert bad.tick(1.0, Window(5, 5, 1)) is None  # too few to judge
     line = bad.tick(2.0, Window(57, 24, 1))
     assert line == "canary rolled back at step 10%: error rate 0.42 > 0.05 over 57 requests"
@@ -106,11 +106,11 @@ def test_canary_rolls_back_at_once_and_is_promoted_after_every_step():
     good = Canary(plan, {"blue": 1.0}, step_started=0.0)
     assert good.tick(4.0, Window(30, 0, 1)) is None  # bake time not over
     assert "now gets 50%" in good.tick(5.0, Window(30, 0, 1))
-    assert good.step_started == 5.0 and good.weights()["g"] == 50.0
+    assert good.step_started == 5.0 and good.weights()["g"] == 0.5
     assert good.tick(10.0, Window(3, 0, 1)) is None  # time over, traffic not: keep baking
     assert "now gets 100%" in good.tick(11.0, Window(30, 0, 1))
     assert "promoted" in good.tick(16.0, Window(30, 1, 1))
-    assert good.state == "Promoted" and good.weights() == {"blue": 0.0, "g": 100.0}
+    assert good.state == "Promoted" and good.weights() == {"blue": 0.0, "g": 1.0}
     assert good.as_dict()["step_percent"] == 100
 
 

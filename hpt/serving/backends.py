@@ -9,6 +9,7 @@ and `serve.log` (the program's stdout and stderr).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -40,12 +41,15 @@ def free_port(host: str = HOST) -> int:
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
+    """The log's last lines, without the access-log lines of hpt's own /ping polls (which
+    would bury the program's message)."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return "(no log)"
-    tail = text.strip().splitlines()[-lines:]
-    return "\n".join(f"    {line}" for line in tail) or "    (empty log)"
+    kept = [line for line in text.strip().splitlines()
+            if not (line.startswith("{") and '"/ping"' in line)]
+    return "\n".join(f"    {line}" for line in kept[-lines:]) or "    (empty log)"
 
 
 @dataclass
@@ -92,13 +96,17 @@ class Backend:
         REAPER.register(self.process.pid)  # and killed even if hpt serve is SIGKILLed
 
     def ping(self, timeout: float = 1.0) -> int | None:
+        return self.ping_answer(timeout)[0]
+
+    def ping_answer(self, timeout: float = 1.0) -> tuple[int | None, dict]:
+        """(status, JSON body or {}) of the program's /ping; (None, {}) when unreachable."""
         try:
             with urllib.request.urlopen(f"{self.url}/ping", timeout=timeout) as resp:
-                return resp.status
+                return resp.status, _json_or_empty(resp.read())
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, _json_or_empty(exc.read())
         except (OSError, ValueError):
-            return None
+            return None, {}
 
     def wait_ready(self, deadline: float) -> None:
         while True:
@@ -106,13 +114,18 @@ class Backend:
                 raise BackendError(f"serving program of {self.name} exited with code "
                                    f"{self.process.returncode} before answering /ping; its log "
                                    f"({self.log_path}) ends:\n{log_tail(self.log_path)}")
-            if self.ping() == 200:
+            status, answer = self.ping_answer()
+            if status == 200:
                 return
+            if answer.get("status") == "failed":  # it will never load: say why at once
+                raise BackendError(f"serving program of {self.name} could not load its model: "
+                                   f"{answer.get('error') or 'no reason given'} (its log: "
+                                   f"{self.log_path})")
             if time.monotonic() > deadline:
                 raise BackendError(f"serving program of {self.name} did not answer /ping with "
                                    f"200 in time; its log ({self.log_path}) ends:\n"
                                    f"{log_tail(self.log_path)}")
-            time.sleep(0.1)
+            time.sleep(0.2)
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """SIGTERM to its process group, `grace` seconds, then SIGKILL; reaps the child."""
@@ -147,6 +160,14 @@ class Backend:
         except subprocess.TimeoutExpired:
             pass
         REAPER.unregister(pgid)
+
+
+def _json_or_empty(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def serving_container(frozen_spec: dict, runtime: str | None, image: str | None,

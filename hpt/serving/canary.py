@@ -35,7 +35,7 @@ class Canary:
         if self.state == ROLLED_BACK:
             return {**self.blue, self.plan.green: 0.0}
         if self.state == PROMOTED:
-            return {**{name: 0.0 for name in self.blue}, self.plan.green: 100.0}
+            return {**{name: 0.0 for name in self.blue}, self.plan.green: 1.0}
         return canary_weights(self.blue, self.plan.green, self.percent)
 
     def tick(self, now: float, window: Window) -> str | None:

@@ -51,14 +51,14 @@ class ServingPlan:
         return list(self.variants) + [m for m in extra if m not in self.variants]
 
 
-def parse_weight(text: str, flag: str) -> float:
+def parse_weight(text: str, flag: str, spec: str = "best") -> float:
     try:
         weight = float(text)
     except ValueError:
         weight = math.nan
     if not math.isfinite(weight) or weight < 0:
-        raise UserError(f"{flag}: weight {text!r} is not a finite number >= 0; write e.g. "
-                        f"{flag} best=0.9")
+        raise UserError(f"{flag} {spec}: weight {text!r} is not a finite number >= 0; write "
+                        f"e.g. {flag} {spec}=0.9")
     return weight
 
 
@@ -68,7 +68,7 @@ def parse_assignment(text: str, flag: str) -> tuple[str, float]:
     if not sep or not spec.strip():
         raise UserError(f"{flag} {text!r}: expected SPEC=WEIGHT (SPEC: best, a training job "
                         f"name or a trial number), e.g. {flag} best=0.9")
-    return spec.strip(), parse_weight(weight.strip(), f"{flag} {spec.strip()}")
+    return spec.strip(), parse_weight(weight.strip(), flag, spec.strip())
 
 
 def check_weights(weights: dict[str, float], flag: str) -> None:
@@ -114,10 +114,23 @@ def parse_steps(text: str) -> tuple[int, ...]:
 
 def make_plan(jobs: list[Job], best: str | None, *, variants: list[str] = (),
               trial: str | None = None, shadow: str | None = None,
-              canary: str | None = None, canary_steps: str = "10,50,100",
-              bake_seconds: float = 60.0, max_error_rate: float | None = None,
-              max_p99_ms: float | None = None, min_requests: int = 20) -> ServingPlan:
-    """The serving plan from the command line's flags; UserError names the flag and the fix."""
+              canary: str | None = None, canary_steps: str | None = None,
+              bake_seconds: float | None = None, max_error_rate: float | None = None,
+              max_p99_ms: float | None = None, min_requests: int | None = None) -> ServingPlan:
+    """The serving plan from the command line's flags; UserError names the flag and the fix.
+    The canary's flags left None take their defaults (10,50,100 steps, 60 s, 20 requests)."""
+    if canary is None:
+        given = [flag for flag, value in (("--canary-steps", canary_steps),
+                                          ("--bake-seconds", bake_seconds),
+                                          ("--max-error-rate", max_error_rate),
+                                          ("--max-p99-ms", max_p99_ms),
+                                          ("--min-requests", min_requests)) if value is not None]
+        if given:
+            raise UserError(f"{' / '.join(given)} describe a canary rollout: add --canary SPEC, "
+                            f"or drop them")
+    canary_steps = "10,50,100" if canary_steps is None else canary_steps
+    bake_seconds = 60.0 if bake_seconds is None else bake_seconds
+    min_requests = 20 if min_requests is None else min_requests
     if trial is not None and variants:
         raise UserError("--trial and --variant both pick what to serve; use one of them "
                         "(--trial T is --variant T=1)")
@@ -167,9 +180,6 @@ def make_plan(jobs: list[Job], best: str | None, *, variants: list[str] = (),
         canary_plan = CanaryPlan(job.name, parse_steps(canary_steps), float(bake_seconds),
                                  Thresholds(max_error_rate, max_p99_ms, int(min_requests)))
         artifacts[job.name] = job.artifact
-    elif max_error_rate is not None or max_p99_ms is not None:
-        raise UserError("--max-error-rate / --max-p99-ms judge a canary: add --canary SPEC, "
-                        "or drop them")
     return ServingPlan(production, shadow_name, canary_plan, artifacts)
 
 
@@ -186,10 +196,11 @@ def choose(weights: dict[str, float], rand: Callable[[], float]) -> str:
 
 
 def canary_weights(blue: dict[str, float], green: str, percent: float) -> dict[str, float]:
-    """Green gets `percent`% of traffic, the blue variants share the rest as they did."""
+    """Green gets `percent`% of traffic, the blue variants share the rest as they did
+    (weights as fractions, like --variant's)."""
     total = sum(blue.values())
-    shares = {name: (100 - percent) * w / total for name, w in blue.items()}
-    return {**shares, green: float(percent)}
+    shares = {name: (100 - percent) / 100 * w / total for name, w in blue.items()}
+    return {**shares, green: percent / 100}
 
 
 @dataclass(frozen=True)

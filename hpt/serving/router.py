@@ -26,6 +26,7 @@ from typing import Callable
 
 import aiohttp
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -87,6 +88,14 @@ def predictions_of(body: bytes, content_type: str | None):
     return data.get("predictions") if isinstance(data, dict) else None
 
 
+def _output_of(body: bytes, content_type: str | None):
+    """What a model answered, for the shadow log: its predictions, else the body's start."""
+    predictions = predictions_of(body, content_type)
+    if predictions is not None:
+        return predictions
+    return body[:500].decode("utf-8", "replace")
+
+
 def agrees(prod_body: bytes, prod_type: str | None, shadow_body: bytes,
            shadow_type: str | None) -> bool:
     """Same `predictions` when both answers are JSON holding it, else the same bytes."""
@@ -105,8 +114,10 @@ class Router:
                  *, shadow: str | None = None, canary: Canary | None = None,
                  rand: Callable[[], float] = random.random,
                  shadow_max_in_flight: int = SHADOW_MAX_IN_FLIGHT,
-                 say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic):
+                 say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
+                 aliases: dict[str, str] | None = None):
         self.backends = dict(backends)       # training job -> base URL of its serving program
+        self.aliases = dict(aliases or {})   # "best", trial numbers -> training job
         self.weights = dict(weights)
         self.shadow = shadow
         self.canary = canary
@@ -136,7 +147,14 @@ class Router:
             Route("/admin/variants", self.get_variants, methods=["GET"]),
             Route("/admin/variants", self.set_variants, methods=["POST"]),
             Route("/admin/canary", self.get_canary, methods=["GET"]),
-        ], lifespan=self._lifespan)
+        ], lifespan=self._lifespan, exception_handlers={HTTPException: self._http_error})
+
+    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        """404 / 405 as JSON errors, like every other answer of the endpoint."""
+        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; "
+                                       f"the endpoint answers GET /ping, POST /invocations, "
+                                       f"GET /metrics, GET|POST /admin/variants, "
+                                       f"GET /admin/canary", headers=exc.headers)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -269,7 +287,10 @@ class Router:
             "time": time.time(), "variant": variant, "shadow": self.shadow,
             "outcome": "ok" if ok else "error", "production_status": prod_status,
             "shadow_status": status, "shadow_latency_ms": round(seconds * 1000, 3),
-            "agree": agree,
+            "agree": agree, "shadow_output": _output_of(payload, content_type),
+            # Where they differ, what production answered: the two side by side.
+            **({"production_output": _output_of(prod_body, prod_type)} if agree is False
+               else {}),
             **({"shadow_error": payload[:500].decode("utf-8", "replace")} if not ok else {})})
 
     @property
@@ -346,10 +367,12 @@ class Router:
         if not isinstance(change, dict) or not change:
             return _error(400, 'send a JSON object of variant weights, e.g. '
                                '{"' + next(iter(self.weights)) + '": 0.5}')
+        change = {self.aliases.get(str(name), name): weight for name, weight in change.items()}
         unknown = [name for name in change if name not in self.weights]
         if unknown:
             return _error(400, f"unknown variant(s) {', '.join(map(repr, unknown))}; variants "
-                               f"are {', '.join(self.weights)}")
+                               f"are {', '.join(self.weights)} (or best, or their trial "
+                               f"numbers where hpt serve named them)")
         for name, weight in change.items():
             if (isinstance(weight, bool) or not isinstance(weight, (int, float))
                     or not math.isfinite(weight) or weight < 0):

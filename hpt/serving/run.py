@@ -33,7 +33,8 @@ def jobs_of(root: Path) -> list[Job]:
             for r in df.itertuples(index=False)]
 
 
-def plan_for(name: str, experiments_dir, **flags) -> tuple[Path, ServingPlan, list[Job]]:
+def plan_for(name: str, experiments_dir, **flags) -> tuple[Path, ServingPlan, list[Job],
+                                                         str | None]:
     from hpt.report import best_trial
 
     root = resolve_experiment(name, experiments_dir)
@@ -42,10 +43,13 @@ def plan_for(name: str, experiments_dir, **flags) -> tuple[Path, ServingPlan, li
         raise UserError(f"{name}: no completed training job with a model.tar.gz yet; wait for "
                         f"one (hpt status {name}) or launch the tuning job")
     best = best_trial(root)
-    return root, make_plan(jobs, best["TrainingJobName"] if best else None, **flags), jobs
+    best_name = best["TrainingJobName"] if best else None
+    return root, make_plan(jobs, best_name, **flags), jobs, best_name
 
 
 def bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port}: a port is 0-65535 (0: any free port); e.g. --port 8080")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
     # without it every response waits out the client's delayed ACK (40 ms).
@@ -103,7 +107,7 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
     from hpt.serving.canary import Canary
     from hpt.serving.router import Router
 
-    root, plan, jobs = plan_for(name, experiments_dir, **flags)
+    root, plan, jobs, best_name = plan_for(name, experiments_dir, **flags)
     frozen = json.loads((root / SPEC).read_text())
     container = serving_container(frozen, runtime, image, container_engine)
     if container and entry_point:
@@ -124,9 +128,13 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
         canary = None
         if plan.canary is not None:
             canary = Canary(plan.canary, dict(plan.variants), time.monotonic())
-        router = Router({n: b.url for n, b in backends.items()}, plan.variants, serving_dir,
-                        shadow=plan.shadow, canary=canary, say=say)
         number = {j.name: j.trial_number for j in jobs}
+        # What --variant accepts, the admin endpoint (hpt serve-weights) accepts too.
+        aliases = {str(number[model]): model for model in plan.models}
+        if best_name in plan.models:
+            aliases["best"] = best_name
+        router = Router({n: b.url for n, b in backends.items()}, plan.variants, serving_dir,
+                        shadow=plan.shadow, canary=canary, say=say, aliases=aliases)
         say(f"hpt serve: {name} at {url}  (POST /invocations, GET /ping, GET /metrics, "
             f"/admin/variants, /admin/canary)")
         for model in plan.models:

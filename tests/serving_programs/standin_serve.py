@@ -14,6 +14,8 @@ the name of the model dir's parent folder, as hpt serve lays them out):
     fail50    every second request 500 (exactly half)
     slow2     sleeps 2 s per request, then answers as ok
     crash     exits at once with an error (never becomes ready)
+    loadfail  runs, but its model fails to load: /ping 503 {"status": "failed", "error": ...}
+              forever, as trainers/cnn/serve.py does
 STANDIN_LOAD_SECONDS (default 0.5) is how long "loading" takes (/ping 503 meanwhile).
 """
 
@@ -65,7 +67,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path == "/ping":
+        if self.path == "/ping" and MODE == "loadfail":
+            self.answer(503, {"status": "failed", "error": f"OSError: no weights for {JOB}"})
+        elif self.path == "/ping":
             self.answer(200 if loaded.is_set() else 503, {"model": JOB, "loaded": loaded.is_set()})
         else:
             self.answer(404, {"error": "not found"})
