@@ -204,3 +204,31 @@ def test_the_group_dies_with_the_process_that_started_it_even_by_sigkill(tmp_pat
     while (alive(script_pid) or alive(child)) and time.time() < deadline:
         time.sleep(0.05)
     assert not alive(script_pid) and not alive(child)
+
+
+def test_cleanup_commands_run_when_the_process_that_registered_them_dies(tmp_path):
+    # What a group kill cannot reach (a container, which the engine runs) is cleaned up by
+    # command: registered, then run by the reaper sidecar once its process is SIGKILLed.
+    import signal
+    import subprocess
+    done, cancelled = tmp_path / "removed", tmp_path / "cancelled"
+    starter = tmp_path / "starter.py"
+    starter.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from hpt.runtime.reaper import REAPER
+        REAPER.on_death("a", ["touch", {str(done)!r}])
+        REAPER.on_death("b", ["touch", {str(cancelled)!r}])
+        REAPER.cancel("b")
+        print("registered", flush=True)
+        time.sleep(60)
+    """))
+    worker = subprocess.Popen([sys.executable, str(starter)], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline().strip() == "registered"
+    assert not done.exists()
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    deadline = time.time() + 10
+    while not done.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert done.exists() and not cancelled.exists()

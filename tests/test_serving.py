@@ -451,6 +451,20 @@ def test_models_serve_in_containers_from_the_image(experiment, tmp_path, monkeyp
     assert ["stop", "-t", "5", f"{best}-serve"] in calls
     assert ["rm", "--force", f"{best}-serve"] in calls  # no container left behind
     assert no_standin_left()
+    # hpt serve SIGKILLed: the engine keeps a container whose CLI died; the reaper removes it.
+    (state / "calls.jsonl").unlink()
+    srv = Serving(experiment, "--image", "hpt-cnn:test")
+    assert requests.get(f"{srv.url}/ping").status_code == 200
+    srv.proc.kill()
+    srv.proc.wait(timeout=10)
+    removal = ["rm", "--force", f"{best}-serve"]
+    deadline = time.time() + 15
+    while time.time() < deadline and removal not in [
+            json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]:
+        time.sleep(0.1)
+    assert removal in [json.loads(line) for line in
+                       (state / "calls.jsonl").read_text().splitlines()]
+    assert no_standin_left()
 
 
 def test_a_serving_program_that_crashes_is_reported_with_its_log(experiment):

@@ -89,6 +89,8 @@ class HostProcess:
         )
         self.started_at = time.time()
         REAPER.register(self._proc.pid)  # its group dies with this process, however it dies
+        if self.container:  # and its container, which the engine runs, is removed
+            REAPER.on_death(f"container-{self._proc.pid}", self.container[1])
         for name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
             pump = threading.Thread(target=self._pump, args=(name, stream), daemon=True,
                                     name=f"hpt-pump-{name}")
@@ -211,6 +213,8 @@ class HostProcess:
             _run_quietly(self.container[1], wait=True)  # no container is left behind
         if self._proc is not None:
             REAPER.unregister(self._proc.pid)
+            if self.container:
+                REAPER.cancel(f"container-{self._proc.pid}")
         if self._log is not None:
             self._log.close()
             self._log = None

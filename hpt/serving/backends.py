@@ -94,6 +94,9 @@ class Backend:
                 stderr=subprocess.STDOUT,
                 start_new_session=True)  # its own process group: stopped as a whole
         REAPER.register(self.process.pid)  # and killed even if hpt serve is SIGKILLed
+        if self.container:  # a container outlives its CLI: removed then too
+            REAPER.on_death(f"serve-{self.name}", remove_argv(
+                self.container[0], container_name(self.name, "serve")))
 
     def ping(self, timeout: float = 1.0) -> int | None:
         return self.ping_answer(timeout)[0]
@@ -160,6 +163,8 @@ class Backend:
         except subprocess.TimeoutExpired:
             pass
         REAPER.unregister(pgid)
+        if self.container:
+            REAPER.cancel(f"serve-{self.name}")
 
 
 def _json_or_empty(raw: bytes) -> dict:
