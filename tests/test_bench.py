@@ -17,3 +17,13 @@ def test_bench_quick_runs_and_prints_json():
         assert line["bench"] == name and line["quick"] is True
         if name == "metrics":
             assert line["lost"] == 0 and line["status"] == "Completed"
+
+
+def test_bench_serve_quick_runs_and_prints_json():
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_serve.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
+    assert [line["scenario"] for line in lines] == ["direct", "one", "two", "shadow"]
+    assert all(line["errors"] == 0 and line["throughput_rps"] > 0 for line in lines)
+    assert "throughput_ratio_vs_direct" in lines[1] and "throughput_ratio_vs_one" in lines[3]
