@@ -165,9 +165,14 @@ def main() -> int:
     requests = args.requests or (200 if args.quick else 1500)
 
     experiments_dir = Path(args.experiments_dir) if args.experiments_dir else None
-    name = args.experiment
-    if name is None:
-        name, experiments_dir = launch_tiny_job(Path(tempfile.mkdtemp(prefix="hpt-bench-serve-")))
+    if args.experiment is not None:
+        return run_scenarios(args, args.experiment, experiments_dir, requests)
+    with tempfile.TemporaryDirectory(prefix="hpt-bench-serve-") as tmp:  # its tiny job
+        name, experiments_dir = launch_tiny_job(Path(tmp))
+        return run_scenarios(args, name, experiments_dir, requests)
+
+
+def run_scenarios(args, name: str, experiments_dir: Path | None, requests: int) -> int:
     import hpt
 
     df = hpt.load_experiment(name, experiments_dir)
