@@ -65,8 +65,11 @@ def emit(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
+_ROOT: Path | None = None  # main() runs every bench inside one folder it removes at the end
+
+
 def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hpt-bench-"))
+    return Path(tempfile.mkdtemp(prefix="hpt-bench-", dir=_ROOT))
 
 
 def write_space(folder: Path, name: str, trials: int, hyperparameters: dict,
@@ -368,8 +371,11 @@ def main() -> None:
     parser.add_argument("bench", choices=[*BENCHES, "all"])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke check)")
     opts = parser.parse_args()
-    for name in (BENCHES if opts.bench == "all" else [opts.bench]):
-        BENCHES[name](opts.quick)
+    global _ROOT
+    with tempfile.TemporaryDirectory(prefix="hpt-bench-") as root:
+        _ROOT = Path(root)
+        for name in (BENCHES if opts.bench == "all" else [opts.bench]):
+            BENCHES[name](opts.quick)
 
 
 if __name__ == "__main__":
