@@ -9,8 +9,9 @@ max_runtime_seconds, SIGTERM ignored, orphaned grandchildren, 50 MB without a ne
 200k-line flood, silence. From outside, while the job runs, this script SIGKILLs trial
 scripts and Ray worker processes, SIGKILLs the launcher itself, tears the journal's last line,
 and resumes. At the end every trial must have the status and reason hpt promises, no trial
-may be lost or run twice, and no process of the job may be left. One JSON line on stdout:
-faults injected / survived, by kind; exit status 1 when any fault was not survived.
+may be lost or run twice, and no process of the job (nor a warm interpreter's folder) may be
+left. One JSON line on stdout: faults injected / survived, by kind; exit status 1 when any
+fault was not survived.
 """
 
 from __future__ import annotations
@@ -198,6 +199,8 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     space_file.write_text(yaml.safe_dump(space("chaos", trials, grid, mark, state_dir, warm)))
     journal = experiments / "chaos" / "journal.jsonl"
     log = workdir / "launcher.log"
+    warm_dirs = Path(tempfile.gettempdir()).glob  # the warm interpreter's folders
+    warm_before = set(warm_dirs("hpt-warm-*"))
     killer = Killer(state_dir, experiments / "chaos")
     killer.start()
     started = time.time()
@@ -225,6 +228,7 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     killer.join()
     seconds = time.time() - started
     left = leftovers(mark, launchers)
+    left += [f"folder {path}" for path in sorted(set(warm_dirs("hpt-warm-*")) - warm_before)]
 
     from hpt.experiment.store import read_journal
 

@@ -36,6 +36,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpt.runtime.reaper import REAPER
+
 READY_TIMEOUT_SECONDS = 120.0
 _HEADER = struct.Struct("!I")
 _MAX_REQUEST_BYTES = 16 << 20
@@ -464,7 +466,8 @@ class WarmInterpreter:
              "--ready", self.ready_path, "--preload", ",".join(self.modules)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env,
             start_new_session=True, preexec_fn=die_with_parent)
-
+        # Killed with the launcher (PDEATHSIG); its folder goes with them through the reaper.
+        REAPER.on_death(f"warm-{self._proc.pid}", ["rm", "-rf", "--", self.dir])
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> str | None:
         """The socket path once the interpreter serves, or None (with self.reason) if not."""
@@ -482,6 +485,7 @@ class WarmInterpreter:
         return None if self.reason else self.socket_path
 
     def close(self) -> None:
+        REAPER.cancel(f"warm-{self._proc.pid}")
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
