@@ -34,7 +34,7 @@ from ray.job_config import JobConfig  # noqa: E402
 
 from hpt.errors import UserError
 from hpt.experiment.resume import JOB_END_PREFIX, ResumePlan, plan_resume, search_changes
-from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal, unreadable_lines
+from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import trial_rows
 from hpt.report import best_trial
 from hpt.schedule import make_scheduler, make_stopper
@@ -98,7 +98,7 @@ def ensure_ray(address: str | None, dashboard: bool, dashboard_host: str = "127.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
-def _prepare_resume(store: ExperimentStore, spec, root: Path) -> ResumePlan:
+def _prepare_resume(store: ExperimentStore, spec, root: Path, torn: list[int]) -> ResumePlan:
     if not store.exists():
         raise UserError(f"{root}: there is no tuning job named {spec.name!r} to resume; "
                         f"launch it without --resume")
@@ -108,7 +108,7 @@ def _prepare_resume(store: ExperimentStore, spec, root: Path) -> ResumePlan:
                         f"being resumed ({root / 'spec.json'}); a resumed job keeps its search "
                         f"space, objective and strategy: undo the change, or launch under a "
                         f"new --name")
-    return plan_resume(trial_rows(list(read_journal(store.journal_path))))
+    return plan_resume(trial_rows(list(read_journal(store.journal_path, torn))))
 
 
 def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -192,10 +192,9 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
     root = Path(experiments_dir).resolve() / spec.name
     store = ExperimentStore(root)
     max_trials = max_trials_of(spec)
-    torn = []
+    torn: list[int] = []  # journal lines a crash tore (read before this run appends)
     if resume:
-        torn = unreadable_lines(store.journal_path)  # before this run appends its own lines
-        plan = _prepare_resume(store, spec, root)
+        plan = _prepare_resume(store, spec, root, torn)
     else:
         if store.exists():
             raise UserError(f"{root}: a tuning job named {spec.name!r} already exists; pass "

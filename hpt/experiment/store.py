@@ -114,31 +114,26 @@ def archive_attempt(trial_dir: Path) -> Path | None:
     return target
 
 
-def read_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """Yields the journal's events; a torn last line (crash mid-write) is skipped."""
+def read_journal(path: Path, skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Yields the journal's events; a torn line (crash mid-write) is skipped, its 1-based
+    line number appended to `skipped` when given."""
     if not path.is_file():
         return
     with open(path, "rb") as f:
-        for raw in f:
+        for number, raw in enumerate(f, 1):
             try:
                 yield json.loads(raw)
             except ValueError:
-                continue
+                if skipped is not None:
+                    skipped.append(number)
 
 
 def unreadable_lines(path: Path) -> list[int]:
-    """Line numbers (1-based) of journal lines that are not JSON: torn by a crash mid-write.
-    read_journal skips them; a resume says so instead of skipping them silently."""
-    if not path.is_file():
-        return []
-    bad = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            try:
-                json.loads(raw)
-            except ValueError:
-                bad.append(number)
-    return bad
+    """Line numbers (1-based) of journal lines that are not JSON: torn by a crash mid-write."""
+    skipped: list[int] = []
+    for _ in read_journal(path, skipped):
+        pass
+    return skipped
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

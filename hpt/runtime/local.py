@@ -147,14 +147,17 @@ class HostProcess:
         """The next line, or None on timeout. Raises EOFError once both streams ended, or
         once the script has exited and its output stayed quiet (a child holds the pipe)."""
         while self._open_streams > 0:
-            exited = self._proc is not None and self._proc.poll() is not None
             try:
-                item = self.lines.get(timeout=min(timeout, AFTER_EXIT_QUIET_SECONDS)
-                                      if exited else timeout)
+                item = self.lines.get_nowait()  # the streaming case: no syscall per line
             except queue.Empty:
-                if exited:
-                    raise EOFError from None
-                return None
+                exited = self._proc is not None and self._proc.poll() is not None
+                try:
+                    item = self.lines.get(timeout=min(timeout, AFTER_EXIT_QUIET_SECONDS)
+                                          if exited else timeout)
+                except queue.Empty:
+                    if exited:
+                        raise EOFError from None
+                    return None
             if item is _EOF:
                 self._open_streams -= 1
                 continue
@@ -175,9 +178,9 @@ class HostProcess:
         if self._proc is None or self._proc.poll() is not None:
             return
         if self.container:  # `docker stop`: SIGTERM inside, SIGKILL after its grace period
-            self._container_stopping = _run_quietly(self.container[0], wait=False)
+            self._container_stopping = run_quietly(self.container[0], wait=False)
         else:
-            _signal_group(self._proc.pid, signal.SIGTERM)
+            signal_group(self._proc.pid, signal.SIGTERM)
 
     def stop(self, grace_seconds: float = 10.0) -> int | None:
         """SIGTERM to the process group, a grace period, then SIGKILL. Returns the exit code."""
@@ -186,19 +189,19 @@ class HostProcess:
         pgid = self._proc.pid  # start_new_session: the group id is the child's pid
         if self.container:
             if self._proc.poll() is None and self._container_stopping is None:
-                self._container_stopping = _run_quietly(self.container[0], wait=False)
+                self._container_stopping = run_quietly(self.container[0], wait=False)
             if self._container_stopping is not None:
                 try:  # the engine's own grace period runs inside `docker stop -t`
                     self._container_stopping.wait(timeout=grace_seconds + 15)
                 except subprocess.TimeoutExpired:
                     self._container_stopping.kill()
-        _signal_group(pgid, signal.SIGTERM)
+        signal_group(pgid, signal.SIGTERM)
         try:
             self._proc.wait(timeout=grace_seconds)
         except subprocess.TimeoutExpired:
             pass
         # Grandchildren may outlive the leader; the group kill reaches them too.
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
         code = self._proc.wait()
         for pump in self._pumps:
             pump.join(timeout=5)
@@ -208,9 +211,9 @@ class HostProcess:
         if self._proc is not None and self._proc.poll() is None:
             self.stop(grace_seconds=1.0)
         elif self._proc is not None:
-            _signal_group(self._proc.pid, signal.SIGKILL)  # reap leftovers of the group
+            signal_group(self._proc.pid, signal.SIGKILL)  # reap leftovers of the group
         if self.container and self._proc is not None:
-            _run_quietly(self.container[1], wait=True)  # no container is left behind
+            run_quietly(self.container[1], wait=True)  # no container is left behind
         if self._proc is not None:
             REAPER.unregister(self._proc.pid)
             if self.container:
@@ -220,7 +223,7 @@ class HostProcess:
             self._log = None
 
 
-def _run_quietly(argv: list[str], wait: bool) -> subprocess.Popen | None:
+def run_quietly(argv: list[str], wait: bool) -> subprocess.Popen | None:
     """An engine command (stop, rm) whose output nobody needs; None if it cannot start."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -236,7 +239,7 @@ def _run_quietly(argv: list[str], wait: bool) -> subprocess.Popen | None:
     return proc
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def signal_group(pgid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):

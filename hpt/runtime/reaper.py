@@ -8,8 +8,8 @@ whose only writer is the launching process; when that process dies, for any reas
 ends and the sidecar SIGKILLs every group still registered, runs the cleanup commands still
 registered ("c KEY ARGV-JSON" / "u KEY": containers, which the engine owns), then exits. One
 sidecar per process, started at its first trial (one interpreter start, not one per trial).
-It detaches
-(double fork) so that Ray, which SIGKILLs a dead worker's children, does not kill it too.
+It detaches (double fork) so that Ray, which SIGKILLs a dead worker's children, does not kill
+it too.
 """
 
 from __future__ import annotations

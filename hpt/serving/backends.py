@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 from hpt.errors import UserError
 from hpt.runtime.docker import container_name, remove_argv, serve_run_argv, stop_argv
+from hpt.runtime.host import free_ports
+from hpt.runtime.local import run_quietly, signal_group
 from hpt.runtime.reaper import REAPER
 from hpt.serving.archive import extract_model
 
@@ -32,12 +33,6 @@ STOP_GRACE_SECONDS = 5.0
 
 class BackendError(Exception):
     """A serving program that did not come up; the message quotes its log."""
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -136,28 +131,15 @@ class Backend:
             return
         if self.container:  # the engine stops and removes the container; the CLI then ends
             engine, name = self.container[0], container_name(self.name, "serve")
-            for argv in (stop_argv(engine, name, grace), remove_argv(engine, name)):
-                try:
-                    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, timeout=grace + 30)
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
+            run_quietly(stop_argv(engine, name, grace), wait=True)
+            run_quietly(remove_argv(engine, name), wait=True)
         pgid = self.process.pid  # start_new_session: the group id is the child's pid
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-            # The leader is gone; anything it forked in its group goes too.
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            break
+        signal_group(pgid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        signal_group(pgid, signal.SIGKILL)  # and whatever it forked in its group
         try:
             self.process.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
@@ -217,10 +199,11 @@ def start_backends(serving_dir: Path, entry_point: Path | None, artifacts: dict[
     On any failure every one started is stopped before the error propagates."""
     backends: dict[str, Backend] = {}
     try:
-        for name, archive in artifacts.items():
+        ports = free_ports(len(artifacts), HOST)  # distinct, all found at once
+        for (name, archive), port in zip(artifacts.items(), ports):
             folder = serving_dir / name
             folder.mkdir(parents=True, exist_ok=True)
-            backend = Backend(name, folder, free_port(), container=container)
+            backend = Backend(name, folder, port, container=container)
             backends[name] = backend
             backend.start(entry_point, Path(archive))
         deadline = time.monotonic() + timeout
@@ -234,10 +217,7 @@ def start_backends(serving_dir: Path, entry_point: Path | None, artifacts: dict[
 
 def stop_backends(backends: dict[str, Backend]) -> None:
     for backend in backends.values():
-        if backend.process is not None:
-            try:
-                os.killpg(backend.process.pid, signal.SIGTERM)  # all at once, then wait each
-            except ProcessLookupError:
-                pass
+        if backend.process is not None:  # all at once, then wait for each
+            signal_group(backend.process.pid, signal.SIGTERM)
     for backend in backends.values():
         backend.stop()
