@@ -23,10 +23,16 @@ def _overrides(args) -> dict:
 
 
 def cmd_validate(args) -> int:
+    from hpt.spec.load import missing_channels
+
     spec = load_spec(args.space)
     print(f"{args.space}: OK — tuning job {spec.name!r}, {len(spec.hyperparameters)} "
           f"hyperparameters, strategy {spec.strategy}, objective {spec.objective.type} "
           f"{spec.objective.metric!r}")
+    missing = missing_channels(spec)
+    if missing:  # only with a prepare command: without one, a missing channel is an error
+        print(f"{args.space}: note: channels {', '.join(missing)} do not exist yet; "
+              f"`hpt launch` runs prepare: {' '.join(spec.prepare)} first to create them")
     return 0
 
 
@@ -34,8 +40,9 @@ def cmd_launch(args) -> int:
     from hpt.prepare import prepare_missing_channels
 
     # Everything but the on-disk checks first: a malformed space never runs its prepare command.
-    prepare_missing_channels(load_spec(args.space, _overrides(args), check_disk=False))
-    spec = load_spec(args.space, _overrides(args))
+    prepared = prepare_missing_channels(load_spec(args.space, _overrides(args),
+                                                  check_disk=False))
+    spec = load_spec(args.space, _overrides(args), prepared=prepared)
     role = args.role or os.environ.get("HPT_SAGEMAKER_ROLE")
     if spec.runtime == "sagemaker" and not role:
         raise UserError(f"{args.space}: runtime: sagemaker needs the IAM role SageMaker runs "
@@ -47,13 +54,13 @@ def cmd_launch(args) -> int:
     root = experiments_dir(args.experiments_dir)
     result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard,
                     dashboard_host=args.dashboard_host, container_engine=args.container_engine,
-                    sagemaker_role=role,
-                    resume=args.resume)
+                    sagemaker_role=role, resume=args.resume,
+                    max_trials_override=args.max_trials)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
         "HPT_EXPERIMENTS_DIR") else str(result.experiment_dir))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
-    print(f"\nTuning job {spec.name} ended ({result.end_reason}) after "
+    print(f"\nTuning job {spec.name}: {result.state.describe()}, after "
           f"{result.elapsed_seconds:.1f}s: {counts}")
     print(f"Table: {result.table_path} (and table.csv); in Python: "
           f"hpt.load_experiment({handle!r})")
@@ -66,9 +73,11 @@ def cmd_launch(args) -> int:
     else:
         print("No training job completed: see FailureReason in the table "
               f"(hpt report {spec.name})")
-    if result.end_reason in ("Interrupted", "Stopped"):
+    from hpt.experiment.job_state import INTERRUPTED, RESUMABLE
+
+    if result.end_reason in RESUMABLE:
         print(f"Stopped before its end: `hpt launch {args.space} --resume` continues it")
-        if result.end_reason == "Interrupted":
+        if result.end_reason == INTERRUPTED:
             return 130
     return result.exit_code
 
@@ -125,22 +134,24 @@ def cmd_import_sagemaker(args) -> int:
 def cmd_stop(args) -> int:
     import time
 
-    from hpt.experiment.store import JOURNAL, STOP_FILE, read_journal
+    from hpt.experiment.job_state import IN_PROGRESS
+    from hpt.experiment.store import STOP_FILE
     from hpt.experiment.table import resolve_experiment
-    from hpt.report import run_state
+    from hpt.report import state_of
 
     root = resolve_experiment(args.name, args.experiments_dir)
-    status, reason, _ = run_state(list(read_journal(root / JOURNAL)))
-    if status != "InProgress":
-        print(f"{args.name}: not running ({status}, {reason}); nothing to stop", file=sys.stderr)
+    state = state_of(root)
+    if state.status != IN_PROGRESS:
+        print(f"{args.name}: not running ({state.describe()}); nothing to stop", file=sys.stderr)
         return 1
     (root / STOP_FILE).write_text(f"requested by pid {os.getpid()} at {time.time()}\n")
-    print(f"{args.name}: stop requested; waiting for its launcher to stop the running trials")
+    print(f"{args.name}: stop requested; waiting for its launcher (pid "
+          f"{state.writer.get('pid')}) to stop the running trials")
     deadline = time.time() + args.wait
     while time.time() < deadline:
-        status, reason, _ = run_state(list(read_journal(root / JOURNAL)))
-        if status != "InProgress":
-            print(f"{args.name}: {status} ({reason}); `hpt launch ... --resume` continues it")
+        state = state_of(root)
+        if state.status != IN_PROGRESS:
+            print(f"{args.name}: {state.describe()}; `hpt launch ... --resume` continues it")
             return 0
         time.sleep(0.5)
     print(f"{args.name}: still stopping after {args.wait:g}s; check `hpt status {args.name}`",
@@ -153,8 +164,7 @@ def cmd_status(args) -> int:
 
     status = job_status(args.name, args.experiments_dir)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(status["Counts"].items())) or "no trials yet"
-    print(f"{status['TuningJobName']}: {status['Status']}"
-          + (f" ({status['EndReason']})" if status["EndReason"] else ""))
+    print(f"{status['TuningJobName']}: {status['Description']}")
     print(f"  trials: {counts} (max {status['MaxTrials']})")
     best = status["Best"]
     if best:
@@ -172,11 +182,18 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from hpt.report import format_table, load_experiment
+    from hpt.experiment.table import resolve_experiment
+    from hpt.report import format_table, load_experiment, readable_table
 
     if args.format in ("html", "png"):
         return _visual_report(args)
-    text = format_table(load_experiment(args.name, args.experiments_dir), args.format)
+    root = resolve_experiment(args.name, args.experiments_dir)
+    df = load_experiment(root)
+    if args.format == "table" and not args.all_columns:
+        spec = json.loads((root / "spec.json").read_text())
+        text = readable_table(df, spec, _terminal_width())
+    else:
+        text = format_table(df, args.format)
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")
@@ -205,12 +222,29 @@ def _visual_report(args) -> int:
     return 0
 
 
+def _terminal_width() -> int:
+    """Columns to fit a table in: the terminal's (or $COLUMNS); no limit into a pipe or file."""
+    import shutil
+
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 1 << 16
+
+
 def cmd_ls(args) -> int:
-    from hpt.report import format_table, list_experiments
+    from hpt.report import format_table, list_experiments, render_rows
 
     df = list_experiments(args.experiments_dir)
     if df.empty:
         print("no tuning jobs yet (hpt launch SPACE.yaml starts one)", file=sys.stderr)
+        return 0
+    if args.format == "table":
+        # Minutes are enough to tell jobs apart; the end reason, last, is cut first.
+        shown = df.assign(**{c: df[c].dt.strftime("%Y-%m-%d %H:%M") for c in
+                             ("CreationTime", "EndTime")}).fillna("").astype(str)
+        shown = shown[[c for c in shown.columns if c != "EndReason"] + ["EndReason"]]
+        sys.stdout.write(render_rows(list(shown.columns), shown.values.tolist(),
+                                     _terminal_width()))
         return 0
     sys.stdout.write(format_table(df, args.format))
     return 0
@@ -303,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default="table", help="html: one self-contained page (default "
                    "EXPERIMENT/report.html); png: the main plots (default EXPERIMENT/report/)")
     p.add_argument("--output", metavar="PATH", help="file (or folder, for png) to write")
+    p.add_argument("--all-columns", action="store_true", help="table: every column of the "
+                   "experiment table (default: the ones to compare jobs by, best first, fit "
+                   "to the terminal)")
     experiments_flag(p)
     p.set_defaults(func=cmd_report)
 

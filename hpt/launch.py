@@ -28,14 +28,16 @@ os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 # A local Ray binds 127.0.0.1 rather than the first network interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-import ray  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.job_config import JobConfig  # noqa: E402
 
 from hpt.errors import UserError
-from hpt.experiment.resume import JOB_END_PREFIX, ResumePlan, plan_resume, search_changes
-from hpt.experiment.store import STOP_FILE, ExperimentStore, read_journal
+from hpt.experiment.job_state import COMPLETED, MAX_TRIALS_REACHED, JobState, job_state
+from hpt.experiment.lock import WriterLock
+from hpt.experiment.resume import (JOB_END_PREFIX, ResumePlan, current_max_trials,
+                                   plan_resume, resumed_max_trials, search_changes)
+from hpt.experiment.store import JOURNAL, STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import trial_rows
+from hpt.ray_session import start_or_join
 from hpt.report import best_trial
 from hpt.schedule import make_scheduler, make_stopper
 from hpt.runtime.channels import download_channel, parse_s3, s3_client
@@ -59,12 +61,16 @@ class LaunchResult:
     table_path: Path
     counts: dict[str, int]
     best: dict[str, Any] | None
-    end_reason: str
+    state: JobState  # how the job ended
     elapsed_seconds: float
 
     @property
+    def end_reason(self) -> str:
+        return self.state.reason
+
+    @property
     def exit_code(self) -> int:
-        return 0 if self.counts.get("Completed") else 1
+        return 0 if self.counts.get(COMPLETED) else 1
 
 
 def max_trials_of(spec) -> int:
@@ -73,32 +79,13 @@ def max_trials_of(spec) -> int:
     return grid_size(spec.hyperparameters)
 
 
-def ensure_ray(address: str | None, dashboard: bool, dashboard_host: str = "127.0.0.1",
-               metadata: dict[str, str] | None = None) -> str | None:
-    """Starts (or joins) Ray unless this process already did; returns the dashboard URL.
-    The tuning job is this Ray job: its metadata names it in the dashboard's Jobs view."""
-    if ray.is_initialized():
-        return None
-    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="WARNING",
-                                  configure_logging=True,
-                                  job_config=JobConfig(metadata=metadata or {}))
-    if address:
-        context = ray.init(address=address, **kwargs)
-    else:
-        # "local": a Ray of our own, never a cluster some earlier `ray start` left running
-        # (plain ray.init() would join it); --address auto joins one on purpose.
-        context = ray.init(address="local", include_dashboard=dashboard,
-                           dashboard_host=dashboard_host, **kwargs)
-    url = getattr(context, "dashboard_url", None)
-    return f"http://{url}" if url else None
-
-
 # Tuner.fit() ends by reading Tune's per-trial result files, which hpt turns off (the journal
 # is the record); its warning about each missing file would bury hpt's summary.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
-def _prepare_resume(store: ExperimentStore, spec, root: Path, torn: list[int]) -> ResumePlan:
+def _prepare_resume(store: ExperimentStore, spec, root: Path, torn: list[int]
+                    ) -> tuple[ResumePlan, list[dict[str, Any]]]:
     if not store.exists():
         raise UserError(f"{root}: there is no tuning job named {spec.name!r} to resume; "
                         f"launch it without --resume")
@@ -108,7 +95,8 @@ def _prepare_resume(store: ExperimentStore, spec, root: Path, torn: list[int]) -
                         f"being resumed ({root / 'spec.json'}); a resumed job keeps its search "
                         f"space, objective and strategy: undo the change, or launch under a "
                         f"new --name")
-    return plan_resume(trial_rows(list(read_journal(store.journal_path, torn))))
+    events = list(read_journal(store.journal_path, torn))
+    return plan_resume(trial_rows(events)), events
 
 
 def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -162,7 +150,7 @@ def _upload_source(spec, client) -> str:
     return uri
 
 
-def _download_s3_channels(spec, root: Path, client, fresh: bool):
+def _download_s3_channels(spec, root: Path, client):
     """s3:// channels -> copies in <experiment>/channels/<name> (once per tuning job); returns
     what was downloaded and the spec the trials run with (those channels as local folders)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -174,8 +162,6 @@ def _download_s3_channels(spec, root: Path, client, fresh: bool):
         try:
             info = download_channel(client, channel.uri, root / "channels" / name)
         except (BotoCoreError, ClientError, FileNotFoundError, ValueError) as exc:
-            if fresh and root.exists() and not (root / "spec.json").exists():
-                shutil.rmtree(root)  # nothing half-created for a job that never started
             raise UserError(f"{spec.source_path}: channels.{name}: cannot download "
                             f"{channel.uri}: {exc}; check the URI and your AWS configuration "
                             f"(AWS_ENDPOINT_URL, AWS_PROFILE, region, credentials)") from None
@@ -186,26 +172,50 @@ def _download_s3_channels(spec, root: Path, client, fresh: bool):
 
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
            dashboard_host: str = "127.0.0.1", container_engine: str = "docker",
-           sagemaker_role: str | None = None,
-           stream=None, resume: bool = False) -> LaunchResult:
-    """Runs a whole tuning job (or resumes one) and returns where its table is and how it ended."""
+           sagemaker_role: str | None = None, stream=None, resume: bool = False,
+           max_trials_override: int | None = None) -> LaunchResult:
+    """Runs a whole tuning job (or resumes one) and returns where its table is and how it
+    ended. The process is the job's only writer while it runs (`experiment/lock.py`);
+    `max_trials_override` is `--max-trials` (a resumed job otherwise keeps its maximum)."""
     root = Path(experiments_dir).resolve() / spec.name
+    fresh_folder = not root.exists()
+    with WriterLock(root, "launch"):
+        try:
+            return _launch(spec, root, address=address, dashboard=dashboard,
+                           dashboard_host=dashboard_host, container_engine=container_engine,
+                           sagemaker_role=sagemaker_role, stream=stream, resume=resume,
+                           max_trials_override=max_trials_override)
+        except BaseException:
+            # A new job that failed before its first training job (bad input, no Ray to
+            # join) leaves nothing behind: launching it again must not need --resume.
+            if fresh_folder and not any(e.get("event") == "trial_started" for e in
+                                        read_journal(root / JOURNAL)):
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+
+
+def _launch(spec, root: Path, *, address, dashboard, dashboard_host, container_engine,
+            sagemaker_role, stream, resume, max_trials_override) -> LaunchResult:
     store = ExperimentStore(root)
-    max_trials = max_trials_of(spec)
     torn: list[int] = []  # journal lines a crash tore (read before this run appends)
     if resume:
-        plan = _prepare_resume(store, spec, root, torn)
+        plan, events = _prepare_resume(store, spec, root, torn)
+        limit = resumed_max_trials(current_max_trials(events), max_trials_of(spec),
+                                   max_trials_override)
+        spec = spec.model_copy(update={"limits": spec.limits.model_copy(
+            update={"max_trials": limit})})
     else:
         if store.exists():
             raise UserError(f"{root}: a tuning job named {spec.name!r} already exists; pass "
                             f"--name NEW_NAME to start another one, or --resume to continue it")
-        parents = _warm_start_parents(spec, experiments_dir) if spec.warm_start else {}
+        parents = _warm_start_parents(spec, root.parent) if spec.warm_start else {}
         plan = ResumePlan(done=0, replay=(), next_number=1)
+    max_trials = max_trials_of(spec)
     s3 = _s3_client_if_needed(spec)
     # SageMaker reads S3 channels and writes the artifacts itself.
     on_sagemaker = spec.runtime == "sagemaker"
     downloads, trial_spec = ([], spec) if on_sagemaker else \
-        _download_s3_channels(spec, root, s3, fresh=not resume)
+        _download_s3_channels(spec, root, s3)
     code_uri = _upload_source(spec, s3) if on_sagemaker else None
     store.create(spec.to_frozen_dict())  # the user's spec: s3:// channels stay s3://
     began = time.time()
@@ -220,7 +230,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                  **({"unreadable_journal_lines": torn} if torn else {}))
     to_run = len(plan.replay) + max(0, max_trials - plan.done - len(plan.replay))
     view = LaunchView(spec.name, plan.done + to_run, spec.objective.type == "maximize",
-                      stream=stream)
+                      stream=stream, kept=plan.kept)
     for info in downloads:
         store.append("channel_downloaded", **info)
         view.print(f"Channel {info['channel']}: {info['uri']} -> {info['path']} "
@@ -238,12 +248,14 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
 
     # The warm interpreter imports the script's modules while Ray starts.
     with warm_interpreter(spec, root) as warm:
-        dashboard_url = ensure_ray(address, dashboard, dashboard_host, metadata={
+        session = start_or_join(address, dashboard, dashboard_host, metadata={
             "hpt_tuning_job": spec.name, "hpt_experiment_dir": str(root),
             "hpt_strategy": spec.strategy, "hpt_max_trials": str(plan.done + to_run),
             "hpt_objective": f"{spec.objective.type} {spec.objective.metric}"})
-        if dashboard_url:
-            view.print(f"Ray dashboard: {dashboard_url} (token auth: the token is in "
+        store.append("ray_connected", address=address, session_dir=session.session_dir,
+                     started_here=session.started_here, dashboard_url=session.dashboard_url)
+        if session.dashboard_url:
+            view.print(f"Ray dashboard: {session.dashboard_url} (token auth: the token is in "
                        f"~/.ray/auth_token)")
         study = open_study(spec, store.study_path)
         fail_orphans(study)
@@ -293,7 +305,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
             if uploader is not None:
                 uploader.close()  # every completed job's artifacts are in S3 before it ends
             elapsed = time.time() - began
-            end_reason = control.end_reason or "MaxNumberOfTrainingJobsReached"
+            end_reason = control.end_reason or MAX_TRIALS_REACHED
             close_unfinished(store, f"{JOB_END_PREFIX} ({end_reason})")
             df = rebuild_table(store, spec)
             counts = df["TrainingJobStatus"].value_counts().to_dict()
@@ -302,4 +314,5 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                          best_training_job=best["TrainingJobName"] if best else None,
                          elapsed_seconds=elapsed)
             store.close()
-        return LaunchResult(root, root / "table.parquet", counts, best, end_reason, elapsed)
+        state = job_state(list(read_journal(store.journal_path)), writer=None)
+        return LaunchResult(root, root / "table.parquet", counts, best, state, elapsed)

@@ -18,10 +18,9 @@ from hpt.errors import UserError
 def prepare_missing_channels(spec) -> bool:
     """Runs the (validated) space's `prepare` command if a local channel is missing; True if
     it ran."""
-    if not spec.prepare:
-        return False
-    local = [Path(ch.uri) for ch in spec.channels.values() if not ch.is_s3]
-    if all(path.exists() for path in local):
+    from hpt.spec.load import missing_channels
+
+    if not spec.prepare or not missing_channels(spec):
         return False
     argv = list(spec.prepare)
     if argv[0] == "python":

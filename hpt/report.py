@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -10,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from hpt.experiment.job_state import IN_PROGRESS, JobState, job_state
+from hpt.experiment.lock import holder
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
 from hpt.experiment.table import OVERHEAD_COLUMNS, load_table, resolve_experiment
@@ -54,19 +57,19 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
     for spec_file in sorted(root.glob("*/spec.json")) if root.is_dir() else []:
         folder = spec_file.parent
         events = list(read_journal(folder / JOURNAL))
-        status, reason, _ = run_state(events)
+        state = state_of(folder, events)
         best = best_trial(folder)
         first = next((e["time"] for e in events), None)
         last_end = next((e["time"] for e in reversed(events) if e["event"] == "job_ended"), None)
         rows.append({
-            "TuningJobName": folder.name, "Status": status, "EndReason": reason,
+            "TuningJobName": folder.name, "Status": state.status, "EndReason": state.reason,
             "TrainingJobs": sum(1 for _ in {e.get("training_job_name") for e in events
                                             if e["event"] == "trial_started"}),
             "BestObjective": best["FinalObjectiveValue"] if best else None,
             "ObjectiveMetric": _spec_of(folder)["objective"]["metric"],
             "CreationTime": pd.Timestamp(first, unit="s", tz="UTC") if first else None,
             "EndTime": pd.Timestamp(last_end, unit="s", tz="UTC")
-            if last_end and status != "InProgress" else None,
+            if last_end and state.status != IN_PROGRESS else None,
         })
     return pd.DataFrame(rows, columns=["TuningJobName", "Status", "EndReason", "TrainingJobs",
                                        "BestObjective", "ObjectiveMetric", "CreationTime",
@@ -104,39 +107,11 @@ def best_trial(name_or_path: str | os.PathLike,
     }
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not a running launcher
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def run_state(events: list[dict[str, Any]]) -> tuple[str, str | None, dict[str, Any]]:
-    """(status, end reason, the latest job_started/job_resumed event) of a tuning job.
-
-    Status as SageMaker names a tuning job's: InProgress while its launcher runs, Completed
-    or Stopped once it ended; a launcher that died without ending the job leaves it
-    Stopped with reason LauncherLost (`hpt launch --resume` continues it).
-    """
-    starts = [i for i, e in enumerate(events) if e["event"] in ("job_started", "job_resumed")]
-    if not starts:
-        return "InProgress", None, {}
-    start = events[starts[-1]]
-    ended = next((e for e in events[starts[-1]:] if e["event"] == "job_ended"), None)
-    if ended is not None:
-        stopped = ended["reason"] in ("Stopped", "Interrupted")
-        return ("Stopped" if stopped else "Completed"), ended["reason"], start
-    if _pid_alive(start.get("pid")):
-        return "InProgress", None, start
-    return "Stopped", "LauncherLost", start
+def state_of(root: Path, events: list[dict[str, Any]] | None = None) -> JobState:
+    """The tuning job's state: its journal and whether a live launcher holds its lock."""
+    if events is None:
+        events = list(read_journal(root / JOURNAL))
+    return job_state(events, holder(root))
 
 
 def job_status(name_or_path: str | os.PathLike,
@@ -144,16 +119,19 @@ def job_status(name_or_path: str | os.PathLike,
     """Counts by status, best so far, running trials, and how the job ended (if it did)."""
     root = resolve_experiment(name_or_path, experiments_dir)
     df = load_table(root)
-    status, reason, started = run_state(list(read_journal(root / JOURNAL)))
+    state = state_of(root)
     return {
         "TuningJobName": _spec_of(root)["name"],
-        "Status": status,
-        "EndReason": reason,
-        "MaxTrials": started.get("max_trials"),
+        "Status": state.status,
+        "EndReason": state.reason,
+        "FailureReason": state.failure,
+        "Description": state.describe(),
+        "LauncherPid": (state.writer or {}).get("pid"),
+        "MaxTrials": state.start.get("max_trials"),
         "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
         "Best": best_trial(root),
         "Running": df.loc[df["TrainingJobStatus"] == "InProgress", "TrainingJobName"].tolist()
-        if status == "InProgress" else [],
+        if state.status == IN_PROGRESS else [],
         "ExperimentDir": str(root),
         "Overhead": overhead_summary(df),
     }
@@ -170,6 +148,68 @@ def overhead_summary(df: pd.DataFrame) -> dict[str, float]:
     # The median is the typical trial: the first ones also wait for their actors to start.
     summary["MedianPerTrialSeconds"] = round(float(per_trial.median()), 4)
     return summary
+
+
+def readable_table(df: pd.DataFrame, spec: dict[str, Any], width: int) -> str:
+    """What `hpt report NAME` prints on a terminal: one line per training job, best first,
+    the columns a reader compares (status, objective, the tuned hyperparameters, duration,
+    the reason shortened), cut to `width` characters. `--all-columns` prints every column."""
+    objective = spec["objective"]["metric"]
+    done = df["TrainingJobStatus"].eq("Completed") & df["FinalObjectiveValue"].notna()
+    ranked = df.assign(_done=~done).sort_values(
+        ["_done", "FinalObjectiveValue", "TrialNumber"],
+        ascending=[True, not _maximize(spec), True], na_position="last")
+    columns = {"#": "TrialNumber", "status": "TrainingJobStatus",
+               objective: "FinalObjectiveValue",
+               **{name: name for name in spec["hyperparameters"]},
+               "seconds": "TrainingElapsedTimeSeconds", "reason": "FailureReason"}
+    rows = [[_cell(row[column], column) for column in columns.values()]
+            for _, row in ranked.iterrows()]
+    return render_rows(list(columns), rows, width)
+
+
+def render_rows(headers: list[str], rows: list[list[str]], width: int) -> str:
+    """A plain-text table of at most `width` characters a line: when it would be wider, the
+    last column (a reason) gives up its room first, then the widest; a cut cell ends in '…'."""
+    n = len(headers)
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    floors = [min(widths[i], max(4, min(len(h), 10))) for i, h in enumerate(headers)]
+    excess = sum(widths) + 2 * (n - 1) - width
+    if excess > 0 and n:
+        cut = min(excess, widths[-1] - max(floors[-1], 12))
+        if cut > 0:
+            widths[-1] -= cut
+            excess -= cut
+    while excess > 0:
+        wide = [i for i in range(n) if widths[i] > floors[i]]
+        if not wide:
+            break
+        widest = max(wide, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(_fit(c, w) for c, w in zip(cells, widths)).rstrip()
+
+    out = [line(headers), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def _fit(text: str, width: int) -> str:
+    return text.ljust(width) if len(text) <= width else text[:width - 1] + "…"
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column == "FailureReason":  # its first line and its last (a stderr tail's exception)
+        lines = [line.strip() for line in str(value).splitlines() if line.strip()]
+        return " … ".join(lines[:1] + lines[1:][-1:])
+    if column == "TrainingElapsedTimeSeconds":
+        return f"{value:.1f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def format_table(df: pd.DataFrame, fmt: str) -> str:

@@ -2,15 +2,17 @@
 html`) or PNG images of the main plots (`--format png`). Works while the job still runs: it
 only reads the journal, the metrics files and the Optuna study.
 
-Plots: optimization history, parallel coordinates, hyperparameter importance (Optuna's
-default evaluator, PED-ANOVA in Optuna 5), slices (Optuna's visualization), and the learning
-curves of the top trials (from every objective data point hpt recorded).
+Plots: optimization history and slices (drawn from the table, so trials carry the job's own
+numbers, TrialNumber, from 1), parallel coordinates and hyperparameter importance (Optuna's
+visualization; its default evaluator, PED-ANOVA in Optuna 5), and the learning curves of the
+top trials (from every objective data point hpt recorded). Every plot takes the page's width.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -56,7 +58,71 @@ def _top_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool
     return curves
 
 
+def _scored(table: pd.DataFrame) -> pd.DataFrame:
+    """Completed jobs with an objective, in the job's own order (TrialNumber, as in the table,
+    the training job names and `hpt rerun N`; Optuna's trial numbers start at 0)."""
+    return table[(table["TrainingJobStatus"] == "Completed")
+                 & table["FinalObjectiveValue"].notna()].sort_values("TrialNumber")
+
+
+def _best_so_far(values: pd.Series, maximize: bool) -> pd.Series:
+    return values.cummax() if maximize else values.cummin()
+
+
+def _log_scaled(spec: dict[str, Any]) -> set[str]:
+    from hpt.search.space import effective_scaling
+    from hpt.spec import Spec
+
+    ranges = Spec.from_frozen_dict(spec).hyperparameters
+    return {name for name, rng in ranges.items() if effective_scaling(rng) == "log"}
+
+
 # -- plotly (HTML) ----------------------------------------------------------------------------
+
+SLICE_COLUMNS = 3
+
+
+def history_figure(table: pd.DataFrame, objective: str, maximize: bool):
+    import plotly.graph_objects as go
+
+    done = _scored(table)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=done["TrialNumber"], y=done["FinalObjectiveValue"],
+                             mode="markers", name=objective, text=done["TrainingJobName"]))
+    fig.add_trace(go.Scatter(x=done["TrialNumber"],
+                             y=_best_so_far(done["FinalObjectiveValue"], maximize),
+                             mode="lines", name="best so far"))
+    fig.update_layout(title="Optimization history", xaxis_title="trial number (TrialNumber)",
+                      yaxis_title=objective)
+    return fig
+
+
+def slices_figure(table: pd.DataFrame, spec: dict[str, Any]):
+    """One panel per tuned hyperparameter (objective against its value, coloured by trial
+    number), SLICE_COLUMNS to a row so the page never grows sideways."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    done = _scored(table)
+    names = list(spec["hyperparameters"])
+    rows = math.ceil(len(names) / SLICE_COLUMNS)
+    fig = make_subplots(rows=rows, cols=min(SLICE_COLUMNS, len(names)), subplot_titles=names,
+                        shared_yaxes=True, vertical_spacing=0.5 / rows)
+    log = _log_scaled(spec)
+    for i, name in enumerate(names):
+        row, col = divmod(i, SLICE_COLUMNS)
+        fig.add_trace(go.Scatter(
+            x=done[name], y=done["FinalObjectiveValue"], mode="markers", name=name,
+            text=[f"trial {n}" for n in done["TrialNumber"]], showlegend=False,
+            marker={"color": done["TrialNumber"], "colorscale": "Blues",
+                    "showscale": i == 0, "colorbar": {"title": "trial"},
+                    "line": {"width": 0.5, "color": "grey"}}), row=row + 1, col=col + 1)
+        if name in log:
+            fig.update_xaxes(type="log", row=row + 1, col=col + 1)
+    fig.update_yaxes(title_text=spec["objective"]["metric"], col=1)
+    fig.update_layout(title="Slices", height=320 * rows + 80)
+    return fig
+
 
 def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
                    ) -> list[tuple[str, Any, str | None]]:
@@ -80,8 +146,7 @@ def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             out.append((title, None, f"{type(exc).__name__}: {exc}"))
 
-    add("Optimization history", lambda: ov.plot_optimization_history(
-        study, target_name=objective), 1)
+    add("Optimization history", lambda: history_figure(table, objective, maximize), 1)
 
     def curves_figure():
         curves = _top_curves(root, table, objective, maximize)
@@ -99,7 +164,10 @@ def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
         study, target_name=objective), 2)
     add("Hyperparameter importance", lambda: ov.plot_param_importances(
         study, target_name=objective), 2)
-    add("Slices", lambda: ov.plot_slice(study, target_name=objective), 1)
+    add("Slices", lambda: slices_figure(table, spec), 1)
+    for _, fig, _ in out:
+        if fig is not None:  # the page's width, whatever a plot asked for (Optuna's ask more)
+            fig.update_layout(width=None, autosize=True)
     return out
 
 
@@ -137,6 +205,7 @@ table.summary th { background: #f4f4f4; }
 .status-Stopped { color: #9a6700; } .status-InProgress { color: #0969da; }
 .missing { color: #777; font-style: italic; }
 .table-wrap { overflow-x: auto; max-height: 40em; }
+.plotly-graph-div { max-width: 100%; }
 """
 
 
@@ -162,7 +231,8 @@ def render_html(name_or_path: str | os.PathLike,
             parts.append(f'<p class="missing">Not drawn: {html.escape(missing or "")}</p>')
             continue
         parts.append(pio.to_html(fig, include_plotlyjs=first, full_html=False,
-                                 default_height=480))
+                                 default_width="100%", config={"responsive": True},
+                                 default_height=fig.layout.height or 480))
         first = False
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(spec['name'])} - hpt report</title>"
@@ -219,8 +289,19 @@ def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
         ax.legend(fontsize=8)
         return ax
 
-    save("optimization_history",
-         lambda: om.plot_optimization_history(study, target_name=objective), 1)
+    def history():
+        done = _scored(table)
+        fig, ax = plt.subplots()
+        ax.scatter(done["TrialNumber"], done["FinalObjectiveValue"], label=objective)
+        ax.plot(done["TrialNumber"], _best_so_far(done["FinalObjectiveValue"], maximize),
+                color="C1", label="best so far")
+        ax.set_xlabel("trial number (TrialNumber)")
+        ax.set_ylabel(objective)
+        ax.set_title("Optimization history")
+        ax.legend(fontsize=8)
+        return ax
+
+    save("optimization_history", history, 1)
     save("learning_curves", curves, 1)
     save("parallel_coordinates",
          lambda: om.plot_parallel_coordinate(study, target_name=objective), 2)

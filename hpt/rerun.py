@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 
 from hpt.errors import UserError
+from hpt.experiment.lock import WriterLock
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
 from hpt.experiment.table import resolve_experiment, trial_rows
 from hpt.runtime.training_job import LocalTrainingJob, TrainingJobRecord, TrialAssignment
@@ -46,16 +48,24 @@ def rerun(name: str, wanted: str, experiments_dir=None, gpu_ids: tuple[str, ...]
                         f"instance_count {spec.trainer.instance_count} (launch a copy of the "
                         f"space with max_trials 1 and these hyperparameters instead)")
     row = find_training_job(trial_rows(list(read_journal(root / JOURNAL))), wanted)
-    reruns = root / "reruns"
+    with WriterLock(root, "rerun"):  # never beside a launcher writing the same job
+        return _run(spec, row, root / "reruns", gpu_ids, on_point)
+
+
+def _run(spec: Spec, row: dict, reruns, gpu_ids, on_point) -> TrainingJobRecord:
     k = 1 + sum(1 for _ in reruns.glob(f"{row['training_job_name']}-*")) if reruns.is_dir() else 1
     trial_dir = reruns / f"{row['training_job_name']}-{k}"
     trial_dir.mkdir(parents=True)
     assignment = TrialAssignment(row["trial_number"], row["training_job_name"],
                                  dict(row["hyperparameters"]))
-    job = LocalTrainingJob(spec, assignment, trial_dir,
-                           num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)),
-                           gpu_ids=tuple(gpu_ids), python=sys.executable)
-    job.start()
+    try:
+        job = LocalTrainingJob(spec, assignment, trial_dir,
+                               num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)),
+                               gpu_ids=tuple(gpu_ids), python=sys.executable)
+        job.start()
+    except BaseException:
+        shutil.rmtree(trial_dir, ignore_errors=True)  # no empty rerun folder left behind
+        raise
     try:
         while True:
             progress = job.advance()

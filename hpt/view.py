@@ -20,6 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 MAX_RUNNING_ROWS = 12
+REASON_WIDTH = 160
+REASON_TAIL_LINES = 3
 
 
 @dataclass
@@ -34,19 +36,43 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
+def _shorten(line: str, width: int) -> str:
+    line = line.rstrip()
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def ended_line(name: str, status: str, objective: float | None, elapsed: float,
+               reason: str | None) -> str:
+    """The console line of a finished training job. A reason of several lines (the last log
+    lines of a job whose metric never matched, a stderr tail) keeps its first line and its
+    last REASON_TAIL_LINES lines, indented, each cut at REASON_WIDTH characters."""
+    line = f"{name}  {status:<9}  objective={_fmt(objective)}  {elapsed:.1f}s"
+    if not reason:
+        return line
+    first, *rest = [part for part in reason.splitlines() if part.strip()] or [""]
+    lines = [f"{line}  {_shorten(first, REASON_WIDTH)}"]
+    lines += [f"    {_shorten(part.strip(), REASON_WIDTH)}" for part in rest[-REASON_TAIL_LINES:]]
+    return "\n".join(lines)
+
+
 class LaunchView:
     def __init__(self, tuning_job: str, max_trials: int, maximize: bool,
-                 stream: TextIO | None = None):
+                 stream: TextIO | None = None, kept: tuple[dict, ...] = ()):
+        """`kept`: the finished training jobs a resumed job already has (journal rows);
+        they count toward `max_trials` and the best from the start."""
         self.tuning_job = tuning_job
         self.max_trials = max_trials
         self.maximize = maximize
-        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.console = Console(file=stream or sys.stdout, highlight=False)
         self.live_enabled = self.console.is_terminal
         self.started = time.time()
         self.running: dict[str, RunningJob] = {}
         self.counts = {"Completed": 0, "Failed": 0, "Stopped": 0}
         self.best: tuple[float, str] | None = None
         self._live: Live | None = None
+        for row in kept:
+            self._count(row["training_job_name"], row["status"], row.get("objective_value"))
+        self._kept = len(kept)  # the ETA is about this run's pace, not the earlier runs'
 
     def __enter__(self):
         if self.live_enabled:
@@ -61,7 +87,8 @@ class LaunchView:
             self._live = None
 
     def print(self, message: str) -> None:
-        self.console.print(message, markup=False)
+        # soft_wrap: a long line stays one line (a log reader's grep finds it whole).
+        self.console.print(message, markup=False, soft_wrap=True)
 
     def trial_started(self, name: str) -> None:
         self.running[name] = RunningJob(time.time())
@@ -75,41 +102,43 @@ class LaunchView:
             job.placement = placement or job.placement
             self._refresh()
 
-    def trial_ended(self, name: str, status: str, objective: float | None,
-                    elapsed: float, reason: str | None) -> None:
-        self.running.pop(name, None)
+    def _count(self, name: str, status: str, objective: float | None) -> None:
         self.counts[status] = self.counts.get(status, 0) + 1
         if status == "Completed" and objective is not None and (
                 self.best is None or (objective > self.best[0]) == self.maximize
                 and objective != self.best[0]):
             self.best = (objective, name)
-        line = f"{name}  {status:<9}  objective={_fmt(objective)}  {elapsed:.1f}s"
-        if reason:
-            line += "  " + reason.splitlines()[0][:160]
-        self.print(line)
+
+    def trial_ended(self, name: str, status: str, objective: float | None,
+                    elapsed: float, reason: str | None) -> None:
+        self.running.pop(name, None)
+        self._count(name, status, objective)
+        self.print(ended_line(name, status, objective, elapsed, reason))
         self._refresh()
 
     def _done(self) -> int:
         return sum(self.counts.values())
 
     def eta_seconds(self) -> float | None:
-        done = self._done()
-        if not done:
+        done_here = self._done() - self._kept
+        if done_here <= 0:
             return None
         elapsed = time.time() - self.started
-        return elapsed / done * max(self.max_trials - done, 0)
+        return elapsed / done_here * max(self.max_trials - self._done(), 0)
 
     def _status(self) -> Group:
         now = time.time()
         eta = self.eta_seconds()
         best = f"{_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
-        headline = Text(
-            f"{self.tuning_job}: {self._done()}/{self.max_trials} done  "
-            f"running {len(self.running)}  completed {self.counts['Completed']}  "
-            f"failed {self.counts['Failed']}  stopped {self.counts['Stopped']}  best {best}  "
-            f"elapsed {now - self.started:.0f}s  eta {'-' if eta is None else f'{eta:.0f}s'}")
-        bar = ProgressBar(total=max(self.max_trials, 1), completed=self._done(), width=60)
-        parts = [bar, headline]
+        progress = Table.grid(padding=(0, 2))
+        progress.add_row(
+            ProgressBar(total=max(self.max_trials, 1), completed=self._done(), width=40),
+            Text(f"{self.tuning_job}: {self._done()}/{self.max_trials} done  elapsed "
+                 f"{now - self.started:.0f}s  eta {'-' if eta is None else f'{eta:.0f}s'}"))
+        counts = Text(f"running {len(self.running)}  completed {self.counts['Completed']}  "
+                      f"failed {self.counts['Failed']}  stopped {self.counts['Stopped']}  "
+                      f"best {best}")
+        parts = [progress, counts]
         if self.running:
             table = Table(box=None, pad_edge=False, show_edge=False)
             for column in ("running training job", "placement", "step", "objective", "time"):

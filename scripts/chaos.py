@@ -156,15 +156,25 @@ class Killer(threading.Thread):
                 self.kills.append({"fault": fault, "job": job, "pid": target})
 
 
-def leftovers(mark: str, launchers: list[int], wait: float = 15.0) -> list[str]:
+def ray_sessions(journal: Path) -> list[str]:
+    """The session folders of the Rays the job's launchers started (journaled at start)."""
+    from hpt.experiment.store import read_journal
+
+    return [e["session_dir"] for e in read_journal(journal)
+            if e["event"] == "ray_connected" and e.get("started_here") and e.get("session_dir")]
+
+
+def leftovers(mark: str, sessions: list[str], wait: float = 15.0) -> list[str]:
     """Processes of the job still alive: marked ones (trial scripts and their children), and
-    the Ray processes of its launchers (Ray names a session after its driver's pid)."""
-    sessions = tuple(f"_{pid}/" for pid in launchers)
+    every process of its launchers' Ray sessions (by session folder: Ray's agents rename
+    themselves, so their command line no longer says whose they are)."""
+    from hpt.runtime.reaper_sidecar import session_processes
+
     deadline = time.time() + wait
     while True:
+        ray_pids = {pid for session in sessions for pid in session_processes(session)}
         left = [" ".join(argv)[:160] for pid, argv in processes().items()
-                if pid != os.getpid() and (mark in argv or any(
-                    s in a for a in argv for s in sessions))]
+                if pid != os.getpid() and (mark in argv or pid in ray_pids)]
         if not left or time.time() > deadline:
             return left
         time.sleep(0.5)
@@ -208,7 +218,7 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     kill_points = [trials * (k + 1) // (launcher_kills + 1) for k in range(launcher_kills)]
     job_level = []
     proc = launch(space_file, experiments, log, resume=False)
-    launchers = [proc.pid]
+    launches = 1
     for point in kill_points:
         while proc.poll() is None and ended_trials(journal) < point:
             time.sleep(0.2)
@@ -222,12 +232,13 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
         job_level.append("torn_journal_line")
         time.sleep(1.0)  # Ray notices its driver is gone
         proc = launch(space_file, experiments, log, resume=True)
-        launchers.append(proc.pid)
+        launches += 1
     code = proc.wait(timeout=900)
     killer.done.set()
     killer.join()
     seconds = time.time() - started
-    left = leftovers(mark, launchers)
+    sessions = ray_sessions(journal)
+    left = leftovers(mark, sessions)
     left += [f"folder {path}" for path in sorted(set(warm_dirs("hpt-warm-*")) - warm_before)]
 
     from hpt.experiment.store import read_journal
@@ -239,6 +250,8 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     rows = df.to_dict("records")
     names = [r["TrainingJobName"] for r in rows]
     failures = [] if code == 0 else [f"the last launcher exited {code}"]
+    if len(sessions) != launches:  # else the Ray check above would look at nothing
+        failures.append(f"{launches} launches journaled {len(sessions)} Ray sessions")
     by_fault: dict[str, dict[str, int]] = {}
 
     def count(kind: str, survived: bool) -> None:

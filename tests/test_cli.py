@@ -71,9 +71,11 @@ def test_launch_status_report_best_through_the_cli(ray_session, write_space, tmp
     assert "MaxNumberOfTrainingJobsReached" in status.stdout
     assert "hpt overhead:" in status.stdout and "ms per trial" in status.stdout
 
-    for fmt in ("table", "csv", "json", "markdown"):
+    for fmt in ("csv", "json", "markdown"):
         report = hpt("report", "cli-job", "--format", fmt, "--experiments-dir", exp)
         assert report.returncode == 0 and "cli-job-001-" in report.stdout, fmt
+    everything = hpt("report", "cli-job", "--all-columns", "--experiments-dir", exp)
+    assert everything.returncode == 0 and "cli-job-001-" in everything.stdout
     rows = json.loads(hpt("report", "cli-job", "--format", "json", "--experiments-dir", exp).stdout)
     assert [r["TrainingJobStatus"] for r in rows] == ["Completed"] * 3
 
@@ -102,6 +104,13 @@ def test_launch_with_no_completed_trial_exits_1(ray_session, write_space, tmp_pa
     done = hpt("launch", space, "--experiments-dir", tmp_path / "exp", "--address", address)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "No training job completed" in done.stdout
+    # The tuning job itself is not "Completed" when none of its training jobs did.
+    assert "Tuning job all-fail: Failed: no training job completed (1 Failed)" in done.stdout
+    status = hpt("status", "all-fail", "--experiments-dir", tmp_path / "exp")
+    assert status.stdout.startswith("all-fail: Failed: no training job completed (1 Failed)")
+    listing = json.loads(hpt("ls", "--format", "json", "--experiments-dir",
+                             tmp_path / "exp").stdout)
+    assert listing[0]["Status"] == "Failed"
 
 
 def test_unknown_experiment_is_exit_2(tmp_path):
@@ -171,3 +180,52 @@ def test_runtime_sagemaker_needs_s3_data_an_output_an_image_and_a_role(write_spa
                           text=True, env=env_role, timeout=60)
     assert done.returncode == 2 and "pass --role arn:aws:iam::ACCOUNT:role/NAME" in done.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_prepare_command_that_creates_nothing_is_named_as_the_cause(write_space, tmp_path):
+    space = faulty_space(name="prep", channels={"train": str(tmp_path / "never-made")},
+                         prepare=["python", "-c", "pass"])
+    done = hpt("launch", write_space(space), "--experiments-dir", tmp_path / "exp")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "Preparing data:" in done.stdout  # it ran
+    (line,) = done.stderr.strip().splitlines()
+    assert "channels.train: path not found" in line
+    assert "prepare: python -c pass ran and did not create it" in line
+    assert "run `hpt launch`" not in line  # the user just did
+    # validate runs nothing: a channel prepare will make is not an error yet, but it says so
+    # (on a fresh clone the README's tour starts with validate, before any data exists).
+    check = hpt("validate", write_space(space))
+    assert check.returncode == 0, check.stderr
+    assert "note: channels train do not exist yet; `hpt launch` runs prepare: python -c " \
+           "pass first" in check.stdout
+    del space["prepare"]  # without a prepare command a missing channel is an error at once
+    check = hpt("validate", write_space(space))
+    assert check.returncode == 2 and "channels.train: path not found" in check.stderr
+    assert "create it, or fix the path" in check.stderr
+
+
+def test_the_report_table_is_readable_best_first_and_fits_the_terminal():
+    import pandas as pd
+
+    from hpt.report import readable_table
+
+    spec = {"objective": {"metric": "validation:accuracy", "type": "maximize"},
+            "hyperparameters": {"lr": {}, "optimizer": {}}}
+    df = pd.DataFrame({
+        "lr": [0.01, 0.123456789, 0.5], "optimizer": ["sgd", "adam", "sgd"],
+        "TrainingJobName": [f"job-00{i}-abcdef12" for i in (1, 2, 3)],
+        "TrainingJobStatus": ["Completed", "Failed", "Completed"],
+        "FinalObjectiveValue": [0.5, None, 0.9], "TrialNumber": [1, 2, 3],
+        "TrainingElapsedTimeSeconds": [3.25, 1.0, 4.0],
+        "TrainingStartTime": pd.to_datetime([1.7e9] * 3, unit="s", utc=True),
+        "FailureReason": [None, "AlgorithmError: exit code 1; stderr tail:\n" + "x" * 400, None],
+        "GpuIds": [None] * 3, "S3ModelArtifact": [None] * 3})
+    for width in (80, 120):
+        lines = readable_table(df, spec, width).splitlines()
+        assert all(len(line) <= width for line in lines), lines
+        assert lines[0].split() == ["#", "status", "validation:accuracy", "lr", "optimizer",
+                                    "seconds", "reason"]
+        assert [line.split()[0] for line in lines[2:]] == ["3", "1", "2"]  # best first
+        assert "AlgorithmError" in lines[-1] and lines[-1].endswith("…")
+        assert "0.1235" in lines[-1]  # floats shortened
+        assert "GpuIds" not in lines[0] and "TrainingStartTime" not in lines[0]

@@ -179,14 +179,38 @@ def _engine():
 
 
 ENGINE = _engine()
+IMAGE = "python:3.11-slim"
 
 
-@pytest.mark.skipif(ENGINE is None, reason="no running docker or podman on this machine "
-                    "(the argv above is what hpt runs); a real container run needs one")
+def local_image_missing(engine: str | None, image: str) -> str | None:
+    """Why a test that needs `image` cannot run here, or None: the engine must run and hold
+    the image already (a test never pulls: a machine may have no registry to pull from)."""
+    if engine is None:
+        return ("no running docker or podman on this machine (the argv above is what hpt "
+                "runs); a real container run needs one")
+    if subprocess.run([engine, "image", "inspect", image], capture_output=True,
+                      timeout=30).returncode != 0:
+        return f"{engine} has no image {image} locally, and tests never pull one"
+    return None
+
+
+def test_a_missing_image_skips_the_real_container_test_and_never_pulls(tmp_path):
+    standin = tmp_path / "engine"
+    calls = tmp_path / "calls"
+    standin.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n"
+                       f"[ \"$1 $2\" = \"image inspect\" ] && exit 1\nexit 0\n")
+    standin.chmod(0o755)
+    reason = local_image_missing(str(standin), IMAGE)
+    assert reason and IMAGE in reason and "never pull" in reason
+    assert calls.read_text().split() == ["image", "inspect", IMAGE]  # asked, nothing pulled
+
+
+@pytest.mark.skipif(local_image_missing(ENGINE, IMAGE) is not None,
+                    reason=str(local_image_missing(ENGINE, IMAGE)))
 def test_a_real_container_sees_its_tree_and_environment(tmp_path):
     tree = tmp_path / "algo-1"
     (tree / "model").mkdir(parents=True)
-    argv = run_argv(plan(engine=ENGINE, image="python:3.11-slim", host_tree=str(tree),
+    argv = run_argv(plan(engine=ENGINE, image=IMAGE, host_tree=str(tree),
                          name=f"hpt-test-{tmp_path.name[-8:]}", env=HOSTILE,
                          command=("python", "-c", "import json, os; json.dump(dict(os.environ),"
                                   " open('/opt/ml/model/env.json', 'w'))")))

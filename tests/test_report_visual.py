@@ -89,3 +89,56 @@ def test_headless_chromium_draws_non_empty_plots(mixed_job, tmp_path):
     # Plotly's first trace colour (#636efa) marks drawn data, not just axes or text.
     plotted = int(((abs(r - 99) < 20) & (abs(g - 110) < 20) & (b > 220)).sum())
     assert plotted > 2000, f"only {plotted} data-coloured pixels in {shot}"
+
+
+@pytest.fixture(scope="module")
+def wide_job(ray_session, tmp_path_factory):
+    """Six tuned hyperparameters: Optuna's slice plot asks for 300 px per parameter."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("wide")
+    space = faulty_space(name="wide", strategy="random", limits={"max_trials": 4,
+                                                                 "max_parallel": 2},
+                         hyperparameters={f"h{i}": {"type": "continuous", "min": 0.001,
+                                                    "max": 1.0} for i in range(6)})
+    (folder / "space.yaml").write_text(yaml.safe_dump(space))
+    launch(load_spec(folder / "space.yaml"), folder / "experiments", dashboard=False)
+    return folder / "experiments" / "wide"
+
+
+def test_every_plot_takes_the_pages_width_and_the_jobs_own_trial_numbers(wide_job):
+    from hpt.report_visual import plotly_figures
+
+    import json
+
+    spec = json.loads((wide_job / "spec.json").read_text())
+    table = hpt.load_experiment(wide_job)
+    figures = {title: fig for title, fig, _ in plotly_figures(wide_job, spec, table)}
+    assert all(fig.layout.width is None for fig in figures.values() if fig is not None)
+    numbers = sorted(table["TrialNumber"])
+    assert numbers[0] == 1
+    history = figures["Optimization history"]
+    assert sorted(history.data[0].x) == numbers  # 1..4, as TrialNumber and the names say
+    slices = figures["Slices"]
+    assert len(slices.data) == 6
+    assert sorted(slices.data[0].marker.color) == numbers
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
+                    "(apt-get install chromium); the layout check needs it")
+def test_the_page_never_scrolls_sideways_in_a_browser(wide_job, tmp_path):
+    page = tmp_path / "report.html"
+    # After the plots are drawn, the page writes its own width into its title.
+    measure = ("<script>window.addEventListener('load', () => setTimeout(() => {"
+               "document.title = 'scrollWidth=' + document.documentElement.scrollWidth"
+               " + ' innerWidth=' + window.innerWidth; }, 1500));</script></body>")
+    page.write_text(render_html(wide_job).replace("</body>", measure))
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--no-first-run",
+                           "--virtual-time-budget=10000", "--window-size=1024,2000",
+                           "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                          timeout=120, check=True)
+    found = re.search(r"scrollWidth=(\d+) innerWidth=(\d+)", done.stdout)
+    assert found, done.stdout[-500:]
+    scroll, inner = map(int, found.groups())
+    assert scroll <= inner, f"the page is {scroll} px wide in a {inner} px window"

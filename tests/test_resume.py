@@ -129,6 +129,52 @@ def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
     assert done.returncode == 0, done.stdout + done.stderr
     df = hpt.load_experiment("crash", exp)
     assert sorted(df["TrialNumber"]) == list(range(1, 9)) and df["TrainingJobName"].is_unique
+    # Each resume draws new points: a random search reseeded as at its start would propose
+    # the first run's points again.
+    assert df["seconds"].is_unique, df[["TrialNumber", "seconds"]]
+
+
+def test_a_second_launcher_into_a_live_job_is_refused_and_kill_9_frees_the_job_at_once(
+        ray_session, write_space, tmp_path):
+    address = ray_session.get_runtime_context().gcs_address
+    space = write_space(sleepy_space("busy", max_trials=3, seconds=(6.0, 8.0)))
+    exp = tmp_path / "exp"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "hpt.cli", *args, "--experiments-dir",
+                               str(exp)], capture_output=True, text=True, timeout=180)
+
+    first = start_launcher(space, exp, address)
+    try:
+        wait_for(lambda: counts(events(exp, "busy"), "trial_started") >= 1,
+                 what="a running training job")
+        status = cli("status", "busy")
+        assert f"InProgress (launcher running, pid {first.pid})" in status.stdout, status.stdout
+        for refused in (cli("launch", str(space), "--resume", "--address", address),
+                        cli("launch", str(space), "--address", address),
+                        cli("rerun", "busy", "1")):
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert f"pid {first.pid}" in refused.stderr and "hpt stop busy" in refused.stderr
+            assert "Traceback" not in refused.stderr
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        first.kill()
+    # One writer only: the refused launchers wrote nothing, moved nothing.
+    journal = events(exp, "busy")
+    assert [e["pid"] for e in journal if e["event"] in ("job_started", "job_resumed")] == [
+        first.pid]
+    started = [e["training_job_name"] for e in journal if e["event"] == "trial_started"]
+    assert len(started) == len(set(started)) and not list(exp.glob("busy/*/attempt-*"))
+    assert not (exp / "busy" / "reruns").exists()
+    assert "LauncherLost" in cli("status", "busy").stdout
+    # The kernel dropped the dead launcher's lock: --resume is accepted at once.
+    done = cli("launch", str(space), "--resume", "--address", address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    journal = events(exp, "busy")
+    writers = [e["pid"] for e in journal if e["event"] in ("job_started", "job_resumed")]
+    assert len(writers) == 2 and writers[0] == first.pid and writers[1] != first.pid
+    assert len(hpt.load_experiment("busy", exp)) == 3
 
 
 def test_hpt_stop_and_ctrl_c_stop_cleanly_and_the_job_resumes(ray_session, write_space, tmp_path):

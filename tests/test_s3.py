@@ -164,7 +164,7 @@ def test_a_sharded_s3_channel_gives_each_host_every_nth_key(s3, write_space, tmp
     space = faulty_space(name="sharded", channels={
         "train": {"uri": "s3://data/shards", "distribution": "ShardedByS3Key"}})
     spec = load_spec(write_space(space))
-    downloads, trial_spec = _download_s3_channels(spec, tmp_path / "job", s3, fresh=True)
+    downloads, trial_spec = _download_s3_channels(spec, tmp_path / "job", s3)
     channel = trial_spec.channels["train"]
     assert channel.distribution == "ShardedByS3Key" and not channel.is_s3
     hosts = [[p.name for p in shard_files(channel.uri, i, 2)] for i in range(2)]

@@ -31,3 +31,53 @@ def test_without_a_terminal_only_plain_lines_are_printed():
         view.trial_ended("job-001-aaaaaaaa", "Failed", None, 2.0, "AlgorithmError: exit code 1")
     lines = out.getvalue().splitlines()
     assert lines == ["job-001-aaaaaaaa  Failed     objective=-  2.0s  AlgorithmError: exit code 1"]
+
+
+def render(view, width):
+    screen = io.StringIO()
+    Console(file=screen, force_terminal=True, width=width, color_system=None).print(
+        view._status())
+    return screen.getvalue()
+
+
+def test_a_resumed_job_counts_what_it_already_has():
+    kept = tuple({"training_job_name": f"job-{i:03d}-aaaaaaaa", "status": status,
+                  "objective_value": value}
+                 for i, (status, value) in enumerate(
+                     [("Completed", 0.9)] * 18 + [("Failed", None), ("Stopped", 0.4)], 1))
+    view = LaunchView("job", 30, maximize=True, stream=io.StringIO(), kept=kept)
+    text = render(view, 120)
+    assert "job: 20/30 done" in text and "completed 18" in text and "failed 1" in text
+    assert "best 0.9 (job-001-aaaaaaaa)" in text
+    assert view.eta_seconds() is None  # no pace yet: nothing ended in this run
+    view.trial_started("job-021-bbbbbbbb")
+    view.trial_ended("job-021-bbbbbbbb", "Completed", 0.95, 1.0, None)
+    assert "job: 21/30 done" in render(view, 120) and "best 0.95" in render(view, 120)
+
+
+def test_the_panel_keeps_the_bar_apart_from_its_text_and_fits_the_terminal():
+    view = LaunchView("a-rather-long-tuning-job-name", 1, maximize=True, stream=io.StringIO())
+    view.trial_ended("a-rather-long-tuning-job-name-001-aaaaaaaa", "Completed", 0.5, 1.0, None)
+    for width in (80, 160):
+        lines = render(view, width).splitlines()
+        assert all(len(line) <= width for line in lines), (width, lines)
+        bar_line = next(line for line in lines if "━" in line)  # a full bar: 1/1 done
+        # The bar, then space, then its text: never the text glued to the bar's last cell.
+        assert "━━  a-rather-long-tuning-job-name: 1/1 done" in bar_line, bar_line
+        words = " ".join("\n".join(lines).split())  # wrapped where narrow, never cut
+        assert "best 0.5 (a-rather-long-tuning-job-name-001-aaaaaaaa)" in words
+        assert "eta" in words
+
+
+def test_a_multi_line_reason_keeps_its_last_lines_on_the_console():
+    out = io.StringIO()
+    reason = ("ObjectiveMetricNeverMatched: the objective metric 'acc' never matched its regex "
+              "'acc=([0-9.]+)' in the job's output; last log lines:\nepoch 1 loss 0.5\n"
+              "epoch 2 loss 0.4\n" + "x" * 500 + "\nepoch 3 accuracy 0.9")
+    with LaunchView("job", 1, maximize=True, stream=out) as view:
+        view.trial_ended("job-001-aaaaaaaa", "Failed", None, 2.0, reason)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("last log lines:")
+    assert [line.strip()[:20] for line in lines[1:]] == ["epoch 2 loss 0.4", "x" * 20,
+                                                          "epoch 3 accuracy 0.9"]
+    assert all(len(line) <= 170 for line in lines[1:])  # shortened

@@ -28,6 +28,7 @@ class ResumePlan:
     # offers each point once, judged by this journal rather than by the study, which can hold
     # a point asked just before the launcher died that never became a training job.
     seen: tuple[dict[str, Any], ...] = ()
+    kept: tuple[dict[str, Any], ...] = ()  # the finished rows, as they are (for the live view)
 
 
 def is_lost(row: dict[str, Any]) -> bool:
@@ -42,7 +43,25 @@ def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:
                     "hyperparameters": dict(r["hyperparameters"])} for r in lost)
     next_number = 1 + max((r["trial_number"] for r in rows), default=0)
     return ResumePlan(done=len(rows) - len(lost), replay=replay, next_number=next_number,
-                      seen=tuple(dict(r["hyperparameters"]) for r in rows))
+                      seen=tuple(dict(r["hyperparameters"]) for r in rows),
+                      kept=tuple(r for r in rows if not is_lost(r)))
+
+
+def resumed_max_trials(current: int | None, from_space: int, from_cli: int | None) -> int:
+    """How many training jobs a resumed job may have in all: `--max-trials` when given, else
+    the job's current maximum (a plain `--resume` never shrinks a job an earlier
+    `--max-trials` extended), or the space's own value if it was raised since."""
+    if from_cli is not None:
+        return from_cli
+    return max(current or 0, from_space)
+
+
+def current_max_trials(events: list[dict[str, Any]]) -> int | None:
+    """The maximum the job's latest run had (its job_started / job_resumed event)."""
+    for event in reversed(events):
+        if event.get("event") in ("job_started", "job_resumed"):
+            return event.get("max_trials")
+    return None
 
 
 def search_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:

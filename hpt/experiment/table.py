@@ -46,13 +46,15 @@ def experiments_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 def resolve_experiment(name_or_path: str | os.PathLike,
                        experiments_dir_: str | os.PathLike | None = None) -> Path:
-    """A tuning job's folder, from its name (under the experiments dir) or a path to it."""
+    """A tuning job's folder, absolute, from its name (under the experiments dir) or a path to
+    it. Absolute because what reads it may hand paths inside it to processes that run
+    elsewhere (a trial's tree, a serving program)."""
     candidate = Path(name_or_path)
     if (candidate / SPEC).is_file():
-        return candidate
+        return candidate.resolve()
     root = experiments_dir(experiments_dir_) / str(name_or_path)
     if (root / SPEC).is_file():
-        return root
+        return root.resolve()
     raise FileNotFoundError(
         f"no tuning job {str(name_or_path)!r}: neither {candidate} nor {root} holds a {SPEC}; "
         f"pass the experiment folder or set --experiments-dir / HPT_EXPERIMENTS_DIR")

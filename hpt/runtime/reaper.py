@@ -1,12 +1,14 @@
-"""Kills a dead launcher's trial process groups: a sidecar process per launching process.
+"""Kills what a dead launcher leaves: a sidecar process per launching process
+(reaper_sidecar.py).
 
 A trial script runs in its own session (so a stop reaches all it spawned) with
 PR_SET_PDEATHSIG, so it dies with the Ray worker that started it. Its children do not: when
 the worker is SIGKILLed (the launcher was killed, Ray lost the worker), an orphaned grandchild
 would run on. The sidecar closes that gap: it reads "+ PGID" / "- PGID" lines from a pipe
 whose only writer is the launching process; when that process dies, for any reason, the pipe
-ends and the sidecar SIGKILLs every group still registered, runs the cleanup commands still
-registered ("c KEY ARGV-JSON" / "u KEY": containers, which the engine owns), then exits. One
+ends and the sidecar SIGKILLs every group still registered, every process of a Ray session
+the process started ("r SESSION_DIR"), runs the cleanup commands still registered ("c KEY
+ARGV-JSON" / "u KEY": containers, which the engine owns), then exits. One
 sidecar per process, started at its first trial (one interpreter start, not one per trial).
 It detaches (double fork) so that Ray, which SIGKILLs a dead worker's children, does not kill
 it too.
@@ -19,38 +21,9 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
-_SIDECAR = """
-import json, os, signal, subprocess, sys
-if os.fork():
-    os._exit(0)  # detached: the launching process's children die with it, this must not
-groups, commands = set(), {}
-for line in sys.stdin:
-    kind, _, rest = line.rstrip("\\n").partition(" ")
-    try:
-        if kind == "+":
-            groups.add(int(rest))
-        elif kind == "-":
-            groups.discard(int(rest))
-        elif kind == "c":
-            key, _, argv = rest.partition(" ")
-            commands[key] = json.loads(argv)
-        elif kind == "u":
-            commands.pop(rest, None)
-    except ValueError:
-        continue
-for pgid in groups:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-for argv in commands.values():  # e.g. `docker rm --force NAME`: the engine owns containers
-    try:
-        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        pass
-"""
+_SIDECAR = Path(__file__).with_name("reaper_sidecar.py")
 
 
 class GroupReaper:
@@ -63,7 +36,8 @@ class GroupReaper:
         if self._pipe is None or self._pid != os.getpid():
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", "-c", _SIDECAR], stdin=subprocess.PIPE,
+                    [sys.executable, "-I", "-S", str(_SIDECAR), str(os.getpid())],
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                     start_new_session=True)  # a signal to the launcher's group spares it
                 proc.wait()  # the first fork exits at once; the sidecar lives on
@@ -98,6 +72,11 @@ class GroupReaper:
     def cancel(self, key: str) -> None:
         if self._pipe is not None:
             self._send(f"u {key}")
+
+    def ray_session(self, session_dir: str) -> None:
+        """Every process of this Ray session (one this process started) is killed if this
+        process dies first: Ray's own agents outlive a SIGKILLed driver."""
+        self._send(f"r {session_dir}")
 
 
 REAPER = GroupReaper()

@@ -311,7 +311,9 @@ class LocalTrainingJob:
         self._stop_all()
         missing = self.parser.series[self.objective_name]
         if not missing.points:
-            lines = "\n".join(list(self._group.lead.last_lines)[-10:]) or \
+            # A few short lines, so that all of them fit in the 1024 characters of a reason.
+            lines = "\n".join(line if len(line) <= 150 else line[:149] + "…"
+                              for line in list(self._group.lead.last_lines)[-5:]) or \
                 "(the job printed nothing)"
             reason = (f"ObjectiveMetricNeverMatched: the objective metric {missing.name!r} never "
                       f"matched its regex {missing.regex!r} in the job's output; last log lines:\n"

@@ -33,33 +33,41 @@ STATUS = "hpt_status"
 PLACEMENT = "hpt_placement"  # where a job runs, for the live view: "node-ip GPU 0,1"
 
 
-def make_sampler(spec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The strategy's sampler, seeded from the spec's seed and the number of trials the
+    study already has: a resumed job goes on with new random draws instead of repeating
+    the first run's (which a random search would propose again, point for point)."""
     parallel = spec.limits.max_parallel > 1
     strategy = spec.strategy
     config = dict(spec.strategy_config)
+    seed = (spec.seed + trials_so_far) % 2**32
     if strategy in ("bayesian", "hyperband"):
         if config.get("sampler") == "gp":
-            return optuna.samplers.GPSampler(seed=spec.seed)
+            return optuna.samplers.GPSampler(seed=seed)
         # constant_liar: running trials count as bad guesses, so parallel TPE spreads out.
-        return optuna.samplers.TPESampler(seed=spec.seed, constant_liar=parallel,
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel,
                                           multivariate=True)
     if strategy == "cmaes":
         return optuna.samplers.CmaEsSampler(
-            seed=spec.seed, independent_sampler=optuna.samplers.RandomSampler(seed=spec.seed))
+            seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed))
     # random; grid enumerates its own points (see OptunaSearcher) and only needs a sampler
     # for the bookkeeping.
-    return optuna.samplers.RandomSampler(seed=spec.seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def open_study(spec, study_path: Path) -> optuna.Study:
     storage = JournalStorage(SingleWriterJournalBackend(str(study_path)))
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
         sampler=make_sampler(spec),
         direction="maximize" if spec.objective.type == "maximize" else "minimize",
         load_if_exists=True,
     )
+    so_far = len(study.get_trials(deepcopy=False))
+    if so_far:
+        study.sampler = make_sampler(spec, so_far)
+    return study
 
 
 # Optuna user attribute marking trials copied from a warm-start parent (never run here).

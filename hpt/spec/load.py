@@ -36,10 +36,12 @@ Problem = tuple[tuple, str]
 
 
 def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
-              check_disk: bool = True) -> Spec:
+              check_disk: bool = True, prepared: bool = False) -> Spec:
     """Reads and validates a space.yaml. `overrides` ({"limits.max_trials": 3, ...}) replace
     values of the file before validation; `check_disk=False` skips the checks that the code
-    and the local channels exist (for exporting a space elsewhere). Raises SpecError listing
+    and the local channels exist (for exporting a space elsewhere). A local channel that is
+    missing is not a problem while the space has a `prepare` command that has not run yet
+    (`missing_channels` lists them); `prepared=True` says it ran. Raises SpecError listing
     every problem."""
     display = os.fspath(path)
     source = Path(display)
@@ -59,11 +61,13 @@ def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
     data, problems = parse_yaml(text, display)
     if problems:
         raise SpecError(problems)
-    return spec_from_dict(data, source, overrides=overrides, check_disk=check_disk)
+    return spec_from_dict(data, source, overrides=overrides, check_disk=check_disk,
+                          prepared=prepared)
 
 
 def spec_from_dict(data: dict, source: str | os.PathLike,
-                   overrides: dict[str, Any] | None = None, check_disk: bool = True) -> Spec:
+                   overrides: dict[str, Any] | None = None, check_disk: bool = True,
+                   prepared: bool = False) -> Spec:
     """Validates a space as loaded from YAML. `source` is the file named in messages and the
     base of relative paths."""
     display = os.fspath(source)
@@ -96,7 +100,7 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
 
     found.extend(_across_sections(values))
     if check_disk:
-        found.extend(_on_disk(values, data, source_path.parent))
+        found.extend(_on_disk(values, data, source_path.parent, prepared))
     found = drop_explained_missing(found)
     if not found:
         try:
@@ -104,6 +108,12 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
         except ValidationError as exc:  # a rule the sections passed but the whole did not
             found = problems_from_error(exc, Spec)
     raise SpecError(_lines(found, display, data, overrides or {}))
+
+
+def missing_channels(spec: Spec) -> list[str]:
+    """The local channels whose path does not exist (yet)."""
+    return [name for name, channel in spec.channels.items()
+            if not channel.is_s3 and not Path(channel.uri).exists()]
 
 
 def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
@@ -267,7 +277,7 @@ def _kind(path: Path) -> str:
         return f"cannot be looked at ({exc.strerror})"
 
 
-def _on_disk(values: dict[str, Any], data: dict, base: Path) -> list[Problem]:
+def _on_disk(values: dict[str, Any], data: dict, base: Path, prepared: bool) -> list[Problem]:
     """The trainer's code and the local channels must exist (s3:// is not checked here)."""
     found: list[Problem] = []
     where = f"relative paths start from the yaml's folder {_short(base)}"
@@ -292,16 +302,19 @@ def _on_disk(values: dict[str, Any], data: dict, base: Path) -> list[Problem]:
                              "put the script there or fix entry_point")))
     channels = values.get("channels")
     if channels:
-        prepared = (" or run `hpt launch`, which runs prepare: first" if values.get("prepare")
-                    else "")
+        # Before launch, a channel the space's `prepare` command makes may not exist yet: it
+        # is the command's to create (`hpt validate` says so); after it ran, it must exist.
+        pending = bool(values.get("prepare")) and not prepared
+        fix = (f"prepare: {' '.join(values['prepare'])} ran and did not create it; fix that "
+               f"command or the path") if values.get("prepare") else "create it, or fix the path"
         for name, channel in channels.items():
             kind = "s3" if channel.is_s3 else _kind(Path(channel.uri))
-            if kind in ("s3", "folder", "file", "other"):
+            if kind in ("s3", "folder", "file", "other") or (kind == "missing" and pending):
                 continue
             raw = data["channels"][name]
             path = ("channels", name, "uri") if isinstance(raw, dict) else ("channels", name)
             got = raw.get("uri") if isinstance(raw, dict) else raw
             what = "path not found" if kind == "missing" else f"path {kind}"
-            found.append((path, f"{what}: {_short(channel.uri)} (got {show(got)}); create it"
-                                f"{prepared}, or fix the path ({where})"))
+            found.append((path, f"{what}: {_short(channel.uri)} (got {show(got)}); {fix} "
+                                f"({where})"))
     return found
