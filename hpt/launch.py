@@ -185,9 +185,10 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
                            dashboard_host=dashboard_host, container_engine=container_engine,
                            sagemaker_role=sagemaker_role, stream=stream, resume=resume,
                            max_trials_override=max_trials_override)
-        except BaseException:
-            # A new job that failed before its first training job (bad input, no Ray to
-            # join) leaves nothing behind: launching it again must not need --resume.
+        except UserError:
+            # A new job refused before its first training job (bad input, no Ray to join)
+            # leaves nothing behind: launching it again must not need --resume. (hpt's own
+            # failures keep the folder: its journal says how far the job got.)
             if fresh_folder and not any(e.get("event") == "trial_started" for e in
                                         read_journal(root / JOURNAL)):
                 shutil.rmtree(root, ignore_errors=True)

@@ -474,3 +474,11 @@ def test_reserved_hyperparameters():
             "sagemaker_s3_output", "default_user_module_name",
             "_tuning_objective_metric"} == RESERVED_HYPERPARAMETERS
     assert isinstance(RESERVED_HYPERPARAMETERS, frozenset)
+
+
+def test_an_entry_point_written_with_dot_slash_is_the_same_file(write_space):
+    from test_tuning_job import faulty_space
+
+    space = faulty_space()
+    space["trainer"]["entry_point"] = "./train.py"
+    assert load_spec(write_space(space)).trainer.entry_point == "train.py"

@@ -54,6 +54,8 @@ def _source_dir(value: Any, info: ValidationInfo) -> Path:
 
 def _entry_point(value: Any) -> str:
     text(value)
+    # `./train.py` is the file `train.py`: the contract's path has no '.' segments.
+    value = "/".join(part for part in value.split("/") if part != ".") or value
     if value.startswith("/") or ".." in value.split("/") or not ENTRY_POINT.match(value):
         raise problem(f"must be a file path relative to source_dir, of letters, digits and "
                       f"'._+-' (got {show(value)}); e.g. entry_point: train.py")
