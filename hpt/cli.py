@@ -84,6 +84,7 @@ def cmd_launch(args) -> int:
 
 def cmd_rerun(args) -> int:
     from hpt.rerun import rerun
+    from hpt.trial import TrialStatus
 
     gpus = tuple(g for g in (args.gpus or "").split(",") if g)
     record = rerun(args.name, args.training_job, args.experiments_dir, gpus,
@@ -93,7 +94,7 @@ def cmd_rerun(args) -> int:
           + (f" objective={record.objective_value:.6g}" if record.objective_value is not None
              else ""))
     print(f"  log: {record.log_path}")
-    return 0 if record.status == "Completed" else 1
+    return 0 if record.status == TrialStatus.COMPLETED else 1
 
 
 def cmd_export_sagemaker(args) -> int:

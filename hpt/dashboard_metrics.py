@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from hpt.trial import TrialStatus
+
 logger = logging.getLogger(__name__)
 
 
@@ -15,7 +17,7 @@ class TuningJobMetrics:
     def __init__(self, tuning_job: str, maximize: bool):
         self.tuning_job = tuning_job
         self.maximize = maximize
-        self.counts = {"InProgress": 0, "Completed": 0, "Failed": 0, "Stopped": 0}
+        self.counts = {status: 0 for status in TrialStatus}
         self.best: float | None = None
         try:
             from ray.util.metrics import Gauge
@@ -29,13 +31,13 @@ class TuningJobMetrics:
             self._jobs = self._best = None
 
     def started(self) -> None:
-        self.counts["InProgress"] += 1
+        self.counts[TrialStatus.IN_PROGRESS] += 1
         self._publish()
 
     def ended(self, status: str, objective: float | None) -> None:
-        self.counts["InProgress"] = max(0, self.counts["InProgress"] - 1)
-        self.counts[status] = self.counts.get(status, 0) + 1
-        if status == "Completed" and objective is not None and (
+        self.counts[TrialStatus.IN_PROGRESS] = max(0, self.counts[TrialStatus.IN_PROGRESS] - 1)
+        self.counts[TrialStatus(status)] += 1
+        if status == TrialStatus.COMPLETED and objective is not None and (
                 self.best is None or (objective > self.best) == self.maximize):
             self.best = objective
         self._publish()
@@ -44,6 +46,6 @@ class TuningJobMetrics:
         if self._jobs is None:
             return
         for status, count in self.counts.items():
-            self._jobs.set(count, tags={"tuning_job": self.tuning_job, "status": status})
+            self._jobs.set(count, tags={"tuning_job": self.tuning_job, "status": str(status)})
         if self.best is not None:
             self._best.set(self.best, tags={"tuning_job": self.tuning_job})

@@ -33,7 +33,7 @@ from ray import tune  # noqa: E402
 from hpt.errors import UserError
 from hpt.experiment.job_state import COMPLETED, MAX_TRIALS_REACHED, JobState, job_state
 from hpt.experiment.lock import WriterLock
-from hpt.experiment.resume import (JOB_END_PREFIX, ResumePlan, current_max_trials,
+from hpt.experiment.resume import (ResumePlan, current_max_trials,
                                    plan_resume, resumed_max_trials, search_changes)
 from hpt.experiment.store import JOURNAL, STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import trial_rows
@@ -109,7 +109,8 @@ def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str,
                             f"{name!r} in {Path(experiments_dir).resolve()}; launch it first "
                             f"or fix the name")
         parents[name] = [r for r in trial_rows(list(read_journal(journal)))
-                         if r["status"] == "Completed" and r.get("objective_value") is not None]
+                         if r["status"] == COMPLETED
+                         and r.get("objective_value") is not None]
     return parents
 
 
@@ -307,7 +308,7 @@ def _launch(spec, root: Path, *, address, dashboard, dashboard_host, container_e
                 uploader.close()  # every completed job's artifacts are in S3 before it ends
             elapsed = time.time() - began
             end_reason = control.end_reason or MAX_TRIALS_REACHED
-            close_unfinished(store, f"{JOB_END_PREFIX} ({end_reason})")
+            close_unfinished(store, spec, end_reason)
             df = rebuild_table(store, spec)
             counts = df["TrainingJobStatus"].value_counts().to_dict()
             best = best_trial(root)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -16,6 +15,7 @@ from hpt.experiment.lock import holder
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
 from hpt.experiment.table import OVERHEAD_COLUMNS, load_table, resolve_experiment
+from hpt.trial import TrialStatus
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -33,9 +33,11 @@ def load_metrics(name_or_path: str | os.PathLike,
     root = resolve_experiment(name_or_path, experiments_dir)
     rows = []
     table = load_table(root)
-    for job, number, log in zip(table["TrainingJobName"], table["TrialNumber"], table["LogPath"]):
-        path = Path(log).parent / "metrics.jsonl" if isinstance(log, str) else None
-        if path is None or not path.is_file():
+    for job, number in zip(table["TrainingJobName"], table["TrialNumber"]):
+        # Found in the job's folder, not at the journal's absolute paths: a copied or moved
+        # experiment folder (shared storage, another machine) keeps its curves.
+        path = root / job / "metrics.jsonl"
+        if not path.is_file():
             continue
         for line in path.read_text().splitlines():
             try:
@@ -90,7 +92,7 @@ def best_trial(name_or_path: str | os.PathLike,
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
     df = load_table(root)
-    done = df[(df["TrainingJobStatus"] == "Completed") & df["FinalObjectiveValue"].notna()]
+    done = df[(df["TrainingJobStatus"] == TrialStatus.COMPLETED) & df["FinalObjectiveValue"].notna()]
     if done.empty:
         return None
     column = done["FinalObjectiveValue"]
@@ -130,7 +132,8 @@ def job_status(name_or_path: str | os.PathLike,
         "MaxTrials": state.start.get("max_trials"),
         "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
         "Best": best_trial(root),
-        "Running": df.loc[df["TrainingJobStatus"] == "InProgress", "TrainingJobName"].tolist()
+        "Running": df.loc[df["TrainingJobStatus"] == TrialStatus.IN_PROGRESS,
+                          "TrainingJobName"].tolist()
         if state.status == IN_PROGRESS else [],
         "ExperimentDir": str(root),
         "Overhead": overhead_summary(df),
@@ -155,7 +158,7 @@ def readable_table(df: pd.DataFrame, spec: dict[str, Any], width: int) -> str:
     the columns a reader compares (status, objective, the tuned hyperparameters, duration,
     the reason shortened), cut to `width` characters. `--all-columns` prints every column."""
     objective = spec["objective"]["metric"]
-    done = df["TrainingJobStatus"].eq("Completed") & df["FinalObjectiveValue"].notna()
+    done = df["TrainingJobStatus"].eq(TrialStatus.COMPLETED) & df["FinalObjectiveValue"].notna()
     ranked = df.assign(_done=~done).sort_values(
         ["_done", "FinalObjectiveValue", "TrialNumber"],
         ascending=[True, not _maximize(spec), True], na_position="last")

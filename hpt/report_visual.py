@@ -22,6 +22,7 @@ import pandas as pd
 
 from hpt.experiment.table import resolve_experiment
 from hpt.report import job_status, load_experiment, load_metrics
+from hpt.trial import TrialStatus
 
 TOP_CURVES = 5
 
@@ -61,7 +62,7 @@ def _top_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool
 def _scored(table: pd.DataFrame) -> pd.DataFrame:
     """Completed jobs with an objective, in the job's own order (TrialNumber, as in the table,
     the training job names and `hpt rerun N`; Optuna's trial numbers start at 0)."""
-    return table[(table["TrainingJobStatus"] == "Completed")
+    return table[(table["TrainingJobStatus"] == TrialStatus.COMPLETED)
                  & table["FinalObjectiveValue"].notna()].sort_values("TrialNumber")
 
 
@@ -219,7 +220,7 @@ def render_html(name_or_path: str | os.PathLike,
     status = job_status(root)
     table = load_experiment(root)  # read once for the table, the curves and the plots
     table_html = table.drop(columns=["LogPath"], errors="ignore").to_html(index=False, na_rep="", escape=True, border=0)
-    for state in ("Completed", "Failed", "Stopped", "InProgress"):
+    for state in TrialStatus:
         table_html = table_html.replace(f"<td>{state}</td>",
                                         f'<td class="status-{state}">{state}</td>')
     parts = [f"<h1>{html.escape(spec['name'])}</h1>", _summary_html(status, spec),

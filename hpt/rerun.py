@@ -74,4 +74,4 @@ def _run(spec: Spec, row: dict, reruns, gpu_ids, on_point) -> TrainingJobRecord:
             if on_point is not None:
                 on_point(progress.point)
     finally:
-        job.stop("Stopped: hpt rerun was interrupted")
+        job.stop()  # a no-op once it ended; an interrupted rerun leaves no process

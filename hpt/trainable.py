@@ -20,10 +20,8 @@ from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
 from hpt.runtime.sagemaker import POLL_SECONDS
 from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
-from hpt.search.searcher import OBJECTIVE, PLACEMENT, STATUS
 from hpt.spec import Spec
-
-RECORD = "hpt_record"
+from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, PLACEMENT, RECORD, STATUS
 
 
 def _sagemaker_job(spec, assignment, trial_dir, role_arn: str, code_uri: str):
@@ -105,13 +103,13 @@ class TrainingJobTrainable(tune.Trainable):
             self._start(config)
         progress = self.job.advance()
         if progress.point is not None:
-            return {OBJECTIVE: progress.point.value, "objective_step": progress.point.step,
+            return {OBJECTIVE: progress.point.value, OBJECTIVE_STEP: progress.point.step,
                     PLACEMENT: self.placement}
         record = progress.record
         if record.infrastructure_failure:
             # hpt's or the machine's failure, not the script's: raising lets Tune retry it.
             raise HostLostError(record.failure_reason)
-        result = {"objective_step": record.objective_steps, STATUS: record.status,
+        result = {OBJECTIVE_STEP: record.objective_steps, STATUS: str(record.status),
                   RECORD: record.to_json(), "done": True}
         if record.objective_value is not None:
             result[OBJECTIVE] = record.objective_value

@@ -13,10 +13,12 @@ from typing import Any
 from ray import tune
 
 from hpt.dashboard_metrics import TuningJobMetrics
-from hpt.experiment.resume import JOB_END_PREFIX
+from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
 from hpt.experiment.store import ExperimentStore, read_journal
 from hpt.experiment.table import build_table, trial_rows, write_table
-from hpt.search.searcher import PLACEMENT
+from hpt.trial import (EARLY_STOPPED, OBJECTIVE, OBJECTIVE_STEP, PLACEMENT, RECORD, STATUS,
+                       FailureCategory, FailureReason, TrainingJobRecord, TrialStatus,
+                       job_ended)
 from hpt.view import LaunchView
 
 TABLE_REFRESH_SECONDS = 2.0
@@ -56,19 +58,23 @@ class JournalCallback(tune.Callback):
             self.artifacts.started(name)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "hpt_status" in result or "objective" not in result:
+        if STATUS in result or OBJECTIVE not in result:
             return
         name = trial.config["training_job_name"]
         self.store.append("trial_progress", durable=False, training_job_name=name,
-                          value=result["objective"], step=result.get("objective_step"))
-        self.view.trial_progress(name, result["objective"], result.get("objective_step"),
+                          value=result[OBJECTIVE], step=result.get(OBJECTIVE_STEP))
+        self.view.trial_progress(name, result[OBJECTIVE], result.get(OBJECTIVE_STEP),
                                  result.get(PLACEMENT))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
+        if last.get(RECORD):
+            self._ended(last[RECORD])
+            return
+        # Tune stopped it: early stopping, or the end of the whole tuning job.
         ending = self.control.end_reason if self.control is not None else None
-        reason = f"{JOB_END_PREFIX} ({ending})" if ending else "Stopped by early stopping"
-        self._ended(last.get("hpt_record") or self._stopped_record(trial, last, reason))
+        reason = job_ended(ending) if ending else EARLY_STOPPED
+        self._ended(self._record_of(trial, last, TrialStatus.STOPPED, reason).to_json())
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         # Tune runs the training job again (its host or actor was lost): say so, then the
@@ -81,26 +87,22 @@ class JournalCallback(tune.Callback):
                         f"running it again (an infrastructure retry, in the Retries column)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        last = trial.last_result or {}
-        error = _last_error_line(trial)
-        record = self._stopped_record(trial, last, f"InternalServerError: {error}"[:1024],
-                                      status="Failed")
-        self._ended(record)
+        # Its actor failed more often than the retries allow: hpt's failure, not the script's.
+        reason = FailureReason(FailureCategory.INTERNAL_SERVER_ERROR, _last_error_line(trial))
+        record = self._record_of(trial, trial.last_result or {}, TrialStatus.FAILED, reason)
+        self._ended(record.to_json())
 
-    def _stopped_record(self, trial, last: dict, reason: str, status: str = "Stopped") -> dict:
+    def _record_of(self, trial, last: dict, status: TrialStatus,
+                   reason: FailureReason) -> TrainingJobRecord:
         cfg = trial.config
         name = cfg["training_job_name"]
-        value = last.get("objective")
-        return {
-            "trial_number": cfg["trial_number"], "training_job_name": name,
-            "hyperparameters": cfg["hyperparameters"], "status": status,
-            "failure_reason": reason, "objective_value": value if status == "Stopped" else None,
-            "final_metrics": {self.spec.objective.metric: value} if value is not None else {},
-            "objective_steps": last.get("objective_step", 0),
-            "start_time": self.started.get(name, time.time()), "end_time": time.time(),
-            "exit_code": None, "log_path": str(self.store.root / name / "algo-1.log"),
-            "model_artifact": None, "hosts": _hosts(self.spec), "gpu_ids": [],
-        }
+        return TrainingJobRecord.ended(
+            trial_number=cfg["trial_number"], training_job_name=name,
+            hyperparameters=cfg["hyperparameters"], status=status, failure=reason,
+            objective_value=last.get(OBJECTIVE), objective_metric=self.spec.objective.metric,
+            objective_steps=last.get(OBJECTIVE_STEP, 0),
+            start_time=self.started.get(name, time.time()), end_time=time.time(),
+            log_path=str(self.store.root / name / "algo-1.log"), hosts=_hosts(self.spec))
 
     def _ended(self, record: dict) -> None:
         self.metrics.ended(record["status"], record.get("objective_value"))
@@ -170,7 +172,7 @@ class ArtifactUploader:
     def _finish(self, record: dict, sync) -> None:
         if sync is not None:
             self._sync(sync)  # the last checkpoints, whatever the status
-        if record["status"] == "Completed":
+        if record["status"] == TrialStatus.COMPLETED:
             self._upload(record)
 
     def _upload(self, record: dict) -> None:
@@ -216,16 +218,21 @@ def rebuild_table(store: ExperimentStore, spec):
     return df
 
 
-def close_unfinished(store: ExperimentStore, reason: str) -> None:
-    """Trials the journal shows as started but never ended get a Stopped record: nothing silent."""
+def close_unfinished(store: ExperimentStore, spec, end_reason: str) -> None:
+    """Trials the journal shows as started but never ended get a Stopped record: nothing
+    silent. (They run again first when the job is resumed.)"""
     for row in trial_rows(list(read_journal(store.journal_path))):
-        if row["status"] == "InProgress":
-            now = time.time()
-            store.append("trial_ended", training_job_name=row["training_job_name"], record={
-                **row, "status": "Stopped", "failure_reason": reason, "end_time": now,
-                "final_metrics": row.get("final_metrics", {}), "exit_code": None,
-                "model_artifact": None, "hosts": row.get("hosts") or ["algo-1"],
-                "gpu_ids": row.get("gpu_ids") or []})
+        if row["status"] == TrialStatus.IN_PROGRESS:
+            record = TrainingJobRecord.ended(
+                trial_number=row["trial_number"], training_job_name=row["training_job_name"],
+                hyperparameters=row["hyperparameters"], status=TrialStatus.STOPPED,
+                failure=job_ended(end_reason), objective_value=row.get("objective_value"),
+                objective_metric=spec.objective.metric,
+                objective_steps=row.get("objective_steps") or 0,
+                start_time=row["start_time"], end_time=time.time(),
+                log_path=row.get("log_path") or "", hosts=_hosts(spec))
+            store.append("trial_ended", training_job_name=row["training_job_name"],
+                         record=record.to_json())
 
 
 class JobControl(tune.Stopper):
@@ -252,9 +259,9 @@ class JobControl(tune.Stopper):
 
     def stop_all(self) -> bool:
         if self.end_reason is None and self.deadline is not None and time.time() >= self.deadline:
-            self.request_stop("MaxRuntimeExceeded")
+            self.request_stop(MAX_RUNTIME_EXCEEDED)
         if self.end_reason is None and self.stop_file.exists():
-            self.request_stop("Stopped")
+            self.request_stop(STOP_REQUESTED)
         if self.end_reason is None and self.criteria is not None and self.criteria.stop_all():
             self.request_stop(getattr(self.criteria, "reason", None) or "CompletionCriteriaMet")
         return self.end_reason is not None
@@ -269,7 +276,7 @@ class StopOnSignals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig, reason in ((signal.SIGINT, "Interrupted"), (signal.SIGTERM, "Stopped")):
+            for sig, reason in ((signal.SIGINT, INTERRUPTED), (signal.SIGTERM, STOP_REQUESTED)):
                 self.saved[sig] = signal.signal(sig, self._handler(sig, reason))
         return self
 

@@ -19,6 +19,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from hpt.trial import ENDED, TrialStatus
+
 MAX_RUNNING_ROWS = 12
 REASON_WIDTH = 160
 REASON_TAIL_LINES = 3
@@ -67,7 +69,7 @@ class LaunchView:
         self.live_enabled = self.console.is_terminal
         self.started = time.time()
         self.running: dict[str, RunningJob] = {}
-        self.counts = {"Completed": 0, "Failed": 0, "Stopped": 0}
+        self.counts = {status: 0 for status in ENDED}
         self.best: tuple[float, str] | None = None
         self._live: Live | None = None
         for row in kept:
@@ -104,7 +106,7 @@ class LaunchView:
 
     def _count(self, name: str, status: str, objective: float | None) -> None:
         self.counts[status] = self.counts.get(status, 0) + 1
-        if status == "Completed" and objective is not None and (
+        if status == TrialStatus.COMPLETED and objective is not None and (
                 self.best is None or (objective > self.best[0]) == self.maximize
                 and objective != self.best[0]):
             self.best = (objective, name)

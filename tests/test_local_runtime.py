@@ -93,12 +93,16 @@ def test_stop_kills_the_whole_group_even_when_sigterm_is_ignored(tmp_path):
 
 def test_failure_reason_prefers_failure_file_then_stderr_tail(tmp_path):
     failure = tmp_path / "failure"
-    assert failure_reason(1, failure, ["a", "ValueError: bad"]).startswith("AlgorithmError: exit code 1")
-    assert "ValueError: bad" in failure_reason(1, failure, ["a", "ValueError: bad"])
-    assert "SIGSEGV" in failure_reason(-11, failure, [])
+
+    def reason(*args):
+        return failure_reason(*args).text()
+
+    assert reason(1, failure, ["a", "ValueError: bad"]).startswith("AlgorithmError: exit code 1")
+    assert "ValueError: bad" in reason(1, failure, ["a", "ValueError: bad"])
+    assert "SIGSEGV" in reason(-11, failure, [])
     failure.write_text("my reason " * 300)
-    reason = failure_reason(1, failure, ["ignored"])
-    assert reason.startswith("my reason") and len(reason) == 1024
+    text = reason(1, failure, ["ignored"])
+    assert text.startswith("my reason") and len(text) == 1024
 
 
 def test_pack_model_puts_contents_at_archive_root(tmp_path):

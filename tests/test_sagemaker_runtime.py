@@ -13,6 +13,7 @@ from hpt.runtime.sagemaker import (LOG_GROUP, SageMakerTrainingJob, create_train
                                    pack_source, source_uri)
 from hpt.runtime.training_job import TrialAssignment
 from hpt.spec import load_spec
+from hpt.trial import EARLY_STOPPED
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 JOB = "digits-007-0a1b2c3d"
@@ -172,7 +173,7 @@ def test_stopping_calls_stop_training_job_and_waits_for_stopped(spec, tmp_path):
     _logs(logs_stub, ["epoch=1 loss=0.9 val_acc=0.40"])
     with sm_stub, logs_stub:
         job.start()
-        record = job.stop("Stopped by early stopping")
+        record = job.stop(EARLY_STOPPED)
     sm_stub.assert_no_pending_responses()
     assert record.status == "Stopped" and record.failure_reason == "Stopped by early stopping"
     assert record.objective_value == 0.40  # the last metrics are kept

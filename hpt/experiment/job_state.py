@@ -11,22 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-IN_PROGRESS, COMPLETED, FAILED, STOPPED = "InProgress", "Completed", "Failed", "Stopped"
+from hpt.trial import TrialStatus
+
+# A tuning job's status has the same names as a training job's (SageMaker's too).
+IN_PROGRESS, COMPLETED, FAILED, STOPPED = (TrialStatus.IN_PROGRESS, TrialStatus.COMPLETED,
+                                           TrialStatus.FAILED, TrialStatus.STOPPED)
 
 # Why a tuning job ended: the `reason` of its job_ended event (SageMaker's names where
 # SageMaker has one), and what each means for a reader.
 MAX_TRIALS_REACHED = "MaxNumberOfTrainingJobsReached"
 MAX_RUNTIME_EXCEEDED = "MaxRuntimeExceeded"
-STOP_REQUESTED = "Stopped"  # `hpt stop` or SIGTERM
+TARGET_REACHED = "TargetObjectiveMetricValueReached"
+NOT_IMPROVING = "BestObjectiveNotImproving"
+CONVERGED = "ConvergenceDetected"
+STOP_REQUESTED = str(STOPPED)  # `hpt stop` or SIGTERM (the journal has always said Stopped)
 INTERRUPTED = "Interrupted"  # Ctrl-C
 LAUNCHER_LOST = "LauncherLost"  # no job_ended: the launcher died
 END_REASONS = {
     MAX_TRIALS_REACHED: "every training job it was allowed ran",
     MAX_RUNTIME_EXCEEDED: "limits.max_runtime_seconds was reached",
-    "TargetObjectiveMetricValueReached": "a training job reached completion.target_objective",
-    "BestObjectiveNotImproving": "completion.max_trials_not_improving jobs in a row did not "
-                                 "improve the best",
-    "ConvergenceDetected": "the best objective converged (completion.convergence)",
+    TARGET_REACHED: "a training job reached completion.target_objective",
+    NOT_IMPROVING: "completion.max_trials_not_improving jobs in a row did not improve the best",
+    CONVERGED: "the best objective converged (completion.convergence)",
     STOP_REQUESTED: "stopped by `hpt stop` or SIGTERM",
     INTERRUPTED: "interrupted by Ctrl-C",
     LAUNCHER_LOST: "its launcher died before ending it",

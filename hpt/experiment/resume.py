@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The reason given to training jobs stopped because the tuning job ended.
-JOB_END_PREFIX = "Stopped: the tuning job ended"
+from hpt.trial import FailureCategory, FailureReason, TrialStatus
+
 
 # Spec fields that define the search: a resumed job must keep them.
 _SEARCH_FIELDS = ("hyperparameters", "static_hyperparameters", "objective", "strategy",
@@ -32,8 +32,11 @@ class ResumePlan:
 
 
 def is_lost(row: dict[str, Any]) -> bool:
-    return row["status"] == "InProgress" or (
-        row["status"] == "Stopped" and (row.get("failure_reason") or "").startswith(JOB_END_PREFIX))
+    if row["status"] == TrialStatus.IN_PROGRESS:
+        return True
+    reason = FailureReason.parse(row.get("failure_reason"))
+    return row["status"] == TrialStatus.STOPPED and reason is not None and \
+        reason.category is FailureCategory.JOB_ENDED
 
 
 def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:

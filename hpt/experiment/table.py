@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
+from hpt.trial import TrialStatus
 
 SAGEMAKER_COLUMNS = [
     "TrainingJobName",
@@ -73,7 +74,8 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             trials[name] = {
                 "retries": retries,
                 "trial_number": ev["trial_number"], "training_job_name": name,
-                "hyperparameters": ev.get("hyperparameters", {}), "status": "InProgress",
+                "hyperparameters": ev.get("hyperparameters", {}),
+                "status": TrialStatus.IN_PROGRESS,
                 "start_time": ev["time"], "final_metrics": {}, "objective_value": None,
                 "log_path": ev.get("log_path"),
             }

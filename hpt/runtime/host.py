@@ -17,6 +17,7 @@ from hpt.runtime.docker import (ContainerPlan, container_env, container_name, la
 from hpt.runtime.local import HostProcess, failure_reason
 from hpt.runtime.plan import HostPlan
 from hpt.runtime.tree import materialize
+from hpt.trial import FailureCategory, FailureReason
 
 # Variables of the launcher's own environment that must not leak into a trial's contract.
 _CONTRACT_PREFIXES = ("SM_", "SAGEMAKER_")
@@ -28,9 +29,8 @@ class HostExit:
 
     host: str
     exit_code: int | None  # None: a process could not be started
-    reason: str | None
+    reason: FailureReason | None
     log_name: str
-    infrastructure: bool = False  # hpt's or the machine's failure (retried), not the script's
 
 
 def free_ports(count: int, ip: str = "127.0.0.1") -> tuple[int, ...]:
@@ -129,8 +129,9 @@ class HostGroup:
                 process.start()
             except OSError as exc:  # entry point not executable, interpreter missing, ...
                 self.stop(grace_seconds=1.0)
-                self._exit = HostExit(self.host, None, f"ClientError: could not start "
-                                      f"{plan.argv[0]!r}: {exc}", plan.log_name)
+                self._exit = HostExit(self.host, None, FailureReason(
+                    FailureCategory.CLIENT_ERROR, f"could not start {plan.argv[0]!r}: {exc}"),
+                    plan.log_name)
                 return self._exit
         return None
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpt.runtime.reaper import REAPER
+from hpt.trial import FailureCategory, FailureReason
 from hpt.runtime.warm import WarmProcess, can_run_warm, die_with_parent
 
 # A line longer than this is cut and marked; protects memory against output with no newlines.
@@ -28,7 +29,6 @@ MAX_LINE_BYTES = 64 * 1024
 # even though the pipe is still open (a child of the script inherited it). SageMaker ends a
 # job when its main process exits; a lingering child must not keep the job running.
 AFTER_EXIT_QUIET_SECONDS = 0.5
-FAILURE_REASON_CHARS = 1024
 STDERR_TAIL_LINES = 30
 
 
@@ -246,25 +246,23 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
         pass
 
 
-def failure_reason(exit_code: int, failure_file: Path, stderr_tail: list[str]) -> str:
-    """SageMaker's FailureReason: the failure file's first 1024 chars, else the stderr tail."""
+def failure_reason(exit_code: int, failure_file: Path, stderr_tail: list[str]) -> FailureReason:
+    """SageMaker's FailureReason: the script's failure file, else how it ended and the tail
+    of its stderr."""
     if failure_file.is_file():
         text = failure_file.read_text(errors="replace").strip()
         if text:
-            return text[:FAILURE_REASON_CHARS]
+            return FailureReason(FailureCategory.ALGORITHM_ERROR, text, verbatim=True)
     if exit_code < 0:
         try:
-            head = f"AlgorithmError: killed by signal {signal.Signals(-exit_code).name}"
+            how = f"killed by signal {signal.Signals(-exit_code).name}"
         except ValueError:
-            head = f"AlgorithmError: killed by signal {-exit_code}"
+            how = f"killed by signal {-exit_code}"
     else:
-        head = f"AlgorithmError: exit code {exit_code}"
+        how = f"exit code {exit_code}"
     tail = "\n".join(stderr_tail).strip()
-    reason = f"{head}; stderr tail:\n{tail}" if tail else f"{head} (no stderr output)"
-    # Keep the end of the stderr tail: the last lines usually hold the error.
-    if len(reason) > FAILURE_REASON_CHARS:
-        reason = head + "; stderr tail:\n..." + tail[-(FAILURE_REASON_CHARS - len(head) - 20):]
-    return reason[:FAILURE_REASON_CHARS]
+    return FailureReason(FailureCategory.ALGORITHM_ERROR,
+                         f"{how}; stderr tail:" if tail else f"{how} (no stderr output)", tail)
 
 
 def pack_model(model_dir: Path, archive: Path) -> Path:

@@ -18,6 +18,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from hpt.runtime.contract import HostContract
 from hpt.runtime.host import HostExit, HostGroup, free_ports
 from hpt.runtime.plan import HostPlan
+from hpt.trial import FailureCategory, FailureReason
 
 
 @ray.remote(max_concurrency=4)  # poll/stop must get through while another call runs
@@ -48,8 +49,9 @@ class HostActor:
             self.group.materialize(Path(source_dir), {k: Path(v) for k, v in
                                                       channel_sources.items()}, shard, sharded)
         except (OSError, ValueError) as exc:
-            return HostExit(plan.host, None, f"ClientError: could not prepare {plan.host}'s "
-                                             f"tree: {exc}", plan.processes[0].log_name)
+            return HostExit(plan.host, None, FailureReason(
+                FailureCategory.CLIENT_ERROR, f"could not prepare {plan.host}'s tree: {exc}"),
+                plan.processes[0].log_name)
         return self.group.start()
 
     def poll(self) -> HostExit | None:
@@ -118,6 +120,6 @@ class RayHost:
             return ray.get(getattr(self.actor, method).remote(*args))
         except ray.exceptions.RayActorError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return HostExit(self.host, None, f"InternalServerError: the Ray actor running "
-                                             f"{self.host} was lost: {first}", self.log_name,
-                            infrastructure=True)
+            return HostExit(self.host, None, FailureReason(
+                FailureCategory.LOST, f"the Ray actor running {self.host} was lost: {first}"),
+                self.log_name)

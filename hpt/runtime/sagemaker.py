@@ -13,6 +13,7 @@ early stopping sees every intermediate objective, and calls `StopTrainingJob` on
 
 from __future__ import annotations
 
+import collections
 import io
 import tarfile
 import time
@@ -21,12 +22,12 @@ from typing import Any
 
 from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.contract import encode_hyperparameters
-from hpt.runtime.training_job import Progress, TrainingJobRecord, TrialAssignment
+from hpt.runtime.training_job import Progress, TrialAssignment, never_matched
+from hpt.trial import EARLY_STOPPED, ENDED, FailureReason, TrainingJobRecord, TrialStatus
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_SECONDS = 15.0  # DescribeTrainingJob's rate limits make faster polling pointless
 STOP_WAIT_SECONDS = 600.0
-_ENDED = ("Completed", "Failed", "Stopped")
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
 
 
@@ -108,6 +109,7 @@ class SageMakerTrainingJob:
         self._record: TrainingJobRecord | None = None
         self._log_tokens: dict[str, str | None] = {}
         self._log_file = None
+        self._last_lines: collections.deque[str] = collections.deque(maxlen=5)
         self.start_time = 0.0
         self._queued_at = assignment.suggested_at
 
@@ -128,7 +130,7 @@ class SageMakerTrainingJob:
             self._read_logs()
             if self._pending:
                 continue
-            if job["TrainingJobStatus"] in _ENDED:
+            if job["TrainingJobStatus"] in ENDED:
                 self._read_logs()  # the last lines may land just before the end
                 if self._pending:
                     continue
@@ -136,14 +138,14 @@ class SageMakerTrainingJob:
             time.sleep(self.poll_seconds if poll_seconds is None else poll_seconds)
         return Progress(record=self._record)
 
-    def stop(self, reason: str = "Stopped by the tuning job") -> TrainingJobRecord:
+    def stop(self, reason: FailureReason = EARLY_STOPPED) -> TrainingJobRecord:
         if self._record is not None:
             return self._record
         job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
-        if job["TrainingJobStatus"] not in _ENDED:
+        if job["TrainingJobStatus"] not in ENDED:
             self.sagemaker.stop_training_job(TrainingJobName=self.name)
             deadline = time.time() + STOP_WAIT_SECONDS
-            while job["TrainingJobStatus"] not in _ENDED and time.time() < deadline:
+            while job["TrainingJobStatus"] not in ENDED and time.time() < deadline:
                 time.sleep(self.poll_seconds)
                 job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
         self._read_logs()
@@ -179,25 +181,26 @@ class SageMakerTrainingJob:
     def _line(self, text: str, timestamp: float) -> None:
         if self._log_file is not None:
             self._log_file.write(text.rstrip("\n") + "\n")
+        self._last_lines.append(text.rstrip("\n"))
         for point in self.parser.feed(text, timestamp):
             if point.name == self.objective_name:
                 self._pending.append(point)
 
     # -- ending ----------------------------------------------------------------------------
 
-    def _finish(self, job: dict[str, Any], stopped_reason: str | None = None
+    def _finish(self, job: dict[str, Any], stopped_reason: FailureReason | None = None
                 ) -> TrainingJobRecord:
-        status = job["TrainingJobStatus"]
+        status = TrialStatus(job["TrainingJobStatus"])
         series = self.parser.series[self.objective_name]
         final = {m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])}
         objective = final.get(self.objective_name, series.final)
-        reason = job.get("FailureReason")
-        if status == "Stopped":
-            reason = stopped_reason or "Stopped"
-        elif status == "Completed" and objective is None:
-            status, reason = "Failed", (
-                f"ObjectiveMetricNeverMatched: the objective metric {self.objective_name!r} "
-                f"never matched its regex {series.regex!r} in the job's CloudWatch logs")
+        reason = FailureReason.parse(job.get("FailureReason"))  # SageMaker's own words
+        if status is TrialStatus.STOPPED:
+            reason = stopped_reason or EARLY_STOPPED
+        elif status is TrialStatus.COMPLETED and objective is None:
+            status, reason = TrialStatus.FAILED, never_matched(
+                self.objective_name, series.regex, "the job's CloudWatch logs",
+                self._last_lines)
         started = _epoch(job.get("TrainingStartTime")) or self.start_time
         ended = _epoch(job.get("TrainingEndTime")) or time.time()
         if self._log_file is not None:
@@ -208,14 +211,14 @@ class SageMakerTrainingJob:
             training_job_name=self.name,
             hyperparameters=dict(self.assignment.hyperparameters),
             status=status,
-            failure_reason=(reason or "")[:1024] or None,
-            objective_value=objective if status != "Failed" else None,
+            failure=reason,
+            objective_value=objective if status is not TrialStatus.FAILED else None,
             final_metrics={**self.parser.final_values(), **final},
             objective_steps=len(series.points),
             start_time=started, end_time=ended, exit_code=None,
             log_path=str(self.trial_dir / "algo-1.log"),
             model_artifact=(job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-            if status == "Completed" else None,
+            if status is TrialStatus.COMPLETED else None,
             hosts=[f"algo-{i + 1}" for i in range(self.spec.trainer.instance_count)],
             queue_wait_seconds=round(self.start_time - self._queued_at, 4)
             if self._queued_at else None,

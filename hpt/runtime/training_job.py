@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +20,8 @@ from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
 from hpt.runtime.local import pack_model
 from hpt.runtime.plan import (HostAddress, HostPlan, distribution_hyperparameters,
                               plan_trial, processes_on_host)
+from hpt.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
+                       TrialStatus)
 
 # How long a stop waits between SIGTERM and SIGKILL.
 STOP_GRACE_SECONDS = 10.0
@@ -41,37 +43,6 @@ class TrialAssignment:
     training_job_name: str
     hyperparameters: dict[str, Any]  # tuned values only, decoded types
     suggested_at: float | None = None  # when the search strategy proposed it
-
-
-@dataclass
-class TrainingJobRecord:
-    """The final state of a training job: one row of the experiment table."""
-
-    trial_number: int
-    training_job_name: str
-    hyperparameters: dict[str, Any]
-    status: str  # Completed | Failed | Stopped
-    failure_reason: str | None
-    objective_value: float | None
-    final_metrics: dict[str, float]
-    objective_steps: int
-    start_time: float
-    end_time: float
-    exit_code: int | None
-    log_path: str
-    model_artifact: str | None
-    hosts: list[str] = field(default_factory=list)
-    num_cpus: int = 1
-    gpu_ids: list[str] = field(default_factory=list)
-    infrastructure_failure: bool = False  # a lost host: retried by the tuning job
-    # hpt's own cost around the script: proposed -> job start, job start -> processes
-    # running (contract, tree, spawn), script ended -> job record written (model packed).
-    queue_wait_seconds: float | None = None
-    launch_seconds: float | None = None
-    teardown_seconds: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -203,8 +174,7 @@ class LocalTrainingJob:
         self._launch_seconds = time.time() - self._start_called
         if failed is not None:
             self._stop_all()
-            self._finish("Failed", self._reason(failed), exit_code=None,
-                         infrastructure=failed.infrastructure)
+            self._finish(TrialStatus.FAILED, self._reason(failed), exit_code=None)
 
     def advance(self, poll_seconds: float = 0.5) -> Progress:
         """Blocks until the next objective data point or the end of the job."""
@@ -218,9 +188,9 @@ class LocalTrainingJob:
             if now >= self._deadline:
                 self._stop_all()
                 limit = self.spec.trainer.max_runtime_seconds
-                return Progress(record=self._finish(
-                    "Failed", f"MaxRuntimeExceeded: the training job ran longer than "
-                              f"trainer.max_runtime_seconds={limit} and was stopped",
+                return Progress(record=self._finish(TrialStatus.FAILED, FailureReason(
+                    FailureCategory.MAX_RUNTIME_EXCEEDED, f"the training job ran longer than "
+                    f"trainer.max_runtime_seconds={limit} and was stopped"),
                     exit_code=lead.poll()))
             if now >= self._next_check:
                 self._next_check = now + CHECK_OTHERS_SECONDS
@@ -228,15 +198,13 @@ class LocalTrainingJob:
                 if failed is not None:
                     self._stop_all()
                     return Progress(record=self._finish(
-                        "Failed", self._reason(failed), exit_code=failed.exit_code,
-                        infrastructure=failed.infrastructure))
+                        TrialStatus.FAILED, self._reason(failed), exit_code=failed.exit_code))
             if lead.log_error is not None:
                 self._stop_all()
-                return Progress(record=self._finish(
-                    "Failed", f"ClientError: hpt could not write {lead.log_path.name}: "
-                              f"{lead.log_error.strerror or lead.log_error}; the job was "
-                              f"stopped (free disk space, then hpt rerun it)",
-                    exit_code=lead.poll()))
+                return Progress(record=self._finish(TrialStatus.FAILED, FailureReason(
+                    FailureCategory.CLIENT_ERROR, f"hpt could not write {lead.log_path.name}: "
+                    f"{lead.log_error.strerror or lead.log_error}; the job was stopped (free "
+                    f"disk space, then hpt rerun it)"), exit_code=lead.poll()))
             try:
                 line = lead.next_line(timeout=min(poll_seconds, self._deadline - now))
             except EOFError:
@@ -251,11 +219,11 @@ class LocalTrainingJob:
                 if point.name == self.objective_name:
                     self._pending.append(point)
 
-    def stop(self, reason: str = "Stopped by the tuning job") -> TrainingJobRecord:
+    def stop(self, reason: FailureReason = EARLY_STOPPED) -> TrainingJobRecord:
         """Stops the job (early stopping, user stop); status Stopped, last metrics kept."""
         if self._record is None:
             code = self._stop_all()
-            self._finish("Stopped", reason, exit_code=code)
+            self._finish(TrialStatus.STOPPED, reason, exit_code=code)
         return self._record
 
     # -- hosts -----------------------------------------------------------------------------
@@ -282,11 +250,12 @@ class LocalTrainingJob:
             other.stop(STOP_GRACE_SECONDS)
         return code
 
-    def _reason(self, exit_: HostExit) -> str:
-        reason = exit_.reason or f"AlgorithmError: exit code {exit_.exit_code}"
+    def _reason(self, exit_: HostExit) -> FailureReason:
+        reason = exit_.reason or FailureReason(FailureCategory.ALGORITHM_ERROR,
+                                               f"exit code {exit_.exit_code}")
         if len(self.hosts) == 1 and exit_.log_name == f"{self.host}.log":
             return reason
-        return f"{exit_.host} ({exit_.log_name}): {reason}"[:1024]
+        return reason.on_host(exit_.host, exit_.log_name)
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -295,15 +264,15 @@ class LocalTrainingJob:
         if code != 0:
             failed = self._group.poll()
             self._stop_all()
-            return self._finish("Failed", self._reason(failed), exit_code=code)
+            return self._finish(TrialStatus.FAILED, self._reason(failed), exit_code=code)
         # The master is done: the other processes get a grace period to end on their own.
         until = min(self._deadline, time.time() + OTHER_HOSTS_GRACE_SECONDS)
         while time.time() < until:
             failed = self._failed_elsewhere()
             if failed is not None:
                 self._stop_all()
-                return self._finish("Failed", self._reason(failed), exit_code=failed.exit_code,
-                                    infrastructure=failed.infrastructure)
+                return self._finish(TrialStatus.FAILED, self._reason(failed),
+                                    exit_code=failed.exit_code)
             if self._group.poll() is not None and all(
                     h.poll() is not None for h in self._started_others):
                 break
@@ -311,20 +280,15 @@ class LocalTrainingJob:
         self._stop_all()
         missing = self.parser.series[self.objective_name]
         if not missing.points:
-            # A few short lines, so that all of them fit in the 1024 characters of a reason.
-            lines = "\n".join(line if len(line) <= 150 else line[:149] + "…"
-                              for line in list(self._group.lead.last_lines)[-5:]) or \
-                "(the job printed nothing)"
-            reason = (f"ObjectiveMetricNeverMatched: the objective metric {missing.name!r} never "
-                      f"matched its regex {missing.regex!r} in the job's output; last log lines:\n"
-                      f"{lines}")
-            return self._finish("Failed", reason[:1024], exit_code=code)
+            return self._finish(TrialStatus.FAILED, never_matched(
+                missing.name, missing.regex, "the job's output",
+                list(self._group.lead.last_lines)), exit_code=code)
         archive = pack_model(self.base_dir / "model", self.trial_dir / "model.tar.gz")
-        return self._finish("Completed", None, exit_code=code, model_artifact=str(archive))
+        return self._finish(TrialStatus.COMPLETED, None, exit_code=code,
+                            model_artifact=str(archive))
 
-    def _finish(self, status: str, reason: str | None, exit_code: int | None,
-                model_artifact: str | None = None,
-                infrastructure: bool = False) -> TrainingJobRecord:
+    def _finish(self, status: TrialStatus, reason: FailureReason | None,
+                exit_code: int | None, model_artifact: str | None = None) -> TrainingJobRecord:
         end = time.time()
         if self._group is not None:
             self._group.close()
@@ -338,8 +302,8 @@ class LocalTrainingJob:
             training_job_name=self.assignment.training_job_name,
             hyperparameters=dict(self.assignment.hyperparameters),
             status=status,
-            failure_reason=reason,
-            objective_value=series.final if status != "Failed" else None,
+            failure=reason,
+            objective_value=series.final if status is not TrialStatus.FAILED else None,
             final_metrics=self.parser.final_values(),
             objective_steps=len(series.points),
             start_time=self.start_time or end,
@@ -351,12 +315,21 @@ class LocalTrainingJob:
             num_cpus=self.num_cpus,
             gpu_ids=gpus[0] if len(self.hosts) == 1 else [
                 f"{host}:{gpu}" for host, ids in zip(self.hosts, gpus) for gpu in ids],
-            infrastructure_failure=infrastructure,
             queue_wait_seconds=_seconds(self.assignment.suggested_at, self._start_called),
             launch_seconds=_round(self._launch_seconds),
             teardown_seconds=_seconds(self._ending_since, time.time()),
         )
         return self._record
+
+
+def never_matched(metric: str, regex: str, where: str, last_lines: list[str]) -> FailureReason:
+    """ObjectiveMetricNeverMatched, quoting the last few log lines (each shortened, so that
+    all of them fit in a reason)."""
+    lines = "\n".join(line if len(line) <= 150 else line[:149] + "…"
+                      for line in last_lines[-5:]) or "(the job printed nothing)"
+    return FailureReason(FailureCategory.OBJECTIVE_METRIC_NEVER_MATCHED,
+                         f"the objective metric {metric!r} never matched its regex {regex!r} "
+                         f"in {where}; last log lines:", lines)
 
 
 def _round(value: float | None) -> float | None:

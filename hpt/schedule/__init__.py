@@ -1,7 +1,7 @@
 """Early stopping as Ray Tune schedulers (Optuna pruners do not act under Tune).
 
 Time is counted in objective reports (`objective_step`): one step = one match of the
-objective metric's regex, as interface.md defines a step.
+objective metric's regex.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from hpt.schedule.completion import CompletionCriteria, CompletionStopper
 from hpt.schedule.median import MedianStoppingRule
-from hpt.search.searcher import OBJECTIVE
-
-STEP = "objective_step"
+from hpt.trial import OBJECTIVE, OBJECTIVE_STEP
 
 
 def make_scheduler(spec) -> TrialScheduler:
@@ -26,7 +24,8 @@ def make_scheduler(spec) -> TrialScheduler:
     if spec.early_stopping == "asha" or spec.strategy == "hyperband":
         # stop_last_trials=False: a job at max_resource finishes on its own (Tune would stop
         # it there, cutting it off at its last epoch before it saves its model).
-        return ASHAScheduler(stop_last_trials=False, time_attr=STEP, metric=OBJECTIVE, mode=mode,
+        return ASHAScheduler(stop_last_trials=False, time_attr=OBJECTIVE_STEP, metric=OBJECTIVE,
+                             mode=mode,
                              grace_period=int(config.get("min_resource", 1)),
                              max_t=int(config.get("max_resource", 100)),
                              reduction_factor=float(config.get("reduction_factor", 3)))

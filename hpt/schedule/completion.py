@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from ray import tune
 
+from hpt.experiment.job_state import CONVERGED, NOT_IMPROVING, TARGET_REACHED
+from hpt.trial import OBJECTIVE, STATUS, TrialStatus
+
 CONVERGENCE_TOLERANCE = 1e-3
 
 
@@ -41,14 +44,14 @@ class CompletionCriteria:
             self.since_best += 1
         self.best_after.append(best)
         if self.target is not None and not self._better(self.target, value):
-            return "TargetObjectiveMetricValueReached"
+            return TARGET_REACHED
         if self.not_improving is not None and self.since_best >= self.not_improving:
-            return "BestObjectiveNotImproving"
+            return NOT_IMPROVING
         if self.window is not None and len(self.best_after) >= 2 * self.window:
             earlier = self.best_after[-1 - self.window]
             gain = abs(best - earlier)
             if gain < CONVERGENCE_TOLERANCE * max(abs(earlier), 1e-12):
-                return "ConvergenceDetected"
+                return CONVERGED
         return None
 
 
@@ -58,9 +61,9 @@ class CompletionStopper(tune.Stopper):
         self.reason: str | None = None
 
     def __call__(self, trial_id, result) -> bool:
-        if self.reason is None and result.get("hpt_status") == "Completed" \
-                and result.get("objective") is not None:
-            self.reason = self.criteria.observe(float(result["objective"]))
+        if self.reason is None and result.get(STATUS) == TrialStatus.COMPLETED \
+                and result.get(OBJECTIVE) is not None:
+            self.reason = self.criteria.observe(float(result[OBJECTIVE]))
         return False
 
     def stop_all(self) -> bool:

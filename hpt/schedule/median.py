@@ -7,7 +7,7 @@ finished or still running — and the rule acts from step `grace_steps` on, once
 `min_samples` other jobs have reached step t (SageMaker does not publish its threshold; 3
 keeps the first jobs from being judged against one or two peers).
 
-A step is one report of the objective metric (one regex match), as interface.md defines it.
+A step is one report of the objective metric (one regex match).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import statistics
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-STEP = "objective_step"
+from hpt.trial import OBJECTIVE_STEP, STATUS
 
 
 def should_stop(running_average: float, others: list[float], maximize: bool,
@@ -40,9 +40,9 @@ class MedianStoppingRule(FIFOScheduler):
         self._sums: dict[str, float] = {}
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if self.objective not in result or not result.get(STEP) or "hpt_status" in result:
+        if self.objective not in result or not result.get(OBJECTIVE_STEP) or STATUS in result:
             return TrialScheduler.CONTINUE  # the final result (the job already ended)
-        step = int(result[STEP])
+        step = int(result[OBJECTIVE_STEP])
         averages = self.averages.setdefault(trial.trial_id, [])
         if step != len(averages) + 1:
             return TrialScheduler.CONTINUE  # a repeated report; each step counts once

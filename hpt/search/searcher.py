@@ -23,14 +23,11 @@ from ray.tune.search import Searcher
 from hpt.experiment.store import training_job_name
 from hpt.search.journal import SingleWriterJournalBackend
 from hpt.search.space import build_distributions, decode_params, encode_params, grid_points
+from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, STATUS, TrialStatus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logger = logging.getLogger(__name__)
 
-# Keys of the result dicts the trainable reports to Tune.
-OBJECTIVE = "objective"
-STATUS = "hpt_status"
-PLACEMENT = "hpt_placement"  # where a job runs, for the live view: "node-ip GPU 0,1"
 
 
 def make_sampler(spec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
@@ -150,8 +147,8 @@ class OptunaSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self._live.get(trial_id)
-        if trial is not None and OBJECTIVE in result and result.get("objective_step"):
-            trial.report(float(result[OBJECTIVE]), int(result["objective_step"]))
+        if trial is not None and OBJECTIVE in result and result.get(OBJECTIVE_STEP):
+            trial.report(float(result[OBJECTIVE]), int(result[OBJECTIVE_STEP]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         trial = self._live.pop(trial_id, None)
@@ -159,9 +156,9 @@ class OptunaSearcher(Searcher):
             return
         result = result or {}
         status = result.get(STATUS)
-        if status == "Completed":
+        if status == TrialStatus.COMPLETED:
             self.study.tell(trial, float(result[OBJECTIVE]))
-        elif status == "Stopped" or (status is None and not error and OBJECTIVE in result):
+        elif status == TrialStatus.STOPPED or (status is None and not error and OBJECTIVE in result):
             # Early-stopped by the scheduler: its intermediate values stay visible to TPE.
             self.study.tell(trial, state=TrialState.PRUNED)
         else:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from hpt.errors import UserError
+from hpt.trial import TrialStatus
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def resolve_job(spec: str, jobs: list[Job], best: str | None, flag: str) -> Job:
         raise UserError(f"{flag} {spec}: no training job {spec!r} in this tuning job (e.g. "
                         f"{names}); pass best, a TrainingJobName or a TrialNumber from "
                         f"`hpt report`")
-    if found.status != "Completed" or not found.artifact:
+    if found.status != TrialStatus.COMPLETED or not found.artifact:
         raise UserError(f"{flag} {spec}: training job {found.name} is {found.status}, with no "
                         f"model.tar.gz to serve; pick a Completed one (hpt report)")
     return found

@@ -20,6 +20,7 @@ from hpt.experiment.table import load_table, resolve_experiment
 from hpt.serving.backends import (entry_point_of, serving_container, start_backends,
                                   stop_backends)
 from hpt.serving.plan import Job, ServingPlan, make_plan
+from hpt.trial import TrialStatus
 
 
 class _Terminated(BaseException):
@@ -39,7 +40,7 @@ def plan_for(name: str, experiments_dir, **flags) -> tuple[Path, ServingPlan, li
 
     root = resolve_experiment(name, experiments_dir)
     jobs = jobs_of(root)
-    if not any(j.status == "Completed" and j.artifact for j in jobs):
+    if not any(j.status == TrialStatus.COMPLETED and j.artifact for j in jobs):
         raise UserError(f"{name}: no completed training job with a model.tar.gz yet; wait for "
                         f"one (hpt status {name}) or launch the tuning job")
     best = best_trial(root)
