@@ -24,11 +24,12 @@ def _overrides(args) -> dict:
 
 def cmd_validate(args) -> int:
     from hpt.spec.load import missing_channels
+    from hpt.words import plural
 
     spec = load_spec(args.space)
-    print(f"{args.space}: OK — tuning job {spec.name!r}, {len(spec.hyperparameters)} "
-          f"hyperparameters, strategy {spec.strategy}, objective {spec.objective.type} "
-          f"{spec.objective.metric!r}")
+    print(f"{args.space}: OK — tuning job {spec.name!r}, "
+          f"{plural(len(spec.hyperparameters), 'hyperparameter')}, strategy {spec.strategy}, "
+          f"objective {spec.objective.type} {spec.objective.metric!r}")
     missing = missing_channels(spec)
     if missing:  # only with a prepare command: without one, a missing channel is an error
         print(f"{args.space}: note: channels {', '.join(missing)} do not exist yet; "
@@ -60,6 +61,12 @@ def cmd_launch(args) -> int:
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
         "HPT_EXPERIMENTS_DIR") else str(result.experiment_dir))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
+    if not result.ran:
+        print(f"Tuning job {spec.name}: nothing to run: its {sum(result.counts.values())} "
+              f"training jobs are done ({counts}; max_trials "
+              f"{result.state.start.get('max_trials')}); `--resume --max-trials N` with a "
+              f"larger N extends it")
+        return 0
     print(f"\nTuning job {spec.name}: {result.state.describe()}, after "
           f"{result.elapsed_seconds:.1f}s: {counts}")
     print(f"Table: {result.table_path} (and table.csv); in Python: "
@@ -162,11 +169,19 @@ def cmd_stop(args) -> int:
 
 def cmd_status(args) -> int:
     from hpt.report import job_status
+    from hpt.trial import TrialStatus
 
     status = job_status(args.name, args.experiments_dir)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(status["Counts"].items())) or "no trials yet"
+    counts = dict(status["Counts"])
+    # Without a live launcher, a job still InProgress in the journal was lost with it.
+    lost = counts.pop(TrialStatus.IN_PROGRESS, 0) if status["Status"] != TrialStatus.IN_PROGRESS \
+        else 0
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    if lost:
+        shown += (", " if shown else "") + (f"{lost} lost (running when the launcher died; "
+                                            f"--resume runs them again)")
     print(f"{status['TuningJobName']}: {status['Description']}")
-    print(f"  trials: {counts} (max {status['MaxTrials']})")
+    print(f"  trials: {shown or 'no trials yet'} (max {status['MaxTrials']})")
     best = status["Best"]
     if best:
         print(f"  best: {best['TrainingJobName']} {best['ObjectiveMetric']}="
@@ -440,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpt: interrupted; the journal and table are saved", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hpt report NAME | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

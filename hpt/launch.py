@@ -6,6 +6,7 @@ appends every trial event as Tune reports it, and the table is rebuilt after eac
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import shutil
@@ -48,7 +49,8 @@ from hpt.search.space import grid_size
 from hpt.trainable import TrainingJobTrainable
 from hpt.tune_glue import (ArtifactUploader, JobControl, JournalCallback, StopOnSignals,
                            close_unfinished, rebuild_table)
-from hpt.view import LaunchView
+from hpt.view import LaunchView, ended_line
+from hpt.words import plural
 
 
 # Retries of a training job whose host or Ray actor was lost (never of the script's failure).
@@ -63,6 +65,7 @@ class LaunchResult:
     best: dict[str, Any] | None
     state: JobState  # how the job ended
     elapsed_seconds: float
+    ran: bool = True  # False: a resumed job that had nothing left to run
 
     @property
     def end_reason(self) -> str:
@@ -71,6 +74,13 @@ class LaunchResult:
     @property
     def exit_code(self) -> int:
         return 0 if self.counts.get(COMPLETED) else 1
+
+
+def _nothing_to_run(store: ExperimentStore, root: Path) -> LaunchResult:
+    events = list(read_journal(store.journal_path))
+    counts = dict(collections.Counter(str(row["status"]) for row in trial_rows(events)))
+    return LaunchResult(root, root / "table.parquet", counts, best_trial(root),
+                        job_state(events, writer=None), 0.0, ran=False)
 
 
 def max_trials_of(spec) -> int:
@@ -213,6 +223,8 @@ def _launch(spec, root: Path, *, address, dashboard, dashboard_host, container_e
         parents = _warm_start_parents(spec, root.parent) if spec.warm_start else {}
         plan = ResumePlan(done=0, replay=(), next_number=1)
     max_trials = max_trials_of(spec)
+    if resume and not plan.replay and plan.done >= max_trials:
+        return _nothing_to_run(store, root)  # no Ray started, nothing appended
     s3 = _s3_client_if_needed(spec)
     # SageMaker reads S3 channels and writes the artifacts itself.
     on_sagemaker = spec.runtime == "sagemaker"
@@ -296,7 +308,7 @@ def _launch(spec, root: Path, *, address, dashboard, dashboard_host, container_e
                 # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.
                 checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
         )
-        view.print(f"Tuning job {spec.name}: up to {plan.done + to_run} training jobs, "
+        view.print(f"Tuning job {spec.name}: up to {plural(plan.done + to_run, 'training job')}, "
                    f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}; "
                    f"experiment folder {root}")
         try:
@@ -308,7 +320,11 @@ def _launch(spec, root: Path, *, address, dashboard, dashboard_host, container_e
                 uploader.close()  # every completed job's artifacts are in S3 before it ends
             elapsed = time.time() - began
             end_reason = control.end_reason or MAX_TRIALS_REACHED
-            close_unfinished(store, spec, end_reason)
+            for record in close_unfinished(store, spec, end_reason):
+                view.print(ended_line(record.training_job_name, record.status,
+                                      record.objective_value,
+                                      record.end_time - record.start_time,
+                                      record.failure_reason))
             df = rebuild_table(store, spec)
             counts = df["TrainingJobStatus"].value_counts().to_dict()
             best = best_trial(root)

@@ -172,27 +172,31 @@ def readable_table(df: pd.DataFrame, spec: dict[str, Any], width: int) -> str:
 
 
 def render_rows(headers: list[str], rows: list[list[str]], width: int) -> str:
-    """A plain-text table of at most `width` characters a line: when it would be wider, the
-    last column (a reason) gives up its room first, then the widest; a cut cell ends in '…'."""
+    """A plain-text table of at most `width` characters a line. When it would be wider, it
+    gives up room in this order: the last column (a reason) down to 12 characters, then
+    headers longer than their values (abbreviated), then, widest first, the values
+    themselves; a cut cell ends in '…'."""
     n = len(headers)
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    floors = [min(widths[i], max(4, min(len(h), 10))) for i, h in enumerate(headers)]
+    cells = [max([len(r[i]) for r in rows], default=0) for i in range(n)]
+    widths = [max(len(h), c) for h, c in zip(headers, cells)]
     excess = sum(widths) + 2 * (n - 1) - width
-    if excess > 0 and n:
-        cut = min(excess, widths[-1] - max(floors[-1], 12))
-        if cut > 0:
+    floors = [min(w, max(4, c)) for w, c in zip(widths, cells)]
+    if n:
+        floors[-1] = min(widths[-1], 12)
+    for floor in (floors, [min(w, 3) for w in widths]):
+        if n and floor is floors:
+            cut = max(0, min(excess, widths[-1] - floor[-1]))
             widths[-1] -= cut
             excess -= cut
-    while excess > 0:
-        wide = [i for i in range(n) if widths[i] > floors[i]]
-        if not wide:
-            break
-        widest = max(wide, key=lambda i: widths[i])
-        widths[widest] -= 1
-        excess -= 1
+        while excess > 0:
+            wide = [i for i in range(n) if widths[i] > floor[i]]
+            if not wide:
+                break
+            widths[max(wide, key=lambda i: widths[i])] -= 1
+            excess -= 1
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(_fit(c, w) for c, w in zip(cells, widths)).rstrip()
+    def line(row: list[str]) -> str:
+        return "  ".join(_fit(c, w) for c, w in zip(row, widths)).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
     return "\n".join(out) + "\n"
@@ -219,7 +223,10 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "json":
-        return df.to_json(orient="records", date_format="iso", indent=2) + "\n"
+        # json, not DataFrame.to_json: that rounds floats to 10 digits, and a value copied
+        # from the report must be the one the trial ran with.
+        records = [{k: _json_value(v) for k, v in row.items()} for row in df.to_dict("records")]
+        return json.dumps(records, indent=2) + "\n"
     shown = df.drop(columns=["LogPath", "ModelArtifact", "FailureReason"], errors="ignore")
     if fmt == "markdown":
         return _markdown(df) + "\n"
@@ -236,6 +243,14 @@ def _markdown(df: pd.DataFrame) -> str:
              "|" + "|".join("---" for _ in df.columns) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return None
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:

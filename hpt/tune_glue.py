@@ -218,9 +218,10 @@ def rebuild_table(store: ExperimentStore, spec):
     return df
 
 
-def close_unfinished(store: ExperimentStore, spec, end_reason: str) -> None:
+def close_unfinished(store: ExperimentStore, spec, end_reason: str) -> list[TrainingJobRecord]:
     """Trials the journal shows as started but never ended get a Stopped record: nothing
-    silent. (They run again first when the job is resumed.)"""
+    silent. (They run again first when the job is resumed.) Returns those records."""
+    closed = []
     for row in trial_rows(list(read_journal(store.journal_path))):
         if row["status"] == TrialStatus.IN_PROGRESS:
             record = TrainingJobRecord.ended(
@@ -233,6 +234,8 @@ def close_unfinished(store: ExperimentStore, spec, end_reason: str) -> None:
                 log_path=row.get("log_path") or "", hosts=_hosts(spec))
             store.append("trial_ended", training_job_name=row["training_job_name"],
                          record=record.to_json())
+            closed.append(record)
+    return closed
 
 
 class JobControl(tune.Stopper):

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpt.trial import ENDED, TrialStatus
+from hpt.words import shorten
 
 MAX_RUNNING_ROWS = 12
 REASON_WIDTH = 160
@@ -38,11 +39,6 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def _shorten(line: str, width: int) -> str:
-    line = line.rstrip()
-    return line if len(line) <= width else line[:width - 1] + "…"
-
-
 def ended_line(name: str, status: str, objective: float | None, elapsed: float,
                reason: str | None) -> str:
     """The console line of a finished training job. A reason of several lines (the last log
@@ -52,8 +48,8 @@ def ended_line(name: str, status: str, objective: float | None, elapsed: float,
     if not reason:
         return line
     first, *rest = [part for part in reason.splitlines() if part.strip()] or [""]
-    lines = [f"{line}  {_shorten(first, REASON_WIDTH)}"]
-    lines += [f"    {_shorten(part.strip(), REASON_WIDTH)}" for part in rest[-REASON_TAIL_LINES:]]
+    lines = [f"{line}  {shorten(first, REASON_WIDTH)}"]
+    lines += [f"    {shorten(part.strip(), REASON_WIDTH)}" for part in rest[-REASON_TAIL_LINES:]]
     return "\n".join(lines)
 
 

@@ -78,6 +78,9 @@ def test_launch_status_report_best_through_the_cli(ray_session, write_space, tmp
     assert everything.returncode == 0 and "cli-job-001-" in everything.stdout
     rows = json.loads(hpt("report", "cli-job", "--format", "json", "--experiments-dir", exp).stdout)
     assert [r["TrainingJobStatus"] for r in rows] == ["Completed"] * 3
+    import hpt as api
+    table = api.load_experiment("cli-job", exp)
+    assert [r["x"] for r in rows] == table["x"].tolist()  # exactly, not rounded
 
     best = json.loads(hpt("best", "cli-job", "--experiments-dir", exp).stdout)
     assert best["FinalObjectiveValue"] == max(r["FinalObjectiveValue"] for r in rows)
@@ -229,3 +232,82 @@ def test_the_report_table_is_readable_best_first_and_fits_the_terminal():
         assert "AlgorithmError" in lines[-1] and lines[-1].endswith("…")
         assert "0.1235" in lines[-1]  # floats shortened
         assert "GpuIds" not in lines[0] and "TrainingStartTime" not in lines[0]
+
+
+def test_an_environment_variable_the_contract_sets_is_refused_at_validation(write_space):
+    space = faulty_space(strategy="random", limits={"max_trials": 2},
+                         static_hyperparameters={"epochs": 3},
+                         hyperparameters={"x": {"type": "continuous", "min": 0.1, "max": 0.9}})
+    for key, says in (("SM_HP_X", "is set by hpt from hyperparameter 'x'"),
+                      ("SAGEMAKER_REGION", "is set by hpt from the training contract")):
+        space["trainer"]["environment"] = {key: "3", "MY_OWN": "1"}
+        done = hpt("validate", write_space(space))
+        assert done.returncode == 2, done.stdout
+        (line,) = done.stderr.strip().splitlines()
+        assert f"trainer.environment.{key}: {says}" in line
+
+
+def test_a_contract_the_space_cannot_have_fails_the_job_once_and_is_not_retried(tmp_path):
+    """What validation misses must still end as the job's own failure (ClientError), never
+    as a lost host that Tune retries."""
+    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.spec import Spec, load_spec
+    from hpt.trial import FailureCategory, TrialStatus
+
+    path = tmp_path / "space.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(faulty_space()))
+    frozen = load_spec(path).to_frozen_dict()
+    frozen["trainer"]["environment"] = {"SM_HP_MODE": "x"}  # as if validation let it through
+    spec = Spec.from_frozen_dict(frozen)
+    job = LocalTrainingJob(spec, TrialAssignment(1, "faults-001-aaaaaaaa", {"mode": "ok"}),
+                           tmp_path / "trial")
+    job.start()
+    record = job.advance().record
+    assert record.status == TrialStatus.FAILED
+    assert record.failure.category is FailureCategory.CLIENT_ERROR
+    assert "SM_HP_MODE" in record.failure_reason and not record.infrastructure_failure
+
+
+def test_validate_finds_a_prepare_script_that_is_not_there(write_space, tmp_path):
+    space = faulty_space(channels={"train": str(tmp_path / "later")},
+                         prepare=["python", "../nowhere/prepare_data.py"])
+    done = hpt("validate", write_space(space))
+    assert done.returncode == 2
+    assert "prepare: the script ../nowhere/prepare_data.py is not there" in done.stderr
+    space["prepare"] = ["no-such-program-hpt", "x"]
+    done = hpt("validate", write_space(space))
+    assert "prepare: the program no-such-program-hpt is not on PATH" in done.stderr
+
+
+def test_validate_counts_in_words_and_a_closed_pipe_is_no_traceback(write_space):
+    path = write_space(faulty_space())
+    done = hpt("validate", path)
+    assert "1 hyperparameter," in done.stdout
+    # `hpt ... | head -0`: the reader goes away before hpt writes.
+    proc = subprocess.Popen([sys.executable, "-m", "hpt.cli", "validate", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err
+
+
+def test_a_narrow_terminal_abbreviates_headers_before_it_cuts_a_value():
+    import pandas as pd
+
+    from hpt.report import readable_table
+
+    names = ["batch_size", "conv_channels", "dropout", "lr", "momentum", "optimizer"]
+    spec = {"objective": {"metric": "validation:accuracy", "type": "maximize"},
+            "hyperparameters": {n: {} for n in names}}
+    df = pd.DataFrame({"batch_size": [23, 128], "conv_channels": [32, 16],
+                       "dropout": [0.2343, 0.1], "lr": [0.00189, 0.0123], "momentum": [0.544, 0.9],
+                       "optimizer": ["adam", "sgd"], "TrainingJobStatus": ["Completed"] * 2,
+                       "FinalObjectiveValue": [0.9972, 0.95], "TrialNumber": [8, 14],
+                       "TrainingElapsedTimeSeconds": [7.0, 6.9], "FailureReason": [None, None]})
+    lines = readable_table(df, spec, 80).splitlines()
+    assert max(map(len, lines)) <= 80
+    first = lines[2].split()
+    assert first == ["8", "Completed", "0.9972", "23", "32", "0.2343", "0.00189", "0.544", "adam",
+                     "7.0"]  # every value whole; the headers gave up their room
+    assert "…" in lines[0]

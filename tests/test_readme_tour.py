@@ -117,6 +117,8 @@ def test_the_readme_tour_works_as_written_from_a_fresh_clone(clone):
         launcher.kill()
     assert launcher.returncode == 0, out + err
     assert "Preparing data:" in out and "--resume` continues it" in out
+    stopped = [line for line in out.splitlines() if re.match(rf"{JOB}-\d{{3}}-\w+  Stopped ", line)]
+    assert stopped and all("Stopped: the tuning job ended (Stopped)" in s for s in stopped), out
     assert "Token authentication is enabled" not in err  # Ray's own warning stays in its logs
 
     # resume: runs to the job's end.
@@ -145,7 +147,9 @@ def test_the_readme_tour_works_as_written_from_a_fresh_clone(clone):
     extend = extend[:extend.index("--max-trials") + 1] + [str(SMALL["max_trials"] + 2)]
     out = run(extend)
     assert f"{SMALL['max_trials'] + 2} Completed" in out, out
-    run(by_name["launch --resume"])
+    out = run(by_name["launch --resume"])  # done already: says so, starts no Ray
+    assert "nothing to run" in out and f"max_trials {SMALL['max_trials'] + 2}" in out, out
+    assert "Ray dashboard" not in out
     status = run(by_name["status"])
     assert f"(max {SMALL['max_trials'] + 2})" in status, status
     assert extended > SMALL["max_trials"]  # the README's own number extends its job too

@@ -167,7 +167,10 @@ def test_a_second_launcher_into_a_live_job_is_refused_and_kill_9_frees_the_job_a
     started = [e["training_job_name"] for e in journal if e["event"] == "trial_started"]
     assert len(started) == len(set(started)) and not list(exp.glob("busy/*/attempt-*"))
     assert not (exp / "busy" / "reruns").exists()
-    assert "LauncherLost" in cli("status", "busy").stdout
+    lost_status = cli("status", "busy").stdout
+    assert "LauncherLost" in lost_status
+    assert "lost (running when the launcher died; --resume runs them again)" in lost_status
+    assert "InProgress" not in lost_status.splitlines()[1]
     # The kernel dropped the dead launcher's lock: --resume is accepted at once.
     done = cli("launch", str(space), "--resume", "--address", address)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -37,6 +37,10 @@ def test_a_second_writer_is_refused_naming_the_live_one_and_kill_9_frees_the_loc
             WriterLock(root, "launch").acquire()
         message = str(busy.value)
         assert f"pid {child.pid}" in message and "hpt stop job" in message
+        assert "`hpt launch ... --resume` again" in message
+        with pytest.raises(JobBusy) as busy:
+            WriterLock(root, "rerun").acquire()
+        assert "then run `hpt rerun` again" in str(busy.value)
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert holder(root) is None  # the kernel dropped it with the process

@@ -48,7 +48,8 @@ class WriterLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     f.close()
-                    raise JobBusy(busy_message(self.root, holder(self.root))) from None
+                    raise JobBusy(busy_message(self.root, holder(self.root),
+                                               self.command)) from None
                 time.sleep(0.05)
         f.seek(0)
         f.truncate()
@@ -90,10 +91,15 @@ def holder(root: Path) -> dict[str, Any] | None:
         return None
 
 
-def busy_message(root: Path, live: dict[str, Any] | None) -> str:
+def busy_message(root: Path, live: dict[str, Any] | None, wanted: str) -> str:
+    """What a refused `wanted` command ("launch" or "rerun") is told."""
     pid = (live or {}).get("pid")
-    who = f"hpt {(live or {}).get('command', 'launch')} (pid {pid})" if pid else "another hpt"
+    command = (live or {}).get("command", "launch")
+    who = f"hpt {command} (pid {pid})" if pid else "another hpt"
     name = Path(root).name
+    how = (f"stop it with `hpt stop {name}` (or kill {pid if pid else 'it'})"
+           if command == "launch" else f"let it finish (or kill {pid if pid else 'it'})")
+    again = "`hpt launch ... --resume`" if wanted == "launch" else f"`hpt {wanted}`"
     return (f"{root}: tuning job {name!r} is being written by {who}, which is still running; "
-            f"one launcher per tuning job: wait for it to end, or stop it with "
-            f"`hpt stop {name}` (or kill {pid if pid else 'it'}) and then run --resume")
+            f"one launcher per tuning job: wait for it to end, or {how}, then run {again} "
+            f"again")

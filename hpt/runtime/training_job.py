@@ -20,6 +20,7 @@ from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
 from hpt.runtime.local import pack_model
 from hpt.runtime.plan import (HostAddress, HostPlan, distribution_hyperparameters,
                               plan_trial, processes_on_host)
+from hpt.words import shorten
 from hpt.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
                        TrialStatus)
 
@@ -138,11 +139,18 @@ class LocalTrainingJob:
         inp = self._contract_input()
         slots = [(self.ip, self.num_cpus, self.gpu_ids)] + [
             (h.ip, h.num_cpus, h.gpu_ids) for h in self.other_hosts]
-        contracts = [render_host_contract(
-            inp, host=host, base_dir=str(self.trial_dir / host), num_cpus=cpus,
-            num_gpus=len(gpus), gpu_ids=gpus, python=self.python,
-            in_container=self.container is not None)
-            for host, (_, cpus, gpus) in zip(self.hosts, slots)]
+        try:
+            contracts = [render_host_contract(
+                inp, host=host, base_dir=str(self.trial_dir / host), num_cpus=cpus,
+                num_gpus=len(gpus), gpu_ids=gpus, python=self.python,
+                in_container=self.container is not None)
+                for host, (_, cpus, gpus) in zip(self.hosts, slots)]
+        except ValueError as exc:
+            # The space asks for what the contract cannot give (validation should have said
+            # so): the job's own input, never a lost host, so it is not retried.
+            self._finish(TrialStatus.FAILED, FailureReason(FailureCategory.CLIENT_ERROR,
+                                                           str(exc)), exit_code=None)
+            return
         # Ports are picked on each host's own node; algo-1 also holds the rendezvous port.
         count = processes_on_host(trainer.distribution, trainer.processes_per_host)
         master_port, *own_ports = free_ports(count + 1, self.ip)
@@ -325,8 +333,8 @@ class LocalTrainingJob:
 def never_matched(metric: str, regex: str, where: str, last_lines: list[str]) -> FailureReason:
     """ObjectiveMetricNeverMatched, quoting the last few log lines (each shortened, so that
     all of them fit in a reason)."""
-    lines = "\n".join(line if len(line) <= 150 else line[:149] + "…"
-                      for line in last_lines[-5:]) or "(the job printed nothing)"
+    lines = "\n".join(shorten(line, 150) for line in last_lines[-5:]) or \
+        "(the job printed nothing)"
     return FailureReason(FailureCategory.OBJECTIVE_METRIC_NEVER_MATCHED,
                          f"the objective metric {metric!r} never matched its regex {regex!r} "
                          f"in {where}; last log lines:", lines)

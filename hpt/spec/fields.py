@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from hpt.sagemaker_names import PLATFORM_ENV
+
 HPT_ERROR = "hpt"
 
 # The toolkit's params.SAGEMAKER_HYPERPARAMETERS plus the tuner's objective key
@@ -46,8 +48,7 @@ ENTRY_POINT = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+-]*(/[A-Za-z0-9._+-]+)*$")
 URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 # Variables the training contract always sets itself; a trainer.environment entry would clash.
-CONTRACT_ENV = frozenset({"SAGEMAKER_PROGRAM", "SAGEMAKER_BASE_DIR", "TRAINING_JOB_NAME",
-                          "CUDA_VISIBLE_DEVICES"})
+CONTRACT_ENV = PLATFORM_ENV
 
 
 def is_reserved(name: str) -> bool:

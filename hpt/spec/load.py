@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,6 +111,21 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
     raise SpecError(_lines(found, display, data, overrides or {}))
 
 
+def _prepare_missing(argv: list[str] | None, base: Path) -> str | None:
+    """What of the prepare command is not there: its program, or the script `python` runs."""
+    if not argv:
+        return None
+    program = argv[0]
+    if program == "python" or Path(program).name.startswith("python"):
+        script = next((a for a in argv[1:] if not a.startswith("-")), None)
+        if script is not None and script.endswith(".py") and not (base / script).is_file():
+            return f"the script {script} is not there"
+        return None
+    if "/" in program:
+        return None if (base / program).is_file() else f"the program {program} is not there"
+    return None if shutil.which(program) else f"the program {program} is not on PATH"
+
+
 def missing_channels(spec: Spec) -> list[str]:
     """The local channels whose path does not exist (yet)."""
     return [name for name, channel in spec.channels.items()
@@ -168,6 +184,17 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
                               f"would share the variable SM_HP_{name.upper()} with static "
                               f"hyperparameter {static_upper[name.upper()]!r} (names differ "
                               f"only in case); rename one"))
+
+    trainer = values.get("trainer")
+    if trainer is not None and (tuned is not None or static is not None):
+        # SM_HP_<NAME> of a hyperparameter of the space is the contract's to set.
+        ours = {f"SM_HP_{name.upper()}": name for name in [*(tuned or {}), *(static or {})]}
+        for key in trainer.environment:
+            if key in ours:
+                found.append((("trainer", "environment", key),
+                              f"is set by hpt from hyperparameter {ours[key]!r} (SM_HP_<NAME> "
+                              f"of every hyperparameter); remove it, or change the "
+                              f"hyperparameter's value instead"))
 
     objective, metrics = values.get("objective"), values.get("metric_definitions")
     if objective is not None and metrics is not None:
@@ -300,6 +327,10 @@ def _on_disk(values: dict[str, Any], data: dict, base: Path, prepared: bool) -> 
                           f"{show(raw.get('entry_point'))}); "
                           + (f"did you mean {guess!r}?" if guess else
                              "put the script there or fix entry_point")))
+    missing = _prepare_missing(values.get("prepare"), base)
+    if missing:
+        found.append((("prepare",), f"{missing} (got {show(values['prepare'])}); fix the "
+                                    f"command ({where})"))
     channels = values.get("channels")
     if channels:
         # Before launch, a channel the space's `prepare` command makes may not exist yet: it
