@@ -86,7 +86,6 @@ DISTRIBUTION_TYPES = ("FullyReplicated", "ShardedByS3Key")  # S3DataDistribution
 DISTRIBUTION_MODES = ("none", "data_parallel", "parameter_server", "torchrun")
 MPI_ENABLED = "sagemaker_mpi_enabled"
 MPI_PROCESSES_PER_HOST = "sagemaker_mpi_num_of_processes_per_host"
-MPI_CUSTOM_OPTIONS = "sagemaker_mpi_custom_mpi_options"
 PARAMETER_SERVER_ENABLED = "sagemaker_parameter_server_enabled"
 TORCH_DISTRIBUTED_ENABLED = "sagemaker_torch_distributed_enabled"
 MODE_SWITCHES = {"data_parallel": MPI_ENABLED, "parameter_server": PARAMETER_SERVER_ENABLED,
@@ -105,10 +104,10 @@ DISTRIBUTION_SWITCHES = (
 
 
 def distribution_hyperparameters(mode: str, processes_per_host: int) -> dict[str, object]:
-    """The `sagemaker_*` switches of a distribution mode, as the SDK sends them."""
+    """The `sagemaker_*` switches of a distribution mode, as the SDK sends them (for `mpi`
+    the SDK also sends `sagemaker_mpi_custom_mpi_options: ""`, the toolkit's default)."""
     if mode == "data_parallel":
-        return {MPI_ENABLED: True, MPI_PROCESSES_PER_HOST: processes_per_host,
-                MPI_CUSTOM_OPTIONS: ""}
+        return {MPI_ENABLED: True, MPI_PROCESSES_PER_HOST: processes_per_host}
     if mode in MODE_SWITCHES:
         return {MODE_SWITCHES[mode]: True}
     return {}
@@ -118,7 +117,7 @@ def distribution_mode(hyperparameters: dict[str, object]) -> str:
     """The mode whose switch is on in (decoded) hyperparameters: what an imported request
     asks for."""
     for mode, switch in MODE_SWITCHES.items():
-        if hyperparameters.get(switch) is True:
+        if hyperparameters.get(switch) in (True, "true", "True"):
             return mode
     return "none"
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hpt.runtime.plan import (HostAddress, distribution_hyperparameters, plan_trial,
+from hpt.sagemaker_names import distribution_hyperparameters
+from hpt.runtime.plan import (HostAddress, plan_trial,
                               processes_on_host)
 
 ARGV = ("python3", "train.py", "--lr", "0.1")

@@ -253,3 +253,55 @@ def test_hpt_launch_runs_trials_as_sagemaker_jobs_on_moto(tmp_path, write_space)
         assert s3.head_object(Bucket="out", Key="tuning/onsm/source/sourcedir.tar.gz")
     finally:
         server.stop()
+
+
+TOOLKIT_READS = r'''
+import json
+from sagemaker_training import environment
+env = environment.Environment()
+print(json.dumps({"framework": env.additional_framework_parameters,
+                  "distribution_hosts": env.distribution_hosts, "hosts": env.hosts}))
+'''
+
+
+@pytest.mark.parametrize("mode, switches", [
+    ("data_parallel", {"sagemaker_mpi_enabled": True,
+                       "sagemaker_mpi_num_of_processes_per_host": 2}),
+    ("parameter_server", {"sagemaker_parameter_server_enabled": True}),
+    ("torchrun", {"sagemaker_torch_distributed_enabled": True}),
+])
+def test_a_distributed_trial_sends_the_sdks_switches_and_the_toolkit_reads_them(
+        spec, mode, switches, tmp_path):
+    """Without them SageMaker would start N independent copies of the script."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    trainer = spec.trainer.model_copy(update={"instance_count": 2, "distribution": mode,
+                                              "processes_per_host": 2})
+    two_hosts = spec.model_copy(update={"trainer": trainer})
+    request = create_training_job_request(two_hosts, assignment(), ROLE,
+                                          source_uri("s3://out/tuning", "digits"), "us-east-1")
+    model = boto3.session.Session(region_name="us-east-1").client("sagemaker").meta.service_model
+    report = ParamValidator().validate(request, model.operation_model("CreateTrainingJob")
+                                       .input_shape)
+    assert not report.has_errors(), report.generate_report()
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    sent = {k: json.loads(v) for k, v in request["HyperParameters"].items()}
+    assert {k: sent[k] for k in switches} == switches
+    # What SageMaker hands the container: the request's hyperparameters, as they are.
+    config = tmp_path / "opt" / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
+    (config / "resourceconfig.json").write_text(json.dumps({
+        "current_host": "algo-1", "hosts": ["algo-1", "algo-2"],
+        "network_interface_name": "eth0"}))
+    (config / "inputdataconfig.json").write_text("{}")
+    done = subprocess.run([sys.executable, "-c", TOOLKIT_READS], capture_output=True, text=True,
+                          env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path / "opt")},
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {k: seen["framework"][k] for k in switches} == switches
+    assert seen["distribution_hosts"] == ["algo-1", "algo-2"]  # one distributed group

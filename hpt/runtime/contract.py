@@ -20,50 +20,19 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# The toolkit's params.SAGEMAKER_HYPERPARAMETERS, in its order.
-RESERVED_KEYS: tuple[str, ...] = (
-    "sagemaker_program",
-    "sagemaker_submit_directory",
-    "sagemaker_enable_cloudwatch_metrics",
-    "sagemaker_region",
-    "sagemaker_container_log_level",
-    "sagemaker_job_name",
-    "default_user_module_name",
-    "_tuning_objective_metric",
-    "sagemaker_s3_output",
-)
-SAGEMAKER_PREFIX = "sagemaker_"
+from hpt import sagemaker_names as sm
+from hpt.sagemaker_names import is_reserved
+
+RESERVED_KEYS = sm.RESERVED_HYPERPARAMETERS  # the toolkit's, in its order
 SAGEMAKER_BASE_PATH = "/opt/ml"
 HOMOGENEOUS_GROUP = "homogeneousCluster"
-DISTRIBUTION_TYPES = ("FullyReplicated", "ShardedByS3Key")
-
-# Framework switches that put the (only) instance group into distribution_instance_groups.
-_DISTRIBUTION_SWITCHES = (
-    "sagemaker_mpi_enabled",
-    "sagemaker_parameter_server_enabled",
-    "sagemaker_distributed_dataparallel_enabled",
-    "sagemaker_pytorch_ddp_enabled",
-    "sagemaker_pytorch_xla_multi_worker_enabled",
-    "sagemaker_multi_worker_mirrored_strategy_enabled",
-    "sagemaker_torch_distributed_enabled",
-)
-# The toolkit's process.validate_entry_point rule: a plain relative path inside code/.
-_SAFE_ENTRY_POINT = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+-]*(/[A-Za-z0-9._+-]+)*$")
-# SageMaker's Channel.ChannelName pattern.
-_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 
 HYPERPARAMETERS_FILE = "input/config/hyperparameters.json"
 RESOURCE_CONFIG_FILE = "input/config/resourceconfig.json"
 INPUT_DATA_CONFIG_FILE = "input/config/inputdataconfig.json"
-
-
-def is_reserved(key: str) -> bool:
-    """True for keys the toolkit strips from the user's hyperparameters."""
-    return key in RESERVED_KEYS or key.startswith(SAGEMAKER_PREFIX)
 
 
 def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
@@ -160,11 +129,8 @@ def _validate(inp: TrialContractInput, host: str, num_cpus: int, num_gpus: int,
     if not isinstance(inp.job_name, str) or not inp.job_name:
         raise ValueError(f"job_name must be a non-empty string (got {inp.job_name!r})")
     ep = inp.entry_point
-    if (not isinstance(ep, str) or not _SAFE_ENTRY_POINT.match(ep)
-            or any(seg in (".", "..") for seg in ep.split("/"))):
-        fail(f"entry_point {ep!r} must be a relative path inside source_dir made of letters, "
-             f"digits and . _ + - /, not starting with '-' or '/' and without '.' or '..' "
-             f"segments (for example 'train.py')")
+    if sm.entry_point_problem(ep):
+        fail(f"entry_point {ep!r} {sm.entry_point_problem(ep)} (for example 'train.py')")
     hosts = list(inp.hosts)
     if not hosts or len(set(hosts)) != len(hosts) or not all(isinstance(h, str) and h for h in hosts):
         fail(f"hosts must be distinct non-empty names (got {hosts!r})")
@@ -172,10 +138,10 @@ def _validate(inp: TrialContractInput, host: str, num_cpus: int, num_gpus: int,
         fail(f"host {host!r} is not one of the job's hosts {hosts!r}")
     upper_channels: dict[str, str] = {}
     for name, dist in inp.channels.items():
-        if not isinstance(name, str) or not _CHANNEL_NAME.match(name) or name in (".", ".."):
-            fail(f"channel name {name!r} must match [A-Za-z0-9.-_]{{1,64}}")
-        if dist not in DISTRIBUTION_TYPES:
-            fail(f"channel {name!r}: S3DistributionType must be one of {DISTRIBUTION_TYPES} "
+        if sm.channel_name_problem(name):
+            fail(f"channel name {name!r} {sm.channel_name_problem(name)}")
+        if dist not in sm.DISTRIBUTION_TYPES:
+            fail(f"channel {name!r}: S3DistributionType must be one of {sm.DISTRIBUTION_TYPES} "
                  f"(got {dist!r})")
         if name.upper() in upper_channels:
             fail(f"channels {upper_channels[name.upper()]!r} and {name!r} would share the "
@@ -195,7 +161,8 @@ def _validate(inp: TrialContractInput, host: str, num_cpus: int, num_gpus: int,
                  f"variable SM_HP_{key.upper()}; rename one")
         upper_hps[key.upper()] = key
     for key in inp.framework_params:
-        if not isinstance(key, str) or not key.startswith(SAGEMAKER_PREFIX) or key in RESERVED_KEYS:
+        if not isinstance(key, str) or not key.startswith(sm.RESERVED_PREFIX) \
+                or key in RESERVED_KEYS:
             fail(f"framework_params key {key!r} must start with 'sagemaker_' and not be one of "
                  f"the keys hpt sets itself {RESERVED_KEYS}")
     for key, value in inp.environment.items():
@@ -223,8 +190,8 @@ def _training_env(inp: TrialContractInput, *, host: str, base: str, hps: dict[st
     framework = {k: v for k, v in sagemaker_hps.items() if k not in RESERVED_KEYS}
     groups = resource_config["instance_groups"]
     current_group = resource_config["current_group_name"]
-    default_groups = ([current_group] if any(framework.get(k, False) for k in _DISTRIBUTION_SWITCHES)
-                      else [])
+    default_groups = ([current_group] if any(framework.get(k, False)
+                                             for k in sm.DISTRIBUTION_SWITCHES) else [])
     distribution_groups = framework.get("sagemaker_distribution_instance_groups", default_groups)
     distribution_hosts = [h for g in groups if g["instance_group_name"] in distribution_groups
                           for h in g["hosts"]]

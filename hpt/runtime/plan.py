@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
-MODES = ("none", "data_parallel", "parameter_server", "torchrun")
+from hpt.sagemaker_names import DISTRIBUTION_MODES as MODES
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,6 @@ def processes_on_host(mode: str, processes_per_host: int) -> int:
     if mode == "parameter_server":
         return processes_per_host + 1  # the workers and one parameter server
     return 1
-
-
-def distribution_hyperparameters(mode: str, processes_per_host: int) -> dict[str, object]:
-    """The reserved sagemaker_* switches SageMaker writes into hyperparameters.json."""
-    if mode == "data_parallel":
-        return {"sagemaker_mpi_enabled": True,
-                "sagemaker_mpi_num_of_processes_per_host": processes_per_host}
-    if mode == "parameter_server":
-        return {"sagemaker_parameter_server_enabled": True}
-    if mode == "torchrun":
-        return {"sagemaker_torch_distributed_enabled": True}
-    return {}
 
 
 def plan_trial(mode: str, hosts: Sequence[HostAddress], argv: Sequence[str], *,

@@ -22,6 +22,7 @@ from typing import Any
 
 from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.contract import encode_hyperparameters
+from hpt.sagemaker_names import distribution_hyperparameters
 from hpt.runtime.training_job import Progress, TrialAssignment, never_matched
 from hpt.trial import EARLY_STOPPED, ENDED, FailureReason, TrainingJobRecord, TrialStatus
 
@@ -51,6 +52,9 @@ def create_training_job_request(spec, assignment: TrialAssignment, role_arn: str
     trainer = spec.trainer
     hyperparameters = encode_hyperparameters({
         **spec.static_hyperparameters, **assignment.hyperparameters,
+        # data_parallel / parameter_server / torchrun: the switches the SDK sends, which the
+        # toolkit in the container reads to start the processes (else N independent hosts).
+        **distribution_hyperparameters(trainer.distribution, trainer.processes_per_host),
         "sagemaker_program": trainer.entry_point,
         "sagemaker_submit_directory": code_uri,
         "sagemaker_region": region,

@@ -18,8 +18,8 @@ from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
 from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
 from hpt.runtime.local import pack_model
-from hpt.runtime.plan import (HostAddress, HostPlan, distribution_hyperparameters,
-                              plan_trial, processes_on_host)
+from hpt.runtime.plan import HostAddress, HostPlan, plan_trial, processes_on_host
+from hpt.sagemaker_names import distribution_hyperparameters
 from hpt.words import shorten
 from hpt.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
                        TrialStatus)

@@ -19,41 +19,15 @@ from typing import Any, Callable, Iterable
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from hpt.sagemaker_names import PLATFORM_ENV
+from hpt import sagemaker_names as sm
+from hpt.sagemaker_names import is_reserved  # noqa: F401 - hpt.spec's public name
 
 HPT_ERROR = "hpt"
 
-# The toolkit's params.SAGEMAKER_HYPERPARAMETERS plus the tuner's objective key
-# (sagemaker-contract.md §2); every other `sagemaker_*` key is reserved as well.
-RESERVED_HYPERPARAMETERS = frozenset({
-    "sagemaker_program",
-    "sagemaker_submit_directory",
-    "sagemaker_container_log_level",
-    "sagemaker_job_name",
-    "sagemaker_region",
-    "sagemaker_enable_cloudwatch_metrics",
-    "sagemaker_s3_output",
-    "default_user_module_name",
-    "_tuning_objective_metric",
-})
-RESERVED_PREFIX = "sagemaker_"
-
-JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-JOB_NAME_MAX = 32
-CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-CHANNEL_NAME_MAX = 64  # SageMaker's Channel.ChannelName limit
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# The toolkit's rule for an entry point: a plain relative path inside code/.
-ENTRY_POINT = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+-]*(/[A-Za-z0-9._+-]+)*$")
+# SageMaker's reserved hyperparameter keys (hpt/sagemaker_names.py), as a set.
+RESERVED_HYPERPARAMETERS = frozenset(sm.RESERVED_HYPERPARAMETERS)
 URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
-# Variables the training contract always sets itself; a trainer.environment entry would clash.
-CONTRACT_ENV = PLATFORM_ENV
-
-
-def is_reserved(name: str) -> bool:
-    """True for hyperparameter keys SageMaker keeps for itself."""
-    return name in RESERVED_HYPERPARAMETERS or name.startswith(RESERVED_PREFIX)
 
 
 # -- raising problems ------------------------------------------------------------------------
@@ -219,7 +193,7 @@ def aliased_choice(aliases: dict[str, str], *options: str) -> Callable[[Any], st
 # -- names ------------------------------------------------------------------------------------
 
 def suggest_job_name(value: str) -> str:
-    name = re.sub(r"[^a-zA-Z0-9]+", "-", value).strip("-")[:JOB_NAME_MAX].strip("-")
+    name = re.sub(r"[^a-zA-Z0-9]+", "-", value).strip("-")[:sm.TUNING_JOB_NAME_MAX].strip("-")
     return name or "my-tuning-job"
 
 
@@ -229,9 +203,9 @@ def job_name_problem(value: Any) -> str | None:
         return f"must be a string (got {show(value)}); quote it"
     if not value:
         return "must not be empty (got ''); use 1-32 letters, digits and inner hyphens"
-    if len(value) > JOB_NAME_MAX or not JOB_NAME.match(value):
-        size = f", {len(value)} characters" if len(value) > JOB_NAME_MAX else ""
-        return (f"must be 1-{JOB_NAME_MAX} letters, digits and inner hyphens (got "
+    if len(value) > sm.TUNING_JOB_NAME_MAX or not sm.TUNING_JOB_NAME.match(value):
+        size = f", {len(value)} characters" if len(value) > sm.TUNING_JOB_NAME_MAX else ""
+        return (f"must be 1-{sm.TUNING_JOB_NAME_MAX} letters, digits and inner hyphens (got "
                 f"{show(value)}{size}); e.g. {suggest_job_name(value)!r}")
     return None
 
@@ -263,11 +237,11 @@ def hyperparameter_name(value: Any) -> str:
 def channel_name(value: Any) -> str:
     if not isinstance(value, str):
         raise problem(f"the channel name must be a string (got {show(value)}); quote it")
-    if len(value) > CHANNEL_NAME_MAX or not CHANNEL_NAME.match(value) or ".." in value:
+    if sm.channel_name_problem(value):
         fixed = re.sub(r"[^A-Za-z0-9_.-]+", "_", value).replace("..", ".").lstrip("._-") or "train"
-        raise problem(f"the channel name must be 1-{CHANNEL_NAME_MAX} letters, digits, '_', '.' "
-                      f"or '-', starting with a letter or digit, without '..' "
-                      f"(got {show(value)}); e.g. {fixed[:CHANNEL_NAME_MAX]!r}")
+        raise problem(f"the channel name must be 1-{sm.CHANNEL_NAME_MAX} letters, digits, '_', "
+                      f"'.' or '-', starting with a letter or digit, without '..' "
+                      f"(got {show(value)}); e.g. {fixed[:sm.CHANNEL_NAME_MAX]!r}")
     return value
 
 

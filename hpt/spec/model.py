@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
-from hpt.spec.fields import (CONTRACT_ENV, ENTRY_POINT, ENV_NAME, URI_SCHEME, SpecModel,
+from hpt import sagemaker_names as sm
+from hpt.spec.fields import (URI_SCHEME, SpecModel,
                              boolean, case_clashes, channel_name, choice, collect, did_you_mean,
                              hyperparameter_name, integer, job_name, job_name_problem,
                              local_path, mapping, number, optional, problem, problems, show,
@@ -28,8 +29,8 @@ from hpt.spec.ranges import (CategoricalRange, ContinuousRange, IntegerRange,  #
 STRATEGIES = ("bayesian", "random", "grid", "hyperband", "cmaes")
 EARLY_STOPPING = ("off", "auto", "asha")
 RUNTIMES = ("local", "docker", "sagemaker")
-DISTRIBUTIONS = ("none", "data_parallel", "parameter_server", "torchrun")
-CHANNEL_DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+DISTRIBUTIONS = sm.DISTRIBUTION_MODES
+CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
 MAX_WARM_START_PARENTS = 5
 MAX_SEED = 2**32 - 1  # numpy/Optuna seeds are 32-bit
 
@@ -56,7 +57,7 @@ def _entry_point(value: Any) -> str:
     text(value)
     # `./train.py` is the file `train.py`: the contract's path has no '.' segments.
     value = "/".join(part for part in value.split("/") if part != ".") or value
-    if value.startswith("/") or ".." in value.split("/") or not ENTRY_POINT.match(value):
+    if sm.entry_point_problem(value):
         raise problem(f"must be a file path relative to source_dir, of letters, digits and "
                       f"'._+-' (got {show(value)}); e.g. entry_point: train.py")
     return value
@@ -67,10 +68,10 @@ def _environment(value: Any) -> dict[str, str]:
     found: list = []
     out: dict[str, str] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not ENV_NAME.match(key):
+        if not isinstance(key, str) or not sm.ENV_NAME.match(key):
             found.append(((key,), f"is not a valid environment variable name (got {show(key)}); "
                                   f"use letters, digits and '_', not starting with a digit"))
-        elif key in CONTRACT_ENV or (key.startswith("SM_") and not key.startswith("SM_HP_")):
+        elif key in sm.PLATFORM_ENV or (key.startswith("SM_") and not key.startswith("SM_HP_")):
             found.append(((key,), "is set by hpt from the training contract; remove it"))
         if isinstance(item, bool):
             item = "true" if item else "false"

@@ -20,6 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hpt.sagemaker_names import (MODE_SWITCHES, MPI_PROCESSES_PER_HOST,
+                                 distribution_hyperparameters, distribution_mode)
+
 PLACEHOLDER = "REPLACE-ME"
 IMAGE_PLACEHOLDER = f"000000000000.dkr.ecr.us-east-1.amazonaws.com/{PLACEHOLDER.lower()}:latest"
 ROLE_PLACEHOLDER = f"arn:aws:iam::000000000000:role/{PLACEHOLDER}"
@@ -32,10 +35,6 @@ SCALINGS = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic",
             "reverse_log": "ReverseLogarithmic"}
 WARM_START = {"identical_data_and_algorithm": "IdenticalDataAndAlgorithm",
               "transfer_learning": "TransferLearning"}
-DISTRIBUTION_SWITCHES = {"data_parallel": "sagemaker_mpi_enabled",
-                         "parameter_server": "sagemaker_parameter_server_enabled",
-                         "torchrun": "sagemaker_torch_distributed_enabled"}
-PROCESSES_KEY = "sagemaker_mpi_num_of_processes_per_host"
 TAG = "hpt:"
 
 
@@ -193,12 +192,9 @@ def _static(spec, base: Path, tags: dict, report: list) -> dict[str, str]:
     tags["source_dir"] = _relative(trainer.source_dir, base)
     report.append(f"trainer.source_dir: {tags['source_dir']} is local; "
                   f"sagemaker_submit_directory is a placeholder: upload it as sourcedir.tar.gz")
-    switch = DISTRIBUTION_SWITCHES.get(trainer.distribution)
-    if switch:
-        values[switch] = json.dumps(True)
-    if trainer.distribution == "data_parallel":
-        values[PROCESSES_KEY] = json.dumps(trainer.processes_per_host)
-    elif trainer.processes_per_host != 1:
+    switches = distribution_hyperparameters(trainer.distribution, trainer.processes_per_host)
+    values.update({key: json.dumps(value) for key, value in switches.items()})
+    if MPI_PROCESSES_PER_HOST not in switches and trainer.processes_per_host != 1:
         tags["processes_per_host"] = str(trainer.processes_per_host)
     return values
 
@@ -313,11 +309,10 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
     statics = {k: _loads(v) for k, v in (definition.get("StaticHyperParameters") or {}).items()}
     entry_point = statics.pop("sagemaker_program", None)
     statics.pop("sagemaker_submit_directory", None)
-    distribution = "none"
-    for mode, switch in DISTRIBUTION_SWITCHES.items():
-        if statics.pop(switch, False):
-            distribution = mode
-    processes = statics.pop(PROCESSES_KEY, None)
+    distribution = distribution_mode(statics)
+    for switch in MODE_SWITCHES.values():
+        statics.pop(switch, None)
+    processes = statics.pop(MPI_PROCESSES_PER_HOST, None)
     for key in [k for k in statics if k.startswith("sagemaker_")]:
         report.append(f"StaticHyperParameters.{key}: a SageMaker switch hpt does not use; "
                       f"dropped")
