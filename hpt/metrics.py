@@ -1,7 +1,7 @@
 """Streaming metric parser: SageMaker metric definitions applied to every log line.
 
 Each definition is `{Name, Regex}` with one capture group. Every match is a data point,
-kept in order; a metric's final value is its last match (sagemaker-contract.md §5).
+kept in order; a metric's final value is its last match (docs/sagemaker-contract.md §5).
 """
 
 from __future__ import annotations

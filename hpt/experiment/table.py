@@ -1,6 +1,6 @@
 """The experiment table: one row per training job, rebuilt from the journal.
 
-Columns follow `HyperparameterTuningJobAnalytics.dataframe()` (sagemaker-contract.md §8):
+Columns follow `HyperparameterTuningJobAnalytics.dataframe()` (docs/sagemaker-contract.md §11):
 the tuned hyperparameters, then SageMaker's analytics columns, then hpt's own.
 """
 

@@ -1,4 +1,4 @@
-"""The SageMaker training-container contract as pure data (sagemaker-contract.md §1-4).
+"""The SageMaker training-container contract as pure data (docs/sagemaker-contract.md §1-4).
 
 `render_host_contract` turns one trial on one host into everything its process needs: the
 directories and config files of its tree, the full environment hpt injects and the argv.

@@ -1,4 +1,4 @@
-"""Distributed training inside one trial, as a pure plan (sagemaker-contract.md §6).
+"""Distributed training inside one trial, as a pure plan (docs/sagemaker-contract.md §7).
 
 `plan_trial` turns a distribution mode and the trial's hosts (their real addresses and the
 free ports picked on each) into the processes every host runs: argv, the variables added to
