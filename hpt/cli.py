@@ -44,18 +44,13 @@ def cmd_launch(args) -> int:
     prepared = prepare_missing_channels(load_spec(args.space, _overrides(args),
                                                   check_disk=False))
     spec = load_spec(args.space, _overrides(args), prepared=prepared)
-    role = args.role or os.environ.get("HPT_SAGEMAKER_ROLE")
-    if spec.runtime == "sagemaker" and not role:
-        raise UserError(f"{args.space}: runtime: sagemaker needs the IAM role SageMaker runs "
-                        f"the training jobs as: pass --role arn:aws:iam::ACCOUNT:role/NAME "
-                        f"(or set HPT_SAGEMAKER_ROLE)")
     from hpt.launch import launch  # imports Ray: only for the command that needs it
     from hpt.experiment.table import experiments_dir
 
     root = experiments_dir(args.experiments_dir)
     result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard,
                     dashboard_host=args.dashboard_host, container_engine=args.container_engine,
-                    sagemaker_role=role, resume=args.resume,
+                    sagemaker_role=args.role, resume=args.resume,
                     max_trials_override=args.max_trials)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(

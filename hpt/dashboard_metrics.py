@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from hpt.experiment.best import better
 from hpt.trial import TrialStatus
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ class TuningJobMetrics:
     def ended(self, status: str, objective: float | None) -> None:
         self.counts[TrialStatus.IN_PROGRESS] = max(0, self.counts[TrialStatus.IN_PROGRESS] - 1)
         self.counts[TrialStatus(status)] += 1
-        if status == TrialStatus.COMPLETED and objective is not None and (
-                self.best is None or (objective > self.best) == self.maximize):
+        if status == TrialStatus.COMPLETED and objective is not None and better(
+                objective, self.best, self.maximize):
             self.best = objective
         self._publish()
 

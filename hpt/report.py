@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from hpt.experiment.best import BestSoFar, summary
 from hpt.experiment.job_state import IN_PROGRESS, JobState, job_state
 from hpt.experiment.lock import holder
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
-from hpt.experiment.table import OVERHEAD_COLUMNS, load_table, resolve_experiment
+from hpt.experiment.table import OVERHEAD_COLUMNS, load_table, resolve_experiment, trial_rows
 from hpt.trial import TrialStatus
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -91,22 +92,10 @@ def best_trial(name_or_path: str | os.PathLike,
     """The best completed training job: name, objective, hyperparameters, model path."""
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
-    df = load_table(root)
-    done = df[(df["TrainingJobStatus"] == TrialStatus.COMPLETED) & df["FinalObjectiveValue"].notna()]
-    if done.empty:
-        return None
-    column = done["FinalObjectiveValue"]
-    row = done.loc[column.idxmax() if _maximize(spec) else column.idxmin()]
-    hyperparameters = {name: _plain(row[name]) for name in spec["hyperparameters"]}
-    return {
-        "TrainingJobName": row["TrainingJobName"],
-        "FinalObjectiveValue": float(row["FinalObjectiveValue"]),
-        "ObjectiveMetric": spec["objective"]["metric"],
-        "HyperParameters": hyperparameters,
-        "StaticHyperParameters": spec.get("static_hyperparameters", {}),
-        "ModelArtifact": row["ModelArtifact"],
-        "LogPath": row["LogPath"],
-    }
+    best = BestSoFar(_maximize(spec))
+    for row in trial_rows(list(read_journal(root / JOURNAL))):
+        best.offer(row)
+    return summary(best.record, spec) if best.record is not None else None
 
 
 def state_of(root: Path, events: list[dict[str, Any]] | None = None) -> JobState:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 
 from hpt.errors import UserError
 from hpt.experiment.lock import WriterLock
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
 from hpt.experiment.table import resolve_experiment, trial_rows
-from hpt.runtime.training_job import LocalTrainingJob, TrainingJobRecord, TrialAssignment
+from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.runtimes import RUNTIMES
+from hpt.trial import TrainingJobRecord
 from hpt.secrets import restore_env
 from hpt.spec import Spec
 
@@ -43,10 +44,12 @@ def rerun(name: str, wanted: str, experiments_dir=None, gpu_ids: tuple[str, ...]
                         f"shell and run hpt rerun again")
     frozen["trainer"]["environment"] = environment
     spec = Spec.from_frozen_dict(frozen)
-    if spec.trainer.instance_count > 1:
-        raise UserError(f"{name}: hpt rerun runs single-host training jobs; this one has "
-                        f"instance_count {spec.trainer.instance_count} (launch a copy of the "
-                        f"space with max_trials 1 and these hyperparameters instead)")
+    if spec.trainer.instance_count > 1 or not RUNTIMES[spec.runtime].host_actors:
+        raise UserError(f"{name}: hpt rerun runs single-host training jobs here (local "
+                        f"processes or a container); this one has instance_count "
+                        f"{spec.trainer.instance_count} on runtime {spec.runtime} (launch a "
+                        f"copy of the space with max_trials 1 and these hyperparameters "
+                        f"instead)")
     row = find_training_job(trial_rows(list(read_journal(root / JOURNAL))), wanted)
     with WriterLock(root, "rerun"):  # never beside a launcher writing the same job
         return _run(spec, row, root / "reruns", gpu_ids, on_point)
@@ -58,10 +61,10 @@ def _run(spec: Spec, row: dict, reruns, gpu_ids, on_point) -> TrainingJobRecord:
     trial_dir.mkdir(parents=True)
     assignment = TrialAssignment(row["trial_number"], row["training_job_name"],
                                  dict(row["hyperparameters"]))
+    # The job's own runtime builds it (a container for runtime: docker), as in the tuning job.
+    slot = Slot(num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)), gpu_ids=tuple(gpu_ids))
     try:
-        job = LocalTrainingJob(spec, assignment, trial_dir,
-                               num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)),
-                               gpu_ids=tuple(gpu_ids), python=sys.executable)
+        job = RUNTIMES[spec.runtime].job(JobContext(spec, assignment, trial_dir, {}, slot))
         job.start()
     except BaseException:
         shutil.rmtree(trial_dir, ignore_errors=True)  # no empty rerun folder left behind

@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from hpt.experiment.best import better
 from hpt.trial import ENDED, TrialStatus
 from hpt.words import shorten
 
@@ -102,9 +103,8 @@ class LaunchView:
 
     def _count(self, name: str, status: str, objective: float | None) -> None:
         self.counts[status] = self.counts.get(status, 0) + 1
-        if status == TrialStatus.COMPLETED and objective is not None and (
-                self.best is None or (objective > self.best[0]) == self.maximize
-                and objective != self.best[0]):
+        if status == TrialStatus.COMPLETED and objective is not None and better(
+                objective, self.best[0] if self.best else None, self.maximize):
             self.best = (objective, name)
 
     def trial_ended(self, name: str, status: str, objective: float | None,

@@ -172,7 +172,8 @@ def bench_overhead(quick: bool) -> None:
 # -- launch ------------------------------------------------------------------------------
 
 def bench_launch(quick: bool) -> None:
-    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.training_job import LocalTrainingJob
     from hpt.spec import load_spec
 
     runs = 5 if quick else 20
@@ -203,7 +204,8 @@ def bench_launch(quick: bool) -> None:
 # -- torch start -------------------------------------------------------------------------
 
 def bench_torch(quick: bool) -> None:
-    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.training_job import LocalTrainingJob
     from hpt.runtime.warm import WarmInterpreter, modules_to_preload
     from hpt.spec import load_spec
 
@@ -292,7 +294,8 @@ def bench_search(quick: bool) -> None:
 # -- metrics -----------------------------------------------------------------------------
 
 def bench_metrics(quick: bool) -> None:
-    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.training_job import LocalTrainingJob
     from hpt.spec import load_spec
 
     rate, seconds = 2000, (3.0 if quick else 20.0)

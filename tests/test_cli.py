@@ -250,7 +250,8 @@ def test_an_environment_variable_the_contract_sets_is_refused_at_validation(writ
 def test_a_contract_the_space_cannot_have_fails_the_job_once_and_is_not_retried(tmp_path):
     """What validation misses must still end as the job's own failure (ClientError), never
     as a lost host that Tune retries."""
-    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.training_job import LocalTrainingJob
     from hpt.spec import Spec, load_spec
     from hpt.trial import FailureCategory, TrialStatus
 

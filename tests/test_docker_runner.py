@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.runtimes import RUNTIMES
+from hpt.runtime.training_job import LocalTrainingJob
 from hpt.spec import load_spec
 from test_tuning_job import faulty_space
 
@@ -67,11 +69,14 @@ def fake_docker(tmp_path, monkeypatch):
 
 
 def _job(write_space, tmp_path, mode: str) -> LocalTrainingJob:
+    """The job runtime: docker builds (its registry entry), as the trainable builds it."""
     space = faulty_space(name="boxed", runtime="docker")
     space["trainer"]["image"] = "hpt-test:latest"
     spec = load_spec(write_space(space))
-    return LocalTrainingJob(spec, TrialAssignment(1, f"boxed-001-{mode}0000", {"mode": mode}),
-                            tmp_path / "exp" / f"boxed-001-{mode}0000", num_cpus=2)
+    return RUNTIMES["docker"].job(JobContext(
+        spec, TrialAssignment(1, f"boxed-001-{mode}0000", {"mode": mode}),
+        tmp_path / "exp" / f"boxed-001-{mode}0000", {"container_engine": "docker"},
+        Slot(num_cpus=2)))
 
 
 def test_a_container_job_streams_its_metrics_and_is_removed_after(write_space, tmp_path,

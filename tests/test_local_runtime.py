@@ -133,7 +133,8 @@ def test_a_full_disk_fails_the_job_with_the_reason_and_never_blocks_the_script(
     import os
     import time
 
-    from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.training_job import LocalTrainingJob
     from hpt.spec import load_spec
     from test_tuning_job import faulty_space
 

@@ -11,7 +11,8 @@ import pytest
 import hpt
 from hpt.errors import UserError
 from hpt.launch import launch
-from hpt.runtime.channels import artifact_uris, download_channel, local_key_path
+from hpt.runtime.artifacts import artifact_uris
+from hpt.runtime.channels import download_channel, local_key_path
 from hpt.spec import load_spec
 from test_tuning_job import faulty_space
 
@@ -90,7 +91,7 @@ def test_a_symlink_planted_in_the_channel_folder_carries_no_download_outside(s3,
 
 
 def test_a_running_jobs_checkpoints_are_synced_changed_files_only(s3, tmp_path):
-    from hpt.runtime.channels import FolderSync
+    from hpt.runtime.artifacts import FolderSync
 
     tree = tmp_path / "algo-1"
     (tree / "checkpoints" / "sub").mkdir(parents=True)
@@ -156,7 +157,7 @@ def test_a_missing_bucket_is_bad_input_and_leaves_nothing(s3, write_space, tmp_p
 
 
 def test_a_sharded_s3_channel_gives_each_host_every_nth_key(s3, write_space, tmp_path):
-    from hpt.launch import _download_s3_channels
+    from hpt.runtime.channels import stage_s3_channels
     from hpt.runtime.tree import shard_files
 
     for i in range(5):
@@ -164,7 +165,7 @@ def test_a_sharded_s3_channel_gives_each_host_every_nth_key(s3, write_space, tmp
     space = faulty_space(name="sharded", channels={
         "train": {"uri": "s3://data/shards", "distribution": "ShardedByS3Key"}})
     spec = load_spec(write_space(space))
-    downloads, trial_spec = _download_s3_channels(spec, tmp_path / "job", s3)
+    downloads, trial_spec = stage_s3_channels(spec, tmp_path / "job", s3)
     channel = trial_spec.channels["train"]
     assert channel.distribution == "ShardedByS3Key" and not channel.is_s3
     hosts = [[p.name for p in shard_files(channel.uri, i, 2)] for i in range(2)]

@@ -11,7 +11,7 @@ from botocore.validate import ParamValidator
 
 from hpt.runtime.sagemaker import (LOG_GROUP, SageMakerTrainingJob, create_training_job_request,
                                    pack_source, source_uri)
-from hpt.runtime.training_job import TrialAssignment
+from hpt.runtime.api import TrialAssignment
 from hpt.spec import load_spec
 from hpt.trial import EARLY_STOPPED
 

@@ -163,3 +163,11 @@ def write_table(df: pd.DataFrame, root: Path) -> tuple[Path, Path]:
         df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(tmp, index=False)
     os.replace(tmp, parquet)
     return parquet, csv
+
+
+def rebuild_table(store, spec) -> pd.DataFrame:
+    """The table of the store's journal, written to table.parquet / table.csv."""
+    events = list(read_journal(store.journal_path))
+    df = build_table(events, list(spec.hyperparameters), [m.name for m in spec.metric_definitions])
+    write_table(df, store.root)
+    return df

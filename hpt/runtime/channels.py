@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,68 +99,24 @@ def download_channel(client, uri: str, dest: Path) -> dict[str, Any]:
             "cached": len(listing) - fetched, "path": str(dest)}
 
 
-def artifact_uris(output: str, training_job: str) -> dict[str, str]:
-    """Where SageMaker puts a training job's artifacts under the tuning job's output path."""
-    location = parse_s3(output)
-    base = posixpath.join(location.prefix, training_job, "output") if location.prefix \
-        else posixpath.join(training_job, "output")
-    return {"model": f"s3://{location.bucket}/{base}/model.tar.gz",
-            "output": f"s3://{location.bucket}/{base}/output.tar.gz"}
+def stage_s3_channels(spec, root: Path, client):
+    """Downloads the space's s3:// channels into `<root>/channels/<name>` (once per tuning
+    job); returns the journal events that say so and the spec the trials run with (those
+    channels as local folders). A channel that cannot be read is bad input (UserError)."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
+    from hpt.errors import UserError
 
-def pack_output_data(data_dir: Path, archive: Path) -> Path | None:
-    """output/data -> output.tar.gz (None when the job wrote nothing there)."""
-    files = sorted(p for p in data_dir.rglob("*") if p.is_file()) if data_dir.is_dir() else []
-    if not files:
-        return None
-    tmp = archive.with_name(archive.name + ".tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for path in files:
-            tar.add(path, arcname=str(path.relative_to(data_dir)))
-    os.replace(tmp, archive)
-    return archive
-
-
-class FolderSync:
-    """Mirrors a running job's `output/intermediate/` and `checkpoints/` to where SageMaker
-    puts them (`<output>/<job>/output/intermediate/`, `<output>/<job>/checkpoints/`),
-    uploading only files whose size or mtime changed since the last run()."""
-
-    def __init__(self, client, host_tree: Path, output: str, training_job: str):
-        self.client, self.host_tree, self.training_job = client, Path(host_tree), training_job
-        location = parse_s3(output)
-        base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
-        self.bucket = location.bucket
-        self.targets = {"output/intermediate": f"{base}/output/intermediate",
-                        "checkpoints": f"{base}/checkpoints"}
-        self._seen: dict[Path, tuple[int, int]] = {}
-
-    def run(self) -> int:
-        uploaded = 0
-        for folder, prefix in self.targets.items():
-            root = self.host_tree / folder
-            if not root.is_dir():
-                continue
-            for path in sorted(p for p in root.rglob("*") if p.is_file()):
-                stat = path.stat()
-                stamp = (stat.st_size, stat.st_mtime_ns)
-                if self._seen.get(path) == stamp:
-                    continue
-                key = f"{prefix}/{path.relative_to(root).as_posix()}"
-                self.client.upload_file(str(path), self.bucket, key)
-                self._seen[path] = stamp
-                uploaded += 1
-        return uploaded
-
-
-def upload_artifacts(client, output: str, training_job: str, model: Path | None,
-                     output_data: Path | None) -> dict[str, str]:
-    """Uploads what exists; returns {kind: s3 uri} of what was uploaded."""
-    uris = artifact_uris(output, training_job)
-    done: dict[str, str] = {}
-    for kind, path in (("model", model), ("output", output_data)):
-        if path is not None and Path(path).is_file():
-            location = parse_s3(uris[kind])
-            client.upload_file(str(path), location.bucket, location.prefix)
-            done[kind] = uris[kind]
-    return done
+    events, channels = [], dict(spec.channels)
+    for name, channel in spec.channels.items():
+        if not channel.is_s3:
+            continue
+        try:
+            info = download_channel(client, channel.uri, root / "channels" / name)
+        except (BotoCoreError, ClientError, FileNotFoundError, ValueError) as exc:
+            raise UserError(f"{spec.source_path}: channels.{name}: cannot download "
+                            f"{channel.uri}: {exc}; check the URI and your AWS configuration "
+                            f"(AWS_ENDPOINT_URL, AWS_PROFILE, region, credentials)") from None
+        events.append({"event": "channel_downloaded", "channel": name, **info})
+        channels[name] = channel.model_copy(update={"uri": info["path"]})
+    return events, spec.model_copy(update={"channels": channels})

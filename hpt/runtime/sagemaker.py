@@ -23,7 +23,8 @@ from typing import Any
 from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.contract import encode_hyperparameters
 from hpt.sagemaker_names import distribution_hyperparameters
-from hpt.runtime.training_job import Progress, TrialAssignment, never_matched
+from hpt.runtime.api import Progress, TrialAssignment
+from hpt.runtime.training_job import never_matched
 from hpt.trial import EARLY_STOPPED, ENDED, FailureReason, TrainingJobRecord, TrialStatus
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"

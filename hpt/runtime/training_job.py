@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from hpt.metrics import MetricParser, MetricPoint
+from hpt.runtime.api import Progress, TrialAssignment
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
 from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
 from hpt.runtime.local import pack_model
@@ -34,24 +34,6 @@ CHECK_OTHERS_SECONDS = 0.5
 
 def utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class TrialAssignment:
-    """What the search strategy decided for one trial."""
-
-    trial_number: int
-    training_job_name: str
-    hyperparameters: dict[str, Any]  # tuned values only, decoded types
-    suggested_at: float | None = None  # when the search strategy proposed it
-
-
-@dataclass(frozen=True)
-class Progress:
-    """An objective data point (`point`) or the end of the job (`record`)."""
-
-    point: MetricPoint | None = None
-    record: TrainingJobRecord | None = None
 
 
 class OtherHost(Protocol):
@@ -81,14 +63,11 @@ class LocalTrainingJob:
                  num_cpus: int = 1, gpu_ids: tuple[str, ...] = (),
                  python: str = sys.executable, ip: str = "127.0.0.1",
                  other_hosts: tuple[OtherHost, ...] = (), warm_socket: str | None = None,
-                 container_engine: str = "docker"):
+                 container: ContainerSettings | None = None):
+        """`container`: run algo-1 as a container (runtime: docker), else a process group."""
         self.spec = spec
         self.warm_socket = warm_socket
-        # runtime: docker -- channels are mounted read-only into the container, not linked.
-        self.container = ContainerSettings(
-            container_engine, spec.trainer.image or "", spec.name, STOP_GRACE_SECONDS,
-            tuple((str(Path(ch.uri).resolve()), name) for name, ch in spec.channels.items())) \
-            if spec.runtime == "docker" else None
+        self.container = container
         self.assignment = assignment
         self.trial_dir = Path(trial_dir)
         self.num_cpus = num_cpus

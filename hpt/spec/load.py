@@ -16,6 +16,7 @@ from hpt.spec.errors import SpecError
 from hpt.spec.fields import did_you_mean, show
 from hpt.spec.messages import (drop_explained_missing, format_path, missing_fix,
                                problems_from_error, unknown_field)
+from hpt.runtime.runtimes import RUNTIMES
 from hpt.spec.model import USER_FIELDS, Spec
 from hpt.spec.yaml_source import parse_yaml
 
@@ -244,45 +245,9 @@ def _across_sections(values: dict[str, Any]) -> list[Problem]:
                       f"must be a Python script for distribution: torchrun (got "
                       f"{trainer.entry_point!r}); torchrun starts `python <entry_point>` on "
                       f"every process, use a .py entry point or another distribution"))
-    if values.get("runtime") == "docker" and trainer is not None:
-        found += _docker_problems(trainer)
-    if values.get("runtime") == "sagemaker" and trainer is not None \
-            and trainer.instance_type == "local":
-        found.append((("trainer", "instance_type"),
-                      "must be a SageMaker instance type for runtime: sagemaker (got 'local'); "
-                      "e.g. instance_type: ml.m5.xlarge"))
-    if values.get("runtime") == "sagemaker":
-        found += _sagemaker_problems(trainer, values.get("channels") or {}, values.get("output"))
-    return found
-
-
-def _sagemaker_problems(trainer, channels: dict, output: str | None) -> list[Problem]:
-    found: list[Problem] = []
-    if trainer is not None and not trainer.image:
-        found.append((("trainer", "image"), "is required for runtime: sagemaker: an ECR image "
-                      "with the sagemaker-training toolkit, e.g. "
-                      "123456789012.dkr.ecr.us-east-1.amazonaws.com/hpt-cnn:latest"))
-    if not (output or "").startswith("s3://"):
-        found.append((("output",), "must be an s3:// URI for runtime: sagemaker (SageMaker "
-                      "writes model.tar.gz there); e.g. output: s3://my-bucket/tuning"))
-    for name, channel in channels.items():
-        if not channel.is_s3:
-            found.append((("channels", name), f"must be an s3:// URI for runtime: sagemaker "
-                          f"(got {channel.uri}); upload the data, e.g. aws s3 sync "
-                          f"{channel.uri} s3://my-bucket/{name}"))
-    return found
-
-
-def _docker_problems(trainer) -> list[Problem]:
-    found: list[Problem] = []
-    if not trainer.image:
-        found.append((("trainer", "image"), "is required for runtime: docker; e.g. image: "
-                      "hpt-cnn:latest (docker build -t hpt-cnn:latest trainers/cnn)"))
-    if trainer.instance_count != 1 or trainer.distribution != "none":
-        found.append((("trainer", "instance_count"),
-                      "runtime: docker runs single-host trials in this version (got "
-                      f"instance_count: {trainer.instance_count}, distribution: "
-                      f"{trainer.distribution}); use runtime: local for multi-host trials"))
+    runtime = RUNTIMES.get(values.get("runtime"))
+    if runtime is not None:
+        found += runtime.problems(values)
     return found
 
 

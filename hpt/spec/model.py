@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from hpt import sagemaker_names as sm
+from hpt.runtime import runtimes as runtime_registry
 from hpt.spec.fields import (URI_SCHEME, SpecModel,
                              boolean, case_clashes, channel_name, choice, collect, did_you_mean,
                              hyperparameter_name, integer, job_name, job_name_problem,
@@ -28,7 +29,7 @@ from hpt.spec.ranges import (CategoricalRange, ContinuousRange, IntegerRange,  #
 
 STRATEGIES = ("bayesian", "random", "grid", "hyperband", "cmaes")
 EARLY_STOPPING = ("off", "auto", "asha")
-RUNTIMES = ("local", "docker", "sagemaker")
+RUNTIMES = tuple(runtime_registry.RUNTIMES)
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES
 CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
 MAX_WARM_START_PARENTS = 5
@@ -339,7 +340,7 @@ MetricDefinitions = Annotated[list[MetricDefinition], BeforeValidator(_metric_de
 Strategy = Annotated[Literal["bayesian", "random", "grid", "hyperband", "cmaes"],
                      BeforeValidator(choice(*STRATEGIES))]
 EarlyStopping = Annotated[Literal["off", "auto", "asha"], BeforeValidator(_early_stopping)]
-Runtime = Annotated[Literal["local", "docker", "sagemaker"], BeforeValidator(choice(*RUNTIMES))]
+Runtime = Annotated[Literal[RUNTIMES], BeforeValidator(choice(*RUNTIMES))]
 
 
 class Spec(SpecModel):

@@ -9,33 +9,18 @@ exception is reserved for hpt's or the machine's failures, which Tune may retry.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import ray
 from ray import tune
 
 from hpt.experiment.store import archive_attempt
+from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
-from hpt.runtime.sagemaker import POLL_SECONDS
-from hpt.runtime.training_job import LocalTrainingJob, TrialAssignment
+from hpt.runtime.runtimes import RUNTIMES
 from hpt.spec import Spec
 from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, PLACEMENT, RECORD, STATUS
-
-
-def _sagemaker_job(spec, assignment, trial_dir, role_arn: str, code_uri: str):
-    import boto3
-
-    from hpt.runtime.sagemaker import SageMakerTrainingJob
-
-    session = boto3.session.Session()
-    return SageMakerTrainingJob(spec, assignment, trial_dir, role_arn=role_arn,
-                                code_uri=code_uri, sagemaker=session.client("sagemaker"),
-                                logs=session.client("logs"),
-                                region=session.region_name or "us-east-1",
-                                poll_seconds=float(os.environ.get("HPT_SAGEMAKER_POLL_SECONDS",
-                                                                  POLL_SECONDS)))
 
 
 class HostLostError(RuntimeError):
@@ -43,22 +28,22 @@ class HostLostError(RuntimeError):
 
 
 class TrainingJobTrainable(tune.Trainable):
-    def setup(self, config, spec_dict=None, experiment_dir=None, warm_socket=None,
-              container_engine="docker", sagemaker=None):
+    def setup(self, config, spec_dict=None, experiment_dir=None, settings=None):
+        """`settings`: what the runtime's staging produced (runtime/api.py's Staged)."""
         self.spec = Spec.from_frozen_dict(spec_dict)
-        self.warm_socket = warm_socket
-        self.container_engine = container_engine
-        self.sagemaker = sagemaker  # (role ARN, code URI) for runtime: sagemaker
+        self.runtime = RUNTIMES[self.spec.runtime]
+        self.settings = dict(settings or {})
         self.experiment_dir = Path(experiment_dir)
         self.job = None
         trainer = self.spec.trainer
         self.port_count = processes_on_host(trainer.distribution, trainer.processes_per_host)
         # Hosts algo-2..N: one actor per bundle of this trial's placement group, kept for
         # every trial this (reused) trainable runs.
+        hosts = trainer.instance_count if self.runtime.host_actors else 1
         self.other_hosts = tuple(
             RayHost(index, trainer.cpus_per_host, trainer.gpus_per_host, self.port_count,
-                    warm_socket)
-            for index in range(1, trainer.instance_count if sagemaker is None else 1))
+                    self.settings.get("warm_socket"))
+            for index in range(1, hosts))
         self.pending_config = config
 
     def __repr__(self):
@@ -78,20 +63,13 @@ class TrainingJobTrainable(tune.Trainable):
         trial_dir = self.experiment_dir / assignment.training_job_name
         trial_dir.mkdir(parents=True, exist_ok=True)
         archive_attempt(trial_dir)  # a retry or a resumed job's re-run keeps the earlier files
-        if self.sagemaker is not None:
-            self.job = _sagemaker_job(self.spec, assignment, trial_dir, *self.sagemaker)
-            self.placement = f"SageMaker {self.spec.trainer.instance_type}"
-            self.job.start()
-            return
-        gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
-        num_cpus = max(1, math.ceil(self.spec.trainer.cpus_per_host))
-        ip = ray.util.get_node_ip_address()
-        self.placement = ip + (f" GPU {','.join(gpu_ids)}" if gpu_ids else "") + (
-            f" (+{len(self.other_hosts)} hosts)" if self.other_hosts else "")
-        self.job = LocalTrainingJob(self.spec, assignment, trial_dir, num_cpus, gpu_ids,
-                                    ip=ip,
-                                    other_hosts=self.other_hosts, warm_socket=self.warm_socket,
-                                    container_engine=self.container_engine)
+        slot = Slot(ip=ray.util.get_node_ip_address(),
+                    num_cpus=max(1, math.ceil(self.spec.trainer.cpus_per_host)),
+                    gpu_ids=tuple(str(g) for g in ray.get_gpu_ids()),
+                    other_hosts=self.other_hosts)
+        context = JobContext(self.spec, assignment, trial_dir, self.settings, slot)
+        self.placement = self.runtime.placement(context)
+        self.job = self.runtime.job(context)
         self.job.start()
 
     def step(self):

@@ -1,0 +1,54 @@
+"""The best training job of a tuning job, one rule for every reader: the launcher (as jobs
+end), the live view, `hpt best`, `hpt status` and the reports (pure).
+
+Only a Completed job with an objective value counts; a better value wins, and of equal
+values the earlier trial number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpt.trial import TrialStatus
+
+
+def better(value: float, than: float | None, maximize: bool) -> bool:
+    """Whether `value` beats the best so far (`than`; None when there is none)."""
+    return than is None or (value > than if maximize else value < than)
+
+
+class BestSoFar:
+    """Fed journal rows or record dicts (`trial_rows`, `TrainingJobRecord.to_json()`) in
+    any order; `record` is the best one seen."""
+
+    def __init__(self, maximize: bool):
+        self.maximize = maximize
+        self.record: dict[str, Any] | None = None
+
+    def offer(self, record: dict[str, Any]) -> bool:
+        """True when `record` is the new best."""
+        value = record.get("objective_value")
+        if record.get("status") != TrialStatus.COMPLETED or value is None:
+            return False
+        best = self.record
+        if best is not None and value == best["objective_value"]:
+            if record["trial_number"] >= best["trial_number"]:
+                return False
+        elif not better(value, best["objective_value"] if best else None, self.maximize):
+            return False
+        self.record = record
+        return True
+
+
+def summary(record: dict[str, Any], frozen_spec: dict[str, Any]) -> dict[str, Any]:
+    """What `hpt best` prints and `hpt.best_trial` returns."""
+    return {
+        "TrainingJobName": record["training_job_name"],
+        "FinalObjectiveValue": float(record["objective_value"]),
+        "ObjectiveMetric": frozen_spec["objective"]["metric"],
+        "HyperParameters": {name: record["hyperparameters"].get(name)
+                            for name in frozen_spec["hyperparameters"]},
+        "StaticHyperParameters": frozen_spec.get("static_hyperparameters", {}),
+        "ModelArtifact": record.get("model_artifact"),
+        "LogPath": record.get("log_path"),
+    }

@@ -1,0 +1,39 @@
+"""The Tuner of one tuning job: the searcher proposes, the scheduler stops early, the job's
+control ends it, the callback records; each trial reserves its runtime's Ray bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from hpt.raytune.trainable import TrainingJobTrainable
+from hpt.runtime.api import Runtime
+from hpt.schedule import make_scheduler
+
+# Retries of a training job whose host or Ray actor was lost (never of the script's failure).
+MAX_RETRIES = 2
+
+
+def build_tuner(spec, trial_spec, runtime: Runtime, settings: dict[str, Any], root: Path,
+                searcher, control, callback, trials: int) -> tune.Tuner:
+    """`trial_spec`: the spec the trials run with (staged inputs); `trials`: how many Tune
+    trials this run asks for (at least 1: Tune needs one)."""
+    trainable = tune.with_resources(
+        tune.with_parameters(TrainingJobTrainable, spec_dict=trial_spec.to_frozen_dict(),
+                             experiment_dir=str(root), settings=settings),
+        tune.PlacementGroupFactory(runtime.bundles(spec.trainer)))
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=make_scheduler(spec), num_samples=max(1, trials),
+            max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
+            callbacks=[callback],
+            # A lost host or actor (never the script's own failure) is retried twice.
+            failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
+            # The model artifact is the training job's model.tar.gz, not a Tune checkpoint.
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
+    )
