@@ -1,0 +1,21 @@
+"""What an early-stopping rule is: its registration (hpt/schedule/rules/<name>.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class EarlyStoppingRule:
+    name: str
+    # The Ray Tune scheduler of a space (Ray imported inside: `hpt validate` never loads it).
+    scheduler: Callable[[Any], Any]
+    # SageMaker's TrainingJobEarlyStoppingType; None: SageMaker has none, exported as Auto
+    # (its median rule) with the name kept in the request's hpt: tags.
+    sagemaker: str | None = None
+
+
+def mode_of(spec) -> str:
+    """Ray Tune's name for the objective's direction."""
+    return "max" if spec.objective.type == "maximize" else "min"

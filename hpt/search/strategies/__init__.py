@@ -1,0 +1,16 @@
+"""The search strategies, by the name space.yaml's `strategy:` gives them.
+
+Adding one: a module here defining its `Strategy` (base.py), and one line below. The spec's
+`strategy:` choices and the SageMaker export come from this registry.
+"""
+
+from __future__ import annotations
+
+from hpt.search.strategies.base import Strategy
+from hpt.search.strategies.bayesian import BAYESIAN
+from hpt.search.strategies.cmaes import CMAES
+from hpt.search.strategies.grid import GRID
+from hpt.search.strategies.hyperband import HYPERBAND
+from hpt.search.strategies.random_search import RANDOM
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (BAYESIAN, RANDOM, GRID, HYPERBAND, CMAES)}
