@@ -37,7 +37,7 @@ from hpt.runtime.artifacts import ArtifactUploader
 from hpt.runtime.channels import s3_client
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.runtime.warm import WarmInterpreter, modules_to_preload
-from hpt.schedule import make_stopper
+from hpt.schedule.scheduler import make_stopper
 from hpt.schedule.control import JobControl, StopOnSignals
 from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
 from hpt.search.space import grid_size

@@ -312,3 +312,16 @@ def test_a_narrow_terminal_abbreviates_headers_before_it_cuts_a_value():
     assert first == ["8", "Completed", "0.9972", "23", "32", "0.2343", "0.00189", "0.544", "adam",
                      "7.0"]  # every value whole; the headers gave up their room
     assert "…" in lines[0]
+
+
+def test_every_command_of_the_parser_runs_something_and_the_choices_come_from_registries():
+    from hpt.cli import COMMANDS
+    from hpt.cli_parser import build_parser
+    from hpt.runtime.runtimes import RUNTIMES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+    launch = sub.choices["launch"]
+    runtime = next(a for a in launch._actions if a.dest == "runtime")
+    assert list(runtime.choices) == list(RUNTIMES)

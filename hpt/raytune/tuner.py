@@ -10,7 +10,7 @@ from ray import tune
 
 from hpt.raytune.trainable import TrainingJobTrainable
 from hpt.runtime.api import Runtime
-from hpt.schedule import make_scheduler
+from hpt.schedule.scheduler import make_scheduler
 
 # Retries of a training job whose host or Ray actor was lost (never of the script's failure).
 MAX_RETRIES = 2

@@ -23,6 +23,7 @@ from ray.tune.search import Searcher
 from hpt.experiment.store import training_job_name
 from hpt.search.journal import SingleWriterJournalBackend
 from hpt.search.space import build_distributions, decode_params, encode_params, grid_points
+from hpt.search.strategies import STRATEGIES
 from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, STATUS, TrialStatus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -34,22 +35,7 @@ def make_sampler(spec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
     """The strategy's sampler, seeded from the spec's seed and the number of trials the
     study already has: a resumed job goes on with new random draws instead of repeating
     the first run's (which a random search would propose again, point for point)."""
-    parallel = spec.limits.max_parallel > 1
-    strategy = spec.strategy
-    config = dict(spec.strategy_config)
-    seed = (spec.seed + trials_so_far) % 2**32
-    if strategy in ("bayesian", "hyperband"):
-        if config.get("sampler") == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
-        # constant_liar: running trials count as bad guesses, so parallel TPE spreads out.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel,
-                                          multivariate=True)
-    if strategy == "cmaes":
-        return optuna.samplers.CmaEsSampler(
-            seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed))
-    # random; grid enumerates its own points (see OptunaSearcher) and only needs a sampler
-    # for the bookkeeping.
-    return optuna.samplers.RandomSampler(seed=seed)
+    return STRATEGIES[spec.strategy].sampler(spec, (spec.seed + trials_so_far) % 2**32)
 
 
 def open_study(spec, study_path: Path) -> optuna.Study:
@@ -88,7 +74,7 @@ class OptunaSearcher(Searcher):
         self.max_trials = max_trials
         self.ranges = spec.hyperparameters
         self.distributions = build_distributions(self.ranges)
-        self._grid = self._grid_points(seen) if spec.strategy == "grid" else None
+        self._grid = self._grid_points(seen) if STRATEGIES[spec.strategy].enumerates else None
         self._live: dict[str, optuna.trial.Trial] = {}
         self._suggested = done
         self._replay = list(replay)

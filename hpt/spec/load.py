@@ -4,7 +4,6 @@ against the file system; every problem found is reported, each on its own line."
 from __future__ import annotations
 
 import copy
-import math
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ from hpt.spec.errors import SpecError
 from hpt.spec.fields import did_you_mean, show
 from hpt.spec.messages import (drop_explained_missing, format_path, missing_fix,
                                problems_from_error, unknown_field)
-from hpt.runtime.runtimes import RUNTIMES
+from hpt.spec.across import across_sections
 from hpt.spec.model import USER_FIELDS, Spec
 from hpt.spec.yaml_source import parse_yaml
 
@@ -100,7 +99,7 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
         except ValidationError as exc:
             found.extend(problems_from_error(exc, Spec, (name,)))
 
-    found.extend(_across_sections(values))
+    found.extend(across_sections(values))
     if check_disk:
         found.extend(_on_disk(values, data, source_path.parent, prepared))
     found = drop_explained_missing(found)
@@ -166,89 +165,6 @@ def _lines(found: list[Problem], display: str, data: dict, overrides: dict) -> l
         if line not in lines:
             lines.append(line)
     return lines
-
-
-def _across_sections(values: dict[str, Any]) -> list[Problem]:
-    """Rules between sections; each runs only when the sections it reads are valid."""
-    found: list[Problem] = []
-    tuned = values.get("hyperparameters")
-    static = values.get("static_hyperparameters")
-    if tuned is not None and static is not None:
-        static_upper = {name.upper(): name for name in static}
-        for name in tuned:
-            if name in static:
-                found.append((("hyperparameters", name),
-                              "is also in static_hyperparameters; a hyperparameter is either "
-                              "static or tuned, remove one of the two"))
-            elif name.upper() in static_upper:
-                found.append((("hyperparameters", name),
-                              f"would share the variable SM_HP_{name.upper()} with static "
-                              f"hyperparameter {static_upper[name.upper()]!r} (names differ "
-                              f"only in case); rename one"))
-
-    trainer = values.get("trainer")
-    if trainer is not None and (tuned is not None or static is not None):
-        # SM_HP_<NAME> of a hyperparameter of the space is the contract's to set.
-        ours = {f"SM_HP_{name.upper()}": name for name in [*(tuned or {}), *(static or {})]}
-        for key in trainer.environment:
-            if key in ours:
-                found.append((("trainer", "environment", key),
-                              f"is set by hpt from hyperparameter {ours[key]!r} (SM_HP_<NAME> "
-                              f"of every hyperparameter); remove it, or change the "
-                              f"hyperparameter's value instead"))
-
-    objective, metrics = values.get("objective"), values.get("metric_definitions")
-    if objective is not None and metrics is not None:
-        names = [m.name for m in metrics]
-        if objective.metric not in names:
-            guess = did_you_mean(objective.metric, names)
-            found.append((("objective", "metric"),
-                          f"{objective.metric!r} is not defined in metric_definitions "
-                          f"(defined: {', '.join(map(repr, names))}); "
-                          + (f"did you mean {guess!r}?" if guess else
-                             "add a metric definition with that name")))
-
-    strategy, limits = values.get("strategy"), values.get("limits")
-    if strategy == "grid" and tuned is not None:
-        not_categorical = {n: r.type for n, r in tuned.items() if r.type != "categorical"}
-        for name, kind in not_categorical.items():
-            found.append((("hyperparameters", name, "type"),
-                          f"must be categorical for strategy: grid (got {kind}); list the "
-                          f"values to try as {{type: categorical, values: [...]}}, or use "
-                          f"strategy: random or bayesian"))
-        if not not_categorical and limits is not None:
-            size = math.prod(len(r.values) for r in tuned.values())
-            if limits.max_trials is None:
-                # The grid's size is the implied max_trials; more slots than trials is no error
-                # the user made, so the parallelism is capped at the grid size.
-                values["limits"] = limits.model_copy(update={
-                    "max_trials": size, "max_parallel": min(limits.max_parallel, size)})
-            elif limits.max_trials < size:
-                found.append((("limits", "max_trials"),
-                              f"must be >= {size}, the grid size of strategy: grid (got "
-                              f"{limits.max_trials}); remove max_trials to run the whole grid"))
-    elif strategy is not None and limits is not None and limits.max_trials is None:
-        found.append((("limits", "max_trials"),
-                      "required field is missing (only strategy: grid may omit it); add "
-                      "limits: {max_trials: 20}"))
-
-    early_stopping = values.get("early_stopping")
-    if strategy == "hyperband" and early_stopping not in (None, "off"):
-        found.append((("early_stopping",),
-                      f"must be off for strategy: hyperband, which stops trials itself (got "
-                      f"{early_stopping}); remove early_stopping, or use strategy: bayesian"))
-
-    trainer = values.get("trainer")
-    if trainer is not None and trainer.distribution == "torchrun" \
-            and not trainer.entry_point.endswith(".py"):
-        found.append((("trainer", "entry_point"),
-                      f"must be a Python script for distribution: torchrun (got "
-                      f"{trainer.entry_point!r}); torchrun starts `python <entry_point>` on "
-                      f"every process, use a .py entry point or another distribution"))
-    runtime = RUNTIMES.get(values.get("runtime"))
-    if runtime is not None:
-        found += runtime.problems(values)
-    return found
 
 
 def _short(path) -> str:

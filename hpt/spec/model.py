@@ -19,6 +19,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, mod
 
 from hpt import sagemaker_names as sm
 from hpt.runtime import runtimes as runtime_registry
+from hpt.schedule import rules as rule_registry
+from hpt.search import strategies as strategy_registry
 from hpt.spec.fields import (URI_SCHEME, SpecModel,
                              boolean, case_clashes, channel_name, choice, collect, did_you_mean,
                              hyperparameter_name, integer, job_name, job_name_problem,
@@ -27,8 +29,8 @@ from hpt.spec.fields import (URI_SCHEME, SpecModel,
 from hpt.spec.ranges import (CategoricalRange, ContinuousRange, IntegerRange,  # noqa: F401
                              Range)
 
-STRATEGIES = ("bayesian", "random", "grid", "hyperband", "cmaes")
-EARLY_STOPPING = ("off", "auto", "asha")
+STRATEGIES = tuple(strategy_registry.STRATEGIES)
+EARLY_STOPPING = tuple(rule_registry.RULES)
 RUNTIMES = tuple(runtime_registry.RUNTIMES)
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES
 CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
@@ -262,8 +264,9 @@ def _early_stopping(value: Any) -> str:
     if value is False:  # YAML 1.1 reads an unquoted `off` as false
         return "off"
     if value is True:
-        raise problem("must be off, auto or asha (got true: YAML reads an unquoted on/yes/true "
-                      "as true); write early_stopping: auto or early_stopping: asha")
+        named = ", ".join(EARLY_STOPPING[:-1]) + " or " + EARLY_STOPPING[-1]
+        raise problem(f"must be {named} (got true: YAML reads an unquoted on/yes/true as "
+                      f"true); write early_stopping: auto or early_stopping: asha")
     return choice(*EARLY_STOPPING)(value)
 
 
@@ -337,9 +340,9 @@ Hyperparameters = Annotated[dict[HyperparameterName, Range], BeforeValidator(_hy
                             AfterValidator(_no_hp_case_clash)]
 MetricDefinitions = Annotated[list[MetricDefinition], BeforeValidator(_metric_definitions),
                               AfterValidator(_unique_metric_names)]
-Strategy = Annotated[Literal["bayesian", "random", "grid", "hyperband", "cmaes"],
+Strategy = Annotated[Literal[STRATEGIES],
                      BeforeValidator(choice(*STRATEGIES))]
-EarlyStopping = Annotated[Literal["off", "auto", "asha"], BeforeValidator(_early_stopping)]
+EarlyStopping = Annotated[Literal[EARLY_STOPPING], BeforeValidator(_early_stopping)]
 Runtime = Annotated[Literal[RUNTIMES], BeforeValidator(choice(*RUNTIMES))]
 
 

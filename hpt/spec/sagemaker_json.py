@@ -22,6 +22,8 @@ from typing import Any
 
 from hpt.sagemaker_names import (MODE_SWITCHES, MPI_PROCESSES_PER_HOST,
                                  distribution_hyperparameters, distribution_mode)
+from hpt.schedule.rules import RULES
+from hpt.search.strategies import STRATEGIES as STRATEGY_REGISTRY
 
 PLACEHOLDER = "REPLACE-ME"
 IMAGE_PLACEHOLDER = f"000000000000.dkr.ecr.us-east-1.amazonaws.com/{PLACEHOLDER.lower()}:latest"
@@ -29,8 +31,10 @@ ROLE_PLACEHOLDER = f"arn:aws:iam::000000000000:role/{PLACEHOLDER}"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 VOLUME_GB = 30
 
-STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "grid": "Grid",
-              "hyperband": "Hyperband"}
+# hpt's names -> SageMaker's, from the registries (a strategy or rule SageMaker does not
+# have is exported as its nearest and kept in the tags).
+STRATEGIES = {name: s.sagemaker for name, s in STRATEGY_REGISTRY.items() if s.sagemaker}
+EARLY_STOPPING = {name: r.sagemaker for name, r in RULES.items() if r.sagemaker}
 SCALINGS = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic",
             "reverse_log": "ReverseLogarithmic"}
 WARM_START = {"identical_data_and_algorithm": "IdenticalDataAndAlgorithm",
@@ -90,11 +94,11 @@ def to_request(spec) -> tuple[dict[str, Any], list[str]]:
     for key, value in sorted(strategy_config.items()):
         tags[f"strategy_config.{key}"] = _number_text(value)
         report.append(f"strategy_config.{key}: hpt-only ({value!r}); kept in the tags only")
-    if spec.early_stopping == "asha":
-        tags["early_stopping"] = "asha"
-        report.append("early_stopping: asha has no SageMaker equivalent; exported as Auto "
-                      "(SageMaker's median rule)")
-    config["TrainingJobEarlyStoppingType"] = "Off" if spec.early_stopping == "off" else "Auto"
+    if spec.early_stopping not in EARLY_STOPPING:
+        tags["early_stopping"] = spec.early_stopping
+        report.append(f"early_stopping: {spec.early_stopping} has no SageMaker equivalent; "
+                      f"exported as Auto (SageMaker's median rule)")
+    config["TrainingJobEarlyStoppingType"] = EARLY_STOPPING.get(spec.early_stopping, "Auto")
     completion = _completion(spec.completion)
     if completion:
         config["TuningJobCompletionCriteria"] = completion
@@ -392,8 +396,8 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
             strategy_config[key.split(".", 1)[1]] = _loads(value)
     if strategy_config:
         space["strategy_config"] = strategy_config
-    space["early_stopping"] = tags.get("early_stopping") or (
-        "auto" if config.get("TrainingJobEarlyStoppingType") == "Auto" else "off")
+    space["early_stopping"] = tags.get("early_stopping") or _reverse(EARLY_STOPPING).get(
+        config.get("TrainingJobEarlyStoppingType"), "off")
     limits_in = _need(config, "ResourceLimits", "HyperParameterTuningJobConfig", dict)
     limits = {}
     if "MaxNumberOfTrainingJobs" in limits_in:

@@ -20,7 +20,8 @@ class Strategy:
     sagemaker: str | None = None
     # Offers every point of its space once (grid): max_trials may be left out.
     enumerates: bool = False
-    # Stops trials itself (hyperband's ASHA brackets): early_stopping must stay off.
-    schedules: bool = False
+    # The early-stopping rule the strategy brings (hyperband: asha's brackets); the space's
+    # own early_stopping must then stay off.
+    early_stopping: str | None = None
     # Rules of a space for this strategy, on its validated sections: [(field path, message)].
     problems: Callable[[dict[str, Any]], list[tuple[tuple, str]]] = no_problems

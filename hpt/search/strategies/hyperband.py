@@ -6,4 +6,5 @@ from __future__ import annotations
 from hpt.search.strategies import bayesian
 from hpt.search.strategies.base import Strategy
 
-HYPERBAND = Strategy("hyperband", bayesian.sampler, sagemaker="Hyperband", schedules=True)
+HYPERBAND = Strategy("hyperband", bayesian.sampler, sagemaker="Hyperband",
+                     early_stopping="asha")
