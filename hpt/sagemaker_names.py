@@ -2,7 +2,7 @@
 
 Read by the space.yaml validation (`hpt/spec`), the training contract (`runtime/contract.py`),
 the distributed plan (`runtime/plan.py`), both request builders (`runtime/sagemaker.py`'s
-CreateTrainingJob, `spec/sagemaker_json.py`'s CreateHyperParameterTuningJob) and the import.
+CreateTrainingJob, `spec/sagemaker_json`'s CreateHyperParameterTuningJob) and the import.
 Standard library only: `hpt validate` must not load botocore to check a name.
 tests/test_sagemaker_names.py checks every pattern against botocore's model of the API and
 the reserved keys against the `sagemaker-training` toolkit, which are the sources.

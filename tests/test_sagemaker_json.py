@@ -135,3 +135,32 @@ def test_cli_round_trip_and_bad_json_exit_2(tmp_path):
     request.write_text(json.dumps({"HyperParameterTuningJobName": "x"}))
     bad = hpt("import-sagemaker", request)
     assert bad.returncode == 2 and "HyperParameterTuningJobConfig" in bad.stderr
+
+
+def test_hyperband_with_one_resource_exports_both_as_hpt_runs_them_and_imports_back(
+        write_space):
+    from test_tuning_job import faulty_space
+
+    space = faulty_space(name="hb", strategy="hyperband", limits={"max_trials": 4},
+                         strategy_config={"min_resource": 2})
+    request, _ = to_request(load_spec(write_space(space), check_disk=False))
+    validate(request)
+    assert request["HyperParameterTuningJobConfig"]["StrategyConfig"] == {
+        "HyperbandStrategyConfig": {"MinResource": 2, "MaxResource": 100}}  # ASHA's max_t
+    back, _ = from_request(request)
+    assert back["strategy_config"] == {"min_resource": 2, "max_resource": 100}
+
+
+def test_a_prepare_command_with_spaces_in_its_words_round_trips(write_space, tmp_path):
+    from test_tuning_job import faulty_space
+
+    command = ["python", "../my scripts/prepare data.py", "--out", "a b"]
+    space = faulty_space(name="prep", prepare=command)
+    request, _ = to_request(load_spec(write_space(space), check_disk=False))
+    back, _ = from_request(request)
+    assert back["prepare"] == command
+    # A request an earlier release wrote (the words joined by spaces) still imports.
+    for tag in request["Tags"]:
+        if tag["Key"] == "hpt:prepare":
+            tag["Value"] = "python ../scripts/prepare_data.py"
+    assert from_request(request)[0]["prepare"] == ["python", "../scripts/prepare_data.py"]

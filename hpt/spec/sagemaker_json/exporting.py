@@ -1,0 +1,203 @@
+"""A loaded space -> its CreateHyperParameterTuningJob request and the report of what
+SageMaker cannot take as it is (see __init__.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hpt.sagemaker_names import MPI_PROCESSES_PER_HOST, distribution_hyperparameters
+from hpt.schedule.rules.asha import DEFAULT_RESOURCES
+from hpt.spec.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
+                                           IMAGE_PLACEHOLDER, PLACEHOLDER, ROLE_PLACEHOLDER,
+                                           SCALINGS, STRATEGIES, TAG, VOLUME_GB, WARM_START,
+                                           number_text, relative)
+
+
+def to_request(spec) -> tuple[dict[str, Any], list[str]]:
+    """The CreateHyperParameterTuningJob request for a loaded Spec, and the report."""
+    base = Path(spec.source_path).parent
+    report: list[str] = []
+    tags: dict[str, str] = {}
+    request: dict[str, Any] = {
+        "HyperParameterTuningJobName": spec.name,
+        "HyperParameterTuningJobConfig": _tuning_config(spec, tags, report),
+        "TrainingJobDefinition": _definition(spec, base, tags, report),
+    }
+    if spec.warm_start:
+        request["WarmStartConfig"] = {
+            "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": p}
+                                               for p in spec.warm_start.parents],
+            "WarmStartType": WARM_START[spec.warm_start.type]}
+    _hpt_only(spec, tags)
+    if tags:
+        request["Tags"] = [{"Key": TAG + k, "Value": v} for k, v in tags.items()]
+    return request, report
+
+
+def _tuning_config(spec, tags: dict, report: list) -> dict[str, Any]:
+    strategy = STRATEGIES.get(spec.strategy)
+    if strategy is None:
+        strategy = "Bayesian"
+        tags["strategy"] = spec.strategy
+        report.append(f"strategy: {spec.strategy} has no SageMaker equivalent; exported as "
+                      f"Bayesian")
+    limits = {"MaxParallelTrainingJobs": spec.limits.max_parallel}
+    if spec.limits.max_trials is not None:
+        limits["MaxNumberOfTrainingJobs"] = spec.limits.max_trials
+    if spec.limits.max_runtime_seconds is not None:
+        limits["MaxRuntimeInSeconds"] = spec.limits.max_runtime_seconds
+    config: dict[str, Any] = {
+        "Strategy": strategy,
+        "HyperParameterTuningJobObjective": {
+            "Type": "Maximize" if spec.objective.type == "maximize" else "Minimize",
+            "MetricName": spec.objective.metric},
+        "ResourceLimits": limits,
+        "ParameterRanges": _ranges(spec.hyperparameters),
+        "RandomSeed": spec.seed,
+    }
+    _strategy_config(spec, config, tags, report)
+    if spec.early_stopping not in EARLY_STOPPING:
+        tags["early_stopping"] = spec.early_stopping
+        report.append(f"early_stopping: {spec.early_stopping} has no SageMaker equivalent; "
+                      f"exported as Auto (SageMaker's median rule)")
+    config["TrainingJobEarlyStoppingType"] = EARLY_STOPPING.get(spec.early_stopping, "Auto")
+    completion = _completion(spec.completion)
+    if completion:
+        config["TuningJobCompletionCriteria"] = completion
+    return config
+
+
+def _strategy_config(spec, config: dict, tags: dict, report: list) -> None:
+    """Hyperband's resources go to HyperbandStrategyConfig (both, as SageMaker needs them:
+    one the space leaves out is the value hpt runs with); every other key is hpt-only."""
+    rest = dict(spec.strategy_config)
+    resources = {k: rest.pop(k) for k in DEFAULT_RESOURCES if k in rest}
+    if resources and STRATEGIES.get(spec.strategy) == "Hyperband":
+        chosen = {**DEFAULT_RESOURCES, **resources}
+        config["StrategyConfig"] = {"HyperbandStrategyConfig": {
+            "MinResource": int(chosen["min_resource"]),
+            "MaxResource": int(chosen["max_resource"])}}
+    else:
+        rest.update(resources)
+    for key, value in sorted(rest.items()):
+        tags[f"strategy_config.{key}"] = number_text(value)
+        report.append(f"strategy_config.{key}: hpt-only ({value!r}); kept in the tags only")
+
+
+def _definition(spec, base: Path, tags: dict, report: list) -> dict[str, Any]:
+    trainer = spec.trainer
+    definition = {
+        "StaticHyperParameters": _static(spec, base, tags, report),
+        "AlgorithmSpecification": {
+            "TrainingImage": trainer.image or IMAGE_PLACEHOLDER,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": m.name, "Regex": m.regex}
+                                  for m in spec.metric_definitions]},
+        "RoleArn": ROLE_PLACEHOLDER,
+        "OutputDataConfig": {"S3OutputPath": _s3_or_placeholder(
+            spec.output, "output", base, tags, report, "the model artifacts")},
+        "ResourceConfig": {"InstanceType": trainer.instance_type, "InstanceCount":
+                           trainer.instance_count, "VolumeSizeInGB": VOLUME_GB},
+        "StoppingCondition": {"MaxRuntimeInSeconds": trainer.max_runtime_seconds},
+    }
+    if not trainer.image:
+        report.append(f"trainer.image: not set; TrainingImage is a placeholder "
+                      f"({IMAGE_PLACEHOLDER}): set the image of your training container")
+    report.append(f"RoleArn: hpt has no IAM role; exported as {ROLE_PLACEHOLDER}")
+    if trainer.instance_type == "local":
+        definition["ResourceConfig"]["InstanceType"] = DEFAULT_INSTANCE_TYPE
+        tags["instance_type"] = "local"
+        report.append(f"trainer.instance_type: local is not a SageMaker instance type; "
+                      f"exported as {DEFAULT_INSTANCE_TYPE}")
+    channels = [_channel(name, ch, base, tags, report) for name, ch in spec.channels.items()]
+    if channels:
+        definition["InputDataConfig"] = channels
+    if trainer.environment:
+        definition["Environment"] = dict(trainer.environment)
+    return definition
+
+
+def _hpt_only(spec, tags: dict) -> None:
+    """What SageMaker has no field for, in the tags."""
+    trainer = spec.trainer
+    for field, default in (("cpus_per_host", 1.0), ("gpus_per_host", 0.0)):
+        if getattr(trainer, field) != default:
+            tags[field] = number_text(getattr(trainer, field))
+    if trainer.warm_start:
+        tags["warm_interpreter"] = "true"
+    if spec.runtime != "local":
+        tags["runtime"] = spec.runtime
+    if spec.prepare:
+        tags["prepare"] = json.dumps(spec.prepare)  # an argv: its words may hold spaces
+
+
+def _ranges(hyperparameters) -> dict[str, list]:
+    out: dict[str, list] = {"IntegerParameterRanges": [], "ContinuousParameterRanges": [],
+                            "CategoricalParameterRanges": []}
+    for name, rng in hyperparameters.items():
+        if rng.type == "categorical":
+            out["CategoricalParameterRanges"].append(
+                {"Name": name, "Values": [_category_text(v) for v in rng.values]})
+        else:
+            key = "IntegerParameterRanges" if rng.type == "integer" else "ContinuousParameterRanges"
+            out[key].append({"Name": name, "MinValue": number_text(rng.min),
+                             "MaxValue": number_text(rng.max),
+                             "ScalingType": SCALINGS[rng.scaling]})
+    return {k: v for k, v in out.items() if v}
+
+
+def _category_text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _completion(c) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if c.target_objective is not None:
+        out["TargetObjectiveMetricValue"] = float(c.target_objective)
+    if c.max_trials_not_improving is not None:
+        out["BestObjectiveNotImproving"] = {
+            "MaxNumberOfTrainingJobsNotImproving": c.max_trials_not_improving}
+    if c.convergence:
+        out["ConvergenceDetected"] = {"CompleteOnConvergence": "Enabled"}
+    return out
+
+
+def _static(spec, base: Path, tags: dict, report: list) -> dict[str, str]:
+    trainer = spec.trainer
+    values = {k: json.dumps(v) for k, v in spec.static_hyperparameters.items()}
+    values["sagemaker_program"] = json.dumps(trainer.entry_point)
+    values["sagemaker_submit_directory"] = json.dumps(f"s3://{PLACEHOLDER}/source/sourcedir.tar.gz")
+    tags["source_dir"] = relative(trainer.source_dir, base)
+    report.append(f"trainer.source_dir: {tags['source_dir']} is local; "
+                  f"sagemaker_submit_directory is a placeholder: upload it as sourcedir.tar.gz")
+    switches = distribution_hyperparameters(trainer.distribution, trainer.processes_per_host)
+    values.update({key: json.dumps(value) for key, value in switches.items()})
+    if MPI_PROCESSES_PER_HOST not in switches and trainer.processes_per_host != 1:
+        tags["processes_per_host"] = str(trainer.processes_per_host)
+    return values
+
+
+def _s3_or_placeholder(uri: str | None, field: str, base: Path, tags: dict, report: list,
+                       what: str) -> str:
+    if uri and uri.startswith("s3://"):
+        return uri
+    if uri:
+        tags[field] = relative(uri, base) if not uri.startswith("file://") else uri
+    shown = tags.get(field, "the experiment folder")
+    report.append(f"{field}: {shown} is not in S3; exported as s3://{PLACEHOLDER}/{field}: "
+                  f"upload {what} and set the S3 URI")
+    return f"s3://{PLACEHOLDER}/{field}"
+
+
+def _channel(name: str, ch, base: Path, tags: dict, report: list) -> dict[str, Any]:
+    uri = ch.uri if ch.is_s3 else None
+    if uri is None:
+        tags[f"channels.{name}"] = relative(ch.uri, base)
+        report.append(f"channels.{name}: {tags[f'channels.{name}']} is local; exported as "
+                      f"s3://{PLACEHOLDER}/channels/{name}: upload the data and set S3Uri")
+        uri = f"s3://{PLACEHOLDER}/channels/{name}"
+    return {"ChannelName": name, "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": ch.distribution}},
+        "InputMode": "File"}
