@@ -278,35 +278,40 @@ def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
         plt.close("all")
         written.append(path)
 
-    def curves():
-        data = _top_curves(root, table, objective, maximize)
-        fig, ax = plt.subplots()
-        for job, points in data.groupby("TrainingJobName", sort=False):
-            points = points.sort_values("step")
-            ax.plot(points["step"], points["value"], marker="o", label=job)
-        ax.set_xlabel("step (objective report)")
-        ax.set_ylabel(objective)
-        ax.set_title(f"Learning curves of the top {TOP_CURVES} training jobs")
-        ax.legend(fontsize=8)
-        return ax
-
-    def history():
-        done = _scored(table)
-        fig, ax = plt.subplots()
-        ax.scatter(done["TrialNumber"], done["FinalObjectiveValue"], label=objective)
-        ax.plot(done["TrialNumber"], _best_so_far(done["FinalObjectiveValue"], maximize),
-                color="C1", label="best so far")
-        ax.set_xlabel("trial number (TrialNumber)")
-        ax.set_ylabel(objective)
-        ax.set_title("Optimization history")
-        ax.legend(fontsize=8)
-        return ax
-
-    save("optimization_history", history, 1)
-    save("learning_curves", curves, 1)
+    save("optimization_history", lambda: _png_history(table, objective, maximize), 1)
+    save("learning_curves", lambda: _png_curves(root, table, objective, maximize), 1)
     save("parallel_coordinates",
          lambda: om.plot_parallel_coordinate(study, target_name=objective), 2)
     save("param_importances",
          lambda: om.plot_param_importances(study, target_name=objective), 2)
     return written
 
+
+def _png_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool):
+    import matplotlib.pyplot as plt
+
+    data = _top_curves(root, table, objective, maximize)
+    _, ax = plt.subplots()
+    for job, points in data.groupby("TrainingJobName", sort=False):
+        points = points.sort_values("step")
+        ax.plot(points["step"], points["value"], marker="o", label=job)
+    ax.set_xlabel("step (objective report)")
+    ax.set_ylabel(objective)
+    ax.set_title(f"Learning curves of the top {TOP_CURVES} training jobs")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def _png_history(table: pd.DataFrame, objective: str, maximize: bool):
+    import matplotlib.pyplot as plt
+
+    done = _scored(table)
+    _, ax = plt.subplots()
+    ax.scatter(done["TrialNumber"], done["FinalObjectiveValue"], label=objective)
+    ax.plot(done["TrialNumber"], _best_so_far(done["FinalObjectiveValue"], maximize),
+            color="C1", label="best so far")
+    ax.set_xlabel("trial number (TrialNumber)")
+    ax.set_ylabel(objective)
+    ax.set_title("Optimization history")
+    ax.legend(fontsize=8)
+    return ax

@@ -21,12 +21,10 @@ from hpt.runtime.contract import (
     RESERVED_KEYS,
     HostContract,
     TrialContractInput,
-    encode_hyperparameters,
-    env_value,
-    is_reserved,
     render_host_contract,
-    user_args,
 )
+from hpt.runtime.encoding import encode_hyperparameters, env_value, user_args
+from hpt.sagemaker_names import is_reserved
 from hpt.runtime.tree import materialize
 
 PROBE = """\

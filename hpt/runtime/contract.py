@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpt import sagemaker_names as sm
+from hpt.runtime.encoding import encode_hyperparameters, env_value, user_args
 from hpt.sagemaker_names import is_reserved
 
 RESERVED_KEYS = sm.RESERVED_HYPERPARAMETERS  # the toolkit's, in its order
@@ -33,55 +34,6 @@ HOMOGENEOUS_GROUP = "homogeneousCluster"
 HYPERPARAMETERS_FILE = "input/config/hyperparameters.json"
 RESOURCE_CONFIG_FILE = "input/config/resourceconfig.json"
 INPUT_DATA_CONFIG_FILE = "input/config/inputdataconfig.json"
-
-
-def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
-    """hyperparameters.json encoding: each value as JSON text, so `json.loads` gives it back."""
-    encoded = {}
-    for key, value in values.items():
-        if not isinstance(key, str):
-            raise ValueError(f"hyperparameter names must be strings (got {key!r})")
-        try:
-            encoded[key] = json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"hyperparameter {key!r}: value {value!r} is not JSON "
-                             f"serializable ({exc}); use str, int, float, bool, list, dict "
-                             f"or None") from None
-    return encoded
-
-
-def _decode(obj: Any) -> str:
-    """The toolkit's mapping._decode."""
-    if obj is None:
-        return ""
-    if isinstance(obj, bytes):
-        return obj.decode("latin1")
-    return str(obj)
-
-
-def user_args(user_hps: dict[str, Any]) -> list[str]:
-    """The script's command-line arguments: `mapping.to_cmd_args` of the user hyperparameters."""
-    args: list[str] = []
-    for key in sorted(user_hps):
-        name = _decode(key)
-        args.append(("--%s" % name if len(name) > 1 else "-%s" % name) if name else "")
-        value = user_hps[key]
-        if hasattr(value, "items"):
-            args.append(",".join("%s=%s" % (k, v) for k, v in sorted(value.items())))
-        else:
-            args.append(_decode(value))
-    return args
-
-
-def env_value(v: Any) -> str:
-    """The value of an `SM_*` variable: `mapping.to_env_vars`' encoding."""
-    if isinstance(v, bytes):
-        return v.decode("latin1")
-    if v is None:
-        return ""
-    if isinstance(v, str):
-        return v
-    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 @dataclass(frozen=True)
@@ -198,11 +150,9 @@ def _training_env(inp: TrialContractInput, *, host: str, base: str, hps: dict[st
     hosts = resource_config["hosts"]
     master = distribution_hosts[0] if distribution_hosts else hosts[0]
     program = inp.entry_point
-    input_dir = posixpath.join(base, "input")
-    output_dir = posixpath.join(base, "output")
     return {
+        **_paths(base, input_data_config),
         "additional_framework_parameters": framework,
-        "channel_input_dirs": {ch: posixpath.join(input_dir, "data", ch) for ch in input_data_config},
         "current_host": host,
         "current_instance_group": current_group,
         "current_instance_group_hosts": next(
@@ -214,9 +164,7 @@ def _training_env(inp: TrialContractInput, *, host: str, base: str, hps: dict[st
                              else inp.environment.get("SAGEMAKER_TRAINING_MODULE")),
         "hosts": hosts,
         "hyperparameters": {k: v for k, v in hps.items() if not is_reserved(k)},
-        "input_config_dir": posixpath.join(input_dir, "config"),
         "input_data_config": input_data_config,
-        "input_dir": input_dir,
         "instance_groups": [g["instance_group_name"] for g in groups],
         "instance_groups_dict": {g["instance_group_name"]: g for g in groups},
         "is_hetero": len(groups) > 1,
@@ -228,7 +176,6 @@ def _training_env(inp: TrialContractInput, *, host: str, base: str, hps: dict[st
         "job_name": inp.job_name,
         "log_level": sagemaker_hps.get("sagemaker_container_log_level", 20),
         "master_hostname": master,
-        "model_dir": posixpath.join(base, "model"),
         "module_dir": str(sagemaker_hps.get("sagemaker_submit_directory", posixpath.join(base, "code"))),
         "module_name": program[:-3] if program.endswith(".py") else program,
         "network_interface_name": resource_config["network_interface_name"],
@@ -236,12 +183,24 @@ def _training_env(inp: TrialContractInput, *, host: str, base: str, hps: dict[st
         "num_gpus": num_gpus,
         # The toolkit hard-codes trn2.48xlarge and asks neuron-ls otherwise (absent: 0).
         "num_neurons": 64 if "trn2.48xlarge" in resource_config["current_instance_type"] else 0,
-        "output_data_dir": posixpath.join(output_dir, "data"),
-        "output_dir": output_dir,
-        "output_intermediate_dir": posixpath.join(output_dir, "intermediate"),
         "resource_config": resource_config,
         "topology": resource_config.get("topology", []),
         "user_entry_point": program,
+    }
+
+
+def _paths(base: str, input_data_config: dict) -> dict[str, Any]:
+    """The Environment's folders, under the host's base (/opt/ml in a container)."""
+    input_dir, output_dir = posixpath.join(base, "input"), posixpath.join(base, "output")
+    return {
+        "channel_input_dirs": {ch: posixpath.join(input_dir, "data", ch)
+                               for ch in input_data_config},
+        "input_config_dir": posixpath.join(input_dir, "config"),
+        "input_dir": input_dir,
+        "model_dir": posixpath.join(base, "model"),
+        "output_data_dir": posixpath.join(output_dir, "data"),
+        "output_dir": output_dir,
+        "output_intermediate_dir": posixpath.join(output_dir, "intermediate"),
     }
 
 
@@ -311,9 +270,42 @@ def render_host_contract(inp: TrialContractInput, *, host: str, base_dir: str, n
     base_dir = posixpath.normpath(base_dir)
     base = SAGEMAKER_BASE_PATH if in_container else base_dir
     code_dir = posixpath.join(base, "code")
-    hosts = list(inp.hosts)
     channels = sorted(inp.channels)
+    encoded = _hyperparameters_file(inp, code_dir)
+    # What the toolkit reads back: the file's keys in file order, each value json.loads'ed.
+    hps = {k: json.loads(encoded[k]) for k in sorted(encoded)}
+    resource_config = _resource_config(inp, host)
+    input_data_config = {ch: {"TrainingInputMode": "File",
+                              "S3DistributionType": inp.channels[ch],
+                              "RecordWrapperType": "None"} for ch in channels}
+    # SM_TRAINING_ENV depends on SM_HP_MP_PARAMETERS (is_modelparallel_enabled), which comes
+    # from the hyperparameters or the trainer's environment: render the hp_ ones first.
+    hp_env = {"SM_HP_%s" % k.upper(): env_value(v) for k, v in hps.items() if not is_reserved(k)}
+    mp_parameters = {**inp.environment, **hp_env}.get("SM_HP_MP_PARAMETERS")
+    te = _training_env(inp, host=host, base=base, hps=hps, input_data_config=input_data_config,
+                       resource_config=resource_config, num_cpus=num_cpus, num_gpus=num_gpus,
+                       mp_parameters=mp_parameters)
+    injected = {**_platform_env(inp, host, base, in_container, gpu_ids, num_gpus),
+                **_sm_env(te)}
+    clash = sorted(set(inp.environment) & set(injected))
+    if clash:
+        raise ValueError(f"training job {inp.job_name!r}: trainer.environment sets {clash}, "
+                         f"which hpt sets itself from the contract; remove them")
+    env = dict(sorted({**inp.environment, **injected}.items()))
+    dirs = ("code", "input/config", *(f"input/data/{ch}" for ch in channels), "model",
+            "output/data", "output/intermediate", "checkpoints")
+    files = {
+        HYPERPARAMETERS_FILE: _dump(encoded),
+        RESOURCE_CONFIG_FILE: _dump(resource_config),
+        INPUT_DATA_CONFIG_FILE: _dump(input_data_config),
+    }
+    return HostContract(host=host, base_dir=base_dir, dirs=dirs, files=files, env=env,
+                        argv=_argv(inp.entry_point, python, user_args(te["hyperparameters"])),
+                        cwd=code_dir)
 
+
+def _hyperparameters_file(inp: TrialContractInput, code_dir: str) -> dict[str, str]:
+    """hyperparameters.json: the user's, the framework switches and SageMaker's own keys."""
     reserved: dict[str, Any] = {
         "sagemaker_program": inp.entry_point,
         "sagemaker_submit_directory": code_dir,
@@ -326,11 +318,12 @@ def render_host_contract(inp: TrialContractInput, *, host: str, base_dir: str, n
         reserved["sagemaker_s3_output"] = inp.s3_output
     if inp.objective_metric is not None:
         reserved["_tuning_objective_metric"] = inp.objective_metric
-    encoded = encode_hyperparameters({**inp.hyperparameters, **inp.framework_params, **reserved})
-    # What the toolkit reads back: the file's keys in file order, each value json.loads'ed.
-    hps = {k: json.loads(encoded[k]) for k in sorted(encoded)}
+    return encode_hyperparameters({**inp.hyperparameters, **inp.framework_params, **reserved})
 
-    resource_config = {
+
+def _resource_config(inp: TrialContractInput, host: str) -> dict[str, Any]:
+    hosts = list(inp.hosts)
+    return {
         "current_host": host,
         "hosts": hosts,
         "network_interface_name": inp.network_interface_name,
@@ -339,13 +332,13 @@ def render_host_contract(inp: TrialContractInput, *, host: str, base_dir: str, n
         "instance_groups": [{"instance_group_name": HOMOGENEOUS_GROUP,
                              "instance_type": inp.instance_type, "hosts": hosts}],
     }
-    input_data_config = {ch: {"TrainingInputMode": "File",
-                              "S3DistributionType": inp.channels[ch],
-                              "RecordWrapperType": "None"} for ch in channels}
 
-    # Variables the toolkit reads or sets itself (it sets SAGEMAKER_JOB_NAME, CURRENT_HOST and
-    # SAGEMAKER_REGION from the config files): set them so a script started without the
-    # toolkit sees the same.
+
+def _platform_env(inp: TrialContractInput, host: str, base: str, in_container: bool,
+                  gpu_ids: tuple[str, ...], num_gpus: int) -> dict[str, str]:
+    """Variables the toolkit reads or sets itself (it sets SAGEMAKER_JOB_NAME, CURRENT_HOST
+    and SAGEMAKER_REGION from the config files): set, so a script started without the
+    toolkit sees the same."""
     own: dict[str, str] = {
         "SAGEMAKER_PROGRAM": inp.entry_point,
         "SAGEMAKER_REGION": inp.region,
@@ -359,28 +352,4 @@ def render_host_contract(inp: TrialContractInput, *, host: str, base_dir: str, n
         own["SAGEMAKER_BASE_DIR"] = base
     if gpu_ids or num_gpus == 0:
         own["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
-
-    # SM_TRAINING_ENV depends on SM_HP_MP_PARAMETERS (is_modelparallel_enabled), which comes
-    # from the hyperparameters or the trainer's environment: render the hp_ ones first.
-    hp_env = {"SM_HP_%s" % k.upper(): env_value(v) for k, v in hps.items() if not is_reserved(k)}
-    mp_parameters = {**inp.environment, **hp_env}.get("SM_HP_MP_PARAMETERS")
-    te = _training_env(inp, host=host, base=base, hps=hps, input_data_config=input_data_config,
-                       resource_config=resource_config, num_cpus=num_cpus, num_gpus=num_gpus,
-                       mp_parameters=mp_parameters)
-    injected = {**own, **_sm_env(te)}
-    clash = sorted(set(inp.environment) & set(injected))
-    if clash:
-        raise ValueError(f"training job {inp.job_name!r}: trainer.environment sets {clash}, "
-                         f"which hpt sets itself from the contract; remove them")
-    env = dict(sorted({**inp.environment, **injected}.items()))
-
-    dirs = ("code", "input/config", *(f"input/data/{ch}" for ch in channels), "model",
-            "output/data", "output/intermediate", "checkpoints")
-    files = {
-        HYPERPARAMETERS_FILE: _dump(encoded),
-        RESOURCE_CONFIG_FILE: _dump(resource_config),
-        INPUT_DATA_CONFIG_FILE: _dump(input_data_config),
-    }
-    return HostContract(host=host, base_dir=base_dir, dirs=dirs, files=files, env=env,
-                        argv=_argv(inp.entry_point, python, user_args(te["hyperparameters"])),
-                        cwd=code_dir)
+    return own

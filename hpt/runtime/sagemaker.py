@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.metrics import MetricParser, MetricPoint
-from hpt.runtime.contract import encode_hyperparameters
+from hpt.runtime.encoding import encode_hyperparameters
 from hpt.sagemaker_names import distribution_hyperparameters
 from hpt.runtime.api import Progress, TrialAssignment
 from hpt.runtime.training_job import never_matched

@@ -129,9 +129,32 @@ def make_plan(jobs: list[Job], best: str | None, *, variants: list[str] = (),
         if given:
             raise UserError(f"{' / '.join(given)} describe a canary rollout: add --canary SPEC, "
                             f"or drop them")
-    canary_steps = "10,50,100" if canary_steps is None else canary_steps
-    bake_seconds = 60.0 if bake_seconds is None else bake_seconds
-    min_requests = 20 if min_requests is None else min_requests
+    production = _production(jobs, best, variants, trial)
+    artifacts = {j.name: j.artifact for j in jobs if j.name in production}
+    shadow_name = None
+    if shadow is not None:
+        job = resolve_job(shadow, jobs, best, "--shadow")
+        if job.name in production:
+            raise UserError(f"--shadow {shadow}: {job.name} already serves production traffic; "
+                            f"shadow a different training job")
+        shadow_name, artifacts[job.name] = job.name, job.artifact
+    canary_plan = None
+    if canary is not None:
+        job = resolve_job(canary, jobs, best, "--canary")
+        if job.name in production:
+            raise UserError(f"--canary {canary}: {job.name} is already a production variant; "
+                            f"the canary must be a different training job")
+        if job.name == shadow_name:
+            raise UserError(f"--canary {canary}: {job.name} is also the --shadow; give one "
+                            f"training job one role")
+        canary_plan = _canary_plan(job.name, canary_steps, bake_seconds, max_error_rate,
+                                   max_p99_ms, min_requests)
+        artifacts[job.name] = job.artifact
+    return ServingPlan(production, shadow_name, canary_plan, artifacts)
+
+
+def _production(jobs: list[Job], best: str | None, variants, trial) -> dict[str, float]:
+    """The production variants and their weights (--variant, or --trial, or the best)."""
     if trial is not None and variants:
         raise UserError("--trial and --variant both pick what to serve; use one of them "
                         "(--trial T is --variant T=1)")
@@ -146,42 +169,30 @@ def make_plan(jobs: list[Job], best: str | None, *, variants: list[str] = (),
                             f"variant once")
         production[name] = weight
     check_weights(production, "--variant")
-    artifacts = {j.name: j.artifact for j in jobs if j.name in production}
+    return production
 
-    shadow_name = None
-    if shadow is not None:
-        job = resolve_job(shadow, jobs, best, "--shadow")
-        if job.name in production:
-            raise UserError(f"--shadow {shadow}: {job.name} already serves production traffic; "
-                            f"shadow a different training job")
-        shadow_name, artifacts[job.name] = job.name, job.artifact
 
-    canary_plan = None
-    if canary is not None:
-        job = resolve_job(canary, jobs, best, "--canary")
-        if job.name in production:
-            raise UserError(f"--canary {canary}: {job.name} is already a production variant; "
-                            f"the canary must be a different training job")
-        if job.name == shadow_name:
-            raise UserError(f"--canary {canary}: {job.name} is also the --shadow; give one "
-                            f"training job one role")
-        if max_error_rate is None and max_p99_ms is None:
-            raise UserError("--canary needs a guardrail to judge the new model by: add "
-                            "--max-error-rate X (e.g. 0.05) and/or --max-p99-ms Y (e.g. 500)")
-        if max_error_rate is not None and not 0 <= max_error_rate <= 1:
-            raise UserError(f"--max-error-rate {max_error_rate}: give a fraction in 0..1, "
-                            f"e.g. 0.05")
-        if max_p99_ms is not None and not (math.isfinite(max_p99_ms) and max_p99_ms > 0):
-            raise UserError(f"--max-p99-ms {max_p99_ms}: give a positive number of "
-                            f"milliseconds, e.g. 500")
-        if not (math.isfinite(bake_seconds) and bake_seconds > 0):
-            raise UserError(f"--bake-seconds {bake_seconds}: give a positive number of seconds")
-        if min_requests < 1:
-            raise UserError(f"--min-requests {min_requests}: give at least 1")
-        canary_plan = CanaryPlan(job.name, parse_steps(canary_steps), float(bake_seconds),
-                                 Thresholds(max_error_rate, max_p99_ms, int(min_requests)))
-        artifacts[job.name] = job.artifact
-    return ServingPlan(production, shadow_name, canary_plan, artifacts)
+def _canary_plan(green: str, steps: str | None, bake_seconds: float | None,
+                 max_error_rate: float | None, max_p99_ms: float | None,
+                 min_requests: int | None) -> CanaryPlan:
+    steps = "10,50,100" if steps is None else steps
+    bake_seconds = 60.0 if bake_seconds is None else bake_seconds
+    min_requests = 20 if min_requests is None else min_requests
+    if max_error_rate is None and max_p99_ms is None:
+        raise UserError("--canary needs a guardrail to judge the new model by: add "
+                        "--max-error-rate X (e.g. 0.05) and/or --max-p99-ms Y (e.g. 500)")
+    if max_error_rate is not None and not 0 <= max_error_rate <= 1:
+        raise UserError(f"--max-error-rate {max_error_rate}: give a fraction in 0..1, "
+                        f"e.g. 0.05")
+    if max_p99_ms is not None and not (math.isfinite(max_p99_ms) and max_p99_ms > 0):
+        raise UserError(f"--max-p99-ms {max_p99_ms}: give a positive number of "
+                        f"milliseconds, e.g. 500")
+    if not (math.isfinite(bake_seconds) and bake_seconds > 0):
+        raise UserError(f"--bake-seconds {bake_seconds}: give a positive number of seconds")
+    if min_requests < 1:
+        raise UserError(f"--min-requests {min_requests}: give at least 1")
+    return CanaryPlan(green, parse_steps(steps), float(bake_seconds),
+                      Thresholds(max_error_rate, max_p99_ms, int(min_requests)))
 
 
 def choose(weights: dict[str, float], rand: Callable[[], float]) -> str:

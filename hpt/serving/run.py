@@ -105,9 +105,6 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
     """Serves until SIGINT (returns 130) or SIGTERM (returns 0)."""
     import uvicorn
 
-    from hpt.serving.canary import Canary
-    from hpt.serving.router import Router
-
     root, plan, jobs, best_name = plan_for(name, experiments_dir, **flags)
     frozen = json.loads((root / SPEC).read_text())
     container = serving_container(frozen, runtime, image, container_engine)
@@ -126,27 +123,8 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
         say(f"hpt serve: starting {len(plan.models)} serving program(s) ({program})")
         backends = start_backends(serving_dir, entry, plan.artifacts, timeout=start_timeout,
                                   container=container)
-        canary = None
-        if plan.canary is not None:
-            canary = Canary(plan.canary, dict(plan.variants), time.monotonic())
-        number = {j.name: j.trial_number for j in jobs}
-        # What --variant accepts, the admin endpoint (hpt serve-weights) accepts too.
-        aliases = {str(number[model]): model for model in plan.models}
-        if best_name in plan.models:
-            aliases["best"] = best_name
-        router = Router({n: b.url for n, b in backends.items()}, plan.variants, serving_dir,
-                        shadow=plan.shadow, canary=canary, say=say, aliases=aliases)
-        say(f"hpt serve: {name} at {url}  (POST /invocations, GET /ping, GET /metrics, "
-            f"/admin/variants, /admin/canary)")
-        for model in plan.models:
-            role = ("shadow" if model == plan.shadow else
-                    "canary" if plan.canary and model == plan.canary.green else
-                    f"weight {router.weights.get(model, 0):g}")
-            say(f"  {role:>12}  {model} (trial {number[model]})  {backends[model].url}  "
-                f"log {backends[model].log_path}")
-        say(f"  logs: {serving_dir / 'access.jsonl'}"
-            + (f", {serving_dir / 'shadow.jsonl'}" if plan.shadow else "")
-            + "; Ctrl-C stops")
+        router = _router(plan, jobs, best_name, backends, serving_dir, say)
+        _announce(name, url, plan, jobs, router, backends, serving_dir, say)
         server = _server_class()(uvicorn.Config(
             router.app, log_level="warning", access_log=False, lifespan="on",
             timeout_keep_alive=30, timeout_graceful_shutdown=10))
@@ -162,6 +140,39 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
             router.close()
         sock.close()
         say("hpt serve: stopped; serving programs ended")
+
+
+def _router(plan: ServingPlan, jobs: list[Job], best_name: str | None, backends: dict,
+            serving_dir: Path, say):
+    from hpt.serving.canary import Canary
+    from hpt.serving.router import Router
+
+    canary = None
+    if plan.canary is not None:
+        canary = Canary(plan.canary, dict(plan.variants), time.monotonic())
+    number = {j.name: j.trial_number for j in jobs}
+    # What --variant accepts, the admin endpoint (hpt serve-weights) accepts too.
+    aliases = {str(number[model]): model for model in plan.models}
+    if best_name in plan.models:
+        aliases["best"] = best_name
+    return Router({n: b.url for n, b in backends.items()}, plan.variants, serving_dir,
+                  shadow=plan.shadow, canary=canary, say=say, aliases=aliases)
+
+
+def _announce(name: str, url: str, plan: ServingPlan, jobs: list[Job], router, backends: dict,
+              serving_dir: Path, say) -> None:
+    number = {j.name: j.trial_number for j in jobs}
+    say(f"hpt serve: {name} at {url}  (POST /invocations, GET /ping, GET /metrics, "
+        f"/admin/variants, /admin/canary)")
+    for model in plan.models:
+        role = ("shadow" if model == plan.shadow else
+                "canary" if plan.canary and model == plan.canary.green else
+                f"weight {router.weights.get(model, 0):g}")
+        say(f"  {role:>12}  {model} (trial {number[model]})  {backends[model].url}  "
+            f"log {backends[model].log_path}")
+    say(f"  logs: {serving_dir / 'access.jsonl'}"
+        + (f", {serving_dir / 'shadow.jsonl'}" if plan.shadow else "")
+        + "; Ctrl-C stops")
 
 
 def _raise_terminated(sig, frame):
