@@ -28,7 +28,7 @@ from hpt.experiment.resume import (ResumePlan, current_max_trials, plan_resume,
                                    resumed_max_trials, search_changes)
 from hpt.experiment.store import JOURNAL, STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import rebuild_table, trial_rows
-from hpt.ray_session import start_or_join
+from hpt.ray_session import start_or_join, token_source
 from hpt.raytune.callbacks import JournalCallback
 from hpt.raytune.tuner import build_tuner
 from hpt.report import best_trial
@@ -243,7 +243,7 @@ def _tune(job: JobPlan, runtime: Runtime, staged: Staged, store: ExperimentStore
                      dashboard_url=session.dashboard_url)
         if session.dashboard_url:
             view.print(f"Ray dashboard: {session.dashboard_url} (token auth: the token is in "
-                       f"~/.ray/auth_token)")
+                       f"{token_source()})")
         searcher = _searcher(job, store, view)
         settings = dict(staged.settings)
         if warm is not None:

@@ -146,6 +146,13 @@ def _stderr_to_nowhere():
             os.close(saved)
 
 
+def token_source() -> str:
+    """Where this machine's Ray token is, as Ray looks for it."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "the RAY_AUTH_TOKEN variable"
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+
+
 def _session_dir() -> str | None:
     node = getattr(ray._private.worker, "_global_node", None)
     return node.get_session_dir_path() if node is not None else None

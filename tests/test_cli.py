@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_tuning_job import faulty_space
+from helpers import faulty_space
 
 REPO = Path(__file__).resolve().parent.parent
 

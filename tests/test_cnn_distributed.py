@@ -14,7 +14,7 @@ import pytest
 from hpt.runtime.host import free_ports
 from hpt.runtime.plan import HostAddress, plan_trial
 from hpt.sagemaker_names import distribution_hyperparameters
-from test_cnn_trainer import TRAIN_PY, prepare_data
+from helpers import TRAIN_PY, prepare_data
 
 EPOCH = re.compile(r"^epoch=(\d+) loss=([0-9.eE+-]+) val_acc=([0-9.]+)$", re.M)
 # Dropout draws and BatchNorm statistics are per worker: off, the curves must match exactly.

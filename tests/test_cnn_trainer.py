@@ -2,7 +2,6 @@
 the data is built from scikit-learn's bundled digits and the script runs as a subprocess with
 the SageMaker environment a trial would give it."""
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -12,21 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-TRAIN_PY = REPO / "trainers" / "cnn" / "train.py"
+from helpers import TRAIN_PY, prepare_data
+
 VAL_ACC = re.compile(r"val_acc=([0-9.]+)")
 LOSS = re.compile(r"loss=([0-9.eE+-]+)")
 EPOCH_LINE = re.compile(r"^epoch=(\d+) loss=([0-9.eE+-]+) val_acc=([0-9.]+)$")
-
-
-def _load_prepare_data():
-    spec = importlib.util.spec_from_file_location("prepare_data", REPO / "scripts" / "prepare_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare_data = _load_prepare_data()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import yaml
 
@@ -45,7 +44,7 @@ def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(t
                 url = found.group(1)
                 break
         assert url, "hpt launch did not print a dashboard URL on 127.0.0.1"
-        token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+        token = os.environ["RAY_AUTH_TOKEN"]  # the session's (tests/conftest.py)
 
         # Without the token the API refuses: auth stays on.
         try:

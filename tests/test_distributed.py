@@ -10,8 +10,8 @@ from pathlib import Path
 import hpt
 from hpt.launch import launch
 from hpt.spec import load_spec
+from helpers import DIST, live_processes_of
 
-DIST = Path(__file__).parent / "trainers" / "dist"
 
 
 def dist_space(name, distribution, hyperparameters, **trainer):
@@ -31,23 +31,6 @@ def dist_space(name, distribution, hyperparameters, **trainer):
 def seen_files(row) -> list[dict]:
     trial = Path(row["LogPath"]).parent
     return [json.loads(p.read_text()) for p in sorted(trial.glob("algo-*/model/seen-*.json"))]
-
-
-def live_processes_of(job_names) -> list[int]:
-    """Processes (not zombies) whose environment names one of the training jobs."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(f"TRAINING_JOB_NAME={n}".encode() in environ for n in job_names):
-            found.append(int(proc.name))
-    return found
 
 
 def test_two_host_data_parallel_trial_all_reduces_over_gloo(ray_session, write_space, tmp_path):

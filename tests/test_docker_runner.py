@@ -17,7 +17,7 @@ from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.runtime.training_job import LocalTrainingJob
 from hpt.spec import load_spec
-from test_tuning_job import faulty_space
+from helpers import faulty_space
 
 FAKE_DOCKER = r'''#!{python}
 import json, os, signal, sys, time

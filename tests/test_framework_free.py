@@ -54,7 +54,7 @@ sys.exit(code)
 
 
 def test_a_tuning_job_runs_without_torch(ray_session, write_space, tmp_path):
-    from test_resume import sleepy_space
+    from helpers import sleepy_space
 
     space = write_space(sleepy_space("no-torch", max_trials=2, seconds=(0.1, 0.2)))
     address = ray_session.get_runtime_context().gcs_address

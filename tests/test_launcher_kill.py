@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hpt.runtime.reaper_sidecar import session_processes
-from test_resume import counts, events, sleepy_space, wait_for
+from helpers import counts, events, sleepy_space, wait_for
 
 
 @pytest.mark.parametrize("dashboard", [True, False], ids=["dashboard", "no-dashboard"])

@@ -136,7 +136,7 @@ def test_a_full_disk_fails_the_job_with_the_reason_and_never_blocks_the_script(
     from hpt.runtime.api import TrialAssignment
     from hpt.runtime.training_job import LocalTrainingJob
     from hpt.spec import load_spec
-    from test_tuning_job import faulty_space
+    from helpers import faulty_space
 
     spec = load_spec(write_space(faulty_space(name="full")))
     trial_dir = tmp_path / "full-001-abcd1234"

@@ -19,7 +19,7 @@ import pytest
 
 import hpt
 from hpt.runtime.reaper_sidecar import kill_session, session_processes
-from test_resume import sleepy_space
+from helpers import sleepy_space
 
 RAY = Path(sys.executable).with_name("ray")
 

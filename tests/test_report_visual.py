@@ -12,7 +12,7 @@ import hpt
 from hpt.launch import launch
 from hpt.report_visual import render_html, write_pngs
 from hpt.spec import load_spec
-from test_tuning_job import faulty_space
+from helpers import faulty_space
 
 
 @pytest.fixture(scope="module")

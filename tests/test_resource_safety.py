@@ -11,8 +11,8 @@ import ray
 
 from hpt.launch import launch
 from hpt.spec import load_spec
-from test_distributed import live_processes_of
-from test_tuning_job import faulty_space
+from helpers import live_processes_of
+from helpers import faulty_space
 
 
 def _warm_interpreters() -> set[int]:

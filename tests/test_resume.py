@@ -1,6 +1,5 @@
 """Durability: kill -9 of the launcher then --resume, hpt stop, Ctrl-C, retries, warm start."""
 
-import json
 import os
 import signal
 import subprocess
@@ -15,60 +14,8 @@ import pytest
 import hpt
 from hpt.launch import launch
 from hpt.spec import load_spec
-from test_distributed import live_processes_of
+from helpers import counts, events, live_processes_of, sleepy_space, start_launcher, wait_for
 
-DIST = Path(__file__).parent / "trainers" / "dist"
-
-
-def sleepy_space(name, max_trials=6, seconds=(1.0, 2.0), action="sleep", **extra):
-    space = {
-        "name": name,
-        "trainer": {"source_dir": str(DIST), "entry_point": "train.py", "cpus_per_host": 1,
-                    "max_runtime_seconds": 60},
-        "hyperparameters": {"seconds": {"type": "continuous", "min": seconds[0],
-                                        "max": seconds[1]},
-                            "action": {"type": "categorical", "values": [action]}},
-        "objective": {"metric": "ok", "type": "maximize"},
-        "metric_definitions": [{"name": "ok", "regex": "val_acc=([0-9.]+)"}],
-        "strategy": "random",
-        "limits": {"max_trials": max_trials, "max_parallel": min(2, max_trials)},
-        "seed": 7,
-    }
-    space.update(extra)
-    return space
-
-
-def start_launcher(space_path, exp, address, *args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "hpt.cli", "launch", str(space_path), "--experiments-dir",
-         str(exp), "--address", address, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def events(exp, name):
-    path = Path(exp) / name / "journal.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
-def wait_for(predicate, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def counts(evs, kind):
-    return sum(1 for e in evs if e["event"] == kind)
 
 
 def study_states(exp, name):

@@ -14,7 +14,7 @@ from hpt.launch import launch
 from hpt.runtime.artifacts import artifact_uris
 from hpt.runtime.channels import download_channel, local_key_path
 from hpt.spec import load_spec
-from test_tuning_job import faulty_space
+from helpers import faulty_space
 
 
 @pytest.fixture(scope="module")

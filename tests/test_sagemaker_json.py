@@ -139,7 +139,7 @@ def test_cli_round_trip_and_bad_json_exit_2(tmp_path):
 
 def test_hyperband_with_one_resource_exports_both_as_hpt_runs_them_and_imports_back(
         write_space):
-    from test_tuning_job import faulty_space
+    from helpers import faulty_space
 
     space = faulty_space(name="hb", strategy="hyperband", limits={"max_trials": 4},
                          strategy_config={"min_resource": 2})
@@ -152,7 +152,7 @@ def test_hyperband_with_one_resource_exports_both_as_hpt_runs_them_and_imports_b
 
 
 def test_a_prepare_command_with_spaces_in_its_words_round_trips(write_space, tmp_path):
-    from test_tuning_job import faulty_space
+    from helpers import faulty_space
 
     command = ["python", "../my scripts/prepare data.py", "--out", "a b"]
     space = faulty_space(name="prep", prepare=command)

@@ -21,6 +21,7 @@ import requests
 import hpt
 from hpt.launch import launch
 from hpt.spec import load_spec
+from helpers import processes_in
 
 REPO = Path(__file__).resolve().parent.parent
 STANDIN = REPO / "tests" / "serving_programs" / "standin_serve.py"
@@ -137,10 +138,10 @@ def payloads(n):
     return [[[i % 7, (i * 3) % 11], [i % 5]] for i in range(n)]
 
 
-def no_standin_left():
-    out = subprocess.run(["pgrep", "-f", "standin_serve.py|code/serve.py serve"],
-                         capture_output=True, text=True)
-    return out.stdout.strip() == ""
+def no_standin_left(experiment):
+    """No serving program of this experiment runs (found by the folder they serve from,
+    never by a program name another test or user could share)."""
+    return processes_in(experiment["root"] / "serving") == []
 
 
 def test_ping_weights_admin_and_serve_weights(experiment):
@@ -196,7 +197,7 @@ def test_ping_weights_admin_and_serve_weights(experiment):
         assert f'hpt_serving_variant_weight{{variant="{other}"}} 0.0' in text
         assert srv.stop(signal.SIGINT) == 130
     assert "serving programs ended" in srv.lines[-1]
-    assert no_standin_left()
+    assert no_standin_left(experiment)
     log = (experiment["root"] / "serving" / "access.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in log if '"latency_ms"' in line]
     assert len(records) >= n + 200 and {"variant", "status", "latency_ms"} <= set(records[-1])
@@ -218,8 +219,8 @@ def test_ping_is_503_until_the_models_answer(experiment):
         backend = next(line.split()[-3] for line in srv.lines if experiment["best"] in line
                        and "http://" in line)
         port = int(backend.rsplit(":", 1)[1])
-        pid = int(subprocess.run(["pgrep", "-f", "code/serve.py serve"], capture_output=True,
-                                 text=True).stdout.split()[0])
+        (pid,) = [p for p in processes_in(experiment["root"] / "serving" / experiment["best"])
+                  if b"serve.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert port and pid
         os.killpg(pid, signal.SIGKILL)
         time.sleep(0.5)
@@ -394,7 +395,7 @@ def test_bad_input_is_exit_2_with_one_line_and_nothing_started(experiment, tmp_p
             assert "starting" not in done.stdout
     done = hpt_cli("serve-weights", "--url", f"http://127.0.0.1:{port}", "x=1")  # closed now
     assert done.returncode == 2 and "no hpt serve answers" in done.stderr
-    assert no_standin_left()
+    assert no_standin_left(experiment)
 
 
 FAKE_DOCKER = r"""#!{python}
@@ -450,7 +451,7 @@ def test_models_serve_in_containers_from_the_image(experiment, tmp_path, monkeyp
     assert run[-2:] == ["hpt-cnn:test", "serve"]
     assert ["stop", "-t", "5", f"{best}-serve"] in calls
     assert ["rm", "--force", f"{best}-serve"] in calls  # no container left behind
-    assert no_standin_left()
+    assert no_standin_left(experiment)
     # hpt serve SIGKILLed: the engine keeps a container whose CLI died; the reaper removes it.
     (state / "calls.jsonl").unlink()
     srv = Serving(experiment, "--image", "hpt-cnn:test")
@@ -464,7 +465,7 @@ def test_models_serve_in_containers_from_the_image(experiment, tmp_path, monkeyp
         time.sleep(0.1)
     assert removal in [json.loads(line) for line in
                        (state / "calls.jsonl").read_text().splitlines()]
-    assert no_standin_left()
+    assert no_standin_left(experiment)
 
 
 def test_a_serving_program_that_crashes_is_reported_with_its_log(experiment):
@@ -473,7 +474,7 @@ def test_a_serving_program_that_crashes_is_reported_with_its_log(experiment):
                    env={"STANDIN_MODES": json.dumps({best: "crash"})})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "crashing on purpose" in done.stderr and "serve.log" in done.stderr
-    assert no_standin_left()
+    assert no_standin_left(experiment)
     # A program that runs but cannot load its model says so on /ping: reported at once,
     # not after --start-timeout.
     started = time.time()
@@ -481,20 +482,20 @@ def test_a_serving_program_that_crashes_is_reported_with_its_log(experiment):
                    env={"STANDIN_MODES": json.dumps({best: "loadfail"})})
     assert done.returncode == 1 and time.time() - started < 30
     assert f"could not load its model: OSError: no weights for {best}" in done.stderr
-    assert no_standin_left()
+    assert no_standin_left(experiment)
 
 
 def test_a_killed_hpt_serve_leaves_no_serving_program(experiment):
     # SIGKILL gives hpt serve no chance to stop its models: the reaper sidecar does it.
     srv = Serving(experiment)
     assert requests.get(f"{srv.url}/ping").status_code == 200
-    assert not no_standin_left()
+    assert not no_standin_left(experiment)
     srv.proc.kill()
     srv.proc.wait(timeout=10)
     deadline = time.time() + 10
-    while not no_standin_left() and time.time() < deadline:
+    while not no_standin_left(experiment) and time.time() < deadline:
         time.sleep(0.1)
-    assert no_standin_left()
+    assert no_standin_left(experiment)
 
 
 def test_no_completed_trial_is_exit_2(ray_session, tmp_path):

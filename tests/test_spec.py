@@ -477,7 +477,7 @@ def test_reserved_hyperparameters():
 
 
 def test_an_entry_point_written_with_dot_slash_is_the_same_file(write_space):
-    from test_tuning_job import faulty_space
+    from helpers import faulty_space
 
     space = faulty_space()
     space["trainer"]["entry_point"] = "./train.py"

@@ -9,25 +9,8 @@ import pytest
 import hpt
 from hpt.launch import launch
 from hpt.spec import load_spec
+from helpers import faulty_space
 
-FAULTY = Path(__file__).parent / "trainers" / "faulty"
-
-
-def faulty_space(**overrides):
-    space = {
-        "name": "faults",
-        "trainer": {"source_dir": str(FAULTY), "entry_point": "train.py",
-                    "cpus_per_host": 1, "max_runtime_seconds": 4},
-        "static_hyperparameters": {"epochs": 3, "x": 0.9},
-        "hyperparameters": {"mode": {"type": "categorical", "values": ["ok", "fail", "hang", "silent"]}},
-        "objective": {"metric": "validation:accuracy", "type": "maximize"},
-        "metric_definitions": [{"name": "validation:accuracy", "regex": "val_acc=([0-9.]+)"},
-                               {"name": "train:loss", "regex": "loss=([0-9.eE+-]+)"}],
-        "strategy": "grid",
-        "limits": {"max_parallel": 2},
-    }
-    space.update(overrides)
-    return space
 
 
 def test_each_failure_mode_ends_with_its_status_and_reason_while_others_complete(

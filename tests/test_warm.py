@@ -16,7 +16,7 @@ import hpt
 from hpt.launch import launch
 from hpt.runtime.warm import WarmInterpreter, WarmProcess, can_run_warm, modules_to_preload
 from hpt.spec import load_spec
-from test_tuning_job import faulty_space
+from helpers import faulty_space
 
 PROBE = '''
 import json, os, sys

@@ -1,0 +1,121 @@
+"""What several test modules share: the test trainers' spaces, a journal reader, the process
+sweeps that find what a test started (never a broad name match)."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+FAULTY = TESTS / "trainers" / "faulty"
+DIST = TESTS / "trainers" / "dist"
+TRAIN_PY = REPO / "trainers" / "cnn" / "train.py"
+
+
+def _load_prepare_data():
+    """scripts/prepare_data.py as a module (the scripts folder is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prepare_data",
+                                                  REPO / "scripts" / "prepare_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+prepare_data = _load_prepare_data()
+
+
+def faulty_space(**overrides):
+    space = {
+        "name": "faults",
+        "trainer": {"source_dir": str(FAULTY), "entry_point": "train.py",
+                    "cpus_per_host": 1, "max_runtime_seconds": 4},
+        "static_hyperparameters": {"epochs": 3, "x": 0.9},
+        "hyperparameters": {"mode": {"type": "categorical", "values": ["ok", "fail", "hang", "silent"]}},
+        "objective": {"metric": "validation:accuracy", "type": "maximize"},
+        "metric_definitions": [{"name": "validation:accuracy", "regex": "val_acc=([0-9.]+)"},
+                               {"name": "train:loss", "regex": "loss=([0-9.eE+-]+)"}],
+        "strategy": "grid",
+        "limits": {"max_parallel": 2},
+    }
+    space.update(overrides)
+    return space
+
+
+def sleepy_space(name, max_trials=6, seconds=(1.0, 2.0), action="sleep", **extra):
+    space = {
+        "name": name,
+        "trainer": {"source_dir": str(DIST), "entry_point": "train.py", "cpus_per_host": 1,
+                    "max_runtime_seconds": 60},
+        "hyperparameters": {"seconds": {"type": "continuous", "min": seconds[0],
+                                        "max": seconds[1]},
+                            "action": {"type": "categorical", "values": [action]}},
+        "objective": {"metric": "ok", "type": "maximize"},
+        "metric_definitions": [{"name": "ok", "regex": "val_acc=([0-9.]+)"}],
+        "strategy": "random",
+        "limits": {"max_trials": max_trials, "max_parallel": min(2, max_trials)},
+        "seed": 7,
+    }
+    space.update(extra)
+    return space
+
+
+def start_launcher(space_path, exp, address, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpt.cli", "launch", str(space_path), "--experiments-dir",
+         str(exp), "--address", address, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def events(exp, name):
+    path = Path(exp) / name / "journal.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def wait_for(predicate, timeout=90.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def counts(evs, kind):
+    return sum(1 for e in evs if e["event"] == kind)
+
+
+def live_processes_of(job_names) -> list[int]:
+    """Processes (not zombies) whose environment names one of the training jobs."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(f"TRAINING_JOB_NAME={n}".encode() in environ for n in job_names):
+            found.append(int(proc.name))
+    return found
+
+
+def processes_in(folder) -> list[int]:
+    """Every process that names `folder` in its command line or holds a file in it open:
+    what a test started there (a serving program, a Ray session), found by where it works."""
+    from hpt.runtime.reaper_sidecar import session_processes
+
+    return session_processes(str(folder))
