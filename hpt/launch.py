@@ -276,7 +276,7 @@ def _searcher(job: JobPlan, store: ExperimentStore, view: LaunchView) -> OptunaS
 
 @contextlib.contextmanager
 def warm_interpreter(spec, root: Path, runtime: Runtime):
-    """The job's warm interpreter (runtime/warm.py) when trainer.warm_start asks for one and
+    """The job's warm interpreter (runtime/warm/) when trainer.warm_start asks for one and
     the runtime's trials are local processes."""
     trainer = spec.trainer
     if not (trainer.warm_start and runtime.forks_trials):

@@ -18,7 +18,7 @@ from hpt.experiment.table import resolve_experiment, trial_rows
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.trial import TrainingJobRecord
-from hpt.secrets import restore_env
+from hpt.redaction import restore_env
 from hpt.spec import Spec
 
 

@@ -24,6 +24,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: the opt-in slow fault set (pytest --slow)")
+    config.addinivalue_line("markers", "smoke: a long end-to-end run; pytest -m 'not smoke' "
+                                       "is the fast set (CI runs everything)")
 
 
 def pytest_collection_modifyitems(config, items):

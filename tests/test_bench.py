@@ -5,6 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
+pytestmark = pytest.mark.smoke
+
 REPO = Path(__file__).resolve().parent.parent
 
 

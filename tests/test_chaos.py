@@ -13,6 +13,9 @@ import pytest
 
 from chaos import EXPECTED, REPO, check_trial
 
+# A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
+pytestmark = pytest.mark.smoke
+
 
 def run_chaos(*args: str, timeout: float) -> dict:
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "chaos.py"), *args],

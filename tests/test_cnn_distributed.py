@@ -16,6 +16,9 @@ from hpt.runtime.plan import HostAddress, plan_trial
 from hpt.sagemaker_names import distribution_hyperparameters
 from helpers import TRAIN_PY, prepare_data
 
+# A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
+pytestmark = pytest.mark.smoke
+
 EPOCH = re.compile(r"^epoch=(\d+) loss=([0-9.eE+-]+) val_acc=([0-9.]+)$", re.M)
 # Dropout draws and BatchNorm statistics are per worker: off, the curves must match exactly.
 EXACT = ["--epochs", "3", "--batch_size", "64", "--dropout", "0", "--batch_norm", "false",

@@ -9,9 +9,13 @@ import sys
 import time
 import urllib.request
 
+import pytest
 import yaml
 
 import hpt
+
+# A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
+pytestmark = pytest.mark.smoke
 
 SLEEPER = "import time\ntime.sleep(6)\nprint('val_acc=1.0', flush=True)\n"
 

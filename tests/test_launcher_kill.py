@@ -11,6 +11,9 @@ import pytest
 from hpt.runtime.reaper_sidecar import session_processes
 from helpers import counts, events, sleepy_space, wait_for
 
+# A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
+pytestmark = pytest.mark.smoke
+
 
 @pytest.mark.parametrize("dashboard", [True, False], ids=["dashboard", "no-dashboard"])
 def test_kill_9_of_the_launcher_leaves_no_process_of_its_ray(dashboard, write_space, tmp_path):

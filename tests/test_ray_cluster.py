@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import hpt
+
+# A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
+pytestmark = pytest.mark.smoke
 
 DIST = Path(__file__).parent / "trainers" / "dist"
 

@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
+pytestmark = pytest.mark.smoke
+
 REPO = Path(__file__).resolve().parent.parent
 SPACE = "search_spaces/digits-cnn.yaml"
 JOB = "digits-cnn"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hpt.secrets import looks_secret
+from hpt.redaction import looks_secret
 
 ENGINES = ("docker", "podman")
 CONTAINER_ML = "/opt/ml"

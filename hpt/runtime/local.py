@@ -54,7 +54,7 @@ class HostProcess:
         # container, so (stop argv, remove argv) are run too (runtime/docker.py).
         self.container = container
         self._container_stopping: subprocess.Popen | None = None
-        # A warm interpreter's socket (runtime/warm.py): fork from it instead of a cold start.
+        # A warm interpreter's socket (runtime/warm/): fork from it instead of a cold start.
         self.warm_socket = warm_socket
         self.warm = False
         # Only the chief's lines are read by the caller; for the other processes of a trial

@@ -49,15 +49,6 @@ def recv_request(conn: socket.socket) -> Request:
     return Request(list(msg["argv"]), dict(msg["env"]), str(msg["cwd"]), fds[0], fds[1])
 
 
-def _send(conn: socket.socket, **msg) -> None:
-    try:
-        conn.setblocking(True)
-        conn.sendall(json.dumps(msg).encode() + b"\n")
-        conn.setblocking(False)
-    except OSError:
-        pass  # the client is gone; its process was or will be killed
-
-
 def send(conn: socket.socket, **msg) -> None:
     try:
         conn.setblocking(True)

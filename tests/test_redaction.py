@@ -11,7 +11,7 @@ import pytest
 import hpt
 from hpt.launch import launch
 from hpt.report_visual import render_html
-from hpt.secrets import REDACTED, looks_secret, redact_env
+from hpt.redaction import REDACTED, looks_secret, redact_env
 from hpt.spec import load_spec
 
 SECRET = "s3cr3t-v4lue-9f8e7d"
