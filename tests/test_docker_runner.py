@@ -6,8 +6,6 @@ itself, and runs a real container where an engine exists."""
 
 import json
 import os
-import stat
-import sys
 import time
 from pathlib import Path
 
@@ -18,55 +16,6 @@ from hpt.runtime.runtimes import RUNTIMES
 from hpt.runtime.training_job import LocalTrainingJob
 from hpt.spec import load_spec
 from helpers import faulty_space
-
-FAKE_DOCKER = r'''#!{python}
-import json, os, signal, sys, time
-state = os.environ["FAKE_DOCKER_STATE"]
-calls = os.path.join(state, "calls.jsonl")
-with open(calls, "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\n")
-cmd = sys.argv[1]
-if cmd == "run":
-    args = sys.argv[2:]
-    name = args[args.index("--name") + 1]
-    env = dict(a.split("=", 1) for i, a in enumerate(args) if i and args[i - 1] == "--env")
-    with open(os.path.join(state, name + ".pid"), "w") as f:
-        f.write(str(os.getpid()))
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the CLI survives SIGTERM: only stop works
-    hps = json.loads(env["SM_HPS"])
-    print(f"container {{name}} training {{env['SM_TRAINING_ENV'] and 'with contract'}}",
-          flush=True)
-    if hps.get("mode") == "hang":
-        time.sleep(3600)
-    for epoch in (1, 2):
-        print(f"epoch={{epoch}} loss=0.5 val_acc={{0.4 * epoch}}", flush=True)
-    sys.exit(0)
-elif cmd == "stop":
-    name = sys.argv[-1]
-    try:
-        os.kill(int(open(os.path.join(state, name + ".pid")).read()), signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
-'''
-
-
-@pytest.fixture
-def fake_docker(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "docker"
-    script.write_text(FAKE_DOCKER.format(python=sys.executable))
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    state = tmp_path / "state"
-    state.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_DOCKER_STATE", str(state))
-
-    def calls():
-        path = state / "calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    return calls
-
 
 def _job(write_space, tmp_path, mode: str) -> LocalTrainingJob:
     """The job runtime: docker builds (its registry entry), as the trainable builds it."""

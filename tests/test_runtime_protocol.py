@@ -1,0 +1,166 @@
+"""One protocol, every runtime: the same tests for a training job built by each registered
+runtime (hpt/runtime/runtimes): local for real, docker with the stand-in engine
+(tests/conftest.py), sagemaker against moto's SageMaker and CloudWatch Logs on 127.0.0.1 (and
+botocore's Stubber where moto cannot: a job that fails, a stop).
+
+What every runtime must do: a job that completes streams its objective values and ends with
+a Completed record whose objective is the last value; a job that fails ends Failed with a
+typed reason, never retried as a lost host; `stop()` ends a running job Stopped (early
+stopping's reason), and asking again gives the same record."""
+
+import datetime as dt
+import time
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.runtimes import RUNTIMES
+from hpt.runtime.sagemaker import LOG_GROUP
+from hpt.spec import load_spec
+from hpt.trial import EARLY_STOPPED, FailureCategory, TrialStatus
+from helpers import faulty_space
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+OBJECTIVE_VALUES = {"local": [0.3, 0.6, 0.9], "docker": [0.4, 0.8], "sagemaker": [0.45, 0.9]}
+
+
+def test_every_registered_runtime_is_covered_here():
+    assert set(RUNTIMES) == set(OBJECTIVE_VALUES)
+
+
+@pytest.fixture(params=sorted(RUNTIMES))
+def runtime(request, write_space, tmp_path, monkeypatch):
+    """(runtime name, make(mode) -> a job of that runtime, not started). For sagemaker,
+    moto's server runs first (the job's clients are built against it)."""
+    name = request.param
+    space = faulty_space(name="proto", runtime=name)
+    if name == "docker":
+        space["trainer"]["image"] = "hpt-test:latest"
+        request.getfixturevalue("fake_docker")
+    if name == "sagemaker":
+        space["trainer"].update(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                instance_type="ml.m5.xlarge")
+        space.update(output="s3://out/tuning")
+        monkeypatch.setenv("HPT_SAGEMAKER_POLL_SECONDS", "0.05")
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        request.getfixturevalue("moto_logs")
+    spec = load_spec(write_space(space))
+    settings = {"role_arn": ROLE, "code_uri": "s3://out/tuning/proto/source/sourcedir.tar.gz"} \
+        if name == "sagemaker" else {"container_engine": "docker"}
+
+    def make(mode: str):
+        job_name = f"proto-001-{mode}0000"
+        context = JobContext(spec, TrialAssignment(1, job_name, {"mode": mode}),
+                             tmp_path / job_name, settings, Slot(num_cpus=1))
+        return RUNTIMES[name].job(context)
+
+    return name, make
+
+
+def run_to_end(job):
+    points, record = [], None
+    while record is None:
+        progress = job.advance()
+        if progress.point is not None:
+            points.append(progress.point.value)
+        record = progress.record
+    return points, record
+
+
+@pytest.fixture
+def moto_logs(monkeypatch):
+    """moto's server on 127.0.0.1 and a function writing a job's CloudWatch log lines."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    logs = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                 aws_secret_access_key="testing").client("logs")
+    try:  # moto keeps its state per process, across servers
+        logs.create_log_group(logGroupName=LOG_GROUP)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+
+    def write(job_name: str, lines: list[str]) -> None:
+        stream = f"{job_name}/algo-1-1764489600"
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        now = int(time.time() * 1000)
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[
+            {"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
+
+    yield write
+    server.stop()
+
+
+def stubbed(job, answers: list[tuple[str, dict]]) -> Stubber:
+    """The job's SageMaker client (moto has no failing job and no StopTrainingJob) replaced
+    by a botocore Stubber giving `answers` (operation, response) in order; each request is
+    still checked against botocore's model. Its logs stay moto's."""
+    job.sagemaker = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x",
+                                          aws_secret_access_key="x").client("sagemaker")
+    stub = Stubber(job.sagemaker)
+    stub.add_response("create_training_job", {"TrainingJobArn": "arn:x"})
+    for operation, response in answers:
+        stub.add_response(operation, response)
+    return stub.activate() or stub
+
+
+def describe(job, status: str, **extra) -> dict:
+    return {"TrainingJobName": job.name, "TrainingJobArn": "arn:x", "TrainingJobStatus": status,
+            "SecondaryStatus": "Training", "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "CreationTime": dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc),
+            "ModelArtifacts": {"S3ModelArtifacts": f"s3://out/{job.name}/model.tar.gz"},
+            "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1,
+                               "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 60}, **extra}
+
+
+def test_a_job_that_completes_streams_its_objective_and_ends_completed(runtime, request):
+    name, make = runtime
+    job = make("ok")
+    if name == "sagemaker":  # moto completes a job at once; the container's lines are these
+        request.getfixturevalue("moto_logs")(job.name, [f"epoch={i} val_acc={v}" for i, v in
+                                                        enumerate(OBJECTIVE_VALUES[name], 1)])
+    job.start()
+    points, record = run_to_end(job)
+    assert points == pytest.approx(OBJECTIVE_VALUES[name])
+    assert record.status is TrialStatus.COMPLETED and record.failure is None
+    assert record.objective_value == pytest.approx(points[-1])
+    assert record.objective_steps == len(points) and record.model_artifact
+    assert record.to_json()["status"] == "Completed"
+
+
+def test_a_job_that_fails_ends_failed_with_a_typed_reason_never_retried(runtime):
+    name, make = runtime
+    job = make("fail")
+    if name == "sagemaker":
+        stubbed(job, [("describe_training_job", describe(
+            job, "Failed", FailureReason="AlgorithmError: ExecuteUserScriptError: exit code 1"))])
+    job.start()
+    points, record = run_to_end(job)
+    assert record.status is TrialStatus.FAILED and record.objective_value is None
+    assert record.failure.category is FailureCategory.ALGORITHM_ERROR
+    assert record.failure_reason and not record.infrastructure_failure
+
+
+def test_stop_ends_a_running_job_stopped_and_asking_again_gives_the_same_record(runtime):
+    name, make = runtime
+    job = make("hang")
+    if name == "sagemaker":
+        stubbed(job, [("describe_training_job", describe(job, "InProgress")),
+                      ("stop_training_job", {}),
+                      ("describe_training_job", describe(job, "Stopped"))])
+    job.start()
+    if name != "sagemaker":
+        time.sleep(1.0)  # it runs (hanging)
+    record = job.stop(EARLY_STOPPED)
+    assert record.status is TrialStatus.STOPPED
+    assert record.failure_reason == "Stopped by early stopping"
+    assert job.stop() is record
+    assert job.advance().record is record
