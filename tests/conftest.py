@@ -118,3 +118,24 @@ def fake_docker(tmp_path, monkeypatch):
         path = state / "calls.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return calls
+
+
+@pytest.fixture
+def moto_server():
+    """moto's server on 127.0.0.1 with empty state; yields its endpoint URL.
+
+    moto keeps its backends per process, across server objects, so without the reset a log group
+    or bucket one test made is already there in the next and results depend on test order."""
+    import urllib.request
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+    try:
+        yield url
+    finally:
+        server.stop()

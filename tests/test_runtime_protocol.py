@@ -72,20 +72,12 @@ def run_to_end(job):
 
 
 @pytest.fixture
-def moto_logs(monkeypatch):
+def moto_logs(moto_server, monkeypatch):
     """moto's server on 127.0.0.1 and a function writing a job's CloudWatch log lines."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     logs = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
                                  aws_secret_access_key="testing").client("logs")
-    try:  # moto keeps its state per process, across servers
-        logs.create_log_group(logGroupName=LOG_GROUP)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
+    logs.create_log_group(logGroupName=LOG_GROUP)
 
     def write(job_name: str, lines: list[str]) -> None:
         stream = f"{job_name}/algo-1-1764489600"
@@ -94,8 +86,7 @@ def moto_logs(monkeypatch):
         logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[
             {"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
 
-    yield write
-    server.stop()
+    return write
 
 
 def stubbed(job, answers: list[tuple[str, dict]]) -> Stubber:

@@ -179,7 +179,7 @@ def test_stopping_calls_stop_training_job_and_waits_for_stopped(spec, tmp_path):
     assert record.objective_value == 0.40  # the last metrics are kept
 
 
-def test_hpt_launch_runs_trials_as_sagemaker_jobs_on_moto(tmp_path, write_space):
+def test_hpt_launch_runs_trials_as_sagemaker_jobs_on_moto(tmp_path, write_space, moto_server):
     """The whole path against moto's server on 127.0.0.1 (S3, SageMaker, CloudWatch Logs):
     the code upload, one CreateTrainingJob per trial, metrics read from the job's logs."""
     import json
@@ -188,71 +188,63 @@ def test_hpt_launch_runs_trials_as_sagemaker_jobs_on_moto(tmp_path, write_space)
     import sys
     import time
 
-    from moto.server import ThreadedMotoServer
-
     from hpt.experiment.store import training_job_name
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "HPT_SAGEMAKER_POLL_SECONDS": "0.2",
-               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-        session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
-                                        aws_secret_access_key="testing")
-        s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-        logs = session.client("logs", endpoint_url=env["AWS_ENDPOINT_URL"])
-        s3.create_bucket(Bucket="out")
-        s3.put_object(Bucket="out", Key="data/train/part-0", Body=b"x")
-        logs.create_log_group(logGroupName=LOG_GROUP)
-        now_ms = int(time.time() * 1000)
-        # What the containers would print, for every name the grid's two trials can take.
-        for number in (1, 2):
-            for mode, acc in (("good", 0.9), ("bad", 0.6)):
-                job = training_job_name("onsm", number, {"mode": mode}, 0)
-                stream = f"{job}/algo-1-1764489600"
-                logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-                logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[
-                    {"timestamp": now_ms + e, "message": f"epoch={e} val_acc={acc * e / 2}"}
-                    for e in (1, 2)])  # CloudWatch drops events older than 14 days
-        (tmp_path / "code").mkdir()
-        (tmp_path / "code" / "train.py").write_text("print('runs on SageMaker')\n")
-        space = write_space({
-            "name": "onsm", "runtime": "sagemaker", "output": "s3://out/tuning",
-            "trainer": {"source_dir": "code", "entry_point": "train.py",
-                        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/hpt:latest",
-                        "instance_type": "ml.m5.xlarge"},
-            "channels": {"train": "s3://out/data/train"},
-            "hyperparameters": {"mode": {"type": "categorical", "values": ["good", "bad"]}},
-            "objective": {"metric": "acc", "type": "maximize"},
-            "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
-            "strategy": "grid", "limits": {"max_parallel": 2}})
-        done = subprocess.run(
-            [sys.executable, "-m", "hpt", "launch", str(space), "--experiments-dir",
-             str(tmp_path / "exp"), "--no-dashboard", "--role",
-             "arn:aws:iam::123456789012:role/SageMakerRole"],
-            env=env, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-        import hpt
-        df = hpt.load_experiment(tmp_path / "exp" / "onsm")
-        by_mode = {r["mode"]: r for _, r in df.iterrows()}
-        assert by_mode["good"]["TrainingJobStatus"] == "Completed"
-        assert by_mode["good"]["FinalObjectiveValue"] == pytest.approx(0.9)
-        assert by_mode["bad"]["FinalObjectiveValue"] == pytest.approx(0.6)
-        assert by_mode["good"]["ObjectiveSteps"] == 2  # every intermediate point was read
-        assert str(by_mode["good"]["ModelArtifact"]).startswith("s3://out/tuning/")
-        sagemaker = session.client("sagemaker", endpoint_url=env["AWS_ENDPOINT_URL"])
-        jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
-        assert sorted(j["TrainingJobName"] for j in jobs) == sorted(df["TrainingJobName"])
-        described = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
-        hps = described["HyperParameters"]
-        assert json.loads(hps["sagemaker_submit_directory"]) == \
-            "s3://out/tuning/onsm/source/sourcedir.tar.gz"
-        assert s3.head_object(Bucket="out", Key="tuning/onsm/source/sourcedir.tar.gz")
-    finally:
-        server.stop()
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_server,
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "HPT_SAGEMAKER_POLL_SECONDS": "0.2",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                    aws_secret_access_key="testing")
+    s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    logs = session.client("logs", endpoint_url=env["AWS_ENDPOINT_URL"])
+    s3.create_bucket(Bucket="out")
+    s3.put_object(Bucket="out", Key="data/train/part-0", Body=b"x")
+    logs.create_log_group(logGroupName=LOG_GROUP)
+    now_ms = int(time.time() * 1000)
+    # What the containers would print, for every name the grid's two trials can take.
+    for number in (1, 2):
+        for mode, acc in (("good", 0.9), ("bad", 0.6)):
+            job = training_job_name("onsm", number, {"mode": mode}, 0)
+            stream = f"{job}/algo-1-1764489600"
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+            logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[
+                {"timestamp": now_ms + e, "message": f"epoch={e} val_acc={acc * e / 2}"}
+                for e in (1, 2)])  # CloudWatch drops events older than 14 days
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text("print('runs on SageMaker')\n")
+    space = write_space({
+        "name": "onsm", "runtime": "sagemaker", "output": "s3://out/tuning",
+        "trainer": {"source_dir": "code", "entry_point": "train.py",
+                    "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/hpt:latest",
+                    "instance_type": "ml.m5.xlarge"},
+        "channels": {"train": "s3://out/data/train"},
+        "hyperparameters": {"mode": {"type": "categorical", "values": ["good", "bad"]}},
+        "objective": {"metric": "acc", "type": "maximize"},
+        "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
+        "strategy": "grid", "limits": {"max_parallel": 2}})
+    done = subprocess.run(
+        [sys.executable, "-m", "hpt", "launch", str(space), "--experiments-dir",
+         str(tmp_path / "exp"), "--no-dashboard", "--role",
+         "arn:aws:iam::123456789012:role/SageMakerRole"],
+        env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    import hpt
+    df = hpt.load_experiment(tmp_path / "exp" / "onsm")
+    by_mode = {r["mode"]: r for _, r in df.iterrows()}
+    assert by_mode["good"]["TrainingJobStatus"] == "Completed"
+    assert by_mode["good"]["FinalObjectiveValue"] == pytest.approx(0.9)
+    assert by_mode["bad"]["FinalObjectiveValue"] == pytest.approx(0.6)
+    assert by_mode["good"]["ObjectiveSteps"] == 2  # every intermediate point was read
+    assert str(by_mode["good"]["ModelArtifact"]).startswith("s3://out/tuning/")
+    sagemaker = session.client("sagemaker", endpoint_url=env["AWS_ENDPOINT_URL"])
+    jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    assert sorted(j["TrainingJobName"] for j in jobs) == sorted(df["TrainingJobName"])
+    described = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
+    hps = described["HyperParameters"]
+    assert json.loads(hps["sagemaker_submit_directory"]) == \
+        "s3://out/tuning/onsm/source/sourcedir.tar.gz"
+    assert s3.head_object(Bucket="out", Key="tuning/onsm/source/sourcedir.tar.gz")
 
 
 TOOLKIT_READS = r'''
