@@ -128,5 +128,9 @@ def distribution_mode(hyperparameters: dict[str, object]) -> str:
 # these names would clash (the contract refuses it, so validation does too).
 PLATFORM_ENV = frozenset({
     "SAGEMAKER_PROGRAM", "SAGEMAKER_BASE_DIR", "SAGEMAKER_REGION", "SAGEMAKER_JOB_NAME",
-    "SAGEMAKER_TRAINING_MODULE", "TRAINING_JOB_NAME", "CURRENT_HOST", "CUDA_VISIBLE_DEVICES",
+    "TRAINING_JOB_NAME", "CURRENT_HOST", "CUDA_VISIBLE_DEVICES",
 })
+# Not the platform's but the image's: SageMaker's framework containers set it in their
+# Dockerfile and the toolkit's `train` imports the module it names (a plain sagemaker-training
+# image leaves it unset and runs SAGEMAKER_PROGRAM). hpt never sets it; trainer.environment may.
+TRAINING_MODULE_ENV = "SAGEMAKER_TRAINING_MODULE"

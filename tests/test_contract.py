@@ -89,13 +89,15 @@ CASES = [
      dict(hyperparameters={"a": [1, "two"], "flag": True, "opt": {"z": 1, "a": "b"}},
           channels={"train": "FullyReplicated"}, hosts=("algo-1", "algo-2"),
           instance_type="ml.p3.8xlarge", network_interface_name="ethwe", region="eu-west-1",
-          log_level=10, training_module=None,
+          log_level=10,
           framework_params={"sagemaker_parameter_server_enabled": True},
           environment={"HPT_PYTHON": sys.executable}),
      dict(host="algo-1", num_cpus=2, num_gpus=2, gpu_ids=("2", "3")), "sh"),
     ("executable-entry-point",
      dict(hyperparameters={"mode": "ok", "n": None, "s": "--not-an-option"},
-          channels={"data.v1": "FullyReplicated"}, hosts=("algo-1",)),
+          channels={"data.v1": "FullyReplicated"}, hosts=("algo-1",),
+          # what a framework image sets; the toolkit reads it into SM_FRAMEWORK_MODULE
+          environment={"SAGEMAKER_TRAINING_MODULE": "my_framework.training:main"}),
      dict(host="algo-1", num_cpus=1, num_gpus=0), "exe"),
 ]
 ENTRY_POINTS = {"py": "probe.py", "sh": "run.sh", "exe": "probe"}

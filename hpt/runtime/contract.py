@@ -52,7 +52,6 @@ class TrialContractInput:
     s3_output: str | None = None
     framework_params: dict = field(default_factory=dict)  # extra sagemaker_* keys
     environment: dict = field(default_factory=dict)  # the trainer's own extra variables
-    training_module: str | None = "sagemaker_pytorch_container.training:main"
     log_level: int = 20
 
 
@@ -160,8 +159,9 @@ def _training_env(inp: TrialContractInput, *, host: str, base: str, hps: dict[st
         "current_instance_type": resource_config["current_instance_type"],
         "distribution_hosts": distribution_hosts,
         "distribution_instance_groups": distribution_groups,
-        "framework_module": (inp.training_module if inp.training_module is not None
-                             else inp.environment.get("SAGEMAKER_TRAINING_MODULE")),
+        # The image's variable on SageMaker (framework containers set it, a plain toolkit
+        # image does not); here the trainer's environment may set it, else it is unset.
+        "framework_module": inp.environment.get(sm.TRAINING_MODULE_ENV),
         "hosts": hosts,
         "hyperparameters": {k: v for k, v in hps.items() if not is_reserved(k)},
         "input_data_config": input_data_config,
@@ -346,8 +346,6 @@ def _platform_env(inp: TrialContractInput, host: str, base: str, in_container: b
         "TRAINING_JOB_NAME": inp.job_name,
         "CURRENT_HOST": host,
     }
-    if inp.training_module is not None:
-        own["SAGEMAKER_TRAINING_MODULE"] = inp.training_module
     if not in_container:
         own["SAGEMAKER_BASE_DIR"] = base
     if gpu_ids or num_gpus == 0:
