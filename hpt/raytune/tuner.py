@@ -23,7 +23,8 @@ def build_tuner(spec, trial_spec, runtime: Runtime, settings: dict[str, Any], ro
     trainable = tune.with_resources(
         tune.with_parameters(TrainingJobTrainable, spec_dict=trial_spec.to_frozen_dict(),
                              experiment_dir=str(root), settings=settings),
-        tune.PlacementGroupFactory(runtime.bundles(spec.trainer)))
+        tune.PlacementGroupFactory(runtime.bundles(spec.trainer),
+                                   strategy=runtime.bundle_strategy))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

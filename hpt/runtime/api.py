@@ -109,3 +109,4 @@ class Runtime:
     host_actors: bool = True  # algo-2..N run in Ray actors on the trial's other bundles
     hpt_uploads_artifacts: bool = True  # `output: s3://`: hpt uploads model.tar.gz itself
     forks_trials: bool = True  # trainer.warm_start applies (trials are local processes)
+    bundle_strategy: str = "PACK"  # how Ray places a trial's bundles (hosts) on nodes

@@ -6,6 +6,13 @@ and calls the stop/remove commands so that no container outlives its training jo
 argv works with podman (`--container-engine podman`), except for GPUs: docker takes
 `--gpus '"device=0,1"'`, podman the CDI devices `--device nvidia.com/gpu=0`.
 
+A multi-host trial gets its own network (`<training-job>-net`), on which every host's
+container answers to its SageMaker name (algo-1 ... algo-N), so MASTER_ADDR=algo-1 and
+TF_CONFIG name hosts exactly as on SageMaker; every container has its own ports, so the
+rendezvous and parameter-server ports are fixed ones. A host that runs several processes
+(parameter servers, several workers) is one container running `sleep infinity` under its init,
+and each process is a `docker exec` in it: the host lives until its last process ends.
+
 Inside the container the host's tree is /opt/ml (bind-mounted), so `SAGEMAKER_BASE_DIR` is
 not set; the command is SageMaker's `train` (the sagemaker-training toolkit's entry point,
 which reads /opt/ml and runs `SAGEMAKER_PROGRAM`). GPUs are renumbered from 0 inside a
@@ -24,6 +31,12 @@ CONTAINER_ML = "/opt/ml"
 # Docker's rule for container and network names.
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _LABEL_PREFIX = "hpt."
+# Ports inside a container of a multi-host trial: the rendezvous (SageMaker's PyTorch
+# containers use 7777 for MASTER_PORT) and the ones of the host's own processes.
+MASTER_PORT = 7777
+FIRST_PROCESS_PORT = 2222
+# What a multi-process host's container runs while `docker exec` runs its processes.
+KEEPER = ("sleep", "infinity")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class ContainerPlan:
     # Local channel data, mounted read-only at /opt/ml/input/data/<channel>: (source, channel)
     channels: tuple[tuple[str, str], ...] = ()
     command: tuple[str, ...] = ("train",)
+    detach: bool = False  # `docker run -d`: returns once the container runs (a keeper)
+    workdir: str | None = None  # else the image's WORKDIR
 
 
 def container_name(training_job: str, host: str) -> str:
@@ -100,10 +115,12 @@ def run_argv(plan: ContainerPlan) -> list[str]:
                              f"without ':' or ','")
     _check_env(plan.env)
     argv = [plan.engine, "run", "--rm", "--init", "--name", plan.name,
-            "--hostname", plan.hostname]
+            "--hostname", plan.hostname] + (["--detach"] if plan.detach else [])
     if plan.network:
         argv += ["--network", plan.network, "--network-alias", plan.hostname]
     argv += ["--cpus", f"{plan.cpus:g}", "--shm-size", plan.shm_size]
+    if plan.workdir:
+        argv += ["--workdir", plan.workdir]
     argv += _gpu_args(plan.engine, plan.gpu_ids)
     argv += ["--mount", f"type=bind,source={plan.host_tree},target={CONTAINER_ML}"]
     for source, channel in plan.channels:
@@ -111,11 +128,25 @@ def run_argv(plan: ContainerPlan) -> list[str]:
                             f"target={CONTAINER_ML}/input/data/{channel},readonly"]
     for key, value in sorted(plan.labels.items()):
         argv += ["--label", f"{key}={value}"]
-    for key, value in sorted(plan.env.items()):
+    argv += _env_args(plan.env)
+    return argv + [plan.image, *plan.command]
+
+
+def _env_args(env: dict[str, str]) -> list[str]:
+    argv = []
+    for key, value in sorted(env.items()):
         # A secret's value stays out of the argv (process listings show it): `--env NAME`
         # makes the engine take it from the CLI's own environment (secret_env below).
         argv += ["--env", key if looks_secret(key) else f"{key}={value}"]
-    return argv + [plan.image, *plan.command]
+    return argv
+
+
+def exec_argv(engine: str, name: str, env: dict[str, str], command: tuple[str, ...],
+              workdir: str | None = None) -> list[str]:
+    """One more process in the running container `name`, with `env` over the container's."""
+    _check_env(env)
+    argv = [engine, "exec"] + (["--workdir", workdir] if workdir else [])
+    return argv + _env_args(env) + [name, *command]
 
 
 def secret_env(plan: ContainerPlan) -> dict[str, str]:

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpt.redaction import looks_secret
 from hpt.runtime.contract import HostContract
-from hpt.runtime.docker import (ContainerPlan, container_env, container_name, labels_for,
-                                remove_argv, run_argv, secret_env, stop_argv)
+from hpt.runtime.docker import (CONTAINER_ML, FIRST_PROCESS_PORT, KEEPER, MASTER_PORT,
+                                ContainerPlan, container_env, container_name, exec_argv,
+                                labels_for, network_create_argv, network_name,
+                                network_remove_argv, remove_argv, run_argv, secret_env,
+                                stop_argv)
 from hpt.runtime.local import HostProcess, failure_reason
-from hpt.runtime.plan import HostPlan
+from hpt.runtime.plan import HostAddress, HostPlan, ProcessPlan
+from hpt.runtime.reaper import REAPER
 from hpt.runtime.tree import materialize
 from hpt.trial import FailureCategory, FailureReason
 
@@ -58,31 +65,114 @@ def process_env(contract_env: dict[str, str], extra: dict[str, str],
 
 @dataclass(frozen=True)
 class ContainerSettings:
-    """runtime: docker -- how this host's process runs in a container."""
+    """runtime: docker -- how this host's processes run in a container."""
 
     engine: str
     image: str
     tuning_job: str
     grace_seconds: float = 10.0
     channels: tuple[tuple[str, str], ...] = ()  # (local data folder, channel name)
+    network: str | None = None  # the trial's own network (multi-host trials)
+    # Each process runs through the toolkit's `train`, as on SageMaker. Not for data_parallel,
+    # whose `train` would start mpirun over SSH (hpt starts every rank itself, as locally),
+    # nor torchrun, which is its own launcher: those run the planned command.
+    toolkit: bool = True
 
 
-def container_process(contract: HostContract, extra_env: dict[str, str], num_cpus: int,
-                      settings: ContainerSettings
-                      ) -> tuple[list[str], tuple[list[str], list[str]], dict[str, str]]:
-    """(`docker run` argv, (stop argv, remove argv), secrets the CLI's environment must
-    carry) for the host of `contract`."""
+@dataclass(frozen=True)
+class ContainerCommands:
+    """What runs one host's container: a keeper (`docker run -d`) when the host runs several
+    processes, the argv of each process, and the stop/remove commands of the container."""
+
+    keeper: list[str] | None
+    processes: list[list[str]]
+    stop: list[str]
+    remove: list[str]
+    secrets: dict[str, str]  # the variables the engine CLI's environment must carry
+
+
+def _in_container(process: ProcessPlan, settings: ContainerSettings
+                  ) -> tuple[tuple[str, ...], str | None]:
+    """(command, workdir) of a planned process inside the image: SageMaker's `train` (the
+    toolkit runs the entry point), or the planned argv itself (the image's python)."""
+    if settings.toolkit:
+        return ("train",), None
+    return process.argv, f"{CONTAINER_ML}/code"
+
+
+def container_commands(contract: HostContract, plan: HostPlan, num_cpus: int,
+                       settings: ContainerSettings) -> ContainerCommands:
     job = contract.env["TRAINING_JOB_NAME"]
     gpu_ids = tuple(g for g in contract.env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g)
     name = container_name(job, contract.host)
-    env = container_env({"PYTHONUNBUFFERED": "TRUE", **contract.env, **extra_env}, gpu_ids)
-    plan = ContainerPlan(engine=settings.engine, image=settings.image, name=name,
-                         host_tree=contract.base_dir, hostname=contract.host, env=env,
-                         gpu_ids=gpu_ids, cpus=float(num_cpus),
-                         labels=labels_for(settings.tuning_job, job, contract.host),
-                         channels=settings.channels)
-    return run_argv(plan), (stop_argv(settings.engine, name, settings.grace_seconds),
-                            remove_argv(settings.engine, name)), secret_env(plan)
+    single = len(plan.processes) == 1
+    # One process: its variables are the container's. Several: each brings its own to exec.
+    base_env = {"PYTHONUNBUFFERED": "TRUE", **contract.env,
+                **(plan.processes[0].env if single else {})}
+    command, workdir = _in_container(plan.processes[0], settings)
+    container = ContainerPlan(
+        engine=settings.engine, image=settings.image, name=name, host_tree=contract.base_dir,
+        hostname=contract.host, env=container_env(base_env, gpu_ids), gpu_ids=gpu_ids,
+        cpus=float(num_cpus), network=settings.network,
+        labels=labels_for(settings.tuning_job, job, contract.host), channels=settings.channels,
+        command=command if single else KEEPER, detach=not single,
+        workdir=workdir if single else None)
+    secrets = secret_env(container)
+    if single:
+        processes = [run_argv(container)]
+    else:
+        processes = []
+        for process in plan.processes:
+            command, workdir = _in_container(process, settings)
+            processes.append(exec_argv(settings.engine, name, process.env, command, workdir))
+            secrets.update({k: v for k, v in process.env.items() if looks_secret(k)})
+    return ContainerCommands(None if single else run_argv(container), processes,
+                             stop_argv(settings.engine, name, settings.grace_seconds),
+                             remove_argv(settings.engine, name), secrets)
+
+
+def container_addresses(hosts: tuple[str, ...], ports_per_host: int
+                        ) -> tuple[int, list[HostAddress]]:
+    """(rendezvous port, addresses) of a multi-host container trial: every host by its name on
+    the trial's network, with the same fixed ports (each container has its own)."""
+    ports = tuple(range(FIRST_PROCESS_PORT, FIRST_PROCESS_PORT + ports_per_host))
+    return MASTER_PORT, [HostAddress(host, host, ports) for host in hosts]
+
+
+class TrialNetwork:
+    """The network of one multi-host container trial, on which algo-1..N resolve."""
+
+    REMOVE_SECONDS = 30.0  # containers started with --rm leave it shortly after they stop
+
+    def __init__(self, settings: ContainerSettings, training_job: str):
+        self.engine = settings.engine
+        self.name = network_name(training_job)
+        self.labels = labels_for(settings.tuning_job, training_job, "net")
+        self.created = False
+
+    def create(self) -> str | None:
+        """None once the network exists, else why it could not be made."""
+        REAPER.on_death(f"network-{self.name}", network_remove_argv(self.engine, self.name))
+        subprocess.run(network_remove_argv(self.engine, self.name), capture_output=True,
+                       timeout=60)  # a previous attempt's, if a launcher died before removing it
+        try:
+            done = subprocess.run(network_create_argv(self.engine, self.name, self.labels),
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"could not create the network {self.name}: {exc}"
+        self.created = done.returncode == 0
+        return None if self.created else (f"could not create the network {self.name}: "
+                                          f"{done.stderr.strip()}")
+
+    def remove(self) -> None:
+        if not self.created:
+            return
+        deadline = time.monotonic() + self.REMOVE_SECONDS
+        while subprocess.run(network_remove_argv(self.engine, self.name), capture_output=True,
+                             timeout=60).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.created = False
+        REAPER.cancel(f"network-{self.name}")
 
 
 class HostGroup:
@@ -97,14 +187,17 @@ class HostGroup:
         self.host = plan.host
         self.failure_file = Path(contract.base_dir) / "output" / "failure"
         threads = max(1, num_cpus // len(plan.processes))
+        self._keeper: ContainerCommands | None = None
         if container is not None:
             # The `docker` client runs here with the launcher's environment; the contract's
             # environment goes into the container only.
-            argv, commands, secrets = container_process(contract, plan.processes[0].env,
-                                                        num_cpus, container)
-            self.processes = [HostProcess(argv, {**os.environ, **secrets}, str(trial_dir),
-                                          Path(trial_dir) / plan.processes[0].log_name,
-                                          stream_lines=stream_lead, container=commands)]
+            commands = container_commands(contract, plan, num_cpus, container)
+            self._keeper = commands if commands.keeper else None
+            self.processes = [
+                HostProcess(argv, {**os.environ, **commands.secrets}, str(trial_dir),
+                            Path(trial_dir) / p.log_name, stream_lines=stream_lead and i == 0,
+                            container=(commands.stop, commands.remove))
+                for i, (p, argv) in enumerate(zip(plan.processes, commands.processes))]
         else:
             self.processes = [
                 HostProcess(list(p.argv), process_env(contract.env, p.env, threads),
@@ -124,6 +217,8 @@ class HostGroup:
 
     def start(self) -> HostExit | None:
         """Starts every process; a process that cannot start stops the others."""
+        if self._keeper is not None and (failed := self._start_keeper()) is not None:
+            return failed
         for plan, process in zip(self.plan.processes, self.processes):
             try:
                 process.start()
@@ -134,6 +229,24 @@ class HostGroup:
                     plan.log_name)
                 return self._exit
         return None
+
+    def _start_keeper(self) -> HostExit | None:
+        """The container a multi-process host's `docker exec`s run in: running on return."""
+        keeper = self._keeper
+        REAPER.on_death(f"keeper-{keeper.stop[-1]}", keeper.remove)
+        try:
+            done = subprocess.run(keeper.keeper, env={**os.environ, **keeper.secrets},
+                                  capture_output=True, text=True, timeout=120)
+            error = None if done.returncode == 0 else (done.stderr.strip() or
+                                                        f"exit code {done.returncode}")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            error = str(exc)
+        if error is None:
+            return None
+        self._exit = HostExit(self.host, None, FailureReason(
+            FailureCategory.CLIENT_ERROR, f"could not start {self.host}'s container: {error}"),
+            self.plan.processes[0].log_name)
+        return self._exit
 
     def poll(self, include_lead: bool = True) -> HostExit | None:
         """The first process that failed, or exit 0 once all ended; None while running."""
@@ -164,7 +277,12 @@ class HostGroup:
         self.terminate()
         for process in self.processes:
             process.stop(grace_seconds)
+        if self._keeper is not None:  # its processes are gone: so is the host
+            subprocess.run(self._keeper.remove, capture_output=True, timeout=60)
 
     def close(self) -> None:
         for process in self.processes:
             process.close()
+        if self._keeper is not None:  # no process was started, or they are all gone now
+            subprocess.run(self._keeper.remove, capture_output=True, timeout=60)
+            REAPER.cancel(f"keeper-{self._keeper.stop[-1]}")

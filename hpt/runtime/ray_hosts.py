@@ -16,7 +16,7 @@ from ray.util.placement_group import get_current_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hpt.runtime.contract import HostContract
-from hpt.runtime.host import HostExit, HostGroup, free_ports
+from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
 from hpt.runtime.plan import HostPlan
 from hpt.trial import FailureCategory, FailureReason
 
@@ -41,10 +41,11 @@ class HostActor:
 
     def start(self, contract: HostContract, plan: HostPlan, source_dir: str,
               channel_sources: dict[str, str], trial_dir: str, shard: tuple[int, int],
-              sharded: frozenset[str]) -> HostExit | None:
+              sharded: frozenset[str], container: ContainerSettings | None = None
+              ) -> HostExit | None:
         self.close()
         self.group = HostGroup(contract, plan, Path(trial_dir), self.num_cpus, stream_lead=False,
-                               warm_socket=self.warm_socket)
+                               warm_socket=self.warm_socket, container=container)
         try:
             self.group.materialize(Path(source_dir), {k: Path(v) for k, v in
                                                       channel_sources.items()}, shard, sharded)
@@ -91,11 +92,12 @@ class RayHost:
         """New free ports for the next trial (the old ones may have been taken since)."""
         self.ip, self.ports, self.gpu_ids = ray.get(self.actor.address.remote(port_count))
 
-    def start(self, contract, plan, source_dir, channel_sources, trial_dir, shard, sharded):
+    def start(self, contract, plan, source_dir, channel_sources, trial_dir, shard, sharded,
+              container=None):
         self.host, self.log_name = plan.host, plan.processes[0].log_name
         return self._call("start", contract, plan, str(source_dir),
                           {k: str(v) for k, v in channel_sources.items()}, str(trial_dir),
-                          shard, sharded)
+                          shard, sharded, container)
 
     def poll(self) -> HostExit | None:
         return self._call("poll")

@@ -111,7 +111,9 @@ def main() -> None:
             time.sleep(0.05)
     for session in sessions:
         kill_session(session, spare=watched)
-    for argv in commands.values():  # e.g. `docker rm --force NAME`: the engine owns containers
+    # e.g. `docker rm --force NAME`: the engine owns containers. Last registered first, as
+    # with atexit: a trial's network goes after the containers that were started on it.
+    for argv in reversed(list(commands.values())):
         try:
             subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=60)

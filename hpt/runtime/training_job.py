@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -16,7 +17,8 @@ from typing import Protocol
 from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.api import Progress, TrialAssignment
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
-from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
+from hpt.runtime.host import (ContainerSettings, HostExit, HostGroup, TrialNetwork,
+                              container_addresses, free_ports)
 from hpt.runtime.local import pack_model
 from hpt.runtime.plan import HostAddress, HostPlan, plan_trial, processes_on_host
 from hpt.sagemaker_names import distribution_hyperparameters
@@ -46,7 +48,8 @@ class OtherHost(Protocol):
 
     def start(self, contract: HostContract, plan: HostPlan, source_dir: Path,
               channel_sources: dict[str, Path], trial_dir: Path, shard: tuple[int, int],
-              sharded: frozenset[str]) -> HostExit | None: ...
+              sharded: frozenset[str],
+              container: ContainerSettings | None = None) -> HostExit | None: ...
 
     def poll(self) -> HostExit | None: ...
 
@@ -94,6 +97,7 @@ class LocalTrainingJob:
         self._start_called = 0.0
         self._launch_seconds: float | None = None
         self._ending_since: float | None = None
+        self._network: TrialNetwork | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -121,7 +125,8 @@ class LocalTrainingJob:
         try:
             contracts = [render_host_contract(
                 inp, host=host, base_dir=str(self.trial_dir / host), num_cpus=cpus,
-                num_gpus=len(gpus), gpu_ids=gpus, python=self.python,
+                num_gpus=len(gpus), gpu_ids=gpus,
+                python="python" if self.container else self.python,  # the image's
                 in_container=self.container is not None)
                 for host, (_, cpus, gpus) in zip(self.hosts, slots)]
         except ValueError as exc:
@@ -130,11 +135,8 @@ class LocalTrainingJob:
             self._finish(TrialStatus.FAILED, FailureReason(FailureCategory.CLIENT_ERROR,
                                                            str(exc)), exit_code=None)
             return
-        # Ports are picked on each host's own node; algo-1 also holds the rendezvous port.
-        count = processes_on_host(trainer.distribution, trainer.processes_per_host)
-        master_port, *own_ports = free_ports(count + 1, self.ip)
-        addresses = [HostAddress(self.host, self.ip, tuple(own_ports))] + [
-            HostAddress(host, h.ip, h.ports) for host, h in zip(self.hosts[1:], self.other_hosts)]
+        master_port, addresses = self._addresses(
+            processes_on_host(trainer.distribution, trainer.processes_per_host))
         self.plans = plan_trial(trainer.distribution, addresses, contracts[0].argv,
                                 processes_per_host=trainer.processes_per_host,
                                 master_port=master_port)
@@ -142,6 +144,10 @@ class LocalTrainingJob:
         sharded = frozenset(n for n, ch in spec.channels.items()
                             if ch.distribution == "ShardedByS3Key")
         self.trial_dir.mkdir(parents=True, exist_ok=True)
+        if self._network is not None and (error := self._network.create()) is not None:
+            self._finish(TrialStatus.FAILED, FailureReason(FailureCategory.CLIENT_ERROR, error),
+                         exit_code=None)
+            return
         self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
                                 stream_lead=True, warm_socket=self.warm_socket,
@@ -156,12 +162,25 @@ class LocalTrainingJob:
             if failed is not None:
                 break
             self._started_others.append(other)
-            failed = other.start(contract, plan, trainer.source_dir, channel_sources,
-                                 self.trial_dir, (index, len(self.hosts)), sharded)
+            failed = other.start(contract, plan, trainer.source_dir,
+                                 {} if self.container else channel_sources, self.trial_dir,
+                                 (index, len(self.hosts)), sharded, self.container)
         self._launch_seconds = time.time() - self._start_called
         if failed is not None:
             self._stop_all()
             self._finish(TrialStatus.FAILED, self._reason(failed), exit_code=None)
+
+    def _addresses(self, ports_per_host: int) -> tuple[int, list[HostAddress]]:
+        """(rendezvous port, every host's address). Local hosts: their node's address and
+        ports picked free there (algo-1 also holds the rendezvous port). Containers of a
+        multi-host trial: names on the trial's own network (which this creates)."""
+        if self.container is not None and len(self.hosts) > 1:
+            self._network = TrialNetwork(self.container, self.assignment.training_job_name)
+            self.container = replace(self.container, network=self._network.name)
+            return container_addresses(self.hosts, ports_per_host)
+        master_port, *own_ports = free_ports(ports_per_host + 1, self.ip)
+        return master_port, [HostAddress(self.host, self.ip, tuple(own_ports))] + [
+            HostAddress(host, h.ip, h.ports) for host, h in zip(self.hosts[1:], self.other_hosts)]
 
     def advance(self, poll_seconds: float = 0.5) -> Progress:
         """Blocks until the next objective data point or the end of the job."""
@@ -279,6 +298,8 @@ class LocalTrainingJob:
         end = time.time()
         if self._group is not None:
             self._group.close()
+        if self._network is not None:
+            self._network.remove()
         if self._metrics_file is not None:
             self._metrics_file.close()
             self._metrics_file = None

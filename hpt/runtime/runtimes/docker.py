@@ -1,5 +1,6 @@
 """`runtime: docker`: every host of a training job is a container started as SageMaker starts
-one (`docker run ... IMAGE train`, the host's tree at /opt/ml), on the node Ray placed it."""
+one (`docker run ... IMAGE train`, the host's tree at /opt/ml); the hosts of a multi-host
+trial share a network of their own, so they all run on one node (runtime/docker.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
     if not trainer.image:
         found.append((("trainer", "image"), "is required for runtime: docker; e.g. image: "
                       "hpt-cnn:latest (docker build -t hpt-cnn:latest trainers/cnn)"))
-    if trainer.instance_count != 1 or trainer.distribution != "none":
-        found.append((("trainer", "instance_count"),
-                      "runtime: docker runs single-host trials in this version (got "
-                      f"instance_count: {trainer.instance_count}, distribution: "
-                      f"{trainer.distribution}); use runtime: local for multi-host trials"))
+    channels = values.get("channels") or {}
+    if trainer.instance_count > 1:
+        for name, channel in channels.items():
+            if channel.distribution == "ShardedByS3Key":
+                found.append((("channels", name, "distribution"),
+                              "ShardedByS3Key is not split across containers in this version "
+                              "(each host's container mounts the whole folder): use "
+                              "FullyReplicated, or runtime: local"))
     return found
 
 
@@ -40,9 +44,12 @@ def job(ctx: JobContext) -> TrainingJob:
     container = ContainerSettings(
         ctx.settings.get("container_engine", "docker"), spec.trainer.image or "", spec.name,
         STOP_GRACE_SECONDS,
-        tuple((str(Path(ch.uri).resolve()), name) for name, ch in spec.channels.items()))
+        tuple((str(Path(ch.uri).resolve()), name) for name, ch in spec.channels.items()),
+        toolkit=spec.trainer.distribution in ("none", "parameter_server"))
     return local.job(ctx, container=container)
 
 
 DOCKER = Runtime("docker", problems=problems, bundles=local.bundles, stage=stage, job=job,
-                 placement=local.placement, forks_trials=False)
+                 placement=local.placement, forks_trials=False,
+                 # The hosts of a trial meet on one engine's bridge network: one node.
+                 bundle_strategy="STRICT_PACK")

@@ -1,0 +1,110 @@
+"""Starts and stops a Docker engine of hpt's own, for its container tests and for users without
+one (Debian's docker.io package: `apt-get install docker.io`, run as root).
+
+    eval "$(python scripts/container_engine.py start)"   # prints: export DOCKER_HOST=unix://...
+    python scripts/container_engine.py stop
+
+The engine has its own socket, data root and exec root, so it never meets a system engine's
+state; `--iptables=false --ip6tables=false` because a sandbox (or a machine whose firewall
+belongs to someone else) may not let it write rules; the default bridge and per-trial
+networks work without them. `start` reuses an engine already answering on the socket and
+then `stop` leaves it running: only the process that started the engine stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Short paths: containerd puts unix sockets under the exec root (108-byte limit).
+RUN_DIR = Path("/run/hpt-engine")
+DATA_ROOT = Path("/var/lib/hpt-engine")  # images survive a restart: a rebuild is minutes
+START_SECONDS = 60
+
+
+def socket_path(run_dir: Path) -> Path:
+    return run_dir / "docker.sock"
+
+
+def docker_host(run_dir: Path) -> str:
+    return f"unix://{socket_path(run_dir)}"
+
+
+def dockerd_argv(run_dir: Path, data_root: Path) -> list[str]:
+    return ["dockerd", "--host", docker_host(run_dir), "--data-root", str(data_root),
+            "--exec-root", str(run_dir / "exec"), "--pidfile", str(run_dir / "dockerd.pid"),
+            "--iptables=false", "--ip6tables=false"]
+
+
+def answers(run_dir: Path) -> bool:
+    if shutil.which("docker") is None:
+        return False
+    env = {**os.environ, "DOCKER_HOST": docker_host(run_dir)}
+    return subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], env=env,
+                          capture_output=True, timeout=30).returncode == 0
+
+
+def start(run_dir: Path, data_root: Path) -> str:
+    """The DOCKER_HOST of a running engine, started here unless one answers already."""
+    if answers(run_dir):
+        return docker_host(run_dir)
+    for tool in ("dockerd", "docker"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"container_engine: {tool} is not installed: apt-get install "
+                             f"docker.io (as root)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_root.mkdir(parents=True, exist_ok=True)
+    log = (run_dir / "dockerd.log").open("ab")
+    process = subprocess.Popen(dockerd_argv(run_dir, data_root), stdout=log, stderr=log,
+                               start_new_session=True)  # outlives this script, by design
+    (run_dir / "started-by-hpt").write_text(str(process.pid))
+    deadline = time.monotonic() + START_SECONDS
+    while not answers(run_dir):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = (run_dir / "dockerd.log").read_text(errors="replace").splitlines()[-5:]
+            raise SystemExit("container_engine: dockerd did not start:\n  " + "\n  ".join(tail))
+        time.sleep(0.5)
+    return docker_host(run_dir)
+
+
+def stop(run_dir: Path) -> None:
+    """Stops the engine `start` started (its containers with it), waits for it to exit."""
+    marker = run_dir / "started-by-hpt"
+    if not marker.exists():
+        return
+    pid = int(marker.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    marker.unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("action", choices=("start", "stop"))
+    p.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    p.add_argument("--data-root", type=Path, default=DATA_ROOT)
+    args = p.parse_args(argv)
+    if args.action == "start":
+        print(f"export DOCKER_HOST={start(args.run_dir, args.data_root)}")
+    else:
+        stop(args.run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
