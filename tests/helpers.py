@@ -119,3 +119,60 @@ def processes_in(folder) -> list[int]:
     from hpt.runtime.reaper_sidecar import session_processes
 
     return session_processes(str(folder))
+
+
+# -- a real container engine ---------------------------------------------------------------
+
+CNN_IMAGE = "hpt-cnn:latest"  # python scripts/build_images.py
+TOOLKIT_IMAGE = "hpt-cnn:pytorch-toolkit"
+# Set by .ci/run, which starts an engine and builds the images: there a missing engine or
+# image is a failure, never a skip.
+REQUIRE_CONTAINERS = "HPT_REQUIRE_CONTAINERS"
+
+
+def why_no_image(engine: str | None, image: str) -> str | None:
+    """Why a test that needs `image` cannot run here, or None: the engine must run and hold
+    the image already (a test never pulls: a machine may have no registry to pull from)."""
+    if engine is None:
+        return ("no running docker or podman here: start one (python "
+                "scripts/container_engine.py start) and build the images (python "
+                "scripts/build_images.py)")
+    if subprocess.run([engine, "image", "inspect", image], capture_output=True,
+                      timeout=30).returncode != 0:
+        return (f"{engine} has no image {image} locally, and tests never pull one: python "
+                f"scripts/build_images.py")
+    return None
+
+
+def running_engine() -> str | None:
+    import shutil
+
+    for engine in ("docker", "podman"):
+        if shutil.which(engine) and subprocess.run([engine, "info"], capture_output=True,
+                                                   timeout=30).returncode == 0:
+            return engine
+    return None
+
+
+def engine_holding(*images: str) -> str:
+    """The engine to run `images` with; skips the test when there is none (fails in CI)."""
+    import os
+
+    import pytest
+
+    engine = running_engine()
+    for image in images:
+        reason = why_no_image(engine, image)
+        if reason is not None:
+            if os.environ.get(REQUIRE_CONTAINERS) == "1":
+                pytest.fail(f"{REQUIRE_CONTAINERS}=1 but {reason}")
+            pytest.skip(reason)
+    return engine
+
+
+def labelled(engine: str, kind: str, tuning_job: str) -> list[str]:
+    """Names of the containers (kind 'ps -a') or networks ('network ls') of a tuning job."""
+    argv = [engine, *kind.split(), "--filter", f"label=hpt.tuning-job={tuning_job}",
+            "--format", "{{.Name}}" if kind == "network ls" else "{{.Names}}"]
+    return [line for line in subprocess.run(argv, capture_output=True, text=True,
+                                            timeout=30).stdout.split() if line]

@@ -2,7 +2,6 @@
 env, GPUs, CPUs, network, labels, `train`), stop, remove, the trial's network; docker and
 podman. No engine is needed: the argv is checked as docker's own parser would read it."""
 
-import shutil
 import subprocess
 
 import pytest
@@ -11,6 +10,7 @@ from hpt.runtime.contract import TrialContractInput, render_host_contract
 from hpt.runtime.docker import (ContainerPlan, container_env, container_name, labels_for,
                                 network_create_argv, network_name, network_remove_argv,
                                 remove_argv, run_argv, secret_env, stop_argv)
+from helpers import CNN_IMAGE, engine_holding, why_no_image
 
 HOSTILE = {
     "SM_HP_NAME": "$(id) `id` ; rm -rf ~ && echo pwned",
@@ -170,28 +170,7 @@ def test_the_contract_inside_a_container_points_into_opt_ml():
     assert parsed["env"] == env and parsed["flags"]["--gpus"] == ['"device=3"']
 
 
-def _engine():
-    for engine in ("docker", "podman"):
-        if shutil.which(engine) and subprocess.run([engine, "info"], capture_output=True,
-                                                   timeout=30).returncode == 0:
-            return engine
-    return None
-
-
-ENGINE = _engine()
-IMAGE = "python:3.11-slim"
-
-
-def local_image_missing(engine: str | None, image: str) -> str | None:
-    """Why a test that needs `image` cannot run here, or None: the engine must run and hold
-    the image already (a test never pulls: a machine may have no registry to pull from)."""
-    if engine is None:
-        return ("no running docker or podman on this machine (the argv above is what hpt "
-                "runs); a real container run needs one")
-    if subprocess.run([engine, "image", "inspect", image], capture_output=True,
-                      timeout=30).returncode != 0:
-        return f"{engine} has no image {image} locally, and tests never pull one"
-    return None
+IMAGE = CNN_IMAGE
 
 
 def test_a_missing_image_skips_the_real_container_test_and_never_pulls(tmp_path):
@@ -200,17 +179,16 @@ def test_a_missing_image_skips_the_real_container_test_and_never_pulls(tmp_path)
     standin.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n"
                        f"[ \"$1 $2\" = \"image inspect\" ] && exit 1\nexit 0\n")
     standin.chmod(0o755)
-    reason = local_image_missing(str(standin), IMAGE)
+    reason = why_no_image(str(standin), IMAGE)
     assert reason and IMAGE in reason and "never pull" in reason
     assert calls.read_text().split() == ["image", "inspect", IMAGE]  # asked, nothing pulled
 
 
-@pytest.mark.skipif(local_image_missing(ENGINE, IMAGE) is not None,
-                    reason=str(local_image_missing(ENGINE, IMAGE)))
 def test_a_real_container_sees_its_tree_and_environment(tmp_path):
+    engine = engine_holding(IMAGE)
     tree = tmp_path / "algo-1"
     (tree / "model").mkdir(parents=True)
-    argv = run_argv(plan(engine=ENGINE, image=IMAGE, host_tree=str(tree),
+    argv = run_argv(plan(engine=engine, image=IMAGE, host_tree=str(tree),
                          name=f"hpt-test-{tmp_path.name[-8:]}", env=HOSTILE,
                          command=("python", "-c", "import json, os; json.dump(dict(os.environ),"
                                   " open('/opt/ml/model/env.json', 'w'))")))

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from hpt.redaction import looks_secret
+from hpt.sagemaker_names import TRAINING_MODULE_ENV
 
 ENGINES = ("docker", "podman")
 CONTAINER_ML = "/opt/ml"
@@ -87,6 +88,10 @@ def _check_env(env: dict[str, str]) -> None:
 def container_env(env: dict[str, str], gpu_ids: tuple[str, ...]) -> dict[str, str]:
     """The contract's environment as the container must see it."""
     out = {k: v for k, v in env.items() if k != "SAGEMAKER_BASE_DIR"}
+    if TRAINING_MODULE_ENV not in out:
+        # The image may set it (a framework image does): the toolkit's `train` then derives
+        # SM_FRAMEWORK_MODULE from it for the script; hpt's empty value would contradict it.
+        out.pop("SM_FRAMEWORK_MODULE", None)
     # --gpus exposes the chosen devices as 0..n-1 inside the container.
     out["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpu_ids)))
     return out

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpt.errors import UserError
-from hpt.runtime.docker import container_name, remove_argv, serve_run_argv, stop_argv
+from hpt.runtime.docker import (container_name, labels_for, remove_argv, serve_run_argv,
+                                stop_argv)
 from hpt.runtime.host import free_ports
 from hpt.runtime.local import run_quietly, signal_group
 from hpt.runtime.reaper import REAPER
@@ -54,6 +55,7 @@ class Backend:
     port: int
     process: subprocess.Popen | None = None
     container: tuple[str, str] | None = None  # (engine, image): serve in a container
+    tuning_job: str = ""  # labels the container, as its training containers are labelled
     log_path: Path = field(init=False)
 
     def __post_init__(self):
@@ -73,7 +75,8 @@ class Backend:
             engine, image = self.container
             argv = serve_run_argv(engine, image, self.name, str(model_dir), self.port,
                                   {"OMP_NUM_THREADS": threads},
-                                  {"hpt.serve": "1", "hpt.training-job": self.name})
+                                  {"hpt.serve": "1",
+                                   **labels_for(self.tuning_job, self.name, "serve")})
             env, cwd = dict(os.environ), None
         else:
             argv = [sys.executable, str(entry_point), "serve"]
@@ -203,7 +206,8 @@ def start_backends(serving_dir: Path, entry_point: Path | None, artifacts: dict[
         for (name, archive), port in zip(artifacts.items(), ports):
             folder = serving_dir / name
             folder.mkdir(parents=True, exist_ok=True)
-            backend = Backend(name, folder, port, container=container)
+            backend = Backend(name, folder, port, container=container,
+                              tuning_job=serving_dir.parent.name)
             backends[name] = backend
             backend.start(entry_point, Path(archive))
         deadline = time.monotonic() + timeout
