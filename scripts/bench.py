@@ -18,6 +18,9 @@ metrics      a script printing 2000 metric lines/s through hpt's log pump and pa
              same script writing to /dev/null; lines lost must be 0.
 utilisation  trials of mixed lengths (0.2-5 s) at max_parallel 2: busy / available slot-seconds.
 cnn          the default job (search_spaces/digits-cnn.yaml): wall time and best accuracy.
+containers   spawn -> first output line of a no-op script as a container trial (runtime:
+             docker, the toolkit's `train` in hpt-cnn:latest) vs a local trial, and vs a bare
+             `docker run --rm IMAGE python -c print()`; needs a running engine and the image.
 """
 
 from __future__ import annotations
@@ -201,6 +204,52 @@ def bench_launch(quick: bool) -> None:
          quick=quick)
 
 
+def bench_containers(quick: bool) -> None:
+    from hpt.runtime.api import JobContext, Slot, TrialAssignment
+    from hpt.runtime.runtimes import RUNTIMES
+    from hpt.spec import load_spec
+
+    image, engine = "hpt-cnn:latest", os.environ.get("HPT_CONTAINER_ENGINE", "docker")
+    if subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode:
+        emit(bench="containers", skipped=f"{engine} has no {image} here: start an engine "
+             "(scripts/container_engine.py) and build it (scripts/build_images.py)")
+        return
+    runs = 3 if quick else 10
+    folder = workdir()
+    (folder / "code").mkdir()
+    (folder / "code" / "noop.py").write_text("print('val_acc=1', flush=True)\n")
+    spec = load_spec(write_space(folder, "boxed", 1, {"x": {"type": "continuous", "min": 0,
+                                                             "max": 1}}, entry="noop.py"))
+    boxed = load_spec(write_space(folder, "boxed-docker", 1, {"x": {
+        "type": "continuous", "min": 0, "max": 1}}, entry="noop.py"), {
+        "runtime": "docker", "trainer.image": image})
+
+    def first_line(runtime: str, the_spec, i: int) -> float:
+        name = f"{runtime}-{i:03d}"
+        job = RUNTIMES[runtime].job(JobContext(
+            the_spec, TrialAssignment(i + 1, name, {"x": 0.5}), folder / "exp" / name,
+            {"container_engine": engine}, Slot(num_cpus=1)))
+        began = time.perf_counter()
+        job.start()
+        job.advance()  # the first objective data point = the script's first line
+        took = time.perf_counter() - began
+        job.stop()
+        return took
+
+    bare, local, container = [], [], []
+    for i in range(runs):
+        began = time.perf_counter()
+        subprocess.run([engine, "run", "--rm", image, "python", "-c", "print()"], check=True,
+                       capture_output=True)
+        bare.append(time.perf_counter() - began)
+        local.append(first_line("local", spec, i))
+        container.append(first_line("docker", boxed, i))
+    b, lo, c = (statistics.median(x) for x in (bare, local, container))
+    emit(bench="containers", runs=runs, local_first_line_seconds=round(lo, 4),
+         container_first_line_seconds=round(c, 4), bare_docker_run_seconds=round(b, 4),
+         ratio=round(c / lo, 3), ratio_vs_bare_docker_run=round(c / b, 3), quick=quick)
+
+
 # -- torch start -------------------------------------------------------------------------
 
 def bench_torch(quick: bool) -> None:
@@ -366,7 +415,8 @@ def bench_cnn(quick: bool) -> None:
 
 BENCHES = {"overhead": bench_overhead, "launch": bench_launch, "torch": bench_torch,
            "search": bench_search,
-           "metrics": bench_metrics, "utilisation": bench_utilisation, "cnn": bench_cnn}
+           "metrics": bench_metrics, "utilisation": bench_utilisation, "cnn": bench_cnn,
+           "containers": bench_containers}
 
 
 def main() -> None:

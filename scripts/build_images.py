@@ -36,6 +36,7 @@ SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGES = ("hpt-cnn:latest", "hpt-cnn:pytorch-toolkit")
+WHEEL_PORT = 47831
 
 
 class BuildError(Exception):
@@ -147,8 +148,15 @@ def _quiet_handler(folder: str):
 
 
 def serve_folder(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """A page of links to `folder`'s wheels on 127.0.0.1, what pip's --find-links reads."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _quiet_handler(str(folder)))
+    """A page of links to `folder`'s wheels on 127.0.0.1, what pip's --find-links reads.
+
+    On the same port each time where it is free: the address is a build argument, and a
+    new one would invalidate the engine's cache of the torch layer (minutes to rebuild)."""
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", WHEEL_PORT),
+                                                 _quiet_handler(str(folder)))
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _quiet_handler(str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 

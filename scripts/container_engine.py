@@ -2,13 +2,14 @@
 one (Debian's docker.io package: `apt-get install docker.io`, run as root).
 
     eval "$(python scripts/container_engine.py start)"   # prints: export DOCKER_HOST=unix://...
-    python scripts/container_engine.py stop
+    python scripts/container_engine.py stop             # stops it if `start` started it
 
 The engine has its own socket, data root and exec root, so it never meets a system engine's
 state; `--iptables=false --ip6tables=false` because a sandbox (or a machine whose firewall
 belongs to someone else) may not let it write rules; the default bridge and per-trial
-networks work without them. `start` reuses an engine already answering on the socket and
-then `stop` leaves it running: only the process that started the engine stops it.
+networks work without them. `start` reuses an engine already answering on the socket; when it
+starts one it also prints `export HPT_ENGINE_PID=N`, and `stop` stops only that engine, so a
+shell that found an engine running leaves it running.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 RUN_DIR = Path("/run/hpt-engine")
 DATA_ROOT = Path("/var/lib/hpt-engine")  # images survive a restart: a rebuild is minutes
 START_SECONDS = 60
+PID_VARIABLE = "HPT_ENGINE_PID"
 
 
 def socket_path(run_dir: Path) -> Path:
@@ -50,10 +52,10 @@ def answers(run_dir: Path) -> bool:
                           capture_output=True, timeout=30).returncode == 0
 
 
-def start(run_dir: Path, data_root: Path) -> str:
-    """The DOCKER_HOST of a running engine, started here unless one answers already."""
+def start(run_dir: Path, data_root: Path) -> tuple[str, int | None]:
+    """(DOCKER_HOST, pid of the engine started here, None when one answered already)."""
     if answers(run_dir):
-        return docker_host(run_dir)
+        return docker_host(run_dir), None
     for tool in ("dockerd", "docker"):
         if shutil.which(tool) is None:
             raise SystemExit(f"container_engine: {tool} is not installed: apt-get install "
@@ -63,22 +65,17 @@ def start(run_dir: Path, data_root: Path) -> str:
     log = (run_dir / "dockerd.log").open("ab")
     process = subprocess.Popen(dockerd_argv(run_dir, data_root), stdout=log, stderr=log,
                                start_new_session=True)  # outlives this script, by design
-    (run_dir / "started-by-hpt").write_text(str(process.pid))
     deadline = time.monotonic() + START_SECONDS
     while not answers(run_dir):
         if process.poll() is not None or time.monotonic() > deadline:
             tail = (run_dir / "dockerd.log").read_text(errors="replace").splitlines()[-5:]
             raise SystemExit("container_engine: dockerd did not start:\n  " + "\n  ".join(tail))
         time.sleep(0.5)
-    return docker_host(run_dir)
+    return docker_host(run_dir), process.pid
 
 
-def stop(run_dir: Path) -> None:
+def stop(pid: int) -> None:
     """Stops the engine `start` started (its containers with it), waits for it to exit."""
-    marker = run_dir / "started-by-hpt"
-    if not marker.exists():
-        return
-    pid = int(marker.read_text())
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -90,7 +87,6 @@ def stop(run_dir: Path) -> None:
         except ProcessLookupError:
             break
         time.sleep(0.2)
-    marker.unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:
@@ -100,9 +96,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--data-root", type=Path, default=DATA_ROOT)
     args = p.parse_args(argv)
     if args.action == "start":
-        print(f"export DOCKER_HOST={start(args.run_dir, args.data_root)}")
-    else:
-        stop(args.run_dir)
+        host, pid = start(args.run_dir, args.data_root)
+        print(f"export DOCKER_HOST={host}")
+        if pid is not None:
+            print(f"export {PID_VARIABLE}={pid}")
+    elif os.environ.get(PID_VARIABLE, "").isdigit():
+        stop(int(os.environ[PID_VARIABLE]))
     return 0
 
 

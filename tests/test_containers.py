@@ -207,3 +207,36 @@ def test_kill_9_of_the_launcher_leaves_no_container_and_no_network(tmp_path):
     wait_for(lambda: labelled(engine, "ps -a", "killed") == [] and
              labelled(engine, "network ls", "killed") == [], timeout=30,
              what="no container and no network of the killed launcher's job")
+
+
+def test_the_container_benchmark_runs_and_prints_json():
+    engine_holding(CNN_IMAGE)
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--quick",
+                           "containers"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
+    assert line["bench"] == "containers" and line["container_first_line_seconds"] > 0
+
+
+def test_hpt_stop_stops_a_container_job_and_removes_its_containers(tmp_path):
+    engine = engine_holding(CNN_IMAGE)
+    space = one_trial_space("stopped", FAULTY)
+    space["hyperparameters"] = {"mode": {"type": "categorical", "values": ["hang"]}}
+    path = tmp_path / "stopped.yaml"
+    path.write_text(yaml.safe_dump(space))
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    exp = str(tmp_path / "exp")
+    launcher = subprocess.Popen([sys.executable, "-m", "hpt", "launch", str(path),
+                                 "--experiments-dir", exp, "--no-dashboard"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_for(lambda: labelled(engine, "ps", "stopped") != [], timeout=120,
+                 what="the trial's container running")
+        subprocess.run([sys.executable, "-m", "hpt", "stop", "stopped", "--experiments-dir",
+                        exp], check=True, timeout=60, env=env, capture_output=True)
+        assert launcher.wait(timeout=90) == 1  # it ended, with no completed training job
+    finally:
+        launcher.kill()
+    (row,) = table(tmp_path, "stopped").itertuples()
+    assert row.TrainingJobStatus == "Stopped"
+    assert labelled(engine, "ps -a", "stopped") == []

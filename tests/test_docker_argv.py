@@ -2,6 +2,7 @@
 env, GPUs, CPUs, network, labels, `train`), stop, remove, the trial's network; docker and
 podman. No engine is needed: the argv is checked as docker's own parser would read it."""
 
+import json
 import subprocess
 
 import pytest
@@ -37,7 +38,7 @@ def parse_run(argv: list[str]) -> dict:
     """Reads a `docker run` argv the way the docker CLI does (flags with one value)."""
     assert argv[1] == "run"
     flags: dict[str, list[str]] = {}
-    switches = {"--rm", "--init"}
+    switches = {"--rm", "--init", "--detach"}
     i = 2
     while argv[i].startswith("--"):
         if argv[i] in switches:
@@ -196,3 +197,43 @@ def test_a_real_container_sees_its_tree_and_environment(tmp_path):
     import json
     seen = json.loads((tree / "model" / "env.json").read_text())
     assert {k: seen[k] for k in HOSTILE} == HOSTILE
+
+
+def _host_commands(mode: str, hosts=("algo-1", "algo-2"), toolkit=True):
+    from hpt.runtime.host import ContainerSettings, container_addresses, container_commands
+    from hpt.runtime.plan import plan_trial, processes_on_host
+
+    inp = TrialContractInput(job_name="job-001-abcd1234", entry_point="train.py",
+                             hyperparameters={"lr": 0.1}, channels={}, hosts=hosts)
+    contract = render_host_contract(inp, host="algo-1", base_dir="/exp/job-001-abcd1234/algo-1",
+                                    num_cpus=1, num_gpus=0, python="python", in_container=True)
+    port, addresses = container_addresses(hosts, processes_on_host(mode, 1))
+    plans = plan_trial(mode, addresses, contract.argv, master_port=port)
+    settings = ContainerSettings("docker", "img", "job", 10, network="job-001-abcd1234-net",
+                                 toolkit=toolkit)
+    return container_commands(contract, plans[0], 1, settings)
+
+
+def test_a_multi_process_host_is_a_keeper_container_and_one_exec_per_process():
+    commands = _host_commands("parameter_server")
+    keeper = parse_run(commands.keeper)
+    assert keeper["image"] == "img" and keeper["command"] == ["sleep", "infinity"]
+    assert "--detach" in commands.keeper and keeper["flags"]["--network"] == ["job-001-abcd1234-net"]
+    assert keeper["flags"]["--network-alias"] == ["algo-1"]
+    assert "TF_CONFIG" not in keeper["env"]  # each process brings its own
+    worker, server = commands.processes
+    assert worker[:2] == ["docker", "exec"] and worker[-2:] == ["job-001-abcd1234-algo-1", "train"]
+    tf_config = json.loads(next(a.split("=", 1)[1] for a in server if a.startswith("TF_CONFIG=")))
+    assert tf_config["task"] == {"type": "ps", "index": 0}
+    assert tf_config["cluster"]["ps"] == ["algo-1:2223", "algo-2:2223"]
+    assert "MASTER_ADDR=algo-1" in worker and "MASTER_PORT=7777" in worker
+    assert commands.stop == ["docker", "stop", "-t", "10", "job-001-abcd1234-algo-1"]
+
+
+def test_data_parallel_ranks_run_the_entry_point_not_the_toolkits_mpirun():
+    commands = _host_commands("data_parallel", toolkit=False)
+    assert commands.keeper is None  # one process: the container's own command
+    run = parse_run(commands.processes[0])
+    assert run["command"] == ["python", "train.py", "--lr", "0.1"]
+    assert run["flags"]["--workdir"] == ["/opt/ml/code"]
+    assert run["env"]["RANK"] == "0" and run["env"]["MASTER_ADDR"] == "algo-1"

@@ -223,7 +223,7 @@ CASES = [
                                         if k != "output"}, "trainer.instance_type": "ml.m5.xlarge"},
      "output", "must be an s3:// URI"),
     ("runtime-docker-no-image", {"runtime": "docker"}, "trainer.image",
-     "docker build -t hpt-cnn:latest trainers/cnn"),
+     "python scripts/build_images.py"),
     # channels
     ("channel-missing", {"channels.train": "../data/nope"}, "channels.train", "path not found"),
     ("channel-missing-mapping", {"channels.test.uri": "../data/nope"}, "channels.test.uri",

@@ -17,7 +17,7 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
     found = []
     if not trainer.image:
         found.append((("trainer", "image"), "is required for runtime: docker; e.g. image: "
-                      "hpt-cnn:latest (docker build -t hpt-cnn:latest trainers/cnn)"))
+                      "hpt-cnn:latest (python scripts/build_images.py builds it)"))
     channels = values.get("channels") or {}
     if trainer.instance_count > 1:
         for name, channel in channels.items():
