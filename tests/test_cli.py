@@ -130,14 +130,17 @@ def test_features_of_later_versions_are_refused_with_exit_2_before_anything_runs
     assert not exp.exists()  # nothing half-created
 
 
-def test_runtime_docker_needs_an_image_and_a_single_host(write_space, tmp_path):
-    space = faulty_space(name="boxed")
+def test_runtime_docker_needs_an_image_and_whole_channels_across_hosts(write_space, tmp_path):
+    (tmp_path / "data").mkdir()
+    space = faulty_space(name="boxed", channels={"train": {
+        "uri": str(tmp_path / "data"), "distribution": "ShardedByS3Key"}})
     space["trainer"].update(instance_count=2, distribution="data_parallel")
     done = hpt("launch", write_space(space), "--runtime", "docker",
                "--experiments-dir", tmp_path / "exp")
     assert done.returncode == 2
     assert "trainer.image: is required for runtime: docker" in done.stderr
-    assert "runtime: docker runs single-host trials" in done.stderr
+    assert ("channels.train.distribution: ShardedByS3Key is not split across containers"
+            in done.stderr)
     assert "Traceback" not in done.stderr and not (tmp_path / "exp").exists()
 
 

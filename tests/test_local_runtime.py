@@ -237,3 +237,18 @@ def test_cleanup_commands_run_when_the_process_that_registered_them_dies(tmp_pat
     while not done.exists() and time.time() < deadline:
         time.sleep(0.05)
     assert done.exists() and not cancelled.exists()
+
+
+def test_a_multi_host_trial_names_the_interface_of_its_node_to_gloo_nccl_and_tensorpipe(
+        monkeypatch):
+    """Unset, gloo binds where the hostname resolves (127.0.0.1 in Debian's /etc/hosts), and
+    a peer on another node cannot connect: hpt names the interface holding the node's IP."""
+    from hpt.runtime.host import interface_of, process_env
+
+    assert interface_of("127.0.0.1") == "lo" and interface_of("203.0.113.77") is None
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    monkeypatch.setenv("NCCL_SOCKET_IFNAME", "ib0")  # the user's own choice is kept
+    env = process_env({"SM_HOSTS": '["algo-1","algo-2"]'}, {}, 1, interface="eth7")
+    assert env["GLOO_SOCKET_IFNAME"] == env["TP_SOCKET_IFNAME"] == "eth7"
+    assert env["NCCL_SOCKET_IFNAME"] == "ib0"
+    assert "GLOO_SOCKET_IFNAME" not in process_env({}, {}, 1)

@@ -6,6 +6,7 @@ every other host (runtime/ray_hosts.py), so the same code runs a host wherever i
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -54,10 +55,38 @@ def free_ports(count: int, ip: str = "127.0.0.1") -> tuple[int, ...]:
             sock.close()
 
 
-def process_env(contract_env: dict[str, str], extra: dict[str, str],
-                threads: int) -> dict[str, str]:
+# The variables with which gloo, NCCL and TensorPipe (torch.distributed.rpc) choose their
+# network interface. Unset, gloo binds to the address the machine's hostname resolves to,
+# which is often 127.0.0.1 (Debian's /etc/hosts): peers on other nodes then cannot connect.
+_SOCKET_IFNAME = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME", "TP_SOCKET_IFNAME")
+
+
+def interface_of(ip: str) -> str | None:
+    """The name of this machine's network interface that holds `ip` (Linux), or None."""
+    import fcntl
+    import struct
+
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            try:
+                answer = fcntl.ioctl(sock.fileno(), siocgifaddr,
+                                     struct.pack("256s", name.encode()[:15]))
+            except OSError:  # an interface without an IPv4 address
+                continue
+            if socket.inet_ntoa(answer[20:24]) == ip:
+                return name
+    return None
+
+
+def process_env(contract_env: dict[str, str], extra: dict[str, str], threads: int,
+                interface: str | None = None) -> dict[str, str]:
+    """A local process's environment. `interface`: the one holding this node's address in
+    a multi-host trial, for the collective libraries unless the user chose one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
     env.update({"PYTHONUNBUFFERED": "TRUE", "OMP_NUM_THREADS": str(threads)})
+    if interface:
+        env.update({name: interface for name in _SOCKET_IFNAME if name not in env})
     env.update(contract_env)
     env.update(extra)
     return env
@@ -181,7 +210,9 @@ class HostGroup:
 
     def __init__(self, contract: HostContract, plan: HostPlan, trial_dir: Path, num_cpus: int,
                  stream_lead: bool, warm_socket: str | None = None,
-                 container: ContainerSettings | None = None):
+                 container: ContainerSettings | None = None, node_ip: str | None = None):
+        """`node_ip`: this node's address in the trial (a multi-host trial's processes talk
+        to the other hosts' over the interface that holds it)."""
         self.contract = contract
         self.plan = plan
         self.host = plan.host
@@ -199,8 +230,10 @@ class HostGroup:
                             container=(commands.stop, commands.remove))
                 for i, (p, argv) in enumerate(zip(plan.processes, commands.processes))]
         else:
+            interface = interface_of(node_ip) if node_ip and len(
+                json.loads(contract.env.get("SM_HOSTS", "[]"))) > 1 else None
             self.processes = [
-                HostProcess(list(p.argv), process_env(contract.env, p.env, threads),
+                HostProcess(list(p.argv), process_env(contract.env, p.env, threads, interface),
                             contract.cwd, Path(trial_dir) / p.log_name,
                             stream_lines=stream_lead and i == 0, warm_socket=warm_socket)
                 for i, p in enumerate(plan.processes)]

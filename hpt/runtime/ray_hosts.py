@@ -45,7 +45,8 @@ class HostActor:
               ) -> HostExit | None:
         self.close()
         self.group = HostGroup(contract, plan, Path(trial_dir), self.num_cpus, stream_lead=False,
-                               warm_socket=self.warm_socket, container=container)
+                               warm_socket=self.warm_socket, container=container,
+                               node_ip=ray.util.get_node_ip_address())
         try:
             self.group.materialize(Path(source_dir), {k: Path(v) for k, v in
                                                       channel_sources.items()}, shard, sharded)

@@ -151,7 +151,7 @@ class LocalTrainingJob:
         self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
                                 stream_lead=True, warm_socket=self.warm_socket,
-                                container=self.container)
+                                container=self.container, node_ip=self.ip)
         self._group.materialize(trainer.source_dir, {} if self.container else channel_sources,
                                 (0, len(self.hosts)), sharded)
         self.start_time = time.time()

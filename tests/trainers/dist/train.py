@@ -15,6 +15,7 @@ expected result. Every process writes what it saw to $SM_MODEL_DIR/seen-<role><r
 import argparse
 import json
 import os
+import socket
 import sys
 import time
 from datetime import timedelta
@@ -37,6 +38,7 @@ seen = {k: env.get(k) for k in (
     "RAY_RAYLET_PID")}  # the raylet of the node the host runs on (Ray cluster tests)
 seen["role"] = role
 seen["pid"] = os.getpid()
+seen["hostname"] = socket.gethostname()  # which node (a container node has its own)
 seen["channel_files"] = sorted(os.listdir(env["SM_CHANNEL_TRAIN"])) if env.get(
     "SM_CHANNEL_TRAIN") else None
 ok = True
