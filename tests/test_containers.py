@@ -125,12 +125,12 @@ def test_a_script_sees_what_the_toolkit_computes_in_both_toolkit_flavours(tmp_pa
     given = {k: v for k, v in seen["container"].items() if k.startswith("SM_")}
     assert given and seen["files"] == ["hyperparameters.json", "inputdataconfig.json",
                                        "resourceconfig.json"]
-    # The toolkit counts the CPUs the container can see; hpt says what Ray gave the host
-    # (SM_TRAINING_ENV carries both that count and the framework module, which only the
-    # image knows: hpt leaves SM_FRAMEWORK_MODULE to the toolkit).
+    # The container sees its share of CPUs as its own (SM_NUM_CPUS as hpt says); only the
+    # framework module in SM_TRAINING_ENV is the image's, which hpt does not know.
     differ = {k for k in given if given[k] != seen["toolkit"].get(k)}
-    assert differ <= {"SM_NUM_CPUS", "SM_TRAINING_ENV"}, {
+    assert differ == ({"SM_TRAINING_ENV"} if framework else set()), {
         k: (given[k], seen["toolkit"].get(k)) for k in differ}
+    assert seen["script"]["SM_NUM_CPUS"] == "1"
     assert "SM_FRAMEWORK_MODULE" not in given
     assert seen["script"]["SM_FRAMEWORK_MODULE"] == framework
     assert seen["container"].get("SAGEMAKER_TRAINING_MODULE", "") == framework

@@ -237,3 +237,12 @@ def test_data_parallel_ranks_run_the_entry_point_not_the_toolkits_mpirun():
     assert run["command"] == ["python", "train.py", "--lr", "0.1"]
     assert run["flags"]["--workdir"] == ["/opt/ml/code"]
     assert run["env"]["RANK"] == "0" and run["env"]["MASTER_ADDR"] == "algo-1"
+
+
+def test_a_container_sees_its_share_of_cpus_as_its_own():
+    from hpt.runtime.docker import online_cpus
+
+    assert online_cpus(1) == "0" and online_cpus(4) == "0-3"
+    parsed = parse_run(run_argv(plan(cpus_online="/exp/job/.cpus-online-2")))
+    assert ("type=bind,source=/exp/job/.cpus-online-2,target=/sys/devices/system/cpu/online,"
+            "readonly") in parsed["flags"]["--mount"]

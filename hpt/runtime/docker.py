@@ -36,6 +36,7 @@ _LABEL_PREFIX = "hpt."
 # containers use 7777 for MASTER_PORT) and the ones of the host's own processes.
 MASTER_PORT = 7777
 FIRST_PROCESS_PORT = 2222
+CPUS_ONLINE = "/sys/devices/system/cpu/online"
 # What a multi-process host's container runs while `docker exec` runs its processes.
 KEEPER = ("sleep", "infinity")
 
@@ -60,6 +61,17 @@ class ContainerPlan:
     command: tuple[str, ...] = ("train",)
     detach: bool = False  # `docker run -d`: returns once the container runs (a keeper)
     workdir: str | None = None  # else the image's WORKDIR
+    # A file that says "0-(N-1)", mounted over the kernel's list of online CPUs (as lxcfs
+    # does): the toolkit's SM_NUM_CPUS (os.cpu_count) is then the host's share, N.
+    cpus_online: str | None = None
+
+
+def online_cpus(count: int) -> str:
+    """The kernel's notation for CPUs 0..count-1 (what /sys/devices/system/cpu/online holds).
+
+    On SageMaker a container owns its instance, and the toolkit reports os.cpu_count() as
+    SM_NUM_CPUS; here containers share a machine, and --cpus only limits their time."""
+    return "0" if count <= 1 else f"0-{count - 1}"
 
 
 def container_name(training_job: str, host: str) -> str:
@@ -114,7 +126,8 @@ def run_argv(plan: ContainerPlan) -> list[str]:
         raise ValueError("runtime: docker needs trainer.image")
     if not plan.host_tree.startswith("/"):
         raise ValueError(f"the host tree must be an absolute path (got {plan.host_tree!r})")
-    for path in (plan.host_tree, *(source for source, _ in plan.channels)):
+    for path in (plan.host_tree, *(source for source, _ in plan.channels),
+                 *([plan.cpus_online] if plan.cpus_online else [])):
         if ":" in path or "," in path or not path.startswith("/"):
             raise ValueError(f"{path!r} cannot be bind-mounted: it must be an absolute path "
                              f"without ':' or ','")
@@ -131,6 +144,8 @@ def run_argv(plan: ContainerPlan) -> list[str]:
     for source, channel in plan.channels:
         argv += ["--mount", f"type=bind,source={source},"
                             f"target={CONTAINER_ML}/input/data/{channel},readonly"]
+    if plan.cpus_online:
+        argv += ["--mount", f"type=bind,source={plan.cpus_online},target={CPUS_ONLINE},readonly"]
     for key, value in sorted(plan.labels.items()):
         argv += ["--label", f"{key}={value}"]
     argv += _env_args(plan.env)

@@ -19,8 +19,8 @@ from hpt.runtime.contract import HostContract
 from hpt.runtime.docker import (CONTAINER_ML, FIRST_PROCESS_PORT, KEEPER, MASTER_PORT,
                                 ContainerPlan, container_env, container_name, exec_argv,
                                 labels_for, network_create_argv, network_name,
-                                network_remove_argv, remove_argv, run_argv, secret_env,
-                                stop_argv)
+                                network_remove_argv, online_cpus, remove_argv, run_argv,
+                                secret_env, stop_argv)
 from hpt.runtime.local import HostProcess, failure_reason
 from hpt.runtime.plan import HostAddress, HostPlan, ProcessPlan
 from hpt.runtime.reaper import REAPER
@@ -129,8 +129,17 @@ def _in_container(process: ProcessPlan, settings: ContainerSettings
     return process.argv, f"{CONTAINER_ML}/code"
 
 
+def cpus_online_file(folder: Path, count: int) -> str:
+    """A file holding the online-CPU list of a `count`-CPU container (written once)."""
+    path = folder / f".cpus-online-{count}"
+    if not path.exists():
+        path.write_text(online_cpus(count) + "\n")
+    return str(path)
+
+
 def container_commands(contract: HostContract, plan: HostPlan, num_cpus: int,
-                       settings: ContainerSettings) -> ContainerCommands:
+                       settings: ContainerSettings,
+                       cpus_online: str | None = None) -> ContainerCommands:
     job = contract.env["TRAINING_JOB_NAME"]
     gpu_ids = tuple(g for g in contract.env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g)
     name = container_name(job, contract.host)
@@ -145,7 +154,7 @@ def container_commands(contract: HostContract, plan: HostPlan, num_cpus: int,
         cpus=float(num_cpus), network=settings.network,
         labels=labels_for(settings.tuning_job, job, contract.host), channels=settings.channels,
         command=command if single else KEEPER, detach=not single,
-        workdir=workdir if single else None)
+        workdir=workdir if single else None, cpus_online=cpus_online)
     secrets = secret_env(container)
     if single:
         processes = [run_argv(container)]
@@ -222,7 +231,9 @@ class HostGroup:
         if container is not None:
             # The `docker` client runs here with the launcher's environment; the contract's
             # environment goes into the container only.
-            commands = container_commands(contract, plan, num_cpus, container)
+            Path(trial_dir).mkdir(parents=True, exist_ok=True)
+            commands = container_commands(contract, plan, num_cpus, container,
+                                          cpus_online_file(Path(trial_dir), num_cpus))
             self._keeper = commands if commands.keeper else None
             self.processes = [
                 HostProcess(argv, {**os.environ, **commands.secrets}, str(trial_dir),
