@@ -83,31 +83,39 @@ def test_the_default_job_runs_every_trial_in_a_container(default_job):
     assert labelled(engine, "ps -a", name) == [] and labelled(engine, "network ls", name) == []
 
 
-def test_hpt_serve_answers_from_the_training_image(default_job):
+def test_hpt_serve_answers_from_the_training_image_with_variants_and_a_shadow(default_job):
     engine, tmp_path, name = default_job
+    rows = table(tmp_path, name).sort_values("FinalObjectiveValue", ascending=False)
+    best, second, third = (int(n) for n in rows.TrialNumber[:3])
     serve = subprocess.Popen([sys.executable, "-m", "hpt", "serve", name, "--port", "0",
-                              "--experiments-dir", str(tmp_path / "exp")],
+                              "--variant", f"{best}=1", "--variant", f"{second}=1",
+                              "--shadow", str(third), "--experiments-dir", str(tmp_path / "exp")],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = None
-        deadline = time.time() + 120
+        deadline = time.time() + 180
         while url is None and time.time() < deadline:
             line = serve.stdout.readline()
             assert line, "hpt serve ended before it served"
             found = re.search(rf"{name} at (http://127\.0\.0\.1:\d+)", line)
             url = found.group(1) if found else None
         assert url, "hpt serve never said where it serves"
-        assert labelled(engine, "ps", name), "the model does not serve from a container"
+        # Two production variants and a shadow: three models, each in its own container.
+        assert len(labelled(engine, "ps", name)) == 3
         body = json.dumps({"instances": [[[0.0] * 8] * 8]}).encode()
-        request = urllib.request.Request(f"{url}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            assert answer.status == 200 and len(json.load(answer)["predictions"]) == 1
+        variants = set()
+        for _ in range(20):
+            request = urllib.request.Request(f"{url}/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                assert answer.status == 200 and len(json.load(answer)["predictions"]) == 1
+                variants.add(answer.headers.get("X-Amzn-Invoked-Production-Variant"))
+        assert len(variants) == 2, variants  # both variants answered, by weight
     finally:
-        serve.kill()  # kill -9: the reaper still removes the container
+        serve.kill()  # kill -9: the reaper still removes the containers
         serve.wait(timeout=30)
     wait_for(lambda: labelled(engine, "ps -a", name) == [], timeout=30,
-             what="the serving container removed after kill -9 of hpt serve")
+             what="the serving containers removed after kill -9 of hpt serve")
 
 
 @pytest.mark.parametrize("image,framework", [
