@@ -54,6 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "installed beside this script, else any torch)")
     p.add_argument("--torch-index-url", default="", help="index for torch ('' = pip's own "
                    "configuration, which finds the wheel this machine keeps)")
+    p.add_argument("--python-version", default=None, help="the base's Python (major.minor) "
+                   "that torch's wheel must fit (default: 3.11 for the local base, else this "
+                   "interpreter's)")
     p.add_argument("--only", choices=IMAGES, help="build one image only")
     p.add_argument("--rebuild-base", action="store_true", help="make the root filesystem anew")
     return p.parse_args(argv)
@@ -126,10 +129,10 @@ def torch_requirement(given: str | None) -> str:
     return f"torch=={torch.__version__}"
 
 
-def download_torch(requirement: str, index_url: str, folder: Path) -> None:
+def download_torch(requirement: str, index_url: str, python: str, folder: Path) -> None:
     """The wheel pip would install here (a local file, a mirror, the index), into `folder`."""
     argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-            "--python-version", "3.11", "-d", str(folder), requirement]
+            "--python-version", python, "-d", str(folder), requirement]
     if index_url:
         argv += ["--index-url", index_url]
     run(argv, stdout=subprocess.DEVNULL)
@@ -184,7 +187,10 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory() as wheels:
             step = time.monotonic()
             torch_spec = torch_requirement(args.torch)
-            download_torch(torch_spec, args.torch_index_url, Path(wheels))
+            python = args.python_version or ("3.11" if args.base == "local" else
+                                             "%d.%d" % sys.version_info[:2])
+            if args.only != IMAGES[1]:  # the toolkit image adds no torch
+                download_torch(torch_spec, args.torch_index_url, python, Path(wheels))
             server, links = serve_folder(Path(wheels))
             timings["torch_wheel_s"] = round(time.monotonic() - step, 1)
             try:
@@ -204,7 +210,7 @@ def main(argv: list[str]) -> int:
     except BuildError as exc:
         print(f"build_images: {exc}", file=sys.stderr)
         return 2
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+    except (subprocess.CalledProcessError, OSError) as exc:
         print(f"build_images: {exc}", file=sys.stderr)
         return 1
     timings["total_s"] = round(time.monotonic() - began, 1)

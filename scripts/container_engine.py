@@ -68,6 +68,7 @@ def start(run_dir: Path, data_root: Path) -> tuple[str, int | None]:
     deadline = time.monotonic() + START_SECONDS
     while not answers(run_dir):
         if process.poll() is not None or time.monotonic() > deadline:
+            stop(process.pid)  # never left running unannounced
             tail = (run_dir / "dockerd.log").read_text(errors="replace").splitlines()[-5:]
             raise SystemExit("container_engine: dockerd did not start:\n  " + "\n  ".join(tail))
         time.sleep(0.5)
@@ -75,18 +76,25 @@ def start(run_dir: Path, data_root: Path) -> tuple[str, int | None]:
 
 
 def stop(pid: int) -> None:
-    """Stops the engine `start` started (its containers with it), waits for it to exit."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
+    """Stops the engine `start` started (its containers with it): SIGTERM, then SIGKILL if
+    it is still there after START_SECONDS."""
+    def running() -> bool:
         try:
-            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited
+                return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
         except ProcessLookupError:
-            break
-        time.sleep(0.2)
+            return
+        deadline = time.monotonic() + START_SECONDS
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not running():
+            return
 
 
 def main(argv: list[str]) -> int:

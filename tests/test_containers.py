@@ -177,7 +177,7 @@ def exact_run(tmp_path, digits, name, **trainer):
     return curve((tmp_path / "exp" / name / row.TrainingJobName / "algo-1.log").read_text())
 
 
-@pytest.mark.parametrize("distribution", ["data_parallel", "parameter_server"])
+@pytest.mark.parametrize("distribution", ["data_parallel", "parameter_server", "torchrun"])
 def test_two_host_trials_in_containers_follow_the_single_process_curve(tmp_path, digits,
                                                                        distribution):
     engine = engine_holding(CNN_IMAGE)
@@ -248,3 +248,17 @@ def test_hpt_stop_stops_a_container_job_and_removes_its_containers(tmp_path):
     (row,) = table(tmp_path, "stopped").itertuples()
     assert row.TrainingJobStatus == "Stopped"
     assert labelled(engine, "ps -a", "stopped") == []
+
+
+def test_every_process_of_a_multi_process_container_host_gets_sigterm_at_a_stop(tmp_path):
+    """One host, a worker and a parameter server: two `docker exec`s in one container.
+    Past max_runtime_seconds both get SIGTERM (their handlers run) before the container goes."""
+    engine = engine_holding(CNN_IMAGE)
+    space = one_trial_space("termed", TESTS / "trainers" / "sigterm",
+                            distribution="parameter_server", max_runtime_seconds=15)
+    done = launch(tmp_path, space)
+    (row,) = table(tmp_path, "termed").itertuples()
+    assert row.FailureReason.startswith("MaxRuntimeExceeded"), done.stdout[-2000:]
+    model = tmp_path / "exp" / "termed" / row.TrainingJobName / "algo-1" / "model"
+    assert sorted(p.name for p in model.glob("term-*")) == ["term-0", "term-1"]
+    assert labelled(engine, "ps -a", "termed") == []

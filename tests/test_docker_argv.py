@@ -227,7 +227,10 @@ def test_a_multi_process_host_is_a_keeper_container_and_one_exec_per_process():
     assert tf_config["task"] == {"type": "ps", "index": 0}
     assert tf_config["cluster"]["ps"] == ["algo-1:2223", "algo-2:2223"]
     assert "MASTER_ADDR=algo-1" in worker and "MASTER_PORT=7777" in worker
-    assert commands.stop == ["docker", "stop", "-t", "10", "job-001-abcd1234-algo-1"]
+    # PID 1 is the keeper itself, which survives the SIGTERM its processes get at a stop.
+    assert "--init" not in commands.keeper
+    assert commands.stop == ["docker", "exec", "job-001-abcd1234-algo-1", "sh", "-c",
+                             "kill -TERM -1"]
 
 
 def test_data_parallel_ranks_run_the_entry_point_not_the_toolkits_mpirun():

@@ -10,8 +10,10 @@ A multi-host trial gets its own network (`<training-job>-net`), on which every h
 container answers to its SageMaker name (algo-1 ... algo-N), so MASTER_ADDR=algo-1 and
 TF_CONFIG name hosts exactly as on SageMaker; every container has its own ports, so the
 rendezvous and parameter-server ports are fixed ones. A host that runs several processes
-(parameter servers, several workers) is one container running `sleep infinity` under its init,
-and each process is a `docker exec` in it: the host lives until its last process ends.
+(parameter servers, several workers) is one container whose PID 1 is `sleep infinity`, and
+each process is a `docker exec` in it: the host lives until its last process ends. It is
+stopped with SIGTERM to every process but PID 1 (`kill -TERM -1` inside: `docker stop` would
+only signal PID 1, whose exit SIGKILLs the exec'd processes at once), then removed.
 
 Inside the container the host's tree is /opt/ml (bind-mounted), so `SAGEMAKER_BASE_DIR` is
 not set; the command is SageMaker's `train` (the sagemaker-training toolkit's entry point,
@@ -37,7 +39,8 @@ _LABEL_PREFIX = "hpt."
 MASTER_PORT = 7777
 FIRST_PROCESS_PORT = 2222
 CPUS_ONLINE = "/sys/devices/system/cpu/online"
-# What a multi-process host's container runs while `docker exec` runs its processes.
+# What a multi-process host's container runs while `docker exec` runs its processes: PID 1
+# itself (no --init), which ignores the SIGTERM sent to the processes around it.
 KEEPER = ("sleep", "infinity")
 
 
@@ -132,8 +135,8 @@ def run_argv(plan: ContainerPlan) -> list[str]:
             raise ValueError(f"{path!r} cannot be bind-mounted: it must be an absolute path "
                              f"without ':' or ','")
     _check_env(plan.env)
-    argv = [plan.engine, "run", "--rm", "--init", "--name", plan.name,
-            "--hostname", plan.hostname] + (["--detach"] if plan.detach else [])
+    argv = [plan.engine, "run", "--rm"] + ([] if plan.detach else ["--init"]) + [
+        "--name", plan.name, "--hostname", plan.hostname] + (["--detach"] if plan.detach else [])
     if plan.network:
         argv += ["--network", plan.network, "--network-alias", plan.hostname]
     argv += ["--cpus", f"{plan.cpus:g}", "--shm-size", plan.shm_size]
@@ -187,6 +190,11 @@ def serve_run_argv(engine: str, image: str, name: str, model_dir: str, host_port
     for key, value in sorted(env.items()):
         argv += ["--env", f"{key}={value}"]
     return argv + [image, "serve"]
+
+
+def terminate_all_argv(engine: str, name: str) -> list[str]:
+    """SIGTERM to every process of a keeper container but its PID 1 (see the module doc)."""
+    return [engine, "exec", name, "sh", "-c", "kill -TERM -1"]
 
 
 def stop_argv(engine: str, name: str, grace_seconds: float) -> list[str]:

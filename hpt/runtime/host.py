@@ -20,13 +20,14 @@ from hpt.runtime.docker import (CONTAINER_ML, FIRST_PROCESS_PORT, KEEPER, MASTER
                                 ContainerPlan, container_env, container_name, exec_argv,
                                 labels_for, network_create_argv, network_name,
                                 network_remove_argv, online_cpus, remove_argv, run_argv,
-                                secret_env, stop_argv)
-from hpt.runtime.local import HostProcess, failure_reason
+                                secret_env, stop_argv, terminate_all_argv)
+from hpt.runtime.local import HostProcess, failure_reason, run_quietly
 from hpt.runtime.plan import HostAddress, HostPlan, ProcessPlan
 from hpt.runtime.reaper import REAPER
 from hpt.runtime.tree import materialize
 from hpt.trial import FailureCategory, FailureReason
 
+KEEPER_START_SECONDS = 900
 # Variables of the launcher's own environment that must not leak into a trial's contract.
 _CONTRACT_PREFIXES = ("SM_", "SAGEMAKER_")
 
@@ -115,7 +116,7 @@ class ContainerCommands:
 
     keeper: list[str] | None
     processes: list[list[str]]
-    stop: list[str]
+    stop: list[str]  # a one-process host: `docker stop`; a keeper: SIGTERM to its processes
     remove: list[str]
     secrets: dict[str, str]  # the variables the engine CLI's environment must carry
 
@@ -164,8 +165,9 @@ def container_commands(contract: HostContract, plan: HostPlan, num_cpus: int,
             command, workdir = _in_container(process, settings)
             processes.append(exec_argv(settings.engine, name, process.env, command, workdir))
             secrets.update({k: v for k, v in process.env.items() if looks_secret(k)})
-    return ContainerCommands(None if single else run_argv(container), processes,
-                             stop_argv(settings.engine, name, settings.grace_seconds),
+    stop = (stop_argv(settings.engine, name, settings.grace_seconds) if single
+            else terminate_all_argv(settings.engine, name))
+    return ContainerCommands(None if single else run_argv(container), processes, stop,
                              remove_argv(settings.engine, name), secrets)
 
 
@@ -182,17 +184,24 @@ class TrialNetwork:
 
     REMOVE_SECONDS = 30.0  # containers started with --rm leave it shortly after they stop
 
-    def __init__(self, settings: ContainerSettings, training_job: str):
+    def __init__(self, settings: ContainerSettings, training_job: str, hosts: tuple[str, ...]):
         self.engine = settings.engine
         self.name = network_name(training_job)
         self.labels = labels_for(settings.tuning_job, training_job, "net")
+        # Every host's container, whichever process or node started it: a network cannot
+        # be removed while one is attached.
+        self.remove_hosts = [self.engine, "rm", "--force",
+                             *(container_name(training_job, host) for host in hosts)]
         self.created = False
 
     def create(self) -> str | None:
         """None once the network exists, else why it could not be made."""
+        # If this process dies: the containers go first, then the network (last registered,
+        # first run).
         REAPER.on_death(f"network-{self.name}", network_remove_argv(self.engine, self.name))
-        subprocess.run(network_remove_argv(self.engine, self.name), capture_output=True,
-                       timeout=60)  # a previous attempt's, if a launcher died before removing it
+        REAPER.on_death(f"hosts-{self.name}", self.remove_hosts)
+        # A previous attempt's, if a launcher died before removing it.
+        run_quietly(network_remove_argv(self.engine, self.name), wait=True)
         try:
             done = subprocess.run(network_create_argv(self.engine, self.name, self.labels),
                                   capture_output=True, text=True, timeout=60)
@@ -203,13 +212,21 @@ class TrialNetwork:
                                           f"{done.stderr.strip()}")
 
     def remove(self) -> None:
+        """Removes every host's container, then the network (retried while the engine
+        finishes removing them); the reaper keeps both commands if it never succeeds."""
         if not self.created:
             return
+        run_quietly(self.remove_hosts, wait=True)
         deadline = time.monotonic() + self.REMOVE_SECONDS
-        while subprocess.run(network_remove_argv(self.engine, self.name), capture_output=True,
-                             timeout=60).returncode != 0 and time.monotonic() < deadline:
+        while True:
+            done = run_quietly(network_remove_argv(self.engine, self.name), wait=True)
+            if done is not None and done.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                return
             time.sleep(0.2)
         self.created = False
+        REAPER.cancel(f"hosts-{self.name}")
         REAPER.cancel(f"network-{self.name}")
 
 
@@ -228,6 +245,7 @@ class HostGroup:
         self.failure_file = Path(contract.base_dir) / "output" / "failure"
         threads = max(1, num_cpus // len(plan.processes))
         self._keeper: ContainerCommands | None = None
+        self._keeper_gone = False
         if container is not None:
             # The `docker` client runs here with the launcher's environment; the contract's
             # environment goes into the container only.
@@ -235,10 +253,12 @@ class HostGroup:
             commands = container_commands(contract, plan, num_cpus, container,
                                           cpus_online_file(Path(trial_dir), num_cpus))
             self._keeper = commands if commands.keeper else None
+            # A keeper's exec'd processes are stopped together, by the group (stop below).
+            own_stop = None if self._keeper else commands.stop
             self.processes = [
                 HostProcess(argv, {**os.environ, **commands.secrets}, str(trial_dir),
                             Path(trial_dir) / p.log_name, stream_lines=stream_lead and i == 0,
-                            container=(commands.stop, commands.remove))
+                            container=(own_stop, commands.remove))
                 for i, (p, argv) in enumerate(zip(plan.processes, commands.processes))]
         else:
             interface = interface_of(node_ip) if node_ip and len(
@@ -277,10 +297,10 @@ class HostGroup:
     def _start_keeper(self) -> HostExit | None:
         """The container a multi-process host's `docker exec`s run in: running on return."""
         keeper = self._keeper
-        REAPER.on_death(f"keeper-{keeper.stop[-1]}", keeper.remove)
-        try:
+        REAPER.on_death(self._keeper_key, keeper.remove)
+        try:  # an image not yet on this node is pulled first: minutes, not seconds
             done = subprocess.run(keeper.keeper, env={**os.environ, **keeper.secrets},
-                                  capture_output=True, text=True, timeout=120)
+                                  capture_output=True, text=True, timeout=KEEPER_START_SECONDS)
             error = None if done.returncode == 0 else (done.stderr.strip() or
                                                         f"exit code {done.returncode}")
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -312,7 +332,13 @@ class HostGroup:
             return HostExit(self.host, 0, None, watched[0][0].log_name if watched else "")
         return None
 
+    @property
+    def _keeper_key(self) -> str:
+        return f"keeper-{self._keeper.remove[-1]}"
+
     def terminate(self) -> None:
+        if self._keeper is not None and not self._keeper_gone:
+            run_quietly(self._keeper.stop, wait=True)  # SIGTERM to all its processes
         for process in self.processes:
             process.terminate()
 
@@ -321,12 +347,15 @@ class HostGroup:
         self.terminate()
         for process in self.processes:
             process.stop(grace_seconds)
-        if self._keeper is not None:  # its processes are gone: so is the host
-            subprocess.run(self._keeper.remove, capture_output=True, timeout=60)
+        self._remove_keeper()  # its processes are gone (or past their grace): so is the host
 
     def close(self) -> None:
         for process in self.processes:
             process.close()
-        if self._keeper is not None:  # no process was started, or they are all gone now
-            subprocess.run(self._keeper.remove, capture_output=True, timeout=60)
-            REAPER.cancel(f"keeper-{self._keeper.stop[-1]}")
+        self._remove_keeper()  # no process was started, or they are all gone now
+
+    def _remove_keeper(self) -> None:
+        if self._keeper is not None and not self._keeper_gone:
+            run_quietly(self._keeper.remove, wait=True)
+            REAPER.cancel(self._keeper_key)
+            self._keeper_gone = True

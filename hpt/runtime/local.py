@@ -48,10 +48,11 @@ class HostProcess:
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
                  stream_lines: bool = True, warm_socket: str | None = None,
-                 container: tuple[list[str], list[str]] | None = None):
+                 container: tuple[list[str] | None, list[str]] | None = None):
         self.argv = list(argv)
         # runtime: docker -- argv is `docker run`; stopping the CLI does not stop the
-        # container, so (stop argv, remove argv) are run too (runtime/docker.py).
+        # container, so (stop argv, remove argv) are run too (runtime/docker.py). No stop
+        # argv: a `docker exec` in a container its host group stops (host.py).
         self.container = container
         self._container_stopping: subprocess.Popen | None = None
         # A warm interpreter's socket (runtime/warm/): fork from it instead of a cold start.
@@ -177,8 +178,8 @@ class HostProcess:
         """SIGTERM to the process group, without waiting (stop() follows)."""
         if self._proc is None or self._proc.poll() is not None:
             return
-        if self.container:  # `docker stop`: SIGTERM inside, SIGKILL after its grace period
-            self._container_stopping = run_quietly(self.container[0], wait=False)
+        if self.container and self.container[0]:  # `docker stop`: SIGTERM inside, SIGKILL
+            self._container_stopping = run_quietly(self.container[0], wait=False)  # later
         else:
             signal_group(self._proc.pid, signal.SIGTERM)
 
@@ -187,7 +188,7 @@ class HostProcess:
         if self._proc is None:
             return None
         pgid = self._proc.pid  # start_new_session: the group id is the child's pid
-        if self.container:
+        if self.container and self.container[0]:
             if self._proc.poll() is None and self._container_stopping is None:
                 self._container_stopping = run_quietly(self.container[0], wait=False)
             if self._container_stopping is not None:

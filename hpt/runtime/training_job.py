@@ -172,11 +172,13 @@ class LocalTrainingJob:
 
     def _addresses(self, ports_per_host: int) -> tuple[int, list[HostAddress]]:
         """(rendezvous port, every host's address). Local hosts: their node's address and
-        ports picked free there (algo-1 also holds the rendezvous port). Containers of a
-        multi-host trial: names on the trial's own network (which this creates)."""
-        if self.container is not None and len(self.hosts) > 1:
-            self._network = TrialNetwork(self.container, self.assignment.training_job_name)
-            self.container = replace(self.container, network=self._network.name)
+        ports picked free there (algo-1 also holds the rendezvous port). Containers: their
+        names (on the trial's own network, which this creates, for several hosts)."""
+        if self.container is not None:  # also one host: its node's address is not its own
+            if len(self.hosts) > 1:
+                self._network = TrialNetwork(self.container, self.assignment.training_job_name,
+                                             self.hosts)
+                self.container = replace(self.container, network=self._network.name)
             return container_addresses(self.hosts, ports_per_host)
         master_port, *own_ports = free_ports(ports_per_host + 1, self.ip)
         return master_port, [HostAddress(self.host, self.ip, tuple(own_ports))] + [
