@@ -177,11 +177,18 @@ def exact_run(tmp_path, digits, name, **trainer):
     return curve((tmp_path / "exp" / name / row.TrainingJobName / "algo-1.log").read_text())
 
 
+@pytest.fixture(scope="module")
+def single_curve(tmp_path_factory, digits):
+    engine_holding(CNN_IMAGE)
+    return exact_run(tmp_path_factory.mktemp("single"), digits, "single")
+
+
 @pytest.mark.parametrize("distribution", ["data_parallel", "parameter_server", "torchrun"])
 def test_two_host_trials_in_containers_follow_the_single_process_curve(tmp_path, digits,
+                                                                       single_curve,
                                                                        distribution):
     engine = engine_holding(CNN_IMAGE)
-    single = exact_run(tmp_path, digits, "single")
+    single = single_curve
     name = distribution.replace("_", "-")
     spread = exact_run(tmp_path, digits, name, instance_count=2, distribution=distribution)
     assert len(single) == len(spread) == EXACT["epochs"]

@@ -61,3 +61,43 @@ def test_stopping_a_container_job_stops_and_removes_the_container(write_space, t
     names = [c[:3] for c in fake_docker()[1:]]
     assert ["stop", "-t", "10"] in names
     assert fake_docker()[-1] == ["rm", "--force", "boxed-001-hang0000-algo-1"]
+
+
+def _standin(tmp_path, stderr: str, code: int) -> str:
+    engine = tmp_path / "engine"
+    engine.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit {code}\n")
+    engine.chmod(0o755)
+    return str(engine)
+
+
+def test_an_engine_that_is_not_there_or_lacks_the_image_is_said_once_before_any_trial(
+        tmp_path, monkeypatch, write_space):
+    """Not 20 trials failing with exit code 125: one line, exit 2, nothing created."""
+    import subprocess
+    import sys
+
+    from hpt.runtime.runtimes.docker import engine_problem
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/nothing.sock")
+    dead = _standin(tmp_path, "Cannot connect to the Docker daemon at unix:///tmp/nothing.sock."
+                    " Is the docker daemon running?", 1)
+    said = engine_problem(dead, "hpt-cnn:latest")
+    assert "no " in said and "unix:///tmp/nothing.sock" in said
+    assert "container_engine.py start" in said
+    (tmp_path / "other").mkdir()
+    lacking = _standin(tmp_path / "other", "Error: No such image: nope:latest", 1)
+    said = engine_problem(lacking, "nope:latest")
+    assert said.startswith("trainer.image: nope:latest is not on this machine") and \
+        "build_images.py" in said
+    assert "is not installed" in engine_problem(str(tmp_path / "no-such-engine"), "x")
+
+    space = faulty_space(name="boxed", runtime="docker")
+    space["trainer"]["image"] = "nope:latest"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'other'}:{os.environ['PATH']}")
+    (tmp_path / "other" / "docker").symlink_to(lacking)
+    done = subprocess.run([sys.executable, "-m", "hpt", "launch", str(write_space(space)),
+                           "--experiments-dir", str(tmp_path / "exp")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "trainer.image: nope:latest is not on this machine's docker engine" in done.stderr
+    assert not (tmp_path / "exp").exists()

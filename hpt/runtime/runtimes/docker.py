@@ -4,8 +4,11 @@ trial share a network of their own, so they all run on one node (runtime/docker.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
+from hpt.errors import UserError
 from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
 from hpt.runtime.runtimes import local
 
@@ -29,10 +32,40 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
     return found
 
 
+# What the engines say when they are reachable but lack the image (docker / podman).
+_NO_IMAGE = ("No such image", "image not known")
+
+
+def engine_problem(engine: str, image: str) -> str | None:
+    """Why trials could not start a container of `image` here, or None. Asked once per job,
+    before anything is created: otherwise every trial fails alike, exit code 125."""
+    start = 'eval "$(python scripts/container_engine.py start)"'
+    try:
+        done = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", image],
+                              capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        return (f"runtime: docker: the {engine} command is not installed here (apt-get install "
+                f"docker.io, then {start}; podman: --container-engine podman)")
+    except subprocess.TimeoutExpired:
+        return f"runtime: docker: {engine} did not answer within 60 s (is its engine hung?)"
+    if done.returncode == 0:
+        return None
+    said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    if any(marker in said for marker in _NO_IMAGE):
+        return (f"trainer.image: {image} is not on this machine's {engine} engine; build it "
+                f"(python scripts/build_images.py builds hpt-cnn:latest) or pull it")
+    where = os.environ.get("DOCKER_HOST", "its default socket")
+    return (f"runtime: docker: no {engine} engine answers at {where} ({said}); start one "
+            f"({start}) or set DOCKER_HOST to yours")
+
+
 def stage(ctx: StageContext) -> Staged:
+    engine = ctx.options.get("container_engine") or "docker"
+    problem = engine_problem(engine, ctx.spec.trainer.image or "")
+    if problem is not None:
+        raise UserError(f"{ctx.spec.source_path}: {problem}")
     staged = local.stage_channels(ctx)
-    settings = {"container_engine": ctx.options.get("container_engine") or "docker"}
-    return Staged(staged.trial_spec, settings, staged.events)
+    return Staged(staged.trial_spec, {"container_engine": engine}, staged.events)
 
 
 def job(ctx: JobContext) -> TrainingJob:
