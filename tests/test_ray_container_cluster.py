@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,12 @@ def bridge_gateway(engine: str) -> str:
                           text=True, check=True, timeout=30).stdout.strip()
 
 
+def free_port(ip: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((ip, 0))
+        return sock.getsockname()[1]
+
+
 def alive_nodes(address: str, env: dict) -> list[dict]:
     probe = ("import json, ray; ray.init(address=%r, log_to_driver=False, "
              "logging_level='ERROR'); print(json.dumps([{'ip': n['NodeManagerAddress'], "
@@ -56,7 +63,8 @@ def two_nodes(tmp_path_factory):
     token = secrets.token_hex(32)
     (home / ".ray" / "auth_token").write_text(token)
     temp = tempfile.mkdtemp(prefix="hc", dir="/tmp")  # short: Ray's socket paths must fit
-    ip, port = bridge_gateway(engine), 6380 + os.getpid() % 1000
+    ip = bridge_gateway(engine)
+    port = free_port(ip)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     head = subprocess.Popen([RAY, "start", "--head", "--node-ip-address", ip, "--port",
@@ -78,10 +86,17 @@ def two_nodes(tmp_path_factory):
     try:
         wait_for(lambda: subprocess.run(run, capture_output=True, timeout=60).returncode == 0,
                  timeout=60, what="the worker node's container started")
+        worker_ip = subprocess.run(
+            [engine, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", worker],
+            capture_output=True, text=True, check=True, timeout=30).stdout.strip()
         address = f"{ip}:{port}"
-        wait_for(lambda: len(alive_nodes(address, env)) == 2, timeout=120,
-                 what="two alive nodes: the head and the container")
-        yield {"address": address, "env": env, "exp": exp, "engine": engine, "head_ip": ip}
+        # This cluster and no other: our head (1 CPU, on the bridge) and the container.
+        wanted = sorted([(ip, 1.0), (worker_ip, 1.0)])
+        wait_for(lambda: sorted((n["ip"], n["cpus"]) for n in alive_nodes(address, env)) ==
+                 wanted, timeout=120, what=f"exactly the nodes {wanted}")
+        assert head.poll() is None, "ray start --head ended"
+        yield {"address": address, "env": env, "exp": exp, "engine": engine, "head_ip": ip,
+               "worker_ip": worker_ip}
     finally:
         subprocess.run([engine, "rm", "--force", worker], capture_output=True, timeout=60)
         os.killpg(head.pid, signal.SIGKILL)
@@ -90,8 +105,7 @@ def two_nodes(tmp_path_factory):
 
 
 def test_a_two_host_trial_runs_one_host_on_each_node(two_nodes, tmp_path):
-    nodes = alive_nodes(two_nodes["address"], two_nodes["env"])
-    worker_ip = next(n["ip"] for n in nodes if n["ip"] != two_nodes["head_ip"])
+    worker_ip = two_nodes["worker_ip"]
     space = {"name": "across", "trainer": {
                  "source_dir": str(DIST), "entry_point": "train.py", "instance_count": 2,
                  "cpus_per_host": 1, "distribution": "data_parallel",
@@ -115,6 +129,8 @@ def test_a_two_host_trial_runs_one_host_on_each_node(two_nodes, tmp_path):
     chief = json.loads((trial / "algo-1" / "model" / "seen-worker0.json").read_text())
     other = json.loads((trial / "algo-2" / "model" / "seen-worker1.json").read_text())
     assert chief["allreduce"] == other["allreduce"] == 3.0  # 1 + 2 over the network
-    assert other["hostname"] == "ray-worker-node" and chief["hostname"] != "ray-worker-node"
-    assert chief["MASTER_ADDR"] == two_nodes["head_ip"] != worker_ip
+    # One host on each node, whichever bundle Ray put where; the rendezvous is algo-1's node.
+    on_worker = [seen["hostname"] == "ray-worker-node" for seen in (chief, other)]
+    assert sorted(on_worker) == [False, True], (chief["hostname"], other["hostname"])
+    assert chief["MASTER_ADDR"] == (worker_ip if on_worker[0] else two_nodes["head_ip"])
     assert chief["RAY_RAYLET_PID"] != other["RAY_RAYLET_PID"]  # two raylets: two nodes
