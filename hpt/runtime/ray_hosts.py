@@ -16,7 +16,8 @@ from ray.util.placement_group import get_current_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hpt.runtime.contract import HostContract
-from hpt.runtime.host import ContainerSettings, HostExit, HostGroup, free_ports
+from hpt.runtime.containers import ContainerSettings
+from hpt.runtime.host import HostExit, HostGroup, free_ports
 from hpt.runtime.plan import HostPlan
 from hpt.trial import FailureCategory, FailureReason
 

@@ -17,8 +17,8 @@ from typing import Protocol
 from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.api import Progress, TrialAssignment
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
-from hpt.runtime.host import (ContainerSettings, HostExit, HostGroup, TrialNetwork,
-                              container_addresses, free_ports)
+from hpt.runtime.containers import ContainerSettings, TrialNetwork, container_addresses
+from hpt.runtime.host import HostExit, HostGroup, free_ports
 from hpt.runtime.local import pack_model
 from hpt.runtime.plan import HostAddress, HostPlan, plan_trial, processes_on_host
 from hpt.sagemaker_names import distribution_hyperparameters
@@ -151,7 +151,8 @@ class LocalTrainingJob:
         self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
                                 stream_lead=True, warm_socket=self.warm_socket,
-                                container=self.container, node_ip=self.ip)
+                                container=self.container,
+                                node_ip=self.ip if len(self.hosts) > 1 else None)
         self._group.materialize(trainer.source_dir, {} if self.container else channel_sources,
                                 (0, len(self.hosts)), sharded)
         self.start_time = time.time()

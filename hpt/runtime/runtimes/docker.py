@@ -69,7 +69,7 @@ def stage(ctx: StageContext) -> Staged:
 
 
 def job(ctx: JobContext) -> TrainingJob:
-    from hpt.runtime.host import ContainerSettings
+    from hpt.runtime.containers import ContainerSettings
     from hpt.runtime.training_job import STOP_GRACE_SECONDS
 
     spec = ctx.spec
