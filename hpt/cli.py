@@ -305,7 +305,40 @@ def cmd_serve_weights(args) -> int:
     return 0
 
 
+SECRET_ENV = "HPT_API_SECRET_ACCESS_KEY"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def cmd_api(args) -> int:
+    from hpt.experiment.table import experiments_dir
+
+    image_map = {}
+    for item in args.image_map or []:
+        repository, sep, image = item.partition("=")
+        if not sep or not repository or not image:
+            raise UserError(f"--image-map {item!r}: write REPOSITORY=LOCAL_IMAGE, e.g. "
+                            f"--image-map pytorch-training=hpt-cnn:pytorch-toolkit")
+        image_map[repository] = image
+    keys = None
+    if args.access_key_id:
+        secret = os.environ.get(SECRET_ENV)
+        if not secret:
+            raise UserError(f"--access-key-id {args.access_key_id}: put its secret in "
+                            f"{SECRET_ENV} (never on the command line)")
+        keys = {args.access_key_id: secret}
+    elif args.host not in LOOPBACK_HOSTS:
+        raise UserError(f"--host {args.host}: listening beyond this machine needs "
+                        f"credentials: add --access-key-id ID with its secret in {SECRET_ENV}; "
+                        f"every request's SigV4 signature is then checked")
+    from hpt.api.server import serve_api
+
+    return serve_api(experiments_dir(args.experiments_dir), host=args.host, port=args.port,
+                     address=args.address, cpus=args.num_cpus, gpus=args.num_gpus,
+                     image_map=image_map, keys=keys, engine=args.container_engine)
+
+
 COMMANDS = {
+    "api": cmd_api,
     "launch": cmd_launch, "validate": cmd_validate, "status": cmd_status, "report": cmd_report,
     "export-sagemaker": cmd_export_sagemaker, "import-sagemaker": cmd_import_sagemaker,
     "rerun": cmd_rerun, "stop": cmd_stop, "ls": cmd_ls, "best": cmd_best, "serve": cmd_serve,

@@ -119,6 +119,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a serving program may take to answer /ping (default 120)")
     experiments_flag(p)
 
+    p = sub.add_parser("api", help="serve the SageMaker API (boto3 and the SageMaker SDK "
+                       "run tuning jobs, models and endpoints here)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1; any other needs --access-key-id)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    p.add_argument("--address", metavar="RAY_ADDRESS", help="run the jobs on this Ray "
+                   "cluster (default: a Ray of the server's own on 127.0.0.1)")
+    p.add_argument("--num-cpus", type=float, metavar="N", help="CPUs of the server's own Ray "
+                   "(default this machine's); instance types are capped to it")
+    p.add_argument("--num-gpus", type=float, metavar="N", help="GPUs of the server's own Ray "
+                   "(default what nvidia-smi lists)")
+    p.add_argument("--image-map", action="append", metavar="REPOSITORY=IMAGE",
+                   help="run a SageMaker image (by repository, e.g. pytorch-training) as this "
+                        "local image, in containers (repeat for several)")
+    p.add_argument("--access-key-id", metavar="ID", help="require requests signed (SigV4) "
+                   "with this key; its secret is read from HPT_API_SECRET_ACCESS_KEY")
+    p.add_argument("--container-engine", choices=["docker", "podman"], default="docker",
+                   help="what runs container images (default docker)")
+    experiments_flag(p)
+
     p = sub.add_parser("serve-weights", help="change the traffic weights of a running "
                        "hpt serve")
     p.add_argument("weights", nargs="+", metavar="NAME=W")

@@ -87,6 +87,8 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             trials[name] = {**trials.get(name, {}), **record}
         elif kind == "trial_uploaded" and name in trials:
             trials[name]["s3_model_artifact"] = ev.get("uris", {}).get("model")
+        elif kind == "trial_upload_failed" and name in trials:
+            trials[name]["upload_failure"] = ev.get("reason")
     return sorted(trials.values(), key=lambda t: t["trial_number"])
 
 

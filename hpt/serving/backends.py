@@ -56,6 +56,7 @@ class Backend:
     process: subprocess.Popen | None = None
     container: tuple[str, str] | None = None  # (engine, image): serve in a container
     tuning_job: str = ""  # labels the container, as its training containers are labelled
+    environment: dict = field(default_factory=dict)  # the model's own (CreateModel's Environment)
     log_path: Path = field(init=False)
 
     def __post_init__(self):
@@ -74,13 +75,14 @@ class Backend:
         if self.container:
             engine, image = self.container
             argv = serve_run_argv(engine, image, self.name, str(model_dir), self.port,
-                                  {"OMP_NUM_THREADS": threads},
+                                  {"OMP_NUM_THREADS": threads, **self.environment},
                                   {"hpt.serve": "1",
                                    **labels_for(self.tuning_job, self.name, "serve")})
             env, cwd = dict(os.environ), None
         else:
             argv = [sys.executable, str(entry_point), "serve"]
-            env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "OMP_NUM_THREADS": threads,
+            env = {**os.environ, **self.environment, "SM_MODEL_DIR": str(model_dir),
+                   "OMP_NUM_THREADS": threads,
                    "SAGEMAKER_BIND_TO_PORT": str(self.port), "HPT_SERVE_HOST": HOST}
             cwd = str(entry_point.parent)
         with open(self.log_path, "ab") as log:

@@ -37,6 +37,10 @@ from hpt.serving.stats import VariantStats, render_metrics
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints' request limit
 VARIANT_HEADER = "X-Amzn-Invoked-Production-Variant"
+TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"  # InvokeEndpoint's TargetVariant
+# On the answers the router itself gives (not a model's): what the SageMaker API in front
+# of it (hpt api) tells apart from a model's own errors.
+ROUTER_ERROR_HEADER = "X-Hpt-Router-Error"
 INVOKE_TIMEOUT_SECONDS = 60.0        # SageMaker's model response timeout
 SHADOW_TIMEOUT_SECONDS = 30.0
 SHADOW_MAX_IN_FLIGHT = 64
@@ -106,7 +110,8 @@ def agrees(prod_body: bytes, prod_type: str | None, shadow_body: bytes,
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": message}, status_code=status,
+                        headers={**(headers or {}), ROUTER_ERROR_HEADER: "1"})
 
 
 class Router:
@@ -209,10 +214,17 @@ class Router:
             self._access(None, 413, start, 0, 0, request)
             return _error(413, f"payload larger than {MAX_PAYLOAD_BYTES} bytes (SageMaker's "
                                f"6 MB limit); send fewer instances per request")
-        variant = choose(self.weights, self.rand)
-        headers = {k: request.headers[k] for k in ("content-type", "accept")
+        target = request.headers.get(TARGET_VARIANT_HEADER)
+        if target is not None and target not in self.weights:
+            self._access(None, 400, start, len(body), 0, request)
+            return _error(400, f"{TARGET_VARIANT_HEADER}: {target!r} is not a production "
+                               f"variant of this endpoint (its variants: "
+                               f"{', '.join(self.weights)})")
+        variant = target if target is not None else choose(self.weights, self.rand)
+        headers = {k: request.headers[k] for k in ("content-type", "accept",
+                                                    "x-amzn-sagemaker-custom-attributes")
                    if k in request.headers}
-        status, payload, content_type = await self._forward(
+        status, payload, content_type, reached = await self._forward(
             variant, body, headers, INVOKE_TIMEOUT_SECONDS)
         seconds = time.perf_counter() - start
         self.stats[variant].record(self.clock(), seconds, status)
@@ -220,6 +232,8 @@ class Router:
         if self.shadow is not None:
             self._spawn_shadow(variant, body, headers, status, payload, content_type)
         out = {VARIANT_HEADER: variant}
+        if not reached:
+            out[ROUTER_ERROR_HEADER] = "1"
         if content_type:
             out["Content-Type"] = content_type
         return Response(payload, status_code=status, headers=out)
@@ -237,17 +251,18 @@ class Router:
         return b"".join(chunks)
 
     async def _forward(self, name: str, body: bytes, headers: dict,
-                       timeout: float) -> tuple[int, bytes, str | None]:
-        """(status, body, content type) of the backend's answer; 502 when unreachable."""
+                       timeout: float) -> tuple[int, bytes, str | None, bool]:
+        """(status, body, content type, True) of the backend's answer; (502, ..., False)
+        when it did not answer."""
         try:
             async with self._session.post(f"{self.backends[name]}/invocations", data=body,
                                           headers=headers,
                                           timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                return resp.status, await resp.read(), resp.headers.get("Content-Type")
+                return resp.status, await resp.read(), resp.headers.get("Content-Type"), True
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             data = json.dumps({"error": f"variant {name} did not answer ({reason})"}).encode()
-            return 502, data, "application/json"
+            return 502, data, "application/json", False
 
     def _access(self, variant, status, start, bytes_in, bytes_out, request) -> None:
         self.access_log.write({
@@ -272,7 +287,7 @@ class Router:
     async def _shadow_copy(self, variant, body, headers, prod_status, prod_body,
                            prod_type) -> None:
         start = time.perf_counter()
-        status, payload, content_type = await self._forward(
+        status, payload, content_type, _ = await self._forward(
             self.shadow, body, headers, SHADOW_TIMEOUT_SECONDS)
         seconds = time.perf_counter() - start
         self.shadow_stats.record(self.clock(), seconds, status)

@@ -355,6 +355,17 @@ def write_failure(exc):
         print(f"could not write the failure file in {output_dir}: {err}", file=sys.stderr)
 
 
+def model_fn(model_dir):
+    """SageMaker's PyTorch inference container loads the model with the entry point's
+    model_fn, and `HyperparameterTuner.deploy()` serves the training script itself as that
+    entry point: so this script can be served as it is (the framework's defaults do the
+    rest: application/x-npy or JSON in, the model's output out). inference.py (shipped in
+    every model as code/inference.py) is the full handler."""
+    import inference
+
+    return inference.model_fn(model_dir)
+
+
 def main():
     try:
         train(parse_args())

@@ -227,21 +227,10 @@ def _need(obj: Any, key: str, path: str, kind=dict) -> Any:
 
 
 def _decode_category(values: list[str]) -> list[Any]:
-    def all_parse(parse):
-        try:
-            return [parse(v) for v in values]
-        except (ValueError, TypeError):
-            return None
-
-    ints = all_parse(lambda v: int(v) if str(v).lstrip("-").isdigit() else int("x"))
-    if ints is not None:
-        return ints
-    floats = all_parse(float)
-    if floats is not None:
-        return floats
-    if all(v in ("true", "false") for v in values):
-        return [v == "true" for v in values]
-    return list(values)
+    """Category strings -> the values a script receives: each as the toolkit decodes a value
+    of hyperparameters.json (JSON when it parses: the SageMaker SDK JSON-encodes the values
+    of a framework estimator, '"adam"'; else the text itself: adam)."""
+    return [_loads(v) for v in values]
 
 
 def _decode_number(text: str, integer: bool) -> Any:

@@ -1,0 +1,468 @@
+"""Models, endpoint configs and endpoints: SageMaker hosting on hpt's serving stack.
+
+A model is a record (CreateModel's container: image, ModelDataUrl, Environment). An
+endpoint is an `hpt serve` router run inside the server (hpt/serving/router.py: weighted
+production variants, a shadow variant, SageMaker's headers) in front of one serving process
+per variant (hpt/serving/backends.py):
+
+- a SageMaker PyTorch inference image (`…/pytorch-inference:<ver>-cpu-py3x`): the model runs
+  as that container would run it, in hpt/serving/framework.py (the user's model_fn/input_fn/
+  predict_fn/output_fn from SAGEMAKER_PROGRAM, the framework's defaults for the rest);
+- an image mapped with --image-map, or one present on the local engine: `docker run IMAGE
+  serve`, SageMaker's contract for a model container.
+
+Endpoints start in the background (Creating -> InService, or Failed with the reason, as
+SageMaker's do) and are restarted when the server restarts; DeleteEndpoint stops every
+process of theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hpt.api.jobs import repository_of
+from hpt.api.protocol import VALIDATION, ApiError
+from hpt.api.store import ApiStore
+from hpt.api.tuning import arn
+
+PYTORCH_INFERENCE = re.compile(
+    r"^(?:[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/)?"
+    r"(?:huggingface-)?pytorch-inference(?:-[a-z0-9]+)*:[\w.-]+$")
+FRAMEWORK_SERVER = Path(__file__).resolve().parent.parent / "serving" / "framework.py"
+START_TIMEOUT_SECONDS = 180.0
+
+MODELS, CONFIGS, ENDPOINTS = "models", "endpoint-configs", "endpoints"
+CREATING, IN_SERVICE, UPDATING, FAILED, DELETING = ("Creating", "InService", "Updating",
+                                                    "Failed", "Deleting")
+
+
+def _missing(kind: str, name: str) -> ApiError:
+    words = {MODELS: "model", CONFIGS: "endpoint configuration", ENDPOINTS: "endpoint"}[kind]
+    return ApiError(VALIDATION, f"Could not find {words} \"{name}\".")
+
+
+@dataclass
+class LiveEndpoint:
+    """The processes and the router of one endpoint."""
+    backends: dict = field(default_factory=dict)  # variant -> Backend
+    router: Any = None
+    lifespan: Any = None  # the router's entered lifespan context (on the server's loop)
+
+
+class Endpoints:
+    def __init__(self, store: ApiStore, image_map: dict[str, str], engine: str = "docker",
+                 say: Callable[[str], None] = print):
+        self.store = store
+        self.image_map = dict(image_map)
+        self.engine = engine
+        self.say = say
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when the server runs
+        self._lock = threading.RLock()
+        self._live: dict[str, LiveEndpoint] = {}
+
+    # -- models ------------------------------------------------------------------------------
+
+    def create_model(self, params: dict[str, Any], region: str) -> dict[str, Any]:
+        name = params["ModelName"]
+        with self._lock:
+            if self.store.get(MODELS, name) is not None:
+                raise ApiError(VALIDATION, f"Cannot create already existing model "
+                                           f"\"{arn('model', name, region)}\".")
+            container = self._container(params)
+            self.serving_of(container)  # refuses what hpt cannot serve, now
+            record = {**params, "ModelArn": arn("model", name, region),
+                      "CreationTime": time.time()}
+            record.pop("Tags", None)
+            self.store.save(MODELS, name, record)
+        return {"ModelArn": record["ModelArn"]}
+
+    def describe_model(self, name: str) -> dict[str, Any]:
+        record = self.store.get(MODELS, name)
+        if record is None:
+            raise _missing(MODELS, name)
+        return record
+
+    def delete_model(self, name: str) -> dict[str, Any]:
+        if self.store.get(MODELS, name) is None:
+            raise _missing(MODELS, name)
+        self.store.delete(MODELS, name)
+        return {}
+
+    def _container(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("PrimaryContainer"):
+            return params["PrimaryContainer"]
+        containers = params.get("Containers") or []
+        if len(containers) != 1:
+            raise ApiError(VALIDATION, "give PrimaryContainer (or exactly one of Containers): "
+                                       "hpt serves one container per model")
+        return containers[0]
+
+    def serving_of(self, container: dict[str, Any]) -> tuple[str, str | None]:
+        """("framework", None) or ("docker", image) for a model container; ApiError when hpt
+        cannot serve it."""
+        image = container.get("Image") or ""
+        mapped = self.image_map.get(repository_of(image)) or self.image_map.get(image)
+        if mapped:
+            return "docker", mapped
+        if PYTORCH_INFERENCE.match(image):
+            return "framework", None
+        from hpt.runtime.runtimes.docker import engine_problem
+
+        problem = engine_problem(self.engine, image) if image else "no Image given"
+        if problem is None:
+            return "docker", image
+        raise ApiError(VALIDATION, f"PrimaryContainer.Image {image or '(none)'}: hpt serves "
+                                   f"SageMaker's PyTorch inference images and any image on "
+                                   f"this machine's {self.engine} engine; this one is neither "
+                                   f"({problem}); map it with --image-map "
+                                   f"{repository_of(image) or 'REPOSITORY'}=LOCAL_IMAGE")
+
+    # -- endpoint configs --------------------------------------------------------------------
+
+    def create_config(self, params: dict[str, Any], region: str) -> dict[str, Any]:
+        name = params["EndpointConfigName"]
+        with self._lock:
+            if self.store.get(CONFIGS, name) is not None:
+                raise ApiError(VALIDATION, f"Cannot create already existing endpoint "
+                                           f"configuration \"{arn('endpoint-config', name, region)}\".")
+            variants = params["ProductionVariants"] + (params.get("ShadowProductionVariants")
+                                                       or [])
+            names = [v["VariantName"] for v in variants]
+            if len(set(names)) != len(names):
+                raise ApiError(VALIDATION, f"VariantName must be unique within an endpoint "
+                                           f"configuration (got {names})")
+            if len(params.get("ShadowProductionVariants") or []) > 1:
+                raise ApiError(VALIDATION, "ShadowProductionVariants: hpt mirrors traffic to "
+                                           "one shadow variant; give one")
+            for variant in variants:
+                if self.store.get(MODELS, variant["ModelName"]) is None:
+                    raise ApiError(VALIDATION, f"Could not find model "
+                                               f"\"{arn('model', variant['ModelName'], region)}\".")
+                if variant.get("ServerlessConfig") or not variant.get("InstanceType"):
+                    raise ApiError(VALIDATION, f"ProductionVariant {variant['VariantName']}: "
+                                               f"give InstanceType and InitialInstanceCount "
+                                               f"(serverless endpoints are not supported)")
+            record = {**params, "EndpointConfigArn": arn("endpoint-config", name, region),
+                      "CreationTime": time.time()}
+            record.pop("Tags", None)
+            self.store.save(CONFIGS, name, record)
+        return {"EndpointConfigArn": record["EndpointConfigArn"]}
+
+    def describe_config(self, name: str) -> dict[str, Any]:
+        record = self.store.get(CONFIGS, name)
+        if record is None:
+            raise _missing(CONFIGS, name)
+        return record
+
+    def delete_config(self, name: str) -> dict[str, Any]:
+        if self.store.get(CONFIGS, name) is None:
+            raise _missing(CONFIGS, name)
+        self.store.delete(CONFIGS, name)
+        return {}
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def create_endpoint(self, params: dict[str, Any], region: str) -> dict[str, Any]:
+        name = params["EndpointName"]
+        with self._lock:
+            if self.store.get(ENDPOINTS, name) is not None:
+                raise ApiError(VALIDATION, f"Cannot create already existing endpoint "
+                                           f"\"{arn('endpoint', name, region)}\".")
+            config = self.describe_config(params["EndpointConfigName"])
+            now = time.time()
+            record = {"EndpointName": name, "EndpointArn": arn("endpoint", name, region),
+                      "EndpointConfigName": config["EndpointConfigName"],
+                      "EndpointStatus": CREATING, "CreationTime": now,
+                      "LastModifiedTime": now, "Weights": _weights(config)}
+            self.store.save(ENDPOINTS, name, record)
+        self._start_in_background(name, config)
+        return {"EndpointArn": record["EndpointArn"]}
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        record = self.store.get(ENDPOINTS, name)
+        if record is None:
+            raise _missing(ENDPOINTS, name)
+        config = self.store.get(CONFIGS, record["EndpointConfigName"]) or {}
+        weights = record.get("Weights") or {}
+        serving = record["EndpointStatus"] in (IN_SERVICE, UPDATING)
+
+        def described(variant):
+            model = self.store.get(MODELS, variant["ModelName"]) or {}
+            image = (model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+                     ).get("Image")
+            count = variant.get("InitialInstanceCount", 1)
+            weight = weights.get(variant["VariantName"], variant.get("InitialVariantWeight",
+                                                                     1.0))
+            return {"VariantName": variant["VariantName"],
+                    "DeployedImages": [{"SpecifiedImage": image, "ResolvedImage": image,
+                                        "ResolutionTime": record["CreationTime"]}]
+                    if image and serving else None,
+                    "CurrentWeight": weight if serving else None, "DesiredWeight": weight,
+                    "CurrentInstanceCount": count if serving else None,
+                    "DesiredInstanceCount": count}
+
+        out = {k: record[k] for k in ("EndpointName", "EndpointArn", "EndpointConfigName",
+                                      "EndpointStatus", "CreationTime", "LastModifiedTime")}
+        out["ProductionVariants"] = [described(v) for v in config.get("ProductionVariants", [])]
+        if config.get("ShadowProductionVariants"):
+            out["ShadowProductionVariants"] = [described(v) for v in
+                                               config["ShadowProductionVariants"]]
+        if record.get("FailureReason"):
+            out["FailureReason"] = record["FailureReason"]
+        return out
+
+    def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
+        from hpt.api.jobs import page, sort_items, time_filters
+
+        items = [{k: r[k] for k in ("EndpointName", "EndpointArn", "CreationTime",
+                                    "LastModifiedTime", "EndpointStatus")}
+                 for r in self.store.all(ENDPOINTS)]
+        if params.get("NameContains"):
+            items = [i for i in items if params["NameContains"] in i["EndpointName"]]
+        if params.get("StatusEquals"):
+            items = [i for i in items if i["EndpointStatus"] == params["StatusEquals"]]
+        items = time_filters(items, params)
+        items = sort_items(items, params, {"Name": lambda i: i["EndpointName"],
+                                           "CreationTime": lambda i: i["CreationTime"],
+                                           "Status": lambda i: i["EndpointStatus"]},
+                           "CreationTime")
+        chunk, token = page(items, params, 10)
+        return {"Endpoints": chunk, "NextToken": token}
+
+    def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        with self._lock:
+            record = self._record(name)
+            if record["EndpointStatus"] != IN_SERVICE:
+                raise ApiError(VALIDATION, f"Cannot update endpoint {name}: it is "
+                                           f"{record['EndpointStatus']}; wait until InService")
+            config = self.describe_config(params["EndpointConfigName"])
+            record.update(EndpointStatus=UPDATING, LastModifiedTime=time.time(),
+                          PendingConfig=config["EndpointConfigName"])
+            self.store.save(ENDPOINTS, name, record)
+        self._start_in_background(name, config, update=True)
+        return {"EndpointArn": record["EndpointArn"]}
+
+    def update_weights(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        with self._lock:
+            record = self._record(name)
+            live = self._live.get(name)
+            if record["EndpointStatus"] != IN_SERVICE or live is None:
+                raise ApiError(VALIDATION, f"Cannot update endpoint {name}: it is "
+                                           f"{record['EndpointStatus']}; wait until InService")
+            weights = dict(live.router.weights)
+            for change in params["DesiredWeightsAndCapacities"]:
+                variant = change["VariantName"]
+                if variant not in weights:
+                    raise ApiError(VALIDATION, f"The variant name(s) [{variant}] is/are not "
+                                               f"present in endpoint {name} (its variants: "
+                                               f"{', '.join(weights)})")
+                if "DesiredWeight" in change:
+                    weights[variant] = float(change["DesiredWeight"])
+            if sum(weights.values()) <= 0:
+                raise ApiError(VALIDATION, "The weights would sum to 0, so no variant would "
+                                           "get traffic; give one a weight > 0")
+            live.router.weights = weights
+            record.update(Weights=weights, LastModifiedTime=time.time())
+            self.store.save(ENDPOINTS, name, record)
+            self.say(f"hpt api: endpoint {name}: weights now "
+                     + ", ".join(f"{k}={v:g}" for k, v in weights.items()))
+        return {"EndpointArn": record["EndpointArn"]}
+
+    def delete_endpoint(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            self._record(name)
+            live = self._live.pop(name, None)
+            self.store.delete(ENDPOINTS, name)
+        if live is not None:
+            self._stop(live)
+        shutil.rmtree(self.store.root / "serving" / name, ignore_errors=True)
+        return {}
+
+    def router_of(self, name: str):
+        """The live router of an InService endpoint, or ApiError as sagemaker-runtime says."""
+        live = self._live.get(name)
+        record = self.store.get(ENDPOINTS, name)
+        if record is None:
+            raise ApiError("ValidationError", f"Endpoint {name} of account "
+                                              f"000000000000 not found.")
+        if live is None or live.router is None:
+            raise ApiError("ValidationError", f"Endpoint {name} is {record['EndpointStatus']}"
+                                              f"; invoke it once it is InService")
+        return live.router
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """After a restart: every endpoint that was serving (or starting) starts again."""
+        for record in self.store.all(ENDPOINTS):
+            if record["EndpointStatus"] in (CREATING, IN_SERVICE, UPDATING):
+                config = self.store.get(CONFIGS, record["EndpointConfigName"])
+                if config is None:
+                    self._fail(record["EndpointName"], "its endpoint configuration was "
+                                                       "deleted; update it with another")
+                    continue
+                record["EndpointStatus"] = CREATING
+                record.pop("PendingConfig", None)
+                self.store.save(ENDPOINTS, record["EndpointName"], record)
+                self._start_in_background(record["EndpointName"], config)
+
+    def close(self) -> None:
+        with self._lock:
+            live = list(self._live.values())
+            self._live.clear()
+        for endpoint in live:
+            self._stop(endpoint)
+
+    def _record(self, name: str) -> dict[str, Any]:
+        record = self.store.get(ENDPOINTS, name)
+        if record is None:
+            raise _missing(ENDPOINTS, name)
+        return record
+
+    def _start_in_background(self, name: str, config: dict, update: bool = False) -> None:
+        threading.Thread(target=self._bring_up, args=(name, config, update),
+                         name=f"endpoint-{name}", daemon=True).start()
+
+    def _bring_up(self, name: str, config: dict, update: bool) -> None:
+        try:
+            live = self._start(name, config)
+        except Exception as exc:  # noqa: BLE001 - every reason is the endpoint's reason
+            reason = " ".join(f"{exc}".split())[:1024]
+            self.say(f"hpt api: endpoint {name} failed: {reason}")
+            if update:
+                self._update_failed(name, reason)
+            else:
+                self._fail(name, reason)
+            return
+        with self._lock:
+            record = self.store.get(ENDPOINTS, name)
+            if record is None:  # deleted while it started
+                self._stop(live)
+                return
+            old = self._live.get(name)
+            self._live[name] = live
+            record.update(EndpointStatus=IN_SERVICE, LastModifiedTime=time.time(),
+                          EndpointConfigName=config["EndpointConfigName"],
+                          Weights=dict(live.router.weights))
+            record.pop("FailureReason", None)
+            record.pop("PendingConfig", None)
+            self.store.save(ENDPOINTS, name, record)
+        if old is not None and old is not live:
+            self._stop(old)
+        self.say(f"hpt api: endpoint {name} InService ({', '.join(live.backends)})")
+
+    def _fail(self, name: str, reason: str) -> None:
+        with self._lock:
+            record = self.store.get(ENDPOINTS, name)
+            if record is not None:
+                record.update(EndpointStatus=FAILED, FailureReason=reason,
+                              LastModifiedTime=time.time())
+                self.store.save(ENDPOINTS, name, record)
+
+    def _update_failed(self, name: str, reason: str) -> None:
+        """SageMaker rolls a failed update back: the old variants keep serving."""
+        with self._lock:
+            record = self.store.get(ENDPOINTS, name)
+            if record is not None:
+                record.update(EndpointStatus=IN_SERVICE if name in self._live else FAILED,
+                              FailureReason=f"updating to {record.get('PendingConfig')} "
+                                            f"failed: {reason}", LastModifiedTime=time.time())
+                record.pop("PendingConfig", None)
+                self.store.save(ENDPOINTS, name, record)
+
+    def _start(self, name: str, config: dict) -> LiveEndpoint:
+        from hpt.serving.backends import HOST, Backend, stop_backends
+        from hpt.serving.router import Router
+        from hpt.runtime.host import free_ports
+
+        production = config["ProductionVariants"]
+        shadows = config.get("ShadowProductionVariants") or []
+        folder = self.store.root / "serving" / name / str(int(time.time() * 1000))
+        variants = production + shadows
+        backends: dict[str, Backend] = {}
+        try:
+            ports = free_ports(len(variants), HOST)
+            for variant, port in zip(variants, ports):
+                model = self.describe_model(variant["ModelName"])
+                container = self._container(model)
+                kind, image = self.serving_of(container)
+                vfolder = folder / variant["VariantName"]
+                vfolder.mkdir(parents=True, exist_ok=True)
+                archive = _fetch_model(container.get("ModelDataUrl"), vfolder)
+                backend = Backend(variant["VariantName"], vfolder, port,
+                                  container=(self.engine, image) if kind == "docker" else None,
+                                  tuning_job=f"endpoint-{name}",
+                                  environment=dict(container.get("Environment") or {}))
+                backends[variant["VariantName"]] = backend
+                backend.start(FRAMEWORK_SERVER if kind == "framework" else None, archive)
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            for backend in backends.values():
+                backend.wait_ready(deadline)
+            router = Router({n: b.url for n, b in backends.items()}, _weights(config),
+                            folder, shadow=shadows[0]["VariantName"] if shadows else None,
+                            say=self.say)
+            live = LiveEndpoint(backends, router)
+            self._enter(live)
+            return live
+        except BaseException:
+            stop_backends(backends)
+            raise
+
+    def _enter(self, live: LiveEndpoint) -> None:
+        """Runs the router's lifespan (its HTTP session to the backends) on the server's loop."""
+        context = live.router.app.router.lifespan_context(live.router.app)
+
+        async def enter():
+            await context.__aenter__()
+
+        if self.loop is None:
+            raise RuntimeError("the server is not running")
+        asyncio.run_coroutine_threadsafe(enter(), self.loop).result(timeout=30)
+        live.lifespan = context
+
+    def _stop(self, live: LiveEndpoint) -> None:
+        from hpt.serving.backends import stop_backends
+
+        if live.lifespan is not None and self.loop is not None and self.loop.is_running():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(
+                    live.lifespan.__aexit__(None, None, None), self.loop).result(timeout=10)
+        if live.router is not None:
+            live.router.close()
+        stop_backends(live.backends)
+
+
+def _weights(config: dict) -> dict[str, float]:
+    return {v["VariantName"]: float(v.get("InitialVariantWeight", 1.0))
+            for v in config["ProductionVariants"]}
+
+
+def _fetch_model(uri: str | None, folder: Path) -> Path:
+    """ModelDataUrl (s3:// or a local path) -> a local model.tar.gz."""
+    if not uri:
+        raise ApiError(VALIDATION, "PrimaryContainer.ModelDataUrl: required; give the s3:// "
+                                   "URI of the model.tar.gz")
+    target = folder / "model.tar.gz"
+    if uri.startswith("s3://"):
+        from hpt.runtime.channels import parse_s3, s3_client
+
+        location = parse_s3(uri)
+        try:
+            s3_client().download_file(location.bucket, location.prefix, str(target))
+        except Exception as exc:  # noqa: BLE001 - botocore's errors say why
+            raise RuntimeError(f"ModelDataUrl {uri}: cannot be downloaded ({exc})") from None
+        return target
+    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    if not path.is_file():
+        raise RuntimeError(f"ModelDataUrl {uri}: no such file")
+    return path

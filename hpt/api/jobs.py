@@ -1,0 +1,431 @@
+"""The tuning jobs `hpt api` runs: each one an `hpt launch` process joined to the server's Ray.
+
+`create` checks and stages everything a launch needs before it answers (the code from
+`sagemaker_submit_directory`, the space.yaml, hpt's own validation of it), so a request hpt
+cannot run is a ValidationException, never a job that fails later. The request is then
+recorded (request.json) and a launcher started. A watcher thread keeps every recorded job
+going: a job whose launcher is gone before the job ended (the server was restarted or
+killed, the launcher crashed) is continued with `hpt launch --resume`, exactly as a user
+would; a stop asked for is handed to the launcher the way `hpt stop` does.
+
+The launchers run in process groups of their own, registered with the reaper: if the server
+dies, however it dies, they die too (SIGKILL: their jobs are left resumable, and the next
+server resumes them). A clean shutdown interrupts them (SIGINT, also resumable).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from hpt.api.instances import host_resources
+from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
+from hpt.api.store import ApiStore
+from hpt.api.tuning import (COMPLETED, FAILED, STOPPED, Placement, TuningRecord,
+                            describe_training_job, describe_tuning_job, instance_type,
+                            job_status, s3_output_of, space_from_request, submit_directory,
+                            training_image, training_summary, tuning_status, tuning_summary)
+from hpt.experiment.store import JOURNAL, SPEC, STOP_FILE, read_journal
+from hpt.experiment.table import trial_rows
+from hpt.report import state_of
+from hpt.runtime.reaper import REAPER
+
+# SageMaker's framework training images (what the SDK's image_uris resolves for an
+# estimator): `<account>.dkr.ecr.<region>.amazonaws.com/<framework>-training:<tag>`. Their
+# containers download sagemaker_submit_directory and run sagemaker_program: hpt does that.
+FRAMEWORK_IMAGE = re.compile(
+    r"^(?:[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/)?"
+    r"(?P<repository>(?:huggingface-)?(?:pytorch|tensorflow|mxnet|sagemaker-scikit-learn|"
+    r"sagemaker-xgboost|sagemaker-chainer)(?:-training)?(?:-[a-z0-9]+)*):(?P<tag>[\w.-]+)$")
+WATCH_SECONDS = 1.0
+MAX_RESTARTS = 3  # launcher exits before its job ended, per job and server run
+STOP_GRACE_SECONDS = 30.0
+
+
+def repository_of(image: str) -> str:
+    """`763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310` ->
+    `pytorch-training` (what --image-map keys are)."""
+    path = image.split("/", 1)[1] if "/" in image and "." in image.split("/", 1)[0] else image
+    return path.rsplit(":", 1)[0].split("@", 1)[0]
+
+
+def page(items: list, params: dict[str, Any], default: int = 10) -> tuple[list, str | None]:
+    """One page of `items` by SageMaker's NextToken/MaxResults; the token is opaque to the
+    client (an offset here)."""
+    size = int(params.get("MaxResults") or default)
+    token = params.get("NextToken")
+    start = 0
+    if token:
+        try:
+            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(VALIDATION, "NextToken: not a token this server gave out; start "
+                                       "again without NextToken") from None
+    chunk = items[start:start + size]
+    more = start + size < len(items)
+    return chunk, (base64.urlsafe_b64encode(json.dumps({"offset": start + size}).encode())
+                   .decode() if more else None)
+
+
+def sort_items(items: list[dict], params: dict[str, Any], keys: dict[str, Callable],
+               default: str) -> list[dict]:
+    by = params.get("SortBy") or default
+    key = keys[by]
+    kept = [i for i in items if key(i) is not None]
+    return sorted(kept, key=key, reverse=params.get("SortOrder") == "Descending")
+
+
+def time_filters(items: list[dict], params: dict[str, Any]) -> list[dict]:
+    """CreationTimeAfter/Before, LastModifiedTimeAfter/Before (datetimes in params)."""
+    for param, field, after in (("CreationTimeAfter", "CreationTime", True),
+                                ("CreationTimeBefore", "CreationTime", False),
+                                ("LastModifiedTimeAfter", "LastModifiedTime", True),
+                                ("LastModifiedTimeBefore", "LastModifiedTime", False)):
+        if params.get(param) is not None:
+            edge = params[param].timestamp()
+            items = [i for i in items if (i.get(field) or 0) > edge] if after else \
+                [i for i in items if (i.get(field) or 0) < edge]
+    return items
+
+
+class TuningJobs:
+    def __init__(self, store: ApiStore, ray_address: str, cpus: float, gpus: float,
+                 image_map: dict[str, str], engine: str = "docker",
+                 say: Callable[[str], None] = print):
+        self.store = store
+        self.ray_address = ray_address
+        self.cpus, self.gpus = cpus, gpus
+        self.image_map = dict(image_map)
+        self.engine = engine
+        self.say = say
+        self._lock = threading.RLock()
+        self._launchers: dict[str, subprocess.Popen] = {}
+        self._restarts: dict[str, int] = {}
+        self._closing = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="hpt-api-jobs", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._watcher.start()
+
+    def close(self) -> None:
+        """Interrupts every launcher (their jobs stay resumable) and waits for them."""
+        self._closing.set()
+        self._watcher.join(timeout=5)
+        with self._lock:
+            launchers = dict(self._launchers)
+        for proc in launchers.values():
+            _signal(proc, signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for proc in launchers.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal(proc, signal.SIGKILL)
+                proc.wait(timeout=10)
+            REAPER.unregister(proc.pid)
+
+    # -- operations --------------------------------------------------------------------------
+
+    def create(self, request: dict[str, Any], region: str) -> dict[str, Any]:
+        name = request["HyperParameterTuningJobName"]
+        with self._lock:
+            if self.store.tuning(name) is not None or (
+                    self.store.experiment_dir(name) / SPEC).exists():
+                raise ApiError(IN_USE, f"Tuning job {name} already exists; pick another "
+                                       f"HyperParameterTuningJobName")
+            folder = self.store.tuning_dir(name)
+            shutil.rmtree(folder, ignore_errors=True)  # a create that failed half-way
+            folder.mkdir(parents=True)
+            try:
+                self._stage(request, folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            record = TuningRecord(request, time.time(), region)
+            self.store.save_tuning(record)
+            self._launch(record, resume=False)
+        return {"HyperParameterTuningJobArn": describe_tuning_job(
+            record, None, [], [])["HyperParameterTuningJobArn"]}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        record, state, rows, events = self._read(name)
+        return describe_tuning_job(record, state, rows, events)
+
+    def list(self, params: dict[str, Any]) -> dict[str, Any]:
+        summaries = []
+        for record in self.store.tunings():
+            _, state, rows, events = self._read(record.name, record)
+            summaries.append(tuning_summary(record, state, rows, events))
+        if params.get("NameContains"):
+            summaries = [s for s in summaries if params["NameContains"] in
+                         s["HyperParameterTuningJobName"]]
+        if params.get("StatusEquals"):
+            summaries = [s for s in summaries
+                         if s["HyperParameterTuningJobStatus"] == params["StatusEquals"]]
+        summaries = time_filters(summaries, params)
+        summaries = sort_items(summaries, params, {
+            "Name": lambda s: s["HyperParameterTuningJobName"],
+            "Status": lambda s: s["HyperParameterTuningJobStatus"],
+            "CreationTime": lambda s: s["CreationTime"]}, "Name")
+        chunk, token = page(summaries, params, 100)
+        return {"HyperParameterTuningJobSummaries": chunk, "NextToken": token}
+
+    def stop(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            record, state, _, _ = self._read(name)
+            status = tuning_status(record, state)
+            if status not in ("InProgress",):
+                raise ApiError(VALIDATION, f"Tuning job {name} is {status}; only a job "
+                                           f"InProgress can be stopped")
+            record = TuningRecord(record.request, record.creation_time, record.region,
+                                  time.time(), record.failure)
+            self.store.save_tuning(record)
+            self._hand_stop(record)
+        return {}
+
+    def training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        record, _, rows, _ = self._read(params["HyperParameterTuningJobName"])
+        s3_output = s3_output_of(record.request)
+        summaries = [training_summary(record, row, s3_output) for row in rows]
+        if params.get("StatusEquals"):
+            summaries = [s for s in summaries if s["TrainingJobStatus"] == params["StatusEquals"]]
+        summaries = sort_items(summaries, params, {
+            "Name": lambda s: s["TrainingJobName"],
+            "CreationTime": lambda s: s["CreationTime"],
+            "Status": lambda s: s["TrainingJobStatus"],
+            "FinalObjectiveMetricValue": lambda s: (
+                s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")},
+            "Name")
+        chunk, token = page(summaries, params, 10)
+        return {"TrainingJobSummaries": chunk, "NextToken": token}
+
+    def describe_training_job(self, name: str) -> dict[str, Any]:
+        record, row = self._training_job(name)
+        return describe_training_job(record, row)
+
+    def list_all_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        summaries = []
+        for record in self.store.tunings():
+            _, _, rows, _ = self._read(record.name, record)
+            s3_output = s3_output_of(record.request)
+            for row in rows:
+                status, secondary, _ = job_status(row, s3_output)
+                described = describe_training_job(record, row)
+                summaries.append({
+                    "TrainingJobName": row["training_job_name"],
+                    "TrainingJobArn": described["TrainingJobArn"],
+                    "CreationTime": described["CreationTime"],
+                    "TrainingEndTime": described.get("TrainingEndTime"),
+                    "LastModifiedTime": described["LastModifiedTime"],
+                    "TrainingJobStatus": status, "SecondaryStatus": secondary})
+        if params.get("NameContains"):
+            summaries = [s for s in summaries if params["NameContains"] in s["TrainingJobName"]]
+        if params.get("StatusEquals"):
+            summaries = [s for s in summaries if s["TrainingJobStatus"] == params["StatusEquals"]]
+        summaries = time_filters(summaries, params)
+        summaries = sort_items(summaries, params, {
+            "Name": lambda s: s["TrainingJobName"],
+            "CreationTime": lambda s: s["CreationTime"],
+            "Status": lambda s: s["TrainingJobStatus"]}, "CreationTime")
+        chunk, token = page(summaries, params, 10)
+        return {"TrainingJobSummaries": chunk, "NextToken": token}
+
+    def training_job_log(self, name: str) -> Path | None:
+        """algo-1's log of a training job (for CloudWatch Logs' GetLogEvents)."""
+        record, row = self._training_job(name)
+        path = row.get("log_path")
+        return Path(path) if path else None
+
+    def tuning_names(self) -> list[str]:
+        return [r.name for r in self.store.tunings()]
+
+    # -- reading a job -----------------------------------------------------------------------
+
+    def _read(self, name: str, record: TuningRecord | None = None):
+        record = record or self.store.tuning(name)
+        if record is None:
+            raise ApiError(NOT_FOUND, f"Amazon SageMaker can't find a tuning job with name "
+                                      f"{name}")
+        folder = self.store.experiment_dir(name)
+        if not (folder / SPEC).is_file():
+            return record, None, [], []
+        events = list(read_journal(folder / JOURNAL))
+        return record, state_of(folder, events), trial_rows(events), events
+
+    def _training_job(self, name: str) -> tuple[TuningRecord, dict[str, Any]]:
+        tuning = name.rsplit("-", 2)[0] if name.count("-") >= 2 else None
+        record = self.store.tuning(tuning) if tuning else None
+        if record is not None:
+            _, _, rows, _ = self._read(tuning, record)
+            for row in rows:
+                if row["training_job_name"] == name:
+                    return record, row
+        raise ApiError(VALIDATION, f"Requested resource not found: training job {name} "
+                                   f"does not exist")
+
+    # -- staging and launching ---------------------------------------------------------------
+
+    def _placement(self, request: dict[str, Any]) -> Placement:
+        image = training_image(request)
+        resources = host_resources(instance_type(request), self.cpus, self.gpus)
+        repository = repository_of(image)
+        mapped = self.image_map.get(repository) or self.image_map.get(image)
+        submit = submit_directory(request)
+        if mapped:
+            return Placement("docker", None, mapped, resources,
+                             [f"TrainingImage {image}: runs as {mapped} (--image-map)"])
+        if FRAMEWORK_IMAGE.match(image) and submit:
+            return Placement("local", None, None, resources)
+        from hpt.runtime.runtimes.docker import engine_problem
+
+        problem = engine_problem(self.engine, image)
+        if problem is None:
+            return Placement("docker", None, image, resources)
+        raise ApiError(VALIDATION, f"TrainingImage {image}: hpt runs SageMaker's framework "
+                                   f"images in script mode (with sagemaker_submit_directory "
+                                   f"and sagemaker_program) and any image on this machine's "
+                                   f"{self.engine} engine; this one is neither ({problem}); "
+                                   f"build or pull it, or map it with --image-map "
+                                   f"{repository}=LOCAL_IMAGE")
+
+    def _stage(self, request: dict[str, Any], folder: Path) -> None:
+        """The code and the space.yaml; ApiError for anything hpt cannot run."""
+        from hpt.spec import SpecError, load_spec
+
+        placement = self._placement(request)
+        submit = submit_directory(request)
+        if submit and placement.runtime == "local" or submit and placement.image:
+            source = folder / "source"
+            _fetch_code(submit, source)
+            placement = Placement(placement.runtime, str(source), placement.image,
+                                  placement.resources, placement.notes)
+        space, notes = space_from_request(request, placement)
+        path = folder / "space.yaml"
+        path.write_text(yaml.safe_dump(space, sort_keys=False))
+        (folder / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
+        try:
+            load_spec(path)
+        except SpecError as exc:
+            lines = [str(p).replace(f"{path}: ", "") for p in exc.problems]
+            raise ApiError(VALIDATION, "hpt cannot run this tuning job: " + "; ".join(lines))
+
+    def _launch(self, record: TuningRecord, resume: bool) -> None:
+        folder = self.store.tuning_dir(record.name)
+        argv = [sys.executable, "-m", "hpt.cli", "launch", str(folder / "space.yaml"),
+                "--experiments-dir", str(self.store.experiments), "--address",
+                self.ray_address, "--no-dashboard"] + (["--resume"] if resume else [])
+        with open(folder / "launcher.log", "ab") as log:
+            log.write(f"--- hpt api: {' '.join(argv)} at "
+                      f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        REAPER.register(proc.pid)  # the server's death kills it: the job stays resumable
+        self._launchers[record.name] = proc
+        self.say(f"hpt api: {'resumed' if resume else 'started'} tuning job {record.name} "
+                 f"(launcher pid {proc.pid})")
+
+    def _hand_stop(self, record: TuningRecord) -> None:
+        """`hpt stop`'s request, while the launcher runs: it removes an old request file when
+        it starts, so the file is written again until the launcher has acted on it."""
+        folder = self.store.experiment_dir(record.name)
+        proc = self._launchers.get(record.name)
+        if proc is not None and proc.poll() is None and folder.is_dir() and \
+                not (folder / STOP_FILE).exists():
+            (folder / STOP_FILE).write_text(f"requested through hpt api at {time.time()}\n")
+
+    def _watch(self) -> None:
+        while not self._closing.wait(WATCH_SECONDS):
+            for record in list(self.store.tunings()):
+                try:
+                    with self._lock:
+                        if not self._closing.is_set():
+                            self._keep_going(record)
+                except Exception as exc:  # noqa: BLE001 - one job's trouble spares the rest
+                    self.say(f"hpt api: tuning job {record.name}: {type(exc).__name__}: {exc}")
+
+    def _keep_going(self, record: TuningRecord) -> None:
+        proc = self._launchers.get(record.name)
+        if proc is not None and proc.poll() is None:
+            if record.stop_requested:
+                self._hand_stop(record)
+            return
+        if proc is not None:
+            REAPER.unregister(proc.pid)
+            self._launchers.pop(record.name, None)
+        _, state, _, _ = self._read(record.name, record)
+        status = tuning_status(record, state)
+        if status in (COMPLETED, FAILED, STOPPED) or record.failure:
+            return
+        if state is not None and state.writer is not None:
+            return  # a launcher of an earlier server still holds it: wait until it is gone
+        if record.stop_requested:
+            return  # stopped before it ran again: Stopped as it is
+        count = self._restarts.get(record.name, 0)
+        if proc is not None:  # it exited before its job ended
+            count += 1
+            self._restarts[record.name] = count
+        if count >= MAX_RESTARTS:
+            tail = _tail(self.store.tuning_dir(record.name) / "launcher.log")
+            failed = TuningRecord(record.request, record.creation_time, record.region,
+                                  record.stop_requested,
+                                  f"its launcher exited {count} times before the job ended; "
+                                  f"last output: {tail}")
+            self.store.save_tuning(failed)
+            return
+        self._launch(record, resume=(self.store.experiment_dir(record.name) / SPEC).exists())
+
+
+def _fetch_code(uri: str, dest: Path) -> None:
+    """sagemaker_submit_directory: an s3:// tar.gz (or a local one) unpacked into dest."""
+    from hpt.runtime.channels import parse_s3, s3_client
+    from hpt.serving.archive import ArchiveError, extract_model
+
+    archive = dest.with_name("sourcedir.tar.gz")
+    if uri.startswith("s3://"):
+        location = parse_s3(uri)
+        try:
+            s3_client().download_file(location.bucket, location.prefix, str(archive))
+        except Exception as exc:  # noqa: BLE001 - botocore's errors: all say why
+            raise ApiError(VALIDATION, f"StaticHyperParameters.sagemaker_submit_directory "
+                                       f"{uri}: cannot be downloaded ({exc}); upload the code "
+                                       f"there (the SDK does it in fit())") from None
+    elif Path(uri).is_file():
+        shutil.copyfile(uri, archive)
+    else:
+        raise ApiError(VALIDATION, f"StaticHyperParameters.sagemaker_submit_directory {uri}: "
+                                   f"give the s3:// URI of the code's tar.gz")
+    try:
+        extract_model(archive, dest)
+    except ArchiveError as exc:
+        raise ApiError(VALIDATION, f"StaticHyperParameters.sagemaker_submit_directory {uri}: "
+                                   f"{exc}") from None
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

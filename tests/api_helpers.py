@@ -1,0 +1,180 @@
+"""A real `hpt api` for the tests: the server as a user starts it, with moto's S3 on
+127.0.0.1 as the S3 it and its clients use, and the digits data and the CNN trainer in S3."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TRAINER = REPO / "trainers" / "cnn"
+BUCKET = "hpt-api-tests"
+PYTORCH_TRAINING = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310"
+PYTORCH_INFERENCE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310"
+ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client_env(s3_url: str) -> dict[str, str]:
+    """What a user's shell has: credentials, a region, and where S3 is."""
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": s3_url}
+
+
+class ApiServer:
+    """`hpt api` in a process of its own (its own session: the test can kill it as a whole)."""
+
+    def __init__(self, experiments: Path, s3_url: str, *args: str, cpus: int = 4):
+        self.experiments, self.s3_url, self.args, self.cpus = experiments, s3_url, args, cpus
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = experiments.parent / f"hpt-api-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> ApiServer:
+        env = {**os.environ, **client_env(self.s3_url), "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hpt.cli", "api", "--port", str(self.port),
+                 "--experiments-dir", str(self.experiments), "--num-cpus", str(self.cpus),
+                 *self.args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"hpt api exited with {self.process.returncode}:\n"
+                                     f"{self.output()}")
+            if "SageMaker API at" in self.output():
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"hpt api did not start in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90.0) -> int:
+        if self.process is None:
+            return 0
+        if sig == signal.SIGKILL:
+            os.kill(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            code = self.process.wait(timeout=20)
+        self.process = None
+        return code
+
+
+def boto_clients(api_url: str, s3_url: str):
+    import boto3
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="us-east-1")
+    return (session.client("sagemaker", endpoint_url=api_url),
+            session.client("sagemaker-runtime", endpoint_url=api_url),
+            session.client("s3", endpoint_url=s3_url))
+
+
+def upload_inputs(s3, data_dir: Path) -> dict[str, str]:
+    """The digits channels and the trainer's code (a sourcedir.tar.gz, as the SDK packs it)."""
+    s3.create_bucket(Bucket=BUCKET)
+    for channel in ("train", "test"):
+        s3.upload_file(str(data_dir / channel / "data.npz"), BUCKET,
+                       f"data/{channel}/data.npz")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(TRAINER.glob("*.py")):
+            tar.add(path, arcname=path.name)
+    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=buffer.getvalue())
+    return {"train": f"s3://{BUCKET}/data/train", "test": f"s3://{BUCKET}/data/test",
+            "code": f"s3://{BUCKET}/code/sourcedir.tar.gz", "output": f"s3://{BUCKET}/output"}
+
+
+def tuning_request(name: str, uris: dict[str, str], max_jobs: int = 6, parallel: int = 2,
+                   epochs: int = 3) -> dict:
+    """A CreateHyperParameterTuningJob request as the SageMaker SDK writes it for a PyTorch
+    estimator in script mode (hyperparameters JSON-encoded)."""
+    import json
+
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize",
+                                                 "MetricName": "validation:accuracy"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs,
+                               "MaxParallelTrainingJobs": parallel},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0.003",
+                                               "MaxValue": "0.05", "ScalingType": "Logarithmic"}],
+                "IntegerParameterRanges": [],
+                "CategoricalParameterRanges": [{"Name": "optimizer",
+                                                "Values": ['"adam"', '"sgd"']}]},
+            "TrainingJobEarlyStoppingType": "Off",
+            "RandomSeed": 7,
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": {
+                "epochs": json.dumps(epochs), "batch_size": json.dumps(64),
+                "sagemaker_program": json.dumps("train.py"),
+                "sagemaker_submit_directory": json.dumps(uris["code"]),
+                "sagemaker_container_log_level": "20", "sagemaker_region": '"us-east-1"',
+                "sagemaker_job_name": json.dumps(name)},
+            "AlgorithmSpecification": {
+                "TrainingImage": PYTORCH_TRAINING, "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": "validation:accuracy",
+                                       "Regex": "val_acc=([0-9.]+)"},
+                                      {"Name": "train:loss", "Regex": "loss=([0-9.eE+-]+)"}]},
+            "RoleArn": ROLE,
+            "InputDataConfig": [
+                {"ChannelName": ch, "DataSource": {"S3DataSource": {
+                    "S3DataType": "S3Prefix", "S3Uri": uris[ch],
+                    "S3DataDistributionType": "FullyReplicated"}}}
+                for ch in ("train", "test")],
+            "OutputDataConfig": {"S3OutputPath": uris["output"]},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                               "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        },
+    }
+
+
+def wait_status(describe, key: str, done: tuple[str, ...], timeout: float, every: float = 1.0):
+    deadline = time.time() + timeout
+    answer = describe()
+    while answer[key] not in done:
+        if time.time() > deadline:
+            raise AssertionError(f"still {answer[key]} after {timeout}s: {answer}")
+        time.sleep(every)
+        answer = describe()
+    return answer
+
+
+def answers(url: str, body: bytes = b"{}", headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of a raw POST to the server."""
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()

@@ -1,0 +1,138 @@
+"""`hpt api` driven by boto3 alone, as a SageMaker user's code drives AWS: real HTTP on
+127.0.0.1, moto's S3 server, real trials of the CNN trainer, real serving processes."""
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from api_helpers import (BUCKET, PYTORCH_INFERENCE, ROLE, ApiServer, boto_clients,
+                         tuning_request, upload_inputs, wait_status)
+from helpers import prepare_data, processes_in
+
+pytestmark = pytest.mark.smoke
+
+
+@pytest.fixture
+def digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    prepare_data.prepare(out, "plain", seed=0)
+    return out
+
+
+def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits, tmp_path):
+    experiments = tmp_path / "experiments"
+    server = ApiServer(experiments, moto_server).start()
+    try:
+        sm, runtime, s3 = boto_clients(server.url, moto_server)
+        uris = upload_inputs(s3, digits)
+        name = "boto3-cnn"
+        began = time.time()
+        arn = sm.create_hyper_parameter_tuning_job(**tuning_request(name, uris))[
+            "HyperParameterTuningJobArn"]
+        assert arn == f"arn:aws:sagemaker:us-east-1:000000000000:hyper-parameter-tuning-job/{name}"
+
+        described = wait_status(lambda: sm.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name), "HyperParameterTuningJobStatus",
+            ("Completed", "Failed", "Stopped"), timeout=420)
+        took = time.time() - began
+        assert described["HyperParameterTuningJobStatus"] == "Completed", (
+            described, server.output()[-3000:])
+        assert described["TrainingJobStatusCounters"]["Completed"] == 6
+        assert described["ObjectiveStatusCounters"]["Succeeded"] == 6
+        assert described["TrainingJobDefinition"]["StaticHyperParameters"][
+            "_tuning_objective_metric"] == '"validation:accuracy"'
+        best = described["BestTrainingJob"]
+        assert best["FinalHyperParameterTuningJobObjectiveMetric"]["MetricName"] == \
+            "validation:accuracy"
+        print(f"create -> Completed: {took:.1f}s for 6 training jobs")
+
+        # Every summary, a page of 4 and the rest through NextToken; sorted by objective.
+        first = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name, MaxResults=4, SortBy="FinalObjectiveMetricValue",
+            SortOrder="Descending")
+        rest = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name, MaxResults=4, SortBy="FinalObjectiveMetricValue",
+            SortOrder="Descending", NextToken=first["NextToken"])
+        summaries = first["TrainingJobSummaries"] + rest["TrainingJobSummaries"]
+        assert "NextToken" not in rest and len(summaries) == 6
+        values = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries]
+        assert values == sorted(values, reverse=True)
+        assert summaries[0]["TrainingJobName"] == best["TrainingJobName"]
+        assert all(s["TunedHyperParameters"]["optimizer"] in ('"adam"', '"sgd"')
+                   for s in summaries)
+
+        # The table hpt keeps is the same job: `hpt ls` / load_experiment see it.
+        import hpt
+
+        table = hpt.load_experiment(name, experiments)
+        assert sorted(table["TrainingJobName"]) == sorted(s["TrainingJobName"] for s in summaries)
+
+        job = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
+        assert job["TrainingJobStatus"] == "Completed"
+        assert job["HyperParameters"]["epochs"] == "3"
+        model_uri = job["ModelArtifacts"]["S3ModelArtifacts"]
+        key = model_uri.split(f"s3://{BUCKET}/", 1)[1]
+        assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
+        second = summaries[1]["TrainingJobName"]
+        second_uri = sm.describe_training_job(TrainingJobName=second)["ModelArtifacts"][
+            "S3ModelArtifacts"]
+
+        # Two models, one endpoint config with both as weighted variants.
+        for model, uri in (("best", model_uri), ("second", second_uri)):
+            sm.create_model(ModelName=f"cnn-{model}", ExecutionRoleArn=ROLE, PrimaryContainer={
+                "Image": PYTORCH_INFERENCE, "ModelDataUrl": uri,
+                "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}})
+        sm.create_endpoint_config(EndpointConfigName="cnn-config", ProductionVariants=[
+            {"VariantName": "best", "ModelName": "cnn-best", "InitialInstanceCount": 1,
+             "InstanceType": "ml.c5.large", "InitialVariantWeight": 1.0},
+            {"VariantName": "second", "ModelName": "cnn-second", "InitialInstanceCount": 1,
+             "InstanceType": "ml.c5.large", "InitialVariantWeight": 1.0}])
+        sm.create_endpoint(EndpointName="cnn", EndpointConfigName="cnn-config")
+        endpoint = wait_status(lambda: sm.describe_endpoint(EndpointName="cnn"),
+                               "EndpointStatus", ("InService", "Failed"), timeout=180)
+        assert endpoint["EndpointStatus"] == "InService", (endpoint, server.output()[-3000:])
+
+        x = np.load(digits / "test" / "data.npz")["x"][:8]
+        y = np.load(digits / "test" / "data.npz")["y"][:8]
+        seen = set()
+        for _ in range(20):
+            answer = runtime.invoke_endpoint(EndpointName="cnn", ContentType="application/json",
+                                             Body=json.dumps({"instances": x.tolist()}))
+            seen.add(answer["InvokedProductionVariant"])
+            predictions = json.loads(answer["Body"].read())["predictions"]
+        assert seen == {"best", "second"}
+        assert (np.array(predictions) == y).mean() >= 0.75
+        targeted = runtime.invoke_endpoint(EndpointName="cnn", TargetVariant="second",
+                                           ContentType="application/json",
+                                           Body=json.dumps({"instances": x.tolist()}))
+        assert targeted["InvokedProductionVariant"] == "second"
+
+        sm.update_endpoint_weights_and_capacities(EndpointName="cnn", DesiredWeightsAndCapacities=[
+            {"VariantName": "second", "DesiredWeight": 0.0}])
+        after = {runtime.invoke_endpoint(EndpointName="cnn", ContentType="application/json",
+                                         Body=json.dumps({"instances": x[:1].tolist()}))[
+            "InvokedProductionVariant"] for _ in range(15)}
+        assert after == {"best"}
+        weights = {v["VariantName"]: v["CurrentWeight"] for v in
+                   sm.describe_endpoint(EndpointName="cnn")["ProductionVariants"]}
+        assert weights == {"best": 1.0, "second": 0.0}
+
+        # A model error comes back as SageMaker's ModelError, with the model's own message.
+        with pytest.raises(runtime.exceptions.ModelError) as error:
+            runtime.invoke_endpoint(EndpointName="cnn", ContentType="text/plain", Body=b"hi")
+        assert error.value.response["OriginalStatusCode"] == 415
+
+        serving = experiments / ".hpt-api" / "serving" / "cnn"
+        assert processes_in(serving)
+        sm.delete_endpoint(EndpointName="cnn")
+        assert processes_in(serving) == []
+        with pytest.raises(sm.exceptions.ClientError) as gone:
+            sm.describe_endpoint(EndpointName="cnn")
+        assert gone.value.response["Error"]["Code"] == "ValidationException"
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.output()[-3000:]
+    assert processes_in(experiments) == []
