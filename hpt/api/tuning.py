@@ -20,7 +20,8 @@ from hpt.experiment.best import BestSoFar
 from hpt.experiment.job_state import (COMPLETED, FAILED, IN_PROGRESS, RESUMABLE, STOPPED,
                                       JobState)
 from hpt.sagemaker_names import is_reserved
-from hpt.spec.sagemaker_json.importing import RequestError, _decode_category, from_request
+from hpt.spec.sagemaker_json.importing import (RequestError, _decode_category, from_request,
+                                               resource_config)
 from hpt.trial import TrialStatus
 
 STOPPING = "Stopping"
@@ -60,7 +61,7 @@ def training_image(request: dict[str, Any]) -> str:
 
 
 def instance_type(request: dict[str, Any]) -> str:
-    return (_definition(request).get("ResourceConfig") or {}).get("InstanceType", "")
+    return resource_config(_definition(request)).get("InstanceType", "")
 
 
 def refusals(request: dict[str, Any]) -> list[str]:
@@ -91,6 +92,10 @@ def refusals(request: dict[str, Any]) -> list[str]:
         elif (source["S3DataSource"].get("S3DataType") or "S3Prefix") != "S3Prefix":
             found.append(f"InputDataConfig[{i}].DataSource.S3DataSource.S3DataType: only "
                          f"S3Prefix is supported; point S3Uri at the prefix holding the data")
+    if len((definition.get("HyperParameterTuningResourceConfig") or {}).get(
+            "InstanceConfigs") or []) > 1:
+        found.append("HyperParameterTuningResourceConfig.InstanceConfigs: hpt runs one "
+                     "instance type per tuning job; give one")
     config = request.get("HyperParameterTuningJobConfig") or {}
     if "MaxNumberOfTrainingJobs" not in (config.get("ResourceLimits") or {}):
         found.append("HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs: "
@@ -293,11 +298,20 @@ def describe_tuning_job(record: TuningRecord, state: JobState | None,
     definition["StaticHyperParameters"] = {
         **(definition.get("StaticHyperParameters") or {}),
         TUNING_OBJECTIVE: json.dumps(_objective(request).get("MetricName"))}
+    # As SageMaker describes a job: the instances as a ResourceConfig even when the request
+    # gave HyperParameterTuningResourceConfig (the SDK's attach reads ResourceConfig), and
+    # the defaults it applied written out.
+    definition.setdefault("ResourceConfig", {"VolumeSizeInGB": 30, "InstanceCount": 1,
+                                             **resource_config(definition)})
+    config = dict(request["HyperParameterTuningJobConfig"])
+    config.setdefault("Strategy", "Bayesian")
+    config.setdefault("TrainingJobEarlyStoppingType", "Off")
+    config["ResourceLimits"] = {"MaxParallelTrainingJobs": 1, **config["ResourceLimits"]}
     response = {
         "HyperParameterTuningJobName": record.name,
         "HyperParameterTuningJobArn": arn("hyper-parameter-tuning-job", record.name,
                                           record.region),
-        "HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"],
+        "HyperParameterTuningJobConfig": config,
         "TrainingJobDefinition": definition,
         "HyperParameterTuningJobStatus": status,
         "CreationTime": record.creation_time,
@@ -375,12 +389,16 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
         "SecondaryStatus": secondary,
         "FailureReason": reason,
         "HyperParameters": hyperparameters,
-        "AlgorithmSpecification": definition["AlgorithmSpecification"],
+        # With the defaults SageMaker fills in (the SDK's attach reads them).
+        "AlgorithmSpecification": {"TrainingInputMode": "File",
+                                   **definition["AlgorithmSpecification"]},
         "RoleArn": definition.get("RoleArn"),
         "InputDataConfig": definition.get("InputDataConfig"),
-        "OutputDataConfig": definition.get("OutputDataConfig"),
-        "ResourceConfig": definition.get("ResourceConfig"),
-        "StoppingCondition": definition.get("StoppingCondition") or {},
+        "OutputDataConfig": {"KmsKeyId": "", **(definition.get("OutputDataConfig") or {})},
+        "ResourceConfig": {"VolumeSizeInGB": 30, "InstanceCount": 1,
+                           **resource_config(definition)},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 86400,
+                              **(definition.get("StoppingCondition") or {})},
         "CreationTime": start or record.creation_time,
         "TrainingStartTime": start,
         "TrainingEndTime": end if ended else None,

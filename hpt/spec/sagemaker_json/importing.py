@@ -115,7 +115,7 @@ def _trainer(definition: dict, statics: dict, tags: dict, report: list) -> dict[
         report.append("trainer.source_dir: not in the request (SageMaker ships code in the "
                       "image or sagemaker_submit_directory); set to '.': fix it")
     algorithm = _need(definition, "AlgorithmSpecification", "TrainingJobDefinition", dict)
-    resources = definition.get("ResourceConfig") or {}
+    resources = resource_config(definition)
     trainer: dict[str, Any] = {"source_dir": tags.get("source_dir", "."),
                                "entry_point": entry_point}
     image = algorithm.get("TrainingImage")
@@ -137,6 +137,20 @@ def _trainer(definition: dict, statics: dict, tags: dict, report: list) -> dict[
     if definition.get("Environment"):
         trainer["environment"] = dict(definition["Environment"])
     return trainer
+
+
+def resource_config(definition: dict) -> dict[str, Any]:
+    """The definition's ResourceConfig, or the HyperParameterTuningResourceConfig the SDK
+    sends instead (its InstanceConfigs, for mixed instance types, take the first type)."""
+    given = definition.get("ResourceConfig") or definition.get(
+        "HyperParameterTuningResourceConfig") or {}
+    resources = {k: given[k] for k in ("InstanceType", "InstanceCount", "VolumeSizeInGB")
+                 if k in given}
+    configs = given.get("InstanceConfigs") or []
+    if configs and "InstanceType" not in resources:
+        resources.update({k: configs[0][k] for k in ("InstanceType", "InstanceCount",
+                                                     "VolumeSizeInGB") if k in configs[0]})
+    return resources
 
 
 def _channels(definition: dict, tags: dict) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""The SageMaker Python SDK, unchanged, against `hpt api`: a PyTorch estimator, a
+HyperparameterTuner, its analytics, attach, deploy and predict. The only difference from a
+notebook that runs on AWS is the session's clients (and S3 being moto's server)."""
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from api_helpers import (BUCKET, ROLE, TRAINER, ApiServer, client_env, upload_inputs)
+from helpers import prepare_data, processes_in
+
+sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker Python SDK (pip install "
+                                                    "sagemaker<3)")
+pytestmark = pytest.mark.smoke
+
+
+@pytest.fixture
+def digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    prepare_data.prepare(out, "plain", seed=0)
+    return out
+
+
+def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits, tmp_path,
+                                                          monkeypatch):
+    import boto3
+    from sagemaker.pytorch import PyTorch
+    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
+
+    experiments = tmp_path / "experiments"
+    server = ApiServer(experiments, moto_server).start()
+    for key, value in {**client_env(moto_server), "AWS_ENDPOINT_URL_STS": server.url,
+                       "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        boto_session = boto3.Session(region_name="us-east-1")
+        uris = upload_inputs(boto_session.client("s3"), digits)
+        # What changes in a notebook: the session's two SageMaker clients (and, here, S3),
+        # and a default bucket named (else the SDK asks AWS's own STS to name one).
+        session = sagemaker.Session(
+            boto_session=boto_session, default_bucket=BUCKET,
+            sagemaker_client=boto_session.client("sagemaker", endpoint_url=server.url),
+            sagemaker_runtime_client=boto_session.client("sagemaker-runtime",
+                                                         endpoint_url=server.url))
+
+        estimator = PyTorch(entry_point="train.py", source_dir=str(TRAINER),
+                            framework_version="2.1", py_version="py310",
+                            instance_type="ml.m5.large", instance_count=1, role=ROLE,
+                            hyperparameters={"epochs": 3, "batch_size": 64},
+                            output_path=f"s3://{BUCKET}/sdk-output", sagemaker_session=session)
+        tuner = HyperparameterTuner(
+            estimator, objective_metric_name="validation:accuracy",
+            hyperparameter_ranges={"lr": ContinuousParameter(0.003, 0.05,
+                                                             scaling_type="Logarithmic"),
+                                   "optimizer": CategoricalParameter(["adam", "sgd"])},
+            metric_definitions=[{"Name": "validation:accuracy", "Regex": "val_acc=([0-9.]+)"}],
+            max_jobs=6, max_parallel_jobs=2, base_tuning_job_name="sdk-cnn")
+        began = time.time()
+        tuner.fit({"train": uris["train"], "test": uris["test"]})
+        tuner.wait()
+        took = time.time() - began
+        name = tuner.latest_tuning_job.name
+        described = session.sagemaker_client.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name)
+        assert described["HyperParameterTuningJobStatus"] == "Completed", (
+            described, server.output()[-3000:])
+        print(f"fit() -> Completed: {took:.1f}s for 6 training jobs")
+
+        df = tuner.analytics().dataframe()
+        assert len(df) == 6
+        assert {"TrainingJobName", "TrainingJobStatus", "FinalObjectiveValue",
+                "TrainingStartTime", "TrainingEndTime", "TrainingElapsedTimeSeconds", "lr",
+                "optimizer"} <= set(df.columns)
+        assert set(df["TrainingJobStatus"]) == {"Completed"}
+        assert set(df["optimizer"]) <= {'"adam"', '"sgd"', "adam", "sgd"}
+        best = tuner.best_training_job()
+        assert best == df.sort_values("FinalObjectiveValue", ascending=False)[
+            "TrainingJobName"].iloc[0]
+
+        attached = HyperparameterTuner.attach(name, sagemaker_session=session)
+        assert attached.best_training_job() == best
+        predictor = attached.deploy(initial_instance_count=1, instance_type="ml.c5.large")
+        try:
+            test = np.load(digits / "test" / "data.npz")
+            x, y = test["x"][:16].astype(np.float32), test["y"][:16]
+            logits = predictor.predict(x)  # application/x-npy both ways, the PyTorch default
+            assert np.asarray(logits).shape == (16, 10)
+            assert (np.asarray(logits).argmax(axis=1) == y).mean() >= 0.75
+        finally:
+            predictor.delete_endpoint()
+        assert processes_in(experiments / ".hpt-api" / "serving") == []
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.output()[-3000:]
+    assert processes_in(experiments) == []
