@@ -10,6 +10,7 @@ the reserved keys against the `sagemaker-training` toolkit, which are the source
 
 from __future__ import annotations
 
+import functools
 import re
 
 # -- hyperparameters ---------------------------------------------------------------------------
@@ -134,3 +135,16 @@ PLATFORM_ENV = frozenset({
 # Dockerfile and the toolkit's `train` imports the module it names (a plain sagemaker-training
 # image leaves it unset and runs SAGEMAKER_PROGRAM). hpt never sets it; trainer.environment may.
 TRAINING_MODULE_ENV = "SAGEMAKER_TRAINING_MODULE"
+
+
+# -- the API's model ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def service_model(service: str = "sagemaker"):
+    """botocore's model of an AWS API (`sagemaker`, `sagemaker-runtime`, `logs`, ...), loaded
+    once per process (the SageMaker one is a large file). botocore is imported here, on first
+    use, so that checking a name never loads it."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)

@@ -63,6 +63,13 @@ class ApiServer:
             time.sleep(0.2)
         raise AssertionError(f"hpt api did not start in {timeout}s:\n{self.output()}")
 
+    @property
+    def ray_folder(self) -> str:
+        """The session folder of the server's own Ray (from its start line)."""
+        import re
+
+        return re.search(r"Ray 127\.0\.0\.1:\d+ in (\S+);", self.output()).group(1)
+
     def output(self) -> str:
         try:
             return self.log.read_text(errors="replace")

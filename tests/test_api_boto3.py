@@ -89,7 +89,10 @@ def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits, tm
             {"VariantName": "best", "ModelName": "cnn-best", "InitialInstanceCount": 1,
              "InstanceType": "ml.c5.large", "InitialVariantWeight": 1.0},
             {"VariantName": "second", "ModelName": "cnn-second", "InitialInstanceCount": 1,
-             "InstanceType": "ml.c5.large", "InitialVariantWeight": 1.0}])
+             "InstanceType": "ml.c5.large", "InitialVariantWeight": 1.0}],
+            ShadowProductionVariants=[
+                {"VariantName": "shadow", "ModelName": "cnn-second", "InitialInstanceCount": 1,
+                 "InstanceType": "ml.c5.large"}])
         sm.create_endpoint(EndpointName="cnn", EndpointConfigName="cnn-config")
         endpoint = wait_status(lambda: sm.describe_endpoint(EndpointName="cnn"),
                                "EndpointStatus", ("InService", "Failed"), timeout=180)
@@ -120,13 +123,36 @@ def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits, tm
                    sm.describe_endpoint(EndpointName="cnn")["ProductionVariants"]}
         assert weights == {"best": 1.0, "second": 0.0}
 
-        # A model error comes back as SageMaker's ModelError, with the model's own message.
+        # A model error comes back as SageMaker's ModelError, with the model's own answer
+        # (the trainer's handler refuses a type it does not read with 415).
         with pytest.raises(runtime.exceptions.ModelError) as error:
             runtime.invoke_endpoint(EndpointName="cnn", ContentType="text/plain", Body=b"hi")
         assert error.value.response["OriginalStatusCode"] == 415
 
         serving = experiments / ".hpt-api" / "serving" / "cnn"
-        assert processes_in(serving)
+        # The shadow got a copy of every request; its answers were logged, never returned.
+        mirrored = [json.loads(line) for path in serving.glob("*/shadow.jsonl")
+                    for line in path.read_text().splitlines()]
+        assert len(mirrored) >= 30 and {m["shadow"] for m in mirrored} == {"shadow"}
+        assert "shadow" not in seen | after
+
+        # UpdateEndpoint to a config of one variant: the new one serves, the old processes end.
+        sm.create_endpoint_config(EndpointConfigName="cnn-config-2", ProductionVariants=[
+            {"VariantName": "only", "ModelName": "cnn-best", "InitialInstanceCount": 1,
+             "InstanceType": "ml.c5.large"}])
+        def models():  # the serving programs (the server itself holds the access logs open)
+            return set(processes_in(serving)) - {server.process.pid}
+
+        old_processes = models()
+        sm.update_endpoint(EndpointName="cnn", EndpointConfigName="cnn-config-2")
+        updated = wait_status(lambda: sm.describe_endpoint(EndpointName="cnn"),
+                              "EndpointStatus", ("InService", "Failed"), timeout=120, every=0.5)
+        assert updated["EndpointConfigName"] == "cnn-config-2", updated
+        assert [v["VariantName"] for v in updated["ProductionVariants"]] == ["only"]
+        assert runtime.invoke_endpoint(EndpointName="cnn", ContentType="application/json",
+                                       Body=json.dumps({"instances": x[:1].tolist()}))[
+            "InvokedProductionVariant"] == "only"
+        assert old_processes and models() and not old_processes & models()
         sm.delete_endpoint(EndpointName="cnn")
         assert processes_in(serving) == []
         with pytest.raises(sm.exceptions.ClientError) as gone:

@@ -345,20 +345,23 @@ class Endpoints:
                 self._fail(name, reason)
             return
         with self._lock:
-            record = self.store.get(ENDPOINTS, name)
-            if record is None:  # deleted while it started
+            if self.store.get(ENDPOINTS, name) is None:  # deleted while it started
                 self._stop(live)
                 return
             old = self._live.get(name)
-            self._live[name] = live
+            self._live[name] = live  # traffic goes to the new variants from here on
+        if old is not None and old is not live:
+            self._stop(old)  # blue/green: InService once the old variants are gone
+        with self._lock:
+            record = self.store.get(ENDPOINTS, name)
+            if record is None:
+                return
             record.update(EndpointStatus=IN_SERVICE, LastModifiedTime=time.time(),
                           EndpointConfigName=config["EndpointConfigName"],
                           Weights=dict(live.router.weights))
             record.pop("FailureReason", None)
             record.pop("PendingConfig", None)
             self.store.save(ENDPOINTS, name, record)
-        if old is not None and old is not live:
-            self._stop(old)
         self.say(f"hpt api: endpoint {name} InService ({', '.join(live.backends)})")
 
     def _fail(self, name: str, reason: str) -> None:

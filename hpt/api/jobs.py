@@ -57,7 +57,10 @@ STOP_GRACE_SECONDS = 30.0
 def repository_of(image: str) -> str:
     """`763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310` ->
     `pytorch-training` (what --image-map keys are)."""
-    path = image.split("/", 1)[1] if "/" in image and "." in image.split("/", 1)[0] else image
+    first = image.split("/", 1)[0]
+    # Docker's rule: a first component with a '.' or ':' (or localhost) is a registry.
+    registry = "/" in image and ("." in first or ":" in first or first == "localhost")
+    path = image.split("/", 1)[1] if registry else image
     return path.rsplit(":", 1)[0].split("@", 1)[0]
 
 

@@ -21,6 +21,8 @@ import json
 import re
 from typing import Any
 
+from hpt.sagemaker_names import service_model
+
 # The errors SageMaker's API answers with (its model's exception shapes, plus the common
 # AWS ones every JSON service has).
 VALIDATION = "ValidationException"
@@ -47,13 +49,6 @@ class ApiError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {"x-amzn-ErrorType": self.code, "Content-Type": "application/x-amz-json-1.1"}
-
-
-@functools.lru_cache(maxsize=None)
-def service_model(service: str):
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model(service)
 
 
 def operation_model(service: str, operation: str):

@@ -394,7 +394,8 @@ def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
         jobs.start()  # resumes what an earlier server left running
         endpoints.restore()
         say(f"hpt api: SageMaker API at http://{host}:{sock.getsockname()[1]} "
-            f"(experiments {store.experiments}; Ray {address}; "
+            f"(experiments {store.experiments}; Ray {address}"
+            + (f" in {head.temp}" if head else "") + "; "
             f"{'SigV4 required' if keys else 'unsigned requests accepted: loopback only'})")
 
     app = create_app(api, keys, say, on_startup=started)

@@ -18,9 +18,9 @@ entry point); whatever of `model_fn`, `input_fn`, `predict_fn`, `output_fn` (or 
                 that is JSON, CSV or NPY (no Accept, or */*: SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
                 default application/json)
 
-Errors answer as the toolkit answers them: an unsupported content type 415, an
-unsupported Accept 406, anything else the handler raises 500 (a status_code attribute on
-the exception is used as it is), with the message as the body. torch and numpy are imported
+Errors answer as the toolkit answers them: 500 with the message for anything the handler
+raises, an unsupported content type or Accept included (an exception with a status_code
+attribute, the toolkit's own error classes, answers with that status). torch and numpy are imported
 only by the defaults that need them: a handler of its own may use any framework.
 """
 
@@ -40,10 +40,15 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 DEFAULT_MODULE = "inference.py"
 
 
-class InferenceError(Exception):
-    def __init__(self, status_code, message):
-        super().__init__(message)
-        self.status_code = status_code
+class UnsupportedFormatError(Exception):
+    """The toolkit's: not one of its error classes with a status, so the toolkit's
+    Transformer answers it 500, with this message (and so does this server)."""
+
+    def __init__(self, content_type):
+        super().__init__(f"Content type {content_type} is not supported by this framework.\n\n"
+                         f"Please implement input_fn to to deserialize the request data or an "
+                         f"output_fn to\nserialize the response. For more information, see the "
+                         f"SageMaker Python SDK README.")
 
 
 def log(message):
@@ -66,8 +71,7 @@ def decode(body, content_type):
         from io import BytesIO
 
         return np.load(BytesIO(body), allow_pickle=True)
-    raise InferenceError(415, f"Content type {content_type} is not supported by this "
-                              f"framework.")
+    raise UnsupportedFormatError(content_type)
 
 
 def encode(prediction, content_type):
@@ -88,8 +92,7 @@ def encode(prediction, content_type):
         buffer = BytesIO()
         np.save(buffer, prediction)
         return buffer.getvalue()
-    raise InferenceError(406, f"Content type {content_type} is not supported by this "
-                              f"framework.")
+    raise UnsupportedFormatError(content_type)
 
 
 # -- the PyTorch defaults ----------------------------------------------------------------------
@@ -151,7 +154,7 @@ def default_output_fn(prediction, accept):
         if content_type in ENCODABLE:
             encoded = encode(prediction, content_type)
             return encoded.encode("utf-8") if content_type == CSV else encoded
-    raise InferenceError(406, f"Content type {accept} is not supported by this framework.")
+    raise UnsupportedFormatError(accept)
 
 
 DEFAULTS = {"model_fn": default_model_fn, "input_fn": default_input_fn,

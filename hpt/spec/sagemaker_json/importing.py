@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hpt.sagemaker_names import MODE_SWITCHES, MPI_PROCESSES_PER_HOST, distribution_mode
+from hpt.sagemaker_names import (MODE_SWITCHES, MPI_PROCESSES_PER_HOST, distribution_mode,
+                                 service_model)
 from hpt.spec.sagemaker_json.names import (EARLY_STOPPING, IMAGE_PLACEHOLDER, PLACEHOLDER,
                                            SCALINGS, STRATEGIES, TAG, WARM_START, reverse)
 
@@ -22,11 +23,9 @@ class RequestError(ValueError):
 def request_problems(request: Any) -> list[str]:
     """What SageMaker itself would reject in the request's shape (botocore's own model of
     CreateHyperParameterTuningJob): one line per problem, naming the parameter."""
-    import botocore.session
     from botocore.validate import ParamValidator
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = model.operation_model("CreateHyperParameterTuningJob").input_shape
+    shape = service_model("sagemaker").operation_model("CreateHyperParameterTuningJob").input_shape
     if not isinstance(request, dict):
         return [f"(top level): must be a JSON object (got {type(request).__name__})"]
     report = ParamValidator().validate(request, shape)

@@ -1,0 +1,334 @@
+"""`hpt api`'s wire protocol, against botocore's own models and signer: request checking,
+response shapes, SigV4, and a fuzz run of malformed requests that must all come back as
+SageMaker error shapes. The server runs on 127.0.0.1 over real HTTP; nothing here starts
+Ray or a trial (a request that would is refused before that)."""
+
+import base64
+import datetime as dt
+import json
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from hpt.api import protocol
+from hpt.api.endpoints import Endpoints
+from hpt.api.instances import host_resources, instance_resources
+from hpt.api.jobs import TuningJobs, page, repository_of
+from hpt.api.protocol import ApiError
+from hpt.api.server import Api, create_app
+from hpt.api.store import ApiStore
+from hpt.api.tuning import TuningRecord, describe_training_job, describe_tuning_job, tuned_text
+from hpt.experiment.job_state import JobState
+
+from api_helpers import PYTORCH_TRAINING, tuning_request
+
+URIS = {"train": "s3://b/train", "test": "s3://b/test", "code": "s3://b/code/sourcedir.tar.gz",
+        "output": "s3://b/output"}
+
+
+# -- pure parts --------------------------------------------------------------------------------
+
+
+def test_instance_types_map_to_cpus_and_gpus_capped_by_the_machine():
+    assert instance_resources("ml.c5.2xlarge") == (8, 0) or \
+        instance_resources("ml.c5.2xlarge").cpus == 8
+    assert (instance_resources("ml.m5.large").cpus, instance_resources("ml.m5.large").gpus) == \
+        (2, 0)
+    assert (instance_resources("ml.p3.8xlarge").cpus,
+            instance_resources("ml.p3.8xlarge").gpus) == (32, 4)
+    assert instance_resources("ml.g5.12xlarge").gpus == 4
+    assert instance_resources("ml.g4dn.xlarge").gpus == 1
+    capped = host_resources("ml.c5.18xlarge", cpus_here=8, gpus_here=0)
+    assert (capped.cpus, capped.gpus) == (8, 0)
+    assert host_resources("ml.p3.16xlarge", 64, 2).gpus == 2
+    with pytest.raises(ApiError) as bad:
+        instance_resources("c5.large")
+    assert bad.value.code == "ValidationException" and "ml.<family>.<size>" in bad.value.message
+
+
+def test_repository_of_a_sagemaker_image():
+    assert repository_of(PYTORCH_TRAINING) == "pytorch-training"
+    assert repository_of("hpt-cnn:latest") == "hpt-cnn"
+    assert repository_of("localhost:5000/x/y:1") == "x/y"
+
+
+def test_pages_carry_an_opaque_token_and_refuse_a_forged_one():
+    items = list(range(25))
+    first, token = page(items, {"MaxResults": 10})
+    second, token2 = page(items, {"MaxResults": 10, "NextToken": token})
+    third, token3 = page(items, {"MaxResults": 10, "NextToken": token2})
+    assert first + second + third == items and token3 is None
+    with pytest.raises(ApiError):
+        page(items, {"NextToken": "garbage"})
+
+
+def _rows():
+    base = 1_800_000_000.0
+    return [
+        {"training_job_name": "t-001-aaaaaaaa", "trial_number": 1, "status": "Completed",
+         "objective_value": 0.9, "hyperparameters": {"lr": 0.01, "optimizer": "adam"},
+         "start_time": base, "end_time": base + 5, "final_metrics": {"validation:accuracy": 0.9},
+         "s3_model_artifact": "s3://b/output/t-001-aaaaaaaa/output/model.tar.gz"},
+        {"training_job_name": "t-002-bbbbbbbb", "trial_number": 2, "status": "Failed",
+         "objective_value": None, "hyperparameters": {"lr": 0.02, "optimizer": "sgd"},
+         "start_time": base + 1, "end_time": base + 2, "final_metrics": {},
+         "failure_reason": "AlgorithmError: boom"},
+        {"training_job_name": "t-003-cccccccc", "trial_number": 3, "status": "Completed",
+         "objective_value": 0.95, "hyperparameters": {"lr": 0.03, "optimizer": "sgd"},
+         "start_time": base + 2, "end_time": base + 8, "final_metrics": {}},  # not uploaded yet
+        {"training_job_name": "t-004-dddddddd", "trial_number": 4, "status": "InProgress",
+         "hyperparameters": {"lr": 0.04, "optimizer": "adam"}, "start_time": base + 3},
+    ]
+
+
+def test_describes_fit_botocores_output_shapes_and_count_as_sagemaker_does():
+    request = tuning_request("t", URIS)
+    record = TuningRecord(request, 1_800_000_000.0)
+    events = [{"event": "job_started", "time": 1_800_000_000.0},
+              {"event": "trial_started", "time": 1_800_000_003.0}]
+    described = describe_tuning_job(record, JobState("InProgress"), _rows(), events)
+    protocol.json_response("sagemaker", "DescribeHyperParameterTuningJob", described)
+    assert described["TrainingJobStatusCounters"] == {
+        "Completed": 1, "InProgress": 2, "RetryableError": 0, "NonRetryableError": 1,
+        "Stopped": 0}
+    # The best is the best *uploaded* job: 003 is still Uploading, so it is not Completed yet.
+    assert described["BestTrainingJob"]["TrainingJobName"] in ("t-001-aaaaaaaa",
+                                                                "t-003-cccccccc")
+    for row in _rows():
+        job = describe_training_job(record, row)
+        protocol.json_response("sagemaker", "DescribeTrainingJob", job)
+    uploading = describe_training_job(record, _rows()[2])
+    assert (uploading["TrainingJobStatus"], uploading["SecondaryStatus"]) == ("InProgress",
+                                                                              "Uploading")
+    # A categorical value comes back as the very string of the range, as SageMaker echoes it.
+    assert tuned_text(request, {"lr": 0.01, "optimizer": "adam"}) == {"lr": "0.01",
+                                                                      "optimizer": '"adam"'}
+
+
+def test_a_response_that_breaks_the_model_is_an_internal_failure_naming_the_member():
+    with pytest.raises(ApiError) as bad:
+        protocol.json_response("sagemaker", "DescribeModel", {"ModelName": "m", "Nope": 1})
+    assert bad.value.code == "InternalFailure" and "Nope" in bad.value.message
+
+
+def test_request_checks_go_beyond_botocores_client_side_ones():
+    body = json.dumps({"EndpointName": "e" * 64, "EndpointConfigName": "bad name!"}).encode()
+    with pytest.raises(ApiError) as bad:
+        protocol.parse_json_request("sagemaker", "CreateEndpoint", body)
+    message = bad.value.message
+    assert "EndpointName: at most 63 characters" in message
+    assert "EndpointConfigName" in message and "pattern" in message
+
+
+# -- a live server, no Ray ---------------------------------------------------------------------
+
+
+class LiveServer:
+    def __init__(self, app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(tmp_path, monkeypatch):
+    # S3 that answers nothing: a request that would download code fails fast, as a refusal.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    store = ApiStore(tmp_path / "experiments")
+    lines = []
+    jobs = TuningJobs(store, "127.0.0.1:1", 4, 0, {}, say=lines.append)
+    endpoints = Endpoints(store, {}, say=lines.append)
+    return Api(store, jobs, endpoints), lines
+
+
+def _app(api, keys=None):
+    the_api, lines = api
+    return create_app(the_api, keys, lines.append,
+                      on_startup=lambda loop: setattr(the_api.endpoints, "loop", loop))
+
+
+def _client(url, key="testing", secret="testing"):
+    import boto3
+
+    return boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret,
+                         region_name="eu-west-1").client("sagemaker", endpoint_url=url)
+
+
+def test_unsigned_loopback_server_answers_boto3_with_sagemaker_errors(api):
+    with LiveServer(_app(api)) as live:
+        sm = _client(live.url)
+        assert sm.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+        with pytest.raises(sm.exceptions.ResourceNotFound):
+            sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="nope")
+        with pytest.raises(sm.exceptions.ClientError) as refused:
+            sm.create_hyper_parameter_tuning_job(**tuning_request("t", URIS))
+        error = refused.value.response["Error"]
+        assert error["Code"] == "ValidationException"
+        assert "sagemaker_submit_directory" in error["Message"]
+        # The refused job left nothing behind: the name is free again.
+        assert sm.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+        assert sm.get_paginator("list_endpoints").paginate().build_full_result()[
+            "Endpoints"] == []
+
+
+def test_signed_server_refuses_wrong_keys_tampered_bodies_and_stale_dates(api):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    with LiveServer(_app(api, keys={"AKIDHPT": "s3cret"})) as live:
+        good = _client(live.url, "AKIDHPT", "s3cret")
+        assert good.list_endpoints()["Endpoints"] == []
+        for key, secret, code in (("AKIDHPT", "wrong", "InvalidSignatureException"),
+                                  ("OTHER", "s3cret", "UnrecognizedClientException")):
+            with pytest.raises(good.exceptions.ClientError) as refused:
+                _client(live.url, key, secret).list_endpoints()
+            assert refused.value.response["Error"]["Code"] == code
+            assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+        def signed(body: bytes, when: dt.datetime | None = None) -> AWSRequest:
+            request = AWSRequest(method="POST", url=live.url + "/", data=body, headers={
+                "X-Amz-Target": "SageMaker.ListEndpoints",
+                "Content-Type": "application/x-amz-json-1.1"})
+            signer = SigV4Auth(Credentials("AKIDHPT", "s3cret"), "sagemaker", "us-east-1")
+            if when is not None:
+                import unittest.mock
+
+                with unittest.mock.patch("botocore.auth.get_current_datetime",
+                                         return_value=when):
+                    signer.add_auth(request)
+            else:
+                signer.add_auth(request)
+            return request
+
+        def send(request: AWSRequest, body: bytes):
+            raw = urllib.request.Request(request.url, data=body, method="POST",
+                                         headers=dict(request.headers))
+            try:
+                with urllib.request.urlopen(raw, timeout=10) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+        request = signed(b"{}")
+        assert send(request, b"{}")[0] == 200
+        status, answer = send(request, b'{"MaxResults": 1}')  # the body changed after signing
+        assert (status, answer["__type"]) == (403, "InvalidSignatureException")
+        old = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=1)
+        status, answer = send(signed(b"{}", old), b"{}")
+        assert (status, answer["__type"]) == (403, "InvalidSignatureException")
+        assert "expired" in answer["message"]
+        status, answer = send(AWSRequest(method="POST", url=live.url + "/", headers={
+            "X-Amz-Target": "SageMaker.ListEndpoints"}), b"{}")
+        assert (status, answer["__type"]) == (403, "MissingAuthenticationTokenException")
+    logged = "\n".join(api[1])
+    assert "s3cret" not in logged
+
+
+OPERATIONS = ["CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob",
+              "ListHyperParameterTuningJobs", "StopHyperParameterTuningJob",
+              "ListTrainingJobsForHyperParameterTuningJob", "DescribeTrainingJob",
+              "ListTrainingJobs", "CreateModel", "DescribeModel", "DeleteModel",
+              "CreateEndpointConfig", "DescribeEndpointConfig", "DeleteEndpointConfig",
+              "CreateEndpoint", "DescribeEndpoint", "UpdateEndpoint",
+              "UpdateEndpointWeightsAndCapacities", "DeleteEndpoint", "ListEndpoints",
+              "AddTags", "ListTags"]
+
+
+# Values of the wrong type for each kind of member (a string member gets an over-long one too).
+WRONG = {
+    "string": (12345, [], {"x": {"y": [1]}}, True, "x" * 5000),
+    "integer": ("abc", [], {"n": 1}, 1.5),
+    "long": ("abc", [], {}),
+    "float": ("abc", [], {}),
+    "double": ("abc", []),
+    "boolean": ("yes", [], {}),
+    "timestamp": ("not a date", [], {}),
+    "structure": ("x", 12345, [1, 2]),
+    "list": ("x", 12345, {"a": 1}),
+    "map": ("x", [1], 7),
+}
+
+
+def _malformed(rng: random.Random) -> list[tuple[str, dict, bytes]]:
+    """(what, headers, body) of requests no SageMaker client would send."""
+    model = protocol.service_model("sagemaker")
+    cases = []
+    for op in OPERATIONS:
+        target = {"X-Amz-Target": f"SageMaker.{op}",
+                  "Content-Type": "application/x-amz-json-1.1"}
+        shape = model.operation_model(op).input_shape
+        members = list(shape.members) if shape else []
+        cases += [(f"{op}: not JSON", target, b"{nope"),
+                  (f"{op}: a JSON array", target, b"[1, 2]"),
+                  (f"{op}: invalid UTF-8", target, b"\xff\xfe{}"),
+                  (f"{op}: unknown member", target, json.dumps({"Bogus": 1}).encode()),
+                  (f"{op}: deep nesting", target, b"[" * 5000 + b"]" * 5000)]
+        for member in members[:8]:
+            kind = shape.members[member].type_name
+            for value in WRONG.get(kind, ()):
+                cases.append((f"{op}.{member} ({kind}) = {str(value)[:20]}", target,
+                              json.dumps({member: value}).encode()))
+    for target in ("SageMaker.DeleteEverything", "SageMaker.", "Logs_20140328.PutLogEvents",
+                   "DynamoDB_20120810.ListTables", ""):
+        cases.append((f"target {target!r}", {"X-Amz-Target": target}, b"{}"))
+    cases.append(("too large", {"X-Amz-Target": "SageMaker.ListEndpoints"},
+                  b'{"NameContains": "' + b"x" * (2 * 1024 * 1024) + b'"}'))
+    cases.append(("forged NextToken", {"X-Amz-Target": "SageMaker.ListEndpoints"},
+                  json.dumps({"NextToken": base64.b64encode(b"\x00junk").decode()}).encode()))
+    rng.shuffle(cases)
+    return cases
+
+
+def test_fuzz_every_malformed_request_gets_a_sagemaker_error_shape(api):
+    from botocore.parsers import create_parser
+
+    cases = _malformed(random.Random(17))
+    assert len(cases) >= 200
+    parser = create_parser("json")
+    codes = Counter()
+    with LiveServer(_app(api)) as live:
+        for what, headers, body in cases:
+            request = urllib.request.Request(live.url + "/", data=body, method="POST",
+                                             headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    status, raw, got = resp.status, resp.read(), dict(resp.headers)
+            except urllib.error.HTTPError as exc:
+                status, raw, got = exc.code, exc.read(), dict(exc.headers)
+            assert 400 <= status < 500, (what, status, raw[:300])
+            assert b"Traceback" not in raw, what
+            parsed = parser.parse({"status_code": status, "headers": got, "body": raw}, None)
+            code = parsed["Error"]["Code"]
+            assert code and parsed["Error"]["Message"], (what, raw[:300])
+            codes[code] += 1
+    print(f"fuzz: {len(cases)} malformed requests -> {dict(codes)}")
+    assert set(codes) <= {"ValidationException", "UnknownOperationException",
+                          "RequestEntityTooLarge", "ResourceNotFound"}
