@@ -70,6 +70,22 @@ def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits, tm
         table = hpt.load_experiment(name, experiments)
         assert sorted(table["TrainingJobName"]) == sorted(s["TrainingJobName"] for s in summaries)
 
+        # Its output, as CloudWatch Logs serves a training job's (what the SDK's logs=True reads).
+        import boto3
+
+        logs = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                             region_name="us-east-1").client("logs", endpoint_url=server.url)
+        streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                            logStreamNamePrefix=best["TrainingJobName"])
+        stream = streams["logStreams"][0]["logStreamName"]
+        assert stream.startswith(f"{best['TrainingJobName']}/algo-1-")
+        events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                     logStreamName=stream, startFromHead=True)
+        assert sum("val_acc=" in e["message"] for e in events["events"]) == 3
+        assert logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                   logStreamName=stream, startFromHead=True,
+                                   nextToken=events["nextForwardToken"])["events"] == []
+
         job = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
         assert job["TrainingJobStatus"] == "Completed"
         assert job["HyperParameters"]["epochs"] == "3"

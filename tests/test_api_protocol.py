@@ -198,6 +198,20 @@ def test_unsigned_loopback_server_answers_boto3_with_sagemaker_errors(api):
             "Endpoints"] == []
 
 
+def test_the_standard_endpoint_settings_point_unchanged_clients_at_hpt(api, monkeypatch):
+    import boto3
+
+    with LiveServer(_app(api)) as live:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", live.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", live.url)
+        assert boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
+        runtime = boto3.client("sagemaker-runtime")
+        with pytest.raises(runtime.exceptions.ClientError) as missing:
+            runtime.invoke_endpoint(EndpointName="nope", Body=b"{}")
+        assert missing.value.response["Error"]["Code"] == "ValidationError"
+        assert "nope" in missing.value.response["Error"]["Message"]
+
+
 def test_signed_server_refuses_wrong_keys_tampered_bodies_and_stale_dates(api):
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest

@@ -25,6 +25,19 @@ def test_kill_9_of_the_server_mid_job_loses_nothing(moto_server, tmp_path):
     name = "restarted"
     sm.create_hyper_parameter_tuning_job(**tuning_request(name, uris, max_jobs=6, epochs=4))
 
+    # A second job, stopped at once: Stopping, then Stopped, and never resumed.
+    sm.create_hyper_parameter_tuning_job(**tuning_request("stopped", uris, max_jobs=20,
+                                                          parallel=1))
+    sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")
+    assert sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")[
+        "HyperParameterTuningJobStatus"] in ("Stopping", "Stopped")
+    wait_status(lambda: sm.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="stopped"), "HyperParameterTuningJobStatus", ("Stopped",),
+        timeout=120)
+    listed = sm.list_hyper_parameter_tuning_jobs(SortBy="Name")[
+        "HyperParameterTuningJobSummaries"]
+    assert [j["HyperParameterTuningJobName"] for j in listed] == ["restarted", "stopped"]
+
     def completed():
         return [s for s in sm.list_training_jobs_for_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=name, StatusEquals="Completed")["TrainingJobSummaries"]]
@@ -73,6 +86,9 @@ def test_kill_9_of_the_server_mid_job_loses_nothing(moto_server, tmp_path):
             assert sum(1 for e in journal if e["event"] == "trial_ended"
                        and e["training_job_name"] == job) == 1
 
+        stopped = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")
+        assert stopped["HyperParameterTuningJobStatus"] == "Stopped"
+        assert "resumed tuning job stopped" not in again.output()
         endpoint = wait_status(lambda: sm.describe_endpoint(EndpointName="e"), "EndpointStatus",
                                ("InService", "Failed"), timeout=120)
         assert endpoint["EndpointStatus"] == "InService", again.output()[-3000:]
