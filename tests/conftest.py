@@ -141,3 +141,14 @@ def moto_server():
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def digits_channels(tmp_path_factory):
+    """The digits data as the default job's channels (train/, test/ with data.npz), built
+    once per test session."""
+    from helpers import prepare_data
+
+    out = tmp_path_factory.mktemp("digits")
+    prepare_data.prepare(out, "plain", seed=0)
+    return out

@@ -10,24 +10,18 @@ import pytest
 
 from api_helpers import (BUCKET, PYTORCH_INFERENCE, ROLE, ApiServer, boto_clients,
                          tuning_request, upload_inputs, wait_status)
-from helpers import prepare_data, processes_in
+from helpers import processes_in
 
 pytestmark = pytest.mark.smoke
 
 
-@pytest.fixture
-def digits(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits")
-    prepare_data.prepare(out, "plain", seed=0)
-    return out
-
-
-def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits, tmp_path):
+def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits_channels,
+                                                          tmp_path):
     experiments = tmp_path / "experiments"
     server = ApiServer(experiments, moto_server).start()
     try:
         sm, runtime, s3 = boto_clients(server.url, moto_server)
-        uris = upload_inputs(s3, digits)
+        uris = upload_inputs(s3, digits_channels)
         name = "boto3-cnn"
         began = time.time()
         arn = sm.create_hyper_parameter_tuning_job(**tuning_request(name, uris))[
@@ -114,8 +108,8 @@ def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits, tm
                                "EndpointStatus", ("InService", "Failed"), timeout=180)
         assert endpoint["EndpointStatus"] == "InService", (endpoint, server.output()[-3000:])
 
-        x = np.load(digits / "test" / "data.npz")["x"][:8]
-        y = np.load(digits / "test" / "data.npz")["y"][:8]
+        x = np.load(digits_channels / "test" / "data.npz")["x"][:8]
+        y = np.load(digits_channels / "test" / "data.npz")["y"][:8]
         seen = set()
         for _ in range(20):
             answer = runtime.invoke_endpoint(EndpointName="cnn", ContentType="application/json",

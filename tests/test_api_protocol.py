@@ -19,11 +19,16 @@ import pytest
 from hpt.api import protocol
 from hpt.api.endpoints import Endpoints
 from hpt.api.instances import host_resources, instance_resources
-from hpt.api.jobs import TuningJobs, page, repository_of
+from hpt.api.images import repository_of
+from hpt.api.jobs import TuningJobs
+from hpt.api.listing import page
 from hpt.api.protocol import ApiError
-from hpt.api.server import Api, create_app
+from hpt.api.models import Records
+from hpt.api.operations import Api
+from hpt.api.server import create_app
 from hpt.api.store import ApiStore
-from hpt.api.tuning import TuningRecord, describe_training_job, describe_tuning_job, tuned_text
+from hpt.api.shapes import describe_training_job, describe_tuning_job, tuned_text
+from hpt.api.tuning import TuningRecord
 from hpt.experiment.job_state import JobState
 
 from api_helpers import PYTORCH_TRAINING, tuning_request
@@ -164,7 +169,7 @@ def api(tmp_path, monkeypatch):
     store = ApiStore(tmp_path / "experiments")
     lines = []
     jobs = TuningJobs(store, "127.0.0.1:1", 4, 0, {}, say=lines.append)
-    endpoints = Endpoints(store, {}, say=lines.append)
+    endpoints = Endpoints(store, Records(store, {}), say=lines.append)
     return Api(store, jobs, endpoints), lines
 
 
@@ -346,3 +351,77 @@ def test_fuzz_every_malformed_request_gets_a_sagemaker_error_shape(api):
     print(f"fuzz: {len(cases)} malformed requests -> {dict(codes)}")
     assert set(codes) <= {"ValidationException", "UnknownOperationException",
                           "RequestEntityTooLarge", "ResourceNotFound"}
+
+
+def test_a_request_maps_to_the_space_hpt_launches():
+    from hpt.api.instances import Resources
+    from hpt.api.tuning import Placement, space_from_request
+
+    request = tuning_request("mapped", URIS, max_jobs=9, parallel=3)
+    config = request["HyperParameterTuningJobConfig"]
+    config.update(Strategy="Hyperband", TrainingJobEarlyStoppingType="Auto",
+                  StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 1,
+                                                              "MaxResource": 4}},
+                  TuningJobCompletionCriteria={"TargetObjectiveMetricValue": 0.99})
+    request["WarmStartConfig"] = {"ParentHyperParameterTuningJobs": [
+        {"HyperParameterTuningJobName": "earlier"}], "WarmStartType": "TransferLearning"}
+    space, notes = space_from_request(request, Placement("local", "/code", None,
+                                                         Resources(2, 0)))
+    assert space["trainer"]["source_dir"] == "/code"
+    assert space["trainer"]["entry_point"] == "train.py"
+    assert (space["trainer"]["cpus_per_host"], space["trainer"]["gpus_per_host"]) == (2, 0)
+    assert space["static_hyperparameters"] == {"epochs": 3, "batch_size": 64}
+    assert space["hyperparameters"]["optimizer"] == {"type": "categorical",
+                                                     "values": ["adam", "sgd"]}
+    assert space["hyperparameters"]["lr"]["scaling"] == "log"
+    assert space["strategy"] == "hyperband" and space["early_stopping"] == "auto"
+    assert space["strategy_config"] == {"min_resource": 1, "max_resource": 4}
+    assert space["completion"] == {"target_objective": 0.99}
+    assert space["warm_start"] == {"parents": ["earlier"], "type": "transfer_learning"}
+    assert space["limits"] == {"max_trials": 9, "max_parallel": 3, "max_runtime_seconds": 600}\
+        or space["limits"]["max_trials"] == 9
+    assert space["channels"] == {"train": URIS["train"], "test": URIS["test"]}
+    assert space["output"] == URIS["output"] and space["runtime"] == "local"
+
+
+def test_what_hpt_cannot_run_is_refused_saying_what_to_change():
+    from hpt.api.instances import Resources
+    from hpt.api.tuning import Placement, space_from_request
+
+    request = tuning_request("x", URIS)
+    request["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingInputMode"] = "Pipe"
+    request["Autotune"] = {"Mode": "Enabled"}
+    with pytest.raises(ApiError) as refused:
+        space_from_request(request, Placement("local", "/code", None, Resources(1, 0)))
+    assert refused.value.code == "ValidationException"
+    assert "TrainingInputMode: Pipe" in refused.value.message
+    assert "Autotune" in refused.value.message
+
+
+def test_sts_tags_and_tuning_job_listing_through_boto3(api):
+    import boto3
+
+    with LiveServer(_app(api)) as live:
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                region_name="us-east-1")
+        sts = session.client("sts", endpoint_url=live.url)
+        assert sts.get_caller_identity()["Account"] == "000000000000"
+        sm = session.client("sagemaker", endpoint_url=live.url)
+        resource = "arn:aws:sagemaker:us-east-1:000000000000:training-job/x"
+        sm.add_tags(ResourceArn=resource, Tags=[{"Key": "team", "Value": "a"}])
+        sm.add_tags(ResourceArn=resource, Tags=[{"Key": "team", "Value": "b"},
+                                                {"Key": "cost", "Value": "1"}])
+        assert sm.list_tags(ResourceArn=resource)["Tags"] == [
+            {"Key": "team", "Value": "b"}, {"Key": "cost", "Value": "1"}]
+        sm.delete_tags(ResourceArn=resource, TagKeys=["team"])
+        assert sm.list_tags(ResourceArn=resource)["Tags"] == [{"Key": "cost", "Value": "1"}]
+        with pytest.raises(sm.exceptions.ClientError) as refused:
+            sm.create_training_job(
+                TrainingJobName="t", RoleArn="arn:aws:iam::000000000000:role/R",
+                AlgorithmSpecification={"TrainingImage": PYTORCH_TRAINING,
+                                        "TrainingInputMode": "File"},
+                OutputDataConfig={"S3OutputPath": "s3://b/o"},
+                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                                "VolumeSizeInGB": 1},
+                StoppingCondition={"MaxRuntimeInSeconds": 60})
+        assert "CreateHyperParameterTuningJob" in refused.value.response["Error"]["Message"]

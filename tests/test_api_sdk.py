@@ -9,22 +9,15 @@ import numpy as np
 import pytest
 
 from api_helpers import (BUCKET, ROLE, TRAINER, ApiServer, client_env, upload_inputs)
-from helpers import prepare_data, processes_in
+from helpers import processes_in
 
 sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker Python SDK (pip install "
                                                     "sagemaker<3)")
 pytestmark = pytest.mark.smoke
 
 
-@pytest.fixture
-def digits(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits")
-    prepare_data.prepare(out, "plain", seed=0)
-    return out
-
-
-def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits, tmp_path,
-                                                          monkeypatch):
+def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits_channels,
+                                                          tmp_path, monkeypatch):
     import boto3
     from sagemaker.pytorch import PyTorch
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
@@ -36,7 +29,7 @@ def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits, 
         monkeypatch.setenv(key, value)
     try:
         boto_session = boto3.Session(region_name="us-east-1")
-        uris = upload_inputs(boto_session.client("s3"), digits)
+        uris = upload_inputs(boto_session.client("s3"), digits_channels)
         # What changes in a notebook: the session's two SageMaker clients (and, here, S3),
         # and a default bucket named (else the SDK asks AWS's own STS to name one).
         session = sagemaker.Session(
@@ -44,6 +37,12 @@ def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits, 
             sagemaker_client=boto_session.client("sagemaker", endpoint_url=server.url),
             sagemaker_runtime_client=boto_session.client("sagemaker-runtime",
                                                          endpoint_url=server.url))
+
+        # The SDK sleeps its poll interval before each look at an endpoint (30 s), a tuning
+        # job and a training job (5 s): the same calls with a shorter sleep, for CI's time.
+        monkeypatch.setattr(sagemaker.Session.wait_for_endpoint, "__defaults__", (1, False))
+        monkeypatch.setattr(sagemaker.Session.wait_for_job, "__defaults__", (1,))
+        monkeypatch.setattr(sagemaker.Session.wait_for_tuning_job, "__defaults__", (1,))
 
         estimator = PyTorch(entry_point="train.py", source_dir=str(TRAINER),
                             framework_version="2.1", py_version="py310",
@@ -83,7 +82,7 @@ def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits, 
         assert attached.best_training_job() == best
         predictor = attached.deploy(initial_instance_count=1, instance_type="ml.c5.large")
         try:
-            test = np.load(digits / "test" / "data.npz")
+            test = np.load(digits_channels / "test" / "data.npz")
             x, y = test["x"][:16].astype(np.float32), test["y"][:16]
             logits = predictor.predict(x)  # application/x-npy both ways, the PyTorch default
             assert np.asarray(logits).shape == (16, 10)

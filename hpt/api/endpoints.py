@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import shutil
 import threading
 import time
@@ -28,25 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpt.api.jobs import repository_of
+from hpt.api.listing import filtered, page, sort_items
+from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.store import ApiStore
 from hpt.api.tuning import arn
+from hpt.trial import TrialStatus
 
-PYTORCH_INFERENCE = re.compile(
-    r"^(?:[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/)?"
-    r"(?:huggingface-)?pytorch-inference(?:-[a-z0-9]+)*:[\w.-]+$")
 FRAMEWORK_SERVER = Path(__file__).resolve().parent.parent / "serving" / "framework.py"
 START_TIMEOUT_SECONDS = 180.0
-
-MODELS, CONFIGS, ENDPOINTS = "models", "endpoint-configs", "endpoints"
-CREATING, IN_SERVICE, UPDATING, FAILED, DELETING = ("Creating", "InService", "Updating",
-                                                    "Failed", "Deleting")
-
-
-def _missing(kind: str, name: str) -> ApiError:
-    words = {MODELS: "model", CONFIGS: "endpoint configuration", ENDPOINTS: "endpoint"}[kind]
-    return ApiError(VALIDATION, f"Could not find {words} \"{name}\".")
+# EndpointStatus; a failed endpoint is spelled as a failed training job is.
+CREATING, IN_SERVICE, UPDATING, FAILED = ("Creating", "InService", "Updating",
+                                          str(TrialStatus.FAILED))
 
 
 @dataclass
@@ -58,125 +50,21 @@ class LiveEndpoint:
 
 
 class Endpoints:
-    def __init__(self, store: ApiStore, image_map: dict[str, str], engine: str = "docker",
-                 say: Callable[[str], None] = print):
+    def __init__(self, store: ApiStore, records: Records, say: Callable[[str], None] = print):
         self.store = store
-        self.image_map = dict(image_map)
-        self.engine = engine
+        self.records = records
         self.say = say
         self.loop: asyncio.AbstractEventLoop | None = None  # set when the server runs
         self._lock = threading.RLock()
         self._live: dict[str, LiveEndpoint] = {}
-
-    # -- models ------------------------------------------------------------------------------
-
-    def create_model(self, params: dict[str, Any], region: str) -> dict[str, Any]:
-        name = params["ModelName"]
-        with self._lock:
-            if self.store.get(MODELS, name) is not None:
-                raise ApiError(VALIDATION, f"Cannot create already existing model "
-                                           f"\"{arn('model', name, region)}\".")
-            container = self._container(params)
-            self.serving_of(container)  # refuses what hpt cannot serve, now
-            record = {**params, "ModelArn": arn("model", name, region),
-                      "CreationTime": time.time()}
-            record.pop("Tags", None)
-            self.store.save(MODELS, name, record)
-        return {"ModelArn": record["ModelArn"]}
-
-    def describe_model(self, name: str) -> dict[str, Any]:
-        record = self.store.get(MODELS, name)
-        if record is None:
-            raise _missing(MODELS, name)
-        return record
-
-    def delete_model(self, name: str) -> dict[str, Any]:
-        if self.store.get(MODELS, name) is None:
-            raise _missing(MODELS, name)
-        self.store.delete(MODELS, name)
-        return {}
-
-    def _container(self, params: dict[str, Any]) -> dict[str, Any]:
-        if params.get("PrimaryContainer"):
-            return params["PrimaryContainer"]
-        containers = params.get("Containers") or []
-        if len(containers) != 1:
-            raise ApiError(VALIDATION, "give PrimaryContainer (or exactly one of Containers): "
-                                       "hpt serves one container per model")
-        return containers[0]
-
-    def serving_of(self, container: dict[str, Any]) -> tuple[str, str | None]:
-        """("framework", None) or ("docker", image) for a model container; ApiError when hpt
-        cannot serve it."""
-        image = container.get("Image") or ""
-        mapped = self.image_map.get(repository_of(image)) or self.image_map.get(image)
-        if mapped:
-            return "docker", mapped
-        if PYTORCH_INFERENCE.match(image):
-            return "framework", None
-        from hpt.runtime.runtimes.docker import engine_problem
-
-        problem = engine_problem(self.engine, image) if image else "no Image given"
-        if problem is None:
-            return "docker", image
-        raise ApiError(VALIDATION, f"PrimaryContainer.Image {image or '(none)'}: hpt serves "
-                                   f"SageMaker's PyTorch inference images and any image on "
-                                   f"this machine's {self.engine} engine; this one is neither "
-                                   f"({problem}); map it with --image-map "
-                                   f"{repository_of(image) or 'REPOSITORY'}=LOCAL_IMAGE")
-
-    # -- endpoint configs --------------------------------------------------------------------
-
-    def create_config(self, params: dict[str, Any], region: str) -> dict[str, Any]:
-        name = params["EndpointConfigName"]
-        with self._lock:
-            if self.store.get(CONFIGS, name) is not None:
-                raise ApiError(VALIDATION, f"Cannot create already existing endpoint "
-                                           f"configuration \"{arn('endpoint-config', name, region)}\".")
-            variants = params["ProductionVariants"] + (params.get("ShadowProductionVariants")
-                                                       or [])
-            names = [v["VariantName"] for v in variants]
-            if len(set(names)) != len(names):
-                raise ApiError(VALIDATION, f"VariantName must be unique within an endpoint "
-                                           f"configuration (got {names})")
-            if len(params.get("ShadowProductionVariants") or []) > 1:
-                raise ApiError(VALIDATION, "ShadowProductionVariants: hpt mirrors traffic to "
-                                           "one shadow variant; give one")
-            for variant in variants:
-                if self.store.get(MODELS, variant["ModelName"]) is None:
-                    raise ApiError(VALIDATION, f"Could not find model "
-                                               f"\"{arn('model', variant['ModelName'], region)}\".")
-                if variant.get("ServerlessConfig") or not variant.get("InstanceType"):
-                    raise ApiError(VALIDATION, f"ProductionVariant {variant['VariantName']}: "
-                                               f"give InstanceType and InitialInstanceCount "
-                                               f"(serverless endpoints are not supported)")
-            record = {**params, "EndpointConfigArn": arn("endpoint-config", name, region),
-                      "CreationTime": time.time()}
-            record.pop("Tags", None)
-            self.store.save(CONFIGS, name, record)
-        return {"EndpointConfigArn": record["EndpointConfigArn"]}
-
-    def describe_config(self, name: str) -> dict[str, Any]:
-        record = self.store.get(CONFIGS, name)
-        if record is None:
-            raise _missing(CONFIGS, name)
-        return record
-
-    def delete_config(self, name: str) -> dict[str, Any]:
-        if self.store.get(CONFIGS, name) is None:
-            raise _missing(CONFIGS, name)
-        self.store.delete(CONFIGS, name)
-        return {}
 
     # -- endpoints ---------------------------------------------------------------------------
 
     def create_endpoint(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         name = params["EndpointName"]
         with self._lock:
-            if self.store.get(ENDPOINTS, name) is not None:
-                raise ApiError(VALIDATION, f"Cannot create already existing endpoint "
-                                           f"\"{arn('endpoint', name, region)}\".")
-            config = self.describe_config(params["EndpointConfigName"])
+            self.records.refuse_existing(ENDPOINTS, name, region)
+            config = self.records.describe_config(params["EndpointConfigName"])
             now = time.time()
             record = {"EndpointName": name, "EndpointArn": arn("endpoint", name, region),
                       "EndpointConfigName": config["EndpointConfigName"],
@@ -187,9 +75,7 @@ class Endpoints:
         return {"EndpointArn": record["EndpointArn"]}
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
-        record = self.store.get(ENDPOINTS, name)
-        if record is None:
-            raise _missing(ENDPOINTS, name)
+        record = self.records.get(ENDPOINTS, name)
         config = self.store.get(CONFIGS, record["EndpointConfigName"]) or {}
         weights = record.get("Weights") or {}
         serving = record["EndpointStatus"] in (IN_SERVICE, UPDATING)
@@ -220,16 +106,10 @@ class Endpoints:
         return out
 
     def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
-        from hpt.api.jobs import page, sort_items, time_filters
-
         items = [{k: r[k] for k in ("EndpointName", "EndpointArn", "CreationTime",
                                     "LastModifiedTime", "EndpointStatus")}
                  for r in self.store.all(ENDPOINTS)]
-        if params.get("NameContains"):
-            items = [i for i in items if params["NameContains"] in i["EndpointName"]]
-        if params.get("StatusEquals"):
-            items = [i for i in items if i["EndpointStatus"] == params["StatusEquals"]]
-        items = time_filters(items, params)
+        items = filtered(items, params, "EndpointName", "EndpointStatus")
         items = sort_items(items, params, {"Name": lambda i: i["EndpointName"],
                                            "CreationTime": lambda i: i["CreationTime"],
                                            "Status": lambda i: i["EndpointStatus"]},
@@ -240,11 +120,11 @@ class Endpoints:
     def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["EndpointName"]
         with self._lock:
-            record = self._record(name)
+            record = self.records.get(ENDPOINTS, name)
             if record["EndpointStatus"] != IN_SERVICE:
                 raise ApiError(VALIDATION, f"Cannot update endpoint {name}: it is "
                                            f"{record['EndpointStatus']}; wait until InService")
-            config = self.describe_config(params["EndpointConfigName"])
+            config = self.records.describe_config(params["EndpointConfigName"])
             record.update(EndpointStatus=UPDATING, LastModifiedTime=time.time(),
                           PendingConfig=config["EndpointConfigName"])
             self.store.save(ENDPOINTS, name, record)
@@ -254,7 +134,7 @@ class Endpoints:
     def update_weights(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["EndpointName"]
         with self._lock:
-            record = self._record(name)
+            record = self.records.get(ENDPOINTS, name)
             live = self._live.get(name)
             if record["EndpointStatus"] != IN_SERVICE or live is None:
                 raise ApiError(VALIDATION, f"Cannot update endpoint {name}: it is "
@@ -280,7 +160,7 @@ class Endpoints:
 
     def delete_endpoint(self, name: str) -> dict[str, Any]:
         with self._lock:
-            self._record(name)
+            self.records.get(ENDPOINTS, name)
             live = self._live.pop(name, None)
             self.store.delete(ENDPOINTS, name)
         if live is not None:
@@ -322,12 +202,6 @@ class Endpoints:
             self._live.clear()
         for endpoint in live:
             self._stop(endpoint)
-
-    def _record(self, name: str) -> dict[str, Any]:
-        record = self.store.get(ENDPOINTS, name)
-        if record is None:
-            raise _missing(ENDPOINTS, name)
-        return record
 
     def _start_in_background(self, name: str, config: dict, update: bool = False) -> None:
         threading.Thread(target=self._bring_up, args=(name, config, update),
@@ -396,14 +270,14 @@ class Endpoints:
         try:
             ports = free_ports(len(variants), HOST)
             for variant, port in zip(variants, ports):
-                model = self.describe_model(variant["ModelName"])
-                container = self._container(model)
-                kind, image = self.serving_of(container)
+                model = self.records.describe_model(variant["ModelName"])
+                container = self.records.container_of(model)
+                kind, image = self.records.serving_of(container)
                 vfolder = folder / variant["VariantName"]
                 vfolder.mkdir(parents=True, exist_ok=True)
                 archive = _fetch_model(container.get("ModelDataUrl"), vfolder)
                 backend = Backend(variant["VariantName"], vfolder, port,
-                                  container=(self.engine, image) if kind == "docker" else None,
+                                  container=(self.records.engine, image) if kind == "docker" else None,
                                   tuning_job=f"endpoint-{name}",
                                   environment=dict(container.get("Environment") or {}))
                 backends[variant["VariantName"]] = backend

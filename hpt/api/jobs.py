@@ -15,10 +15,7 @@ server resumes them). A clean shutdown interrupts them (SIGINT, also resumable).
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,77 +27,24 @@ from typing import Any, Callable
 
 import yaml
 
+from hpt.api.images import FRAMEWORK_IMAGE, repository_of
 from hpt.api.instances import host_resources
+from hpt.api.listing import filtered, page, sort_items
 from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
 from hpt.api.store import ApiStore
-from hpt.api.tuning import (COMPLETED, FAILED, STOPPED, Placement, TuningRecord,
-                            describe_training_job, describe_tuning_job, instance_type,
-                            job_status, s3_output_of, space_from_request, submit_directory,
-                            training_image, training_summary, tuning_status, tuning_summary)
+from hpt.api.shapes import (describe_training_job, describe_tuning_job, job_status,
+                            training_summary, tuning_status, tuning_summary)
+from hpt.api.tuning import (Placement, TuningRecord, instance_type, s3_output_of,
+                            space_from_request, submit_directory, training_image)
+from hpt.experiment.job_state import COMPLETED, FAILED, IN_PROGRESS, STOPPED
 from hpt.experiment.store import JOURNAL, SPEC, STOP_FILE, read_journal
 from hpt.experiment.table import trial_rows
 from hpt.report import state_of
 from hpt.runtime.reaper import REAPER
 
-# SageMaker's framework training images (what the SDK's image_uris resolves for an
-# estimator): `<account>.dkr.ecr.<region>.amazonaws.com/<framework>-training:<tag>`. Their
-# containers download sagemaker_submit_directory and run sagemaker_program: hpt does that.
-FRAMEWORK_IMAGE = re.compile(
-    r"^(?:[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/)?"
-    r"(?P<repository>(?:huggingface-)?(?:pytorch|tensorflow|mxnet|sagemaker-scikit-learn|"
-    r"sagemaker-xgboost|sagemaker-chainer)(?:-training)?(?:-[a-z0-9]+)*):(?P<tag>[\w.-]+)$")
 WATCH_SECONDS = 1.0
 MAX_RESTARTS = 3  # launcher exits before its job ended, per job and server run
 STOP_GRACE_SECONDS = 30.0
-
-
-def repository_of(image: str) -> str:
-    """`763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310` ->
-    `pytorch-training` (what --image-map keys are)."""
-    first = image.split("/", 1)[0]
-    # Docker's rule: a first component with a '.' or ':' (or localhost) is a registry.
-    registry = "/" in image and ("." in first or ":" in first or first == "localhost")
-    path = image.split("/", 1)[1] if registry else image
-    return path.rsplit(":", 1)[0].split("@", 1)[0]
-
-
-def page(items: list, params: dict[str, Any], default: int = 10) -> tuple[list, str | None]:
-    """One page of `items` by SageMaker's NextToken/MaxResults; the token is opaque to the
-    client (an offset here)."""
-    size = int(params.get("MaxResults") or default)
-    token = params.get("NextToken")
-    start = 0
-    if token:
-        try:
-            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
-        except (ValueError, KeyError, TypeError):
-            raise ApiError(VALIDATION, "NextToken: not a token this server gave out; start "
-                                       "again without NextToken") from None
-    chunk = items[start:start + size]
-    more = start + size < len(items)
-    return chunk, (base64.urlsafe_b64encode(json.dumps({"offset": start + size}).encode())
-                   .decode() if more else None)
-
-
-def sort_items(items: list[dict], params: dict[str, Any], keys: dict[str, Callable],
-               default: str) -> list[dict]:
-    by = params.get("SortBy") or default
-    key = keys[by]
-    kept = [i for i in items if key(i) is not None]
-    return sorted(kept, key=key, reverse=params.get("SortOrder") == "Descending")
-
-
-def time_filters(items: list[dict], params: dict[str, Any]) -> list[dict]:
-    """CreationTimeAfter/Before, LastModifiedTimeAfter/Before (datetimes in params)."""
-    for param, field, after in (("CreationTimeAfter", "CreationTime", True),
-                                ("CreationTimeBefore", "CreationTime", False),
-                                ("LastModifiedTimeAfter", "LastModifiedTime", True),
-                                ("LastModifiedTimeBefore", "LastModifiedTime", False)):
-        if params.get(param) is not None:
-            edge = params[param].timestamp()
-            items = [i for i in items if (i.get(field) or 0) > edge] if after else \
-                [i for i in items if (i.get(field) or 0) < edge]
-    return items
 
 
 class TuningJobs:
@@ -173,13 +117,8 @@ class TuningJobs:
         for record in self.store.tunings():
             _, state, rows, events = self._read(record.name, record)
             summaries.append(tuning_summary(record, state, rows, events))
-        if params.get("NameContains"):
-            summaries = [s for s in summaries if params["NameContains"] in
-                         s["HyperParameterTuningJobName"]]
-        if params.get("StatusEquals"):
-            summaries = [s for s in summaries
-                         if s["HyperParameterTuningJobStatus"] == params["StatusEquals"]]
-        summaries = time_filters(summaries, params)
+        summaries = filtered(summaries, params, "HyperParameterTuningJobName",
+                             "HyperParameterTuningJobStatus")
         summaries = sort_items(summaries, params, {
             "Name": lambda s: s["HyperParameterTuningJobName"],
             "Status": lambda s: s["HyperParameterTuningJobStatus"],
@@ -191,7 +130,7 @@ class TuningJobs:
         with self._lock:
             record, state, _, _ = self._read(name)
             status = tuning_status(record, state)
-            if status not in ("InProgress",):
+            if status != IN_PROGRESS:
                 raise ApiError(VALIDATION, f"Tuning job {name} is {status}; only a job "
                                            f"InProgress can be stopped")
             record = TuningRecord(record.request, record.creation_time, record.region,
@@ -235,11 +174,7 @@ class TuningJobs:
                     "TrainingEndTime": described.get("TrainingEndTime"),
                     "LastModifiedTime": described["LastModifiedTime"],
                     "TrainingJobStatus": status, "SecondaryStatus": secondary})
-        if params.get("NameContains"):
-            summaries = [s for s in summaries if params["NameContains"] in s["TrainingJobName"]]
-        if params.get("StatusEquals"):
-            summaries = [s for s in summaries if s["TrainingJobStatus"] == params["StatusEquals"]]
-        summaries = time_filters(summaries, params)
+        summaries = filtered(summaries, params, "TrainingJobName", "TrainingJobStatus")
         summaries = sort_items(summaries, params, {
             "Name": lambda s: s["TrainingJobName"],
             "CreationTime": lambda s: s["CreationTime"],

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import traceback
 import uuid
-from pathlib import Path
+from contextlib import asynccontextmanager
 from typing import Callable
 from urllib.parse import parse_qs
 
@@ -32,189 +31,29 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hpt.api import protocol
-from hpt.api.endpoints import Endpoints
-from hpt.api.jobs import TuningJobs
-from hpt.api.protocol import (INTERNAL, TOO_LARGE, UNKNOWN_OPERATION, VALIDATION, ApiError)
+from hpt.api.operations import Api, Context
+from hpt.api.protocol import INTERNAL, TOO_LARGE, UNKNOWN_OPERATION, ApiError
 from hpt.api.sigv4 import scope_of, verify
-from hpt.api.store import ApiStore
 from hpt.api.tuning import ACCOUNT, DEFAULT_REGION
+from hpt.serving.router import MAX_PAYLOAD_BYTES, ROUTER_ERROR_HEADER
 
 MAX_REQUEST_BYTES = 1024 * 1024  # a control-plane request; invocations have the router's 6 MiB
+DRAIN_BYTES = 16 * 1024 * 1024
 JSON_TYPE = "application/x-amz-json-1.1"
 SAGEMAKER_TARGET = "SageMaker."
 LOGS_TARGET = "Logs_20140328."
-TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-LOG_PAGE = 10_000
-
-
-class Context:
-    def __init__(self, region: str):
-        self.region = region
-
-
-class Tags:
-    """Tags by resource ARN (AddTags, ListTags, DeleteTags, and the Tags of Create*)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-
-    def _read(self) -> dict[str, list[dict[str, str]]]:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def add(self, resource: str, tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
-        from hpt.experiment.store import write_json_atomic
-
-        with self._lock:
-            data = self._read()
-            merged = {t["Key"]: t["Value"] for t in data.get(resource, [])}
-            merged.update({t["Key"]: t.get("Value", "") for t in tags or []})
-            data[resource] = [{"Key": k, "Value": v} for k, v in merged.items()]
-            write_json_atomic(self.path, data)
-            return data[resource]
-
-    def remove(self, resource: str, keys: list[str]) -> None:
-        from hpt.experiment.store import write_json_atomic
-
-        with self._lock:
-            data = self._read()
-            data[resource] = [t for t in data.get(resource, []) if t["Key"] not in keys]
-            write_json_atomic(self.path, data)
-
-    def of(self, resource: str) -> list[dict[str, str]]:
-        return self._read().get(resource, [])
-
-
-class Api:
-    """The operations, by name; each takes (params, context) and returns the response dict."""
-
-    def __init__(self, store: ApiStore, jobs: TuningJobs, endpoints: Endpoints):
-        self.store, self.jobs, self.endpoints = store, jobs, endpoints
-        self.tags = Tags(store.root / "tags.json")
-        j, e = jobs, endpoints
-        self.sagemaker: dict[str, Callable[[dict, Context], dict]] = {
-            "CreateHyperParameterTuningJob": self._created(
-                lambda p, c: j.create(p, c.region), "HyperParameterTuningJobArn"),
-            "DescribeHyperParameterTuningJob":
-                lambda p, c: j.describe(p["HyperParameterTuningJobName"]),
-            "ListHyperParameterTuningJobs": lambda p, c: j.list(p),
-            "StopHyperParameterTuningJob": lambda p, c: j.stop(p["HyperParameterTuningJobName"]),
-            "ListTrainingJobsForHyperParameterTuningJob": lambda p, c: j.training_jobs(p),
-            "DescribeTrainingJob": lambda p, c: j.describe_training_job(p["TrainingJobName"]),
-            "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p),
-            "CreateTrainingJob": self._not_yet,
-            "StopTrainingJob": self._stop_training_job,
-            "CreateModel": self._created(lambda p, c: e.create_model(p, c.region), "ModelArn"),
-            "DescribeModel": lambda p, c: e.describe_model(p["ModelName"]),
-            "DeleteModel": lambda p, c: e.delete_model(p["ModelName"]),
-            "CreateEndpointConfig": self._created(lambda p, c: e.create_config(p, c.region),
-                                                  "EndpointConfigArn"),
-            "DescribeEndpointConfig": lambda p, c: e.describe_config(p["EndpointConfigName"]),
-            "DeleteEndpointConfig": lambda p, c: e.delete_config(p["EndpointConfigName"]),
-            "CreateEndpoint": self._created(lambda p, c: e.create_endpoint(p, c.region),
-                                            "EndpointArn"),
-            "DescribeEndpoint": lambda p, c: e.describe_endpoint(p["EndpointName"]),
-            "ListEndpoints": lambda p, c: e.list_endpoints(p),
-            "UpdateEndpoint": lambda p, c: e.update_endpoint(p),
-            "UpdateEndpointWeightsAndCapacities": lambda p, c: e.update_weights(p),
-            "DeleteEndpoint": lambda p, c: e.delete_endpoint(p["EndpointName"]),
-            "AddTags": lambda p, c: {"Tags": self.tags.add(p["ResourceArn"], p["Tags"])},
-            "ListTags": lambda p, c: {"Tags": self.tags.of(p["ResourceArn"])},
-            "DeleteTags": lambda p, c: self.tags.remove(p["ResourceArn"], p["TagKeys"]) or {},
-        }
-        self.logs: dict[str, Callable[[dict, Context], dict]] = {
-            "DescribeLogStreams": self._describe_log_streams,
-            "GetLogEvents": self._get_log_events,
-        }
-
-    def _created(self, create, arn_key: str):
-        def handler(params: dict, context: Context) -> dict:
-            result = create(params, context)
-            if params.get("Tags"):
-                self.tags.add(result[arn_key], params["Tags"])
-            return result
-        return handler
-
-    def _not_yet(self, params: dict, context: Context) -> dict:
-        raise ApiError(VALIDATION, "CreateTrainingJob: hpt api runs training jobs as part of "
-                                   "tuning jobs; create a tuning job (CreateHyperParameter"
-                                   "TuningJob) with MaxNumberOfTrainingJobs 1 instead")
-
-    def _stop_training_job(self, params: dict, context: Context) -> dict:
-        self.jobs.describe_training_job(params["TrainingJobName"])  # ValidationException if none
-        raise ApiError(VALIDATION, f"StopTrainingJob {params['TrainingJobName']}: hpt stops a "
-                                   f"tuning job's training jobs with their tuning job; use "
-                                   f"StopHyperParameterTuningJob")
-
-    # -- CloudWatch Logs: a training job's output ------------------------------------------
-
-    def _streams(self, job: str) -> list[tuple[str, Path]]:
-        log = self.jobs.training_job_log(job)
-        if log is None:
-            return []
-        hosts = sorted(log.parent.glob("algo-*.log"))
-        return [(f"{job}/{p.stem}-{int(p.stat().st_ctime)}", p) for p in hosts]
-
-    def _describe_log_streams(self, params: dict, context: Context) -> dict:
-        if params.get("logGroupName") != TRAINING_LOG_GROUP:
-            raise ApiError("ResourceNotFoundException", "The specified log group does not "
-                                                        "exist.")
-        prefix = params.get("logStreamNamePrefix") or ""
-        job = prefix.split("/", 1)[0]
-        streams = []
-        try:
-            found = self._streams(job) if job else []
-        except ApiError:
-            found = []
-        for name, path in found:
-            if name.startswith(prefix):
-                stat = path.stat()
-                streams.append({"logStreamName": name, "creationTime": int(stat.st_ctime * 1000),
-                                "firstEventTimestamp": int(stat.st_ctime * 1000),
-                                "lastEventTimestamp": int(stat.st_mtime * 1000),
-                                "lastIngestionTime": int(stat.st_mtime * 1000),
-                                "arn": f"arn:aws:logs:{context.region}:{ACCOUNT}:log-group:"
-                                       f"{TRAINING_LOG_GROUP}:log-stream:{name}"})
-        return {"logStreams": streams[:int(params.get("limit") or 50)]}
-
-    def _get_log_events(self, params: dict, context: Context) -> dict:
-        name = params["logStreamName"]
-        job = name.split("/", 1)[0]
-        try:
-            path = dict(self._streams(job)).get(name)
-        except ApiError:
-            path = None
-        if path is None:
-            raise ApiError("ResourceNotFoundException", "The specified log stream does not "
-                                                        "exist.")
-        token = params.get("nextToken") or "f/0"
-        try:
-            start = int(token.split("/", 1)[1])
-        except (IndexError, ValueError):
-            raise ApiError("InvalidParameterException", "nextToken: not a token this server "
-                                                        "gave out") from None
-        lines = path.read_text(errors="replace").splitlines()
-        limit = min(int(params.get("limit") or LOG_PAGE), LOG_PAGE)
-        chunk = lines[start:start + limit]
-        stamp = int(path.stat().st_mtime * 1000)
-        return {"events": [{"timestamp": stamp, "message": line, "ingestionTime": stamp}
-                           for line in chunk],
-                "nextForwardToken": f"f/{start + len(chunk)}",
-                "nextBackwardToken": f"b/{start}"}
 
 
 def _json_error(error: ApiError) -> Response:
     return Response(error.body(), status_code=error.status, headers=error.headers())
 
 
-def _runtime_error(error: ApiError) -> Response:
-    """sagemaker-runtime is REST-JSON: the code in x-amzn-ErrorType, the message in the body."""
-    return Response(json.dumps({"message": error.message}).encode(), status_code=error.status,
-                    headers={"x-amzn-ErrorType": error.code,
-                             "Content-Type": "application/json"})
+def _runtime_error(error: ApiError, **members) -> Response:
+    """sagemaker-runtime is REST-JSON: the code in x-amzn-ErrorType, the message (and the
+    error shape's other members) in the body."""
+    return Response(json.dumps({"message": error.message, **members}).encode(),
+                    status_code=error.status, headers={"x-amzn-ErrorType": error.code,
+                                                       "Content-Type": "application/json"})
 
 
 def _sts_response(action: str, request_id: str) -> Response:
@@ -232,52 +71,51 @@ def _sts_response(action: str, request_id: str) -> Response:
     return Response(body, media_type="text/xml")
 
 
-def create_app(api: Api, keys: dict[str, str] | None, say: Callable[[str], None],
-               on_startup: Callable[[asyncio.AbstractEventLoop], None] | None = None):
-    """The ASGI app. `keys`: access key id -> secret; None accepts unsigned requests (the
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, or RequestEntityTooLarge once it passes `limit`. The rest of an oversized
+    body is read and dropped (up to DRAIN_BYTES) before the answer, so a client still
+    sending gets the error, not a reset connection."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_BYTES:
+            break
+    if size > limit:
+        raise ApiError(TOO_LARGE, f"request body over {limit} bytes; SageMaker's requests "
+                                  f"are far smaller: check what is sent", 413)
+    return b"".join(chunks)
+
+
+class Server:
+    """The HTTP side. `keys`: access key id -> secret; None accepts unsigned requests (the
     loopback default, like any local AWS emulator)."""
 
-    async def read_limited(request: Request, limit: int) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise ApiError(TOO_LARGE, f"request body over {limit} bytes", 413)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(TOO_LARGE, f"request body over {limit} bytes", 413)
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def __init__(self, api: Api, keys: dict[str, str] | None, say: Callable[[str], None]):
+        self.api, self.keys, self.say = api, keys, say
 
-    def authorize(request: Request, body: bytes) -> str:
-        """The region of the request (its credential scope); verifies it when keys are set."""
-        if keys is not None:
-            scope = verify(request.method, str(request.url), dict(request.headers), body, keys)
+    def authorize(self, request: Request, body: bytes) -> str:
+        """The region of the request (its credential scope); verified when keys are set."""
+        if self.keys is not None:
+            scope = verify(request.method, str(request.url), dict(request.headers), body,
+                           self.keys)
         else:
             scope = scope_of(request.headers.get("authorization"))
         return scope.region if scope else DEFAULT_REGION
 
-    async def control(request: Request) -> Response:
+    async def control(self, request: Request) -> Response:
+        """Every POST / : the JSON 1.1 services by X-Amz-Target, STS by its form."""
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
         target = request.headers.get("x-amz-target", "")
         operation, status = target or "(none)", 200
         try:
             body = await read_limited(request, MAX_REQUEST_BYTES)
-            region = authorize(request, body)
-            if target.startswith(SAGEMAKER_TARGET) or target.startswith(LOGS_TARGET):
-                service, table = (("sagemaker", api.sagemaker)
-                                  if target.startswith(SAGEMAKER_TARGET) else ("logs", api.logs))
+            region = self.authorize(request, body)
+            if target.startswith((SAGEMAKER_TARGET, LOGS_TARGET)):
                 operation = target.split(".", 1)[1]
-                handler = table.get(operation)
-                if handler is None:
-                    protocol.operation_model(service, operation)  # unknown to AWS itself?
-                    raise ApiError(UNKNOWN_OPERATION, f"{operation}: hpt api does not serve "
-                                                      f"this operation (see the README's "
-                                                      f"list of supported operations)")
-                params = protocol.parse_json_request(service, operation, body)
-                result = await run_in_threadpool(handler, params, Context(region))
-                payload = protocol.json_response(service, operation, result)
+                payload = await self._json_operation(target, operation, body, region)
                 return Response(payload, headers={"Content-Type": JSON_TYPE,
                                                   "x-amzn-RequestId": request_id})
             form = parse_qs(body.decode("utf-8", "replace"))
@@ -294,61 +132,78 @@ def create_app(api: Api, keys: dict[str, str] | None, say: Callable[[str], None]
             return _json_error(error)
         except Exception as exc:  # noqa: BLE001 - a bug of hpt's: logged, answered in shape
             status = 500
-            say(f"hpt api: {operation} failed: {type(exc).__name__}: {exc}\n"
-                f"{traceback.format_exc()}")
+            self.say(f"hpt api: {operation} failed: {type(exc).__name__}: {exc}\n"
+                     f"{traceback.format_exc()}")
             return _json_error(ApiError(INTERNAL, f"hpt api could not complete {operation} "
                                                   f"({type(exc).__name__}); the server's log "
                                                   f"says why (request id {request_id})", 500))
         finally:
-            say(json.dumps({"time": round(time.time(), 3), "operation": operation,
-                            "status": status, "ms": round((time.perf_counter() - started)
-                                                          * 1000, 1)}))
+            self.say(json.dumps({"time": round(time.time(), 3), "operation": operation,
+                                 "status": status,
+                                 "ms": round((time.perf_counter() - started) * 1000, 1)}))
 
-    async def invocations(request: Request) -> Response:
-        from hpt.serving.router import ROUTER_ERROR_HEADER
+    async def _json_operation(self, target: str, operation: str, body: bytes,
+                              region: str) -> bytes:
+        service, table = (("sagemaker", self.api.sagemaker) if target.startswith(
+            SAGEMAKER_TARGET) else ("logs", self.api.logs))
+        handler = table.get(operation)
+        if handler is None:
+            protocol.operation_model(service, operation)  # unknown to AWS itself?
+            raise ApiError(UNKNOWN_OPERATION, f"{operation}: hpt api does not serve this "
+                                              f"operation (docs/api.md lists those it does)")
+        params = protocol.parse_json_request(service, operation, body)
+        result = await run_in_threadpool(handler, params, Context(region))
+        return protocol.json_response(service, operation, result)
 
+    async def invocations(self, request: Request) -> Response:
+        """sagemaker-runtime's InvokeEndpoint, through the endpoint's router."""
         name = request.path_params["name"]
         try:
-            if keys is not None:
+            if self.keys is not None:
                 # The signature covers the body: read it whole (at most 6 MiB) first.
-                from hpt.serving.router import MAX_PAYLOAD_BYTES
-
                 body = await read_limited(request, MAX_PAYLOAD_BYTES)
-                authorize(request, body)
+                self.authorize(request, body)
                 request = _replayed(request, body)
-            router = await run_in_threadpool(api.endpoints.router_of, name)
+            router = await run_in_threadpool(self.api.endpoints.router_of, name)
             response = await router.invocations(request)
         except ApiError as error:
             return _runtime_error(error)
-        if response.status_code < 300:
-            return response
-        message = response.body.decode("utf-8", "replace")[:2000]
-        if response.headers.get(ROUTER_ERROR_HEADER):
-            code = 413 if response.status_code == 413 else 400
-            kind = "ServiceUnavailable" if response.status_code == 502 else "ValidationError"
-            return _runtime_error(ApiError(kind, message, 503 if kind == "ServiceUnavailable"
-                                           else code))
-        variant = response.headers.get("x-amzn-invoked-production-variant", "")
-        error = ApiError("ModelError", f"Received {'client' if response.status_code < 500 else 'server'} "
-                                       f"error ({response.status_code}) from {variant} with "
-                                       f"message \"{message}\".", 424)
-        out = _runtime_error(error)
-        out.body = json.dumps({"message": error.message, "OriginalStatusCode":
-                               response.status_code, "OriginalMessage": message}).encode()
-        out.headers["content-length"] = str(len(out.body))
-        return out
+        return response if response.status_code < 300 else _invocation_error(response)
 
+
+def _invocation_error(response: Response) -> Response:
+    """A failed invocation as sagemaker-runtime says it: the endpoint's own refusals as
+    ValidationError (ServiceUnavailable when a model did not answer), a model's answer as
+    ModelError with its status and message."""
+    message = response.body.decode("utf-8", "replace")[:2000]
+    if response.headers.get(ROUTER_ERROR_HEADER):
+        if response.status_code == 502:
+            return _runtime_error(ApiError("ServiceUnavailable", message, 503))
+        return _runtime_error(ApiError("ValidationError", message,
+                                       413 if response.status_code == 413 else 400))
+    variant = response.headers.get("x-amzn-invoked-production-variant", "")
+    side = "client" if response.status_code < 500 else "server"
+    return _runtime_error(
+        ApiError("ModelError", f"Received {side} error ({response.status_code}) from "
+                               f"{variant} with message \"{message}\".", 424),
+        OriginalStatusCode=response.status_code, OriginalMessage=message)
+
+
+def create_app(api: Api, keys: dict[str, str] | None, say: Callable[[str], None],
+               on_startup: Callable[[asyncio.AbstractEventLoop], None] | None = None):
+    """The ASGI app; `on_startup` gets the event loop once it runs."""
+    server = Server(api, keys, say)
+
+    @asynccontextmanager
     async def lifespan(app):
         if on_startup is not None:
             on_startup(asyncio.get_running_loop())
         yield
 
-    from contextlib import asynccontextmanager
-
     return Starlette(routes=[
-        Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
-        Route("/", control, methods=["POST"]),
-    ], lifespan=asynccontextmanager(lifespan))
+        Route("/endpoints/{name}/invocations", server.invocations, methods=["POST"]),
+        Route("/", server.control, methods=["POST"]),
+    ], lifespan=lifespan)
 
 
 def _replayed(request: Request, body: bytes) -> Request:
@@ -365,79 +220,3 @@ def _replayed(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
-def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
-              cpus: float | None, gpus: float | None, image_map: dict[str, str],
-              keys: dict[str, str] | None, engine: str = "docker", say=print) -> int:
-    """Runs the server until SIGINT/SIGTERM. Returns the exit code."""
-    import os
-    import signal
-
-    import uvicorn
-
-    from hpt.api.ray_head import RayHead
-    from hpt.serving.run import bind
-
-    store = ApiStore(experiments)
-    sock = bind(host, port)
-    cpus = float(cpus if cpus is not None else os.cpu_count() or 1)
-    gpus = float(gpus if gpus is not None else _local_gpus())
-    head = None
-    if address is None:
-        head = RayHead(cpus, gpus, store.root / "ray.log")
-        address = head.start()
-    jobs = TuningJobs(store, address, cpus, gpus, image_map, engine, say)
-    endpoints = Endpoints(store, image_map, engine, say)
-    api = Api(store, jobs, endpoints)
-
-    def started(loop):
-        endpoints.loop = loop
-        jobs.start()  # resumes what an earlier server left running
-        endpoints.restore()
-        say(f"hpt api: SageMaker API at http://{host}:{sock.getsockname()[1]} "
-            f"(experiments {store.experiments}; Ray {address}"
-            + (f" in {head.temp}" if head else "") + "; "
-            f"{'SigV4 required' if keys else 'unsigned requests accepted: loopback only'})")
-
-    app = create_app(api, keys, say, on_startup=started)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=5))
-    signals: list[int] = []
-
-    def on_signal(sig, frame):
-        signals.append(sig)
-        server.should_exit = True
-
-    server.install_signal_handlers = lambda: None  # uvicorn < 0.29
-    try:
-        from contextlib import nullcontext
-
-        server.capture_signals = lambda: nullcontext()  # uvicorn >= 0.29
-    except ImportError:
-        pass
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        asyncio.run(server.serve(sockets=[sock]))
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        say("hpt api: stopping (running tuning jobs are interrupted and resume at the next "
-            "start)")
-        endpoints.close()
-        jobs.close()
-        if head is not None:
-            head.stop()
-        sock.close()
-    return 130 if signal.SIGINT in signals else 0
-
-
-def _local_gpus() -> int:
-    import shutil
-    import subprocess
-
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))

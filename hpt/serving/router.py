@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import queue
 import random
-import threading
 import time
 from collections import Counter
 from contextlib import asynccontextmanager
@@ -32,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from hpt.serving.canary import BAKING, Canary
+from hpt.serving.jsonl import JsonlWriter
 from hpt.serving.plan import choose
 from hpt.serving.stats import VariantStats, render_metrics
 
@@ -46,39 +45,6 @@ SHADOW_TIMEOUT_SECONDS = 30.0
 SHADOW_MAX_IN_FLIGHT = 64
 CANARY_TICK_SECONDS = 0.5
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-class JsonlWriter:
-    """Appends JSON lines to a file from a thread, fed by a bounded queue: `write` never
-    blocks (a full queue drops the line and counts it); `close` writes what is queued."""
-
-    def __init__(self, path: Path, maxsize: int = 10_000):
-        self.path = Path(path)
-        self.dropped = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
-        self._thread = threading.Thread(target=self._run, name=f"writer:{self.path.name}",
-                                        daemon=True)
-        self._thread.start()
-
-    def write(self, record: dict) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-
-    def _run(self) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            while True:
-                record = self._queue.get()
-                if record is None:
-                    return
-                f.write(json.dumps(record, default=str) + "\n")
-                if self._queue.empty():
-                    f.flush()
-
-    def close(self) -> None:
-        self._queue.put(None)  # blocking on purpose: after every queued line
-        self._thread.join(timeout=30)
 
 
 def predictions_of(body: bytes, content_type: str | None):

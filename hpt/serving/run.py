@@ -70,7 +70,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server_class():
+def signal_capturing_server():
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -125,7 +125,7 @@ def serve(name: str, experiments_dir=None, *, host: str = "127.0.0.1", port: int
                                   container=container)
         router = _router(plan, jobs, best_name, backends, serving_dir, say)
         _announce(name, url, plan, jobs, router, backends, serving_dir, say)
-        server = _server_class()(uvicorn.Config(
+        server = signal_capturing_server()(uvicorn.Config(
             router.app, log_level="warning", access_log=False, lifespan="on",
             timeout_keep_alive=30, timeout_graceful_shutdown=10))
         server.signals = []

@@ -61,7 +61,7 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
         space["static_hyperparameters"] = statics
     space["hyperparameters"] = _import_ranges(config.get("ParameterRanges") or
                                               definition.get("HyperParameterRanges") or {})
-    space.update(_objective(config, definition))
+    space.update(objective_of(config, definition))
     space.update(_search(config, tags))
     space["limits"] = _limits(config)
     completion = _completion(config.get("TuningJobCompletionCriteria") or {})
@@ -164,7 +164,7 @@ def _channels(definition: dict, tags: dict) -> dict[str, Any]:
     return channels
 
 
-def _objective(config: dict, definition: dict) -> dict[str, Any]:
+def objective_of(config: dict, definition: dict) -> dict[str, Any]:
     objective = config.get("HyperParameterTuningJobObjective") or \
         definition.get("TuningObjective")
     if not isinstance(objective, dict):
@@ -239,7 +239,7 @@ def _need(obj: Any, key: str, path: str, kind=dict) -> Any:
     return value
 
 
-def _decode_category(values: list[str]) -> list[Any]:
+def decode_category(values: list[str]) -> list[Any]:
     """Category strings -> the values a script receives: each as the toolkit decodes a value
     of hyperparameters.json (JSON when it parses: the SageMaker SDK JSON-encodes the values
     of a framework estimator, '"adam"'; else the text itself: adam)."""
@@ -274,5 +274,5 @@ def _import_ranges(ranges: dict[str, Any]) -> dict[str, Any]:
                 out[r["Name"]]["min"] = float(r["MinValue"])
                 out[r["Name"]]["max"] = float(r["MaxValue"])
     for r in ranges.get("CategoricalParameterRanges") or []:
-        out[r["Name"]] = {"type": "categorical", "values": _decode_category(r["Values"])}
+        out[r["Name"]] = {"type": "categorical", "values": decode_category(r["Values"])}
     return out

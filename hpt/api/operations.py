@@ -1,0 +1,179 @@
+"""The operations `hpt api` answers, by name, for each API it speaks: each takes the
+request's parameters (already checked against botocore's model) and a Context, and returns
+the response's members (checked again on the way out). Tags and CloudWatch Logs live here
+too: they are small and only the dispatch needs them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Callable
+
+from hpt.api.endpoints import Endpoints
+from hpt.api.jobs import TuningJobs
+from hpt.api.protocol import VALIDATION, ApiError
+from hpt.api.store import ApiStore
+from hpt.api.tuning import ACCOUNT
+
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+LOG_PAGE = 10_000
+
+
+class Context:
+    def __init__(self, region: str):
+        self.region = region
+
+
+class Tags:
+    """Tags by resource ARN (AddTags, ListTags, DeleteTags, and the Tags of Create*)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict[str, list[dict[str, str]]]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def add(self, resource: str, tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
+        from hpt.experiment.store import write_json_atomic
+
+        with self._lock:
+            data = self._read()
+            merged = {t["Key"]: t["Value"] for t in data.get(resource, [])}
+            merged.update({t["Key"]: t.get("Value", "") for t in tags or []})
+            data[resource] = [{"Key": k, "Value": v} for k, v in merged.items()]
+            write_json_atomic(self.path, data)
+            return data[resource]
+
+    def remove(self, resource: str, keys: list[str]) -> None:
+        from hpt.experiment.store import write_json_atomic
+
+        with self._lock:
+            data = self._read()
+            data[resource] = [t for t in data.get(resource, []) if t["Key"] not in keys]
+            write_json_atomic(self.path, data)
+
+    def of(self, resource: str) -> list[dict[str, str]]:
+        return self._read().get(resource, [])
+
+
+class Api:
+    """The operations, by name; each takes (params, context) and returns the response dict."""
+
+    def __init__(self, store: ApiStore, jobs: TuningJobs, endpoints: Endpoints):
+        self.store, self.jobs, self.endpoints = store, jobs, endpoints
+        self.tags = Tags(store.root / "tags.json")
+        j, e, r = jobs, endpoints, endpoints.records
+        self.sagemaker: dict[str, Callable[[dict, Context], dict]] = {
+            "CreateHyperParameterTuningJob": self._created(
+                lambda p, c: j.create(p, c.region), "HyperParameterTuningJobArn"),
+            "DescribeHyperParameterTuningJob":
+                lambda p, c: j.describe(p["HyperParameterTuningJobName"]),
+            "ListHyperParameterTuningJobs": lambda p, c: j.list(p),
+            "StopHyperParameterTuningJob": lambda p, c: j.stop(p["HyperParameterTuningJobName"]),
+            "ListTrainingJobsForHyperParameterTuningJob": lambda p, c: j.training_jobs(p),
+            "DescribeTrainingJob": lambda p, c: j.describe_training_job(p["TrainingJobName"]),
+            "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p),
+            "CreateTrainingJob": self._not_yet,
+            "StopTrainingJob": self._stop_training_job,
+            "CreateModel": self._created(lambda p, c: r.create_model(p, c.region), "ModelArn"),
+            "DescribeModel": lambda p, c: r.describe_model(p["ModelName"]),
+            "DeleteModel": lambda p, c: r.delete_model(p["ModelName"]),
+            "CreateEndpointConfig": self._created(lambda p, c: r.create_config(p, c.region),
+                                                  "EndpointConfigArn"),
+            "DescribeEndpointConfig": lambda p, c: r.describe_config(p["EndpointConfigName"]),
+            "DeleteEndpointConfig": lambda p, c: r.delete_config(p["EndpointConfigName"]),
+            "CreateEndpoint": self._created(lambda p, c: e.create_endpoint(p, c.region),
+                                            "EndpointArn"),
+            "DescribeEndpoint": lambda p, c: e.describe_endpoint(p["EndpointName"]),
+            "ListEndpoints": lambda p, c: e.list_endpoints(p),
+            "UpdateEndpoint": lambda p, c: e.update_endpoint(p),
+            "UpdateEndpointWeightsAndCapacities": lambda p, c: e.update_weights(p),
+            "DeleteEndpoint": lambda p, c: e.delete_endpoint(p["EndpointName"]),
+            "AddTags": lambda p, c: {"Tags": self.tags.add(p["ResourceArn"], p["Tags"])},
+            "ListTags": lambda p, c: {"Tags": self.tags.of(p["ResourceArn"])},
+            "DeleteTags": lambda p, c: self.tags.remove(p["ResourceArn"], p["TagKeys"]) or {},
+        }
+        self.logs: dict[str, Callable[[dict, Context], dict]] = {
+            "DescribeLogStreams": self._describe_log_streams,
+            "GetLogEvents": self._get_log_events,
+        }
+
+    def _created(self, create, arn_key: str):
+        def handler(params: dict, context: Context) -> dict:
+            result = create(params, context)
+            if params.get("Tags"):
+                self.tags.add(result[arn_key], params["Tags"])
+            return result
+        return handler
+
+    def _not_yet(self, params: dict, context: Context) -> dict:
+        raise ApiError(VALIDATION, "CreateTrainingJob: hpt api runs training jobs as part of "
+                                   "tuning jobs; create a tuning job (CreateHyperParameter"
+                                   "TuningJob) with MaxNumberOfTrainingJobs 1 instead")
+
+    def _stop_training_job(self, params: dict, context: Context) -> dict:
+        self.jobs.describe_training_job(params["TrainingJobName"])  # ValidationException if none
+        raise ApiError(VALIDATION, f"StopTrainingJob {params['TrainingJobName']}: hpt stops a "
+                                   f"tuning job's training jobs with their tuning job; use "
+                                   f"StopHyperParameterTuningJob")
+
+    # -- CloudWatch Logs: a training job's output ------------------------------------------
+
+    def _streams(self, job: str) -> list[tuple[str, Path]]:
+        log = self.jobs.training_job_log(job)
+        if log is None:
+            return []
+        hosts = sorted(log.parent.glob("algo-*.log"))
+        return [(f"{job}/{p.stem}-{int(p.stat().st_ctime)}", p) for p in hosts]
+
+    def _describe_log_streams(self, params: dict, context: Context) -> dict:
+        if params.get("logGroupName") != TRAINING_LOG_GROUP:
+            raise ApiError("ResourceNotFoundException", "The specified log group does not "
+                                                        "exist.")
+        prefix = params.get("logStreamNamePrefix") or ""
+        job = prefix.split("/", 1)[0]
+        streams = []
+        try:
+            found = self._streams(job) if job else []
+        except ApiError:
+            found = []
+        for name, path in found:
+            if name.startswith(prefix):
+                stat = path.stat()
+                streams.append({"logStreamName": name, "creationTime": int(stat.st_ctime * 1000),
+                                "firstEventTimestamp": int(stat.st_ctime * 1000),
+                                "lastEventTimestamp": int(stat.st_mtime * 1000),
+                                "lastIngestionTime": int(stat.st_mtime * 1000),
+                                "arn": f"arn:aws:logs:{context.region}:{ACCOUNT}:log-group:"
+                                       f"{TRAINING_LOG_GROUP}:log-stream:{name}"})
+        return {"logStreams": streams[:int(params.get("limit") or 50)]}
+
+    def _get_log_events(self, params: dict, context: Context) -> dict:
+        name = params["logStreamName"]
+        job = name.split("/", 1)[0]
+        try:
+            path = dict(self._streams(job)).get(name)
+        except ApiError:
+            path = None
+        if path is None:
+            raise ApiError("ResourceNotFoundException", "The specified log stream does not "
+                                                        "exist.")
+        token = params.get("nextToken") or "f/0"
+        try:
+            start = int(token.split("/", 1)[1])
+        except (IndexError, ValueError):
+            raise ApiError("InvalidParameterException", "nextToken: not a token this server "
+                                                        "gave out") from None
+        lines = path.read_text(errors="replace").splitlines()
+        limit = min(int(params.get("limit") or LOG_PAGE), LOG_PAGE)
+        chunk = lines[start:start + limit]
+        stamp = int(path.stat().st_mtime * 1000)
+        return {"events": [{"timestamp": stamp, "message": line, "ingestionTime": stamp}
+                           for line in chunk],
+                "nextForwardToken": f"f/{start + len(chunk)}",
+                "nextBackwardToken": f"b/{start}"}

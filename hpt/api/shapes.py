@@ -1,0 +1,273 @@
+"""SageMaker's response shapes of a tuning job and its training jobs, from hpt's record of
+the job (pure): the request, the journal folded into `trial_rows`, and the job's state. What
+boto3 and the SageMaker SDK read is what `hpt status` and the table say."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hpt.api.tuning import (STOPPING, TUNING_OBJECTIVE, TuningRecord, arn, definition_of,
+                            objective_of, s3_output_of)
+from hpt.experiment.best import BestSoFar
+from hpt.spec.sagemaker_json.importing import decode_category, resource_config
+from hpt.experiment.job_state import (COMPLETED, FAILED, IN_PROGRESS, RESUMABLE, STOPPED,
+                                      JobState)
+from hpt.trial import TrialStatus
+
+
+def tuning_status(record: TuningRecord, state: JobState | None) -> str:
+    """SageMaker's HyperParameterTuningJobStatus. A job the server will resume (its launcher
+    was lost or interrupted) is still InProgress; one asked to stop is Stopping until its
+    launcher ended it."""
+    if record.failure:
+        return FAILED
+    if state is None:  # not launched yet
+        return STOPPED if record.stop_requested else IN_PROGRESS
+    if state.status == IN_PROGRESS:
+        return STOPPING if record.stop_requested else IN_PROGRESS
+    if state.status == STOPPED and state.reason in RESUMABLE and not record.stop_requested:
+        return IN_PROGRESS
+    return str(state.status)
+
+
+def job_status(row: dict[str, Any], s3_output: bool) -> tuple[str, str, str | None]:
+    """(TrainingJobStatus, SecondaryStatus, FailureReason) of one training job. A completed
+    job whose model is still being uploaded is InProgress/Uploading, as on SageMaker: once it
+    says Completed, ModelArtifacts exists."""
+    status = str(row.get("status", IN_PROGRESS))
+    reason = row.get("failure_reason")
+    if status == COMPLETED and s3_output and not row.get("s3_model_artifact"):
+        if row.get("upload_failure"):
+            return FAILED, FAILED, f"ClientError: uploading the model failed: " \
+                                   f"{row['upload_failure']}"
+        return IN_PROGRESS, "Uploading", None
+    secondary = {IN_PROGRESS: "Training"}.get(status, status)
+    if status == FAILED and reason and reason.startswith("MaxRuntimeExceeded"):
+        secondary = "MaxRuntimeExceeded"
+    return status, secondary, reason
+
+
+def tuned_text(request: dict[str, Any], hyperparameters: dict[str, Any]) -> dict[str, str]:
+    """The tuned hyperparameters as SageMaker writes them: a categorical value as the very
+    string of the range (the SDK JSON-encodes them for framework estimators, and reads them
+    back with json.loads), a number as its shortest text."""
+    ranges = (request.get("HyperParameterTuningJobConfig") or {}).get("ParameterRanges") or {}
+    out = {}
+    for kind in ("IntegerParameterRanges", "ContinuousParameterRanges"):
+        for r in ranges.get(kind) or []:
+            if r["Name"] in hyperparameters:
+                out[r["Name"]] = _number(hyperparameters[r["Name"]])
+    for r in ranges.get("CategoricalParameterRanges") or []:
+        if r["Name"] in hyperparameters:
+            value = hyperparameters[r["Name"]]
+            texts = dict(zip(map(_key, decode_category(r["Values"])), r["Values"]))
+            out[r["Name"]] = texts.get(_key(value), _number(value))
+    return out
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _number(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def objective_status(row: dict[str, Any]) -> str:
+    if row.get("status", IN_PROGRESS) == IN_PROGRESS:
+        return "Pending"
+    return "Succeeded" if row.get("objective_value") is not None else str(FAILED)
+
+
+def training_summary(record: TuningRecord, row: dict[str, Any], s3_output: bool) -> dict:
+    """A HyperParameterTrainingJobSummary."""
+    status, _, reason = job_status(row, s3_output)
+    objective = objective_of(record.request)
+    summary = {
+        "TrainingJobName": row["training_job_name"],
+        "TrainingJobArn": arn("training-job", row["training_job_name"], record.region),
+        "TuningJobName": record.name,
+        "CreationTime": row.get("start_time"),
+        "TrainingStartTime": row.get("start_time"),
+        "TrainingEndTime": row.get("end_time") if status != IN_PROGRESS else None,
+        "TrainingJobStatus": status,
+        "TunedHyperParameters": tuned_text(record.request, row.get("hyperparameters") or {}),
+        "FailureReason": reason,
+        "ObjectiveStatus": objective_status(row),
+    }
+    if row.get("objective_value") is not None:
+        summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
+            "Type": objective.get("Type"), "MetricName": objective.get("MetricName"),
+            "Value": float(row["objective_value"])}
+    return summary
+
+
+def counters(rows: list[dict[str, Any]], s3_output: bool) -> tuple[dict, dict]:
+    """(TrainingJobStatusCounters, ObjectiveStatusCounters)."""
+    jobs = {str(COMPLETED): 0, str(IN_PROGRESS): 0, "RetryableError": 0,
+            "NonRetryableError": 0, str(STOPPED): 0}
+    objectives = {"Succeeded": 0, "Pending": 0, str(FAILED): 0}
+    for row in rows:
+        status = job_status(row, s3_output)[0]
+        if status == FAILED:
+            jobs["RetryableError" if row.get("infrastructure_failure") else
+                 "NonRetryableError"] += 1
+        else:
+            jobs[status] += 1
+        objectives[objective_status(row)] += 1
+    return jobs, objectives
+
+
+def describe_tuning_job(record: TuningRecord, state: JobState | None,
+                        rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict:
+    """The DescribeHyperParameterTuningJob response."""
+    request = record.request
+    s3_output = s3_output_of(request)
+    status = tuning_status(record, state)
+    jobs, objectives = counters(rows, s3_output)
+    best = BestSoFar(objective_of(request).get("Type") == "Maximize")
+    for row in rows:
+        best.offer(row)
+    end = next((e["time"] for e in reversed(events) if e.get("event") == "job_ended"), None)
+    definition = dict(definition_of(request))
+    definition["StaticHyperParameters"] = {
+        **(definition.get("StaticHyperParameters") or {}),
+        TUNING_OBJECTIVE: json.dumps(objective_of(request).get("MetricName"))}
+    # As SageMaker describes a job: the instances as a ResourceConfig even when the request
+    # gave HyperParameterTuningResourceConfig (the SDK's attach reads ResourceConfig), and
+    # the defaults it applied written out.
+    definition.setdefault("ResourceConfig", {"VolumeSizeInGB": 30, "InstanceCount": 1,
+                                             **resource_config(definition)})
+    config = dict(request["HyperParameterTuningJobConfig"])
+    config.setdefault("Strategy", "Bayesian")
+    config.setdefault("TrainingJobEarlyStoppingType", "Off")
+    config["ResourceLimits"] = {"MaxParallelTrainingJobs": 1, **config["ResourceLimits"]}
+    response = {
+        "HyperParameterTuningJobName": record.name,
+        "HyperParameterTuningJobArn": arn("hyper-parameter-tuning-job", record.name,
+                                          record.region),
+        "HyperParameterTuningJobConfig": config,
+        "TrainingJobDefinition": definition,
+        "HyperParameterTuningJobStatus": status,
+        "CreationTime": record.creation_time,
+        "HyperParameterTuningEndTime": end if status in (COMPLETED, FAILED, STOPPED) else None,
+        "LastModifiedTime": events[-1]["time"] if events else record.creation_time,
+        "TrainingJobStatusCounters": jobs,
+        "ObjectiveStatusCounters": objectives,
+        "WarmStartConfig": request.get("WarmStartConfig"),
+        "FailureReason": record.failure or (state.failure if state and status == FAILED
+                                            else None),
+    }
+    if best.record is not None:
+        response["BestTrainingJob"] = training_summary(record, best.record, s3_output)
+    if end is not None and state is not None and state.reason:
+        response["TuningJobCompletionDetails"] = {
+            "NumberOfTrainingJobsObjectiveNotImproving": _not_improving(rows, best.maximize)}
+    started = events[0]["time"] if events else None
+    if started is not None:
+        response["ConsumedResources"] = {"RuntimeInSeconds": int(
+            (end if end and status != IN_PROGRESS else events[-1]["time"]) - started)}
+    return response
+
+
+def _not_improving(rows: list[dict[str, Any]], maximize: bool) -> int:
+    """Completed jobs since the last one that improved the best (in trial order)."""
+    best = BestSoFar(maximize)
+    since = 0
+    for row in rows:
+        if row.get("status") != TrialStatus.COMPLETED or row.get("objective_value") is None:
+            continue
+        since = 0 if best.offer(row) else since + 1
+    return since
+
+
+def tuning_summary(record: TuningRecord, state: JobState | None,
+                   rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict:
+    """A HyperParameterTuningJobSummary (ListHyperParameterTuningJobs)."""
+    described = describe_tuning_job(record, state, rows, events)
+    config = record.request["HyperParameterTuningJobConfig"]
+    return {
+        "HyperParameterTuningJobName": record.name,
+        "HyperParameterTuningJobArn": described["HyperParameterTuningJobArn"],
+        "HyperParameterTuningJobStatus": described["HyperParameterTuningJobStatus"],
+        "Strategy": config.get("Strategy", "Bayesian"),
+        "CreationTime": record.creation_time,
+        "HyperParameterTuningEndTime": described.get("HyperParameterTuningEndTime"),
+        "LastModifiedTime": described["LastModifiedTime"],
+        "TrainingJobStatusCounters": described["TrainingJobStatusCounters"],
+        "ObjectiveStatusCounters": described["ObjectiveStatusCounters"],
+        "ResourceLimits": config.get("ResourceLimits"),
+    }
+
+
+def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
+    """The DescribeTrainingJob response of one training job of a tuning job."""
+    request = record.request
+    definition = definition_of(request)
+    name = row["training_job_name"]
+    s3_output = s3_output_of(request)
+    status, secondary, reason = job_status(row, s3_output)
+    output = (definition.get("OutputDataConfig") or {}).get("S3OutputPath", "")
+    hyperparameters = {**(definition.get("StaticHyperParameters") or {}),
+                       **tuned_text(request, row.get("hyperparameters") or {}),
+                       TUNING_OBJECTIVE: json.dumps(objective_of(request).get("MetricName"))}
+    start, end = row.get("start_time"), row.get("end_time")
+    ended = status != IN_PROGRESS
+    seconds = int(end - start) if ended and start and end else None
+    response = {
+        "TrainingJobName": name,
+        "TrainingJobArn": arn("training-job", name, record.region),
+        "TuningJobArn": arn("hyper-parameter-tuning-job", record.name, record.region),
+        "ModelArtifacts": {"S3ModelArtifacts": row.get("s3_model_artifact") or
+                           f"{output.rstrip('/')}/{name}/output/model.tar.gz"},
+        "TrainingJobStatus": status,
+        "SecondaryStatus": secondary,
+        "FailureReason": reason,
+        "HyperParameters": hyperparameters,
+        # With the defaults SageMaker fills in (the SDK's attach reads them).
+        "AlgorithmSpecification": {"TrainingInputMode": "File",
+                                   **definition["AlgorithmSpecification"]},
+        "RoleArn": definition.get("RoleArn"),
+        "InputDataConfig": definition.get("InputDataConfig"),
+        "OutputDataConfig": {"KmsKeyId": "", **(definition.get("OutputDataConfig") or {})},
+        "ResourceConfig": {"VolumeSizeInGB": 30, "InstanceCount": 1,
+                           **resource_config(definition)},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 86400,
+                              **(definition.get("StoppingCondition") or {})},
+        "CreationTime": start or record.creation_time,
+        "TrainingStartTime": start,
+        "TrainingEndTime": end if ended else None,
+        "LastModifiedTime": (end if ended else start) or record.creation_time,
+        "SecondaryStatusTransitions": _transitions(start, end if ended else None, secondary),
+        "FinalMetricDataList": [
+            {"MetricName": metric, "Value": float(value), "Timestamp": end or start}
+            for metric, value in (row.get("final_metrics") or {}).items()
+            if value is not None],
+        "EnableNetworkIsolation": definition.get("EnableNetworkIsolation", False),
+        "EnableInterContainerTrafficEncryption":
+            definition.get("EnableInterContainerTrafficEncryption", False),
+        "EnableManagedSpotTraining": definition.get("EnableManagedSpotTraining", False),
+        "CheckpointConfig": definition.get("CheckpointConfig"),
+        "VpcConfig": definition.get("VpcConfig"),
+        "TrainingTimeInSeconds": seconds,
+        "BillableTimeInSeconds": seconds,
+    }
+    if definition.get("Environment"):
+        response["Environment"] = definition["Environment"]
+    return response
+
+
+def _transitions(start, end, last: str) -> list[dict[str, Any]]:
+    if start is None:
+        return []
+    steps = [{"Status": "Starting", "StartTime": start, "EndTime": start,
+              "StatusMessage": "Preparing the instances for training"},
+             {"Status": "Training", "StartTime": start,
+              "StatusMessage": "Training image download completed. Training in progress."}]
+    if end is not None:
+        steps[-1]["EndTime"] = end
+        if last != "Training":
+            steps.append({"Status": last, "StartTime": end, "EndTime": end,
+                          "StatusMessage": f"Training job {last.lower()}"})
+    return steps
