@@ -21,11 +21,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true",
-                     help="also run the slow fault set (soak runs with many faults; minutes)")
+                     help="also run the slow set: the fault soaks (minutes), and the runs CI "
+                          "leaves out for its time (warm-start chaos, torchrun in containers)")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: the opt-in slow fault set (pytest --slow)")
+    config.addinivalue_line("markers", "slow: the opt-in slow set (pytest --slow)")
     config.addinivalue_line("markers", "smoke: a long end-to-end run; pytest -m 'not smoke' "
                                        "is the fast set (CI runs everything)")
 
@@ -33,7 +34,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--slow") or os.environ.get("HPT_SLOW") == "1":
         return
-    skip = pytest.mark.skip(reason="the slow fault set: run it with pytest --slow")
+    skip = pytest.mark.skip(reason="the slow set: run it with pytest --slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

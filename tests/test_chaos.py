@@ -32,7 +32,9 @@ def assert_survived_everything(result: dict) -> None:
     assert result["leftover_processes"] == 0
 
 
-@pytest.mark.parametrize("start", ["cold", "warm"])
+# The warm-start run is in the slow set (pytest --slow): CI's 25 minutes; the warm
+# interpreter's own fault handling is tested in test_warm.py.
+@pytest.mark.parametrize("start", ["cold", pytest.param("warm", marks=pytest.mark.slow)])
 def test_every_fault_once_ends_as_promised_and_nothing_is_lost(start):
     # warm: the trials fork from the warm interpreter, whose processes stop and die otherwise.
     result = run_chaos("--quick", *(["--warm"] if start == "warm" else []), timeout=400)
