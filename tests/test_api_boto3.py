@@ -22,6 +22,13 @@ def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits_cha
     try:
         sm, runtime, s3 = boto_clients(server.url, moto_server)
         uris = upload_inputs(s3, digits_channels)
+        # A channel with no data is refused at once, and leaves nothing behind.
+        empty = tuning_request("empty", {**uris, "train": f"s3://{BUCKET}/nothing-here"})
+        with pytest.raises(sm.exceptions.ClientError) as refused:
+            sm.create_hyper_parameter_tuning_job(**empty)
+        assert "no objects under s3://" in refused.value.response["Error"]["Message"]
+        assert sm.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+
         name = "boto3-cnn"
         began = time.time()
         arn = sm.create_hyper_parameter_tuning_job(**tuning_request(name, uris))[

@@ -246,12 +246,13 @@ class TuningJobs:
 
         placement = self._placement(request)
         submit = submit_directory(request)
-        if submit and placement.runtime == "local" or submit and placement.image:
+        if submit:
             source = folder / "source"
             _fetch_code(submit, source)
             placement = Placement(placement.runtime, str(source), placement.image,
                                   placement.resources, placement.notes)
         space, notes = space_from_request(request, placement)
+        _check_channels(space.get("channels") or {})
         path = folder / "space.yaml"
         path.write_text(yaml.safe_dump(space, sort_keys=False))
         (folder / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
@@ -353,6 +354,29 @@ def _fetch_code(uri: str, dest: Path) -> None:
     except ArchiveError as exc:
         raise ApiError(VALIDATION, f"StaticHyperParameters.sagemaker_submit_directory {uri}: "
                                    f"{exc}") from None
+
+
+def _check_channels(channels: dict[str, Any]) -> None:
+    """Every S3 channel has data: said now, not by a launcher that cannot start the job."""
+    from hpt.runtime.channels import parse_s3, s3_client
+
+    client = None
+    for name, channel in channels.items():
+        uri = channel if isinstance(channel, str) else channel.get("uri", "")
+        if not uri.startswith("s3://"):
+            continue
+        client = client or s3_client()
+        location = parse_s3(uri)
+        try:
+            found = client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix,
+                                           MaxKeys=1).get("KeyCount", 0)
+        except Exception as exc:  # noqa: BLE001 - botocore's errors: all say why
+            raise ApiError(VALIDATION, f"InputDataConfig {name}: {uri} cannot be listed "
+                                       f"({exc}); check the bucket and the credentials hpt "
+                                       f"api runs with") from None
+        if not found:
+            raise ApiError(VALIDATION, f"InputDataConfig {name}: no objects under {uri}; "
+                                       f"upload the channel's data first")
 
 
 def _tail(path: Path, lines: int = 5) -> str:
