@@ -425,3 +425,14 @@ def test_sts_tags_and_tuning_job_listing_through_boto3(api):
                                 "VolumeSizeInGB": 1},
                 StoppingCondition={"MaxRuntimeInSeconds": 60})
         assert "CreateHyperParameterTuningJob" in refused.value.response["Error"]["Message"]
+
+
+def test_a_refusal_names_the_requests_own_fields():
+    from hpt.api.tuning import in_request_terms
+
+    assert in_request_terms("hyperparameters.lr.min: must be <= max") == \
+        "ParameterRanges lr.min: must be <= max"
+    assert in_request_terms("objective.metric: 'x' is not defined in metric_definitions") == \
+        "HyperParameterTuningJobObjective.MetricName: 'x' is not defined in metric_definitions"
+    assert in_request_terms("limits.max_parallel: must be >= 1") == \
+        "ResourceLimits.MaxParallelTrainingJobs: must be >= 1"

@@ -28,14 +28,15 @@ from typing import Any, Callable
 import yaml
 
 from hpt.api.images import FRAMEWORK_IMAGE, repository_of
-from hpt.api.instances import host_resources
+from hpt.api.instances import host_resources, instance_resources
 from hpt.api.listing import filtered, page, sort_items
 from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
 from hpt.api.store import ApiStore
 from hpt.api.shapes import (describe_training_job, describe_tuning_job, job_status,
                             training_summary, tuning_status, tuning_summary)
-from hpt.api.tuning import (Placement, TuningRecord, instance_type, s3_output_of,
-                            space_from_request, submit_directory, training_image)
+from hpt.api.tuning import (Placement, TuningRecord, in_request_terms, instance_type,
+                            s3_output_of, space_from_request, submit_directory,
+                            training_image)
 from hpt.experiment.job_state import COMPLETED, FAILED, IN_PROGRESS, STOPPED
 from hpt.experiment.store import JOURNAL, SPEC, STOP_FILE, read_journal
 from hpt.experiment.table import trial_rows
@@ -220,6 +221,12 @@ class TuningJobs:
     def _placement(self, request: dict[str, Any]) -> Placement:
         image = training_image(request)
         resources = host_resources(instance_type(request), self.cpus, self.gpus)
+        wanted = instance_resources(instance_type(request))
+        if wanted != resources:
+            self.say(f"hpt api: {request['HyperParameterTuningJobName']}: "
+                     f"{instance_type(request)} has {wanted.cpus} vCPUs and {wanted.gpus} "
+                     f"GPUs; this Ray has {self.cpus:g} and {self.gpus:g}, so each host gets "
+                     f"{resources.cpus} CPUs and {resources.gpus} GPUs")
         repository = repository_of(image)
         mapped = self.image_map.get(repository) or self.image_map.get(image)
         submit = submit_directory(request)
@@ -259,7 +266,7 @@ class TuningJobs:
         try:
             load_spec(path)
         except SpecError as exc:
-            lines = [str(p).replace(f"{path}: ", "") for p in exc.problems]
+            lines = [in_request_terms(str(p).replace(f"{path}: ", "")) for p in exc.problems]
             raise ApiError(VALIDATION, "hpt cannot run this tuning job: " + "; ".join(lines))
 
     def _launch(self, record: TuningRecord, resume: bool) -> None:

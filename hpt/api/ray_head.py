@@ -9,6 +9,7 @@ share the CPUs and GPUs the way Ray shares them between drivers.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,3 +83,4 @@ class RayHead:
         REAPER.unregister(self.process.pid)
         kill_session(self.temp, spare=os.getpid())
         self.process = None
+        shutil.rmtree(self.temp, ignore_errors=True)  # its session files: nothing reads them

@@ -157,6 +157,7 @@ class Server:
 
     async def invocations(self, request: Request) -> Response:
         """sagemaker-runtime's InvokeEndpoint, through the endpoint's router."""
+        started = time.perf_counter()
         name = request.path_params["name"]
         try:
             if self.keys is not None:
@@ -166,9 +167,14 @@ class Server:
                 request = _replayed(request, body)
             router = await run_in_threadpool(self.api.endpoints.router_of, name)
             response = await router.invocations(request)
+            if response.status_code >= 300:
+                response = _invocation_error(response)
         except ApiError as error:
-            return _runtime_error(error)
-        return response if response.status_code < 300 else _invocation_error(response)
+            response = _runtime_error(error)
+        self.say(json.dumps({"time": round(time.time(), 3), "operation": "InvokeEndpoint",
+                             "endpoint": name, "status": response.status_code,
+                             "ms": round((time.perf_counter() - started) * 1000, 1)}))
+        return response
 
 
 def _invocation_error(response: Response) -> Response:

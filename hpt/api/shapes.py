@@ -137,8 +137,9 @@ def describe_tuning_job(record: TuningRecord, state: JobState | None,
     # As SageMaker describes a job: the instances as a ResourceConfig even when the request
     # gave HyperParameterTuningResourceConfig (the SDK's attach reads ResourceConfig), and
     # the defaults it applied written out.
-    definition.setdefault("ResourceConfig", {"VolumeSizeInGB": 30, "InstanceCount": 1,
-                                             **resource_config(definition)})
+    definition["ResourceConfig"] = {"VolumeSizeInGB": 30, "InstanceCount": 1,
+                                    **resource_config(definition)}
+    definition.pop("HyperParameterTuningResourceConfig", None)  # one or the other, as on AWS
     config = dict(request["HyperParameterTuningJobConfig"])
     config.setdefault("Strategy", "Bayesian")
     config.setdefault("TrainingJobEarlyStoppingType", "Off")

@@ -186,3 +186,43 @@ def _loads(text: Any) -> Any:
         return json.loads(text) if isinstance(text, str) else text
     except ValueError:
         return text
+
+
+# The request's names for the space.yaml fields a problem can name (longest first), so a
+# refusal speaks of what the client sent.
+REQUEST_FIELDS = {
+    "objective.metric": "HyperParameterTuningJobObjective.MetricName",
+    "objective.type": "HyperParameterTuningJobObjective.Type",
+    "metric_definitions": "AlgorithmSpecification.MetricDefinitions",
+    "static_hyperparameters": "StaticHyperParameters",
+    "hyperparameters": "ParameterRanges",
+    "trainer.entry_point": "StaticHyperParameters.sagemaker_program",
+    "trainer.source_dir": "StaticHyperParameters.sagemaker_submit_directory",
+    "trainer.max_runtime_seconds": "StoppingCondition.MaxRuntimeInSeconds",
+    "trainer.instance_count": "ResourceConfig.InstanceCount",
+    "trainer.environment": "Environment",
+    "trainer": "TrainingJobDefinition",
+    "limits.max_trials": "ResourceLimits.MaxNumberOfTrainingJobs",
+    "limits.max_parallel": "ResourceLimits.MaxParallelTrainingJobs",
+    "limits.max_runtime_seconds": "ResourceLimits.MaxRuntimeInSeconds",
+    "channels": "InputDataConfig",
+    "warm_start": "WarmStartConfig",
+    "completion": "TuningJobCompletionCriteria",
+    "strategy_config": "StrategyConfig",
+    "strategy": "Strategy",
+    "early_stopping": "TrainingJobEarlyStoppingType",
+    "output": "OutputDataConfig.S3OutputPath",
+    "seed": "RandomSeed",
+    "name": "HyperParameterTuningJobName",
+}
+
+
+def in_request_terms(problem: str) -> str:
+    """`hyperparameters.lr.min: must be <= max` -> `ParameterRanges lr.min: must be <= max`."""
+    path, sep, rest = problem.partition(": ")
+    for spec_field, name in REQUEST_FIELDS.items():
+        if path == spec_field or path.startswith(spec_field + "."):
+            inner = path[len(spec_field) + 1:]
+            return f"{name}{' ' + inner if inner else ''}{sep}{rest}"
+    return problem
+
