@@ -31,7 +31,7 @@ from hpt.api.listing import filtered, page, sort_items
 from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.store import ApiStore
-from hpt.api.tuning import arn
+from hpt.api.tuning import ACCOUNT, arn
 from hpt.trial import TrialStatus
 
 FRAMEWORK_SERVER = Path(__file__).resolve().parent.parent / "serving" / "framework.py"
@@ -169,16 +169,17 @@ class Endpoints:
         return {}
 
     def router_of(self, name: str):
-        """The live router of an InService endpoint, or ApiError as sagemaker-runtime says."""
+        """The live router of an InService endpoint, or ApiError as sagemaker-runtime says.
+        On every invocation: a live endpoint costs a dict lookup, no file read."""
         live = self._live.get(name)
+        if live is not None and live.router is not None:
+            return live.router
         record = self.store.get(ENDPOINTS, name)
         if record is None:
-            raise ApiError("ValidationError", f"Endpoint {name} of account "
-                                              f"000000000000 not found.")
-        if live is None or live.router is None:
-            raise ApiError("ValidationError", f"Endpoint {name} is {record['EndpointStatus']}"
-                                              f"; invoke it once it is InService")
-        return live.router
+            raise ApiError("ValidationError", f"Endpoint {name} of account {ACCOUNT} not "
+                                              f"found.")
+        raise ApiError("ValidationError", f"Endpoint {name} is {record['EndpointStatus']}; "
+                                          f"invoke it once it is InService")
 
     # -- lifecycle ---------------------------------------------------------------------------
 

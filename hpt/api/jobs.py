@@ -31,6 +31,7 @@ from hpt.api.images import FRAMEWORK_IMAGE, repository_of
 from hpt.api.instances import host_resources, instance_resources
 from hpt.api.listing import filtered, page, sort_items
 from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
+from hpt.api.staging import check_channels, fetch_code
 from hpt.api.store import ApiStore
 from hpt.api.shapes import (describe_training_job, describe_tuning_job, job_status,
                             training_summary, tuning_status, tuning_summary)
@@ -61,6 +62,7 @@ class TuningJobs:
         self._lock = threading.RLock()
         self._launchers: dict[str, subprocess.Popen] = {}
         self._restarts: dict[str, int] = {}
+        self._ended: set[str] = set()  # jobs that ended for good: the watcher reads them no more
         self._closing = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="hpt-api-jobs", daemon=True)
 
@@ -189,9 +191,6 @@ class TuningJobs:
         path = row.get("log_path")
         return Path(path) if path else None
 
-    def tuning_names(self) -> list[str]:
-        return [r.name for r in self.store.tunings()]
-
     # -- reading a job -----------------------------------------------------------------------
 
     def _read(self, name: str, record: TuningRecord | None = None):
@@ -255,11 +254,11 @@ class TuningJobs:
         submit = submit_directory(request)
         if submit:
             source = folder / "source"
-            _fetch_code(submit, source)
+            fetch_code(submit, source)
             placement = Placement(placement.runtime, str(source), placement.image,
                                   placement.resources, placement.notes)
         space, notes = space_from_request(request, placement)
-        _check_channels(space.get("channels") or {})
+        check_channels(space.get("channels") or {})
         path = folder / "space.yaml"
         path.write_text(yaml.safe_dump(space, sort_keys=False))
         (folder / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
@@ -297,13 +296,16 @@ class TuningJobs:
 
     def _watch(self) -> None:
         while not self._closing.wait(WATCH_SECONDS):
-            for record in list(self.store.tunings()):
+            for name in self.store.tuning_names():
+                if name in self._ended:
+                    continue
                 try:
                     with self._lock:
-                        if not self._closing.is_set():
+                        record = self.store.tuning(name)
+                        if record is not None and not self._closing.is_set():
                             self._keep_going(record)
                 except Exception as exc:  # noqa: BLE001 - one job's trouble spares the rest
-                    self.say(f"hpt api: tuning job {record.name}: {type(exc).__name__}: {exc}")
+                    self.say(f"hpt api: tuning job {name}: {type(exc).__name__}: {exc}")
 
     def _keep_going(self, record: TuningRecord) -> None:
         proc = self._launchers.get(record.name)
@@ -317,6 +319,7 @@ class TuningJobs:
         _, state, _, _ = self._read(record.name, record)
         status = tuning_status(record, state)
         if status in (COMPLETED, FAILED, STOPPED) or record.failure:
+            self._ended.add(record.name)  # none of these ever runs again
             return
         if state is not None and state.writer is not None:
             return  # a launcher of an earlier server still holds it: wait until it is gone
@@ -335,55 +338,6 @@ class TuningJobs:
             self.store.save_tuning(failed)
             return
         self._launch(record, resume=(self.store.experiment_dir(record.name) / SPEC).exists())
-
-
-def _fetch_code(uri: str, dest: Path) -> None:
-    """sagemaker_submit_directory: an s3:// tar.gz (or a local one) unpacked into dest."""
-    from hpt.runtime.channels import parse_s3, s3_client
-    from hpt.serving.archive import ArchiveError, extract_model
-
-    archive = dest.with_name("sourcedir.tar.gz")
-    if uri.startswith("s3://"):
-        location = parse_s3(uri)
-        try:
-            s3_client().download_file(location.bucket, location.prefix, str(archive))
-        except Exception as exc:  # noqa: BLE001 - botocore's errors: all say why
-            raise ApiError(VALIDATION, f"StaticHyperParameters.sagemaker_submit_directory "
-                                       f"{uri}: cannot be downloaded ({exc}); upload the code "
-                                       f"there (the SDK does it in fit())") from None
-    elif Path(uri).is_file():
-        shutil.copyfile(uri, archive)
-    else:
-        raise ApiError(VALIDATION, f"StaticHyperParameters.sagemaker_submit_directory {uri}: "
-                                   f"give the s3:// URI of the code's tar.gz")
-    try:
-        extract_model(archive, dest)
-    except ArchiveError as exc:
-        raise ApiError(VALIDATION, f"StaticHyperParameters.sagemaker_submit_directory {uri}: "
-                                   f"{exc}") from None
-
-
-def _check_channels(channels: dict[str, Any]) -> None:
-    """Every S3 channel has data: said now, not by a launcher that cannot start the job."""
-    from hpt.runtime.channels import parse_s3, s3_client
-
-    client = None
-    for name, channel in channels.items():
-        uri = channel if isinstance(channel, str) else channel.get("uri", "")
-        if not uri.startswith("s3://"):
-            continue
-        client = client or s3_client()
-        location = parse_s3(uri)
-        try:
-            found = client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix,
-                                           MaxKeys=1).get("KeyCount", 0)
-        except Exception as exc:  # noqa: BLE001 - botocore's errors: all say why
-            raise ApiError(VALIDATION, f"InputDataConfig {name}: {uri} cannot be listed "
-                                       f"({exc}); check the bucket and the credentials hpt "
-                                       f"api runs with") from None
-        if not found:
-            raise ApiError(VALIDATION, f"InputDataConfig {name}: no objects under {uri}; "
-                                       f"upload the channel's data first")
 
 
 def _tail(path: Path, lines: int = 5) -> str:

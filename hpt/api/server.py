@@ -165,7 +165,7 @@ class Server:
                 body = await read_limited(request, MAX_PAYLOAD_BYTES)
                 self.authorize(request, body)
                 request = _replayed(request, body)
-            router = await run_in_threadpool(self.api.endpoints.router_of, name)
+            router = self.api.endpoints.router_of(name)
             response = await router.invocations(request)
             if response.status_code >= 300:
                 response = _invocation_error(response)

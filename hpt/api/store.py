@@ -52,10 +52,14 @@ class ApiStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def tunings(self) -> Iterator[TuningRecord]:
+    def tuning_names(self) -> list[str]:
         folder = self.root / "tuning-jobs"
-        for path in sorted(folder.glob(f"*/{REQUEST}")) if folder.is_dir() else []:
-            record = self.tuning(path.parent.name)
+        return sorted(p.parent.name for p in folder.glob(f"*/{REQUEST}")) if folder.is_dir() \
+            else []
+
+    def tunings(self) -> Iterator[TuningRecord]:
+        for name in self.tuning_names():
+            record = self.tuning(name)
             if record is not None:
                 yield record
 
