@@ -4,14 +4,20 @@
     df = hpt.load_experiment("digits-cnn")   # one row per training job
     hpt.load_metrics("digits-cnn")           # every metric data point (learning curves)
     hpt.best_trial("digits-cnn")             # the best job's hyperparameters and model path
+    hpt.pareto_front("digits-cnn-pareto")    # a multi-objective job's Pareto-optimal jobs
 """
 
 __version__ = "0.1.0"
-__all__ = ["load_experiment", "load_metrics", "best_trial", "job_status", "list_experiments"]
+__all__ = ["load_experiment", "load_metrics", "best_trial", "job_status", "list_experiments",
+           "pareto_front"]
 
 
 def __getattr__(name):
     # Lazy, so `hpt validate` and the trainer-side code don't pay for pandas.
+    if name == "pareto_front":
+        from hpt import front
+
+        return front.pareto_front
     if name in __all__:
         from hpt import report
 

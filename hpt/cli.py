@@ -29,7 +29,9 @@ def cmd_validate(args) -> int:
     spec = load_spec(args.space)
     print(f"{args.space}: OK — tuning job {spec.name!r}, "
           f"{plural(len(spec.hyperparameters), 'hyperparameter')}, strategy {spec.strategy}, "
-          f"objective {spec.objective.type} {spec.objective.metric!r}")
+          + ("objectives " if spec.multi_objective else "objective ")
+          + ", ".join(f"{o.type} {o.metric!r}" for o in spec.all_objectives)
+          + (f", {plural(len(spec.constraints), 'constraint')}" if spec.constraints else ""))
     missing = missing_channels(spec)
     if missing:  # only with a prepare command: without one, a missing channel is an error
         print(f"{args.space}: note: channels {', '.join(missing)} do not exist yet; "
@@ -66,7 +68,9 @@ def cmd_launch(args) -> int:
           f"{result.elapsed_seconds:.1f}s: {counts}")
     print(f"Table: {result.table_path} (and table.csv); in Python: "
           f"hpt.load_experiment({handle!r})")
-    if result.best:
+    if spec.multi_objective:
+        _print_front(result.experiment_dir, spec, handle)
+    elif result.best:
         best = result.best
         print(f"Best training job: {best['TrainingJobName']}  "
               f"{spec.objective.metric}={best['FinalObjectiveValue']:.6g}")
@@ -82,6 +86,21 @@ def cmd_launch(args) -> int:
         if result.end_reason == INTERRUPTED:
             return 130
     return result.exit_code
+
+
+def _print_front(root: Path, spec, handle: str) -> None:
+    from hpt.report import front_trials
+
+    front = front_trials(root)
+    if not front:
+        print("No completed, feasible training job: no Pareto front (see FailureReason and "
+              f"Feasible in hpt report {spec.name})")
+        return
+    print(f"Pareto front: {len(front)} training jobs (hpt.pareto_front({handle!r}); "
+          f"`hpt best {spec.name} --pick ...` chooses one)")
+    for trial in front:
+        values = "  ".join(f"{m}={v:.6g}" for m, v in trial["ObjectiveValues"].items())
+        print(f"  {trial['TrainingJobName']}  {values}")
 
 
 def cmd_rerun(args) -> int:
@@ -102,7 +121,8 @@ def cmd_rerun(args) -> int:
 def cmd_export_sagemaker(args) -> int:
     from hpt.spec.sagemaker_json import to_request
 
-    request, report = to_request(load_spec(args.space, check_disk=False))
+    request, report = to_request(load_spec(args.space, check_disk=False), args.primary,
+                                 args.flatten)
     for line in report:
         print(f"{args.space}: {line}", file=sys.stderr)
     print(json.dumps(request, indent=2))
@@ -178,8 +198,13 @@ def cmd_status(args) -> int:
     print(f"{status['TuningJobName']}: {status['Description']}")
     print(f"  trials: {shown or 'no trials yet'} (max {status['MaxTrials']})")
     best = status["Best"]
+    if status["ParetoFrontSize"] is not None:
+        print(f"  Pareto front: {status['ParetoFrontSize']} training jobs (hpt best "
+              f"{status['TuningJobName']} lists them)")
     if best:
-        print(f"  best: {best['TrainingJobName']} {best['ObjectiveMetric']}="
+        said = "best " + best["ObjectiveMetric"] if status["ParetoFrontSize"] is not None \
+            else "best"
+        print(f"  {said}: {best['TrainingJobName']} {best['ObjectiveMetric']}="
               f"{best['FinalObjectiveValue']:.6g} {json.dumps(best['HyperParameters'])}")
     overhead = status["Overhead"]
     if overhead:
@@ -262,9 +287,30 @@ def cmd_ls(args) -> int:
 
 
 def cmd_best(args) -> int:
-    from hpt.report import best_trial
+    from hpt.experiment.table import resolve_experiment
+    from hpt.report import best_trial, front_trials, picked_trial
 
-    best = best_trial(args.name, args.experiments_dir)
+    root = resolve_experiment(args.name, args.experiments_dir)
+    several = len(json.loads((root / "spec.json").read_text()).get("objectives") or []) > 1
+    if args.pick or args.weights:
+        best = picked_trial(root, None, args.pick, args.weights)
+        if best is None:
+            front = front_trials(root)
+            print(f"{args.name}: no training job of the {'Pareto front' if several else 'job'} "
+                  f"passes --pick {args.pick!r}; its jobs: "
+                  + ("; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
+                               for t in front[:10]) or "none yet")
+                  + ". Loosen the rule", file=sys.stderr)
+            return 1
+    elif several:
+        front = front_trials(root)
+        if not front:
+            print(f"{args.name}: no completed, feasible training job yet", file=sys.stderr)
+            return 1
+        print(json.dumps(front, indent=2, default=str))
+        return 0
+    else:
+        best = best_trial(root)
     if best is None:
         print(f"{args.name}: no completed training job yet", file=sys.stderr)
         return 1
@@ -292,6 +338,7 @@ def cmd_serve(args) -> int:
                      max_p99_ms=args.max_p99_ms, min_requests=args.min_requests,
                      runtime=args.runtime, image=args.image,
                      container_engine=args.container_engine,
+                     pick=args.pick, weights=args.weights,
                      say=lambda line: print(line, flush=True))
     except BackendError as exc:  # the model's serving program failed: not bad input
         print(f"hpt serve: {exc}", file=sys.stderr)

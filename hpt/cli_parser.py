@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-sagemaker",
                        help="the space as a CreateHyperParameterTuningJob request (JSON)")
     p.add_argument("space", metavar="SPACE.yaml")
+    p.add_argument("--primary", metavar="METRIC", help="a multi-objective or constrained "
+                   "space: export the single-objective job of this objective (the other "
+                   "objectives and the constraints are dropped, and said so)")
+    p.add_argument("--flatten", action="store_true", help="a conditional space: export its "
+                   "ranges without their when: conditions (every job receives them)")
 
     p = sub.add_parser("import-sagemaker",
                        help="a CreateHyperParameterTuningJob request as a space.yaml")
@@ -76,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     experiments_flag(p)
 
-    p = sub.add_parser("best", help="the best trial's hyperparameters and model path, as JSON")
+    p = sub.add_parser("best", help="the best trial's hyperparameters and model path, as JSON "
+                       "(a multi-objective job: its Pareto front)")
     p.add_argument("name")
+    pick_flags(p)
     experiments_flag(p)
 
     p = sub.add_parser("serve", help="serve a trial's model like a SageMaker endpoint "
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--trial", metavar="T", help="serve this training job (name or trial "
                    "number) instead of the best")
+    pick_flags(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
                    "127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
@@ -145,3 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="http://127.0.0.1:8080",
                    help="the endpoint (default http://127.0.0.1:8080)")
     return parser
+
+
+def pick_flags(p) -> None:
+    """How one job is chosen from a multi-objective job's Pareto front (hpt.front)."""
+    p.add_argument("--pick", metavar="RULES", help="choose one job from the Pareto front: "
+                   "filters METRIC<=X,METRIC>=Y; the best on the first objective they do not "
+                   "name wins (e.g. 'model:size_mb<=0.05')")
+    p.add_argument("--weights", metavar="OBJ=W,...", help="choose the front's job with the "
+                   "best weighted sum of its objectives, each scaled 0..1 over the front")

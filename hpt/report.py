@@ -92,10 +92,45 @@ def best_trial(name_or_path: str | os.PathLike,
     """The best completed training job: name, objective, hyperparameters, model path."""
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
-    best = BestSoFar(_maximize(spec))
+    best = BestSoFar(_maximize(spec), spec.get("constraints"))
     for row in trial_rows(list(read_journal(root / JOURNAL))):
         best.offer(row)
     return summary(best.record, spec) if best.record is not None else None
+
+
+def front_trials(name_or_path: str | os.PathLike,
+                 experiments_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The Pareto front of a multi-objective job as `hpt best` prints it, best first on the
+    first objective."""
+    from hpt.front import front_of
+
+    root = resolve_experiment(name_or_path, experiments_dir)
+    spec = _spec_of(root)
+    return _summaries(root, spec, front_of(load_table(root), spec)["TrainingJobName"])
+
+
+def picked_trial(name_or_path: str | os.PathLike, experiments_dir: str | os.PathLike | None,
+                 pick: str | None, weights: str | None) -> dict[str, Any] | None:
+    """The one job `--pick`/`--weights` choose from the front (None: none passes)."""
+    from hpt.front import choose, front_of
+
+    root = resolve_experiment(name_or_path, experiments_dir)
+    spec = _spec_of(root)
+    chosen = choose(front_of(load_table(root), spec), spec, pick, weights)
+    return None if chosen is None else _summaries(root, spec, [chosen["TrainingJobName"]])[0]
+
+
+def _summaries(root: Path, spec: dict[str, Any], names) -> list[dict[str, Any]]:
+    from hpt.front import objectives_of
+
+    rows = {r["training_job_name"]: r for r in trial_rows(list(read_journal(root / JOURNAL)))}
+    out = []
+    for name in names:
+        row = rows[name]
+        metrics = row.get("final_metrics") or {}
+        out.append({**summary(row, spec), "ObjectiveValues": {
+            o["metric"]: metrics.get(o["metric"]) for o in objectives_of(spec)}})
+    return out
 
 
 def state_of(root: Path, events: list[dict[str, Any]] | None = None) -> JobState:
@@ -121,6 +156,8 @@ def job_status(name_or_path: str | os.PathLike,
         "MaxTrials": state.start.get("max_trials"),
         "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
         "Best": best_trial(root),
+        "ParetoFrontSize": int(df["ParetoOptimal"].fillna(False).astype(bool).sum())
+        if "ParetoOptimal" in df.columns else None,
         "Running": df.loc[df["TrainingJobStatus"] == TrialStatus.IN_PROGRESS,
                           "TrainingJobName"].tolist()
         if state.status == IN_PROGRESS else [],

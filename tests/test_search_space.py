@@ -11,15 +11,15 @@ from hpt.search.space import (build_distributions, decode_params, effective_scal
 
 
 def cont(lo, hi, scaling="linear"):
-    return Range(type="continuous", min=lo, max=hi, scaling=scaling)
+    return Range(type="continuous", min=lo, max=hi, scaling=scaling, when=None)
 
 
 def integer(lo, hi, scaling="linear"):
-    return Range(type="integer", min=lo, max=hi, scaling=scaling)
+    return Range(type="integer", min=lo, max=hi, scaling=scaling, when=None)
 
 
 def cat(*values):
-    return Range(type="categorical", values=list(values))
+    return Range(type="categorical", values=list(values), when=None)
 
 
 def test_distributions_match_sagemaker_ranges():

@@ -1,14 +1,16 @@
 """The best training job of a tuning job, one rule for every reader: the launcher (as jobs
 end), the live view, `hpt best`, `hpt status` and the reports (pure).
 
-Only a Completed job with an objective value counts; a better value wins, and of equal
-values the earlier trial number.
+Only a Completed job with an objective value counts, and with constraints only a feasible
+one; a better value wins, and of equal values the earlier trial number. With several
+objectives this is the best of the first objective (the Pareto front is hpt.front's).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hpt.objectives import is_feasible
 from hpt.trial import TrialStatus
 
 
@@ -21,14 +23,18 @@ class BestSoFar:
     """Fed journal rows or record dicts (`trial_rows`, `TrainingJobRecord.to_json()`) in
     any order; `record` is the best one seen."""
 
-    def __init__(self, maximize: bool):
+    def __init__(self, maximize: bool, constraints: list[dict[str, Any]] | None = None):
         self.maximize = maximize
+        self.constraints = constraints or []  # the frozen spec's
         self.record: dict[str, Any] | None = None
 
     def offer(self, record: dict[str, Any]) -> bool:
         """True when `record` is the new best."""
         value = record.get("objective_value")
         if record.get("status") != TrialStatus.COMPLETED or value is None:
+            return False
+        if self.constraints and not is_feasible(record.get("final_metrics") or {},
+                                                self.constraints):
             return False
         best = self.record
         if best is not None and value == best["objective_value"]:
@@ -46,8 +52,10 @@ def summary(record: dict[str, Any], frozen_spec: dict[str, Any]) -> dict[str, An
         "TrainingJobName": record["training_job_name"],
         "FinalObjectiveValue": float(record["objective_value"]),
         "ObjectiveMetric": frozen_spec["objective"]["metric"],
-        "HyperParameters": {name: record["hyperparameters"].get(name)
-                            for name in frozen_spec["hyperparameters"]},
+        # A conditional range that does not exist for this job is not among them.
+        "HyperParameters": {name: record["hyperparameters"][name]
+                            for name in frozen_spec["hyperparameters"]
+                            if name in record["hyperparameters"]},
         "StaticHyperParameters": frozen_spec.get("static_hyperparameters", {}),
         "ModelArtifact": record.get("model_artifact"),
         "LogPath": record.get("log_path"),

@@ -15,8 +15,8 @@ from hpt.trial import FailureCategory, FailureReason, TrialStatus
 
 
 # Spec fields that define the search: a resumed job must keep them.
-_SEARCH_FIELDS = ("hyperparameters", "static_hyperparameters", "objective", "strategy",
-                  "strategy_config", "seed", "warm_start")
+_SEARCH_FIELDS = ("hyperparameters", "static_hyperparameters", "objective", "objectives",
+                  "constraints", "strategy", "strategy_config", "seed", "warm_start")
 
 
 @dataclass(frozen=True)
@@ -68,5 +68,17 @@ def current_max_trials(events: list[dict[str, Any]]) -> int | None:
 
 
 def search_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The search-defining fields that differ between the stored spec and the new one."""
-    return [name for name in _SEARCH_FIELDS if stored.get(name) != new.get(name)]
+    """The search-defining fields that differ between the stored spec and the new one. A
+    field a release added is compared at its default where the stored spec lacks it (a
+    range's `when: null`, no `objectives`), so folders of earlier releases still resume."""
+    return [name for name in _SEARCH_FIELDS
+            if _unset_dropped(stored.get(name)) != _unset_dropped(new.get(name))]
+
+
+def _unset_dropped(value: Any) -> Any:
+    """`value` without the mapping entries that say nothing (null, an empty list)."""
+    if isinstance(value, dict):
+        return {k: _unset_dropped(v) for k, v in value.items() if v is not None and v != []}
+    if isinstance(value, list):
+        return [_unset_dropped(v) for v in value]
+    return value

@@ -1,7 +1,9 @@
 """The experiment table: one row per training job, rebuilt from the journal.
 
 Columns follow `HyperparameterTuningJobAnalytics.dataframe()` (docs/sagemaker-contract.md §11):
-the tuned hyperparameters, then SageMaker's analytics columns, then hpt's own.
+the tuned hyperparameters, then SageMaker's analytics columns, then hpt's own, then each
+metric's final value. A space with constraints adds `Feasible`; one with several objectives
+also `ParetoOptimal` (hpt.objectives says what both mean).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
+from hpt.objectives import is_feasible, objective_values, pareto_optimal
 from hpt.trial import TrialStatus
 
 SAGEMAKER_COLUMNS = [
@@ -39,6 +42,7 @@ HPT_COLUMNS = [
     "S3ModelArtifact",
 ]
 OVERHEAD_COLUMNS = ["QueueWaitSeconds", "LaunchSeconds", "TeardownSeconds"]
+FEASIBLE, PARETO_OPTIMAL = "Feasible", "ParetoOptimal"
 
 
 def experiments_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -92,10 +96,27 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(trials.values(), key=lambda t: t["trial_number"])
 
 
+def judged(rows: list[dict[str, Any]], objectives: list[dict[str, Any]],
+           constraints: list[dict[str, Any]]) -> tuple[list[bool], list[bool]]:
+    """Each training job's feasibility and whether it is on the Pareto front (over the
+    feasible Completed jobs that have every objective's value)."""
+    metrics = [{**(t.get("final_metrics") or {})} for t in rows]
+    feasible = [is_feasible(m, constraints) for m in metrics]
+    points = [objective_values(m, objectives)
+              if t["status"] == TrialStatus.COMPLETED and ok else None
+              for t, m, ok in zip(rows, metrics, feasible)]
+    return feasible, pareto_optimal(points, [o["type"] == "maximize" for o in objectives])
+
+
 def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
-                metric_names: list[str]) -> pd.DataFrame:
+                metric_names: list[str], objectives: list[dict[str, Any]] | None = None,
+                constraints: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """`objectives` (when several) and `constraints` are the frozen spec's."""
+    trials = trial_rows(events)
+    several, constraints = len(objectives or []) > 1, constraints or []
+    feasible, optimal = judged(trials, objectives or [], constraints)
     rows = []
-    for t in trial_rows(events):
+    for i, t in enumerate(trials):
         start = t.get("start_time")
         end = t.get("end_time")
         row: dict[str, Any] = {name: t["hyperparameters"].get(name) for name in hyperparameter_names}
@@ -122,9 +143,15 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
         })
         for metric in metric_names:
             row[_metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)
+        if several or constraints:
+            row[FEASIBLE] = feasible[i]
+        if several:
+            row[PARETO_OPTIMAL] = optimal[i]
         rows.append(row)
+    judged_columns = ([FEASIBLE] if several or constraints else []) + \
+        ([PARETO_OPTIMAL] if several else [])
     columns = (hyperparameter_names + SAGEMAKER_COLUMNS + HPT_COLUMNS
-               + [_metric_column(m, hyperparameter_names) for m in metric_names])
+               + [_metric_column(m, hyperparameter_names) for m in metric_names] + judged_columns)
     df = pd.DataFrame(rows, columns=columns)
     for col in ("TrainingStartTime", "TrainingEndTime"):
         df[col] = pd.to_datetime(df[col], utc=True)
@@ -148,7 +175,8 @@ def load_table(root: Path) -> pd.DataFrame:
     spec = json.loads((root / SPEC).read_text())
     events = list(read_journal(root / JOURNAL))
     return build_table(events, list(spec["hyperparameters"]),
-                       [m["name"] for m in spec["metric_definitions"]])
+                       [m["name"] for m in spec["metric_definitions"]],
+                       spec.get("objectives"), spec.get("constraints"))
 
 
 def write_table(df: pd.DataFrame, root: Path) -> tuple[Path, Path]:
@@ -170,6 +198,8 @@ def write_table(df: pd.DataFrame, root: Path) -> tuple[Path, Path]:
 def rebuild_table(store, spec) -> pd.DataFrame:
     """The table of the store's journal, written to table.parquet / table.csv."""
     events = list(read_journal(store.journal_path))
-    df = build_table(events, list(spec.hyperparameters), [m.name for m in spec.metric_definitions])
+    frozen = spec.to_frozen_dict()
+    df = build_table(events, list(spec.hyperparameters), [m.name for m in spec.metric_definitions],
+                     frozen["objectives"], frozen["constraints"])
     write_table(df, store.root)
     return df

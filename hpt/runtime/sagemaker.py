@@ -110,6 +110,7 @@ class SageMakerTrainingJob:
         self.poll_seconds = poll_seconds
         self.parser = MetricParser([(m.name, m.regex) for m in spec.metric_definitions])
         self.objective_name = spec.objective.metric
+        self.objective_names = [o.metric for o in spec.all_objectives]
         self._pending: list[MetricPoint] = []
         self._record: TrainingJobRecord | None = None
         self._log_tokens: dict[str, str | None] = {}
@@ -202,10 +203,13 @@ class SageMakerTrainingJob:
         reason = FailureReason.parse(job.get("FailureReason"))  # SageMaker's own words
         if status is TrialStatus.STOPPED:
             reason = stopped_reason or EARLY_STOPPED
-        elif status is TrialStatus.COMPLETED and objective is None:
-            status, reason = TrialStatus.FAILED, never_matched(
-                self.objective_name, series.regex, "the job's CloudWatch logs",
-                self._last_lines)
+        elif status is TrialStatus.COMPLETED:
+            known = {**self.parser.final_values(), **final}
+            missing = next((n for n in self.objective_names if known.get(n) is None), None)
+            if missing is not None:
+                status, reason = TrialStatus.FAILED, never_matched(
+                    missing, self.parser.series[missing].regex, "the job's CloudWatch logs",
+                    self._last_lines)
         started = _epoch(job.get("TrainingStartTime")) or self.start_time
         ended = _epoch(job.get("TrainingEndTime")) or time.time()
         if self._log_file is not None:

@@ -85,6 +85,8 @@ class LocalTrainingJob:
         definitions = [(m.name, m.regex) for m in spec.metric_definitions]
         self.parser = MetricParser(definitions)
         self.objective_name = spec.objective.metric
+        # Every objective must be printed for the job to complete (the first one streams).
+        self.objective_names = [o.metric for o in spec.all_objectives]
         self.plans: tuple[HostPlan, ...] = ()
         self._group: HostGroup | None = None
         self._started_others: list[OtherHost] = []
@@ -287,8 +289,9 @@ class LocalTrainingJob:
                 break
             time.sleep(0.1)
         self._stop_all()
-        missing = self.parser.series[self.objective_name]
-        if not missing.points:
+        missing = next((self.parser.series[name] for name in self.objective_names
+                        if not self.parser.series[name].points), None)
+        if missing is not None:
             return self._finish(TrialStatus.FAILED, never_matched(
                 missing.name, missing.regex, "the job's output",
                 list(self._group.lead.last_lines)), exit_code=code)

@@ -8,7 +8,6 @@ failure told to Optuna as FAIL (never as a value) and early stops as PRUNED.
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import logging
@@ -22,9 +21,12 @@ from ray.tune.search import Searcher
 
 from hpt.experiment.store import training_job_name
 from hpt.search.journal import SingleWriterJournalBackend
-from hpt.search.space import build_distributions, decode_params, encode_params, grid_points
+from hpt.objectives import objective_values, violations
+from hpt.search.space import (build_distributions, decode_params, encode_params, grid_points,
+                              suggest)
 from hpt.search.strategies import STRATEGIES
-from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, STATUS, TrialStatus
+from hpt.spec.conditions import existing
+from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, RECORD, STATUS, TrialStatus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logger = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def open_study(spec, study_path: Path) -> optuna.Study:
         study_name=spec.name,
         storage=storage,
         sampler=make_sampler(spec),
-        direction="maximize" if spec.objective.type == "maximize" else "minimize",
+        directions=[o.type for o in spec.all_objectives],
         load_if_exists=True,
     )
     so_far = len(study.get_trials(deepcopy=False))
@@ -52,6 +54,10 @@ def open_study(spec, study_path: Path) -> optuna.Study:
         study.sampler = make_sampler(spec, so_far)
     return study
 
+
+# Optuna's system attribute of a trial's constraint value: this prefix and the constraint's
+# name (what `Trial.set_constraint` writes), for the trials hpt adds itself (warm start).
+CONSTRAINT_KEY_PREFIX = "constraints:"
 
 # Optuna user attribute marking trials copied from a warm-start parent (never run here).
 PARENT_ATTR = "hpt_warm_start_parent"
@@ -74,6 +80,8 @@ class OptunaSearcher(Searcher):
         self.max_trials = max_trials
         self.ranges = spec.hyperparameters
         self.distributions = build_distributions(self.ranges)
+        self.objectives = [o.model_dump() for o in spec.all_objectives]
+        self.constraints = [c.model_dump() for c in spec.constraints]
         self._grid = self._grid_points(seen) if STRATEGIES[spec.strategy].enumerates else None
         self._live: dict[str, optuna.trial.Trial] = {}
         self._suggested = done
@@ -89,16 +97,25 @@ class OptunaSearcher(Searcher):
         """The grid's cross-product, without the points of training jobs the tuning job's
         journal already has (resume; the lost ones among them are replayed, not re-offered)."""
         asked = {tuple(sorted(encode_params(h, self.ranges).items())) for h in seen}
-        for point in itertools.product(*grid_points(self.ranges).values()):
-            params = encode_params(dict(zip(self.ranges, point)), self.ranges)
+        for point in grid_points(self.ranges):
+            params = encode_params(point, self.ranges)
             if tuple(sorted(params.items())) not in asked:
                 yield params
+
+    def _ask(self) -> tuple[optuna.trial.Trial, dict[str, Any]]:
+        """A new trial and its hyperparameter values (an enqueued point's, if one waits). A
+        conditional space is drawn define-by-run, only the ranges that exist for the trial."""
+        if self.spec.conditional:
+            trial = self.study.ask()
+            return trial, suggest(trial, self.ranges)
+        trial = self.study.ask(self.distributions)
+        return trial, decode_params(trial.params, self.ranges)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self._replay:  # lost training jobs first, with the values they had
             config = self._replay.pop(0)
             self.study.enqueue_trial(encode_params(config["hyperparameters"], self.ranges))
-            self._live[trial_id] = self.study.ask(self.distributions)
+            self._live[trial_id], _ = self._ask()
             self._suggested += 1
             return dict(config, suggested_at=time.time())
         if self._suggested >= self.max_trials:
@@ -108,10 +125,9 @@ class OptunaSearcher(Searcher):
             if params is None:
                 return Searcher.FINISHED
             self.study.enqueue_trial(params)
-        trial = self.study.ask(self.distributions)
+        trial, values = self._ask()
         self._live[trial_id] = trial
         self._suggested += 1
-        values = decode_params(trial.params, self.ranges)
         number = self._next_number  # SageMaker numbers training jobs from 1
         self._next_number += 1
         return {
@@ -133,7 +149,9 @@ class OptunaSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self._live.get(trial_id)
-        if trial is not None and OBJECTIVE in result and result.get(OBJECTIVE_STEP):
+        # Optuna keeps intermediate values of single-objective studies only.
+        if trial is not None and OBJECTIVE in result and result.get(OBJECTIVE_STEP) and \
+                not self.spec.multi_objective:
             trial.report(float(result[OBJECTIVE]), int(result[OBJECTIVE_STEP]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
@@ -142,13 +160,26 @@ class OptunaSearcher(Searcher):
             return
         result = result or {}
         status = result.get(STATUS)
-        if status == TrialStatus.COMPLETED:
+        metrics = (result.get(RECORD) or {}).get("final_metrics") or {}
+        if self.constraints:
+            self._judge(trial, metrics)
+        if status == TrialStatus.COMPLETED and self.spec.multi_objective:
+            values = objective_values(metrics, self.objectives)
+            self.study.tell(trial, values, state=None if values else TrialState.FAIL)
+        elif status == TrialStatus.COMPLETED:
             self.study.tell(trial, float(result[OBJECTIVE]))
         elif status == TrialStatus.STOPPED or (status is None and not error and OBJECTIVE in result):
             # Early-stopped by the scheduler: its intermediate values stay visible to TPE.
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
+
+
+    def _judge(self, trial: optuna.trial.Trial, metrics: dict[str, float]) -> None:
+        """The trial's constraint values (<= 0: met), one per constrained metric, where
+        Optuna's samplers and optuna-dashboard read them."""
+        for c, value in zip(self.constraints, violations(metrics, self.constraints)):
+            trial.set_constraint(c["metric"], value)
 
 
 def fail_orphans(study: optuna.Study) -> int:
@@ -169,11 +200,14 @@ def seed_from_parents(study: optuna.Study, spec, parents: dict[str, list[dict[st
     """
     distributions = build_distributions(spec.hyperparameters)
     identical = spec.warm_start.type == "identical_data_and_algorithm"
+    objectives = [o.model_dump() for o in spec.all_objectives]
+    constraints = [c.model_dump() for c in spec.constraints]
     added = 0
     for parent, rows in parents.items():
         for row in rows:
             values = {k: v for k, v in row["hyperparameters"].items() if k in spec.hyperparameters}
-            if identical and set(values) != set(spec.hyperparameters):
+            expected = existing(spec.hyperparameters, values)
+            if identical and values != expected:
                 continue
             params, used = {}, {}
             for name, value in values.items():
@@ -181,11 +215,19 @@ def seed_from_parents(study: optuna.Study, spec, parents: dict[str, list[dict[st
                 for key, param in encoded.items():
                     if _inside(distributions[key], param):
                         params[key], used[key] = param, distributions[key]
-            if not params or (identical and len(params) != len(distributions)):
+            if not params or (identical and len(params) != len(expected)):
                 continue
+            metrics = {**(row.get("final_metrics") or {}),
+                       spec.objective.metric: row["objective_value"]}
+            scores = objective_values(metrics, objectives)
+            if scores is None:
+                continue
+            system = {CONSTRAINT_KEY_PREFIX + c["metric"]: value
+                      for c, value in zip(constraints, violations(metrics, constraints))}
             study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=used, value=float(row["objective_value"]),
-                user_attrs={PARENT_ATTR: f"{parent}/{row['training_job_name']}"}))
+                params=params, distributions=used, values=scores,
+                user_attrs={PARENT_ATTR: f"{parent}/{row['training_job_name']}"},
+                system_attrs=system))
             added += 1
     return added
 

@@ -9,11 +9,14 @@ maps it back, which concentrates samples near 1 exactly as SageMaker does.
 
 `auto` scaling: log when the range is positive and spans at least two orders of magnitude
 (max / min >= 100), linear otherwise.
+
+A conditional space (`when:`) is drawn define-by-run: parents first, and a range only when it
+exists for the values drawn so far, so Optuna records a trial's conditional parameters only
+where they exist. The values of ranges that do not exist are simply absent.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from optuna.distributions import (
@@ -22,6 +25,8 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+
+from hpt.spec.conditions import draw_order, exists, grid, grid_count
 
 REVERSE_PREFIX = "1-"
 
@@ -60,6 +65,8 @@ def decode_params(params: dict[str, Any], ranges: dict[str, Any]) -> dict[str, A
     values = {}
     for name, rng in ranges.items():
         key = optuna_param_name(name, rng)
+        if key not in params:
+            continue  # a conditional range that does not exist in this trial
         value = params[key]
         if key != name:
             value = 1.0 - value
@@ -73,15 +80,36 @@ def encode_params(values: dict[str, Any], ranges: dict[str, Any]) -> dict[str, A
     """Hyperparameter values -> Optuna's parameter values (for warm start / enqueued points)."""
     params = {}
     for name, rng in ranges.items():
+        if name not in values:
+            continue  # a conditional range that does not exist in this job
         key = optuna_param_name(name, rng)
         params[key] = 1.0 - values[name] if key != name else values[name]
     return params
 
 
-def grid_points(ranges: dict[str, Any]) -> dict[str, list[Any]]:
-    """Grid strategy: every categorical range's values (validation guarantees only categoricals)."""
-    return {name: list(rng.values) for name, rng in ranges.items()}
+def suggest(trial, ranges: dict[str, Any]) -> dict[str, Any]:
+    """Draws a conditional space on an Optuna trial (define-by-run): the hyperparameter
+    values of the ranges that exist for it, parents first."""
+    values: dict[str, Any] = {}
+    for name in draw_order(ranges):
+        rng = ranges[name]
+        if not exists(rng, values):
+            continue
+        key, dist = optuna_param_name(name, rng), to_distribution(rng)
+        if isinstance(dist, CategoricalDistribution):
+            raw = trial.suggest_categorical(key, dist.choices)
+        elif isinstance(dist, IntDistribution):
+            raw = trial.suggest_int(key, dist.low, dist.high, log=dist.log)
+        else:
+            raw = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
+        values.update(decode_params({key: raw}, {name: rng}))
+    return values
+
+
+def grid_points(ranges: dict[str, Any]) -> list[dict[str, Any]]:
+    """Grid strategy: every distinct point of the categorical ranges (hpt.spec.conditions)."""
+    return grid(ranges)
 
 
 def grid_size(ranges: dict[str, Any]) -> int:
-    return math.prod(len(rng.values) for rng in ranges.values())
+    return grid_count(ranges)

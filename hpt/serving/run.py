@@ -36,16 +36,41 @@ def jobs_of(root: Path) -> list[Job]:
 
 def plan_for(name: str, experiments_dir, **flags) -> tuple[Path, ServingPlan, list[Job],
                                                          str | None]:
-    from hpt.report import best_trial
-
     root = resolve_experiment(name, experiments_dir)
     jobs = jobs_of(root)
     if not any(j.status == TrialStatus.COMPLETED and j.artifact for j in jobs):
         raise UserError(f"{name}: no completed training job with a model.tar.gz yet; wait for "
                         f"one (hpt status {name}) or launch the tuning job")
-    best = best_trial(root)
-    best_name = best["TrainingJobName"] if best else None
+    best_name = _best_name(root, name, flags.pop("pick", None), flags.pop("weights", None),
+                           flags)
     return root, make_plan(jobs, best_name, **flags), jobs, best_name
+
+
+def _best_name(root: Path, name: str, pick: str | None, weights: str | None,
+               flags: dict) -> str | None:
+    """What `best` means for this job: its best trial, or the one --pick/--weights choose
+    from a multi-objective job's Pareto front (which has no single best without a rule)."""
+    from hpt.report import best_trial, front_trials, picked_trial
+
+    several = len(json.loads((root / SPEC).read_text()).get("objectives") or []) > 1
+    if not pick and not weights and not several:
+        best = best_trial(root)
+        return best["TrainingJobName"] if best else None
+    front = "; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
+                      for t in front_trials(root)[:10]) or "none yet"
+    if pick or weights:
+        chosen = picked_trial(root, None, pick, weights)
+        if chosen is None:
+            raise UserError(f"--pick {pick}: no training job of the Pareto front passes it "
+                            f"(the front: {front}); loosen the rule")
+        return chosen["TrainingJobName"]
+    specs = [v.rpartition("=")[0] or v for v in flags.get("variants") or []]
+    if (flags.get("trial") is None and not specs) or "best" in [
+            *specs, flags.get("shadow"), flags.get("canary")]:
+        raise UserError(f"{name}: a multi-objective tuning job has no single best model; choose "
+                        f"one of its Pareto front with --pick 'METRIC<=X' or --weights "
+                        f"'OBJECTIVE=W,...', or name it with --trial (the front: {front})")
+    return None
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -5,12 +5,12 @@ wait for it to be fixed). The runtime's and the strategy's own rules are theirs
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.search.strategies import STRATEGIES
-from hpt.spec.fields import did_you_mean
+from hpt.spec.conditions import CONDITION_RULES, grid_count
+from hpt.spec.fields import did_you_mean, show
 
 Problem = tuple[tuple, str]
 
@@ -19,7 +19,8 @@ def across_sections(values: dict[str, Any]) -> list[Problem]:
     """Every cross-section problem; may fill `values["limits"]` (a grid's implied size)."""
     found: list[Problem] = []
     for rule in (_static_and_tuned, _environment_and_hyperparameters, _objective_defined,
-                 _strategy, _torchrun_entry_point, _runtime):
+                 _objectives_defined, _constraints_defined, *CONDITION_RULES,
+                 _several_objectives, _strategy, _torchrun_entry_point, _runtime):
         found += rule(values)
     return found
 
@@ -56,19 +57,66 @@ def _environment_and_hyperparameters(values: dict[str, Any]) -> list[Problem]:
             for key in trainer.environment if key in ours]
 
 
+def _undefined(metric: str, metrics) -> str | None:
+    """Why `metric` cannot be read from the logs, or None when metric_definitions has it."""
+    names = [m.name for m in metrics]
+    if metric in names:
+        return None
+    guess = did_you_mean(metric, names)
+    return (f"{metric!r} is not defined in metric_definitions (defined: "
+            f"{', '.join(map(repr, names))}); "
+            + (f"did you mean {guess!r}?" if guess else "add a metric definition with that name"))
+
+
 def _objective_defined(values: dict[str, Any]) -> list[Problem]:
     objective, metrics = values.get("objective"), values.get("metric_definitions")
-    if objective is None or metrics is None:
+    if objective is None or metrics is None or values.get("objectives"):
+        return []  # the multi-objective form is `_objectives_defined`'s
+    reason = _undefined(objective.metric, metrics)
+    return [(("objective", "metric"), reason)] if reason else []
+
+
+def _objectives_defined(values: dict[str, Any]) -> list[Problem]:
+    objectives, metrics = values.get("objectives"), values.get("metric_definitions")
+    if not objectives or metrics is None:
         return []
-    names = [m.name for m in metrics]
-    if objective.metric in names:
+    return [(("objectives", i, "metric"), reason) for i, o in enumerate(objectives)
+            if (reason := _undefined(o.metric, metrics))]
+
+
+def _constraints_defined(values: dict[str, Any]) -> list[Problem]:
+    constraints, metrics = values.get("constraints"), values.get("metric_definitions")
+    if not constraints or metrics is None:
         return []
-    guess = did_you_mean(objective.metric, names)
-    return [(("objective", "metric"),
-             f"{objective.metric!r} is not defined in metric_definitions (defined: "
-             f"{', '.join(map(repr, names))}); "
-             + (f"did you mean {guess!r}?" if guess else
-                "add a metric definition with that name"))]
+    return [(("constraints", i, "metric"), reason) for i, c in enumerate(constraints)
+            if (reason := _undefined(c.metric, metrics))]
+
+
+# Strategies that can search several objectives at once (their samplers are multi-objective).
+MULTI_OBJECTIVE_STRATEGIES = ("bayesian", "nsga2", "random", "grid")
+
+
+def _several_objectives(values: dict[str, Any]) -> list[Problem]:
+    """What has no meaning with several objectives: strategies that optimize one value, and
+    completion criteria that compare one value."""
+    objectives = values.get("objectives") or []
+    if len(objectives) < 2:
+        return []
+    found: list[Problem] = []
+    strategy = values.get("strategy")
+    if strategy is not None and strategy not in MULTI_OBJECTIVE_STRATEGIES:
+        found.append((("strategy",), f"must be one of {', '.join(MULTI_OBJECTIVE_STRATEGIES)} "
+                                     f"with several objectives (got {strategy}); use strategy: "
+                                     f"nsga2 or bayesian, or keep one objective"))
+    completion = values.get("completion")
+    if completion is not None:
+        for name in ("target_objective", "max_trials_not_improving", "convergence"):
+            if getattr(completion, name):
+                found.append((("completion", name),
+                              f"compares one objective value and has no meaning with several "
+                              f"objectives (got {show(getattr(completion, name))}); remove it, "
+                              f"and bound the job with limits.max_trials"))
+    return found
 
 
 def _strategy(values: dict[str, Any]) -> list[Problem]:
@@ -80,7 +128,7 @@ def _strategy(values: dict[str, Any]) -> list[Problem]:
         return []
     found = strategy.problems(values) if tuned is not None else []
     if strategy.enumerates and tuned is not None and not found and limits is not None:
-        size = math.prod(len(r.values) for r in tuned.values())
+        size = grid_count(tuned)
         if limits.max_trials is None:
             # The grid's size is the implied max_trials; more slots than trials is no error
             # the user made, so the parallelism is capped at the grid size.

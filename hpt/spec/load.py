@@ -31,7 +31,7 @@ def _field_adapter(name: str) -> TypeAdapter:
 _ADAPTERS = {name: _field_adapter(name) for name in USER_FIELDS}
 # `channels:` with nothing after it means no channels, not null.
 _NONE_MEANS_DEFAULT = {"channels", "static_hyperparameters", "strategy_config", "limits",
-                       "completion"}
+                       "completion", "constraints"}
 
 Problem = tuple[tuple, str]
 
@@ -89,6 +89,8 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
     for name in USER_FIELDS:
         field = Spec.model_fields[name]
         if name not in data or (data[name] is None and name in _NONE_MEANS_DEFAULT):
+            if name == "objective" and "objectives" in data:
+                continue  # the multi-objective form: `_objective_forms` fills it in
             if field.is_required():
                 found.append(((name,), f"required field is missing; {missing_fix(Spec, name)}"))
             else:
@@ -99,6 +101,7 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
         except ValidationError as exc:
             found.extend(problems_from_error(exc, Spec, (name,)))
 
+    found.extend(_objective_forms(data, values))
     found.extend(across_sections(values))
     if check_disk:
         found.extend(_on_disk(values, data, source_path.parent, prepared))
@@ -109,6 +112,26 @@ def spec_from_dict(data: dict, source: str | os.PathLike,
         except ValidationError as exc:  # a rule the sections passed but the whole did not
             found = problems_from_error(exc, Spec)
     raise SpecError(_lines(found, display, data, overrides or {}))
+
+
+def _objective_forms(data: dict, values: dict[str, Any]) -> list[Problem]:
+    """`objective:` (one metric) or `objectives:` (several), never both. With several, the
+    first is also `objective`; a list of one is the single-objective form."""
+    if "objectives" not in data:
+        return []
+    if "objective" in data:
+        return [(("objectives",), "give either objective: (one metric) or objectives: (several "
+                                  "metrics), not both; move the objective into the list")]
+    objectives = values.get("objectives")
+    if objectives == []:
+        return [(("objectives",), "must list the objectives (got []); e.g. [{metric: "
+                                  "'validation:accuracy', type: maximize}, {metric: "
+                                  "'model:size_mb', type: minimize}], or write objective:")]
+    if objectives:
+        values["objective"] = objectives[0]
+        if len(objectives) == 1:
+            values["objectives"] = []
+    return []
 
 
 def _prepare_missing(argv: list[str] | None, base: Path) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +27,8 @@ from hpt.spec.fields import (URI_SCHEME, SpecModel,
                              static_value_problem, text, uri)
 from hpt.spec.ranges import (CategoricalRange, ContinuousRange, IntegerRange,  # noqa: F401
                              Range)
+from hpt.spec.objectives import (Constraint, Constraints, MetricDefinition,  # noqa: F401
+                                 MetricDefinitions, Objective, Objectives)
 
 STRATEGIES = tuple(strategy_registry.STRATEGIES)
 EARLY_STOPPING = tuple(rule_registry.RULES)
@@ -39,7 +40,8 @@ MAX_SEED = 2**32 - 1  # numpy/Optuna seeds are 32-bit
 
 # strategy_config keys hpt reads (hpt.search / hpt.schedule); other keys pass through,
 # but one that looks like a misspelling of these is reported.
-STRATEGY_CONFIG_KEYS = ("sampler", "min_resource", "max_resource", "reduction_factor")
+STRATEGY_CONFIG_KEYS = ("sampler", "min_resource", "max_resource", "reduction_factor",
+                        "population_size")
 
 
 # -- trainer ----------------------------------------------------------------------------------
@@ -184,52 +186,6 @@ def _static_hyperparameters(value: Any) -> Any:
     return mapping(value, "name: value", "static_hyperparameters: {epochs: 8}")
 
 
-# -- objective and metrics --------------------------------------------------------------------
-
-class Objective(SpecModel):
-    metric: Annotated[str, BeforeValidator(text)]
-    type: Annotated[Literal["maximize", "minimize"], BeforeValidator(choice("maximize", "minimize"))]
-
-
-def _regex(value: Any) -> str:
-    text(value)
-    try:
-        groups = re.compile(value).groups
-    except re.error as exc:
-        raise problem(f"is not a valid regular expression: {exc.msg} at position {exc.pos} "
-                      f"(got {show(value)}); fix the pattern (quote it in YAML, "
-                      f"e.g. 'loss=([0-9.]+)')") from None
-    if groups != 1:
-        raise problem(f"must have exactly one capture group around the value (got {groups} in "
-                      f"{show(value)}); e.g. 'val_acc=([0-9.]+)', other groups as (?:...)")
-    return value
-
-
-class MetricDefinition(SpecModel):
-    name: Annotated[str, BeforeValidator(text)]
-    regex: Annotated[str, BeforeValidator(_regex)]
-
-
-def _metric_definitions(value: Any) -> Any:
-    if not isinstance(value, list) or not value:
-        raise problem(f"must be a non-empty list of {{name, regex}} (got {show(value)}); e.g. "
-                      f"[{{name: 'validation:accuracy', regex: 'val_acc=([0-9.]+)'}}]")
-    return value
-
-
-def _unique_metric_names(value: list[MetricDefinition]) -> list[MetricDefinition]:
-    first: dict[str, int] = {}
-    found = []
-    for i, metric in enumerate(value):
-        j = first.setdefault(metric.name, i)
-        if j != i:
-            found.append(((i, "name"), f"duplicate metric name {metric.name!r} (also "
-                                       f"metric_definitions[{j}]); rename or remove one"))
-    if found:
-        raise problems(found)
-    return value
-
-
 # -- strategy, limits, completion, warm start -------------------------------------------------
 
 def _strategy_config(value: Any) -> dict[str, Any]:
@@ -246,6 +202,8 @@ def _strategy_config(value: Any) -> dict[str, Any]:
             item = collect(found, (key,), integer(ge=1), item)
         elif key == "reduction_factor":
             item = collect(found, (key,), number(gt=1), item)
+        elif key == "population_size":  # nsga2's generation size
+            item = collect(found, (key,), integer(ge=2), item)
         elif (guess := did_you_mean(key, STRATEGY_CONFIG_KEYS)) is not None:
             found.append(((key,), f"unknown key; did you mean {guess!r}?"))
         elif reason := static_value_problem(item):
@@ -338,8 +296,6 @@ StaticHyperparameters = Annotated[
     BeforeValidator(_static_hyperparameters), AfterValidator(_no_hp_case_clash)]
 Hyperparameters = Annotated[dict[HyperparameterName, Range], BeforeValidator(_hyperparameters),
                             AfterValidator(_no_hp_case_clash)]
-MetricDefinitions = Annotated[list[MetricDefinition], BeforeValidator(_metric_definitions),
-                              AfterValidator(_unique_metric_names)]
 Strategy = Annotated[Literal[STRATEGIES],
                      BeforeValidator(choice(*STRATEGIES))]
 EarlyStopping = Annotated[Literal[EARLY_STOPPING], BeforeValidator(_early_stopping)]
@@ -355,7 +311,13 @@ class Spec(SpecModel):
     output: Annotated[str | None, BeforeValidator(_output)] = None
     static_hyperparameters: StaticHyperparameters = Field(default_factory=dict)
     hyperparameters: Hyperparameters
+    # The objective; with `objectives:` (several), the loader sets it to the first of them,
+    # which early stopping acts on and SageMaker's single-objective columns show.
     objective: Objective
+    # hpt extension: multi-objective tuning (empty: a single objective).
+    objectives: Objectives = Field(default_factory=list)
+    # hpt extension: limits on final metric values a job must meet to be feasible.
+    constraints: Constraints = Field(default_factory=list)
     metric_definitions: MetricDefinitions
     strategy: Strategy = "bayesian"
     strategy_config: Annotated[dict[str, Any], BeforeValidator(_strategy_config)] = \
@@ -370,6 +332,20 @@ class Spec(SpecModel):
     prepare: Annotated[list[str] | None, BeforeValidator(_prepare)] = None
     # Set by the loader: the absolute path of the yaml file. Not a space.yaml field.
     source_path: Annotated[Path, BeforeValidator(_abs_path)]
+
+    @property
+    def all_objectives(self) -> tuple[Objective, ...]:
+        """Every objective, the first being `objective`."""
+        return tuple(self.objectives) or (self.objective,)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def conditional(self) -> bool:
+        """Some hyperparameter exists only for some values of another (`when:`)."""
+        return any(rng.when for rng in self.hyperparameters.values())
 
     def to_frozen_dict(self) -> dict[str, Any]:
         """The whole normalized spec as JSON-serializable data (paths as strings)."""

@@ -3,6 +3,11 @@
 Bounds are inclusive. `scaling` follows SageMaker: `log` needs min > 0, `reverse_log` is for
 continuous ranges inside [0, 1). Categorical values must be distinct as Python (and Optuna)
 compares them, so `1` and `true` cannot both be choices.
+
+`when: {parent: [values]}` (an hpt extension) makes a range conditional: it exists only in
+training jobs whose categorical `parent` took one of those values (several parents: all must
+hold). The range's own check is its shape; the parent's existence, type and values, and
+cycles of conditions, are rules across ranges (hpt.spec.across).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from hpt.spec.fields import SpecModel, aliased_choice, integer, number, problem, problems, show
+from hpt.spec.fields import (SpecModel, aliased_choice, integer, number, optional, problem,
+                             problems, show)
 
 RANGE_TYPES = ("continuous", "integer", "categorical")
 # SageMaker's ScalingType names -> hpt's.
@@ -68,6 +74,34 @@ def _bounds_problems(lo: float, hi: float, scaling: str) -> list[tuple[tuple, st
     return found
 
 
+def _when(value: Any) -> dict[str, list]:
+    example = "e.g. when: {optimizer: [sgd]}"
+    if not isinstance(value, dict) or not value:
+        raise problem(f"must map a categorical hyperparameter to the values this range exists "
+                      f"for (got {show(value)}); {example}")
+    found: list = []
+    out: dict[str, list] = {}
+    for parent, allowed in value.items():
+        if not isinstance(parent, str) or not parent:
+            found.append(((parent,), f"must name a hyperparameter (got {show(parent)}); {example}"))
+            continue
+        if not isinstance(allowed, list):
+            allowed = [allowed]  # `when: {optimizer: sgd}` is one value
+        if not allowed:
+            found.append(((parent,), f"must list at least one value of {parent!r} (got []); "
+                                     f"{example}"))
+        elif bad := [v for v in allowed if not isinstance(v, (str, int, float))]:
+            found.append(((parent,), f"values must be strings, numbers or bools (got "
+                                     f"{show(bad[0])}); list values of {parent!r}"))
+        out[parent] = allowed
+    if found:
+        raise problems(found)
+    return out
+
+
+When = Annotated[dict[str, list] | None, BeforeValidator(optional(_when))]
+
+
 class ContinuousRange(SpecModel):
     type: Literal["continuous"]
     min: Annotated[float, BeforeValidator(number())]
@@ -75,6 +109,7 @@ class ContinuousRange(SpecModel):
     scaling: Annotated[Literal["auto", "linear", "log", "reverse_log"],
                        BeforeValidator(aliased_choice(SCALING_ALIASES, "auto", "linear", "log",
                                                       "reverse_log"))] = "auto"
+    when: When = None
 
     @model_validator(mode="after")
     def _bounds(self) -> ContinuousRange:
@@ -89,6 +124,7 @@ class IntegerRange(SpecModel):
     min: Annotated[int, BeforeValidator(_integer_bound)]
     max: Annotated[int, BeforeValidator(_integer_bound)]
     scaling: Annotated[Literal["auto", "linear", "log"], BeforeValidator(_integer_scaling)] = "auto"
+    when: When = None
 
     @model_validator(mode="after")
     def _bounds(self) -> IntegerRange:
@@ -128,6 +164,7 @@ def _categorical_values(value: Any) -> list:
 class CategoricalRange(SpecModel):
     type: Literal["categorical"]
     values: Annotated[list[Union[str, bool, int, float]], BeforeValidator(_categorical_values)]
+    when: When = None
 
 
 Range = Annotated[

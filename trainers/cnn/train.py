@@ -11,6 +11,9 @@ SageMaker training-container contract:
   `code/inference.py`, the serving handler SageMaker's PyTorch containers and serve.py load);
 - every epoch prints one line `epoch=E loss=L val_acc=A` for the metric regexes, and one
   `throughput epoch=E samples_per_sec=S` (only the chief, rank 0, prints; it saves the model);
+  at the end one `model params=N size_mb=S latency_p99_ms=L` line: the trade-offs a
+  multi-objective job weighs against accuracy (size of the saved weights, and the 99th
+  percentile of one-image inference time on the training device);
 - distributed, when the environment says so (see distributed.py): data-parallel with
   WORLD_SIZE/RANK (all-reduce, `gloo` on CPU, `nccl` on GPU; also under `torchrun`), or
   parameter servers when TF_CONFIG lists `ps` tasks (ps.py). `--batch_size` is the global
@@ -212,6 +215,27 @@ def make_schedule(args, optimizer, steps_per_epoch):
 
 
 @torch.no_grad()
+def latency_p99_ms(model, x, runs=200, warmup=10):
+    """The 99th percentile of one-image inference time, in milliseconds."""
+    model.eval()
+    sample = x[:1]
+    sync = torch.cuda.synchronize if sample.is_cuda else (lambda: None)
+    times = []
+    for i in range(warmup + runs):
+        began = time.perf_counter()
+        model(sample)
+        sync()
+        if i >= warmup:
+            times.append((time.perf_counter() - began) * 1000.0)
+    return float(np.percentile(times, 99))
+
+
+def size_mb(model):
+    """The size of the saved weights (state dict tensors), in megabytes (10^6 bytes)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+
+
+@torch.no_grad()
 def accuracy(model, x, y, batch_size=1024):
     model.eval()
     correct = 0
@@ -322,6 +346,9 @@ def train(args):
     distributed.finish_data_parallel()
     if not ctx.is_chief:
         return
+    print(f"model params={sum(p.numel() for p in model.parameters())} "
+          f"size_mb={size_mb(model):.6f} latency_p99_ms={latency_p99_ms(model, x_test):.4f}",
+          flush=True)
     os.makedirs(args.model_dir, exist_ok=True)
     model_path = os.path.join(args.model_dir, "model.pth")
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_path)

@@ -25,3 +25,4 @@ class Strategy:
     early_stopping: str | None = None
     # Rules of a space for this strategy, on its validated sections: [(field path, message)].
     problems: Callable[[dict[str, Any]], list[tuple[tuple, str]]] = no_problems
+

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hpt.errors import UserError
 from hpt.sagemaker_names import MPI_PROCESSES_PER_HOST, distribution_hyperparameters
 from hpt.schedule.rules.asha import DEFAULT_RESOURCES
 from hpt.spec.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
@@ -15,10 +16,16 @@ from hpt.spec.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING
                                            number_text, relative)
 
 
-def to_request(spec) -> tuple[dict[str, Any], list[str]]:
-    """The CreateHyperParameterTuningJob request for a loaded Spec, and the report."""
+def to_request(spec, primary: str | None = None, flatten: bool = False
+               ) -> tuple[dict[str, Any], list[str]]:
+    """The CreateHyperParameterTuningJob request for a loaded Spec, and the report.
+
+    SageMaker tunes one objective over flat ranges. A space with several objectives or with
+    constraints exports only with `primary` (the objective SageMaker tunes; the report says
+    what was dropped), a conditional one only with `flatten` (every range goes to every
+    job); otherwise UserError lists, one line each, what SageMaker cannot express."""
+    spec, report = _expressible(spec, primary, flatten)
     base = Path(spec.source_path).parent
-    report: list[str] = []
     tags: dict[str, str] = {}
     request: dict[str, Any] = {
         "HyperParameterTuningJobName": spec.name,
@@ -34,6 +41,48 @@ def to_request(spec) -> tuple[dict[str, Any], list[str]]:
     if tags:
         request["Tags"] = [{"Key": TAG + k, "Value": v} for k, v in tags.items()]
     return request, report
+
+
+def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[str]]:
+    """The spec as SageMaker can take it, and the report of what that dropped."""
+    where = spec.source_path
+    metrics = [o.metric for o in spec.all_objectives]
+    found, report, update = [], [], {}
+    if primary is not None and primary not in metrics:
+        found.append(f"--primary {primary}: not an objective of this space (objectives: "
+                     f"{', '.join(metrics)}); name one of them")
+    elif spec.multi_objective or spec.constraints:
+        if primary is None:
+            if spec.multi_objective:
+                found.append(f"objectives: SageMaker tunes one objective metric (got "
+                             f"{len(metrics)}: {', '.join(metrics)}); export one of them with "
+                             f"--primary {metrics[0]}")
+            if spec.constraints:
+                found.append(f"constraints: SageMaker has no constraints on metrics (got "
+                             f"{', '.join(c.metric for c in spec.constraints)}); export with "
+                             f"--primary {metrics[0]} to drop them")
+        else:
+            chosen = next(o for o in spec.all_objectives if o.metric == primary)
+            update.update(objective=chosen, objectives=[], constraints=[])
+            dropped = [m for m in metrics if m != primary]
+            if dropped:
+                report.append(f"objectives: exported the single objective {primary!r}; "
+                              f"SageMaker does not tune {', '.join(map(repr, dropped))}")
+            if spec.constraints:
+                report.append(f"constraints: dropped ({', '.join(c.metric for c in spec.constraints)}"
+                              f"); SageMaker has no constraints on metrics")
+    conditional = [name for name, rng in spec.hyperparameters.items() if rng.when]
+    if conditional and not flatten:
+        found += [f"hyperparameters.{name}.when: SageMaker passes every range to every training "
+                  f"job; export with --flatten to drop the condition" for name in conditional]
+    elif conditional:
+        update["hyperparameters"] = {name: rng.model_copy(update={"when": None})
+                                     for name, rng in spec.hyperparameters.items()}
+        report.append(f"hyperparameters: exported {', '.join(conditional)} without their "
+                      f"when: condition; on SageMaker every training job receives them")
+    if found:
+        raise UserError("\n".join(f"{where}: {line}" for line in found))
+    return (spec.model_copy(update=update) if update else spec), report
 
 
 def _tuning_config(spec, tags: dict, report: list) -> dict[str, Any]:
