@@ -6,6 +6,11 @@ Plots: optimization history and slices (drawn from the table, so trials carry th
 numbers, TrialNumber, from 1), parallel coordinates and hyperparameter importance (Optuna's
 visualization; its default evaluator, PED-ANOVA in Optuna 5), and the learning curves of the
 top trials (from every objective data point hpt recorded). Every plot takes the page's width.
+
+A multi-objective job's report opens with its Pareto front (hpt.report_pareto, drawn from the
+table's Feasible/ParetoOptimal) and has one importance plot per objective; the plots of one
+value (history, curves, slices, parallel coordinates) show the first objective, the one
+FinalObjectiveValue holds. Its summary names every objective and constraint.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import html
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +27,10 @@ from typing import Any, Callable
 import pandas as pd
 
 from hpt.experiment.table import resolve_experiment
+from hpt.front import front_of, objectives_of
 from hpt.report import job_status, load_experiment, load_metrics
+from hpt.report_pareto import TITLE as PARETO_TITLE
+from hpt.report_pareto import is_multi_objective, pareto_axes, pareto_figure, placed
 from hpt.trial import TrialStatus
 
 TOP_CURVES = 5
@@ -68,6 +77,40 @@ def _scored(table: pd.DataFrame) -> pd.DataFrame:
 
 def _best_so_far(values: pd.Series, maximize: bool) -> pd.Series:
     return values.cummax() if maximize else values.cummin()
+
+
+def _study_plots(plots, study, spec: dict[str, Any]) -> list[tuple[str, str, Callable[[], Any]]]:
+    """(title, PNG file name, build) of Optuna's plots of the study, from `plots`
+    (optuna.visualization or its matplotlib twin). On a multi-objective study each gets a
+    `target` (Optuna raises without one): parallel coordinates show the first objective, and
+    importance is one plot per objective."""
+    objectives = objectives_of(spec)
+    first = objectives[0]["metric"]
+    if not is_multi_objective(spec):
+        return [("Parallel coordinates", "parallel_coordinates", lambda: plots.
+                 plot_parallel_coordinate(study, target_name=first)),
+                ("Hyperparameter importance", "param_importances", lambda: plots.
+                 plot_param_importances(study, target_name=first))]
+    out = [("Parallel coordinates", "parallel_coordinates", lambda: plots.
+            plot_parallel_coordinate(study, target=_value_of(0), target_name=first))]
+    for i, objective in enumerate(objectives):
+        metric = objective["metric"]
+        out.append((f"Hyperparameter importance for {metric}",
+                    "param_importances_" + re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_"),
+                    _importance(plots, study, i, objective)))
+    return out
+
+
+def _value_of(index: int, sign: float = 1.0) -> Callable[[Any], float]:
+    return lambda trial: sign * trial.values[index]
+
+
+def _importance(plots, study, index: int, objective: dict[str, Any]) -> Callable[[], Any]:
+    """Importance for reaching an objective's better values: given a target, PED-ANOVA ranks
+    parameters by how they reach its low values, so a maximized objective is negated."""
+    sign = -1.0 if objective["type"] == "maximize" else 1.0
+    return lambda: plots.plot_param_importances(study, target=_value_of(index, sign),
+                                                target_name=objective["metric"])
 
 
 def _log_scaled(spec: dict[str, Any]) -> set[str]:
@@ -127,44 +170,34 @@ def slices_figure(table: pd.DataFrame, spec: dict[str, Any]):
 
 def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
                    ) -> list[tuple[str, Any, str | None]]:
-    """(title, plotly figure or None, why it is missing) for each plot of the report."""
+    """(title, plotly figure or None, why it is missing) for each plot of the report. The
+    table's plots need completed jobs in the table, Optuna's completed trials in the study."""
     import optuna.visualization as ov
-    import plotly.graph_objects as go
 
     study = _study(root, spec)
     objective = spec["objective"]["metric"]
     maximize = spec["objective"]["type"] == "maximize"
+    scored = len(_scored(table))
     completed = _finished(study) if study is not None else 0
     out: list[tuple[str, Any, str | None]] = []
 
-    def add(title: str, build: Callable[[], Any], needs: int) -> None:
-        if completed < needs:
+    def add(title: str, build: Callable[[], Any], needs: int, have: int = scored,
+            where: str = "") -> None:
+        if have < needs:
             out.append((title, None, f"needs {needs} completed training jobs "
-                                     f"({completed} so far)"))
+                                     f"({have} so far{where})"))
             return
         try:
             out.append((title, build(), None))
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             out.append((title, None, f"{type(exc).__name__}: {exc}"))
 
+    if is_multi_objective(spec):
+        add(PARETO_TITLE, lambda: pareto_figure(table, spec), 1, len(placed(table, spec)))
     add("Optimization history", lambda: history_figure(table, objective, maximize), 1)
-
-    def curves_figure():
-        curves = _top_curves(root, table, objective, maximize)
-        fig = go.Figure()
-        for name, points in curves.groupby("TrainingJobName", sort=False):
-            points = points.sort_values("step")
-            fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines+markers",
-                                     name=name))
-        fig.update_layout(title=f"Learning curves of the top {TOP_CURVES} training jobs",
-                          xaxis_title="step (objective report)", yaxis_title=objective)
-        return fig
-
-    add("Learning curves", curves_figure, 1)
-    add("Parallel coordinates", lambda: ov.plot_parallel_coordinate(
-        study, target_name=objective), 2)
-    add("Hyperparameter importance", lambda: ov.plot_param_importances(
-        study, target_name=objective), 2)
+    add("Learning curves", lambda: curves_figure(root, table, objective, maximize), 1)
+    for title, _, build in _study_plots(ov, study, spec):
+        add(title, build, 2, completed, "" if completed == scored else " in the Optuna study")
     add("Slices", lambda: slices_figure(table, spec), 1)
     for _, fig, _ in out:
         if fig is not None:  # the page's width, whatever a plot asked for (Optuna's ask more)
@@ -172,17 +205,33 @@ def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
     return out
 
 
-def _summary_html(status: dict[str, Any], spec: dict[str, Any]) -> str:
+def curves_figure(root: Path, table: pd.DataFrame, objective: str, maximize: bool):
+    import plotly.graph_objects as go
+
+    curves = _top_curves(root, table, objective, maximize)
+    fig = go.Figure()
+    for name, points in curves.groupby("TrainingJobName", sort=False):
+        points = points.sort_values("step")
+        fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines+markers",
+                                 name=name))
+    fig.update_layout(title=f"Learning curves of the top {TOP_CURVES} training jobs",
+                      xaxis_title="step (objective report)", yaxis_title=objective)
+    return fig
+
+
+def _summary_html(status: dict[str, Any], spec: dict[str, Any], table: pd.DataFrame) -> str:
     best = status.get("Best")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(status["Counts"].items())) or "none yet"
     rows = [("Tuning job", status["TuningJobName"]),
             ("Status", status["Status"] + (f" ({status['EndReason']})"
                                            if status.get("EndReason") else "")),
-            ("Objective", f"{spec['objective']['type']} {spec['objective']['metric']}"),
+            *_objective_rows(spec, table),
             ("Strategy", spec.get("strategy", "")),
             ("Training jobs", f"{counts} (max {status['MaxTrials']})")]
     if best:
-        rows += [("Best training job", f"{best['TrainingJobName']}: "
+        best_of = (f"Best on {spec['objective']['metric']}" if is_multi_objective(spec)
+                   else "Best training job")
+        rows += [(best_of, f"{best['TrainingJobName']}: "
                                        f"{best['FinalObjectiveValue']:.6g}"),
                  ("Best hyperparameters", json.dumps(best["HyperParameters"]))]
     overhead = status.get("Overhead") or {}
@@ -195,6 +244,32 @@ def _summary_html(status: dict[str, Any], spec: dict[str, Any]) -> str:
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                     for k, v in rows)
     return f'<table class="summary">{cells}</table>'
+
+
+FRONT_NAMES_SHOWN = 10
+
+
+def _objective_rows(spec: dict[str, Any], table: pd.DataFrame) -> list[tuple[str, str]]:
+    """What the job optimizes: its objective (or every objective), its constraints, and the
+    size of its Pareto front (its jobs, best first on the first objective, when few)."""
+    objectives = objectives_of(spec)
+    rows = [("Objectives" if len(objectives) > 1 else "Objective",
+             ", ".join(f"{o['type']} {o['metric']}" for o in objectives))]
+    if spec.get("constraints"):
+        rows.append(("Constraints", "; ".join(_constraint_text(c)
+                                              for c in spec["constraints"])))
+    if is_multi_objective(spec):
+        names = list(front_of(table, spec)["TrainingJobName"])
+        rows.append(("Pareto front", f"{len(names)} training jobs" + (
+            f": {', '.join(names)}" if 0 < len(names) <= FRONT_NAMES_SHOWN else "")))
+    return rows
+
+
+def _constraint_text(constraint: dict[str, Any]) -> str:
+    low, high, metric = constraint.get("min"), constraint.get("max"), constraint["metric"]
+    if low is not None and high is not None:
+        return f"{low:g} <= {metric} <= {high:g}"
+    return f"{metric} >= {low:g}" if low is not None else f"{metric} <= {high:g}"
 
 
 _STYLE = """
@@ -223,7 +298,7 @@ def render_html(name_or_path: str | os.PathLike,
     for state in TrialStatus:
         table_html = table_html.replace(f"<td>{state}</td>",
                                         f'<td class="status-{state}">{state}</td>')
-    parts = [f"<h1>{html.escape(spec['name'])}</h1>", _summary_html(status, spec),
+    parts = [f"<h1>{html.escape(spec['name'])}</h1>", _summary_html(status, spec, table),
              "<h2>Training jobs</h2>", f'<div class="table-wrap">{table_html}</div>']
     first = True
     for title, fig, missing in plotly_figures(root, spec, table):
@@ -247,7 +322,6 @@ def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
     """The main plots as PNG files in out_dir; returns the files written."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as om
 
     root = resolve_experiment(name_or_path, experiments_dir)
@@ -256,35 +330,42 @@ def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
     maximize = spec["objective"]["type"] == "maximize"
     study = _study(root, spec)
     table = load_experiment(root)
+    scored = len(_scored(table))
     completed = _finished(study) if study is not None else 0
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    def save(name: str, draw: Callable[[], Any], needs: int) -> None:
-        if completed < needs:
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-            try:
-                axes = draw()
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                return
-        figure = getattr(axes, "figure", None) or plt.gcf()
-        figure.set_size_inches(9, 5.5)
-        figure.tight_layout()
-        path = out_dir / f"{name}.png"
-        figure.savefig(path, dpi=110)
-        plt.close("all")
-        written.append(path)
+    def save(name: str, draw: Callable[[], Any], needs: int, have: int = scored) -> None:
+        if have >= needs:
+            written.extend(_save_png(out_dir / f"{name}.png", draw))
 
+    if is_multi_objective(spec):
+        save("pareto_front", lambda: pareto_axes(table, spec), 1, len(placed(table, spec)))
     save("optimization_history", lambda: _png_history(table, objective, maximize), 1)
     save("learning_curves", lambda: _png_curves(root, table, objective, maximize), 1)
-    save("parallel_coordinates",
-         lambda: om.plot_parallel_coordinate(study, target_name=objective), 2)
-    save("param_importances",
-         lambda: om.plot_param_importances(study, target_name=objective), 2)
+    for _, name, build in _study_plots(om, study, spec):
+        save(name, build, 2, completed)
     return written
+
+
+def _save_png(path: Path, draw: Callable[[], Any]) -> list[Path]:
+    """[path] once the plot `draw` makes is saved there; [] when it cannot be drawn."""
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        try:
+            axes = draw()
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            plt.close("all")
+            return []
+    figure = getattr(axes, "figure", None) or plt.gcf()
+    figure.set_size_inches(9, 5.5)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close("all")
+    return [path]
 
 
 def _png_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool):

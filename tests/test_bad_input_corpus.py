@@ -37,12 +37,29 @@ def valid(tmp_path_factory):
         "strategy": "bayesian", "limits": {"max_trials": 4, "max_parallel": 2}}
 
 
-def test_every_malformed_space_is_rejected_cleanly_and_quickly(valid):
+def multi_objective(space: dict) -> dict:
+    """The valid space with two objectives, a constraint and a conditional range."""
+    space = dict(space, objectives=[{"metric": "acc", "type": "maximize"},
+                                    {"metric": "size", "type": "minimize"}],
+                 constraints=[{"metric": "size", "max": 5}])
+    del space["objective"]
+    space["metric_definitions"] = space["metric_definitions"] + [
+        {"name": "size", "regex": "size=([0-9.]+)"}]
+    space["hyperparameters"] = dict(space["hyperparameters"], momentum={
+        "type": "continuous", "min": 0.5, "max": 0.9, "when": {"opt": ["sgd"]}})
+    return space
+
+
+@pytest.mark.parametrize("form", ["single", "multi-objective"])
+def test_every_malformed_space_is_rejected_cleanly_and_quickly(valid, form):
     root, space = valid
+    if form != "single":
+        space = multi_objective(space)
+        load_spec(_write(root, "valid-multi.yaml", space))  # the unmutated space is valid
     rejected = accepted = 0
     slowest = 0.0
-    for name, content in corpus(space, SEED, COUNT):
-        path = root / f"{name}.yaml"
+    for name, content in corpus(space, SEED, COUNT if form == "single" else COUNT // 2):
+        path = root / f"{form}-{name}.yaml"
         path.write_bytes(content)
         began = time.perf_counter()
         try:
@@ -58,7 +75,15 @@ def test_every_malformed_space_is_rejected_cleanly_and_quickly(valid):
         assert time.perf_counter() - began < 5, f"{name} took too long"
     print(f"fuzzed spaces: {rejected + accepted} tried, {rejected} rejected cleanly, "
           f"{accepted} still valid, slowest {slowest * 1000:.0f} ms")
-    assert rejected >= 200
+    assert rejected >= (200 if form == "single" else 100)
+
+
+def _write(root, name: str, space: dict):
+    import yaml
+
+    path = root / name
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
 
 
 def test_the_cli_exits_2_and_creates_nothing_for_malformed_spaces(valid, tmp_path):

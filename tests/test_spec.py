@@ -14,6 +14,8 @@ from hpt.spec import (RESERVED_HYPERPARAMETERS, CategoricalRange, Channel, Conti
                       IntegerRange, Spec, SpecError, load_spec, spec_from_dict)
 
 DELETE = object()
+OBJ_ACC = {"metric": "validation:accuracy", "type": "maximize"}
+OBJ_LOSS = {"metric": "train:loss", "type": "minimize"}
 
 VALID = {
     "name": "digits-cnn",
@@ -297,6 +299,64 @@ CASES = [
      "warm_start.parents[1]", "letters, digits and inner hyphens"),
     ("warm-start-type", {"warm_start": {"parents": ["a"], "type": "identical"}},
      "warm_start.type", "did you mean 'identical_data_and_algorithm'?"),
+
+    # several objectives, constraints, conditions
+    ("objectives-and-objective", {"objectives": [OBJ_ACC, OBJ_LOSS]},
+     "objectives", "either objective: (one metric) or objectives: (several metrics), not both"),
+    ("objectives-empty", {"objective": DELETE, "objectives": []}, "objectives",
+     "must list the objectives (got [])"),
+    ("objectives-not-a-list", {"objective": DELETE, "objectives": OBJ_ACC}, "objectives",
+     "must be a list of {metric, type}"),
+    ("objectives-duplicate", {"objective": DELETE, "objectives": [OBJ_ACC, OBJ_LOSS, OBJ_ACC]},
+     "objectives[2].metric", "'validation:accuracy' is already objectives[0]; remove one"),
+    ("objectives-undefined", {"objective": DELETE, "objectives": [
+        OBJ_ACC, {"metric": "model:size", "type": "minimize"}]},
+     "objectives[1].metric", "'model:size' is not defined in metric_definitions"),
+    ("objectives-bad-type", {"objective": DELETE, "objectives": [
+        OBJ_ACC, {"metric": "train:loss", "type": "lower"}]},
+     "objectives[1].type", "must be one of maximize, minimize"),
+    ("objectives-hyperband", {"objective": DELETE, "objectives": [OBJ_ACC, OBJ_LOSS],
+                              "strategy": "hyperband"},
+     "strategy", "with several objectives (got hyperband); use strategy: nsga2 or bayesian"),
+    ("objectives-cmaes", {"objective": DELETE, "objectives": [OBJ_ACC, OBJ_LOSS],
+                          "strategy": "cmaes"}, "strategy", "with several objectives"),
+    ("objectives-completion", {"objective": DELETE, "objectives": [OBJ_ACC, OBJ_LOSS],
+                               "completion": {"target_objective": 0.99}},
+     "completion.target_objective", "no meaning with several objectives"),
+    ("constraint-unknown-metric", {"constraints": [{"metric": "latency", "max": 20}]},
+     "constraints[0].metric", "'latency' is not defined in metric_definitions"),
+    ("constraint-no-bound", {"constraints": [{"metric": "train:loss"}]},
+     "constraints[0].max", "a constraint needs min, max or both"),
+    ("constraint-min-above-max", {"constraints": [{"metric": "train:loss", "min": 2, "max": 1}]},
+     "constraints[0].min", "must be <= max (got min 2 > max 1)"),
+    ("constraint-twice", {"constraints": [{"metric": "train:loss", "max": 1},
+                                          {"metric": "train:loss", "min": 0}]},
+     "constraints[1].metric", "give one constraint with both min and max"),
+    ("constraint-not-a-list", {"constraints": {"metric": "train:loss", "max": 1}},
+     "constraints", "must be a list of {metric, min and/or max}"),
+    ("constraint-unknown-key", {"constraints": [{"metric": "train:loss", "maximum": 1}]},
+     "constraints[0].maximum", "unknown field"),
+    ("when-parent-undefined", {"hyperparameters.momentum.when": {"optimizer": ["sgd"]}},
+     "hyperparameters.momentum.when.optimizer", "'optimizer' is not a tuned hyperparameter"),
+    ("when-parent-static", {"hyperparameters.momentum.when": {"epochs": [8]}},
+     "hyperparameters.momentum.when.epochs", "is a static hyperparameter"),
+    ("when-parent-not-categorical", {"hyperparameters.momentum.when": {"lr": [0.01]}},
+     "hyperparameters.momentum.when.lr", "'lr' must be categorical to condition a range"),
+    ("when-value-not-among", {"hyperparameters.momentum.when": {"conv_channels": [16, 128]}},
+     "hyperparameters.momentum.when.conv_channels", "128 is not one of 'conv_channels'"),
+    ("when-itself", {"hyperparameters.conv_channels.when": {"conv_channels": [16]}},
+     "hyperparameters.conv_channels.when.conv_channels", "cannot depend on itself"),
+    ("when-cycle", {("hyperparameters", "opt"): {"type": "categorical", "values": ["a", "b"],
+                                                 "when": {"conv_channels": [16]}},
+                    "hyperparameters.conv_channels.when": {"opt": ["a"]}},
+     "hyperparameters.conv_channels.when",
+     "conditions form a cycle (conv_channels -> opt -> conv_channels)"),
+    ("when-empty", {"hyperparameters.momentum.when": {}},
+     "hyperparameters.momentum.when", "must map a categorical hyperparameter to the values"),
+    ("when-no-values", {"hyperparameters.momentum.when": {"conv_channels": []}},
+     "hyperparameters.momentum.when.conv_channels", "must list at least one value"),
+    ("nsga2-population", {"strategy": "nsga2", "strategy_config": {"population_size": 1}},
+     "strategy_config.population_size", "must be >= 2"),
 ]
 
 

@@ -160,7 +160,7 @@ class OptunaSearcher(Searcher):
             return
         result = result or {}
         status = result.get(STATUS)
-        metrics = (result.get(RECORD) or {}).get("final_metrics") or {}
+        metrics = final_metrics(result)
         if self.constraints:
             self._judge(trial, metrics)
         if status == TrialStatus.COMPLETED and self.spec.multi_objective:
@@ -180,6 +180,16 @@ class OptunaSearcher(Searcher):
         Optuna's samplers and optuna-dashboard read them."""
         for c, value in zip(self.constraints, violations(metrics, self.constraints)):
             trial.set_constraint(c["metric"], value)
+
+
+def final_metrics(result: dict) -> dict[str, float]:
+    """The job's final metric values from its last result. Tune hands searchers the result
+    flattened (`hpt_record/final_metrics/<metric>` keys); a nested one is read as it is."""
+    nested = result.get(RECORD)
+    if isinstance(nested, dict):
+        return dict(nested.get("final_metrics") or {})
+    prefix = f"{RECORD}/final_metrics/"
+    return {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
 
 
 def fail_orphans(study: optuna.Study) -> int:

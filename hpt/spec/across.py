@@ -63,8 +63,8 @@ def _undefined(metric: str, metrics) -> str | None:
     if metric in names:
         return None
     guess = did_you_mean(metric, names)
-    return (f"{metric!r} is not defined in metric_definitions (defined: "
-            f"{', '.join(map(repr, names))}); "
+    return (f"{show(metric)} is not defined in metric_definitions (defined: "
+            f"{', '.join(map(show, names))}); "
             + (f"did you mean {guess!r}?" if guess else "add a metric definition with that name"))
 
 

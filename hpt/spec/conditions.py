@@ -91,19 +91,19 @@ def _parents_are_categorical(values: dict[str, Any]) -> list[Problem]:
                 where = ("is a static hyperparameter, always the same" if parent in static
                          else "is not a tuned hyperparameter")
                 guess = did_you_mean(parent, [n for n in tuned if n != name])
-                found.append((at, f"{parent!r} {where}; name a categorical range of "
+                found.append((at, f"{show(parent)} {where}; name a categorical range of "
                                   f"hyperparameters" + (f" (did you mean {guess!r}?)"
                                                         if guess else "")))
             elif tuned[parent].type != "categorical":
-                found.append((at, f"{parent!r} must be categorical to condition a range (got "
+                found.append((at, f"{show(parent)} must be categorical to condition a range (got "
                                   f"type: {tuned[parent].type}); make it {{type: categorical, "
                                   f"values: [...]}} or remove the condition"))
             else:
                 choices = tuned[parent].values
                 for value in allowed:
                     if not _among(value, choices):
-                        found.append((at, f"{show(value)} is not one of {parent!r}'s values "
-                                          f"{show(choices)}; list values {parent!r} can take"))
+                        found.append((at, f"{show(value)} is not one of {show(parent)}'s values "
+                                          f"{show(choices)}; list values {show(parent)} can take"))
     return found
 
 

@@ -31,7 +31,7 @@ def _objectives(value: Any) -> Any:
 
 
 def _unique_objectives(value: list[Objective]) -> list[Objective]:
-    found = [((i, "metric"), f"{o.metric!r} is already objectives[{j}]; remove one")
+    found = [((i, "metric"), f"{show(o.metric)} is already objectives[{j}]; remove one")
              for i, o in enumerate(value)
              for j in [next(k for k, p in enumerate(value) if p.metric == o.metric)] if j != i]
     if found:
@@ -50,7 +50,7 @@ class Constraint(SpecModel):
     def _a_bound(self) -> Constraint:
         if self.min is None and self.max is None:
             raise problems([(("max",), f"a constraint needs min, max or both (got neither for "
-                                       f"{self.metric!r}); e.g. {{metric: {self.metric!r}, "
+                                       f"{show(self.metric)}); e.g. {{metric: {show(self.metric)}, "
                                        f"max: 20}}")])
         if self.min is not None and self.max is not None and self.min > self.max:
             raise problems([(("min",), f"must be <= max (got min {show(self.min)} > max "
@@ -68,7 +68,7 @@ def _constraints(value: Any) -> Any:
 
 
 def _unique_constraints(value: list[Constraint]) -> list[Constraint]:
-    found = [((i, "metric"), f"{c.metric!r} already has a constraint (constraints[{j}]); "
+    found = [((i, "metric"), f"{show(c.metric)} already has a constraint (constraints[{j}]); "
                              f"give one constraint with both min and max")
              for i, c in enumerate(value)
              for j in [next(k for k, p in enumerate(value) if p.metric == c.metric)] if j != i]

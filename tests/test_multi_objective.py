@@ -1,0 +1,344 @@
+"""Several objectives, constraints and conditional hyperparameters: the pure rules (front,
+feasibility, picks, conditions) against brute force, and real tuning jobs (Ray, Optuna,
+subprocess trainers) whose scripts record what they were given."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+import hpt
+from hpt.errors import UserError
+from hpt.front import choose, front_of
+from hpt.launch import launch
+from hpt.objectives import is_feasible, pareto_optimal, unmet, violations
+from hpt.search.space import suggest
+from hpt.spec import load_spec
+from hpt.spec.conditions import draw_order, existing, grid
+from hpt.spec.ranges import Range
+from helpers import counts, events, start_launcher, wait_for
+
+PARETO = Path(__file__).resolve().parent / "trainers" / "pareto"
+ACCURACY, SIZE, LATENCY = "validation:accuracy", "model:size_mb", "latency:ms"
+
+
+def brute_force_front(points, maximize):
+    """Pareto-optimal by the definition: no other candidate is >= on all and > on one."""
+    def signed(p):
+        return [x if up else -x for x, up in zip(p, maximize)]
+
+    out = []
+    for i, p in enumerate(points):
+        if p is None:
+            out.append(False)
+            continue
+        out.append(not any(
+            q is not None and j != i and all(a >= b for a, b in zip(signed(q), signed(p)))
+            and any(a > b for a, b in zip(signed(q), signed(p)))
+            for j, q in enumerate(points)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_front_is_exactly_the_undominated_candidates(seed):
+    rng = random.Random(seed)
+    dims = rng.choice([2, 3, 4])
+    maximize = [rng.random() < 0.5 for _ in range(dims)]
+    # Few distinct values: ties and duplicate points are common, as with real accuracies.
+    points = [None if rng.random() < 0.15 else [rng.randint(0, 5) / 5 for _ in range(dims)]
+              for _ in range(rng.randint(0, 40))]
+    assert pareto_optimal(points, maximize) == brute_force_front(points, maximize)
+
+
+def test_constraints_are_judged_on_final_values_and_a_missing_metric_fails_them():
+    rules = [{"metric": "lat", "min": None, "max": 20.0}, {"metric": "acc", "min": 0.9,
+                                                          "max": None}]
+    assert violations({"lat": 15.0, "acc": 0.95}, rules) == [-5.0, pytest.approx(-0.05)]
+    assert is_feasible({"lat": 20.0, "acc": 0.9}, rules)  # bounds are inclusive
+    assert not is_feasible({"lat": 25.0, "acc": 0.95}, rules)
+    assert not is_feasible({"acc": 0.95}, rules)  # never printed: not met
+    assert unmet({"lat": 25.0}, rules) == ["lat=25 > 20", "acc never printed"]
+
+
+def frozen(objectives, constraints=()):
+    return {"objective": objectives[0], "objectives": list(objectives),
+            "constraints": list(constraints),
+            "metric_definitions": [{"name": o["metric"]} for o in objectives]}
+
+
+def table(rows):
+    import pandas as pd
+
+    return pd.DataFrame([{"TrialNumber": i + 1, "TrainingJobName": f"job-{i + 1}",
+                          "TrainingJobStatus": "Completed", "ParetoOptimal": True, **r}
+                         for i, r in enumerate(rows)])
+
+
+def test_a_pick_filters_the_front_then_takes_the_best_objective_it_does_not_name():
+    spec = frozen([{"metric": "acc", "type": "maximize"}, {"metric": "size", "type": "minimize"}])
+    front = front_of(table([{"acc": 0.99, "size": 5.0}, {"acc": 0.97, "size": 1.0},
+                            {"acc": 0.95, "size": 0.1}]), spec)
+    assert list(front["TrainingJobName"]) == ["job-1", "job-2", "job-3"]  # best acc first
+    assert choose(front, spec, "size<=2")["TrainingJobName"] == "job-2"  # most accurate <= 2
+    assert choose(front, spec, "acc>=0.96")["TrainingJobName"] == "job-2"  # smallest >= .96
+    assert choose(front, spec, "acc>0.999") is None
+    assert choose(front, spec, weights="size=1")["TrainingJobName"] == "job-3"
+    assert choose(front, spec, weights="acc=1,size=1")["TrainingJobName"] == "job-2"
+    for bad, phrase in [("size 2", "is not METRIC<=VALUE"), ("speed<=1", "not a metric of"),
+                        ("size<=big", "not a finite number")]:
+        with pytest.raises(UserError, match=phrase):
+            choose(front, spec, bad)
+    with pytest.raises(UserError, match="must be OBJECTIVE=WEIGHT"):
+        choose(front, spec, weights="speed=1")
+    with pytest.raises(UserError, match="sum to 0"):
+        choose(front, spec, weights="acc=0")
+
+
+def conditional_ranges():
+    def r(**kw):
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(Range).validate_python(kw)
+
+    return {"momentum": r(type="continuous", min=0.5, max=0.9, when={"optimizer": ["sgd"]}),
+            "optimizer": r(type="categorical", values=["sgd", "adam"]),
+            "beta2": r(type="categorical", values=[0.99, 0.999], when={"optimizer": ["adam"]}),
+            "nesterov": r(type="categorical", values=[True, False],
+                          when={"optimizer": ["sgd"]}),
+            "width": r(type="categorical", values=[1, 2])}
+
+
+def test_conditions_order_parents_first_and_drop_ranges_that_do_not_exist():
+    ranges = conditional_ranges()
+    assert draw_order(ranges).index("optimizer") < draw_order(ranges).index("momentum")
+    assert existing(ranges, {"optimizer": "adam", "momentum": 0.7, "beta2": 0.99}) == \
+        {"optimizer": "adam", "beta2": 0.99}
+    points = grid({k: v for k, v in ranges.items() if k != "momentum"})
+    # sgd x nesterov x width + adam x beta2 x width: each distinct point once.
+    assert len(points) == 2 * 2 + 2 * 2
+    assert {tuple(sorted(p)) for p in points} == {("nesterov", "optimizer", "width"),
+                                                  ("beta2", "optimizer", "width")}
+
+
+def test_a_conditional_space_is_drawn_define_by_run_and_optuna_records_only_what_exists():
+    ranges = conditional_ranges()
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(
+        seed=1, multivariate=True, group=True, n_startup_trials=4))
+    for _ in range(12):
+        trial = study.ask()
+        values = suggest(trial, ranges)
+        study.tell(trial, values.get("momentum", 0.5) + values["width"])
+        if values["optimizer"] == "adam":
+            assert "momentum" not in values and "1-momentum" not in trial.params
+            assert "beta2" in values and "nesterov" not in values
+        else:
+            assert 0.5 <= values["momentum"] <= 0.9 and "beta2" not in trial.params
+    assert {"sgd", "adam"} == {t.params["optimizer"] for t in study.trials}
+
+
+def pareto_space(name, max_trials=10, strategy="bayesian", seconds=0.0, **extra):
+    space = {
+        "name": name,
+        "trainer": {"source_dir": str(PARETO), "entry_point": "train.py", "cpus_per_host": 1,
+                    "max_runtime_seconds": 60},
+        "static_hyperparameters": {"seconds": seconds},
+        "hyperparameters": {
+            "width": {"type": "integer", "min": 1, "max": 10},
+            "optimizer": {"type": "categorical", "values": ["sgd", "adam"]},
+            "momentum": {"type": "continuous", "min": 0.5, "max": 0.99,
+                         "when": {"optimizer": ["sgd"]}},
+            "beta2": {"type": "categorical", "values": [0.99, 0.999],
+                      "when": {"optimizer": "adam"}}},
+        "objectives": [{"metric": ACCURACY, "type": "maximize"},
+                       {"metric": SIZE, "type": "minimize"}],
+        "constraints": [{"metric": LATENCY, "max": 6}],
+        "metric_definitions": [{"name": ACCURACY, "regex": "val_acc=([0-9.]+)"},
+                               {"name": SIZE, "regex": "size_mb=([0-9.]+)"},
+                               {"name": LATENCY, "regex": "latency_ms=([0-9.]+)"}],
+        "strategy": strategy,
+        "limits": {"max_trials": max_trials, "max_parallel": 2},
+        "seed": 3,
+    }
+    space.update(extra)
+    return space
+
+
+def study_of(exp, name):
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(Path(exp) / name / "optuna.journal"))))
+
+
+def assert_front_is_right(df):
+    """ParetoOptimal is brute-force dominance over the feasible Completed jobs."""
+    done = (df["TrainingJobStatus"] == "Completed") & df["Feasible"]
+    points = [[a, s] if ok else None for a, s, ok in zip(df[ACCURACY], df[SIZE], done)]
+    assert list(df["ParetoOptimal"]) == brute_force_front(points, [True, False])
+    assert not (df["ParetoOptimal"] & ~df["Feasible"]).any()
+    assert df["Feasible"].tolist() == (df[LATENCY] <= 6).tolist()
+
+
+@pytest.mark.parametrize("strategy", ["bayesian", "nsga2"])
+def test_a_conditional_multi_objective_job_gives_each_script_only_its_hyperparameters(
+        ray_session, write_space, tmp_path, strategy):
+    exp = tmp_path / "exp"
+    name = f"mo-{strategy}"
+    result = launch(load_spec(write_space(pareto_space(name, max_trials=12, strategy=strategy,
+                                                       strategy_config={"population_size": 4}
+                                                       if strategy == "nsga2" else {}))),
+                    exp, dashboard=False)
+    df = hpt.load_experiment(name, exp)
+    assert len(df) == 12 and (df["TrainingJobStatus"] == "Completed").all(), df
+    assert set(df["optimizer"]) == {"sgd", "adam"}
+    for row in df.itertuples():
+        seen = _seen_from_artifact(row.ModelArtifact)
+        argv, file_hps = seen["argv"], seen["hyperparameters.json"]
+        if row.optimizer == "adam":
+            assert "--momentum" not in argv and "momentum" not in file_hps
+            assert "momentum" not in seen["SM_HPS"] and "SM_HP_MOMENTUM" not in seen["SM_HP"]
+            assert "--beta2" in argv and "beta2" in seen["SM_HPS"]
+        else:
+            assert "--momentum" in argv and "SM_HP_MOMENTUM" in seen["SM_HP"]
+            assert "--beta2" not in argv and "beta2" not in file_hps
+    study = study_of(exp, name)
+    assert len(study.directions) == 2
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 12
+    assert sorted(tuple(t.values) for t in study.trials) == sorted(zip(df[ACCURACY], df[SIZE]))
+    for t in study.trials:  # Optuna's own record: the conditional parameters only where they exist
+        assert ("1-momentum" in t.params or "momentum" in t.params) == (
+            t.params["optimizer"] == "sgd")
+        assert ("beta2" in t.params) == (t.params["optimizer"] == "adam")
+        # What the samplers and the dashboard read: <= 0 exactly when the job met it.
+        assert set(t.constraints) == {LATENCY}
+        assert (t.constraints[LATENCY] <= 0) == (t.params["width"] <= 6)
+    assert_front_is_right(df)
+    front = hpt.pareto_front(name, exp)
+    assert len(front) >= 2 and front["ParetoOptimal"].all()
+    assert not result.best or result.best["TrainingJobName"] in set(df["TrainingJobName"])
+
+    # hpt best: the front as JSON; with a rule, one job of it.
+    cli = [sys.executable, "-m", "hpt.cli"]
+    shown = subprocess.run([*cli, "best", name, "--experiments-dir", str(exp)],
+                           capture_output=True, text=True, timeout=60)
+    listed = json.loads(shown.stdout)
+    assert [t["TrainingJobName"] for t in listed] == list(front["TrainingJobName"])
+    small = subprocess.run([*cli, "best", name, "--experiments-dir", str(exp), "--pick",
+                            f"{SIZE}<={front[SIZE].median()}"], capture_output=True, text=True,
+                           timeout=60)
+    picked = json.loads(small.stdout)
+    under = front[front[SIZE] <= front[SIZE].median()]
+    assert picked["TrainingJobName"] == under.sort_values(
+        [ACCURACY, "TrialNumber"], ascending=[False, True])["TrainingJobName"].iloc[0]
+    assert "momentum" not in picked["HyperParameters"] or picked["HyperParameters"][
+        "optimizer"] == "sgd"
+    status = subprocess.run([*cli, "status", name, "--experiments-dir", str(exp)],
+                            capture_output=True, text=True, timeout=60)
+    assert f"Pareto front: {len(front)} training jobs" in status.stdout
+    refused = subprocess.run([*cli, "serve", name, "--experiments-dir", str(exp), "--port", "0"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "no single best model" in refused.stderr
+    assert front["TrainingJobName"].iloc[0] in refused.stderr
+
+
+def _seen_from_artifact(artifact):
+    import tarfile
+
+    with tarfile.open(artifact) as tar:
+        return json.load(tar.extractfile("seen.json"))
+
+
+def test_kill_9_then_resume_and_extend_a_multi_objective_job_loses_and_repeats_nothing(
+        ray_session, write_space, tmp_path):
+    address = ray_session.get_runtime_context().gcs_address
+    name = "mo-crash"
+    space = write_space(pareto_space(name, max_trials=6, strategy="random", seconds=1.0))
+    exp = tmp_path / "exp"
+    launcher = start_launcher(space, exp, address)
+    try:
+        wait_for(lambda: counts(events(exp, name), "trial_ended") >= 2
+                 and counts(events(exp, name), "trial_started")
+                 > counts(events(exp, name), "trial_ended"), what="a job in mid-flight")
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(timeout=10)
+    finally:
+        launcher.kill()
+    cli = [sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+           "--experiments-dir", str(exp), "--address", address]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Pareto front:" in done.stdout
+    df = hpt.load_experiment(name, exp)
+    assert sorted(df["TrialNumber"]) == list(range(1, 7)) and df["TrainingJobName"].is_unique
+    assert (df["TrainingJobStatus"] == "Completed").all()
+    done = subprocess.run([*cli, "--max-trials", "9"], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    df = hpt.load_experiment(name, exp)
+    assert sorted(df["TrialNumber"]) == list(range(1, 10)) and df["TrainingJobName"].is_unique
+    ended = [e["training_job_name"] for e in events(exp, name) if e["event"] == "trial_ended"]
+    assert sorted(set(ended)) == sorted(df["TrainingJobName"])
+    states = [t.state.name for t in study_of(exp, name).trials]
+    assert states.count("COMPLETE") == 9 and "RUNNING" not in states
+    assert all(len(t.values) == 2 for t in study_of(exp, name).trials if t.values)
+    assert_front_is_right(df)
+
+
+def test_a_job_that_never_prints_a_second_objective_fails_naming_it(
+        ray_session, write_space, tmp_path):
+    space = pareto_space("mo-silent", max_trials=2, strategy="random")
+    space["metric_definitions"][1]["regex"] = "never_printed=([0-9.]+)"
+    launch(load_spec(write_space(space)), tmp_path / "exp", dashboard=False)
+    df = hpt.load_experiment("mo-silent", tmp_path / "exp")
+    assert (df["TrainingJobStatus"] == "Failed").all()
+    assert df["FailureReason"].str.contains(
+        f"ObjectiveMetricNeverMatched: the objective metric '{SIZE}' never matched").all()
+    assert not df["ParetoOptimal"].any()
+
+
+def test_export_refuses_what_sagemaker_cannot_express_and_primary_exports_one_objective(
+        write_space, tmp_path):
+    space = write_space(pareto_space("mo-export"))
+    cli = [sys.executable, "-m", "hpt.cli", "export-sagemaker", str(space)]
+    refused = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stdout == ""
+    lines = refused.stderr.strip().splitlines()
+    assert any("objectives: SageMaker tunes one objective metric" in line for line in lines)
+    assert any("constraints: SageMaker has no constraints" in line for line in lines)
+    assert any("hyperparameters.momentum.when:" in line for line in lines)
+    done = subprocess.run([*cli, "--primary", SIZE, "--flatten"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": SIZE}
+    assert f"exported the single objective '{SIZE}'" in done.stderr
+    assert "without their when: condition" in done.stderr
+    wrong = subprocess.run([*cli, "--primary", "train:loss", "--flatten"], capture_output=True,
+                           text=True, timeout=60)
+    assert wrong.returncode == 2 and "not an objective of this space" in wrong.stderr
+
+
+@pytest.mark.parametrize("space", sorted((Path(__file__).resolve().parent.parent /
+                                          "search_spaces").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_the_export_of_every_single_objective_space_is_byte_identical_to_before(space):
+    golden = Path(__file__).resolve().parent / "fixtures" / "export-golden" / f"{space.name}.json"
+    if not golden.is_file():
+        pytest.skip("a space added with or after multi-objective tuning: no earlier export")
+    done = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker", str(space)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == golden.read_text()
+
+
+def test_the_default_pareto_space_is_valid_and_multi_objective():
+    spec = load_spec(Path(__file__).resolve().parent.parent / "search_spaces" /
+                     "digits-cnn-pareto.yaml", check_disk=False)
+    assert spec.multi_objective and spec.conditional and spec.constraints
+    assert [o.metric for o in spec.all_objectives] == [ACCURACY, SIZE]
+    assert spec.objective.metric == ACCURACY  # the first one: early stopping acts on it
+    order = draw_order(spec.hyperparameters)
+    assert order.index("optimizer") < order.index("momentum")
