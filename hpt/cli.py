@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hpt.cli_parser import build_parser
+from hpt.cli_results import cmd_best, cmd_status, print_front
 from hpt.errors import UserError
 from hpt.spec import SpecError, load_spec
 
@@ -69,7 +70,7 @@ def cmd_launch(args) -> int:
     print(f"Table: {result.table_path} (and table.csv); in Python: "
           f"hpt.load_experiment({handle!r})")
     if spec.multi_objective:
-        _print_front(result.experiment_dir, spec, handle)
+        print_front(result.experiment_dir, spec, handle)
     elif result.best:
         best = result.best
         print(f"Best training job: {best['TrainingJobName']}  "
@@ -86,21 +87,6 @@ def cmd_launch(args) -> int:
         if result.end_reason == INTERRUPTED:
             return 130
     return result.exit_code
-
-
-def _print_front(root: Path, spec, handle: str) -> None:
-    from hpt.report import front_trials
-
-    front = front_trials(root)
-    if not front:
-        print("No completed, feasible training job: no Pareto front (see FailureReason and "
-              f"Feasible in hpt report {spec.name})")
-        return
-    print(f"Pareto front: {len(front)} training jobs (hpt.pareto_front({handle!r}); "
-          f"`hpt best {spec.name} --pick ...` chooses one)")
-    for trial in front:
-        values = "  ".join(f"{m}={v:.6g}" for m, v in trial["ObjectiveValues"].items())
-        print(f"  {trial['TrainingJobName']}  {values}")
 
 
 def cmd_rerun(args) -> int:
@@ -182,41 +168,6 @@ def cmd_stop(args) -> int:
     return 1
 
 
-def cmd_status(args) -> int:
-    from hpt.report import job_status
-    from hpt.trial import TrialStatus
-
-    status = job_status(args.name, args.experiments_dir)
-    counts = dict(status["Counts"])
-    # Without a live launcher, a job still InProgress in the journal was lost with it.
-    lost = counts.pop(TrialStatus.IN_PROGRESS, 0) if status["Status"] != TrialStatus.IN_PROGRESS \
-        else 0
-    shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    if lost:
-        shown += (", " if shown else "") + (f"{lost} lost (running when the launcher died; "
-                                            f"--resume runs them again)")
-    print(f"{status['TuningJobName']}: {status['Description']}")
-    print(f"  trials: {shown or 'no trials yet'} (max {status['MaxTrials']})")
-    best = status["Best"]
-    if status["ParetoFrontSize"] is not None:
-        print(f"  Pareto front: {status['ParetoFrontSize']} training jobs (hpt best "
-              f"{status['TuningJobName']} lists them)")
-    if best:
-        said = "best " + best["ObjectiveMetric"] if status["ParetoFrontSize"] is not None \
-            else "best"
-        print(f"  {said}: {best['TrainingJobName']} {best['ObjectiveMetric']}="
-              f"{best['FinalObjectiveValue']:.6g} {json.dumps(best['HyperParameters'])}")
-    overhead = status["Overhead"]
-    if overhead:
-        print(f"  hpt overhead: {overhead['MedianPerTrialSeconds'] * 1000:.0f} ms per trial "
-              f"(median; mean {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms; queue wait {overhead['TotalQueueWaitSeconds']:.2f} s, launch "
-              f"{overhead['TotalLaunchSeconds']:.2f} s, teardown "
-              f"{overhead['TotalTeardownSeconds']:.2f} s in all)")
-    for name in status["Running"]:
-        print(f"  running: {name}")
-    return 0
-
-
 def cmd_report(args) -> int:
     from hpt.experiment.table import resolve_experiment
     from hpt.report import format_table, load_experiment, readable_table
@@ -283,38 +234,6 @@ def cmd_ls(args) -> int:
                                      _terminal_width()))
         return 0
     sys.stdout.write(format_table(df, args.format))
-    return 0
-
-
-def cmd_best(args) -> int:
-    from hpt.experiment.table import resolve_experiment
-    from hpt.report import best_trial, front_trials, picked_trial
-
-    root = resolve_experiment(args.name, args.experiments_dir)
-    several = len(json.loads((root / "spec.json").read_text()).get("objectives") or []) > 1
-    if args.pick or args.weights:
-        best = picked_trial(root, None, args.pick, args.weights)
-        if best is None:
-            front = front_trials(root)
-            print(f"{args.name}: no training job of the {'Pareto front' if several else 'job'} "
-                  f"passes --pick {args.pick!r}; its jobs: "
-                  + ("; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
-                               for t in front[:10]) or "none yet")
-                  + ". Loosen the rule", file=sys.stderr)
-            return 1
-    elif several:
-        front = front_trials(root)
-        if not front:
-            print(f"{args.name}: no completed, feasible training job yet", file=sys.stderr)
-            return 1
-        print(json.dumps(front, indent=2, default=str))
-        return 0
-    else:
-        best = best_trial(root)
-    if best is None:
-        print(f"{args.name}: no completed training job yet", file=sys.stderr)
-        return 1
-    print(json.dumps(best, indent=2, default=str))
     return 0
 
 

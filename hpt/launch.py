@@ -210,7 +210,8 @@ def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: f
                  lost=[c["training_job_name"] for c in plan.replay],
                  **({"unreadable_journal_lines": list(job.torn)} if job.torn else {}))
     view = LaunchView(spec.name, plan.done + job.to_run, spec.objective.type == "maximize",
-                      stream=stream, kept=plan.kept)
+                      stream=stream, kept=plan.kept,
+                      constraints=[c.model_dump() for c in spec.constraints])
     for event in staged.events:
         store.append(**event)
         view.print(f"Channel {event['channel']}: {event['uri']} -> {event['path']} "

@@ -7,10 +7,9 @@ numbers, TrialNumber, from 1), parallel coordinates and hyperparameter importanc
 visualization; its default evaluator, PED-ANOVA in Optuna 5), and the learning curves of the
 top trials (from every objective data point hpt recorded). Every plot takes the page's width.
 
-A multi-objective job's report opens with its Pareto front (hpt.report_pareto, drawn from the
-table's Feasible/ParetoOptimal) and has one importance plot per objective; the plots of one
-value (history, curves, slices, parallel coordinates) show the first objective, the one
-FinalObjectiveValue holds. Its summary names every objective and constraint.
+A multi-objective job's page opens with its Pareto front (hpt.report_pareto) and has one
+importance plot per objective; the plots of one value (history, curves, slices, parallel
+coordinates) show the first objective, FinalObjectiveValue's. The summary names them all.
 """
 
 from __future__ import annotations
@@ -231,8 +230,7 @@ def _summary_html(status: dict[str, Any], spec: dict[str, Any], table: pd.DataFr
     if best:
         best_of = (f"Best on {spec['objective']['metric']}" if is_multi_objective(spec)
                    else "Best training job")
-        rows += [(best_of, f"{best['TrainingJobName']}: "
-                                       f"{best['FinalObjectiveValue']:.6g}"),
+        rows += [(best_of, f"{best['TrainingJobName']}: {best['FinalObjectiveValue']:.6g}"),
                  ("Best hyperparameters", json.dumps(best["HyperParameters"]))]
     overhead = status.get("Overhead") or {}
     if overhead:

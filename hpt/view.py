@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpt.experiment.best import better
+from hpt.objectives import is_feasible
 from hpt.trial import ENDED, TrialStatus
 from hpt.words import shorten
 
@@ -41,11 +42,12 @@ def _fmt(value) -> str:
 
 
 def ended_line(name: str, status: str, objective: float | None, elapsed: float,
-               reason: str | None) -> str:
+               reason: str | None, note: str = "") -> str:
     """The console line of a finished training job. A reason of several lines (the last log
     lines of a job whose metric never matched, a stderr tail) keeps its first line and its
-    last REASON_TAIL_LINES lines, indented, each cut at REASON_WIDTH characters."""
-    line = f"{name}  {status:<9}  objective={_fmt(objective)}  {elapsed:.1f}s"
+    last REASON_TAIL_LINES lines, indented, each cut at REASON_WIDTH characters. `note`:
+    the other objectives' values, the constraints it does not meet."""
+    line = f"{name}  {status:<9}  objective={_fmt(objective)}{note}  {elapsed:.1f}s"
     if not reason:
         return line
     first, *rest = [part for part in reason.splitlines() if part.strip()] or [""]
@@ -56,7 +58,8 @@ def ended_line(name: str, status: str, objective: float | None, elapsed: float,
 
 class LaunchView:
     def __init__(self, tuning_job: str, max_trials: int, maximize: bool,
-                 stream: TextIO | None = None, kept: tuple[dict, ...] = ()):
+                 stream: TextIO | None = None, kept: tuple[dict, ...] = (),
+                 constraints: list[dict] | None = None):
         """`kept`: the finished training jobs a resumed job already has (journal rows);
         they count toward `max_trials` and the best from the start."""
         self.tuning_job = tuning_job
@@ -68,9 +71,11 @@ class LaunchView:
         self.running: dict[str, RunningJob] = {}
         self.counts = {status: 0 for status in ENDED}
         self.best: tuple[float, str] | None = None
+        self.constraints = constraints or []  # the frozen spec's: an infeasible job is no best
         self._live: Live | None = None
         for row in kept:
-            self._count(row["training_job_name"], row["status"], row.get("objective_value"))
+            self._count(row["training_job_name"], row["status"], row.get("objective_value"),
+                        row.get("final_metrics"))
         self._kept = len(kept)  # the ETA is about this run's pace, not the earlier runs'
 
     def __enter__(self):
@@ -101,17 +106,21 @@ class LaunchView:
             job.placement = placement or job.placement
             self._refresh()
 
-    def _count(self, name: str, status: str, objective: float | None) -> None:
+    def _count(self, name: str, status: str, objective: float | None,
+               metrics: dict[str, float] | None = None) -> None:
         self.counts[status] = self.counts.get(status, 0) + 1
+        if self.constraints and not is_feasible(metrics or {}, self.constraints):
+            return
         if status == TrialStatus.COMPLETED and objective is not None and better(
                 objective, self.best[0] if self.best else None, self.maximize):
             self.best = (objective, name)
 
     def trial_ended(self, name: str, status: str, objective: float | None,
-                    elapsed: float, reason: str | None) -> None:
+                    elapsed: float, reason: str | None,
+                    metrics: dict[str, float] | None = None, note: str = "") -> None:
         self.running.pop(name, None)
-        self._count(name, status, objective)
-        self.print(ended_line(name, status, objective, elapsed, reason))
+        self._count(name, status, objective, metrics)
+        self.print(ended_line(name, status, objective, elapsed, reason, note))
         self._refresh()
 
     def _done(self) -> int:

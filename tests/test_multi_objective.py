@@ -18,6 +18,7 @@ from hpt.front import choose, front_of
 from hpt.launch import launch
 from hpt.objectives import is_feasible, pareto_optimal, unmet, violations
 from hpt.search.space import suggest
+from hpt.serving.run import plan_for
 from hpt.spec import load_spec
 from hpt.spec.conditions import draw_order, existing, grid
 from hpt.spec.ranges import Range
@@ -242,6 +243,11 @@ def test_a_conditional_multi_objective_job_gives_each_script_only_its_hyperparam
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "no single best model" in refused.stderr
     assert front["TrainingJobName"].iloc[0] in refused.stderr
+    # hpt serve --pick serves the job hpt best --pick names.
+    _, plan, _, served = plan_for(name, exp, pick=f"{SIZE}<={front[SIZE].median()}",
+                                  weights=None)
+    assert served == picked["TrainingJobName"]
+    assert list(plan.variants) == [served]
 
 
 def _seen_from_artifact(artifact):
@@ -342,3 +348,21 @@ def test_the_default_pareto_space_is_valid_and_multi_objective():
     assert spec.objective.metric == ACCURACY  # the first one: early stopping acts on it
     order = draw_order(spec.hyperparameters)
     assert order.index("optimizer") < order.index("momentum")
+
+
+def test_warm_start_and_early_stopping_work_with_several_objectives(
+        ray_session, write_space, tmp_path):
+    exp = tmp_path / "exp"
+    launch(load_spec(write_space(pareto_space("mo-parent", max_trials=4, strategy="random"),
+                                 "parent.yaml")), exp, dashboard=False)
+    parent = hpt.load_experiment("mo-parent", exp)
+    child = pareto_space("mo-child", max_trials=2, early_stopping="auto",
+                         warm_start={"parents": ["mo-parent"],
+                                     "type": "identical_data_and_algorithm"})
+    launch(load_spec(write_space(child, "child.yaml")), exp, dashboard=False)
+    assert len(hpt.load_experiment("mo-child", exp)) == 2
+    seeded = [t for t in study_of(exp, "mo-child").trials
+              if "hpt_warm_start_parent" in t.user_attrs]
+    # Every completed parent job, with both objective values and its constraint value.
+    assert sorted(tuple(t.values) for t in seeded) == sorted(zip(parent[ACCURACY], parent[SIZE]))
+    assert all(set(t.constraints) == {LATENCY} for t in seeded)

@@ -16,6 +16,7 @@ from hpt.experiment.best import BestSoFar
 from hpt.experiment.ending import hosts_of
 from hpt.experiment.store import ExperimentStore
 from hpt.experiment.table import rebuild_table
+from hpt.objectives import unmet
 from hpt.trial import (EARLY_STOPPED, OBJECTIVE, OBJECTIVE_STEP, PLACEMENT, RECORD, STATUS,
                        FailureCategory, FailureReason, TrainingJobRecord, TrialStatus,
                        job_ended)
@@ -121,10 +122,21 @@ class JournalCallback(tune.Callback):
         if time.time() >= self._table_due:
             rebuild_table(self.store, self.spec)
             self._table_due = time.time() + TABLE_REFRESH_SECONDS
+        metrics = record.get("final_metrics") or {}
         self.view.trial_ended(record["training_job_name"], record["status"],
                               record.get("objective_value"),
                               record["end_time"] - record["start_time"],
-                              record.get("failure_reason"))
+                              record.get("failure_reason"), metrics,
+                              self._note(metrics) if record["status"] == TrialStatus.COMPLETED
+                              else "")
+
+    def _note(self, metrics: dict[str, float]) -> str:
+        """What a Completed job's console line adds: the other objectives, the constraints
+        it does not meet."""
+        others = [f"  {o.metric}={metrics[o.metric]:.6g}" for o in self.spec.all_objectives[1:]
+                  if metrics.get(o.metric) is not None]
+        missed = unmet(metrics, [c.model_dump() for c in self.spec.constraints])
+        return "".join(others) + (f"  infeasible: {', '.join(missed)}" if missed else "")
 
 
 def _last_error_line(trial) -> str:
