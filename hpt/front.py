@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.errors import UserError
-from hpt.experiment.table import PARETO_OPTIMAL, load_table, resolve_experiment
+from hpt.experiment.table import PARETO_OPTIMAL, load_table, metric_column, resolve_experiment
 from hpt.trial import TrialStatus
 
 _RULE = re.compile(r"^\s*(?P<metric>.+?)\s*(?P<op><=|>=|<|>)\s*(?P<value>[^<>=]+?)\s*$")
@@ -43,7 +43,8 @@ def front_of(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     else:
         front = _single_objective_candidates(table)
     first = objectives[0]
-    return front.sort_values([_column(table, first["metric"]), "TrialNumber"],
+    return front.sort_values([metric_column(first["metric"], spec["hyperparameters"]),
+                              "TrialNumber"],
                              ascending=[first["type"] != "maximize", True]).reset_index(drop=True)
 
 
@@ -56,12 +57,6 @@ def _single_objective_candidates(table: pd.DataFrame) -> pd.DataFrame:
     if "Feasible" in done.columns:
         done = done[done["Feasible"].fillna(False).astype(bool)]
     return done[done["FinalObjectiveValue"].notna()]
-
-
-def _column(table: pd.DataFrame, metric: str) -> str:
-    """The table's column of a metric's final value (hpt.experiment.table names it)."""
-    return metric if metric in table.columns and f"{metric} (metric)" not in table.columns \
-        else f"{metric} (metric)"
 
 
 def parse_pick(text: str, metrics: list[str], flag: str = "--pick") -> list[tuple[str, str, float]]:
@@ -116,7 +111,7 @@ def choose(front: pd.DataFrame, spec: dict[str, Any], pick: str | None = None,
     scale = parse_weights(weights, [o["metric"] for o in objectives]) if weights else None
     kept = front
     for metric, op, value in rules:
-        column = kept[_column(kept, metric)]
+        column = kept[metric_column(metric, spec["hyperparameters"])]
         kept = kept[column.notna() & _OPS[op](column, value)]
     if kept.empty:
         return None
@@ -129,7 +124,7 @@ def choose(front: pd.DataFrame, spec: dict[str, Any], pick: str | None = None,
         weight = scale.get(o["metric"], 0.0)
         if not weight:
             continue
-        values = kept[_column(kept, o["metric"])].astype(float)
+        values = kept[metric_column(o["metric"], spec["hyperparameters"])].astype(float)
         span = values.max() - values.min()
         scaled = (values - values.min()) / span if span > 0 else values * 0 + 1.0
         score += weight * (scaled if o["type"] == "maximize" else 1.0 - scaled)

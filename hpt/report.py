@@ -15,7 +15,8 @@ from hpt.experiment.job_state import IN_PROGRESS, JobState, job_state
 from hpt.experiment.lock import holder
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
-from hpt.experiment.table import OVERHEAD_COLUMNS, load_table, resolve_experiment, trial_rows
+from hpt.experiment.table import (FEASIBLE, OVERHEAD_COLUMNS, PARETO_OPTIMAL, load_table,
+                                  metric_column, resolve_experiment, trial_rows)
 from hpt.trial import TrialStatus
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -188,9 +189,16 @@ def readable_table(df: pd.DataFrame, spec: dict[str, Any], width: int) -> str:
     ranked = df.assign(_done=~done).sort_values(
         ["_done", "FinalObjectiveValue", "TrialNumber"],
         ascending=[True, not _maximize(spec), True], na_position="last")
+    hyperparameters = spec["hyperparameters"]
+    # Several objectives: each one's value, and whether the job is on the front / feasible.
+    judged = {o["metric"]: metric_column(o["metric"], hyperparameters)
+              for o in (spec.get("objectives") or [])[1:]}
+    judged.update({label: column for label, column in (("front", PARETO_OPTIMAL),
+                                                       ("feasible", FEASIBLE))
+                   if column in df.columns})
     columns = {"#": "TrialNumber", "status": "TrainingJobStatus",
-               objective: "FinalObjectiveValue",
-               **{name: name for name in spec["hyperparameters"]},
+               objective: "FinalObjectiveValue", **judged,
+               **{name: name for name in hyperparameters},
                "seconds": "TrainingElapsedTimeSeconds", "reason": "FailureReason"}
     rows = [[_cell(row[column], column) for column in columns.values()]
             for _, row in ranked.iterrows()]
@@ -240,6 +248,8 @@ def _cell(value: Any, column: str) -> str:
         return " … ".join(lines[:1] + lines[1:][-1:])
     if column == "TrainingElapsedTimeSeconds":
         return f"{value:.1f}"
+    if column in (PARETO_OPTIMAL, FEASIBLE):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from hpt.experiment.table import FEASIBLE, PARETO_OPTIMAL
+from hpt.experiment.table import FEASIBLE, PARETO_OPTIMAL, metric_column
 from hpt.front import objectives_of
 from hpt.trial import TrialStatus
 
@@ -26,10 +26,9 @@ def is_multi_objective(spec: dict[str, Any]) -> bool:
     return len(objectives_of(spec)) > 1
 
 
-def metric_column(spec: dict[str, Any], metric: str) -> str:
-    """The table's column of a metric's final value: named after the metric, or
-    "<name> (metric)" when a hyperparameter has that name (as hpt.experiment.table does)."""
-    return f"{metric} (metric)" if metric in spec["hyperparameters"] else metric
+def column_of(spec: dict[str, Any], metric: str) -> str:
+    """The table's column of a metric's final value (hpt.experiment.table names it)."""
+    return metric_column(metric, spec["hyperparameters"])
 
 
 def axis_label(objective: dict[str, Any]) -> str:
@@ -40,7 +39,7 @@ def placed(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     """The Completed jobs that have every objective's value (the only ones with a place on
     the figure), with boolean `Feasible` and `ParetoOptimal` (a job the table left unjudged
     counts as infeasible and off the front)."""
-    columns = [metric_column(spec, o["metric"]) for o in objectives_of(spec)]
+    columns = [column_of(spec, o["metric"]) for o in objectives_of(spec)]
     done = table[(table["TrainingJobStatus"] == TrialStatus.COMPLETED)
                  & table.reindex(columns=columns).notna().all(axis=1)]
     flags = {flag: done[flag].fillna(False).astype(bool) if flag in done.columns
@@ -87,7 +86,7 @@ def _scatter_figure(done: pd.DataFrame, spec: dict[str, Any]):
     import plotly.graph_objects as go
 
     first, second = objectives_of(spec)
-    x, y = metric_column(spec, first["metric"]), metric_column(spec, second["metric"])
+    x, y = column_of(spec, first["metric"]), column_of(spec, second["metric"])
     fig = go.Figure()
     for name, jobs, colour in _groups(done):
         if jobs.empty:
@@ -114,7 +113,7 @@ def _parcoords_figure(done: pd.DataFrame, spec: dict[str, Any]):
     import plotly.graph_objects as go
 
     dimensions = [{"label": "TrialNumber", "values": done["TrialNumber"]}]
-    dimensions += [{"label": axis_label(o), "values": done[metric_column(spec, o["metric"])]}
+    dimensions += [{"label": axis_label(o), "values": done[column_of(spec, o["metric"])]}
                    for o in objectives_of(spec)]
     # A discrete colour scale: cmin 0 .. cmax 2 split in thirds, one per kind of job.
     scale = [[0.0, INFEASIBLE_COLOUR], [1 / 3, INFEASIBLE_COLOUR], [1 / 3, FEASIBLE_COLOUR],
@@ -152,7 +151,7 @@ def pareto_axes(table: pd.DataFrame, spec: dict[str, Any]):
 
 def _draw_scatter(ax, done: pd.DataFrame, spec: dict[str, Any]) -> None:
     first, second = objectives_of(spec)
-    x, y = metric_column(spec, first["metric"]), metric_column(spec, second["metric"])
+    x, y = column_of(spec, first["metric"]), column_of(spec, second["metric"])
     for name, jobs, colour in _groups(done):
         if jobs.empty:
             continue
@@ -169,7 +168,7 @@ def _draw_scatter(ax, done: pd.DataFrame, spec: dict[str, Any]) -> None:
 
 def _draw_parallel(ax, done: pd.DataFrame, spec: dict[str, Any]) -> None:
     objectives = objectives_of(spec)
-    values = done[[metric_column(spec, o["metric"]) for o in objectives]].astype(float)
+    values = done[[column_of(spec, o["metric"]) for o in objectives]].astype(float)
     low, high = values.min(), values.max()
     scaled = (values - low) / (high - low).where(high > low, 1.0)
     positions = list(range(len(objectives)))

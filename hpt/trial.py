@@ -40,6 +40,17 @@ STATUS = "hpt_status"  # present only in the last result: the job ended with thi
 RECORD = "hpt_record"  # with STATUS: the job's TrainingJobRecord.to_json()
 PLACEMENT = "hpt_placement"  # where the job runs, for the live view: "node-ip GPU 0,1"
 
+
+def final_metrics(result: dict) -> dict[str, float]:
+    """The job's final metric values from its last result. Tune hands searchers the result
+    flattened (`hpt_record/final_metrics/<metric>` keys); a nested one is read as it is."""
+    nested = result.get(RECORD)
+    if isinstance(nested, dict):
+        return dict(nested.get("final_metrics") or {})
+    prefix = f"{RECORD}/final_metrics/"
+    return {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
+
+
 # SageMaker's FailureReason is at most 1024 characters; so is every reason hpt writes.
 MAX_REASON_CHARS = 1024
 

@@ -68,7 +68,7 @@ def test_constraints_are_judged_on_final_values_and_a_missing_metric_fails_them(
 
 def frozen(objectives, constraints=()):
     return {"objective": objectives[0], "objectives": list(objectives),
-            "constraints": list(constraints),
+            "constraints": list(constraints), "hyperparameters": {},
             "metric_definitions": [{"name": o["metric"]} for o in objectives]}
 
 
@@ -321,7 +321,7 @@ def test_export_refuses_what_sagemaker_cannot_express_and_primary_exports_one_ob
     config = json.loads(done.stdout)["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": SIZE}
     assert f"exported the single objective '{SIZE}'" in done.stderr
-    assert "without their when: condition" in done.stderr
+    assert "without the when: conditions" in done.stderr
     wrong = subprocess.run([*cli, "--primary", "train:loss", "--flatten"], capture_output=True,
                            text=True, timeout=60)
     assert wrong.returncode == 2 and "not an objective of this space" in wrong.stderr
@@ -366,3 +366,48 @@ def test_warm_start_and_early_stopping_work_with_several_objectives(
     # Every completed parent job, with both objective values and its constraint value.
     assert sorted(tuple(t.values) for t in seeded) == sorted(zip(parent[ACCURACY], parent[SIZE]))
     assert all(set(t.constraints) == {LATENCY} for t in seeded)
+
+
+@pytest.mark.smoke
+def test_the_default_pareto_job_trains_the_cnn_and_its_front_is_right(
+        ray_session, write_space, tmp_path, digits_channels):
+    """search_spaces/digits-cnn-pareto.yaml, shortened (6 trials of 3 epochs): real CNNs of
+    different sizes, the front by brute force, infeasible jobs off it, momentum only for sgd."""
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    space = yaml.safe_load((repo / "search_spaces" / "digits-cnn-pareto.yaml").read_text())
+    space["trainer"]["source_dir"] = str(repo / "trainers" / "cnn")
+    space["channels"] = {name: str(digits_channels / name) for name in ("train", "test")}
+    space.pop("prepare")
+    space["static_hyperparameters"]["epochs"] = 3
+    space["limits"]["max_trials"] = 6
+    exp = tmp_path / "exp"
+    launch(load_spec(write_space(space)), exp, dashboard=False)
+    df = hpt.load_experiment("digits-cnn-pareto", exp)
+    assert (df["TrainingJobStatus"] == "Completed").all(), df["FailureReason"]
+    assert df["model:size_mb"].nunique() > 1 and df["latency:p99_ms"].notna().all()
+    done = df["Feasible"]
+    points = [[a, s] if ok else None for a, s, ok in
+              zip(df["validation:accuracy"], df["model:size_mb"], done)]
+    assert list(df["ParetoOptimal"]) == brute_force_front(points, [True, False])
+    assert list(df["Feasible"]) == list((df["validation:accuracy"] >= 0.96)
+                                        & (df["latency:p99_ms"] <= 20))
+    assert df.loc[df["optimizer"] == "adam", "momentum"].isna().all()
+    assert df.loc[df["optimizer"] == "sgd", "momentum"].notna().all()
+
+
+def test_completion_criteria_count_only_feasible_jobs():
+    from hpt.schedule.completion import CompletionCriteria, CompletionStopper
+    from hpt.trial import OBJECTIVE, RECORD, STATUS
+
+    stopper = CompletionStopper(CompletionCriteria(True, target=0.9),
+                                [{"metric": "lat", "min": None, "max": 20.0}])
+    def result(acc, lat):  # as Tune hands it: flattened
+        return {STATUS: "Completed", OBJECTIVE: acc, f"{RECORD}/final_metrics/acc": acc,
+                f"{RECORD}/final_metrics/lat": lat}
+
+    stopper("t1", result(0.95, 30.0))  # reaches the target, but infeasible
+    assert not stopper.stop_all()
+    stopper("t2", result(0.95, 10.0))
+    assert stopper.stop_all()

@@ -71,8 +71,8 @@ def search_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The search-defining fields that differ between the stored spec and the new one. A
     field a release added is compared at its default where the stored spec lacks it (a
     range's `when: null`, no `objectives`), so folders of earlier releases still resume."""
-    return [name for name in _SEARCH_FIELDS
-            if _unset_dropped(stored.get(name)) != _unset_dropped(new.get(name))]
+    stored, new = _unset_dropped(stored), _unset_dropped(new)
+    return [name for name in _SEARCH_FIELDS if stored.get(name) != new.get(name)]
 
 
 def _unset_dropped(value: Any) -> Any:

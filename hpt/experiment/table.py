@@ -142,7 +142,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
             "S3ModelArtifact": t.get("s3_model_artifact"),
         })
         for metric in metric_names:
-            row[_metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)
+            row[metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)
         if several or constraints:
             row[FEASIBLE] = feasible[i]
         if several:
@@ -151,7 +151,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     judged_columns = ([FEASIBLE] if several or constraints else []) + \
         ([PARETO_OPTIMAL] if several else [])
     columns = (hyperparameter_names + SAGEMAKER_COLUMNS + HPT_COLUMNS
-               + [_metric_column(m, hyperparameter_names) for m in metric_names] + judged_columns)
+               + [metric_column(m, hyperparameter_names) for m in metric_names] + judged_columns)
     df = pd.DataFrame(rows, columns=columns)
     for col in ("TrainingStartTime", "TrainingEndTime"):
         df[col] = pd.to_datetime(df[col], utc=True)
@@ -160,7 +160,9 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     return df
 
 
-def _metric_column(metric: str, hyperparameter_names: list[str]) -> str:
+def metric_column(metric: str, hyperparameter_names) -> str:
+    """The column of a metric's final value: its name, or "<name> (metric)" when a tuned
+    hyperparameter has that name."""
     return f"{metric} (metric)" if metric in hyperparameter_names else metric
 
 

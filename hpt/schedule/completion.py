@@ -1,6 +1,7 @@
 """Tuning-job completion criteria (SageMaker's TuningJobCompletionCriteria) as a Tune Stopper.
 
-Only completed training jobs count, by their final objective value:
+Only completed (and, with constraints, feasible) training jobs count, by their final
+objective value:
 - `target_objective`: a job reached the target -> TargetObjectiveMetricValueReached;
 - `max_trials_not_improving: N`: N completed jobs in a row did not improve on the best ->
   BestObjectiveNotImproving;
@@ -15,7 +16,8 @@ from __future__ import annotations
 from ray import tune
 
 from hpt.experiment.job_state import CONVERGED, NOT_IMPROVING, TARGET_REACHED
-from hpt.trial import OBJECTIVE, STATUS, TrialStatus
+from hpt.objectives import is_feasible
+from hpt.trial import OBJECTIVE, STATUS, TrialStatus, final_metrics
 
 CONVERGENCE_TOLERANCE = 1e-3
 
@@ -56,13 +58,16 @@ class CompletionCriteria:
 
 
 class CompletionStopper(tune.Stopper):
-    def __init__(self, criteria: CompletionCriteria):
+    def __init__(self, criteria: CompletionCriteria, constraints: list[dict] | None = None):
         self.criteria = criteria
+        self.constraints = constraints or []  # the frozen spec's: an infeasible job never counts
         self.reason: str | None = None
 
     def __call__(self, trial_id, result) -> bool:
         if self.reason is None and result.get(STATUS) == TrialStatus.COMPLETED \
-                and result.get(OBJECTIVE) is not None:
+                and result.get(OBJECTIVE) is not None and (
+                    not self.constraints
+                    or is_feasible(final_metrics(result), self.constraints)):
             self.reason = self.criteria.observe(float(result[OBJECTIVE]))
         return False
 

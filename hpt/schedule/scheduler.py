@@ -29,4 +29,4 @@ def make_stopper(spec) -> CompletionStopper | None:
     max_trials = spec.limits.max_trials or grid_size(spec.hyperparameters)
     return CompletionStopper(CompletionCriteria(
         spec.objective.type == "maximize", c.target_objective, c.max_trials_not_improving,
-        c.convergence, max_trials))
+        c.convergence, max_trials), [c.model_dump() for c in spec.constraints])

@@ -26,7 +26,7 @@ from hpt.search.space import (build_distributions, decode_params, encode_params,
                               suggest)
 from hpt.search.strategies import STRATEGIES
 from hpt.spec.conditions import existing
-from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, RECORD, STATUS, TrialStatus
+from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, STATUS, TrialStatus, final_metrics
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logger = logging.getLogger(__name__)
@@ -180,16 +180,6 @@ class OptunaSearcher(Searcher):
         Optuna's samplers and optuna-dashboard read them."""
         for c, value in zip(self.constraints, violations(metrics, self.constraints)):
             trial.set_constraint(c["metric"], value)
-
-
-def final_metrics(result: dict) -> dict[str, float]:
-    """The job's final metric values from its last result. Tune hands searchers the result
-    flattened (`hpt_record/final_metrics/<metric>` keys); a nested one is read as it is."""
-    nested = result.get(RECORD)
-    if isinstance(nested, dict):
-        return dict(nested.get("final_metrics") or {})
-    prefix = f"{RECORD}/final_metrics/"
-    return {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
 
 
 def fail_orphans(study: optuna.Study) -> int:

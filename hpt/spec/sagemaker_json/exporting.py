@@ -78,8 +78,8 @@ def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[st
     elif conditional:
         update["hyperparameters"] = {name: rng.model_copy(update={"when": None})
                                      for name, rng in spec.hyperparameters.items()}
-        report.append(f"hyperparameters: exported {', '.join(conditional)} without their "
-                      f"when: condition; on SageMaker every training job receives them")
+        report.append(f"hyperparameters: exported {', '.join(conditional)} without the "
+                      f"when: conditions; on SageMaker every training job receives them")
     if found:
         raise UserError("\n".join(f"{where}: {line}" for line in found))
     return (spec.model_copy(update=update) if update else spec), report
