@@ -183,10 +183,13 @@ def single_curve(tmp_path_factory, digits):
     return exact_run(tmp_path_factory.mktemp("single"), digits, "single")
 
 
-# torchrun across containers is in the slow set (pytest --slow), for CI's 25 minutes: its
-# rendezvous is torch's own, and torchrun trials are tested as local processes.
-@pytest.mark.parametrize("distribution", ["data_parallel", "parameter_server",
-                                          pytest.param("torchrun", marks=pytest.mark.slow)])
+# torchrun and parameter servers across containers are in the slow set (pytest --slow), for
+# CI's 25 minutes: torchrun's rendezvous is torch's own, both follow the curve as local
+# processes (test_cnn_distributed), and a parameter-server job in containers still runs in
+# CI (kill -9 and stop tests below).
+@pytest.mark.parametrize("distribution", [
+    "data_parallel", pytest.param("parameter_server", marks=pytest.mark.slow),
+    pytest.param("torchrun", marks=pytest.mark.slow)])
 def test_two_host_trials_in_containers_follow_the_single_process_curve(tmp_path, digits,
                                                                        single_curve,
                                                                        distribution):

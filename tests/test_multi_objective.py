@@ -392,7 +392,8 @@ def test_the_default_pareto_job_trains_the_cnn_and_its_front_is_right(
               zip(df["validation:accuracy"], df["model:size_mb"], done)]
     assert list(df["ParetoOptimal"]) == brute_force_front(points, [True, False])
     assert list(df["Feasible"]) == list((df["validation:accuracy"] >= 0.96)
-                                        & (df["latency:p99_ms"] <= 20))
+                                        & (df["latency:p99_ms"] <= 50))
+    assert df["ParetoOptimal"].any()
     assert df.loc[df["optimizer"] == "adam", "momentum"].isna().all()
     assert df.loc[df["optimizer"] == "sgd", "momentum"].notna().all()
 

@@ -89,7 +89,8 @@ _MISSING_FIX = {
     ("Spec", "name"): "add name: my-tuning-job (1-32 letters, digits and inner hyphens)",
     ("Spec", "trainer"): "add trainer: {source_dir: ../trainers/cnn, entry_point: train.py}",
     ("Spec", "hyperparameters"): "add hyperparameters: {lr: {type: continuous, min: 0.001, max: 0.1}}",
-    ("Spec", "objective"): "add objective: {metric: 'validation:accuracy', type: maximize}",
+    ("Spec", "objective"): "add objective: {metric: 'validation:accuracy', type: maximize} "
+                           "(or objectives: [...] to tune several metrics)",
     ("Spec", "metric_definitions"):
         "add metric_definitions: [{name: 'validation:accuracy', regex: 'val_acc=([0-9.]+)'}]",
     ("Trainer", "source_dir"): "add source_dir: the folder with your training code "
