@@ -412,3 +412,21 @@ def test_completion_criteria_count_only_feasible_jobs():
     assert not stopper.stop_all()
     stopper("t2", result(0.95, 10.0))
     assert stopper.stop_all()
+
+
+def test_a_conditional_grid_offers_each_distinct_point_once(ray_session, write_space, tmp_path):
+    space = pareto_space("mo-grid", strategy="grid")
+    space["hyperparameters"] = {
+        "width": {"type": "categorical", "values": [1, 8]},
+        "optimizer": {"type": "categorical", "values": ["sgd", "adam"]},
+        "beta2": {"type": "categorical", "values": [0.99, 0.999], "when": {"optimizer": "adam"}}}
+    del space["limits"]["max_trials"]  # the grid's size: 2 x (1 sgd + 2 adam) = 6
+    spec = load_spec(write_space(space))
+    assert spec.limits.max_trials == 6
+    launch(spec, tmp_path / "exp", dashboard=False)
+    df = hpt.load_experiment("mo-grid", tmp_path / "exp")
+    points = {(r.width, r.optimizer, None if r.optimizer == "sgd" else r.beta2)
+              for r in df.itertuples()}
+    assert len(df) == 6 and len(points) == 6
+    assert df.loc[df["optimizer"] == "sgd", "beta2"].isna().all()
+    assert_front_is_right(df)
