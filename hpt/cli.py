@@ -107,8 +107,13 @@ def cmd_rerun(args) -> int:
 def cmd_export_sagemaker(args) -> int:
     from hpt.spec.sagemaker_json import to_request
 
-    request, report = to_request(load_spec(args.space, check_disk=False), args.primary,
-                                 args.flatten)
+    from hpt.spec.sagemaker_json.exporting import Inexpressible
+
+    try:
+        request, report = to_request(load_spec(args.space, check_disk=False), args.primary,
+                                     args.flatten)
+    except Inexpressible as exc:  # named as the user wrote the path, as the report's lines
+        raise UserError("\n".join(f"{args.space}: {line}" for line in exc.lines)) from None
     for line in report:
         print(f"{args.space}: {line}", file=sys.stderr)
     print(json.dumps(request, indent=2))

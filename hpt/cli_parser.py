@@ -161,4 +161,5 @@ def pick_flags(p) -> None:
                    "filters METRIC<=X,METRIC>=Y; the best on the first objective they do not "
                    "name wins (e.g. 'model:size_mb<=0.05')")
     p.add_argument("--weights", metavar="OBJ=W,...", help="choose the front's job with the "
-                   "best weighted sum of its objectives, each scaled 0..1 over the front")
+                   "best weighted sum of its objectives, each scaled 0..1 over the front "
+                   "(with --pick: over the jobs the filters keep)")

@@ -64,7 +64,7 @@ def cmd_best(args) -> int:
 
     root = resolve_experiment(args.name, args.experiments_dir)
     several = len(json.loads((root / "spec.json").read_text()).get("objectives") or []) > 1
-    if args.pick or args.weights:
+    if args.pick is not None or args.weights is not None:
         best = picked_trial(root, None, args.pick, args.weights)
         if best is None:
             front = front_trials(root)

@@ -2,7 +2,9 @@
 (`hpt best --pick/--weights`, `hpt serve --pick/--weights`, `hpt.pareto_front`).
 
 A rule is `--pick "METRIC<=X,METRIC>=Y"` (filters: `<=`, `>=`, `<`, `>`) and/or
-`--weights "METRIC=W,..."`. Among the front's jobs that pass the filters, the one with the
+`--weights "METRIC=W,..."` (both: filter, then weigh). Only the front's jobs are candidates:
+a job off the front is worse on some objective than one on it. Among the front's jobs that
+pass the filters, the one with the
 best weighted sum of its objectives (each scaled over those jobs to 0..1, 1 the best) wins;
 without weights, the best on the first objective the filters do not name (so "the most
 accurate model under 5 MB" is `--pick "model:size_mb<=5"`). Ties go to the earlier trial.
@@ -30,7 +32,7 @@ _OPS = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
 def pareto_front(name_or_path: str | os.PathLike,
                  experiments_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """The Pareto-optimal training jobs of a multi-objective tuning job (experiment table
-    rows), best first on the first objective."""
+    rows), best first on the first objective (a tie broken by the next ones)."""
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _frozen(root)
     return front_of(load_table(root), spec)
@@ -42,10 +44,11 @@ def front_of(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
         front = table[table[PARETO_OPTIMAL].fillna(False).astype(bool)]
     else:
         front = _single_objective_candidates(table)
-    first = objectives[0]
-    return front.sort_values([metric_column(first["metric"], spec["hyperparameters"]),
-                              "TrialNumber"],
-                             ascending=[first["type"] != "maximize", True]).reset_index(drop=True)
+    # Best first on the first objective, a tie broken by the next ones (as hpt.experiment.best).
+    columns = [metric_column(o["metric"], spec["hyperparameters"]) for o in objectives]
+    return front.sort_values(columns + ["TrialNumber"],
+                             ascending=[o["type"] != "maximize" for o in objectives] + [True]
+                             ).reset_index(drop=True)
 
 
 def objectives_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -63,6 +66,9 @@ def parse_pick(text: str, metrics: list[str], flag: str = "--pick") -> list[tupl
     rules = []
     for part in [p for p in text.split(",") if p.strip()]:
         found = _RULE.match(part)
+        if "=<" in part or "=>" in part:
+            raise UserError(f"{flag} {text!r}: {part.strip()!r}: write the comparison as <= or "
+                            f">= (not =< or =>); e.g. {flag} 'model:size_mb<=5'")
         if found is None:
             raise UserError(f"{flag} {text!r}: {part.strip()!r} is not METRIC<=VALUE (or >=, <, "
                             f">); e.g. {flag} 'model:size_mb<=5'")
@@ -107,8 +113,9 @@ def choose(front: pd.DataFrame, spec: dict[str, Any], pick: str | None = None,
     """The one job a rule picks from the front (None: no job passes the filters)."""
     objectives = objectives_of(spec)
     metrics = [m["name"] for m in spec["metric_definitions"]]
-    rules = parse_pick(pick, metrics) if pick else []
-    scale = parse_weights(weights, [o["metric"] for o in objectives]) if weights else None
+    rules = parse_pick(pick, metrics) if pick is not None else []
+    scale = parse_weights(weights, [o["metric"] for o in objectives]) \
+        if weights is not None else None
     kept = front
     for metric, op, value in rules:
         column = kept[metric_column(metric, spec["hyperparameters"])]

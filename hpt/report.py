@@ -93,7 +93,7 @@ def best_trial(name_or_path: str | os.PathLike,
     """The best completed training job: name, objective, hyperparameters, model path."""
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
-    best = BestSoFar(_maximize(spec), spec.get("constraints"))
+    best = BestSoFar.of(spec)
     for row in trial_rows(list(read_journal(root / JOURNAL))):
         best.offer(row)
     return summary(best.record, spec) if best.record is not None else None

@@ -430,3 +430,20 @@ def test_a_conditional_grid_offers_each_distinct_point_once(ray_session, write_s
     assert len(df) == 6 and len(points) == 6
     assert df.loc[df["optimizer"] == "sgd", "beta2"].isna().all()
     assert_front_is_right(df)
+
+
+def test_the_best_of_several_objectives_breaks_a_tie_by_the_next_so_it_is_on_the_front():
+    from hpt.experiment.best import BestSoFar
+
+    spec = frozen([{"metric": "acc", "type": "maximize"}, {"metric": "size", "type": "minimize"}])
+    best = BestSoFar.of(spec)
+    for number, acc, size in [(1, 0.99, 5.0), (2, 0.99, 1.0), (3, 0.99, 1.0), (4, 0.9, 0.1)]:
+        best.offer({"status": "Completed", "trial_number": number, "objective_value": acc,
+                    "final_metrics": {"acc": acc, "size": size}})
+    assert best.record["trial_number"] == 2  # 1 is dominated by 2; 3 ties 2 and comes later
+    front = front_of(table([{"acc": 0.99, "size": 1.0}, {"acc": 0.99, "size": 0.5}]), spec)
+    assert list(front["TrainingJobName"]) == ["job-2", "job-1"]
+    with pytest.raises(UserError, match="give at least one rule"):
+        choose(front, spec, "")
+    with pytest.raises(UserError, match="write the comparison as <= or >="):
+        choose(front, spec, "size=<2")

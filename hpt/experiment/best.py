@@ -3,7 +3,8 @@ end), the live view, `hpt best`, `hpt status` and the reports (pure).
 
 Only a Completed job with an objective value counts, and with constraints only a feasible
 one; a better value wins, and of equal values the earlier trial number. With several
-objectives this is the best of the first objective (the Pareto front is hpt.front's).
+objectives this is the best on the first objective, a tie broken by the next objectives in
+turn: always a job of the Pareto front (its first, as hpt.front orders it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ class BestSoFar:
     """Fed journal rows or record dicts (`trial_rows`, `TrainingJobRecord.to_json()`) in
     any order; `record` is the best one seen."""
 
-    def __init__(self, maximize: bool, constraints: list[dict[str, Any]] | None = None):
+    def __init__(self, maximize: bool, constraints: list[dict[str, Any]] | None = None,
+                 tie_breakers: list[dict[str, Any]] | None = None):
         self.maximize = maximize
         self.constraints = constraints or []  # the frozen spec's
+        self.tie_breakers = tie_breakers or []  # the objectives after the first
         self.record: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, frozen_spec: dict[str, Any]) -> BestSoFar:
+        """The best of a tuning job, by its frozen spec's objectives and constraints."""
+        return cls(frozen_spec["objective"]["type"] == "maximize",
+                   frozen_spec.get("constraints"), (frozen_spec.get("objectives") or [])[1:])
 
     def offer(self, record: dict[str, Any]) -> bool:
         """True when `record` is the new best."""
@@ -38,12 +47,25 @@ class BestSoFar:
             return False
         best = self.record
         if best is not None and value == best["objective_value"]:
-            if record["trial_number"] >= best["trial_number"]:
+            order = self._tie(record, best)
+            if order < 0 or (order == 0 and record["trial_number"] >= best["trial_number"]):
                 return False
         elif not better(value, best["objective_value"] if best else None, self.maximize):
             return False
         self.record = record
         return True
+
+
+    def _tie(self, record: dict[str, Any], best: dict[str, Any]) -> int:
+        """1 when `record` beats `best` on the first objective after the first where they
+        differ, -1 when it loses, 0 when they are equal on all (or a value is missing)."""
+        mine, theirs = record.get("final_metrics") or {}, best.get("final_metrics") or {}
+        for objective in self.tie_breakers:
+            a, b = mine.get(objective["metric"]), theirs.get(objective["metric"])
+            if a is None or b is None or a == b:
+                continue
+            return 1 if better(a, b, objective["type"] == "maximize") else -1
+        return 0
 
 
 def summary(record: dict[str, Any], frozen_spec: dict[str, Any]) -> dict[str, Any]:

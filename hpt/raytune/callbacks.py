@@ -39,7 +39,7 @@ class JournalCallback(tune.Callback):
         self.started: dict[str, float] = {}
         maximize = spec.objective.type == "maximize"
         self.metrics = TuningJobMetrics(spec.name, maximize)
-        self.best = BestSoFar(maximize, [c.model_dump() for c in spec.constraints])
+        self.best = BestSoFar.of(spec.to_frozen_dict())
         for row in kept:
             self.best.offer(row)
         self._table_due = 0.0

@@ -53,12 +53,12 @@ def _best_name(root: Path, name: str, pick: str | None, weights: str | None,
     from hpt.report import best_trial, front_trials, picked_trial
 
     several = len(json.loads((root / SPEC).read_text()).get("objectives") or []) > 1
-    if not pick and not weights and not several:
+    if pick is None and weights is None and not several:
         best = best_trial(root)
         return best["TrainingJobName"] if best else None
     front = "; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
                       for t in front_trials(root)[:10]) or "none yet"
-    if pick or weights:
+    if pick is not None or weights is not None:
         chosen = picked_trial(root, None, pick, weights)
         if chosen is None:
             raise UserError(f"--pick {pick}: no training job of the Pareto front passes it "

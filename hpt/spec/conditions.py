@@ -102,8 +102,9 @@ def _parents_are_categorical(values: dict[str, Any]) -> list[Problem]:
                 choices = tuned[parent].values
                 for value in allowed:
                     if not _among(value, choices):
-                        found.append((at, f"{show(value)} is not one of {show(parent)}'s values "
-                                          f"{show(choices)}; list values {show(parent)} can take"))
+                        found.append((at, f"{show(value)} is not a value of {show(parent)} "
+                                          f"({', '.join(map(show, choices))}); list values "
+                                          f"it can take"))
     return found
 
 

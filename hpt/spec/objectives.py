@@ -49,9 +49,9 @@ class Constraint(SpecModel):
     @model_validator(mode="after")
     def _a_bound(self) -> Constraint:
         if self.min is None and self.max is None:
-            raise problems([(("max",), f"a constraint needs min, max or both (got neither for "
-                                       f"{show(self.metric)}); e.g. {{metric: {show(self.metric)}, "
-                                       f"max: 20}}")])
+            raise problem(f"a constraint needs min, max or both (got neither for "
+                          f"{show(self.metric)}); e.g. {{metric: {show(self.metric)}, min: 0.9}} "
+                          f"or {{metric: {show(self.metric)}, max: 20}}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise problems([(("min",), f"must be <= max (got min {show(self.min)} > max "
                                        f"{show(self.max)}); no job could meet it, swap them")])

@@ -16,6 +16,14 @@ from hpt.spec.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING
                                            number_text, relative)
 
 
+class Inexpressible(UserError):
+    """What SageMaker cannot express of a space, one line each (the caller names the file)."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
 def to_request(spec, primary: str | None = None, flatten: bool = False
                ) -> tuple[dict[str, Any], list[str]]:
     """The CreateHyperParameterTuningJob request for a loaded Spec, and the report.
@@ -45,7 +53,6 @@ def to_request(spec, primary: str | None = None, flatten: bool = False
 
 def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[str]]:
     """The spec as SageMaker can take it, and the report of what that dropped."""
-    where = spec.source_path
     metrics = [o.metric for o in spec.all_objectives]
     found, report, update = [], [], {}
     if primary is not None and primary not in metrics:
@@ -81,7 +88,7 @@ def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[st
         report.append(f"hyperparameters: exported {', '.join(conditional)} without the "
                       f"when: conditions; on SageMaker every training job receives them")
     if found:
-        raise UserError("\n".join(f"{where}: {line}" for line in found))
+        raise Inexpressible(found)
     return (spec.model_copy(update=update) if update else spec), report
 
 
