@@ -24,6 +24,9 @@ def test_bench_quick_runs_and_prints_json():
             assert line["lost"] == 0 and line["status"] == "Completed"
 
 
+# In the slow set (pytest --slow), for CI's 25 minutes: the serving benchmark launches its
+# own job and three endpoints; the routing it measures is tested in test_serving.
+@pytest.mark.slow
 def test_bench_serve_quick_runs_and_prints_json():
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_serve.py"), "--quick"],
                           capture_output=True, text=True, timeout=300)

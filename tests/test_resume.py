@@ -49,6 +49,10 @@ def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
     names = {e["training_job_name"] for e in before if e["event"] == "trial_started"}
     wait_for(lambda: live_processes_of(names) == [], timeout=30, what="orphans to go")
     assert hpt.job_status("crash", exp)["EndReason"] == "LauncherLost"
+    # What a lost job had written (none: the kill came between its start in the journal and
+    # its first file, which a loaded machine makes likely).
+    written = {name: sorted(p.name for p in (exp / "crash" / name).iterdir())
+               if (exp / "crash" / name).is_dir() else [] for name in lost}
 
     done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
                            "--experiments-dir", str(exp), "--address", address],
@@ -65,7 +69,9 @@ def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
         assert by_name.loc[name, "Retries"] == 0
     for name in lost:  # re-run under the same name, earlier files kept
         assert by_name.loc[name, "Retries"] == 1
-        assert (exp / "crash" / name / "attempt-1").is_dir()
+        attempt = exp / "crash" / name / "attempt-1"
+        assert (sorted(p.name for p in attempt.iterdir()) if attempt.is_dir() else []) == \
+            written[name]
     states, _ = study_states(exp, "crash")
     assert states.count("COMPLETE") == 6 and "RUNNING" not in states
 
