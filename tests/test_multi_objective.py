@@ -17,7 +17,7 @@ from hpt.errors import UserError
 from hpt.front import choose, front_of
 from hpt.launch import launch
 from hpt.objectives import is_feasible, pareto_optimal, unmet, violations
-from hpt.search.space import suggest
+from hpt.search.space import draw_conditional
 from hpt.serving.run import plan_for
 from hpt.spec import load_spec
 from hpt.spec.conditions import draw_order, existing, grid
@@ -132,7 +132,7 @@ def test_a_conditional_space_is_drawn_define_by_run_and_optuna_records_only_what
         seed=1, multivariate=True, group=True, n_startup_trials=4))
     for _ in range(12):
         trial = study.ask()
-        values = suggest(trial, ranges)
+        values = draw_conditional(trial, ranges)
         study.tell(trial, values.get("momentum", 0.5) + values["width"])
         if values["optimizer"] == "adam":
             assert "momentum" not in values and "1-momentum" not in trial.params

@@ -23,7 +23,7 @@ from hpt.experiment.store import training_job_name
 from hpt.search.journal import SingleWriterJournalBackend
 from hpt.objectives import objective_values, violations
 from hpt.search.space import (build_distributions, decode_params, encode_params, grid_points,
-                              suggest)
+                              draw_conditional)
 from hpt.search.strategies import STRATEGIES
 from hpt.spec.conditions import existing
 from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, STATUS, TrialStatus, final_metrics
@@ -107,7 +107,7 @@ class OptunaSearcher(Searcher):
         conditional space is drawn define-by-run, only the ranges that exist for the trial."""
         if self.spec.conditional:
             trial = self.study.ask()
-            return trial, suggest(trial, self.ranges)
+            return trial, draw_conditional(trial, self.ranges)
         trial = self.study.ask(self.distributions)
         return trial, decode_params(trial.params, self.ranges)
 

@@ -87,7 +87,7 @@ def encode_params(values: dict[str, Any], ranges: dict[str, Any]) -> dict[str, A
     return params
 
 
-def suggest(trial, ranges: dict[str, Any]) -> dict[str, Any]:
+def draw_conditional(trial, ranges: dict[str, Any]) -> dict[str, Any]:
     """Draws a conditional space on an Optuna trial (define-by-run): the hyperparameter
     values of the ranges that exist for it, parents first."""
     values: dict[str, Any] = {}
