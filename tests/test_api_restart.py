@@ -12,7 +12,9 @@ from api_helpers import (PYTORCH_INFERENCE, ROLE, ApiServer, boto_clients, tunin
                          upload_inputs, wait_status)
 from helpers import processes_in, wait_for
 
-pytestmark = pytest.mark.smoke
+# In the slow set (pytest --slow), for CI's 25 minutes: a launcher's own kill -9 and resume
+# run in CI (test_resume), and the server's journal-driven watcher in test_api_boto3.
+pytestmark = [pytest.mark.smoke, pytest.mark.slow]
 
 
 def test_kill_9_of_the_server_mid_job_loses_nothing(moto_server, digits_channels,

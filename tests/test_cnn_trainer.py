@@ -66,9 +66,18 @@ def test_trainer_trains_and_saves_model(plain_data, tmp_path):
         assert VAL_ACC.search(line) and LOSS.search(line)
     accuracies = [float(VAL_ACC.search(line).group(1)) for line in lines]
     assert accuracies[-1] > 0.5
+    # The trade-offs a multi-objective job weighs: the saved weights' size, one-image latency.
+    (model_line,) = [line for line in done.stdout.splitlines() if line.startswith("model ")]
+    found = re.fullmatch(r"model params=(\d+) size_mb=([0-9.]+) latency_p99_ms=([0-9.]+)",
+                         model_line)
+    assert found, model_line
 
     model_dir = tmp_path / "model"
     assert (model_dir / "model.pth").stat().st_size > 0
+    state = __import__("torch").load(model_dir / "model.pth")
+    assert float(found.group(2)) == pytest.approx(
+        sum(t.numel() * t.element_size() for t in state.values()) / 1e6, abs=1e-6)
+    assert 0 < float(found.group(3)) < 1000
     assert (model_dir / "model_config.json").is_file()
     assert not (tmp_path / "output" / "failure").exists()
 

@@ -368,7 +368,9 @@ def test_warm_start_and_early_stopping_work_with_several_objectives(
     assert all(set(t.constraints) == {LATENCY} for t in seeded)
 
 
-@pytest.mark.smoke
+# In the slow set (pytest --slow), for CI's 25 minutes: the jobs above check the same rules
+# with a test trainer, and test_cnn_trainer checks the CNN's size and latency line.
+@pytest.mark.slow
 def test_the_default_pareto_job_trains_the_cnn_and_its_front_is_right(
         ray_session, write_space, tmp_path, digits_channels):
     """search_spaces/digits-cnn-pareto.yaml, shortened (6 trials of 3 epochs): real CNNs of
