@@ -145,6 +145,9 @@ def test_a_script_sees_what_the_toolkit_computes_in_both_toolkit_flavours(tmp_pa
     assert seen["hosts"] == ["algo-1"]
 
 
+# In the slow set (pytest --slow), for CI's 25 minutes: the same three endings are tested for
+# local processes in CI (test_tuning_job, test_local_runtime).
+@pytest.mark.slow
 def test_failure_file_max_runtime_and_silence_end_container_trials_with_reasons(tmp_path):
     engine = engine_holding(CNN_IMAGE)
     space = one_trial_space("faults", FAULTY, max_runtime_seconds=20)
@@ -263,6 +266,10 @@ def test_hpt_stop_stops_a_container_job_and_removes_its_containers(tmp_path):
     assert labelled(engine, "ps -a", "stopped") == []
 
 
+# In the slow set (pytest --slow), for CI's 25 minutes: a container job's stop is tested in
+# CI (test_hpt_stop_stops_a_container_job_and_removes_its_containers), and a multi-process
+# host's SIGTERM for local processes (test_local_runtime, test_distributed).
+@pytest.mark.slow
 def test_every_process_of_a_multi_process_container_host_gets_sigterm_at_a_stop(tmp_path):
     """One host, a worker and a parameter server: two `docker exec`s in one container.
     Past max_runtime_seconds both get SIGTERM (their handlers run) before the container goes."""
