@@ -100,8 +100,10 @@ def judged(rows: list[dict[str, Any]], objectives: list[dict[str, Any]],
            constraints: list[dict[str, Any]]) -> tuple[list[bool], list[bool]]:
     """Each training job's feasibility and whether it is on the Pareto front (over the
     feasible Completed jobs that have every objective's value)."""
-    metrics = [{**(t.get("final_metrics") or {})} for t in rows]
+    metrics = [t.get("final_metrics") or {} for t in rows]
     feasible = [is_feasible(m, constraints) for m in metrics]
+    if len(objectives or []) < 2:
+        return feasible, [False] * len(rows)
     points = [objective_values(m, objectives)
               if t["status"] == TrialStatus.COMPLETED and ok else None
               for t, m, ok in zip(rows, metrics, feasible)]
@@ -114,7 +116,10 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     """`objectives` (when several) and `constraints` are the frozen spec's."""
     trials = trial_rows(events)
     several, constraints = len(objectives or []) > 1, constraints or []
-    feasible, optimal = judged(trials, objectives or [], constraints)
+    # Judged only when the table shows it: a single-objective table (rebuilt every few
+    # seconds while a job runs) pays nothing for the front.
+    feasible, optimal = judged(trials, objectives, constraints) if several or constraints \
+        else ([], [])
     rows = []
     for i, t in enumerate(trials):
         start = t.get("start_time")
