@@ -60,7 +60,7 @@ def cmd_status(args) -> int:
 
 def cmd_best(args) -> int:
     from hpt.experiment.table import resolve_experiment
-    from hpt.report import best_trial, front_trials, picked_trial
+    from hpt.report import best_trial, front_trials, picked_trial, said_front
 
     root = resolve_experiment(args.name, args.experiments_dir)
     several = len(json.loads((root / "spec.json").read_text()).get("objectives") or []) > 1
@@ -70,8 +70,7 @@ def cmd_best(args) -> int:
             front = front_trials(root)
             print(f"{args.name}: no training job of the {'Pareto front' if several else 'job'} "
                   f"passes --pick {args.pick!r}; its jobs: "
-                  + ("; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
-                               for t in front[:10]) or "none yet")
+                  + said_front(front)
                   + ". Loosen the rule", file=sys.stderr)
             return 1
     elif several:

@@ -110,6 +110,12 @@ def front_trials(name_or_path: str | os.PathLike,
     return _summaries(root, spec, front_of(load_table(root), spec)["TrainingJobName"])
 
 
+def said_front(front: list[dict[str, Any]], most: int = 10) -> str:
+    """The front in one line, for a message: each job's name and objective values."""
+    return "; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
+                     for t in front[:most]) or "none yet"
+
+
 def picked_trial(name_or_path: str | os.PathLike, experiments_dir: str | os.PathLike | None,
                  pick: str | None, weights: str | None) -> dict[str, Any] | None:
     """The one job `--pick`/`--weights` choose from the front (None: none passes)."""

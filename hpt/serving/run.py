@@ -50,14 +50,13 @@ def _best_name(root: Path, name: str, pick: str | None, weights: str | None,
                flags: dict) -> str | None:
     """What `best` means for this job: its best trial, or the one --pick/--weights choose
     from a multi-objective job's Pareto front (which has no single best without a rule)."""
-    from hpt.report import best_trial, front_trials, picked_trial
+    from hpt.report import best_trial, front_trials, picked_trial, said_front
 
     several = len(json.loads((root / SPEC).read_text()).get("objectives") or []) > 1
     if pick is None and weights is None and not several:
         best = best_trial(root)
         return best["TrainingJobName"] if best else None
-    front = "; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
-                      for t in front_trials(root)[:10]) or "none yet"
+    front = said_front(front_trials(root))
     if pick is not None or weights is not None:
         chosen = picked_trial(root, None, pick, weights)
         if chosen is None:
