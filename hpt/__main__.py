@@ -1,4 +1,3 @@
-from hpt.cli import main
-import sys
+from hpt.cli import console_main
 
-sys.exit(main())
+console_main()

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from hpt.words import plural
+
 
 def print_front(root: Path, spec, handle: str) -> None:
     from hpt.report import front_trials
@@ -53,6 +55,9 @@ def cmd_status(args) -> int:
               f"(median; mean {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms; queue wait {overhead['TotalQueueWaitSeconds']:.2f} s, launch "
               f"{overhead['TotalLaunchSeconds']:.2f} s, teardown "
               f"{overhead['TotalTeardownSeconds']:.2f} s in all)")
+    for gpu, use in status["Gpus"].items():
+        print(f"  GPU {gpu}: {plural(use['TrainingJobs'], 'training job')}, busy "
+              f"{use['Utilisation']:.0%} of the job's time")
     for name in status["Running"]:
         print(f"  running: {name}")
     return 0

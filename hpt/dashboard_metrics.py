@@ -20,6 +20,10 @@ class TuningJobMetrics:
         self.maximize = maximize
         self.counts = {status: 0 for status in TrialStatus}
         self.best: float | None = None
+        self._jobs = self._best = None
+
+    def connect(self) -> None:
+        """Publishes from now on (Ray is up; the local engine starts it in the background)."""
         try:
             from ray.util.metrics import Gauge
 
@@ -30,6 +34,7 @@ class TuningJobMetrics:
         except Exception as exc:  # metrics are a view: never a reason for a job to fail
             logger.debug("Ray metrics unavailable: %s", exc)
             self._jobs = self._best = None
+        self._publish()
 
     def started(self) -> None:
         self.counts[TrialStatus.IN_PROGRESS] += 1

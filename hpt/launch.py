@@ -1,16 +1,16 @@
-"""`hpt launch`: a tuning job = Optuna proposes, Ray Tune schedules, the journal records.
+"""`hpt launch`: a tuning job = Optuna proposes, an controller runs the trials (hpt's own on one
+machine, Ray Tune on a cluster), the journal records.
 
 One function per stage: plan the job (fresh, resumed, warm-started), stage its inputs (the
 runtime's: S3 channels, the training code SageMaker downloads), record its start, run it
-(the warm interpreter, Ray, the study, the Tuner), finish it (the jobs left unfinished get
-their record, the table, the job_ended event). The launching process is the job's only
-writer while it runs (experiment/lock.py).
+(controller/run.py: the warm interpreter, Ray, the study, the controller), finish it (the jobs left
+unfinished get their record, the table, the job_ended event). The launching process is the
+job's only writer while it runs (experiment/lock.py).
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import shutil
 import time
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpt import raytune  # noqa: F401 - Tune's settings, before Ray Tune is imported
 from hpt.errors import UserError
 from hpt.experiment.best import summary
 from hpt.experiment.ending import close_unfinished
@@ -28,21 +27,17 @@ from hpt.experiment.resume import (ResumePlan, current_max_trials, plan_resume,
                                    resumed_max_trials, search_changes)
 from hpt.experiment.store import JOURNAL, STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import rebuild_table, trial_rows
-from hpt.ray_session import start_or_join, token_source
-from hpt.raytune.callbacks import JournalCallback
-from hpt.raytune.tuner import build_tuner
+from hpt.controller.run import run_trials
+from hpt.experiment.recorder import TrialRecorder
 from hpt.report import best_trial
-from hpt.runtime.api import Runtime, Staged, StageContext
+from hpt.runtime.api import Staged, StageContext
 from hpt.runtime.artifacts import ArtifactUploader
 from hpt.runtime.channels import s3_client
 from hpt.runtime.runtimes import RUNTIMES
-from hpt.runtime.warm import WarmInterpreter, modules_to_preload
 from hpt.schedule.scheduler import make_stopper
-from hpt.schedule.control import JobControl, StopOnSignals
-from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
+from hpt.schedule.control import JobControl
 from hpt.search.space import grid_size
 from hpt.view import LaunchView, ended_line
-from hpt.words import plural
 
 
 @dataclass
@@ -54,6 +49,8 @@ class LaunchResult:
     state: JobState  # how the job ended
     elapsed_seconds: float
     ran: bool = True  # False: a resumed job that had nothing left to run
+    controller: str | None = None  # which controller ran the trials (hpt/controller/__init__.py)
+    ray_started_here: bool = False  # the launch started a Ray of its own (still running)
 
     @property
     def end_reason(self) -> str:
@@ -93,14 +90,15 @@ def max_trials_of(spec) -> int:
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
            dashboard_host: str = "127.0.0.1", container_engine: str = "docker",
            sagemaker_role: str | None = None, stream=None, resume: bool = False,
-           max_trials_override: int | None = None) -> LaunchResult:
+           max_trials_override: int | None = None, controller: str | None = None) -> LaunchResult:
     """Runs a whole tuning job (or resumes one) and returns where its table is and how it
     ended. `max_trials_override` is `--max-trials` (a resumed job otherwise keeps its
-    maximum)."""
+    maximum); `controller` is `--controller` (None: hpt chooses, controller/__init__.py)."""
     root = Path(experiments_dir).resolve() / spec.name
     fresh_folders = [folder for folder in (root.parent, root) if not folder.exists()]
     options = {"container_engine": container_engine, "sagemaker_role": sagemaker_role}
-    ray_options = {"address": address, "dashboard": dashboard, "dashboard_host": dashboard_host}
+    ray_options = {"address": address, "dashboard": dashboard, "dashboard_host": dashboard_host,
+                   "controller": controller}
     with WriterLock(root, "launch"):
         try:
             return _run(spec, root, resume, max_trials_override, options, ray_options, stream)
@@ -128,14 +126,16 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
     uploader = ArtifactUploader(job.spec.output, store, view, s3) \
         if runtime.hpt_uploads_artifacts and (job.spec.output or "").startswith("s3://") \
         else None
-    callback = JournalCallback(store, job.spec, view, control, artifacts=uploader,
-                               kept=job.resume.kept)
+    recorder = TrialRecorder(store, job.spec, view, artifacts=uploader, kept=job.resume.kept)
+    controller = None
     try:
-        _tune(job, runtime, staged, store, control, callback, view, ray_options)
+        controller = run_trials(job, runtime, staged, store, control, recorder, view, ray_options)
     finally:
         if uploader is not None:
             uploader.close()  # every completed job's artifacts are in S3 before it ends
-        result = _finish(store, job.spec, control, view, callback, began)
+        result = _finish(store, job.spec, control, view, recorder, began)
+    result.controller = controller
+    result.ray_started_here = bool(recorder.ray_session and recorder.ray_session.started_here)
     return result
 
 
@@ -227,74 +227,10 @@ def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: f
     return control, view
 
 
-# -- run ----------------------------------------------------------------------------------------
-
-def _tune(job: JobPlan, runtime: Runtime, staged: Staged, store: ExperimentStore,
-          control: JobControl, callback: JournalCallback, view: LaunchView,
-          ray_options: dict[str, Any]) -> None:
-    spec, root = job.spec, store.root
-    # The warm interpreter imports the script's modules while Ray starts.
-    with warm_interpreter(spec, root, runtime) as warm:
-        session = start_or_join(metadata={
-            "hpt_tuning_job": spec.name, "hpt_experiment_dir": str(root),
-            "hpt_strategy": spec.strategy, "hpt_max_trials": str(job.resume.done + job.to_run),
-            "hpt_objective": f"{spec.objective.type} {spec.objective.metric}"}, **ray_options)
-        store.append("ray_connected", address=ray_options["address"],
-                     session_dir=session.session_dir, started_here=session.started_here,
-                     dashboard_url=session.dashboard_url)
-        if session.dashboard_url:
-            view.print(f"Ray dashboard: {session.dashboard_url} (token auth: the token is in "
-                       f"{token_source()})")
-        searcher = _searcher(job, store, view)
-        settings = dict(staged.settings)
-        if warm is not None:
-            settings["warm_socket"] = warm.wait_ready()
-            view.print(f"Warm interpreter: {', '.join(warm.info.get('imported', [])) or 'no'} "
-                       f"modules preloaded; trials fork from it" if settings["warm_socket"]
-                       else f"Warm interpreter not used ({warm.reason}); trials start cold")
-        tuner = build_tuner(spec, staged.trial_spec, runtime, settings, root, searcher,
-                            control, callback, job.to_run)
-        view.print(f"Tuning job {spec.name}: up to "
-                   f"{plural(job.resume.done + job.to_run, 'training job')}, "
-                   f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}; "
-                   f"experiment folder {root}")
-        if job.to_run:
-            with view, StopOnSignals(control):
-                tuner.fit()
-
-
-def _searcher(job: JobPlan, store: ExperimentStore, view: LaunchView) -> OptunaSearcher:
-    spec, plan = job.spec, job.resume
-    study = open_study(spec, store.study_path)
-    fail_orphans(study)
-    if not job.resumed and spec.warm_start:
-        seeded = seed_from_parents(study, spec, job.parents)
-        view.print(f"Warm start: {seeded} completed training jobs of "
-                   f"{', '.join(spec.warm_start.parents)} seed the search")
-    return OptunaSearcher(spec, study, job.max_trials, done=plan.done, replay=plan.replay,
-                          next_number=plan.next_number, seen=plan.seen)
-
-
-@contextlib.contextmanager
-def warm_interpreter(spec, root: Path, runtime: Runtime):
-    """The job's warm interpreter (runtime/warm/) when trainer.warm_start asks for one and
-    the runtime's trials are local processes."""
-    trainer = spec.trainer
-    if not (trainer.warm_start and runtime.forks_trials):
-        yield None
-        return
-    modules = modules_to_preload(trainer.source_dir / trainer.entry_point, trainer.source_dir)
-    warm = WarmInterpreter(modules, root / "warm.log")
-    try:
-        yield warm
-    finally:
-        warm.close()
-
-
 # -- finish -------------------------------------------------------------------------------------
 
 def _finish(store: ExperimentStore, spec, control: JobControl, view: LaunchView,
-            callback: JournalCallback, began: float) -> LaunchResult:
+            recorder: TrialRecorder, began: float) -> LaunchResult:
     elapsed = time.time() - began
     end_reason = control.end_reason or MAX_TRIALS_REACHED
     for record in close_unfinished(store, spec, end_reason):
@@ -302,8 +238,8 @@ def _finish(store: ExperimentStore, spec, control: JobControl, view: LaunchView,
                               record.end_time - record.start_time, record.failure_reason))
     df = rebuild_table(store, spec)
     counts = df["TrainingJobStatus"].value_counts().to_dict()
-    best = summary(callback.best.record, spec.to_frozen_dict()) \
-        if callback.best.record is not None else None
+    best = summary(recorder.best.record, spec.to_frozen_dict()) \
+        if recorder.best.record is not None else None
     store.append("job_ended", reason=end_reason, counts=counts,
                  best_training_job=best["TrainingJobName"] if best else None,
                  elapsed_seconds=elapsed)

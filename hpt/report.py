@@ -170,7 +170,32 @@ def job_status(name_or_path: str | os.PathLike,
         if state.status == IN_PROGRESS else [],
         "ExperimentDir": str(root),
         "Overhead": overhead_summary(df),
+        "Gpus": gpu_utilisation(df, _spec_of(root)["trainer"].get("gpus_per_host", 0)),
     }
+
+
+def gpu_utilisation(df: pd.DataFrame, gpus_per_host: float) -> dict[str, dict[str, float]]:
+    """Per GPU id: the training jobs that ran on it and its busy share of the job's span
+    (a host on a fraction of a device counts its share: 1/⌊1/f⌋, controller/slots.py)."""
+    from hpt.controller.slots import device_share
+
+    ran = df[df["GpuIds"].notna() & df["TrainingStartTime"].notna() &
+             df["TrainingEndTime"].notna()]
+    if ran.empty:
+        return {}
+    span = (ran["TrainingEndTime"].max() - ran["TrainingStartTime"].min()).total_seconds()
+    share = float(device_share(gpus_per_host))
+    seconds = (ran["TrainingEndTime"] - ran["TrainingStartTime"]).dt.total_seconds()
+    found: dict[str, dict[str, float]] = {}
+    for ids, busy in zip(ran["GpuIds"], seconds):
+        for gpu in str(ids).split(","):
+            entry = found.setdefault(gpu, {"TrainingJobs": 0, "BusySeconds": 0.0})
+            entry["TrainingJobs"] += 1
+            entry["BusySeconds"] += busy * share
+    for entry in found.values():
+        entry["BusySeconds"] = round(entry["BusySeconds"], 3)
+        entry["Utilisation"] = round(entry["BusySeconds"] / span, 3) if span > 0 else 0.0
+    return dict(sorted(found.items()))
 
 
 def overhead_summary(df: pd.DataFrame) -> dict[str, float]:

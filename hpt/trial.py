@@ -41,6 +41,21 @@ RECORD = "hpt_record"  # with STATUS: the job's TrainingJobRecord.to_json()
 PLACEMENT = "hpt_placement"  # where the job runs, for the live view: "node-ip GPU 0,1"
 
 
+def point_result(value: float, step: int, placement: str | None) -> dict:
+    """The result an engine's schedulers, stoppers and searcher see for an objective data
+    point of a running job."""
+    return {OBJECTIVE: value, OBJECTIVE_STEP: step, PLACEMENT: placement}
+
+
+def final_result(record) -> dict:
+    """The result they see for the job's end (a TrainingJobRecord); `done` ends the trial."""
+    result = {OBJECTIVE_STEP: record.objective_steps, STATUS: str(record.status),
+              RECORD: record.to_json(), "done": True}
+    if record.objective_value is not None:
+        result[OBJECTIVE] = record.objective_value
+    return result
+
+
 def final_metrics(result: dict) -> dict[str, float]:
     """The job's final metric values from its last result. Tune hands searchers the result
     flattened (`hpt_record/final_metrics/<metric>` keys); a nested one is read as it is."""

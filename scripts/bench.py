@@ -21,6 +21,15 @@ cnn          the default job (search_spaces/digits-cnn.yaml): wall time and best
 containers   spawn -> first output line of a no-op script as a container trial (runtime:
              docker, the toolkit's `train` in hpt-cnn:latest) vs a local trial, and vs a bare
              `docker run --rm IMAGE python -c print()`; needs a running engine and the image.
+startup      whole `hpt launch` of 2 no-op trials (cold: hpt starts its own Ray; and joining a
+             Ray already running, `--address`) vs a bare `ray.init(); ray.shutdown()` and a
+             bare Optuna loop running the same 2 trials, each a whole command, interleaved.
+sweep        1000 no-op trials (TPE, 2 parameters) at max_parallel 2, whole commands: hpt
+             (cold, and with trainer.warm_start) vs a bare Optuna loop with a subprocess per
+             trial (n_jobs=2) and vs bare Ray Tune running the same subprocess.
+scale        10 000 no-op trials (strategy random, warm_start) at max_parallel 2: throughput
+             of the last tenth vs the first, the launcher's peak RSS, and how long `hpt
+             status` and `hpt report` take on the finished job.
 """
 
 from __future__ import annotations
@@ -76,18 +85,22 @@ def workdir() -> Path:
 
 
 def write_space(folder: Path, name: str, trials: int, hyperparameters: dict,
-                static: dict | None = None, entry: str = "sleeper.py") -> Path:
+                static: dict | None = None, entry: str = "sleeper.py", **fields) -> Path:
+    """`fields`: top-level keys of the space (strategy, ...); `trainer_*` keys go to the
+    trainer section (trainer_warm_start=True)."""
     import yaml
 
+    trainer = {k.removeprefix("trainer_"): v for k, v in fields.items()
+               if k.startswith("trainer_")}
     space = {"name": name,
              "trainer": {"source_dir": str(folder / "code"), "entry_point": entry,
-                         "cpus_per_host": 1, "max_runtime_seconds": 600},
+                         "cpus_per_host": 1, "max_runtime_seconds": 600, **trainer},
              "static_hyperparameters": static or {},
              "hyperparameters": hyperparameters,
              "objective": {"metric": "acc", "type": "maximize"},
              "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
              "strategy": "random", "limits": {"max_trials": trials, "max_parallel": min(2, trials)},
-             "seed": 0}
+             "seed": 0, **{k: v for k, v in fields.items() if not k.startswith("trainer_")}}
     (folder / "code").mkdir(exist_ok=True)
     if not (folder / "code" / entry).exists():
         (folder / "code" / entry).write_text(SLEEPER)
@@ -413,10 +426,154 @@ def bench_cnn(quick: bool) -> None:
          best_training_job=best["TrainingJobName"], quick=quick)
 
 
+# -- whole commands: startup, sweep, scale -----------------------------------------------
+
+NOOP = 'print("val_acc=1.0", flush=True)\n'
+TWO_PARAMETERS = {"x": {"type": "continuous", "min": 0, "max": 1},
+                  "y": {"type": "continuous", "min": 0, "max": 1}}
+BARE_OPTUNA = """import subprocess, sys, optuna
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+n, script, sampler = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def objective(trial):
+    trial.suggest_float("x", 0, 1); trial.suggest_float("y", 0, 1)
+    out = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                         check=True).stdout
+    return float(out.split("=")[1])
+samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+optuna.create_study(direction="maximize", sampler=samplers[sampler](seed=0)).optimize(
+    objective, n_trials=n, n_jobs=2)
+"""
+BARE_TUNE = """import os, subprocess, sys
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+from ray import tune
+n, script, storage = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def trainable(config):
+    out = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                         check=True).stdout
+    tune.report({"objective": float(out.split("=")[1])})
+tune.Tuner(tune.with_resources(trainable, {"CPU": 1}),
+           param_space={"x": tune.uniform(0, 1), "y": tune.uniform(0, 1)},
+           tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=2),
+           run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+"""
+
+
+def whole(argv: list[str], **kwargs) -> dict:
+    """Runs a whole command; its wall time and its own peak RSS (VmHWM, polled)."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kwargs)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak = max(peak, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - began
+    out = proc.stdout.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{out[-3000:]}")
+    return {"wall": wall, "rss_mb": round(peak / 1024, 1)}
+
+
+def noop_job(folder: Path, name: str, trials: int, **fields) -> Path:
+    (folder / "code").mkdir(exist_ok=True)
+    (folder / "code" / "noop.py").write_text(NOOP)
+    return write_space(folder, name, trials, dict(TWO_PARAMETERS), entry="noop.py", **fields)
+
+
+def hpt_launch(space: Path, folder: Path, *args: str) -> dict:
+    return whole([sys.executable, "-m", "hpt", "launch", str(space), "--experiments-dir",
+                  str(folder / "exp"), *args])
+
+
+def bench_startup(quick: bool) -> None:
+    from hpt.api.ray_head import RayHead
+
+    runs = 2 if quick else 5
+    folder = workdir()
+    (folder / "bare_optuna.py").write_text(BARE_OPTUNA)
+    walls: dict[str, list[float]] = {"hpt": [], "ray_init_shutdown": [], "optuna_loop": [],
+                                     "hpt_joined": []}
+    for i in range(runs):
+        space = noop_job(folder, f"startup-{i}", 2)
+        walls["hpt"].append(hpt_launch(space, folder)["wall"])
+        walls["ray_init_shutdown"].append(whole([sys.executable, "-c", (
+            "import ray; ray.init(address='local'); ray.shutdown()")])["wall"])
+        walls["optuna_loop"].append(whole([sys.executable, str(folder / "bare_optuna.py"), "2",
+                                           str(folder / "code" / "noop.py"), "tpe"])["wall"])
+    head = RayHead(cpus=2, gpus=0, log=folder / "ray-head.log")
+    address = head.start()
+    try:
+        for i in range(runs):
+            space = noop_job(folder, f"joined-{i}", 2)
+            walls["hpt_joined"].append(hpt_launch(space, folder, "--address", address)["wall"])
+    finally:
+        head.stop()
+    med = {k: round(statistics.median(v), 2) for k, v in walls.items()}
+    emit(bench="startup", runs=runs, trials=2, **{f"{k}_wall": v for k, v in med.items()},
+         cold_ratio_vs_ray_init=round(med["hpt"] / med["ray_init_shutdown"], 3),
+         target_cold_ratio=1.2, target_joined_wall=2.0, quick=quick)
+
+
+def bench_sweep(quick: bool) -> None:
+    trials = 60 if quick else 1000
+    folder = workdir()
+    (folder / "bare_optuna.py").write_text(BARE_OPTUNA)
+    (folder / "bare_tune.py").write_text(BARE_TUNE)
+    fields = {"strategy": "bayesian"}
+    cold = hpt_launch(noop_job(folder, "sweep", trials, **fields), folder)
+    quiet = hpt_launch(noop_job(folder, "sweep-quiet", trials, **fields), folder,
+                       "--no-dashboard")
+    warm = hpt_launch(noop_job(folder, "sweep-warm", trials, trainer_warm_start=True,
+                               **fields), folder)
+    script = str(folder / "code" / "noop.py")
+    optuna_loop = whole([sys.executable, str(folder / "bare_optuna.py"), str(trials), script,
+                         "tpe"])
+    tune_run = whole([sys.executable, str(folder / "bare_tune.py"), str(trials), script,
+                      str(folder / "tune")])
+    emit(bench="sweep", trials=trials, hpt_wall=round(cold["wall"], 2),
+         hpt_no_dashboard_wall=round(quiet["wall"], 2),
+         hpt_warm_wall=round(warm["wall"], 2), optuna_loop_wall=round(optuna_loop["wall"], 2),
+         ray_tune_wall=round(tune_run["wall"], 2),
+         ratio_vs_optuna=round(cold["wall"] / optuna_loop["wall"], 3),
+         warm_speedup_vs_optuna=round(optuna_loop["wall"] / warm["wall"], 3),
+         trials_per_second=round(trials / cold["wall"], 1), launcher_rss_mb=cold["rss_mb"],
+         target_ratio_vs_optuna=1.0, target_warm_speedup=1.5, quick=quick)
+
+
+def bench_scale(quick: bool) -> None:
+    import hpt
+
+    trials = 300 if quick else 10_000
+    folder = workdir()
+    space = noop_job(folder, "scale", trials, trainer_warm_start=True)
+    run = hpt_launch(space, folder, "--no-dashboard")
+    df = hpt.load_experiment(folder / "exp" / "scale").sort_values("TrainingEndTime")
+    ends = df["TrainingEndTime"].astype("int64").to_numpy() / 1e9
+    tenth = trials // 10
+    first = tenth / (ends[tenth - 1] - ends[0])
+    last = tenth / (ends[-1] - ends[-tenth])
+    status = whole([sys.executable, "-m", "hpt", "status", "scale", "--experiments-dir",
+                    str(folder / "exp")])
+    report = whole([sys.executable, "-m", "hpt", "report", "scale", "--experiments-dir",
+                    str(folder / "exp")])
+    emit(bench="scale", trials=trials, completed=int((df["TrainingJobStatus"] ==
+                                                      "Completed").sum()),
+         wall=round(run["wall"], 1), first_tenth_per_second=round(first, 1),
+         last_tenth_per_second=round(last, 1), last_vs_first=round(last / first, 3),
+         launcher_rss_mb=run["rss_mb"], status_seconds=round(status["wall"], 2),
+         report_seconds=round(report["wall"], 2), target_last_vs_first=0.9,
+         target_rss_mb=500, target_status_report_seconds=2.0, quick=quick)
+
+
 BENCHES = {"overhead": bench_overhead, "launch": bench_launch, "torch": bench_torch,
            "search": bench_search,
            "metrics": bench_metrics, "utilisation": bench_utilisation, "cnn": bench_cnn,
-           "containers": bench_containers}
+           "containers": bench_containers, "startup": bench_startup, "sweep": bench_sweep,
+           "scale": bench_scale}
 
 
 def main() -> None:

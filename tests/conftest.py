@@ -23,9 +23,32 @@ def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true",
                      help="also run the slow set: the fault soaks (minutes), and the runs CI "
                           "leaves out for its time (warm-start chaos, torchrun in containers)")
+    parser.addoption("--controller", choices=("local", "tune"), default=None,
+                     help="run every launch on this controller (HPT_CONTROLLER); by default each "
+                          "launch takes the controller hpt chooses, and the tests that take the "
+                          "`controller` fixture run once on each")
+
+
+CONTROLLERS = ("local", "tune")
+
+
+def pytest_generate_tests(metafunc):
+    if "controller" in metafunc.fixturenames:
+        forced = metafunc.config.getoption("--controller")
+        metafunc.parametrize("controller", [forced] if forced else CONTROLLERS, indirect=True)
+
+
+@pytest.fixture
+def controller(request, monkeypatch):
+    """The controller this test's launches run on (hpt/controller/__init__.py): the test runs once
+    on each, the same assertions on both."""
+    monkeypatch.setenv("HPT_CONTROLLER", request.param)
+    return request.param
 
 
 def pytest_configure(config):
+    if config.getoption("--controller"):
+        os.environ["HPT_CONTROLLER"] = config.getoption("--controller")
     config.addinivalue_line("markers", "slow: the opt-in slow set (pytest --slow)")
     config.addinivalue_line("markers", "smoke: a long end-to-end run; pytest -m 'not smoke' "
                                        "is the fast set (CI runs everything)")

@@ -27,6 +27,8 @@ def _get(url: str, token: str):
 
 
 def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(tmp_path):
+    """On the Ray Tune controller each trial is an actor; the local controller has none, and
+    the job's metadata is what the dashboard shows of it (the next test)."""
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "sleeper.py").write_text(SLEEPER)
     space = {"name": "dash", "trainer": {"source_dir": "code", "entry_point": "sleeper.py"},
@@ -38,7 +40,7 @@ def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(t
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     launcher = subprocess.Popen(
         [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp",
-         "--dashboard-host", "127.0.0.1"],
+         "--dashboard-host", "127.0.0.1", "--controller", "tune"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = None
@@ -77,3 +79,41 @@ def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(t
             launcher.wait()
     table = hpt.load_experiment(tmp_path / "exp" / "dash")
     assert {f"{n}/algo-1" for n in table["TrainingJobName"]} == names
+
+
+def test_on_the_local_controller_trials_start_before_ray_and_the_dashboard_has_the_job(
+        tmp_path):
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "sleeper.py").write_text(SLEEPER)
+    space = {"name": "dash", "trainer": {"source_dir": "code", "entry_point": "sleeper.py"},
+             "hyperparameters": {"x": {"type": "continuous", "min": 0, "max": 1}},
+             "objective": {"metric": "acc", "type": "maximize"},
+             "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
+             "strategy": "random", "limits": {"max_trials": 2, "max_parallel": 2}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        for line in launcher.stdout:
+            found = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "hpt launch did not print a dashboard URL on 127.0.0.1"
+        jobs = _get(f"{url}/api/jobs/", os.environ["RAY_AUTH_TOKEN"])
+        tuning = [j for j in jobs if (j.get("metadata") or {}).get("hpt_tuning_job") == "dash"]
+        assert tuning and tuning[0]["metadata"]["hpt_max_trials"] == "2"
+        rest = launcher.stdout.read()
+        assert launcher.wait(timeout=120) == 0, rest
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    events = [json.loads(line) for line in
+              (tmp_path / "exp" / "dash" / "journal.jsonl").read_text().splitlines()]
+    first_start = min(e["time"] for e in events if e["event"] == "trial_started")
+    (ray,) = [e for e in events if e["event"] == "ray_connected"]
+    assert first_start < ray["time"] and ray["started_here"]  # nothing waited for Ray
+    assert len(hpt.load_experiment(tmp_path / "exp" / "dash")) == 2

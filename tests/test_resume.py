@@ -174,7 +174,9 @@ def test_hpt_stop_and_ctrl_c_stop_cleanly_and_the_job_resumes(ray_session, write
     assert len(df) == 4 and (df["TrainingJobStatus"] == "Completed").all()
 
 
-def test_a_lost_actor_is_retried_and_the_retry_recorded(ray_session, write_space, tmp_path):
+def test_a_lost_actor_is_retried_and_the_retry_recorded(ray_session, write_space, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.setenv("HPT_CONTROLLER", "tune")  # the trial's Ray actor is what gets lost
     spec = load_spec(write_space(sleepy_space("retry", max_trials=1, action="lose_actor_once")))
     exp = tmp_path / "exp"
 
@@ -182,16 +184,45 @@ def test_a_lost_actor_is_retried_and_the_retry_recorded(ray_session, write_space
         wait_for(lambda: any(exp.glob("retry/*/algo-1/output/pid")), what="the first attempt")
         pid = int(next(exp.glob("retry/*/algo-1/output/pid")).read_text())
         actor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert actor != os.getpid()
         os.kill(actor, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_the_actor, daemon=True)
     killer.start()
     launch(spec, exp, dashboard=False)
     killer.join(timeout=5)
-    (row,) = [r for _, r in hpt.load_experiment("retry", exp).iterrows()]
+    _assert_retried_once(exp, "retry")
+
+
+def test_hpts_own_failure_driving_a_local_job_is_retried_and_recorded(
+        ray_session, write_space, tmp_path, monkeypatch):
+    """The local controller's lost job: hpt's own code driving it fails (here: the first
+    attempt's advance raises, as an exhausted file-descriptor table would)."""
+    from hpt.runtime.training_job import LocalTrainingJob
+
+    monkeypatch.setenv("HPT_CONTROLLER", "local")
+    spec = load_spec(write_space(sleepy_space("retry", max_trials=1, action="lose_actor_once")))
+    exp = tmp_path / "exp"
+    advance = LocalTrainingJob.advance
+
+    def failing_once(self, *args, **kwargs):
+        if not (self.trial_dir / "attempt-1").exists() and \
+                (self.base_dir / "output" / "pid").exists():
+            raise OSError(24, "Too many open files")
+        return advance(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalTrainingJob, "advance", failing_once)
+    launch(spec, exp, dashboard=False)
+    _assert_retried_once(exp, "retry")
+    (retried,) = [e for e in events(exp, "retry") if e["event"] == "trial_retried"]
+    assert "Too many open files" in retried["error"]
+
+
+def _assert_retried_once(exp, name):
+    (row,) = [r for _, r in hpt.load_experiment(name, exp).iterrows()]
     assert row["TrainingJobStatus"] == "Completed", row["FailureReason"]
     assert row["Retries"] == 1
-    assert counts(events(exp, "retry"), "trial_retried") == 1
+    assert counts(events(exp, name), "trial_retried") == 1
     assert (Path(row["LogPath"]).parent / "attempt-1" / "algo-1").is_dir()
 
 

@@ -2,7 +2,7 @@
 
 Layout of `<experiments-dir>/<name>/`:
     spec.json           the frozen, validated spec the job was launched with
-    journal.jsonl       one JSON event per line, written at once, fsynced per trial start/end
+    journal.jsonl       one JSON event per line, written at once, on disk within 50 ms
     optuna.journal      the Optuna study (journal storage; `optuna-dashboard` opens it)
     table.parquet/.csv  the experiment table, rebuilt from the journal
     <training-job>/     one folder per trial: its /opt/ml tree(s), logs, metrics, model.tar.gz
@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from hpt.experiment.durability import SYNCER
 
 JOURNAL = "journal.jsonl"
 SPEC = "spec.json"
@@ -69,7 +71,8 @@ class ExperimentStore:
 
     def append(self, event: str, durable: bool = True, **fields: Any) -> dict[str, Any]:
         """Appends one event: written to the OS at once (a killed launcher loses nothing),
-        on disk (fsync) when `durable` -- every event but a running trial's progress."""
+        on disk when `durable` -- every event but a running trial's progress -- within
+        durability.SYNC_LAG_SECONDS (group commit)."""
         record = {"event": event, "time": time.time(), **fields}
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
@@ -80,12 +83,13 @@ class ExperimentStore:
                     self._journal.write(b"\n")
             self._journal.write(line)
             if durable:
-                os.fsync(self._journal.fileno())
+                SYNCER.soon(self._journal.fileno())
         return record
 
     def close(self) -> None:
         with self._lock:
             if self._journal is not None:
+                SYNCER.now(self._journal.fileno())
                 self._journal.close()
                 self._journal = None
 

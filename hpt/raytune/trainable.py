@@ -20,7 +20,7 @@ from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.spec import Spec
-from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, PLACEMENT, RECORD, STATUS
+from hpt.trial import final_result, point_result
 
 
 class HostLostError(RuntimeError):
@@ -81,17 +81,12 @@ class TrainingJobTrainable(tune.Trainable):
             self._start(config)
         progress = self.job.advance()
         if progress.point is not None:
-            return {OBJECTIVE: progress.point.value, OBJECTIVE_STEP: progress.point.step,
-                    PLACEMENT: self.placement}
+            return point_result(progress.point.value, progress.point.step, self.placement)
         record = progress.record
         if record.infrastructure_failure:
             # hpt's or the machine's failure, not the script's: raising lets Tune retry it.
             raise HostLostError(record.failure_reason)
-        result = {OBJECTIVE_STEP: record.objective_steps, STATUS: str(record.status),
-                  RECORD: record.to_json(), "done": True}
-        if record.objective_value is not None:
-            result[OBJECTIVE] = record.objective_value
-        return result
+        return final_result(record)
 
     def cleanup(self):
         self._stop_job()

@@ -8,6 +8,7 @@ from typing import Any
 
 from ray import tune
 
+from hpt.raytune.searcher import TuneSearcher
 from hpt.raytune.trainable import TrainingJobTrainable
 from hpt.runtime.api import Runtime
 from hpt.schedule.scheduler import make_scheduler
@@ -16,10 +17,27 @@ from hpt.schedule.scheduler import make_scheduler
 MAX_RETRIES = 2
 
 
+class TuneStopper(tune.Stopper):
+    """The job's control (schedule/control.py) as a Ray Tune Stopper."""
+
+    def __init__(self, control):
+        self.control = control
+
+    def __getstate__(self):  # pickled into tuner.pkl, which hpt never restores from
+        return {}
+
+    def __call__(self, trial_id, result) -> bool:
+        return self.control(trial_id, result)
+
+    def stop_all(self) -> bool:
+        return self.control.stop_all()
+
+
 def build_tuner(spec, trial_spec, runtime: Runtime, settings: dict[str, Any], root: Path,
                 searcher, control, callback, trials: int) -> tune.Tuner:
-    """`trial_spec`: the spec the trials run with (staged inputs); `trials`: how many Tune
-    trials this run asks for (at least 1: Tune needs one)."""
+    """`trial_spec`: the spec the trials run with (staged inputs); `searcher`: hpt's Optuna
+    searcher; `control`: the job's; `trials`: how many Tune trials this run asks for (at
+    least 1: Tune needs one)."""
     trainable = tune.with_resources(
         tune.with_parameters(TrainingJobTrainable, spec_dict=trial_spec.to_frozen_dict(),
                              experiment_dir=str(root), settings=settings),
@@ -28,10 +46,10 @@ def build_tuner(spec, trial_spec, runtime: Runtime, settings: dict[str, Any], ro
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=make_scheduler(spec), num_samples=max(1, trials),
+            search_alg=TuneSearcher(searcher), scheduler=make_scheduler(spec), num_samples=max(1, trials),
             max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=control,
+            name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=TuneStopper(control),
             callbacks=[callback],
             # A lost host or actor (never the script's own failure) is retried twice.
             failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),

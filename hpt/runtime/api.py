@@ -30,7 +30,8 @@ class TrialAssignment:
 
 @dataclass(frozen=True)
 class Progress:
-    """An objective data point (`point`) or the end of the job (`record`)."""
+    """An objective data point (`point`), the end of the job (`record`), or neither (nothing
+    within the wait `advance` was given)."""
 
     point: MetricPoint | None = None
     record: TrainingJobRecord | None = None
@@ -44,8 +45,10 @@ class TrainingJob(Protocol):
     def start(self) -> None:
         """Starts it; a job that cannot start has its (Failed) record at the first advance."""
 
-    def advance(self) -> Progress:
-        """Blocks until the next objective data point or the job's end (its record)."""
+    def advance(self, wait_seconds: float | None = None) -> Progress:
+        """Blocks until the next objective data point or the job's end (its record); with
+        `wait_seconds`, an empty Progress once that long passed without either (so that
+        whoever drives the job can act on a stop in between)."""
 
     def stop(self, reason: FailureReason = EARLY_STOPPED) -> TrainingJobRecord:
         """Stops it (status Stopped, last metrics kept); its record once it already ended."""

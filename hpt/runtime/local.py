@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hpt.runtime.reaper import REAPER
 from hpt.trial import FailureCategory, FailureReason
-from hpt.runtime.warm import WarmProcess, can_run_warm, die_with_parent
+from hpt.runtime.warm import WarmProcess, can_run_warm, dying_with_parent
 
 # A line longer than this is cut and marked; protects memory against output with no newlines.
 MAX_LINE_BYTES = 64 * 1024
@@ -78,16 +78,7 @@ class HostProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab", buffering=0)
-        self._proc = self._start_warm() or subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+        self._proc = self._start_warm() or self._start_cold()
         self.started_at = time.time()
         REAPER.register(self._proc.pid)  # its group dies with this process, however it dies
         if self.container:  # and its container, which the engine runs, is removed
@@ -98,6 +89,12 @@ class HostProcess:
             pump.start()
             self._pumps.append(pump)
         self._open_streams = 2
+
+    def _start_cold(self) -> subprocess.Popen:
+        argv, preexec = dying_with_parent(self.argv)
+        return subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, preexec_fn=preexec)
 
     def _start_warm(self):
         if self.container or not (self.warm_socket and can_run_warm(self.argv, sys.executable)):

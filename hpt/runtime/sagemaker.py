@@ -127,8 +127,11 @@ class SageMakerTrainingJob:
         self.start_time = time.time()
         self.sagemaker.create_training_job(**self.request)
 
-    def advance(self, poll_seconds: float | None = None) -> Progress:
-        """Blocks until the next objective data point or the end of the training job."""
+    def advance(self, wait_seconds: float | None = None,
+                poll_seconds: float | None = None) -> Progress:
+        """Blocks until the next objective data point or the end of the training job (or,
+        with `wait_seconds`, until that long passed: an empty Progress)."""
+        give_up = None if wait_seconds is None else time.time() + wait_seconds
         while self._record is None:
             if self._pending:
                 return Progress(point=self._pending.pop(0))
@@ -141,6 +144,8 @@ class SageMakerTrainingJob:
                 if self._pending:
                     continue
                 return Progress(record=self._finish(job))
+            if give_up is not None and time.time() >= give_up:
+                return Progress()
             time.sleep(self.poll_seconds if poll_seconds is None else poll_seconds)
         return Progress(record=self._record)
 

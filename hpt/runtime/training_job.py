@@ -187,11 +187,13 @@ class LocalTrainingJob:
         return master_port, [HostAddress(self.host, self.ip, tuple(own_ports))] + [
             HostAddress(host, h.ip, h.ports) for host, h in zip(self.hosts[1:], self.other_hosts)]
 
-    def advance(self, poll_seconds: float = 0.5) -> Progress:
-        """Blocks until the next objective data point or the end of the job."""
+    def advance(self, wait_seconds: float | None = None, poll_seconds: float = 0.5) -> Progress:
+        """Blocks until the next objective data point or the end of the job (or, with
+        `wait_seconds`, until that long passed: an empty Progress)."""
         if self._record is not None:
             return Progress(record=self._record)
         lead = self._group.lead
+        give_up = None if wait_seconds is None else time.time() + wait_seconds
         while True:
             if self._pending:
                 return Progress(point=self._pending.pop(0))
@@ -216,8 +218,13 @@ class LocalTrainingJob:
                     FailureCategory.CLIENT_ERROR, f"hpt could not write {lead.log_path.name}: "
                     f"{lead.log_error.strerror or lead.log_error}; the job was stopped (free "
                     f"disk space, then hpt rerun it)"), exit_code=lead.poll()))
+            wait = min(poll_seconds, self._deadline - now)
+            if give_up is not None:
+                if now >= give_up:
+                    return Progress()
+                wait = min(wait, give_up - now)
             try:
-                line = lead.next_line(timeout=min(poll_seconds, self._deadline - now))
+                line = lead.next_line(timeout=wait)
             except EOFError:
                 self._ending_since = time.time()
                 return Progress(record=self._finish_after_lead_exit())

@@ -1,4 +1,5 @@
-"""Tuning-job completion criteria (SageMaker's TuningJobCompletionCriteria) as a Tune Stopper.
+"""Tuning-job completion criteria (SageMaker's TuningJobCompletionCriteria) as a stopper
+(the shape of a Ray Tune Stopper: `__call__` per result, `stop_all`).
 
 Only completed (and, with constraints, feasible) training jobs count, by their final
 objective value:
@@ -12,8 +13,6 @@ When one fires, no new job starts and the running ones are stopped.
 """
 
 from __future__ import annotations
-
-from ray import tune
 
 from hpt.experiment.job_state import CONVERGED, NOT_IMPROVING, TARGET_REACHED
 from hpt.objectives import is_feasible
@@ -57,7 +56,7 @@ class CompletionCriteria:
         return None
 
 
-class CompletionStopper(tune.Stopper):
+class CompletionStopper:
     def __init__(self, criteria: CompletionCriteria, constraints: list[dict] | None = None):
         self.criteria = criteria
         self.constraints = constraints or []  # the frozen spec's: an infeasible job never counts

@@ -1,6 +1,7 @@
 """What ends a whole tuning job before its last training job: `hpt stop` (a request file in
-the experiment folder), Ctrl-C / SIGTERM, a completion criterion, the job's deadline. As a
-Tune stopper, whose `end_reason` says which."""
+the experiment folder), Ctrl-C / SIGTERM, a completion criterion, the job's deadline;
+`end_reason` says which. In the shape of a Ray Tune Stopper (`__call__` per result,
+`stop_all`), which both engines drive (Ray Tune through hpt/raytune/tuner.py)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-
 from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
 
 
-class JobControl(tune.Stopper):
+class JobControl:
     """Ends the whole tuning job: `hpt stop` (a request file), Ctrl-C / SIGTERM, or a
     completion criterion (the wrapped stopper). `end_reason` says which."""
 
-    def __init__(self, stop_file: Path, criteria: tune.Stopper | None = None,
+    def __init__(self, stop_file: Path, criteria=None,
                  deadline: float | None = None):
         self.stop_file = stop_file
         self.criteria = criteria
         self.deadline = deadline  # the tuning job's max_runtime_seconds, as a time.time()
         self.end_reason: str | None = None
-
-    def __getstate__(self):  # pickled into tuner.pkl like the callback; see JournalCallback
-        return {"end_reason": self.end_reason}
 
     def request_stop(self, reason: str) -> None:
         self.end_reason = self.end_reason or reason

@@ -7,16 +7,24 @@ objective metric's regex.
 
 from __future__ import annotations
 
-from ray.tune.schedulers import TrialScheduler
-
 from hpt.schedule.completion import CompletionCriteria, CompletionStopper
 from hpt.schedule.rules import RULES
 from hpt.search.strategies import STRATEGIES
 
 
-def make_scheduler(spec) -> TrialScheduler:
-    rule = STRATEGIES[spec.strategy].early_stopping or spec.early_stopping
-    return RULES[rule].scheduler(spec)
+def early_stopping_rule(spec):
+    """The space's early-stopping rule, or the one its strategy brings (hyperband: ASHA)."""
+    return RULES[STRATEGIES[spec.strategy].early_stopping or spec.early_stopping]
+
+
+def make_scheduler(spec):
+    """The rule's Ray Tune TrialScheduler (Ray Tune imported: only when one is needed)."""
+    return early_stopping_rule(spec).scheduler(spec)
+
+
+def stops_jobs(spec) -> bool:
+    """Whether the rule ever stops a job early (`off` does not: no scheduler is needed)."""
+    return early_stopping_rule(spec).stops_jobs
 
 
 def make_stopper(spec) -> CompletionStopper | None:

@@ -1,4 +1,7 @@
-"""An Optuna study driven through Ray Tune's Searcher interface (ask/tell).
+"""An Optuna study as the proposer of training jobs (ask/tell), in the shape of Ray Tune's
+Searcher interface: `suggest(trial_id)`, `on_trial_result`, `on_trial_complete`. Both controllers
+drive it (hpt/controller/local.py directly, Ray Tune through hpt/raytune/searcher.py); it imports
+no Ray.
 
 hpt's own searcher instead of `ray.tune.search.optuna.OptunaSearch`, because it needs:
 exact SageMaker distributions (inclusive integer bounds, reverse_log), a durable journal
@@ -15,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
 from optuna.trial import TrialState
-from ray.tune.search import Searcher
 
 from hpt.experiment.store import training_job_name
-from hpt.search.journal import SingleWriterJournalBackend
+from hpt.search.journal import IndexedJournalStorage, SingleWriterJournalBackend
 from hpt.objectives import objective_values, violations
 from hpt.search.space import (build_distributions, decode_params, encode_params, grid_points,
                               draw_conditional)
@@ -41,7 +42,7 @@ def make_sampler(spec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
 
 
 def open_study(spec, study_path: Path) -> optuna.Study:
-    storage = JournalStorage(SingleWriterJournalBackend(str(study_path)))
+    storage = IndexedJournalStorage(SingleWriterJournalBackend(str(study_path)))
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
@@ -59,11 +60,15 @@ def open_study(spec, study_path: Path) -> optuna.Study:
 # name (what `Trial.set_constraint` writes), for the trials hpt adds itself (warm start).
 CONSTRAINT_KEY_PREFIX = "constraints:"
 
+# What `suggest` returns once the tuning job has every training job it may run (Ray Tune's
+# Searcher.FINISHED has the same value).
+FINISHED = "FINISHED"
+
 # Optuna user attribute marking trials copied from a warm-start parent (never run here).
 PARENT_ATTR = "hpt_warm_start_parent"
 
 
-class OptunaSearcher(Searcher):
+class OptunaSearcher:
     """Suggests one SageMaker training job configuration per Tune trial.
 
     On a resumed job, `done` trials already count toward max_trials and `replay` holds the
@@ -74,7 +79,6 @@ class OptunaSearcher(Searcher):
     def __init__(self, spec, study: optuna.Study, max_trials: int, *, done: int = 0,
                  replay: tuple[dict[str, Any], ...] = (), next_number: int = 1,
                  seen: tuple[dict[str, Any], ...] = ()):
-        super().__init__(metric=OBJECTIVE, mode="max" if spec.objective.type == "maximize" else "min")
         self.spec = spec
         self.study = study
         self.max_trials = max_trials
@@ -87,11 +91,6 @@ class OptunaSearcher(Searcher):
         self._suggested = done
         self._replay = list(replay)
         self._next_number = next_number
-
-    def __getstate__(self):
-        # Tune pickles the searcher into tuner.pkl (for Tuner.restore, unused by hpt): the
-        # study lives in its journal file, and the live grid iterator and trials hold locks.
-        return {k: v for k, v in self.__dict__.items() if k not in ("study", "_grid", "_live")}
 
     def _grid_points(self, seen):
         """The grid's cross-product, without the points of training jobs the tuning job's
@@ -119,11 +118,11 @@ class OptunaSearcher(Searcher):
             self._suggested += 1
             return dict(config, suggested_at=time.time())
         if self._suggested >= self.max_trials:
-            return Searcher.FINISHED
+            return FINISHED
         if self._grid is not None:
             params = next(self._grid, None)
             if params is None:
-                return Searcher.FINISHED
+                return FINISHED
             self.study.enqueue_trial(params)
         trial, values = self._ask()
         self._live[trial_id] = trial

@@ -96,6 +96,16 @@ def _environment(value: Any) -> dict[str, str]:
     return out
 
 
+def _gpus_per_host(value: Any) -> float:
+    """Whole GPUs, or a fraction of one device (never more than one, never part of two)."""
+    value = number(ge=0)(value)
+    if value > 1 and not value.is_integer():
+        raise problem(f"must be a whole number of GPUs or a fraction below 1 (got {show(value)}): "
+                      f"a host holds whole devices, or a share of one; e.g. 2, or 0.25 (four "
+                      f"hosts per GPU)")
+    return value
+
+
 class Trainer(SpecModel):
     source_dir: Annotated[Path, BeforeValidator(_source_dir)]
     entry_point: Annotated[str, BeforeValidator(_entry_point)]
@@ -103,7 +113,7 @@ class Trainer(SpecModel):
     instance_count: Annotated[int, BeforeValidator(integer(ge=1))] = 1
     instance_type: Annotated[str, BeforeValidator(text)] = "local"
     cpus_per_host: Annotated[float, BeforeValidator(number(gt=0))] = 1.0
-    gpus_per_host: Annotated[float, BeforeValidator(number(ge=0))] = 0.0
+    gpus_per_host: Annotated[float, BeforeValidator(_gpus_per_host)] = 0.0
     processes_per_host: Annotated[int, BeforeValidator(integer(ge=1))] = 1
     distribution: Annotated[Literal["none", "data_parallel", "parameter_server", "torchrun"],
                             BeforeValidator(choice(*DISTRIBUTIONS))] = "none"

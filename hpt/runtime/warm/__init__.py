@@ -22,9 +22,9 @@ interpreter: accepts requests, forks), `child.py` (the forked child becoming
 `python script ARGS`), `client.py` (the launcher's side: `WarmInterpreter`, `WarmProcess`).
 """
 
-from hpt.runtime.warm.child import die_with_parent
+from hpt.runtime.warm.child import die_with_parent, dying_with_parent
 from hpt.runtime.warm.client import WarmInterpreter, WarmProcess
 from hpt.runtime.warm.preload import can_run_warm, modules_to_preload
 
 __all__ = ["WarmInterpreter", "WarmProcess", "can_run_warm", "die_with_parent",
-           "modules_to_preload"]
+           "dying_with_parent", "modules_to_preload"]

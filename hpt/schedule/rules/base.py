@@ -14,6 +14,7 @@ class EarlyStoppingRule:
     # SageMaker's TrainingJobEarlyStoppingType; None: SageMaker has none, exported as Auto
     # (its median rule) with the name kept in the request's hpt: tags.
     sagemaker: str | None = None
+    stops_jobs: bool = True  # False: every job runs to its end (the scheduler only queues)
 
 
 def mode_of(spec) -> str:

@@ -11,4 +11,4 @@ def scheduler(spec):
     return FIFOScheduler()
 
 
-OFF = EarlyStoppingRule("off", scheduler, sagemaker="Off")
+OFF = EarlyStoppingRule("off", scheduler, sagemaker="Off", stops_jobs=False)

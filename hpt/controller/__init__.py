@@ -1,0 +1,44 @@
+"""Which controller runs a tuning job's trials.
+
+- `local` (controller/local.py): hpt drives the trials on this machine, one thread per running
+  training job, with the machine's CPUs and GPUs handed out by controller/slots.py; the Ray
+  that serves the dashboard starts beside it. `hpt launch` without `--address`, when each
+  trial needs one bundle (one host).
+- `tune` (hpt/raytune/): Ray Tune's controller places the trials on a Ray cluster's nodes:
+  `--address` (a cluster joined), or trials of several hosts (its hosts are Ray actors on
+  the bundles of a placement group, possibly on several nodes).
+
+Both run the same searcher, stoppers, schedulers (Tune's), recorder and retry rule, in the
+same order. HPT_CONTROLLER=tune (or =local, where it can run) forces one: the test suite runs on
+either.
+"""
+
+from __future__ import annotations
+
+import os
+
+CONTROLLER_ENV = "HPT_CONTROLLER"
+LOCAL, TUNE = "local", "tune"
+
+
+def choose_controller(spec, runtime, address: str | None, requested: str | None = None) -> str:
+    """`requested`: `hpt launch --controller` (a refusal says why it cannot run); else
+    HPT_CONTROLLER (where it can run); else local on this machine, tune on a cluster."""
+    on_cluster = bool(address) or len(runtime.bundles(spec.trainer)) != 1
+    if requested == LOCAL and on_cluster:
+        from hpt.errors import UserError
+
+        why = "--address joins a cluster" if address else \
+            f"trainer.instance_count: {spec.trainer.instance_count} needs Ray's placement"
+        raise UserError(f"--controller local runs every trial on this machine, but {why}: "
+                        f"drop --controller local (Ray Tune then runs the trials)")
+    if requested:
+        return requested
+    forced = os.environ.get(CONTROLLER_ENV, "").strip().lower()
+    if forced not in ("", LOCAL, TUNE):
+        from hpt.errors import UserError
+
+        raise UserError(f"{CONTROLLER_ENV}={forced!r}: write {LOCAL} or {TUNE} (or unset it)")
+    if forced == TUNE or on_cluster:
+        return TUNE
+    return LOCAL
