@@ -87,16 +87,17 @@ def cmd_launch(args) -> int:
     if result.end_reason in RESUMABLE:
         print(f"Stopped before its end: `hpt launch {args.space} --resume` continues it")
         code = 130 if result.end_reason == INTERRUPTED else code
-    if result.ray_started_here and getattr(args, "process_exits_after", False):
+    if result.ray_connected and getattr(args, "process_exits_after", False):
         _exit_now(code)
     return code
 
 
 def _exit_now(code: int) -> None:
-    """Ends the `hpt` process at once. The job's record is durable and its Ray is this
-    launch's alone: Ray's own shutdown at exit (0.5 s waiting for log lines, then each of its
-    processes stopped gracefully: 1.5-2 s in all) would only delay the prompt. The reaper's
-    sidecar SIGKILLs every process of that Ray session once this process is gone."""
+    """Ends the `hpt` process at once. The job's record is durable; what Ray's shutdown at
+    exit does (0.5 s waiting for log lines, then every process of a Ray of its own stopped
+    gracefully: 1.5-2 s in all) would only delay the prompt. A Ray of its own: the reaper's
+    sidecar SIGKILLs every process of its session once this process is gone; a cluster
+    joined: Ray ends the actors of a driver that is gone."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -50,7 +50,7 @@ class LaunchResult:
     elapsed_seconds: float
     ran: bool = True  # False: a resumed job that had nothing left to run
     controller: str | None = None  # which controller ran the trials (hpt/controller/__init__.py)
-    ray_started_here: bool = False  # the launch started a Ray of its own (still running)
+    ray_connected: bool = False  # the launch connected this process to a Ray (its own, or joined)
 
     @property
     def end_reason(self) -> str:
@@ -135,7 +135,7 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
             uploader.close()  # every completed job's artifacts are in S3 before it ends
         result = _finish(store, job.spec, control, view, recorder, began)
     result.controller = controller
-    result.ray_started_here = bool(recorder.ray_session and recorder.ray_session.started_here)
+    result.ray_connected = recorder.ray_session is not None
     return result
 
 

@@ -4,9 +4,10 @@
     python scripts/bench.py overhead       # one of: overhead launch torch search metrics utilisation cnn
     python scripts/bench.py --quick all    # small sizes, a smoke check (about a minute)
 
-overhead     N trials of a script that sleeps S s at max_parallel 2: wall / ideal (N*S/2) for
-             hpt, bare Ray Tune (a function trainable that sleeps) and a bare Optuna loop
-             running the same subprocess (n_jobs=2).
+overhead     80 trials of a script that sleeps 1 s at max_parallel 2: wall / ideal (40 s) for
+             a whole `hpt launch` (cold, and with trainer.warm_start), bare Ray Tune (a
+             function trainable that sleeps) and a bare Optuna loop running the same
+             subprocess (n_jobs=2).
 launch       spawn -> first output line of a no-op script through hpt's training job
              (contract, tree, process group) vs a bare `python -c pass`.
 torch        a trial whose script imports torch, spawn -> its first line (training starts),
@@ -121,31 +122,24 @@ def ensure_ray():
 # -- overhead ----------------------------------------------------------------------------
 
 def bench_overhead(quick: bool) -> None:
-    trials, seconds = (10, 0.5) if quick else (200, 1.0)
+    trials, seconds = (10, 0.5) if quick else (80, 1.0)
     ideal = trials * seconds / 2
     folder = workdir()
-    ensure_ray()
-    from hpt.launch import launch
-    from hpt.spec import load_spec
+    from hpt.report import load_experiment, overhead_summary
 
+    # Whole `hpt launch` commands (import, Ray beside the trials, exit), cold and with
+    # trainer.warm_start (trials fork from a warm interpreter).
     space = write_space(folder, "overhead", trials,
                         {"x": {"type": "continuous", "min": 0, "max": 1}},
                         static={"seconds": seconds})
-    from hpt.report import load_experiment, overhead_summary
-
-    spec = load_spec(space)
-    began = time.time()
-    launch(spec, folder / "exp", dashboard=False, stream=open(os.devnull, "w"))
-    hpt_wall = time.time() - began
+    hpt_wall = hpt_launch(space, folder)["wall"]
     per_trial = overhead_summary(load_experiment(folder / "exp" / "overhead"))
-    # The same job with trainer.warm_start: trials fork from a warm interpreter.
-    warm_spec = spec.model_copy(update={
-        "name": "overhead-warm", "trainer": spec.trainer.model_copy(update={"warm_start": True})})
-    began = time.time()
-    launch(warm_spec, folder / "exp", dashboard=False, stream=open(os.devnull, "w"))
-    warm_wall = time.time() - began
+    warm_space = write_space(folder, "overhead-warm", trials,
+                             {"x": {"type": "continuous", "min": 0, "max": 1}},
+                             static={"seconds": seconds}, trainer_warm_start=True)
+    warm_wall = hpt_launch(warm_space, folder)["wall"]
     warm_per_trial = overhead_summary(load_experiment(folder / "exp" / "overhead-warm"))
-
+    ensure_ray()
     from ray import tune
 
     def sleeper(config):
