@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hpt.runtime.reaper_sidecar import session_processes
-from helpers import counts, events, sleepy_space, wait_for
+from helpers import counts, events, live_processes_of, sleepy_space, wait_for
 
 # A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
 pytestmark = pytest.mark.smoke
@@ -25,19 +25,27 @@ def test_kill_9_of_the_launcher_leaves_no_process_of_its_ray(dashboard, write_sp
     try:
         wait_for(lambda: counts(events(exp, "k9"), "trial_started") >= 1, timeout=120,
                  what="a running training job")
-        (ray,) = [e for e in events(exp, "k9") if e["event"] == "ray_connected"]
-        assert ray["started_here"] and ray["session_dir"]
-        alive = session_processes(ray["session_dir"])
-        assert len(alive) >= 3  # gcs, raylet, agents, the trial's worker: what must go
+        if not dashboard:  # the local controller needs no Ray without a dashboard
+            time.sleep(3)
+            assert not [e for e in events(exp, "k9") if e["event"] == "ray_connected"]
+        else:  # Ray starts beside the first trials
+            wait_for(lambda: any(e["event"] == "ray_connected" for e in events(exp, "k9")),
+                     timeout=120, what="Ray")
+            (ray,) = [e for e in events(exp, "k9") if e["event"] == "ray_connected"]
+            assert ray["started_here"] and ray["session_dir"]
+            assert len(session_processes(ray["session_dir"])) >= 3  # gcs, raylet, agents
         launcher.send_signal(signal.SIGKILL)
         out, err = launcher.communicate(timeout=10)
     finally:
         launcher.kill()
-    deadline = time.time() + 30
-    while session_processes(ray["session_dir"]) and time.time() < deadline:
-        time.sleep(0.5)
-    left = session_processes(ray["session_dir"])
-    names = [open(f"/proc/{pid}/cmdline").read().replace("\0", " ")[:80] for pid in left]
-    assert left == [], names
+    names = {e["training_job_name"] for e in events(exp, "k9") if e["event"] == "trial_started"}
+    wait_for(lambda: live_processes_of(names) == [], timeout=30, what="the trials to go")
+    if dashboard:
+        deadline = time.time() + 30
+        while session_processes(ray["session_dir"]) and time.time() < deadline:
+            time.sleep(0.5)
+        left = session_processes(ray["session_dir"])
+        names = [open(f"/proc/{pid}/cmdline").read().replace("\0", " ")[:80] for pid in left]
+        assert left == [], names
     # Ray's own "token authentication is enabled" warning stays out of the user's terminal.
     assert "Token authentication is enabled" not in err, err
