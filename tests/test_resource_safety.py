@@ -60,12 +60,15 @@ def test_a_finished_job_leaves_nothing_behind(ray_session, write_space, tmp_path
 
 
 def test_a_job_that_errors_leaves_nothing_behind_and_says_it_ended(
-        ray_session, write_space, tmp_path, monkeypatch):
+        ray_session, write_space, tmp_path, monkeypatch, controller):
     from ray import tune
 
+    from hpt.controller.local import LocalController
+
     def broken_fit(self):
-        raise RuntimeError("injected: Tune failed")
+        raise RuntimeError(f"injected: the {controller} controller failed")
     monkeypatch.setattr(tune.Tuner, "fit", broken_fit)
+    monkeypatch.setattr(LocalController, "run", broken_fit)
     before = _snapshot()
     with pytest.raises(RuntimeError, match="injected"):
         launch(load_spec(write_space(_space("broken"))), tmp_path / "exp", dashboard=False)
