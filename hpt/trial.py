@@ -66,6 +66,10 @@ def final_metrics(result: dict) -> dict[str, float]:
     return {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
 
 
+# Retries of a training job whose host (or its Ray actor) was lost, never of the script's
+# own failure: the same on every controller.
+MAX_RETRIES = 2
+
 # SageMaker's FailureReason is at most 1024 characters; so is every reason hpt writes.
 MAX_REASON_CHARS = 1024
 

@@ -7,8 +7,8 @@ Each trial's `fault` hyperparameter (tests/trainers/chaos/train.py) makes it fai
 failure file, exit code, SIGSEGV, SIGKILL from inside (the OOM killer's way), a hang past
 max_runtime_seconds, SIGTERM ignored, orphaned grandchildren, 50 MB without a newline, a
 200k-line flood, silence. From outside, while the job runs, this script SIGKILLs trial
-scripts and Ray worker processes, SIGKILLs the launcher itself, tears the journal's last line,
-and resumes. At the end every trial must have the status and reason hpt promises, no trial
+scripts and (on the tune controller) Ray worker processes, SIGKILLs the launcher itself,
+tears the journal's last line, and resumes. At the end every trial must have the status and reason hpt promises, no trial
 may be lost or run twice, and no process of the job (nor a warm interpreter's folder) may be
 left. One JSON line on stdout: faults injected / survived, by kind; exit status 1 when any
 fault was not survived.
@@ -54,10 +54,18 @@ EXPECTED = {
     "worker_killed": ("Completed", None),  # an infrastructure fault: retried
 }
 NOT_FAULTS = {"none", "slow"}
+# Faults that need a Ray worker between the launcher and the host: on the local controller
+# the launcher drives the host itself (killing it is the launcher_kill fault).
+RAY_WORKER_FAULTS = {"worker_killed"}
+
+
+def faults_for(controller: str) -> list[str]:
+    """The `fault` values a job on this controller draws."""
+    return [f for f in EXPECTED if controller == "tune" or f not in RAY_WORKER_FAULTS]
 
 
 def space(name: str, trials: int, grid: bool, mark: str, state_dir: Path,
-          warm: bool = False) -> dict:
+          warm: bool = False, controller: str = "local") -> dict:
     return {
         "name": name,
         "trainer": {"source_dir": str(CHAOS_TRAINER), "entry_point": "train.py",
@@ -65,7 +73,7 @@ def space(name: str, trials: int, grid: bool, mark: str, state_dir: Path,
                     "warm_start": warm},
         "static_hyperparameters": {"epochs": 2, "x": 0.9, "mark": mark,
                                    "state_dir": str(state_dir)},
-        "hyperparameters": {"fault": {"type": "categorical", "values": list(EXPECTED)}},
+        "hyperparameters": {"fault": {"type": "categorical", "values": faults_for(controller)}},
         "objective": {"metric": "validation:accuracy", "type": "maximize"},
         "metric_definitions": [{"name": "validation:accuracy", "regex": "val_acc=([0-9.]+)"}],
         "strategy": "grid" if grid else "random",
@@ -190,14 +198,17 @@ def ended_trials(journal: Path) -> int:
     return sum(1 for e in read_journal(journal) if e["event"] == "trial_ended")
 
 
-def launch(space_file: Path, experiments: Path, log: Path, resume: bool) -> subprocess.Popen:
+def launch(space_file: Path, experiments: Path, log: Path, resume: bool,
+           controller: str) -> subprocess.Popen:
     argv = [sys.executable, "-m", "hpt", "launch", str(space_file), "--no-dashboard",
-            "--experiments-dir", str(experiments)] + (["--resume"] if resume else [])
+            "--controller", controller, "--experiments-dir", str(experiments)] + \
+        (["--resume"] if resume else [])
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(log, "ab"),
                             stderr=subprocess.STDOUT, cwd=REPO)
 
 
-def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool = False) -> dict:
+def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool = False,
+        controller: str = "local") -> dict:
     import yaml
 
     import hpt
@@ -206,7 +217,8 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     state_dir, experiments = workdir / "state", workdir / "experiments"
     state_dir.mkdir(parents=True)
     space_file = workdir / "chaos.yaml"
-    space_file.write_text(yaml.safe_dump(space("chaos", trials, grid, mark, state_dir, warm)))
+    space_file.write_text(yaml.safe_dump(space("chaos", trials, grid, mark, state_dir, warm,
+                                                  controller)))
     journal = experiments / "chaos" / "journal.jsonl"
     log = workdir / "launcher.log"
     warm_dirs = Path(tempfile.gettempdir()).glob  # the warm interpreter's folders
@@ -217,7 +229,7 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     # Launcher kills at evenly spaced points of the job; each followed by a torn line + resume.
     kill_points = [trials * (k + 1) // (launcher_kills + 1) for k in range(launcher_kills)]
     job_level = []
-    proc = launch(space_file, experiments, log, resume=False)
+    proc = launch(space_file, experiments, log, resume=False, controller=controller)
     launches = 1
     for point in kill_points:
         while proc.poll() is None and ended_trials(journal) < point:
@@ -231,7 +243,7 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
         job_level.append("launcher_kill")
         job_level.append("torn_journal_line")
         time.sleep(1.0)  # Ray notices its driver is gone
-        proc = launch(space_file, experiments, log, resume=True)
+        proc = launch(space_file, experiments, log, resume=True, controller=controller)
         launches += 1
     code = proc.wait(timeout=900)
     killer.done.set()
@@ -250,7 +262,10 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     rows = df.to_dict("records")
     names = [r["TrainingJobName"] for r in rows]
     failures = [] if code == 0 else [f"the last launcher exited {code}"]
-    if len(sessions) != launches:  # else the Ray check above would look at nothing
+    # Each launcher on Tune starts its own Ray (else the Ray check above would look at
+    # nothing); the local controller starts none without the dashboard.
+    ray_launches = launches if controller == "tune" else 0
+    if len(sessions) != ray_launches:
         failures.append(f"{launches} launches journaled {len(sessions)} Ray sessions")
     by_fault: dict[str, dict[str, int]] = {}
 
@@ -281,7 +296,7 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
     injected = sum(v["injected"] for v in by_fault.values())
     survived = sum(v["survived"] for v in by_fault.values())
     return {"bench": "chaos", "trials": trials, "strategy": "grid" if grid else "random",
-            "warm_start": warm,
+            "warm_start": warm, "controller": controller,
             "faults_injected": injected, "faults_survived": survived,
             "trials_lost": trials_lost, "trials_duplicated": duplicated,
             "leftover_processes": len(left), "launcher_kills": job_level.count("launcher_kill"),
@@ -298,15 +313,17 @@ def main() -> None:
                         help="launcher SIGKILLs + resumes (default: 1 quick, 1 per 40 trials)")
     parser.add_argument("--warm", action="store_true",
                         help="trials fork from the warm interpreter (trainer.warm_start)")
+    parser.add_argument("--controller", choices=["local", "tune"], default="local",
+                        help="who drives the trials (hpt launch --controller)")
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (default: a temp dir)")
     opts = parser.parse_args()
-    trials = len(EXPECTED) if opts.quick else opts.trials
+    trials = len(faults_for(opts.controller)) if opts.quick else opts.trials
     kills = opts.launcher_kills if opts.launcher_kills is not None else \
         (1 if opts.quick else max(1, trials // 40))
     with tempfile.TemporaryDirectory(prefix="hpt-chaos-") as tmp:
         workdir = Path(opts.keep) if opts.keep else Path(tmp)
         result = run(trials, grid=opts.quick, launcher_kills=kills, workdir=workdir,
-                     warm=opts.warm)
+                     warm=opts.warm, controller=opts.controller)
     result["quick"] = opts.quick
     print(json.dumps(result), flush=True)
     sys.exit(0 if not result["failures"] else 1)

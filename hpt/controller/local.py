@@ -24,12 +24,9 @@ from hpt.controller.slots import Grant, SlotPool
 from hpt.experiment.store import archive_attempt
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.search.searcher import FINISHED
-from hpt.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrialStatus,
-                       final_result, job_ended, point_result)
+from hpt.trial import (EARLY_STOPPED, MAX_RETRIES, FailureCategory, FailureReason,
+                       TrialStatus, final_result, job_ended, point_result)
 
-# Retries of a training job whose host was lost (never of the script's failure), as Ray
-# Tune's FailureConfig(max_failures=2) gives the other controller.
-MAX_RETRIES = 2
 # How long a job's thread waits on it before it looks for a stop request.
 STOP_POLL_SECONDS = 0.2
 # How long the launcher waits for an event before it checks the job's stop conditions.

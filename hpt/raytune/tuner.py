@@ -12,9 +12,7 @@ from hpt.raytune.searcher import TuneSearcher
 from hpt.raytune.trainable import TrainingJobTrainable
 from hpt.runtime.api import Runtime
 from hpt.schedule.scheduler import make_scheduler
-
-# Retries of a training job whose host or Ray actor was lost (never of the script's failure).
-MAX_RETRIES = 2
+from hpt.trial import MAX_RETRIES
 
 
 class TuneStopper(tune.Stopper):
