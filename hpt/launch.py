@@ -1,4 +1,4 @@
-"""`hpt launch`: a tuning job = Optuna proposes, an controller runs the trials (hpt's own on one
+"""`hpt launch`: a tuning job = Optuna proposes, a controller runs the trials (hpt's own on one
 machine, Ray Tune on a cluster), the journal records.
 
 One function per stage: plan the job (fresh, resumed, warm-started), stage its inputs (the

@@ -1,7 +1,7 @@
 """hpt's benchmarks, each a ratio measured side by side in one run; JSON lines on stdout.
 
     python scripts/bench.py all            # every benchmark (several minutes)
-    python scripts/bench.py overhead       # one of: overhead launch torch search metrics utilisation cnn
+    python scripts/bench.py overhead       # one benchmark (names below)
     python scripts/bench.py --quick all    # small sizes, a smoke check (about a minute)
 
 overhead     80 trials of a script that sleeps 1 s at max_parallel 2: wall / ideal (40 s) for
@@ -22,12 +22,14 @@ cnn          the default job (search_spaces/digits-cnn.yaml): wall time and best
 containers   spawn -> first output line of a no-op script as a container trial (runtime:
              docker, the toolkit's `train` in hpt-cnn:latest) vs a local trial, and vs a bare
              `docker run --rm IMAGE python -c print()`; needs a running engine and the image.
-startup      whole `hpt launch` of 2 no-op trials (cold: hpt starts its own Ray; and joining a
-             Ray already running, `--address`) vs a bare `ray.init(); ray.shutdown()` and a
-             bare Optuna loop running the same 2 trials, each a whole command, interleaved.
+startup      whole `hpt launch` of 2 no-op trials (cold: hpt starts its own Ray, and without
+             the dashboard; joining a Ray already running, `--address`, on Ray Tune and on
+             the local controller) vs a bare `ray.init(); ray.shutdown()` and a bare Optuna
+             loop running the same 2 trials, each a whole command, interleaved.
 sweep        1000 no-op trials (TPE, 2 parameters) at max_parallel 2, whole commands: hpt
-             (cold, and with trainer.warm_start) vs a bare Optuna loop with a subprocess per
-             trial (n_jobs=2) and vs bare Ray Tune running the same subprocess.
+             (cold, without the dashboard, and with trainer.warm_start) vs a bare Optuna loop
+             with a subprocess per trial (n_jobs=2) and vs bare Ray Tune running the same
+             subprocess (a tenth of the trials: its wall is also given scaled to all).
 scale        10 000 no-op trials (strategy random, warm_start) at max_parallel 2: throughput
              of the last tenth vs the first, the launcher's peak RSS, and how long `hpt
              status` and `hpt report` take on the finished job.
@@ -486,14 +488,16 @@ def hpt_launch(space: Path, folder: Path, *args: str) -> dict:
 def bench_startup(quick: bool) -> None:
     from hpt.api.ray_head import RayHead
 
-    runs = 2 if quick else 5
+    runs = 1 if quick else 5
     folder = workdir()
     (folder / "bare_optuna.py").write_text(BARE_OPTUNA)
-    walls: dict[str, list[float]] = {"hpt": [], "ray_init_shutdown": [], "optuna_loop": [],
-                                     "hpt_joined": []}
+    walls: dict[str, list[float]] = {"hpt": [], "hpt_no_dashboard": [], "ray_init_shutdown": [],
+                                     "optuna_loop": [], "hpt_joined": [], "hpt_joined_local": []}
     for i in range(runs):
         space = noop_job(folder, f"startup-{i}", 2)
         walls["hpt"].append(hpt_launch(space, folder)["wall"])
+        space = noop_job(folder, f"startup-quiet-{i}", 2)
+        walls["hpt_no_dashboard"].append(hpt_launch(space, folder, "--no-dashboard")["wall"])
         walls["ray_init_shutdown"].append(whole([sys.executable, "-c", (
             "import ray; ray.init(address='local'); ray.shutdown()")])["wall"])
         walls["optuna_loop"].append(whole([sys.executable, str(folder / "bare_optuna.py"), "2",
@@ -504,6 +508,10 @@ def bench_startup(quick: bool) -> None:
         for i in range(runs):
             space = noop_job(folder, f"joined-{i}", 2)
             walls["hpt_joined"].append(hpt_launch(space, folder, "--address", address)["wall"])
+            # A Ray kept running for the dashboard; hpt drives the trials (no Tune actors).
+            space = noop_job(folder, f"joined-local-{i}", 2)
+            walls["hpt_joined_local"].append(hpt_launch(space, folder, "--address", address,
+                                                        "--controller", "local")["wall"])
     finally:
         head.stop()
     med = {k: round(statistics.median(v), 2) for k, v in walls.items()}
@@ -526,12 +534,16 @@ def bench_sweep(quick: bool) -> None:
     script = str(folder / "code" / "noop.py")
     optuna_loop = whole([sys.executable, str(folder / "bare_optuna.py"), str(trials), script,
                          "tpe"])
-    tune_run = whole([sys.executable, str(folder / "bare_tune.py"), str(trials), script,
+    # Bare Tune runs ~1.5 s a trial here: a tenth of the trials (at least 10), its wall
+    # scaled to the whole sweep.
+    tune_trials = max(10, trials // 10)
+    tune_run = whole([sys.executable, str(folder / "bare_tune.py"), str(tune_trials), script,
                       str(folder / "tune")])
     emit(bench="sweep", trials=trials, hpt_wall=round(cold["wall"], 2),
          hpt_no_dashboard_wall=round(quiet["wall"], 2),
          hpt_warm_wall=round(warm["wall"], 2), optuna_loop_wall=round(optuna_loop["wall"], 2),
-         ray_tune_wall=round(tune_run["wall"], 2),
+         ray_tune_trials=tune_trials, ray_tune_wall=round(tune_run["wall"], 2),
+         ray_tune_wall_scaled=round(tune_run["wall"] * trials / tune_trials, 1),
          ratio_vs_optuna=round(cold["wall"] / optuna_loop["wall"], 3),
          warm_speedup_vs_optuna=round(optuna_loop["wall"] / warm["wall"], 3),
          trials_per_second=round(trials / cold["wall"], 1), launcher_rss_mb=cold["rss_mb"],

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_bench_quick_runs_and_prints_json():
-    for name in ("launch", "search", "metrics"):
+    for name in ("launch", "search", "metrics", "startup", "sweep", "scale"):
         done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--quick",
                                name], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -22,6 +22,8 @@ def test_bench_quick_runs_and_prints_json():
         assert line["bench"] == name and line["quick"] is True
         if name == "metrics":
             assert line["lost"] == 0 and line["status"] == "Completed"
+        if name == "scale":  # every trial ran (the figures are the full run's business)
+            assert line["completed"] == line["trials"]
 
 
 # In the slow set (pytest --slow), for CI's 25 minutes: the serving benchmark launches its

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import hpt
+from hpt.experiment.store import read_journal
 from hpt.runtime.reaper_sidecar import kill_session, session_processes
 from helpers import sleepy_space
 
@@ -64,10 +65,10 @@ def cluster(tmp_path_factory):
         assert session_processes(temp) == []
 
 
-def launch(space, exp, address, env, name):
+def launch(space, exp, address, env, name, *args):
     began = time.time()
     done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--name", name,
-                           "--experiments-dir", str(exp), "--address", address],
+                           "--experiments-dir", str(exp), "--address", address, *args],
                           capture_output=True, text=True, timeout=180, env=env)
     return done, time.time() - began
 
@@ -89,6 +90,22 @@ def test_every_address_form_joins_a_token_protected_ray_start_cluster(cluster, w
         assert "Token authentication is enabled" not in done.stderr
         df = hpt.load_experiment(name, exp)
         assert (df["TrainingJobStatus"] == "Completed").all() and len(df) == 2
+
+
+def test_the_local_controller_runs_the_trials_here_beside_a_joined_ray(cluster, write_space,
+                                                                       tmp_path):
+    # A Ray kept running between launches serves the dashboard; hpt drives the trials.
+    space = write_space(sleepy_space("joined-local", max_trials=3, seconds=(0.1, 0.2)))
+    exp = tmp_path / "exp"
+    done, _ = launch(space, exp, cluster["address"], cluster["env"], "joined-local",
+                     "--controller", "local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on the local controller" in done.stdout
+    (joined,) = [e for e in read_journal(exp / "joined-local" / "journal.jsonl")
+                 if e["event"] == "ray_connected"]
+    assert joined["started_here"] is False and joined["address"] == cluster["address"]
+    df = hpt.load_experiment("joined-local", exp)
+    assert (df["TrainingJobStatus"] == "Completed").all() and len(df) == 3
 
 
 def test_a_cluster_that_refuses_or_is_not_there_is_one_line_and_exit_2(cluster, write_space,

@@ -3,7 +3,9 @@
 - `local` (controller/local.py): hpt drives the trials on this machine, one thread per running
   training job, with the machine's CPUs and GPUs handed out by controller/slots.py; the Ray
   that serves the dashboard starts beside it. `hpt launch` without `--address`, when each
-  trial needs one bundle (one host).
+  trial needs one bundle (one host). With `--controller local --address` the trials still run
+  here, and the Ray joined (one kept running between launches) serves only the dashboard:
+  its resources are not reserved, so it is for a Ray of this machine that nothing else uses.
 - `tune` (hpt/raytune/): Ray Tune's controller places the trials on a Ray cluster's nodes:
   `--address` (a cluster joined), or trials of several hosts (its hosts are Ray actors on
   the bundles of a placement group, possibly on several nodes).
@@ -24,14 +26,13 @@ LOCAL, TUNE = "local", "tune"
 def choose_controller(spec, runtime, address: str | None, requested: str | None = None) -> str:
     """`requested`: `hpt launch --controller` (a refusal says why it cannot run); else
     HPT_CONTROLLER (where it can run); else local on this machine, tune on a cluster."""
-    on_cluster = bool(address) or len(runtime.bundles(spec.trainer)) != 1
-    if requested == LOCAL and on_cluster:
+    several_hosts = len(runtime.bundles(spec.trainer)) != 1
+    if requested == LOCAL and several_hosts:
         from hpt.errors import UserError
 
-        why = "--address joins a cluster" if address else \
-            f"trainer.instance_count: {spec.trainer.instance_count} needs Ray's placement"
-        raise UserError(f"--controller local runs every trial on this machine, but {why}: "
-                        f"drop --controller local (Ray Tune then runs the trials)")
+        raise UserError(f"--controller local runs every trial on this machine, but "
+                        f"trainer.instance_count: {spec.trainer.instance_count} needs Ray's "
+                        f"placement: drop --controller local (Ray Tune then runs the trials)")
     if requested:
         return requested
     forced = os.environ.get(CONTROLLER_ENV, "").strip().lower()
@@ -39,6 +40,6 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
         from hpt.errors import UserError
 
         raise UserError(f"{CONTROLLER_ENV}={forced!r}: write {LOCAL} or {TUNE} (or unset it)")
-    if forced == TUNE or on_cluster:
+    if forced == TUNE or address or several_hosts:
         return TUNE
     return LOCAL

@@ -32,7 +32,8 @@ def run_trials(job, runtime: Runtime, staged, store, control, recorder, view,
                                    ray_options.pop("controller", None))
     connect = _connect_once(store, view, recorder, ray_options, _metadata(job, root))
     # Ray serves the local controller's dashboard (and this process may be connected already).
-    ray_wanted = controller != LOCAL or ray_options["dashboard"] or _connected_to_ray()
+    ray_wanted = controller != LOCAL or ray_options["dashboard"] or \
+        bool(ray_options["address"]) or _connected_to_ray()
     # The warm interpreter imports the script's modules while Ray starts.
     with warm_interpreter(spec, root, runtime) as warm:
         if controller != LOCAL:
@@ -51,8 +52,8 @@ def run_trials(job, runtime: Runtime, staged, store, control, recorder, view,
             runner = _tuner(job, runtime, staged, settings, root, searcher, control, recorder)
         view.print(f"Tuning job {spec.name}: up to "
                    f"{plural(job.resume.done + job.to_run, 'training job')}, "
-                   f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}; "
-                   f"experiment folder {root}")
+                   f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}, "
+                   f"on the {controller} controller; experiment folder {root}")
         with view, StopOnSignals(control):
             if controller == LOCAL and ray_wanted and job.to_run:
                 _beside_ray(runner, connect)

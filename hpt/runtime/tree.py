@@ -39,13 +39,24 @@ def _inside(base: Path, rel: str, *, follow_last: bool = True,
     if not rel or pure.is_absolute() or ".." in pure.parts or "\0" in rel:
         raise ValueError(f"refusing to write {rel!r}: not a relative path inside {base}")
     path = base.joinpath(*pure.parts)
-    # The last component of a channel link is itself a link to outside data: check its parent.
-    probe = os.path.realpath(path if follow_last else path.parent)
     real_base = real_base or os.path.realpath(base)
+    # The last component of a channel link is itself a link to outside data: check its parent.
+    probe = _resolve_below(real_base, pure.parts if follow_last else pure.parts[:-1])
     if probe != real_base and not probe.startswith(real_base + os.sep):
         raise ValueError(f"refusing to write {rel!r}: it resolves to {probe}, "
                          f"outside the host tree {real_base}")
     return path
+
+
+def _resolve_below(real_base: str, parts: tuple[str, ...]) -> str:
+    """os.path.realpath(real_base/parts) for a real_base already resolved: only the parts
+    below it are looked at (a trial's tree is ~10 paths, each of ~10 components above it)."""
+    current = real_base
+    for i, part in enumerate(parts):
+        current = os.path.join(current, part)
+        if os.path.islink(current):  # resolved in full, with whatever follows it
+            return os.path.realpath(os.path.join(current, *parts[i + 1:]))
+    return current
 
 
 def _write_atomic(path: Path, content: str) -> None:
@@ -135,13 +146,11 @@ def materialize(contract: HostContract, source_dir: Path,
     paths = {rel: _inside(base, rel, follow_last=rel not in channel_dirs, real_base=real_base)
              for rel in (*contract.dirs, *contract.files, "code")}
 
-    for rel in contract.dirs:
-        if rel in channel_dirs:
-            paths[rel].parent.mkdir(parents=True, exist_ok=True)
-        else:
-            paths[rel].mkdir(parents=True, exist_ok=True)
+    folders = {paths[rel].parent if rel in channel_dirs else paths[rel] for rel in contract.dirs}
+    folders |= {paths[rel].parent for rel in contract.files}
+    for folder in sorted(folders, key=lambda path: len(path.parts)):  # parents first
+        folder.mkdir(parents=True, exist_ok=True)
     for rel, content in contract.files.items():
-        paths[rel].parent.mkdir(parents=True, exist_ok=True)
         # Re-checked after the mkdirs: a link planted meanwhile must not redirect the write.
         _write_atomic(_inside(base, rel, real_base=real_base), content)
     shutil.copytree(source_dir, paths["code"], ignore=_ignore_for(base), dirs_exist_ok=True)
