@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
     p.add_argument("--controller", choices=("local", "tune"),
                    help="what runs the trials: local (hpt itself, on this machine: the "
-                        "default without --address) or tune (Ray Tune: the default with "
-                        "--address or trials of several hosts; each trial a Ray actor)")
+                        "default without --address; with it, the Ray joined serves only the "
+                        "dashboard) or tune (Ray Tune: the default with --address or trials "
+                        "of several hosts; each trial a Ray actor)")
     p.add_argument("--dashboard-host", default="127.0.0.1", metavar="IP",
                    help="where a Ray started by hpt serves its dashboard (default 127.0.0.1; "
                         "0.0.0.0 exposes it: keep Ray's token auth on)")

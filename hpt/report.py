@@ -62,7 +62,7 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
         folder = spec_file.parent
         events = list(read_journal(folder / JOURNAL))
         state = state_of(folder, events)
-        best = best_trial(folder)
+        best = best_trial(folder, events=events)
         first = next((e["time"] for e in events), None)
         last_end = next((e["time"] for e in reversed(events) if e["event"] == "job_ended"), None)
         rows.append({
@@ -89,12 +89,16 @@ def _maximize(spec: dict[str, Any]) -> bool:
 
 
 def best_trial(name_or_path: str | os.PathLike,
-               experiments_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The best completed training job: name, objective, hyperparameters, model path."""
+               experiments_dir: str | os.PathLike | None = None,
+               events: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The best completed training job: name, objective, hyperparameters, model path.
+    `events`: the journal, when the caller has read it already."""
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
     best = BestSoFar.of(spec)
-    for row in trial_rows(list(read_journal(root / JOURNAL))):
+    if events is None:
+        events = list(read_journal(root / JOURNAL))
+    for row in trial_rows(events):
         best.offer(row)
     return summary(best.record, spec) if best.record is not None else None
 
@@ -151,8 +155,9 @@ def job_status(name_or_path: str | os.PathLike,
                experiments_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Counts by status, best so far, running trials, and how the job ended (if it did)."""
     root = resolve_experiment(name_or_path, experiments_dir)
-    df = load_table(root)
-    state = state_of(root)
+    events = list(read_journal(root / JOURNAL))  # read once: 12 MB at 10 000 trials
+    df = load_table(root, events)
+    state = state_of(root, events)
     return {
         "TuningJobName": _spec_of(root)["name"],
         "Status": state.status,
@@ -162,7 +167,7 @@ def job_status(name_or_path: str | os.PathLike,
         "LauncherPid": (state.writer or {}).get("pid"),
         "MaxTrials": state.start.get("max_trials"),
         "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
-        "Best": best_trial(root),
+        "Best": best_trial(root, events=events),
         "ParetoFrontSize": int(df["ParetoOptimal"].fillna(False).astype(bool).sum())
         if "ParetoOptimal" in df.columns else None,
         "Running": df.loc[df["TrainingJobStatus"] == TrialStatus.IN_PROGRESS,
@@ -231,8 +236,10 @@ def readable_table(df: pd.DataFrame, spec: dict[str, Any], width: int) -> str:
                objective: "FinalObjectiveValue", **judged,
                **{name: name for name in hyperparameters},
                "seconds": "TrainingElapsedTimeSeconds", "reason": "FailureReason"}
-    rows = [[_cell(row[column], column) for column in columns.values()]
-            for _, row in ranked.iterrows()]
+    # Column by column (iterrows builds a Series per row: 0.5 s at 10 000 rows).
+    cells = [[_cell(value, column) for value in ranked[column].tolist()]
+             for column in columns.values()]
+    rows = [list(row) for row in zip(*cells)]
     return render_rows(list(columns), rows, width)
 
 

@@ -456,9 +456,11 @@ tune.Tuner(tune.with_resources(trainable, {"CPU": 1}),
 
 def whole(argv: list[str], **kwargs) -> dict:
     """Runs a whole command; its wall time and its own peak RSS (VmHWM, polled)."""
+    # Output to a file, not a pipe: a pipe nobody reads while the command runs fills up
+    # (10 000 trials print ~1 MB) and blocks the command.
+    out_file = tempfile.TemporaryFile()
     began = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            **kwargs)
+    proc = subprocess.Popen(argv, stdout=out_file, stderr=subprocess.STDOUT, **kwargs)
     peak = 0
     while proc.poll() is None:
         try:
@@ -468,7 +470,8 @@ def whole(argv: list[str], **kwargs) -> dict:
             pass
         time.sleep(0.05)
     wall = time.perf_counter() - began
-    out = proc.stdout.read()
+    out_file.seek(0)
+    out = out_file.read().decode(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{out[-3000:]}")
     return {"wall": wall, "rss_mb": round(peak / 1024, 1)}

@@ -175,12 +175,14 @@ def _timestamp(ts: float | None):
     return pd.Timestamp(ts, unit="s", tz="UTC") if ts else None
 
 
-def load_table(root: Path) -> pd.DataFrame:
-    """The experiment table of one experiment folder, from its journal (works while running)."""
+def load_table(root: Path, events: list[dict] | None = None) -> pd.DataFrame:
+    """The experiment table of one experiment folder, from its journal (works while running);
+    `events`: the journal, when the caller has read it already."""
     import json
 
     spec = json.loads((root / SPEC).read_text())
-    events = list(read_journal(root / JOURNAL))
+    if events is None:
+        events = list(read_journal(root / JOURNAL))
     return build_table(events, list(spec["hyperparameters"]),
                        [m["name"] for m in spec["metric_definitions"]],
                        spec.get("objectives"), spec.get("constraints"))
