@@ -26,30 +26,38 @@ def _get(url: str, token: str):
         return json.load(response)
 
 
-def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(tmp_path):
-    """On the Ray Tune controller each trial is an actor; the local controller has none, and
-    the job's metadata is what the dashboard shows of it (the next test)."""
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "sleeper.py").write_text(SLEEPER)
+def dashboard_url(launcher) -> str:
+    """The dashboard URL a running `hpt launch` prints (read from its stdout)."""
+    for line in launcher.stdout:
+        found = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            return found.group(1)
+    raise AssertionError("hpt launch did not print a dashboard URL on 127.0.0.1")
+
+
+def write_sleepy_job(folder) -> None:
+    """space.yaml (job `dash`: 2 trials of SLEEPER, 2 at a time) and its code/ in folder."""
+    (folder / "code").mkdir()
+    (folder / "code" / "sleeper.py").write_text(SLEEPER)
     space = {"name": "dash", "trainer": {"source_dir": "code", "entry_point": "sleeper.py"},
              "hyperparameters": {"x": {"type": "continuous", "min": 0, "max": 1}},
              "objective": {"metric": "acc", "type": "maximize"},
              "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
              "strategy": "random", "limits": {"max_trials": 2, "max_parallel": 2}}
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    (folder / "space.yaml").write_text(yaml.safe_dump(space))
+
+
+def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(tmp_path):
+    """On the Ray Tune controller each trial is an actor; the local controller has none, and
+    the job's metadata is what the dashboard shows of it (the next test)."""
+    write_sleepy_job(tmp_path)
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     launcher = subprocess.Popen(
         [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp",
          "--dashboard-host", "127.0.0.1", "--controller", "tune"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        url = None
-        for line in launcher.stdout:
-            found = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url, "hpt launch did not print a dashboard URL on 127.0.0.1"
+        url = dashboard_url(launcher)
         token = os.environ["RAY_AUTH_TOKEN"]  # the session's (tests/conftest.py)
 
         # Without the token the API refuses: auth stays on.
@@ -83,25 +91,12 @@ def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(t
 
 def test_on_the_local_controller_trials_start_before_ray_and_the_dashboard_has_the_job(
         tmp_path):
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "sleeper.py").write_text(SLEEPER)
-    space = {"name": "dash", "trainer": {"source_dir": "code", "entry_point": "sleeper.py"},
-             "hyperparameters": {"x": {"type": "continuous", "min": 0, "max": 1}},
-             "objective": {"metric": "acc", "type": "maximize"},
-             "metric_definitions": [{"name": "acc", "regex": "val_acc=([0-9.]+)"}],
-             "strategy": "random", "limits": {"max_trials": 2, "max_parallel": 2}}
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    write_sleepy_job(tmp_path)
     launcher = subprocess.Popen(
         [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        url = None
-        for line in launcher.stdout:
-            found = re.search(r"Ray dashboard: (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url, "hpt launch did not print a dashboard URL on 127.0.0.1"
+        url = dashboard_url(launcher)
         jobs = _get(f"{url}/api/jobs/", os.environ["RAY_AUTH_TOKEN"])
         tuning = [j for j in jobs if (j.get("metadata") or {}).get("hpt_tuning_job") == "dash"]
         assert tuning and tuning[0]["metadata"]["hpt_max_trials"] == "2"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.controller.slots import Grant, SlotPool
-from hpt.experiment.store import archive_attempt
+from hpt.experiment.store import attempt_dir
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.search.searcher import FINISHED
 from hpt.trial import (EARLY_STOPPED, MAX_RETRIES, FailureCategory, FailureReason,
@@ -143,13 +143,8 @@ class LocalController:
             self.events.put((trial, "error", f"{type(exc).__name__}: {exc}"))
 
     def _job(self, trial: Trial):
-        config = trial.config
-        assignment = TrialAssignment(config["trial_number"], config["training_job_name"],
-                                     dict(config["hyperparameters"]),
-                                     config.get("suggested_at"))
-        trial_dir = self.root / assignment.training_job_name
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        archive_attempt(trial_dir)  # a retry or a resumed job's re-run keeps the earlier files
+        assignment = TrialAssignment.of(trial.config)
+        trial_dir = attempt_dir(self.root, assignment.training_job_name)
         slot = Slot(ip="127.0.0.1", num_cpus=self.slot_cpus, gpu_ids=trial.grant.gpu_ids)
         context = JobContext(self.trial_spec, assignment, trial_dir, self.settings, slot)
         trial.placement = self.runtime.placement(context)

@@ -103,6 +103,15 @@ def _ends_torn(path: Path) -> bool:
         return f.read(1) != b"\n"
 
 
+def attempt_dir(root: Path, training_job_name: str) -> Path:
+    """The training job's folder, ready for an attempt: created, and an earlier attempt's
+    files (a retry, a resumed job's re-run) moved aside."""
+    trial_dir = Path(root) / training_job_name
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    archive_attempt(trial_dir)
+    return trial_dir
+
+
 def archive_attempt(trial_dir: Path) -> Path | None:
     """Before a training job runs again (retry, resume), its earlier files move to
     `attempt-<k>/` inside its folder: nothing of the earlier attempt is lost."""

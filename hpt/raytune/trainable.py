@@ -14,7 +14,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from hpt.experiment.store import archive_attempt
+from hpt.experiment.store import attempt_dir
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
@@ -57,12 +57,8 @@ class TrainingJobTrainable(tune.Trainable):
         return f"{pending.get('training_job_name', 'hpt-trainable')}/algo-1"
 
     def _start(self, config) -> None:
-        assignment = TrialAssignment(config["trial_number"], config["training_job_name"],
-                                     dict(config["hyperparameters"]),
-                                     config.get("suggested_at"))
-        trial_dir = self.experiment_dir / assignment.training_job_name
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        archive_attempt(trial_dir)  # a retry or a resumed job's re-run keeps the earlier files
+        assignment = TrialAssignment.of(config)
+        trial_dir = attempt_dir(self.experiment_dir, assignment.training_job_name)
         slot = Slot(ip=ray.util.get_node_ip_address(),
                     num_cpus=max(1, math.ceil(self.spec.trainer.cpus_per_host)),
                     gpu_ids=tuple(str(g) for g in ray.get_gpu_ids()),

@@ -27,6 +27,12 @@ class TrialAssignment:
     hyperparameters: dict[str, Any]  # tuned values only, decoded types
     suggested_at: float | None = None  # when the search strategy proposed it
 
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> "TrialAssignment":
+        """From a trial's config as the searcher proposes it (both controllers)."""
+        return cls(config["trial_number"], config["training_job_name"],
+                   dict(config["hyperparameters"]), config.get("suggested_at"))
+
 
 @dataclass(frozen=True)
 class Progress:
