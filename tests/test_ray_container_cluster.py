@@ -8,6 +8,7 @@ A 2-host data-parallel trial whose two bundles only fit on different nodes: algo
 the head, algo-2 in a Ray actor on the container node, each as local processes; they meet
 over the network for a real gloo all-reduce."""
 
+import ipaddress
 import json
 import os
 import secrets
@@ -31,11 +32,35 @@ BASE_IMAGE = "hpt-base:bookworm"  # scripts/build_images.py: Debian with python3
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
 
+def gateway_of(bridge: dict) -> str:
+    """The host's address on a bridge network, from `network inspect`'s JSON. On a daemon's
+    first boot (a fresh data root, as in a clean CI run) the default bridge's IPAM config has
+    its Subnet but no Gateway (moby/moby#26799); the engine then gives the bridge the subnet's
+    first host, which is what the Gateway field would have said."""
+    config = (bridge.get("IPAM") or {}).get("Config") or [{}]
+    ipv4 = [c for c in config if ":" not in c.get("Subnet", "")] or config
+    if ipv4[0].get("Gateway"):
+        return ipv4[0]["Gateway"]
+    subnet = ipv4[0].get("Subnet")
+    if not subnet:
+        raise RuntimeError(f"the bridge network has neither a Gateway nor a Subnet: {config}")
+    return str(next(ipaddress.ip_network(subnet).hosts()))
+
+
 def bridge_gateway(engine: str) -> str:
     """The host's address on the engine's default bridge: where a container reaches the head."""
-    return subprocess.run([engine, "network", "inspect", "bridge", "--format",
-                           "{{(index .IPAM.Config 0).Gateway}}"], capture_output=True,
-                          text=True, check=True, timeout=30).stdout.strip()
+    out = subprocess.run([engine, "network", "inspect", "bridge"], capture_output=True,
+                         text=True, check=True, timeout=30).stdout
+    return gateway_of(json.loads(out)[0])
+
+
+def test_the_gateway_is_the_subnets_first_host_when_the_engine_leaves_it_out():
+    first_boot = {"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}
+    later = {"IPAM": {"Config": [{"Subnet": "10.9.0.0/24", "Gateway": "10.9.0.254"}]}}
+    dual = {"IPAM": {"Config": [{"Subnet": "fd00::/64"}, {"Subnet": "172.18.0.0/16"}]}}
+    assert gateway_of(first_boot) == "172.17.0.1"
+    assert gateway_of(later) == "10.9.0.254"
+    assert gateway_of(dual) == "172.18.0.1"
 
 
 def free_port(ip: str) -> int:
@@ -73,7 +98,7 @@ def two_nodes(tmp_path_factory):
                             stderr=subprocess.STDOUT, start_new_session=True)
     worker = f"hpt-ray-node-{os.getpid()}"
     mounts = {sys.base_prefix: "ro", sys.prefix: "ro", str(REPO): "ro", str(exp): "rw"}
-    run = [engine, "run", "--detach", "--rm", "--init", "--name", worker,
+    run = [engine, "run", "--detach", "--init", "--name", worker,
            "--hostname", "ray-worker-node", "--label", "hpt.test=ray-node", "--shm-size", "1g",
            # A node joining a token-protected cluster says so (RAY_AUTH_MODE) and has the token.
            "--env", "RAY_AUTH_MODE=token", "--env", f"RAY_AUTH_TOKEN={token}",
@@ -92,8 +117,15 @@ def two_nodes(tmp_path_factory):
         address = f"{ip}:{port}"
         # This cluster and no other: our head (1 CPU, on the bridge) and the container.
         wanted = sorted([(ip, 1.0), (worker_ip, 1.0)])
-        wait_for(lambda: sorted((n["ip"], n["cpus"]) for n in alive_nodes(address, env)) ==
-                 wanted, timeout=120, what=f"exactly the nodes {wanted}")
+        try:
+            wait_for(lambda: sorted((n["ip"], n["cpus"]) for n in alive_nodes(address, env))
+                     == wanted, timeout=120, what=f"exactly the nodes {wanted}")
+        except AssertionError as missing:
+            # Not --rm: a worker that ended keeps its log until the finally below removes it.
+            logs = subprocess.run([engine, "logs", "--tail", "40", worker], capture_output=True,
+                                  text=True, timeout=30)
+            raise AssertionError(f"{missing}; the worker node said:\n{logs.stdout}"
+                                 f"{logs.stderr}") from None
         assert head.poll() is None, "ray start --head ended"
         yield {"address": address, "env": env, "exp": exp, "engine": engine, "head_ip": ip,
                "worker_ip": worker_ip}
