@@ -51,6 +51,16 @@ class MetricParser:
                 found.append(point)
         return found
 
+    def resume(self, points: list[dict]) -> None:
+        """Starts from an earlier attempt's data points (metrics.jsonl's objects): the job
+        resumes from that attempt's checkpoint, so its steps continue from them."""
+        for point in points:
+            series = self.series.get(point["metric"])
+            if series is not None:
+                series.points.append(MetricPoint(series.name, len(series.points) + 1,
+                                                 float(point["value"]),
+                                                 float(point.get("timestamp") or 0.0)))
+
     def final_values(self) -> dict[str, float]:
         return {name: s.final for name, s in self.series.items() if s.final is not None}
 

@@ -198,6 +198,9 @@ class TrainingJobRecord:
     queue_wait_seconds: float | None = None
     launch_seconds: float | None = None
     teardown_seconds: float | None = None
+    # The objective step its checkpoint carried it to (hpt/experiment/checkpoints.py): the
+    # attempt resumed there; None: it started from scratch.
+    resumed_from_step: int | None = None
 
     @property
     def failure_reason(self) -> str | None:

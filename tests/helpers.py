@@ -63,6 +63,28 @@ def sleepy_space(name, max_trials=6, seconds=(1.0, 2.0), action="sleep", **extra
     return space
 
 
+def cnn_space(name, channels, epochs=4, max_trials=1, **extra):
+    """The reference CNN (trainers/cnn) on the digits channels, with a small tuned space."""
+    space = {
+        "name": name,
+        "trainer": {"source_dir": str(TRAIN_PY.parent), "entry_point": "train.py",
+                    "cpus_per_host": 1, "max_runtime_seconds": 300},
+        "channels": {"train": str(Path(channels) / "train"),
+                     "test": str(Path(channels) / "test")},
+        "static_hyperparameters": {"epochs": epochs},
+        "hyperparameters": {"lr": {"type": "continuous", "min": 0.005, "max": 0.1,
+                                   "scaling": "log"}},
+        "objective": {"metric": "validation:accuracy", "type": "maximize"},
+        "metric_definitions": [{"name": "validation:accuracy", "regex": "val_acc=([0-9.]+)"},
+                               {"name": "train:loss", "regex": "loss=([0-9.eE+-]+)"}],
+        "strategy": "random",
+        "limits": {"max_trials": max_trials, "max_parallel": min(2, max_trials)},
+        "seed": 3,
+    }
+    space.update(extra)
+    return space
+
+
 def start_launcher(space_path, exp, address, *args):
     return subprocess.Popen(
         [sys.executable, "-m", "hpt.cli", "launch", str(space_path), "--experiments-dir",

@@ -107,3 +107,66 @@ def test_shifted_variant_is_28x28_and_deterministic(tmp_path):
             np.testing.assert_array_equal(a["y"], b["y"])
             sizes[channel] = len(a["y"])
     assert sizes["train"] >= 5000 and sizes["test"] >= 1000
+
+
+def _epochs(stdout: str) -> list[tuple[int, str, str]]:
+    return [m.groups() for m in map(EPOCH_LINE.match, stdout.splitlines()) if m]
+
+
+def test_a_run_killed_and_resumed_from_its_checkpoint_trains_the_epochs_it_would_have(
+        plain_data, tmp_path):
+    """SageMaker's /opt/ml/checkpoints: a run that finds a checkpoint there resumes from the
+    newest one, and (model, optimizer, data order and random state restored) the epochs it
+    trains are those the uninterrupted run trained, to the last printed digit."""
+    import signal
+
+    args = ["--epochs", "5", "--batch_size", "64", "--dropout", "0.3"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    done = _run(args, _sm_env(whole, plain_data, SAGEMAKER_BASE_DIR=str(whole)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (whole / "checkpoints").iterdir()) == \
+        ["checkpoint-4.pt", "checkpoint-5.pt"]  # the newest two are kept
+    env = _sm_env(parts, plain_data, SAGEMAKER_BASE_DIR=str(parts))
+    killed = subprocess.Popen([sys.executable, str(TRAIN_PY), *args], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in killed.stdout:
+        if line.startswith("epoch=2 "):
+            killed.send_signal(signal.SIGKILL)
+            break
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    rest = _run(args, env, cwd=tmp_path)
+    assert rest.returncode == 0, rest.stderr
+    resumed_from = int(re.search(r"resumed from checkpoint-(\d+)\.pt", rest.stdout).group(1))
+    assert resumed_from >= 2  # a kill during epoch 3 may land after its checkpoint
+    assert _epochs(rest.stdout) == _epochs(done.stdout)[resumed_from:]
+
+
+def test_resuming_keeps_the_epochs_and_takes_the_hyperparameters_given_now(plain_data, tmp_path):
+    base = tmp_path / "job"
+    env = _sm_env(base, plain_data, SAGEMAKER_BASE_DIR=str(base))
+    whole = _run(["--epochs", "4", "--lr_schedule", "constant"], env, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    (base / "checkpoints" / "checkpoint-4.pt").unlink()  # as if killed during epoch 4
+    again = _run(["--epochs", "4", "--lr_schedule", "constant"], env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _epochs(again.stdout) == _epochs(whole.stdout)[3:]  # the same epoch 4, exactly
+    raised = _run(["--epochs", "6", "--lr_schedule", "constant"], env, cwd=tmp_path)
+    assert raised.returncode == 0, raised.stderr  # a promotion: the budget raised
+    assert "resumed from checkpoint-4.pt" in raised.stdout
+    assert [e for e, _, _ in _epochs(raised.stdout)] == ["5", "6"]
+    (base / "checkpoints" / "checkpoint-6.pt").unlink()
+    exploited = _run(["--epochs", "6", "--lr_schedule", "constant", "--lr", "0.5"], env,
+                     cwd=tmp_path)  # a tuner changed the learning rate: it takes effect
+    assert exploited.returncode == 0, exploited.stderr
+    (epoch, loss, _), = _epochs(exploited.stdout)
+    assert epoch == "6" and loss != _epochs(raised.stdout)[1][1]
+
+
+def test_no_checkpoint_outside_sagemakers_folders_and_none_when_asked(plain_data, tmp_path):
+    done = _run(["--epochs", "1"], _sm_env(tmp_path, plain_data), cwd=tmp_path)
+    assert done.returncode == 0 and "resumed" not in done.stdout
+    base = tmp_path / "none"
+    done = _run(["--epochs", "1", "--checkpoint_every", "0"],
+                _sm_env(base, plain_data, SAGEMAKER_BASE_DIR=str(base)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not (base / "checkpoints").exists()

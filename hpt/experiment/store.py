@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpt.experiment.checkpoints import carry_checkpoints, latest_with_checkpoint
 from hpt.experiment.durability import SYNCER
 
 JOURNAL = "journal.jsonl"
@@ -104,12 +105,22 @@ def _ends_torn(path: Path) -> bool:
 
 
 def attempt_dir(root: Path, training_job_name: str) -> Path:
-    """The training job's folder, ready for an attempt: created, and an earlier attempt's
-    files (a retry, a resumed job's re-run) moved aside."""
+    """The training job's folder, ready for an attempt: created, an earlier attempt's files
+    (a retry, a resumed job's re-run) moved aside, and the checkpoints the latest of them
+    left carried into the new one (hpt/experiment/checkpoints.py)."""
     trial_dir = Path(root) / training_job_name
     trial_dir.mkdir(parents=True, exist_ok=True)
-    archive_attempt(trial_dir)
+    if archive_attempt(trial_dir) is not None:
+        earlier = latest_with_checkpoint(attempts(trial_dir))
+        if earlier is not None:
+            carry_checkpoints(earlier, trial_dir)
     return trial_dir
+
+
+def attempts(trial_dir: Path) -> list[Path]:
+    """The archived attempts of a training job, oldest first."""
+    found = [p for p in Path(trial_dir).glob("attempt-*") if p.name[8:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[8:]))
 
 
 def archive_attempt(trial_dir: Path) -> Path | None:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from hpt.experiment.checkpoints import METRICS, read_points
 from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.api import Progress, TrialAssignment
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
@@ -100,6 +101,7 @@ class LocalTrainingJob:
         self._launch_seconds: float | None = None
         self._ending_since: float | None = None
         self._network: TrialNetwork | None = None
+        self.resumed_from_step: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -150,7 +152,8 @@ class LocalTrainingJob:
             self._finish(TrialStatus.FAILED, FailureReason(FailureCategory.CLIENT_ERROR, error),
                          exit_code=None)
             return
-        self._metrics_file = open(self.trial_dir / "metrics.jsonl", "a", buffering=1 << 16)
+        self._resume_from_carried()
+        self._metrics_file = open(self.trial_dir / METRICS, "a", buffering=1 << 16)
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
                                 stream_lead=True, warm_socket=self.warm_socket,
                                 container=self.container,
@@ -172,6 +175,14 @@ class LocalTrainingJob:
         if failed is not None:
             self._stop_all()
             self._finish(TrialStatus.FAILED, self._reason(failed), exit_code=None)
+
+    def _resume_from_carried(self) -> None:
+        """An attempt that starts with an earlier one's checkpoints (attempt_dir carried them,
+        with its data points) counts its objective steps on from there."""
+        carried = read_points(self.trial_dir / METRICS)
+        self.parser.resume(carried)
+        steps = len(self.parser.series[self.objective_name].points)
+        self.resumed_from_step = steps if carried else None
 
     def _addresses(self, ports_per_host: int) -> tuple[int, list[HostAddress]]:
         """(rendezvous port, every host's address). Local hosts: their node's address and
@@ -235,6 +246,8 @@ class LocalTrainingJob:
                     {"metric": point.name, "step": point.step, "value": point.value,
                      "timestamp": point.timestamp}) + "\n")
                 if point.name == self.objective_name:
+                    # On disk at each step: a retry resumes from the steps written here.
+                    self._metrics_file.flush()
                     self._pending.append(point)
 
     def stop(self, reason: FailureReason = EARLY_STOPPED) -> TrainingJobRecord:
@@ -339,6 +352,7 @@ class LocalTrainingJob:
             queue_wait_seconds=_seconds(self.assignment.suggested_at, self._start_called),
             launch_seconds=_round(self._launch_seconds),
             teardown_seconds=_seconds(self._ending_since, time.time()),
+            resumed_from_step=self.resumed_from_step,
         )
         return self._record
 

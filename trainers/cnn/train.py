@@ -18,6 +18,11 @@ SageMaker training-container contract:
   WORLD_SIZE/RANK (all-reduce, `gloo` on CPU, `nccl` on GPU; also under `torchrun`), or
   parameter servers when TF_CONFIG lists `ps` tasks (ps.py). `--batch_size` is the global
   batch: with W workers each takes its 1/W slice, and training follows the same curve;
+- every `checkpoint_every` epochs (default 1; 0: never) a checkpoint goes to SageMaker's
+  checkpoint folder (`/opt/ml/checkpoints`), and a run that finds one there resumes from the
+  newest, continuing the epoch count with the hyperparameters it is given now (a tuner that
+  promotes a trial raises `epochs`; one that exploits changes `lr`): see checkpoint.py.
+  Single-process runs only (a distributed run starts from scratch);
 - any error writes its reason to `$SM_OUTPUT_DIR/failure` and exits 1.
 
     python train.py --train data/digits/train --test data/digits/test --epochs 8
@@ -40,6 +45,7 @@ import torch.nn.functional as F
 
 # The distributed helpers live beside this script (SageMaker ships the whole source_dir).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checkpoint  # noqa: E402
 import distributed  # noqa: E402
 import ps  # noqa: E402
 
@@ -101,6 +107,9 @@ def parse_args(argv=None):
                    default=hp("dist_timeout", 120),
                    help="seconds a collective or RPC may wait for a peer before failing")
     p.add_argument("--seed", type=int, default=hp("seed", 0))
+    p.add_argument("--checkpoint_every", "--checkpoint-every", dest="checkpoint_every",
+                   type=int, default=hp("checkpoint_every", 1),
+                   help="epochs between checkpoints in /opt/ml/checkpoints (0: none)")
     # SageMaker's folders
     p.add_argument("--model-dir", dest="model_dir",
                    default=os.environ.get("SM_MODEL_DIR", "model"))
@@ -124,6 +133,8 @@ def parse_args(argv=None):
         raise ValueError(f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint_every must be >= 0, got {args.checkpoint_every}")
     return args
 
 
@@ -198,12 +209,14 @@ def make_optimizer(args, params):
     return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
 
 
-def make_schedule(args, optimizer, steps_per_epoch):
-    """Linear warmup, then cosine decay to 0 (or constant), stepped once per global batch."""
+def make_schedule(args, optimizer, steps_per_epoch, start_step=0):
+    """Linear warmup, then cosine decay to 0 (or constant), stepped once per global batch;
+    `start_step`: the batches a resumed run already trained (its checkpoint's epochs)."""
     total_steps = args.epochs * steps_per_epoch
     warmup_steps = max(1, min(steps_per_epoch, total_steps // 10))
 
     def lr_factor(step):
+        step += start_step
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         if args.lr_schedule == "constant":
@@ -279,7 +292,19 @@ def train(args):
                  args.dist_timeout)
         return
     optimizer = make_optimizer(args, model.parameters())
-    schedule = make_schedule(args, optimizer, steps_per_epoch)
+    # The same permutation on every worker; worker r takes the r-th slice of each global
+    # batch. Its loss is the slice's summed loss over the GLOBAL batch size, so summing the
+    # workers' gradients gives exactly the global batch's mean-loss gradient.
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    checkpoints = checkpoint.checkpoint_dir() if ctx.mode == "single" else None
+    resumed = checkpoint.resume(checkpoints, model, optimizer, generator, args)
+    done_epochs = resumed["epoch"] if resumed else 0
+    val_acc = resumed["val_acc"] if resumed else None
+    if resumed:  # no "loss=" or "val_acc=" here: the metric regexes count those lines
+        print(f"resumed from checkpoint-{done_epochs}.pt in {checkpoints}: epoch {done_epochs} "
+              f"done, validation accuracy {val_acc:.6f}; training to epoch {args.epochs}",
+              flush=True)
+    schedule = make_schedule(args, optimizer, steps_per_epoch, done_epochs * steps_per_epoch)
     link = None
     if ctx.mode == "data_parallel":
         distributed.init_data_parallel(ctx, args.dist_timeout)
@@ -292,12 +317,8 @@ def train(args):
               f"optimizer={args.optimizer} lr={args.lr:g} batch_size={args.batch_size} "
               f"mode={ctx.mode} workers={ctx.workers} servers={ctx.servers}", flush=True)
 
-    # The same permutation on every worker; worker r takes the r-th slice of each global
-    # batch. Its loss is the slice's summed loss over the GLOBAL batch size, so summing the
-    # workers' gradients gives exactly the global batch's mean-loss gradient.
-    generator = torch.Generator(device="cpu").manual_seed(args.seed)
     started = time.time()
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(done_epochs + 1, args.epochs + 1):
         model.train()
         epoch_started = time.time()
         order = torch.randperm(len(y_train), generator=generator).to(device)
@@ -331,6 +352,12 @@ def train(args):
         train_loss = total_loss / len(y_train)
         if ctx.is_chief:
             val_acc = accuracy(model, x_test, y_test)
+            # Written before the epoch is reported: a tuner that acts on the report (pauses
+            # the trial, copies its checkpoint) finds this epoch's checkpoint there.
+            if checkpoints and args.checkpoint_every and (
+                    epoch % args.checkpoint_every == 0 or epoch == args.epochs):
+                checkpoint.save(checkpoints, epoch, model, optimizer, generator,
+                                args.optimizer, train_loss, val_acc)
             print(f"epoch={epoch} loss={train_loss:.6f} val_acc={val_acc:.6f}", flush=True)
             print(f"throughput epoch={epoch} samples_per_sec={len(y_train) / seconds:.1f}",
                   flush=True)

@@ -1,0 +1,80 @@
+"""Checkpoints carried from one attempt of a training job to the next.
+
+SageMaker's managed spot training gives a restarted job the `/opt/ml/checkpoints` its earlier
+run left (synced through `CheckpointConfig`); a script that resumes from it continues where
+it was. hpt does the same for every attempt of a training job in its experiment folder (a
+retry after a lost host, a resumed tuning job's re-run): each host's `checkpoints/` is copied
+from the latest earlier attempt that wrote any, with that attempt's metrics, so the objective's
+steps continue from where the checkpoint was taken instead of starting over at 1.
+
+Copied, not moved or linked: the earlier attempt keeps its files (a script that rewrites a
+checkpoint in place must not change the archived one).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+CHECKPOINTS = "checkpoints"  # each host's folder, beside model/ and output/ (the contract's)
+METRICS = "metrics.jsonl"    # a training job's data points, one JSON object per line
+HOST_GLOB = "algo-*"
+
+
+def has_checkpoint(attempt: Path) -> bool:
+    """Whether any host of this attempt (folder) wrote a file into its checkpoints/."""
+    return any(path.is_file() for host in Path(attempt).glob(HOST_GLOB)
+               for path in (host / CHECKPOINTS).rglob("*"))
+
+
+def carry_checkpoints(earlier: Path, trial_dir: Path) -> int:
+    """Seeds `trial_dir` (a new attempt, still empty) with `earlier`'s checkpoints and metrics.
+    Returns the objective steps carried over (0: nothing to carry, the attempt starts fresh).
+    `earlier` is an archived attempt of the same job, or another job's folder (a donor)."""
+    earlier, trial_dir = Path(earlier), Path(trial_dir)
+    if not has_checkpoint(earlier):
+        return 0
+    for host in sorted(earlier.glob(HOST_GLOB)):
+        source = host / CHECKPOINTS
+        if source.is_dir() and any(source.iterdir()):
+            shutil.copytree(source, trial_dir / host.name / CHECKPOINTS, dirs_exist_ok=True)
+    # Rewritten point by point: a line torn by the kill that ended the earlier attempt
+    # must not swallow the first line this attempt appends.
+    points = read_points(earlier / METRICS)
+    if points:
+        with open(trial_dir / METRICS, "w") as f:
+            f.writelines(json.dumps(point) + "\n" for point in points)
+    return carried_steps(trial_dir)
+
+
+def latest_with_checkpoint(attempts: list[Path]) -> Path | None:
+    """The newest of the archived attempts (oldest first) that left a checkpoint: an attempt
+    that died before its first checkpoint does not hide the one before it."""
+    return next((a for a in reversed(attempts) if has_checkpoint(a)), None)
+
+
+def carried_steps(trial_dir: Path, objective: str | None = None) -> int:
+    """How many data points of `objective` (default: the most of any metric) the attempt in
+    `trial_dir` starts with, from its carried metrics.jsonl."""
+    steps: dict[str, int] = {}
+    for point in read_points(Path(trial_dir) / METRICS):
+        steps[point["metric"]] = max(steps.get(point["metric"], 0), int(point["step"]))
+    if objective is not None:
+        return steps.get(objective, 0)
+    return max(steps.values(), default=0)
+
+
+def read_points(path: Path) -> list[dict]:
+    """The data points of a metrics.jsonl (a line torn by a kill mid-write is left out)."""
+    points = []
+    if not Path(path).is_file():
+        return points
+    for line in Path(path).read_text().splitlines():
+        try:
+            point = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(point, dict) and {"metric", "step", "value"} <= point.keys():
+            points.append(point)
+    return points
