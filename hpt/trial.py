@@ -85,6 +85,7 @@ class FailureCategory(str, Enum):
     LOST = "Lost"  # a host or its Ray actor was lost: the tuning job retries it
     EARLY_STOPPED = "EarlyStopped"  # Stopped by the early-stopping rule
     JOB_ENDED = "JobEnded"  # Stopped because the tuning job ended: runs again on --resume
+    PAUSED = "Paused"  # promotion mode: ended at its rung's budget, may be promoted (resumed)
 
     __str__ = str.__str__
     __format__ = str.__format__

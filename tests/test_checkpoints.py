@@ -2,10 +2,7 @@
 a retried job starts with the checkpoints/ its earlier attempt left, the reference CNN resumes
 from them, and the objective's steps continue from where the checkpoint was taken."""
 
-import os
 import re
-import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,8 @@ from hpt.experiment.checkpoints import carry_checkpoints, carried_steps
 from hpt.experiment.store import attempt_dir
 from hpt.launch import launch
 from hpt.spec import load_spec
-from helpers import cnn_space, counts, events, live_processes_of, wait_for
+from helpers import (cnn_space, counts, events, launch_killing_the_actor, live_processes_of,
+                     wait_for)
 
 EPOCHS = 30  # at batch size 16, ~0.4 s each: the kill lands mid-run
 
@@ -66,19 +64,14 @@ def test_a_host_killed_mid_run_is_retried_from_its_last_checkpoint(
     spec = load_spec(write_space(_space("lost", digits_channels)))
     exp = tmp_path / "exp"
 
-    def kill_the_host():
+    def script_pid():
         wait_for(lambda: any(_logged_epochs(d) >= 3 for d in exp.glob("lost/lost-*")),
                  timeout=120, what="three epochs of the first attempt")
         (trial_dir,) = exp.glob("lost/lost-*")
         (pid,) = live_processes_of([trial_dir.name])  # the script, started by the actor
-        actor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        assert actor != os.getpid()
-        os.kill(actor, signal.SIGKILL)
+        return pid
 
-    killer = threading.Thread(target=kill_the_host, daemon=True)
-    killer.start()
-    launch(spec, exp, dashboard=False)
-    killer.join(timeout=5)
+    launch_killing_the_actor(spec, exp, script_pid)
     _assert_resumed(exp, "lost")
 
 

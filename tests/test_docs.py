@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hpt.spec.model import STRATEGY_CONFIG_KEYS, USER_FIELDS, Spec
+from hpt.spec.model import USER_FIELDS, Spec
+from hpt.spec.strategy_config import STRATEGY_CONFIG_KEYS
 from hpt.spec.ranges import CategoricalRange, ContinuousRange, IntegerRange
 
 REPO = Path(__file__).resolve().parent.parent

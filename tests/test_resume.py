@@ -1,10 +1,8 @@
 """Durability: kill -9 of the launcher then --resume, hpt stop, Ctrl-C, retries, warm start."""
 
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,7 +12,8 @@ import pytest
 import hpt
 from hpt.launch import launch
 from hpt.spec import load_spec
-from helpers import counts, events, live_processes_of, sleepy_space, start_launcher, wait_for
+from helpers import (counts, events, launch_killing_the_actor, live_processes_of, sleepy_space,
+                     start_launcher, wait_for)
 
 
 
@@ -180,17 +179,11 @@ def test_a_lost_actor_is_retried_and_the_retry_recorded(ray_session, write_space
     spec = load_spec(write_space(sleepy_space("retry", max_trials=1, action="lose_actor_once")))
     exp = tmp_path / "exp"
 
-    def kill_the_actor():
+    def script_pid():
         wait_for(lambda: any(exp.glob("retry/*/algo-1/output/pid")), what="the first attempt")
-        pid = int(next(exp.glob("retry/*/algo-1/output/pid")).read_text())
-        actor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        assert actor != os.getpid()
-        os.kill(actor, signal.SIGKILL)
+        return int(next(exp.glob("retry/*/algo-1/output/pid")).read_text())
 
-    killer = threading.Thread(target=kill_the_actor, daemon=True)
-    killer.start()
-    launch(spec, exp, dashboard=False)
-    killer.join(timeout=5)
+    launch_killing_the_actor(spec, exp, script_pid)
     _assert_retried_once(exp, "retry")
 
 

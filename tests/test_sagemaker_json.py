@@ -8,6 +8,8 @@ from pathlib import Path
 
 import botocore.session
 import pytest
+
+from hpt.errors import UserError
 import yaml
 from botocore.validate import ParamValidator
 
@@ -40,6 +42,11 @@ def relative_view(spec) -> dict:
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_bundled_space_exports_a_valid_request_and_comes_back_equal(path, tmp_path):
     spec = load_spec(path, check_disk=False)
+    if spec.strategy == "pbt" or spec.strategy_config.get("mode") == "promotion":
+        # What SageMaker's tuner cannot do (restart a job from a checkpoint) is refused.
+        with pytest.raises(UserError, match="pbt|promotion"):
+            to_request(spec, None, False)
+        return
     # A multi-objective, constrained or conditional space exports as the single-objective job
     # of its first objective, with flat ranges (what SageMaker can express); that comes back.
     reduced = spec.multi_objective or bool(spec.constraints) or spec.conditional

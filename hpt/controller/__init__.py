@@ -33,6 +33,16 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
         raise UserError(f"--controller local runs every trial on this machine, but "
                         f"trainer.instance_count: {spec.trainer.instance_count} needs Ray's "
                         f"placement: drop --controller local (Ray Tune then runs the trials)")
+    if pauses_trials(spec):
+        return _local_for_pausing(spec, several_hosts, address, requested)
+    if spec.strategy == "pbt":
+        if requested == LOCAL:
+            from hpt.errors import UserError
+
+            raise UserError(f"{spec.source_path}: strategy: pbt runs on Ray Tune's controller "
+                            f"(its PBT scheduler pauses, saves and restores trials): drop "
+                            f"--controller local")
+        return TUNE
     if requested:
         return requested
     forced = os.environ.get(CONTROLLER_ENV, "").strip().lower()
@@ -42,4 +52,29 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
         raise UserError(f"{CONTROLLER_ENV}={forced!r}: write {LOCAL} or {TUNE} (or unset it)")
     if forced == TUNE or address or several_hosts:
         return TUNE
+    return LOCAL
+
+
+def pauses_trials(spec) -> bool:
+    """Promotion mode (hpt/schedule/promotion.py): only the local controller pauses and
+    promotes trials so far."""
+    from hpt.schedule.rules.asha import promotes
+    from hpt.schedule.scheduler import early_stopping_rule
+
+    return early_stopping_rule(spec).name == "asha" and promotes(spec.strategy_config)
+
+
+def _local_for_pausing(spec, several_hosts: bool, address: str | None,
+                       requested: str | None) -> str:
+    from hpt.errors import UserError
+
+    where = f"{spec.source_path}: strategy_config.mode: promotion"
+    if several_hosts:
+        raise UserError(f"{where} runs its trials on this machine, one host each, but "
+                        f"trainer.instance_count is {spec.trainer.instance_count}: use "
+                        f"mode: stop, or instance_count: 1")
+    if requested == TUNE or (address and requested != LOCAL):
+        raise UserError(f"{where} runs on the local controller (Ray Tune's does not pause "
+                        f"and promote trials yet): add --controller local (with --address, "
+                        f"the Ray joined serves the dashboard), or use mode: stop")
     return LOCAL

@@ -23,14 +23,18 @@ from typing import Any
 from hpt.controller.slots import Grant, SlotPool
 from hpt.experiment.store import attempt_dir
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
+from hpt.schedule.promotion import RUNG, is_paused, paused_record, result_of_row, seed_ledger
 from hpt.search.searcher import FINISHED
-from hpt.trial import (EARLY_STOPPED, MAX_RETRIES, FailureCategory, FailureReason,
+from hpt.trial import (EARLY_STOPPED, MAX_RETRIES, STATUS, FailureCategory, FailureReason,
                        TrialStatus, final_result, job_ended, point_result)
 
 # How long a job's thread waits on it before it looks for a stop request.
 STOP_POLL_SECONDS = 0.2
 # How long the launcher waits for an event before it checks the job's stop conditions.
 CONTROL_POLL_SECONDS = 0.2
+# The ends of a tuning job that its --resume continues: paused trials stay paused for it.
+RESUMABLE_ENDS = (STOP_REQUESTED, INTERRUPTED, MAX_RUNTIME_EXCEEDED)
 # Tune's scheduler decisions (ray.tune.schedulers.TrialScheduler's values).
 CONTINUE, STOP = "CONTINUE", "STOP"
 
@@ -51,6 +55,9 @@ class Trial:
     # between two steps, the job's thread reads no further until then (its output waits
     # in the log pump), so a stop decided at step t finds the job as it was at t.
     judged: threading.Event = field(default_factory=threading.Event)
+    # Promotion mode: the rung its current run ends at, and its record when it paused there.
+    level: int | None = None
+    paused_record: dict[str, Any] | None = None
 
 
 class LocalController:
@@ -63,6 +70,9 @@ class LocalController:
         self.control, self.recorder = control, recorder
         self.trials, self.pool = trials, pool
         self.running: dict[str, Trial] = {}
+        # Promotion mode (hpt/schedule/promotion.py): trials that ended at a rung, by id.
+        self.promotion = scheduler if getattr(scheduler, "promotes", False) else None
+        self.paused: dict[str, Trial] = {}
         self.asked = 0
         self.finished = False
         self.events: queue.Queue = queue.Queue()
@@ -89,13 +99,19 @@ class LocalController:
                 self._handle(trial, kind, payload)
         finally:
             self._stop_all()
+            self._end_paused()
 
     def _start_trials(self) -> None:
-        while not self.finished and self.asked < self.trials and \
-                len(self.running) < self.spec.limits.max_parallel:
+        while len(self.running) < self.spec.limits.max_parallel:
+            promoted = self._next_promotion()
+            if promoted is None and (self.finished or self.asked >= self.trials):
+                return
             grant = self.pool.acquire(self.cpus, self.gpus)
             if grant is None:
                 return
+            if promoted is not None:
+                self._promote(*promoted, grant)
+                continue
             trial_id = f"{next(self._ids):05d}"
             config = self.searcher.suggest(trial_id)
             if config is None or config == FINISHED:
@@ -104,13 +120,86 @@ class LocalController:
                 return
             self.asked += 1
             trial = Trial(trial_id, config, grant)
+            if self.promotion is not None:
+                self._set_level(trial, self._level_of(config))
             if self.scheduler is not None:
                 self.scheduler.on_trial_add(None, trial)
             self.running[trial_id] = trial
             self._launch(trial)
 
-    def _launch(self, trial: Trial) -> None:
-        self.recorder.trial_started(trial.config)
+    # -- promotion mode ------------------------------------------------------------------
+
+    def _level_of(self, config: dict[str, Any]) -> int:
+        """A new trial's rung: the lowest; a replayed one (resume) the one it was running to."""
+        budget = config.get("budget") or {}
+        return budget.get(self.promotion.resource_hyperparameter,
+                          self.promotion.ledger.first_level)
+
+    def _set_level(self, trial: Trial, level: int) -> None:
+        trial.level = level
+        trial.config = {**trial.config, "budget": self.promotion.budget(level)}
+
+    def _next_promotion(self) -> tuple[str, int] | None:
+        if self.promotion is None or not self.paused:
+            return None
+        exhausted = (self.finished or self.asked >= self.trials) and not self.running
+        return self.promotion.ledger.next_promotion(eligible=set(self.paused),
+                                                    exhausted=exhausted)
+
+    def _promote(self, trial_id: str, level: int, grant: Grant) -> None:
+        """A paused trial runs again to the next rung, from its checkpoint, as the same
+        training job (a new attempt folder; attempt_dir carries the checkpoint over)."""
+        trial = self.paused.pop(trial_id)
+        self.promotion.ledger.mark_promoted(trial_id, trial.level)
+        promoted_from = trial.level
+        self._set_level(trial, level)
+        trial.grant, trial.stop_reason, trial.paused_record = grant, None, None
+        trial.failures = 0
+        self.running[trial_id] = trial
+        self._launch(trial, promoted_from=promoted_from)
+
+    def _pauses(self, trial: Trial, record) -> bool:
+        return self.promotion is not None and record.status is TrialStatus.COMPLETED and \
+            trial.level is not None and trial.level < self.promotion.ledger.max_level
+
+    def _pause(self, trial: Trial, record) -> None:
+        ledger = self.promotion.ledger
+        ledger.record(trial.trial_id, trial.level, record.objective_value)
+        self.running.pop(trial.trial_id, None)
+        self.pool.release(trial.grant)
+        paused = paused_record(record.to_json(), trial.level, ledger, self.promotion)
+        trial.paused_record = paused
+        self.paused[trial.trial_id] = trial
+        self.recorder.trial_paused(paused, trial.level)
+
+    def _end_paused(self) -> None:
+        """The tuning job is over: a trial still paused was not promoted, and ends Stopped by
+        early stopping (its rung's model kept). A job stopped to be resumed keeps them
+        paused: its resume may promote them."""
+        if self.control.end_reason in RESUMABLE_ENDS:
+            return
+        for trial in list(self.paused.values()):
+            self._complete(trial, {**trial.last_result, STATUS: str(TrialStatus.STOPPED)})
+            self.recorder.trial_ended({**trial.paused_record, "status": str(TrialStatus.STOPPED),
+                                       "failure_reason": EARLY_STOPPED.text()})
+        self.paused.clear()
+
+    def seed_paused(self, rows: list[dict[str, Any]]) -> None:
+        """A resumed job's paused trials and rung history, from its kept rows."""
+        if self.promotion is None:
+            return
+        for row in rows:
+            trial_id = seed_ledger(self.promotion.ledger, row)
+            if trial_id is not None and is_paused(row):
+                config = {"trial_number": row["trial_number"],
+                          "training_job_name": row["training_job_name"],
+                          "hyperparameters": dict(row["hyperparameters"])}
+                trial = Trial(trial_id, config, grant=None, level=int(row[RUNG]),
+                              paused_record=dict(row), last_result=result_of_row(row))
+                self.paused[trial_id] = trial
+
+    def _launch(self, trial: Trial, promoted_from: int | None = None) -> None:
+        self.recorder.trial_started(trial.config, promoted_from=promoted_from)
         trial.thread = threading.Thread(target=self._drive, args=(trial,), daemon=True,
                                         name=f"hpt {trial.config['training_job_name']}")
         trial.thread.start()
@@ -171,6 +260,11 @@ class LocalController:
         result = final_result(record)
         self.control(trial.trial_id, result)
         trial.last_result = result
+        if self._pauses(trial, record):
+            self._pause(trial, record)
+            return
+        if self.promotion is not None and record.status is TrialStatus.COMPLETED:
+            self.promotion.ledger.record(trial.trial_id, trial.level, record.objective_value)
         self._complete(trial, result)
         self._end(trial, record.to_json())
 

@@ -19,6 +19,7 @@ from hpt.errors import UserError
 from hpt.runtime.api import Runtime
 from hpt.runtime.warm import WarmInterpreter, modules_to_preload
 from hpt.schedule.control import StopOnSignals
+from hpt.schedule.promotion import is_paused
 from hpt.search.searcher import OptunaSearcher, fail_orphans, open_study, seed_from_parents
 from hpt.words import plural
 
@@ -55,9 +56,11 @@ def run_trials(job, runtime: Runtime, staged, store, control, recorder, view,
                    f"{spec.limits.max_parallel} at a time, strategy {spec.strategy}, "
                    f"on the {controller} controller; experiment folder {root}")
         with view, StopOnSignals(control):
-            if controller == LOCAL and ray_wanted and job.to_run:
+            # A resumed job with nothing new to run may still promote its paused trials.
+            work = job.to_run or any(is_paused(row) for row in job.resume.kept)
+            if controller == LOCAL and ray_wanted and work:
                 _beside_ray(runner, connect)
-            elif job.to_run:
+            elif work:
                 runner()
     return controller
 
@@ -153,6 +156,7 @@ def _local_controller(job, runtime, staged, settings, store, searcher, control, 
     controller = LocalController(spec, staged.trial_spec, runtime, settings, store.root, searcher,
                          make_scheduler(spec) if stops_jobs(spec) else None, control,
                          recorder, job.to_run, pool)
+    controller.seed_paused(list(job.resume.kept))  # promotion mode: a resumed job's rungs
     return controller.run
 
 

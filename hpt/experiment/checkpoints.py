@@ -31,14 +31,14 @@ def has_checkpoint(attempt: Path) -> bool:
 def carry_checkpoints(earlier: Path, trial_dir: Path) -> int:
     """Seeds `trial_dir` (a new attempt, still empty) with `earlier`'s checkpoints and metrics.
     Returns the objective steps carried over (0: nothing to carry, the attempt starts fresh).
-    `earlier` is an archived attempt of the same job, or another job's folder (a donor)."""
+    `earlier` is an archived attempt of the same job, or a snapshot of one (a Ray Tune
+    checkpoint: a paused trial's own, or a PBT donor's). Also takes that snapshot: from a
+    running attempt's folder into an empty one."""
     earlier, trial_dir = Path(earlier), Path(trial_dir)
     if not has_checkpoint(earlier):
         return 0
     for host in sorted(earlier.glob(HOST_GLOB)):
-        source = host / CHECKPOINTS
-        if source.is_dir() and any(source.iterdir()):
-            shutil.copytree(source, trial_dir / host.name / CHECKPOINTS, dirs_exist_ok=True)
+        _copy_files(host / CHECKPOINTS, trial_dir / host.name / CHECKPOINTS)
     # Rewritten point by point: a line torn by the kill that ended the earlier attempt
     # must not swallow the first line this attempt appends.
     points = read_points(earlier / METRICS)
@@ -46,6 +46,20 @@ def carry_checkpoints(earlier: Path, trial_dir: Path) -> int:
         with open(trial_dir / METRICS, "w") as f:
             f.writelines(json.dumps(point) + "\n" for point in points)
     return carried_steps(trial_dir)
+
+
+def _copy_files(source: Path, target: Path) -> None:
+    """Copies the files under `source`; one that goes away meanwhile is left out (a running
+    script may replace or prune its checkpoints while a pause or an exploit copies them)."""
+    for path in sorted(source.rglob("*")) if source.is_dir() else ():
+        if not path.is_file():
+            continue
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copy2(path, destination)
+        except FileNotFoundError:
+            continue
 
 
 def latest_with_checkpoint(attempts: list[Path]) -> Path | None:

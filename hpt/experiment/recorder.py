@@ -12,6 +12,7 @@ import time
 
 from hpt.dashboard_metrics import TuningJobMetrics
 from hpt.experiment.best import BestSoFar
+from hpt.experiment.checkpoints import has_checkpoint
 from hpt.experiment.ending import hosts_of
 from hpt.experiment.store import ExperimentStore
 from hpt.experiment.table import rebuild_table
@@ -45,12 +46,21 @@ class TrialRecorder:
         self._table_due = 0.0
         self.ray_session = None  # the Ray this run is connected to, once it is
 
-    def trial_started(self, config: dict) -> None:
+    def trial_started(self, config: dict, promoted_from: int | None = None,
+                      continued: bool = False) -> None:
+        """`promoted_from`: promotion mode's rung the trial was paused at; `continued`: Ray
+        Tune resumes a trial it paused (PBT). Either way the same training job goes on (not a
+        retry), with the config's hyperparameters and `budget`."""
         name = config["training_job_name"]
         self.started[name] = time.time()
+        extra = {"budget": config["budget"]} if config.get("budget") else {}
+        if promoted_from is not None:
+            extra["promoted_from"] = promoted_from
+        if continued or promoted_from is not None:
+            extra["continued"] = True
         self.store.append("trial_started", trial_number=config["trial_number"],
                           training_job_name=name, hyperparameters=config["hyperparameters"],
-                          log_path=str(self.store.root / name / "algo-1.log"))
+                          log_path=str(self.store.root / name / "algo-1.log"), **extra)
         self.view.trial_started(name)
         self.metrics.started()
         if self.artifacts is not None:
@@ -86,6 +96,37 @@ class TrialRecorder:
             start_time=self.started.get(name, time.time()), end_time=time.time(),
             log_path=str(self.store.root / name / "algo-1.log"),
             hosts=hosts_of(self.spec)).to_json()
+
+    def trial_exploited(self, recipient: dict, donor: dict, step: int | None) -> None:
+        """PBT: `recipient` (its new config) restarts from `donor`'s checkpoint at `step`."""
+        name, parent = recipient["training_job_name"], donor["training_job_name"]
+        self.store.append("trial_exploited", training_job_name=name, parent=parent, step=step,
+                          hyperparameters=recipient["hyperparameters"],
+                          parent_hyperparameters=donor["hyperparameters"])
+        changed = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in recipient["hyperparameters"].items()
+                            if donor["hyperparameters"].get(k) != v)
+        self.view.print(f"{name}: exploits {parent} at step {step} (its checkpoint), "
+                        f"{changed or 'the same values'}")
+        if not has_checkpoint(self.store.root / parent):
+            self.store.append("trial_exploit_without_checkpoint", training_job_name=name,
+                              parent=parent)
+            self.view.print(f"{name}: {parent} wrote no checkpoint to /opt/ml/checkpoints, so "
+                            f"{name} starts from scratch with the new values; PBT needs a "
+                            f"script that checkpoints and resumes (the reference CNN does)")
+
+    def trial_paused(self, record: dict, level: int) -> None:
+        """Promotion mode: the trial ended at its rung (`record`: its row, Stopped, Paused);
+        it may run again, promoted, as the same training job."""
+        name = record["training_job_name"]
+        self.started.pop(name, None)
+        self.store.append("trial_paused", training_job_name=name, rung=level, record=record)
+        if self.artifacts is not None:  # its checkpoints synced now (no model upload)
+            self.artifacts.ended(record)
+        self._refresh_table()
+        self.view.trial_ended(name, record["status"], record.get("objective_value"),
+                              record["end_time"] - record["start_time"],
+                              f"paused at rung {level}", {}, "")
 
     def trial_ended(self, record: dict) -> None:
         self.started.pop(record["training_job_name"], None)

@@ -42,8 +42,10 @@ def is_lost(row: dict[str, Any]) -> bool:
 def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:
     """`rows` = `table.trial_rows(journal events)`, one per training job."""
     lost = [r for r in rows if is_lost(r)]
+    # A lost job runs again with the budget it had (promotion mode: the rung it ran to).
     replay = tuple({"trial_number": r["trial_number"], "training_job_name": r["training_job_name"],
-                    "hyperparameters": dict(r["hyperparameters"])} for r in lost)
+                    "hyperparameters": dict(r["hyperparameters"]),
+                    **({"budget": r["budget"]} if r.get("budget") else {})} for r in lost)
     next_number = 1 + max((r["trial_number"] for r in rows), default=0)
     return ResumePlan(done=len(rows) - len(lost), replay=replay, next_number=next_number,
                       seen=tuple(dict(r["hyperparameters"]) for r in rows),

@@ -104,16 +104,18 @@ def _ends_torn(path: Path) -> bool:
         return f.read(1) != b"\n"
 
 
-def attempt_dir(root: Path, training_job_name: str) -> Path:
+def attempt_dir(root: Path, training_job_name: str, carry_from: Path | None = None) -> Path:
     """The training job's folder, ready for an attempt: created, an earlier attempt's files
     (a retry, a resumed job's re-run) moved aside, and the checkpoints the latest of them
-    left carried into the new one (hpt/experiment/checkpoints.py)."""
+    left carried into the new one (hpt/experiment/checkpoints.py). `carry_from`: a snapshot
+    to start from instead (the Ray Tune checkpoint a paused or exploiting trial restores)."""
     trial_dir = Path(root) / training_job_name
     trial_dir.mkdir(parents=True, exist_ok=True)
-    if archive_attempt(trial_dir) is not None:
-        earlier = latest_with_checkpoint(attempts(trial_dir))
-        if earlier is not None:
-            carry_checkpoints(earlier, trial_dir)
+    archived = archive_attempt(trial_dir)
+    earlier = carry_from if carry_from is not None else \
+        latest_with_checkpoint(attempts(trial_dir)) if archived is not None else None
+    if earlier is not None:
+        carry_checkpoints(earlier, trial_dir)
     return trial_dir
 
 

@@ -37,6 +37,8 @@ HPT_COLUMNS = [
     "ModelArtifact",
     "Retries",
     "ResumedFromStep",
+    "ParentTrainingJob",
+    "ExploitCount",
     "QueueWaitSeconds",
     "LaunchSeconds",
     "TeardownSeconds",
@@ -66,24 +68,47 @@ def resolve_experiment(name_or_path: str | os.PathLike,
         f"pass the experiment folder or set --experiments-dir / HPT_EXPERIMENTS_DIR")
 
 
+# What a job's row keeps when it starts over (a retry): its rungs and lineage so far.
+CARRIED_ACROSS_ATTEMPTS = ("rungs", "promoted_from", "parent", "exploit_count", "lineage")
+
+
 def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Folds journal events into the latest state of each trial, in trial order."""
     trials: dict[str, dict[str, Any]] = {}
     for ev in events:
         kind = ev.get("event")
         name = ev.get("training_job_name")
-        if kind == "trial_started":
+        if kind == "trial_started" and ev.get("continued") and name in trials:
+            # A paused job continues (promoted, or resumed by Tune's PBT): not a retry; its
+            # metrics so far stay, its hyperparameters are those it now runs with.
+            row = trials[name]
+            row.update(status=TrialStatus.IN_PROGRESS, failure_reason=None,
+                       budget=ev.get("budget"), hyperparameters=ev.get("hyperparameters", {}))
+            if "promoted_from" in ev:
+                row.setdefault("promoted_from", []).append(ev["promoted_from"])
+        elif kind == "trial_started":
             # A training job started again (a retry, or a resumed job's re-run) starts over;
-            # the count of earlier attempts stays.
-            retries = trials[name]["retries"] + 1 if name in trials else 0
+            # the count of earlier attempts, and the rungs it reached, stay.
+            earlier = trials.get(name, {})
+            retries = earlier["retries"] + 1 if name in trials else 0
             trials[name] = {
                 "retries": retries,
                 "trial_number": ev["trial_number"], "training_job_name": name,
                 "hyperparameters": ev.get("hyperparameters", {}),
                 "status": TrialStatus.IN_PROGRESS,
                 "start_time": ev["time"], "final_metrics": {}, "objective_value": None,
-                "log_path": ev.get("log_path"),
+                "log_path": ev.get("log_path"), "budget": ev.get("budget"),
+                **{k: earlier[k] for k in CARRIED_ACROSS_ATTEMPTS if k in earlier},
             }
+        elif kind == "trial_exploited" and name in trials:
+            row = trials[name]
+            row.update(parent=ev["parent"], exploit_count=row.get("exploit_count", 0) + 1)
+            row.setdefault("lineage", []).append(
+                {"parent": ev["parent"], "step": ev.get("step"),
+                 "hyperparameters": ev.get("hyperparameters")})
+        elif kind == "trial_paused" and name in trials:
+            trials[name].update(ev["record"])
+            trials[name].setdefault("rungs", {})[ev["rung"]] = ev["record"].get("objective_value")
         elif kind == "trial_progress" and name in trials:
             trials[name]["objective_value"] = ev.get("value")
             trials[name]["objective_steps"] = ev.get("step")
@@ -143,6 +168,8 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
             "ModelArtifact": t.get("model_artifact"),
             "Retries": t.get("retries", 0),
             "ResumedFromStep": t.get("resumed_from_step"),
+            "ParentTrainingJob": t.get("parent"),
+            "ExploitCount": t.get("exploit_count", 0),
             "QueueWaitSeconds": t.get("queue_wait_seconds"),
             "LaunchSeconds": t.get("launch_seconds"),
             "TeardownSeconds": t.get("teardown_seconds"),
@@ -164,6 +191,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
         df[col] = pd.to_datetime(df[col], utc=True)
     for col in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds", *OVERHEAD_COLUMNS):
         df[col] = pd.to_numeric(df[col])
+    df["ResumedFromStep"] = df["ResumedFromStep"].astype("Int64")  # a step, or <NA>
     return df
 
 

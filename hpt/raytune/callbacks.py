@@ -15,6 +15,8 @@ class JournalCallback(tune.Callback):
     def __init__(self, recorder: TrialRecorder, control=None):
         self.recorder = recorder
         self.control = control
+        self._started: set[str] = set()
+        self._recovering: set[str] = set()
 
     def __getstate__(self):
         # Tune pickles its config into tuner.pkl for Tuner.restore, which hpt never uses (hpt
@@ -22,7 +24,16 @@ class JournalCallback(tune.Callback):
         return {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.recorder.trial_started(trial.config)
+        # Tune starts a trial again after a lost actor (a retry: on_trial_recover came
+        # first) or after it paused it (PBT's time-sharing or exploit): that one continues.
+        continued = trial.trial_id in self._started and trial.trial_id not in self._recovering
+        self._started.add(trial.trial_id)
+        self._recovering.discard(trial.trial_id)
+        self.recorder.trial_started(trial.config, continued=continued)
+
+    def on_exploit(self, recipient: dict, donor: dict, step: int | None) -> None:
+        """PBT: the recipient restarts from the donor's checkpoint with new values."""
+        self.recorder.trial_exploited(recipient, donor, step)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.recorder.trial_progress(trial.config, result)
@@ -39,6 +50,7 @@ class JournalCallback(tune.Callback):
                                                           TrialStatus.STOPPED, reason))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        self._recovering.add(trial.trial_id)
         # Ray has just logged the lost actor's traceback: the recorder says what hpt does.
         self.recorder.trial_retried(trial.config, _last_error_line(trial))
 

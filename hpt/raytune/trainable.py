@@ -9,11 +9,14 @@ exception is reserved for hpt's or the machine's failures, which Tune may retry.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from pathlib import Path
 
 import ray
 from ray import tune
 
+from hpt.experiment.checkpoints import carry_checkpoints
 from hpt.experiment.store import attempt_dir
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.plan import processes_on_host
@@ -45,6 +48,8 @@ class TrainingJobTrainable(tune.Trainable):
                     self.settings.get("warm_socket"))
             for index in range(1, hosts))
         self.pending_config = config
+        self.trial_dir: Path | None = None  # the running attempt's folder
+        self.restored: Path | None = None  # a Tune checkpoint to start the next attempt from
 
     def __repr__(self):
         # Ray's dashboard and log prefixes show an actor's repr: name it after its job. Ray
@@ -58,7 +63,10 @@ class TrainingJobTrainable(tune.Trainable):
 
     def _start(self, config) -> None:
         assignment = TrialAssignment.of(config)
-        trial_dir = attempt_dir(self.experiment_dir, assignment.training_job_name)
+        trial_dir = attempt_dir(self.experiment_dir, assignment.training_job_name,
+                                carry_from=self.restored)
+        self._drop_restored()
+        self.trial_dir = trial_dir
         slot = Slot(ip=ray.util.get_node_ip_address(),
                     num_cpus=max(1, math.ceil(self.spec.trainer.cpus_per_host)),
                     gpu_ids=tuple(str(g) for g in ray.get_gpu_ids()),
@@ -86,6 +94,7 @@ class TrainingJobTrainable(tune.Trainable):
 
     def cleanup(self):
         self._stop_job()
+        self._drop_restored()
         for host in self.other_hosts:
             host.close()
 
@@ -93,10 +102,33 @@ class TrainingJobTrainable(tune.Trainable):
         if self.job is not None:
             self.job.stop()
 
+    def save_checkpoint(self, checkpoint_dir):
+        """Tune pauses this trial, or PBT takes it as a donor: the running attempt's
+        checkpoints/ (each host's) and data points as they are now. The script keeps
+        writing its own; this is a copy (hpt/experiment/checkpoints.py)."""
+        if self.trial_dir is not None:
+            carry_checkpoints(self.trial_dir, Path(checkpoint_dir))
+        return checkpoint_dir
+
+    def load_checkpoint(self, checkpoint):
+        """The next attempt starts from this snapshot: its own (a paused trial resumed) or a
+        donor's (PBT's exploit: the steps, and the script's state, continue the donor's).
+        Copied at once: Tune may hand a temporary folder that is gone by the first step."""
+        self._drop_restored()
+        self.restored = Path(tempfile.mkdtemp(prefix="hpt-restore-"))
+        carry_checkpoints(Path(checkpoint), self.restored)
+
+    def _drop_restored(self) -> None:
+        if self.restored is not None:
+            shutil.rmtree(self.restored, ignore_errors=True)
+            self.restored = None
+
     def reset_config(self, new_config):
         # Actor reuse: the next training job starts in this warm actor (and its host actors).
+        # Tune restores a checkpoint after a reset, never before: the snapshot is dropped.
         self._stop_job()
         self.job = None
+        self._drop_restored()
         for host in self.other_hosts:
             host.refresh_ports(self.port_count)
         self.pending_config = new_config

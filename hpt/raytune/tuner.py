@@ -41,10 +41,13 @@ def build_tuner(spec, trial_spec, runtime: Runtime, settings: dict[str, Any], ro
                              experiment_dir=str(root), settings=settings),
         tune.PlacementGroupFactory(runtime.bundles(spec.trainer),
                                    strategy=runtime.bundle_strategy))
+    scheduler = make_scheduler(spec)
+    if hasattr(scheduler, "on_exploit"):  # PBT: its lineage goes to the journal
+        scheduler.on_exploit = callback.on_exploit
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=TuneSearcher(searcher), scheduler=make_scheduler(spec), num_samples=max(1, trials),
+            search_alg=TuneSearcher(searcher), scheduler=scheduler, num_samples=max(1, trials),
             max_concurrent_trials=spec.limits.max_parallel, reuse_actors=True),
         run_config=tune.RunConfig(
             name=spec.name, storage_path=str(root / ".tune"), verbose=0, stop=TuneStopper(control),

@@ -26,12 +26,19 @@ class TrialAssignment:
     training_job_name: str
     hyperparameters: dict[str, Any]  # tuned values only, decoded types
     suggested_at: float | None = None  # when the search strategy proposed it
+    # What the scheduler sets on top (promotion mode: the rung's budget, `{"epochs": 3}`).
+    budget: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> "TrialAssignment":
         """From a trial's config as the searcher proposes it (both controllers)."""
         return cls(config["trial_number"], config["training_job_name"],
-                   dict(config["hyperparameters"]), config.get("suggested_at"))
+                   dict(config["hyperparameters"]), config.get("suggested_at"),
+                   dict(config.get("budget") or {}))
+
+    def job_hyperparameters(self, static: dict[str, Any]) -> dict[str, Any]:
+        """What the training job gets: the static ones, the tuned ones, the budget."""
+        return {**static, **self.hyperparameters, **self.budget}
 
 
 @dataclass(frozen=True)

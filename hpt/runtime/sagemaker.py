@@ -52,7 +52,7 @@ def create_training_job_request(spec, assignment: TrialAssignment, role_arn: str
     """The CreateTrainingJob request of one trial (pure)."""
     trainer = spec.trainer
     hyperparameters = encode_hyperparameters({
-        **spec.static_hyperparameters, **assignment.hyperparameters,
+        **assignment.job_hyperparameters(spec.static_hyperparameters),
         # data_parallel / parameter_server / torchrun: the switches the SDK sends, which the
         # toolkit in the container reads to start the processes (else N independent hosts).
         **distribution_hyperparameters(trainer.distribution, trainer.processes_per_host),

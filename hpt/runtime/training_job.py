@@ -110,7 +110,7 @@ class LocalTrainingJob:
         return TrialContractInput(
             job_name=self.assignment.training_job_name,
             entry_point=trainer.entry_point,
-            hyperparameters={**spec.static_hyperparameters, **self.assignment.hyperparameters},
+            hyperparameters=self.assignment.job_hyperparameters(spec.static_hyperparameters),
             channels={name: ch.distribution for name, ch in spec.channels.items()},
             hosts=self.hosts,
             objective_metric=spec.objective.metric,

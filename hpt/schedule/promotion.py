@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+from hpt.trial import (OBJECTIVE, OBJECTIVE_STEP, RECORD, FailureCategory, FailureReason,
+                       TrialStatus)
 
 PROMOTION = "promotion"  # strategy_config.mode of this rule ("stop", the default, stops)
 STOP_MODE = "stop"
@@ -69,19 +73,41 @@ class PromotionLedger:
         later = [lv for lv in self.levels if lv > level]
         return later[0] if later else None
 
-    def next_promotion(self) -> tuple[str, int] | None:
-        """(trial id, the level it is promoted to), or None: start a new trial."""
+    def next_promotion(self, eligible: set[str] | None = None,
+                       exhausted: bool = False) -> tuple[str, int] | None:
+        """(trial id, the level it is promoted to), or None: start a new trial. `eligible`:
+        the trials that can run again now (paused ones), when not every one can.
+
+        `exhausted`: no new trial will start and none runs. Then, until some trial reached
+        max_resource, the best paused trial of the highest rung goes on anyway: a tuning job
+        too small for its rungs (6 trials, η=3: a rung of 2 promotes none) still ends with
+        a model trained to the full budget."""
+        found = self._by_rank(eligible)
+        if found is None and exhausted and not self.reached.get(self.max_level):
+            found = self._best_of_highest(eligible)
+        return found
+
+    def _best_of_highest(self, eligible: set[str] | None) -> tuple[str, int] | None:
         for level in sorted(self.levels[:-1], reverse=True):
-            values = self.reached.get(level, {})
-            top = math.floor(len(values) / self.reduction_factor)
-            if top < 1:
-                continue
-            ranked = sorted(values, key=lambda t: values[t], reverse=self.maximize)[:top]
-            done = self.promoted.get(level, set())
-            candidate = next((t for t in ranked if t not in done), None)
-            if candidate is not None:
+            if (candidate := self._candidate(level, eligible)) is not None:
                 return candidate, self.next_level(level)
         return None
+
+    def _by_rank(self, eligible: set[str] | None) -> tuple[str, int] | None:
+        for level in sorted(self.levels[:-1], reverse=True):
+            top = math.floor(len(self.reached.get(level, {})) / self.reduction_factor)
+            if top >= 1 and (candidate := self._candidate(level, eligible, top)) is not None:
+                return candidate, self.next_level(level)
+        return None
+
+    def _candidate(self, level: int, eligible: set[str] | None,
+                   top: int | None = None) -> str | None:
+        """The best trial of the rung (among its `top` best, when given) not promoted yet."""
+        values = self.reached.get(level, {})
+        ranked = sorted(values, key=values.__getitem__, reverse=self.maximize)[:top]
+        done = self.promoted.get(level, set())
+        return next((t for t in ranked if t not in done and
+                     (eligible is None or t in eligible)), None)
 
     def mark_promoted(self, trial_id: str, from_level: int) -> None:
         self.promoted.setdefault(from_level, set()).add(trial_id)
@@ -90,3 +116,79 @@ class PromotionLedger:
         """The highest level the trial reached."""
         return max((lv for lv, values in self.reached.items() if trial_id in values),
                    default=None)
+
+
+class PromotionScheduler:
+    """What the local controller asks in promotion mode. It has the calls of Ray Tune's
+    TrialScheduler that the controller makes (a trial is never stopped: it ends at its
+    budget), plus the ledger the controller pauses and promotes trials with."""
+
+    promotes = True
+    CONTINUE = "CONTINUE"
+
+    def __init__(self, ledger: PromotionLedger, resource_hyperparameter: str):
+        self.ledger = ledger
+        self.resource_hyperparameter = resource_hyperparameter
+
+    def budget(self, level: int) -> dict[str, int]:
+        """The hyperparameter a trial runs with to stop at `level`."""
+        return {self.resource_hyperparameter: level}
+
+    def on_trial_add(self, controller, trial) -> None:
+        pass
+
+    def on_trial_result(self, controller, trial, result) -> str:
+        return self.CONTINUE
+
+    def on_trial_complete(self, controller, trial, result) -> None:
+        pass
+
+    def on_trial_error(self, controller, trial) -> None:
+        pass
+
+
+# -- the journal's side (pure): a paused trial's row, and a resumed job's ledger -----------
+
+RUNG = "rung"  # a paused record's level (the journal's trial_paused event has it too)
+
+
+def paused_record(record: dict[str, Any], level: int, ledger: PromotionLedger,
+                  scheduler: PromotionScheduler) -> dict[str, Any]:
+    """The row of a trial paused at `level`: Stopped, its reason saying so, its rung."""
+    levels = ", ".join(map(str, ledger.levels))
+    reason = FailureReason(FailureCategory.PAUSED, (
+        f"at rung {level} of {levels} ({scheduler.resource_hyperparameter}={level}); "
+        f"continued from its checkpoint if it ranks in its rung's top "
+        f"1/{ledger.reduction_factor:g}"))
+    return {**record, "status": str(TrialStatus.STOPPED), "failure_reason": reason.text(),
+            RUNG: level}
+
+
+def is_paused(row: dict[str, Any]) -> bool:
+    reason = FailureReason.parse(row.get("failure_reason"))
+    return row.get("status") == TrialStatus.STOPPED and reason is not None and \
+        reason.category is FailureCategory.PAUSED
+
+
+def seed_ledger(ledger: PromotionLedger, row: dict[str, Any]) -> str | None:
+    """Puts a kept row's rungs and promotions (table.trial_rows' `rungs`, `promoted_from`)
+    into the ledger; returns the trial id it goes by, or None when it has no rung."""
+    rungs = row.get("rungs") or {}
+    if not rungs:
+        return None
+    trial_id = f"resumed {row['training_job_name']}"
+    for level, value in rungs.items():
+        ledger.record(trial_id, int(level), value)
+    for level in row.get("promoted_from") or ():
+        ledger.mark_promoted(trial_id, int(level))
+    if row.get("status") == TrialStatus.COMPLETED:
+        ledger.record(trial_id, ledger.max_level, row.get("objective_value"))
+    return trial_id
+
+
+def result_of_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The last result a paused row stands for (what the searcher is told at its end)."""
+    result = {OBJECTIVE_STEP: row.get("objective_steps") or 0, RECORD: dict(row)}
+    if row.get("objective_value") is not None:
+        result[OBJECTIVE] = row["objective_value"]
+    return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpt.runtime.runtimes import RUNTIMES
+from hpt.schedule.rules import RULES
 from hpt.search.strategies import STRATEGIES
 from hpt.spec.conditions import CONDITION_RULES, grid_count
 from hpt.spec.fields import did_you_mean, show
@@ -20,7 +21,8 @@ def across_sections(values: dict[str, Any]) -> list[Problem]:
     found: list[Problem] = []
     for rule in (_static_and_tuned, _environment_and_hyperparameters, _objective_defined,
                  _objectives_defined, _constraints_defined, *CONDITION_RULES,
-                 _several_objectives, _strategy, _torchrun_entry_point, _runtime):
+                 _several_objectives, _strategy, _early_stopping, _torchrun_entry_point,
+                 _runtime):
         found += rule(values)
     return found
 
@@ -148,6 +150,21 @@ def _strategy(values: dict[str, Any]) -> list[Problem]:
                       f"must be off for strategy: {name}, which stops trials itself (got "
                       f"{early_stopping}); remove early_stopping, or use strategy: bayesian"))
     return found
+
+
+def _early_stopping(values: dict[str, Any]) -> list[Problem]:
+    """The early-stopping rule's own rules (the one the space names, or its strategy's)."""
+    strategy = STRATEGIES.get(values.get("strategy"))
+    name = (strategy.early_stopping if strategy is not None else None) or \
+        values.get("early_stopping")
+    rule, config = RULES.get(name), values.get("strategy_config")
+    if rule is None or config is None:
+        return []
+    if "mode" in config and name != "asha":
+        return [(("strategy_config", "mode"),
+                 f"is early_stopping: asha's (stop or promotion; got early_stopping: {name}); "
+                 f"set early_stopping: asha, or remove mode")]
+    return rule.problems(values)
 
 
 def _torchrun_entry_point(values: dict[str, Any]) -> list[Problem]:

@@ -21,27 +21,23 @@ from hpt.runtime import runtimes as runtime_registry
 from hpt.schedule import rules as rule_registry
 from hpt.search import strategies as strategy_registry
 from hpt.spec.fields import (URI_SCHEME, SpecModel,
-                             boolean, case_clashes, channel_name, choice, collect, did_you_mean,
-                             hyperparameter_name, integer, job_name, job_name_problem,
+                             boolean, case_clashes, channel_name, choice, hyperparameter_name, integer, job_name, job_name_problem,
                              local_path, mapping, number, optional, problem, problems, show,
                              static_value_problem, text, uri)
+from hpt.spec.strategy_config import check_strategy_config
 from hpt.spec.ranges import (CategoricalRange, ContinuousRange, IntegerRange,  # noqa: F401
                              Range)
 from hpt.spec.objectives import (Constraint, Constraints, MetricDefinition,  # noqa: F401
                                  MetricDefinitions, Objective, Objectives)
 
 STRATEGIES = tuple(strategy_registry.STRATEGIES)
-EARLY_STOPPING = tuple(rule_registry.RULES)
+EARLY_STOPPING = tuple(name for name, rule in rule_registry.RULES.items()
+                       if not rule.strategy_only)
 RUNTIMES = tuple(runtime_registry.RUNTIMES)
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES
 CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
 MAX_WARM_START_PARENTS = 5
 MAX_SEED = 2**32 - 1  # numpy/Optuna seeds are 32-bit
-
-# strategy_config keys hpt reads (hpt.search / hpt.schedule); other keys pass through,
-# but one that looks like a misspelling of these is reported.
-STRATEGY_CONFIG_KEYS = ("sampler", "min_resource", "max_resource", "reduction_factor",
-                        "population_size")
 
 
 # -- trainer ----------------------------------------------------------------------------------
@@ -198,34 +194,6 @@ def _static_hyperparameters(value: Any) -> Any:
 
 # -- strategy, limits, completion, warm start -------------------------------------------------
 
-def _strategy_config(value: Any) -> dict[str, Any]:
-    value = mapping(value, "key: value", "strategy_config: {min_resource: 1, max_resource: 8}")
-    found: list = []
-    out = {}
-    for key, item in value.items():
-        if not isinstance(key, str):
-            found.append(((key,), f"keys must be strings (got {show(key)}); quote it"))
-            continue
-        if key == "sampler":
-            item = collect(found, (key,), choice("tpe", "gp"), item)
-        elif key in ("min_resource", "max_resource"):
-            item = collect(found, (key,), integer(ge=1), item)
-        elif key == "reduction_factor":
-            item = collect(found, (key,), number(gt=1), item)
-        elif key == "population_size":  # nsga2's generation size
-            item = collect(found, (key,), integer(ge=2), item)
-        elif (guess := did_you_mean(key, STRATEGY_CONFIG_KEYS)) is not None:
-            found.append(((key,), f"unknown key; did you mean {guess!r}?"))
-        elif reason := static_value_problem(item):
-            found.append(((key,), reason))
-        out[key] = item
-    lo, hi = out.get("min_resource"), out.get("max_resource")
-    if isinstance(lo, int) and isinstance(hi, int) and not found and lo > hi:
-        found.append((("min_resource",), f"must be <= max_resource (got {lo} > {hi}); "
-                                         f"swap them"))
-    if found:
-        raise problems(found)
-    return out
 
 
 def _early_stopping(value: Any) -> str:
@@ -330,7 +298,7 @@ class Spec(SpecModel):
     constraints: Constraints = Field(default_factory=list)
     metric_definitions: MetricDefinitions
     strategy: Strategy = "bayesian"
-    strategy_config: Annotated[dict[str, Any], BeforeValidator(_strategy_config)] = \
+    strategy_config: Annotated[dict[str, Any], BeforeValidator(check_strategy_config)] = \
         Field(default_factory=dict)
     early_stopping: EarlyStopping = "off"
     limits: Limits = Limits()

@@ -100,6 +100,11 @@ def parse_args(argv=None):
     p.add_argument("--lr_schedule", "--lr-schedule", dest="lr_schedule", type=str.lower,
                    choices=["cosine", "constant"], default=hp("lr_schedule", "cosine"))
     p.add_argument("--epochs", type=int, default=hp("epochs", 8))
+    p.add_argument("--schedule_epochs", "--schedule-epochs", dest="schedule_epochs", type=int,
+                   default=hp("schedule_epochs", 0),
+                   help="epochs the lr schedule spans (0: --epochs); a run paused and "
+                        "promoted by a tuner sets it to the full budget, so that stopping at "
+                        "a rung and going on trains as one uninterrupted run would")
     p.add_argument("--ps_async", "--ps-async", dest="ps_async", type=str2bool,
                    default=hp("ps_async", False),
                    help="parameter-server jobs: apply each worker's gradients at once")
@@ -133,6 +138,8 @@ def parse_args(argv=None):
         raise ValueError(f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.schedule_epochs < 0:
+        raise ValueError(f"--schedule_epochs must be >= 0, got {args.schedule_epochs}")
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint_every must be >= 0, got {args.checkpoint_every}")
     return args
@@ -212,7 +219,7 @@ def make_optimizer(args, params):
 def make_schedule(args, optimizer, steps_per_epoch, start_step=0):
     """Linear warmup, then cosine decay to 0 (or constant), stepped once per global batch;
     `start_step`: the batches a resumed run already trained (its checkpoint's epochs)."""
-    total_steps = args.epochs * steps_per_epoch
+    total_steps = (args.schedule_epochs or args.epochs) * steps_per_epoch
     warmup_steps = max(1, min(steps_per_epoch, total_steps // 10))
 
     def lr_factor(step):

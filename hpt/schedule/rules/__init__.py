@@ -10,5 +10,6 @@ from hpt.schedule.rules.asha import ASHA
 from hpt.schedule.rules.auto import AUTO
 from hpt.schedule.rules.base import EarlyStoppingRule
 from hpt.schedule.rules.off import OFF
+from hpt.schedule.rules.pbt import PBT
 
-RULES: dict[str, EarlyStoppingRule] = {r.name: r for r in (OFF, AUTO, ASHA)}
+RULES: dict[str, EarlyStoppingRule] = {r.name: r for r in (OFF, AUTO, ASHA, PBT)}

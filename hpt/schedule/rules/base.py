@@ -15,6 +15,10 @@ class EarlyStoppingRule:
     # (its median rule) with the name kept in the request's hpt: tags.
     sagemaker: str | None = None
     stops_jobs: bool = True  # False: every job runs to its end (the scheduler only queues)
+    # Only a strategy brings it (strategy: pbt); not a value of `early_stopping:`.
+    strategy_only: bool = False
+    # The rule's own checks of a space (spec/across.py's values -> [(path, message)]).
+    problems: Callable[[dict[str, Any]], list] = lambda values: []
 
 
 def mode_of(spec) -> str:

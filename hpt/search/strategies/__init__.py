@@ -12,7 +12,8 @@ from hpt.search.strategies.cmaes import CMAES
 from hpt.search.strategies.grid import GRID
 from hpt.search.strategies.hyperband import HYPERBAND
 from hpt.search.strategies.nsga2 import NSGA2
+from hpt.search.strategies.pbt import PBT
 from hpt.search.strategies.random_search import RANDOM
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (BAYESIAN, RANDOM, GRID, HYPERBAND, CMAES,
-                                                        NSGA2)}
+                                                        NSGA2, PBT)}

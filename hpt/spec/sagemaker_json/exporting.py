@@ -9,6 +9,7 @@ from typing import Any
 
 from hpt.errors import UserError
 from hpt.sagemaker_names import MPI_PROCESSES_PER_HOST, distribution_hyperparameters
+from hpt.schedule.promotion import PROMOTION
 from hpt.schedule.rules.asha import DEFAULT_RESOURCES
 from hpt.spec.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
                                            IMAGE_PLACEHOLDER, PLACEHOLDER, ROLE_PLACEHOLDER,
@@ -87,6 +88,14 @@ def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[st
                                      for name, rng in spec.hyperparameters.items()}
         report.append(f"hyperparameters: exported {', '.join(conditional)} without the "
                       f"when: conditions; on SageMaker every training job receives them")
+    if spec.strategy == "pbt":
+        found.append("strategy: pbt: SageMaker's tuner has no population-based training (it "
+                     "never restarts a training job from another's checkpoint); export with "
+                     "strategy: bayesian or random")
+    if spec.strategy_config.get("mode") == PROMOTION:
+        found.append("strategy_config.mode: promotion: SageMaker's early stopping only stops "
+                     "training jobs, it never pauses and continues one; export with mode: "
+                     "stop (or without mode)")
     if found:
         raise Inexpressible(found)
     return (spec.model_copy(update=update) if update else spec), report

@@ -1,0 +1,83 @@
+"""`strategy: pbt`: population-based training, decided by Ray Tune's PBT scheduler.
+
+Every `perturbation_interval` objective steps, a trial in the bottom `quantile_fraction` of the
+running population exploits one of the top: it restarts from the donor's checkpoint (its
+`checkpoints/` and its steps so far) with the donor's hyperparameters, those named in
+`hyperparam_mutations` perturbed (×0.8 / ×1.2, or a neighbour in a list) or, with
+`resample_probability`, drawn again. The script reads them at start as always. Ray Tune's
+vocabulary; hpt/raytune/pbt.py records the lineage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpt.schedule.rules.base import EarlyStoppingRule, mode_of
+
+PBT_KEYS = ("perturbation_interval", "quantile_fraction", "resample_probability",
+            "hyperparam_mutations", "burn_in_period")
+DEFAULTS = {"perturbation_interval": 2, "quantile_fraction": 0.25, "resample_probability": 0.25,
+            "burn_in_period": 0}
+
+
+def mutations(spec) -> dict[str, Any]:
+    """Ray Tune's hyperparam_mutations for hpt's config (the tuned values sit under
+    `hyperparameters`): a list stays a list of choices; a range (`{min, max, scaling}`, or
+    `true`: the hyperparameter's own range) becomes a Tune domain to resample from."""
+    from ray import tune
+
+    out = {}
+    for name, given in spec.strategy_config["hyperparam_mutations"].items():
+        if isinstance(given, list):
+            out[name] = list(given)
+            continue
+        rng = spec.hyperparameters[name]
+        if rng.type == "categorical":
+            out[name] = list(rng.values)
+            continue
+        own = given if isinstance(given, dict) else {}
+        low, high = own.get("min", rng.min), own.get("max", rng.max)
+        log = own.get("scaling", rng.scaling) == "log"
+        if rng.type == "integer":
+            out[name] = tune.lograndint(low, high + 1) if log else tune.randint(low, high + 1)
+        else:
+            out[name] = tune.loguniform(low, high) if log else tune.uniform(low, high)
+    return {"hyperparameters": out}
+
+
+def scheduler(spec):
+    from hpt.raytune.pbt import LineagePBT
+    from hpt.trial import OBJECTIVE, OBJECTIVE_STEP
+
+    config = {**DEFAULTS, **spec.strategy_config}
+    return LineagePBT(time_attr=OBJECTIVE_STEP, metric=OBJECTIVE, mode=mode_of(spec),
+                      perturbation_interval=config["perturbation_interval"],
+                      burn_in_period=config["burn_in_period"],
+                      quantile_fraction=config["quantile_fraction"],
+                      resample_probability=config["resample_probability"],
+                      hyperparam_mutations=mutations(spec))
+
+
+def problems(values: dict[str, Any]) -> list:
+    """Mutations over tuned hyperparameters only, and one objective."""
+    config = values["strategy_config"]
+    tuned = values.get("hyperparameters") or {}
+    found = []
+    given = config.get("hyperparam_mutations")
+    if not given:
+        found.append((("strategy_config", "hyperparam_mutations"),
+                      "required for strategy: pbt (which hyperparameters an exploiting trial "
+                      "perturbs); e.g. hyperparam_mutations: {lr: true}"))
+    for name in given or {}:
+        if name not in tuned:
+            found.append((("strategy_config", "hyperparam_mutations", name),
+                          f"is not a tuned hyperparameter (tuned: {', '.join(tuned) or 'none'}); "
+                          f"PBT perturbs the tuned ones: add it to hyperparameters or remove it"))
+    if values.get("objectives"):
+        found.append((("objectives",), "strategy: pbt ranks trials by one objective; use "
+                                       "objective:, or another strategy"))
+    return found
+
+
+PBT = EarlyStoppingRule("pbt", scheduler, stops_jobs=True, strategy_only=True,
+                        problems=problems)

@@ -1,0 +1,164 @@
+"""Population-based training (`strategy: pbt`): Ray Tune's PBT scheduler decides, an exploiting
+trial restarts from the donor's checkpoint with perturbed hyperparameters, and the lineage is
+journaled and in the table. Real: the reference CNN, Ray Tune, checkpoints on disk."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import hpt
+from hpt.spec import SpecError, load_spec
+from helpers import cnn_space, events
+
+EPOCHS = 8
+
+
+def pbt_space(name, channels, **config):
+    space = cnn_space(name, channels, epochs=EPOCHS, max_trials=8)
+    space["strategy"] = "pbt"
+    space["trainer"]["cpus_per_host"] = 0.5  # a population of 4 on this machine's 2 CPUs
+    space["limits"]["max_parallel"] = 4
+    space["static_hyperparameters"]["batch_size"] = 16
+    space["hyperparameters"]["lr"] = {"type": "continuous", "min": 0.0005, "max": 0.3,
+                                      "scaling": "log"}
+    space["strategy_config"] = {"perturbation_interval": 2, "quantile_fraction": 0.25,
+                                "hyperparam_mutations": {"lr": True}, **config}
+    return space
+
+
+def _points(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [p for p in map(json.loads, path.read_text().splitlines())
+            if p["metric"] == "validation:accuracy"]
+
+
+def _losses(log: str) -> dict[int, float]:
+    return {int(e): float(loss) for e, loss in
+            re.findall(r"^epoch=(\d+) loss=([0-9.eE+-]+) ", log, re.M)}
+
+
+def _attempts(trial_dir: Path) -> list[Path]:
+    return [trial_dir, *trial_dir.glob("attempt-*")]
+
+
+def _log(attempt: Path) -> str:
+    path = attempt / "algo-1.log"
+    return path.read_text() if path.exists() else ""
+
+
+def _resumed_from_donor(recipient: Path, donor: Path) -> Path | None:
+    """The recipient's attempt that started from the donor's checkpoint: its data points begin
+    with those of one of the donor's attempts, its script resumed from that checkpoint, and its
+    first epoch continues the donor's count and loss."""
+    donor_runs = [({p["step"]: p["value"] for p in _points(a / "metrics.jsonl")}, _losses(_log(a)))
+                  for a in _attempts(donor)]
+    scratch = _losses(_log(recipient / "attempt-1" if (recipient / "attempt-1").exists()
+                           else recipient)).get(1)  # its own first epoch, from scratch
+    for attempt in _attempts(recipient):
+        log = _log(attempt)
+        resumed = re.search(r"resumed from checkpoint-(\d+)\.pt", log)
+        if not resumed:
+            continue
+        epoch = int(resumed.group(1))
+        carried = _points(attempt / "metrics.jsonl")[:epoch]
+        runs = [losses for values, losses in donor_runs if len(carried) == epoch and
+                all(values.get(p["step"]) == p["value"] for p in carried)]
+        if not runs:
+            continue  # resumed from its own checkpoint (Tune's time-sharing pause)
+        losses = _losses(log)
+        first = min(losses)
+        assert first == epoch + 1  # the donor's step count continues
+        donor_loss = next((r[epoch] for r in runs if epoch in r), None)
+        if donor_loss is not None:  # ...and its loss, near the donor's at that epoch
+            assert abs(losses[first] - donor_loss) < 0.5 * donor_loss
+        if scratch is not None:  # far below a first epoch's from scratch
+            assert losses[first] < 0.8 * scratch
+        return attempt
+    return None
+
+
+@pytest.mark.parametrize("config, field, says", [
+    ({"hyperparam_mutations": {"momentum": True}}, "hyperparam_mutations.momentum",
+     "not a tuned hyperparameter"),
+    ({"hyperparam_mutations": None}, "hyperparam_mutations", "required for strategy: pbt"),
+    ({"quantile_fraction": 0.7}, "quantile_fraction", "must be <= 0.5"),
+    ({"hyperparam_mutations": {"lr": "yes"}}, "hyperparam_mutations", "must be true"),
+])
+def test_bad_pbt_settings_name_the_field_and_the_fix(write_space, digits_channels, config,
+                                                     field, says):
+    space = pbt_space("badpbt", digits_channels, **config)
+    if config.get("hyperparam_mutations", 0) is None:
+        space["strategy_config"].pop("hyperparam_mutations")
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_space(space))
+    assert field in str(caught.value) and says in str(caught.value)
+
+
+def test_pbt_is_refused_by_export_and_by_the_local_controller(write_space, digits_channels):
+    import subprocess
+    import sys
+
+    from hpt.controller import choose_controller
+    from hpt.errors import UserError
+    from hpt.runtime.runtimes import RUNTIMES
+
+    path = write_space(pbt_space("refused", digits_channels))
+    done = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "strategy: pbt" in done.stderr
+    spec = load_spec(path)
+    assert choose_controller(spec, RUNTIMES[spec.runtime], None) == "tune"
+    with pytest.raises(UserError, match="drop --controller local"):
+        choose_controller(spec, RUNTIMES[spec.runtime], None, "local")
+
+
+@pytest.mark.smoke
+def test_pbt_exploits_from_the_donors_checkpoint_and_survives_a_kill_9_of_the_launcher(
+        write_space, digits_channels, tmp_path):
+    """A PBT job of the CNN (8 trials, a population of 4): the launcher is killed after the
+    first exploit and the job resumed. In the end every job completed once, the lineage is
+    journaled and in the table, and a recipient provably resumed from its donor's checkpoint
+    (its first epoch continues the donor's step count and loss)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import wait_for
+
+    path = write_space(pbt_space("pbt", digits_channels))
+    exp = tmp_path / "exp"
+    command = [sys.executable, "-m", "hpt.cli", "launch", str(path), "--experiments-dir",
+               str(exp), "--no-dashboard"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        wait_for(lambda: any(e["event"] == "trial_exploited" for e in events(exp, "pbt")),
+                 timeout=300, what="a first exploit")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    before = {e["training_job_name"] for e in events(exp, "pbt")
+              if e["event"] == "trial_exploited"}
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    df = hpt.load_experiment("pbt", exp).set_index("TrainingJobName")
+    assert len(df) == 8 and df.index.is_unique  # nothing lost, nothing twice
+    assert (df["TrainingJobStatus"] == "Completed").all(), df["FailureReason"].tolist()
+    exploits = [e for e in events(exp, "pbt") if e["event"] == "trial_exploited"]
+    assert all(e["training_job_name"] != e["parent"] for e in exploits)
+    assert df["ExploitCount"].sum() == len(exploits)
+    for name in before:  # the lineage of before the kill is kept
+        assert df.loc[name, "ExploitCount"] >= 1
+    for name, parent in {e["training_job_name"]: e["parent"] for e in exploits}.items():
+        assert df.loc[name, "ParentTrainingJob"] == parent
+    proven = [e for e in exploits if _resumed_from_donor(exp / "pbt" / e["training_job_name"],
+                                                         exp / "pbt" / e["parent"])]
+    assert proven, "no recipient resumed from its donor's checkpoint"
+    # The steps continue: every job's data points are numbered 1.. without a gap or repeat.
+    for _, row in df.iterrows():
+        steps = [p["step"] for p in _points(Path(row["LogPath"]).parent / "metrics.jsonl")]
+        assert steps == list(range(1, len(steps) + 1)) and steps[-1] >= EPOCHS - 1
