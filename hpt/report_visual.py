@@ -28,6 +28,7 @@ import pandas as pd
 from hpt.experiment.table import resolve_experiment
 from hpt.front import front_of, objectives_of
 from hpt.report import job_status, load_experiment, load_metrics
+from hpt.report_lineage import TITLE as LINEAGE_TITLE, exploits, lineage_figure
 from hpt.report_pareto import TITLE as PARETO_TITLE
 from hpt.report_pareto import is_multi_objective, pareto_axes, pareto_figure, placed
 from hpt.trial import TrialStatus
@@ -195,6 +196,8 @@ def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
         add(PARETO_TITLE, lambda: pareto_figure(table, spec), 1, len(placed(table, spec)))
     add("Optimization history", lambda: history_figure(table, objective, maximize), 1)
     add("Learning curves", lambda: curves_figure(root, table, objective, maximize), 1)
+    if spec.get("strategy") == "pbt":
+        add(LINEAGE_TITLE, lambda: lineage_figure(root, objective), 1, len(exploits(root)))
     for title, _, build in _study_plots(ov, study, spec):
         add(title, build, 2, completed, "" if completed == scored else " in the Optuna study")
     add("Slices", lambda: slices_figure(table, spec), 1)

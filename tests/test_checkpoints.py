@@ -15,7 +15,7 @@ from hpt.spec import load_spec
 from helpers import (cnn_space, counts, events, launch_killing_the_actor, live_processes_of,
                      wait_for)
 
-EPOCHS = 30  # at batch size 16, ~0.4 s each: the kill lands mid-run
+EPOCHS = 20  # at batch size 16, ~0.3 s each: the kill lands mid-run
 
 
 def _space(name, channels):

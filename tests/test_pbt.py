@@ -12,7 +12,7 @@ import hpt
 from hpt.spec import SpecError, load_spec
 from helpers import cnn_space, events
 
-EPOCHS = 8
+EPOCHS = 6
 
 
 def pbt_space(name, channels, **config):
@@ -20,7 +20,7 @@ def pbt_space(name, channels, **config):
     space["strategy"] = "pbt"
     space["trainer"]["cpus_per_host"] = 0.5  # a population of 4 on this machine's 2 CPUs
     space["limits"]["max_parallel"] = 4
-    space["static_hyperparameters"]["batch_size"] = 16
+    space["static_hyperparameters"]["batch_size"] = 32
     space["hyperparameters"]["lr"] = {"type": "continuous", "min": 0.0005, "max": 0.3,
                                       "scaling": "log"}
     space["strategy_config"] = {"perturbation_interval": 2, "quantile_fraction": 0.25,
@@ -155,6 +155,10 @@ def test_pbt_exploits_from_the_donors_checkpoint_and_survives_a_kill_9_of_the_la
         assert df.loc[name, "ExploitCount"] >= 1
     for name, parent in {e["training_job_name"]: e["parent"] for e in exploits}.items():
         assert df.loc[name, "ParentTrainingJob"] == parent
+    from hpt.report_visual import render_html
+
+    page = render_html(exp / "pbt")  # the HTML report draws the lineage
+    assert "Lineage (population-based training)" in page and "exploits: dashed" in page
     proven = [e for e in exploits if _resumed_from_donor(exp / "pbt" / e["training_job_name"],
                                                          exp / "pbt" / e["parent"])]
     assert proven, "no recipient resumed from its donor's checkpoint"
@@ -162,3 +166,26 @@ def test_pbt_exploits_from_the_donors_checkpoint_and_survives_a_kill_9_of_the_la
     for _, row in df.iterrows():
         steps = [p["step"] for p in _points(Path(row["LogPath"]).parent / "metrics.jsonl")]
         assert steps == list(range(1, len(steps) + 1)) and steps[-1] >= EPOCHS - 1
+
+
+def test_an_exploit_of_a_donor_that_wrote_no_checkpoint_is_said_and_journaled(
+        write_space, digits_channels, tmp_path):
+    import io
+
+    from hpt.experiment.recorder import TrialRecorder
+    from hpt.experiment.store import ExperimentStore
+    from hpt.view import LaunchView
+
+    spec = load_spec(write_space(pbt_space("nockpt", digits_channels)))
+    store = ExperimentStore(tmp_path / "nockpt")
+    store.create(spec.to_frozen_dict())
+    out = io.StringIO()
+    recorder = TrialRecorder(store, spec, LaunchView("nockpt", 8, True, stream=out))
+    (tmp_path / "nockpt" / "donor" / "algo-1" / "checkpoints").mkdir(parents=True)  # empty
+    recorder.trial_exploited({"training_job_name": "recipient", "hyperparameters": {"lr": 0.02}},
+                             {"training_job_name": "donor", "hyperparameters": {"lr": 0.01}}, 4)
+    kinds = [e["event"] for e in events(tmp_path, "nockpt")]
+    assert kinds[-2:] == ["trial_exploited", "trial_exploit_without_checkpoint"]
+    said = out.getvalue()
+    assert "recipient: exploits donor at step 4" in said and "lr=0.02" in said
+    assert "wrote no checkpoint" in said and "starts from scratch" in said

@@ -168,3 +168,38 @@ def test_a_failed_upload_is_journaled_and_the_job_goes_on(ray_session, s3, write
     events = [json.loads(line) for line in (result.experiment_dir / "journal.jsonl").open()]
     failed = [e for e in events if e["event"] == "trial_upload_failed"]
     assert failed and "NoSuchBucket" in failed[-1]["reason"]
+
+
+def test_a_retry_on_a_node_without_the_earlier_attempt_gets_its_checkpoints_from_s3(
+        ray_session, s3, write_space, digits_channels, tmp_path, monkeypatch):
+    """output: s3://: the checkpoints synced to <output>/<job>/checkpoints/ (SageMaker's
+    CheckpointConfig place) come back for a retry that finds no earlier attempt here (as on
+    another node of a cluster), and its steps continue from the points synced with them."""
+    import hpt.experiment.store as store
+    from hpt.runtime.artifacts import ArtifactUploader
+    from hpt.runtime.training_job import LocalTrainingJob
+    from helpers import cnn_space
+
+    monkeypatch.setenv("HPT_CONTROLLER", "local")
+    monkeypatch.setattr(ArtifactUploader, "SYNC_SECONDS", 0.2)
+    monkeypatch.setattr(store, "latest_with_checkpoint", lambda attempts: None)  # not here
+    space = cnn_space("s3ckpt", digits_channels, epochs=12, output="s3://out/ckpt")
+    space["static_hyperparameters"]["batch_size"] = 16
+    advance = LocalTrainingJob.advance
+
+    def lost_after_four_epochs(self, *args, **kwargs):
+        if not (self.trial_dir / "attempt-1").exists() and \
+                len(self.parser.series["validation:accuracy"].points) >= 4:
+            raise OSError(24, "Too many open files")
+        return advance(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalTrainingJob, "advance", lost_after_four_epochs)
+    launch(load_spec(write_space(space)), tmp_path / "exp", dashboard=False)
+    (row,) = [r for _, r in hpt.load_experiment("s3ckpt", tmp_path / "exp").iterrows()]
+    assert row["TrainingJobStatus"] == "Completed" and row["Retries"] == 1
+    assert row["ResumedFromStep"] >= 1 and row["ObjectiveSteps"] >= 11
+    log = (tmp_path / "exp" / "s3ckpt" / row["TrainingJobName"] / "algo-1.log").read_text()
+    assert "resumed from checkpoint-" in log
+    keys = [o["Key"] for o in s3.list_objects_v2(
+        Bucket="out", Prefix=f"ckpt/{row['TrainingJobName']}/")["Contents"]]
+    assert any("/checkpoints/checkpoint-" in k for k in keys)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.controller.slots import Grant, SlotPool
-from hpt.experiment.store import attempt_dir
+from hpt.runtime.artifacts import attempt_folder
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
 from hpt.schedule.promotion import RUNG, is_paused, paused_record, result_of_row, seed_ledger
@@ -233,7 +233,7 @@ class LocalController:
 
     def _job(self, trial: Trial):
         assignment = TrialAssignment.of(trial.config)
-        trial_dir = attempt_dir(self.root, assignment.training_job_name)
+        trial_dir = attempt_folder(self.trial_spec, self.root, assignment.training_job_name)
         slot = Slot(ip="127.0.0.1", num_cpus=self.slot_cpus, gpu_ids=trial.grant.gpu_ids)
         context = JobContext(self.trial_spec, assignment, trial_dir, self.settings, slot)
         trial.placement = self.runtime.placement(context)

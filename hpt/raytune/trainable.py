@@ -17,7 +17,7 @@ import ray
 from ray import tune
 
 from hpt.experiment.checkpoints import carry_checkpoints
-from hpt.experiment.store import attempt_dir
+from hpt.runtime.artifacts import attempt_folder
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
@@ -63,8 +63,8 @@ class TrainingJobTrainable(tune.Trainable):
 
     def _start(self, config) -> None:
         assignment = TrialAssignment.of(config)
-        trial_dir = attempt_dir(self.experiment_dir, assignment.training_job_name,
-                                carry_from=self.restored)
+        trial_dir = attempt_folder(self.spec, self.experiment_dir,
+                                   assignment.training_job_name, carry_from=self.restored)
         self._drop_restored()
         self.trial_dir = trial_dir
         slot = Slot(ip=ray.util.get_node_ip_address(),

@@ -16,9 +16,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hpt.experiment.store import ExperimentStore
-from hpt.runtime.channels import parse_s3
+from hpt.experiment.checkpoints import CHECKPOINTS, METRICS, carried_steps, has_checkpoint
+from hpt.experiment.store import ExperimentStore, attempt_dir
+from hpt.runtime.channels import parse_s3, s3_client
 from hpt.trial import TrialStatus
+
+
+# Beside SageMaker's checkpoints/, hpt's own: the data points the checkpoints belong to.
+HPT_METRICS_KEY = "hpt/metrics.jsonl"
 
 
 def artifact_uris(output: str, training_job: str) -> dict[str, str]:
@@ -55,6 +60,8 @@ class FolderSync:
         self.bucket = location.bucket
         self.targets = {"output/intermediate": f"{base}/output/intermediate",
                         "checkpoints": f"{base}/checkpoints"}
+        # The job's data points, so that a resume elsewhere continues its steps.
+        self.metrics_key = f"{base}/{HPT_METRICS_KEY}"
         self._seen: dict[Path, tuple[int, int]] = {}
 
     def run(self) -> int:
@@ -72,7 +79,55 @@ class FolderSync:
                 self.client.upload_file(str(path), self.bucket, key)
                 self._seen[path] = stamp
                 uploaded += 1
+        metrics = self.host_tree.parent / METRICS
+        if uploaded and metrics.is_file():  # the points that go with these checkpoints
+            self.client.upload_file(str(metrics), self.bucket, self.metrics_key)
         return uploaded
+
+
+def attempt_folder(spec, root: Path, training_job: str, carry_from: Path | None = None) -> Path:
+    """The folder of a training job's next attempt (store.attempt_dir: earlier attempts
+    archived, their checkpoints carried); with `output: s3://`, when nothing was carried
+    here, the checkpoints synced to S3 (SageMaker's CheckpointConfig place) come back: the
+    attempt may run on another node than the one before. Both controllers start here."""
+    trial_dir = attempt_dir(root, training_job, carry_from)
+    if (spec.output or "").startswith("s3://") and not has_checkpoint(trial_dir):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            fetch_checkpoints(s3_client(), spec.output, training_job, trial_dir)
+        except (BotoCoreError, ClientError):
+            pass  # S3 unreachable: the attempt starts without checkpoints, as with none there
+    return trial_dir
+
+
+def fetch_checkpoints(client, output: str, training_job: str, trial_dir: Path) -> int:
+    """A job's next attempt on a node without its earlier one (another node of a cluster, a
+    folder moved): algo-1's checkpoints come back from `<output>/<job>/checkpoints/`, with
+    the data points synced beside them. Returns the objective steps carried (metrics)."""
+    location = parse_s3(output)
+    base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
+    target = Path(trial_dir) / "algo-1" / CHECKPOINTS
+    fetched = 0
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=location.bucket, Prefix=f"{base}/{CHECKPOINTS}/")
+    for page in pages:
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(f"{base}/{CHECKPOINTS}/"):]
+            path = (target / relative).resolve()
+            if not relative or not path.is_relative_to(target.resolve()):
+                continue  # a key that would leave the folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(location.bucket, item["Key"], str(path))
+            fetched += 1
+    if not fetched:
+        return 0
+    try:
+        client.download_file(location.bucket, f"{base}/{HPT_METRICS_KEY}",
+                             str(Path(trial_dir) / METRICS))
+    except Exception:  # noqa: BLE001 - checkpoints without points: the steps start over
+        return 0
+    return carried_steps(trial_dir)
 
 
 def upload_artifacts(client, output: str, training_job: str, model: Path | None,
