@@ -189,3 +189,25 @@ def test_an_exploit_of_a_donor_that_wrote_no_checkpoint_is_said_and_journaled(
     said = out.getvalue()
     assert "recipient: exploits donor at step 4" in said and "lr=0.02" in said
     assert "wrote no checkpoint" in said and "starts from scratch" in said
+
+
+def test_a_perturbed_value_stays_inside_its_range_and_the_recipient_keeps_its_name(
+        write_space, digits_channels):
+    """Tune's ×1.2 perturbation of momentum 0.95 would give 1.14 (training diverges): hpt
+    clips it to the hyperparameter's range, and the recipient keeps its own job name."""
+    from types import SimpleNamespace
+
+    from hpt.schedule.scheduler import make_scheduler
+
+    space = pbt_space("clip", digits_channels, resample_probability=0.0,
+                      hyperparam_mutations={"lr": True, "momentum": True})
+    space["hyperparameters"]["momentum"] = {"type": "continuous", "min": 0.5, "max": 0.99}
+    pbt = make_scheduler(load_spec(write_space(space)))
+    pbt._perturbation_factors = (1.2,)
+    donor = SimpleNamespace(config={"trial_number": 1, "training_job_name": "clip-001",
+                                    "hyperparameters": {"lr": 0.29, "momentum": 0.95}})
+    recipient = SimpleNamespace(config={"trial_number": 2, "training_job_name": "clip-002",
+                                        "hyperparameters": {"lr": 0.01, "momentum": 0.6}})
+    config, _ = pbt._get_new_config(recipient, donor)
+    assert config["training_job_name"] == "clip-002" and config["trial_number"] == 2
+    assert config["hyperparameters"] == {"lr": 0.3, "momentum": 0.99}

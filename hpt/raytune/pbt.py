@@ -19,8 +19,11 @@ IDENTITY = ("trial_number", "training_job_name", "suggested_at")
 
 
 class LineagePBT(PopulationBasedTraining):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, bounds: dict[str, tuple[float, float]] | None = None, **kwargs):
+        """`bounds`: each mutated range's (min, max): Tune's ×0.8/×1.2 perturbation does not
+        stay inside a range (momentum 0.95 × 1.2 = 1.14 diverges), so a value is clipped."""
         super().__init__(*args, **kwargs)
+        self.bounds = dict(bounds or {})
         # (recipient config, donor config, donor's step) -> None; set by the tuner.
         self.on_exploit: Callable[[dict[str, Any], dict[str, Any], int], None] | None = None
 
@@ -33,6 +36,11 @@ class LineagePBT(PopulationBasedTraining):
     def _get_new_config(self, trial, trial_to_clone):
         new_config, operations = super()._get_new_config(trial, trial_to_clone)
         new_config.update({key: trial.config[key] for key in IDENTITY if key in trial.config})
+        values = new_config.get("hyperparameters", {})
+        for name, (low, high) in self.bounds.items():
+            if name in values:
+                clipped = min(max(values[name], low), high)
+                values[name] = type(values[name])(clipped)
         return new_config, operations
 
     def _exploit(self, tune_controller, trial, trial_to_clone):

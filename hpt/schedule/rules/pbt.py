@@ -26,23 +26,31 @@ def mutations(spec) -> dict[str, Any]:
     `true`: the hyperparameter's own range) becomes a Tune domain to resample from."""
     from ray import tune
 
-    out = {}
+    limits, out = bounds(spec), {}
     for name, given in spec.strategy_config["hyperparam_mutations"].items():
-        if isinstance(given, list):
-            out[name] = list(given)
-            continue
         rng = spec.hyperparameters[name]
-        if rng.type == "categorical":
-            out[name] = list(rng.values)
+        if name not in limits:  # a list of choices: the given one, or the categorical's
+            out[name] = list(given) if isinstance(given, list) else list(rng.values)
             continue
-        own = given if isinstance(given, dict) else {}
-        low, high = own.get("min", rng.min), own.get("max", rng.max)
-        log = own.get("scaling", rng.scaling) == "log"
+        low, high = limits[name]
+        log = (given if isinstance(given, dict) else {}).get("scaling", rng.scaling) == "log"
         if rng.type == "integer":
             out[name] = tune.lograndint(low, high + 1) if log else tune.randint(low, high + 1)
         else:
             out[name] = tune.loguniform(low, high) if log else tune.uniform(low, high)
     return {"hyperparameters": out}
+
+
+def bounds(spec) -> dict[str, tuple[float, float]]:
+    """Each numeric mutated hyperparameter's range (its own, or the mutation's min/max)."""
+    out = {}
+    for name, given in spec.strategy_config["hyperparam_mutations"].items():
+        rng = spec.hyperparameters[name]
+        if isinstance(given, list) or rng.type == "categorical":
+            continue
+        own = given if isinstance(given, dict) else {}
+        out[name] = (own.get("min", rng.min), own.get("max", rng.max))
+    return out
 
 
 def scheduler(spec):
@@ -55,7 +63,7 @@ def scheduler(spec):
                       burn_in_period=config["burn_in_period"],
                       quantile_fraction=config["quantile_fraction"],
                       resample_probability=config["resample_probability"],
-                      hyperparam_mutations=mutations(spec))
+                      hyperparam_mutations=mutations(spec), bounds=bounds(spec))
 
 
 def problems(values: dict[str, Any]) -> list:
