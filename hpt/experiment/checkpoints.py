@@ -68,14 +68,12 @@ def latest_with_checkpoint(attempts: list[Path]) -> Path | None:
     return next((a for a in reversed(attempts) if has_checkpoint(a)), None)
 
 
-def carried_steps(trial_dir: Path, objective: str | None = None) -> int:
-    """How many data points of `objective` (default: the most of any metric) the attempt in
-    `trial_dir` starts with, from its carried metrics.jsonl."""
+def carried_steps(trial_dir: Path) -> int:
+    """How many data points (of the metric with the most) the attempt in `trial_dir` starts
+    with, from its carried metrics.jsonl."""
     steps: dict[str, int] = {}
     for point in read_points(Path(trial_dir) / METRICS):
         steps[point["metric"]] = max(steps.get(point["metric"], 0), int(point["step"]))
-    if objective is not None:
-        return steps.get(objective, 0)
     return max(steps.values(), default=0)
 
 

@@ -69,7 +69,7 @@ def resolve_experiment(name_or_path: str | os.PathLike,
 
 
 # What a job's row keeps when it starts over (a retry): its rungs and lineage so far.
-CARRIED_ACROSS_ATTEMPTS = ("rungs", "promoted_from", "parent", "exploit_count", "lineage")
+CARRIED_ACROSS_ATTEMPTS = ("rungs", "promoted_from", "parent", "exploit_count")
 
 
 def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -103,9 +103,6 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "trial_exploited" and name in trials:
             row = trials[name]
             row.update(parent=ev["parent"], exploit_count=row.get("exploit_count", 0) + 1)
-            row.setdefault("lineage", []).append(
-                {"parent": ev["parent"], "step": ev.get("step"),
-                 "hyperparameters": ev.get("hyperparameters")})
         elif kind == "trial_paused" and name in trials:
             trials[name].update(ev["record"])
             trials[name].setdefault("rungs", {})[ev["rung"]] = ev["record"].get("objective_value")
