@@ -13,8 +13,8 @@ pytestmark = pytest.mark.smoke
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_bench_quick_runs_and_prints_json():
-    for name in ("launch", "search", "metrics", "startup", "sweep", "scale"):
+def _quick(*names):
+    for name in names:
         done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--quick",
                                name], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -24,6 +24,17 @@ def test_bench_quick_runs_and_prints_json():
             assert line["lost"] == 0 and line["status"] == "Completed"
         if name == "scale":  # every trial ran (the figures are the full run's business)
             assert line["completed"] == line["trials"]
+
+
+def test_bench_quick_runs_and_prints_json():
+    _quick("launch", "search", "metrics", "scale")
+
+
+# In the slow set, for CI's 25 minutes (a minute together): the startup benchmark starts Ray
+# clusters, the sweep one runs four launches and bare Tune beside them.
+@pytest.mark.slow
+def test_bench_quick_startup_and_sweep_run_and_print_json():
+    _quick("startup", "sweep")
 
 
 # In the slow set (pytest --slow), for CI's 25 minutes: the serving benchmark launches its

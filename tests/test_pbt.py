@@ -69,6 +69,8 @@ def _resumed_from_donor(recipient: Path, donor: Path) -> Path | None:
         if not runs:
             continue  # resumed from its own checkpoint (Tune's time-sharing pause)
         losses = _losses(log)
+        if not losses:
+            continue  # stopped (a pause, the launcher's kill) before its first epoch ended
         first = min(losses)
         assert first == epoch + 1  # the donor's step count continues
         donor_loss = next((r[epoch] for r in runs if epoch in r), None)
