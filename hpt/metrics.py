@@ -2,6 +2,8 @@
 
 Each definition is `{Name, Regex}` with one capture group. Every match is a data point,
 kept in order; a metric's final value is its last match (docs/sagemaker-contract.md §5).
+Values a script pushes to its metrics file (hpt.runtime.pushed_metrics) join the same series;
+a definition without a regex is fed by that file only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class MetricPoint:
 @dataclass
 class MetricSeries:
     name: str
-    regex: str
+    regex: str | None
     points: list[MetricPoint] = field(default_factory=list)
 
     @property
@@ -33,8 +35,9 @@ class MetricSeries:
 class MetricParser:
     """Applies every metric definition to each line fed to it, in order."""
 
-    def __init__(self, definitions: list[tuple[str, str]]):
-        self._compiled = [(name, re.compile(regex)) for name, regex in definitions]
+    def __init__(self, definitions: list[tuple[str, str | None]]):
+        self._compiled = [(name, re.compile(regex)) for name, regex in definitions
+                          if regex is not None]
         self.series = {name: MetricSeries(name, regex) for name, regex in definitions}
 
     def feed(self, line: str, timestamp: float) -> list[MetricPoint]:
@@ -45,11 +48,20 @@ class MetricParser:
                 value = _to_float(match.group(1))
                 if value is None:
                     continue
-                series = self.series[name]
-                point = MetricPoint(name, len(series.points) + 1, value, timestamp)
-                series.points.append(point)
-                found.append(point)
+                found.append(self._append(name, value, timestamp))
         return found
+
+    def push(self, name: str, value: float, timestamp: float) -> MetricPoint | None:
+        """A value the script wrote to its metrics file; None for a name not defined."""
+        if name not in self.series or not math.isfinite(value):
+            return None
+        return self._append(name, value, timestamp)
+
+    def _append(self, name: str, value: float, timestamp: float) -> MetricPoint:
+        series = self.series[name]
+        point = MetricPoint(name, len(series.points) + 1, value, timestamp)
+        series.points.append(point)
+        return point
 
     def resume(self, points: list[dict]) -> None:
         """Starts from an earlier attempt's data points (metrics.jsonl's objects): the job

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from hpt.words import shorten
+
 
 class TrialStatus(str, Enum):
     """A training job's status, SageMaker's names (`TrainingJobStatus`)."""
@@ -237,3 +239,17 @@ class TrainingJobRecord:
                    objective_steps=objective_steps, start_time=start_time, end_time=end_time,
                    exit_code=None, log_path=log_path, model_artifact=None, hosts=hosts,
                    gpu_ids=gpu_ids or [])
+
+
+def never_matched(metric: str, regex: str | None, where: str, last_lines: list[str],
+                  pushed: str | None = None) -> FailureReason:
+    """ObjectiveMetricNeverMatched, quoting the last few log lines (each shortened, so that
+    all of them fit in a reason); `pushed`: what the job's metrics file gave."""
+    lines = "\n".join(shorten(line, 150) for line in last_lines[-5:]) or \
+        "(the job printed nothing)"
+    how = (f"never matched its regex {regex!r} in {where}" if regex is not None else
+           "has no regex and was never written to the metrics file")
+    if pushed:
+        how += f" ({pushed})"
+    return FailureReason(FailureCategory.OBJECTIVE_METRIC_NEVER_MATCHED,
+                         f"the objective metric {metric!r} {how}; last log lines:", lines)

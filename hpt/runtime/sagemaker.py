@@ -24,8 +24,8 @@ from hpt.metrics import MetricParser, MetricPoint
 from hpt.runtime.encoding import encode_hyperparameters
 from hpt.sagemaker_names import distribution_hyperparameters
 from hpt.runtime.api import Progress, TrialAssignment
-from hpt.runtime.training_job import never_matched
-from hpt.trial import EARLY_STOPPED, ENDED, FailureReason, TrainingJobRecord, TrialStatus
+from hpt.trial import (EARLY_STOPPED, ENDED, FailureReason, TrainingJobRecord, TrialStatus,
+                       never_matched)
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_SECONDS = 15.0  # DescribeTrainingJob's rate limits make faster polling pointless

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import deque
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -22,10 +22,11 @@ from hpt.runtime.containers import ContainerSettings, TrialNetwork, container_ad
 from hpt.runtime.host import HostExit, HostGroup, free_ports
 from hpt.runtime.local import pack_model
 from hpt.runtime.plan import HostAddress, HostPlan, plan_trial, processes_on_host
+from hpt.runtime.pushed_metrics import (PUSHED_METRICS_FILE, PUSHED_POLL_SECONDS,
+                                        PushedMetricsTail, PushedValue)
 from hpt.sagemaker_names import distribution_hyperparameters
-from hpt.words import shorten
 from hpt.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
-                       TrialStatus)
+                       TrialStatus, never_matched)
 
 # How long a stop waits between SIGTERM and SIGKILL.
 STOP_GRACE_SECONDS = 10.0
@@ -33,10 +34,6 @@ STOP_GRACE_SECONDS = 10.0
 OTHER_HOSTS_GRACE_SECONDS = 30.0
 # How often the other hosts are checked while the master's output streams.
 CHECK_OTHERS_SECONDS = 0.5
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
 class OtherHost(Protocol):
@@ -85,6 +82,11 @@ class LocalTrainingJob:
         self.log_path = self.trial_dir / f"{self.host}.log"
         definitions = [(m.name, m.regex) for m in spec.metric_definitions]
         self.parser = MetricParser(definitions)
+        self._pushed = PushedMetricsTail(self.base_dir / PUSHED_METRICS_FILE,
+                                         frozenset(name for name, _ in definitions))
+        self._next_push_read = 0.0
+        self._pushed_queue: deque[PushedValue] = deque()  # read, not yet taken
+        self._lead_exited = False  # its log is read to the end; the metrics file once more
         self.objective_name = spec.objective.metric
         # Every objective must be printed for the job to complete (the first one streams).
         self.objective_names = [o.metric for o in spec.all_objectives]
@@ -208,6 +210,10 @@ class LocalTrainingJob:
         while True:
             if self._pending:
                 return Progress(point=self._pending.pop(0))
+            if self._take_pushed(time.time(), read=False):
+                continue
+            if self._lead_exited:
+                return Progress(record=self._finish_after_lead_exit())
             now = time.time()
             if now >= self._deadline:
                 self._stop_all()
@@ -229,7 +235,11 @@ class LocalTrainingJob:
                     FailureCategory.CLIENT_ERROR, f"hpt could not write {lead.log_path.name}: "
                     f"{lead.log_error.strerror or lead.log_error}; the job was stopped (free "
                     f"disk space, then hpt rerun it)"), exit_code=lead.poll()))
-            wait = min(poll_seconds, self._deadline - now)
+            if now >= self._next_push_read:
+                self._next_push_read = now + PUSHED_POLL_SECONDS
+                if self._take_pushed(now):
+                    continue
+            wait = min(poll_seconds, PUSHED_POLL_SECONDS, self._deadline - now)
             if give_up is not None:
                 if now >= give_up:
                     return Progress()
@@ -238,17 +248,33 @@ class LocalTrainingJob:
                 line = lead.next_line(timeout=wait)
             except EOFError:
                 self._ending_since = time.time()
-                return Progress(record=self._finish_after_lead_exit())
-            if line is None:
+                self._lead_exited = True
+                self._take_pushed(self._ending_since)  # what it wrote last
                 continue
-            for point in self.parser.feed(line.text, line.timestamp):
-                self._metrics_file.write(json.dumps(
-                    {"metric": point.name, "step": point.step, "value": point.value,
-                     "timestamp": point.timestamp}) + "\n")
-                if point.name == self.objective_name:
-                    # On disk at each step: a retry resumes from the steps written here.
-                    self._metrics_file.flush()
-                    self._pending.append(point)
+            if line is not None:
+                self._take(self.parser.feed(line.text, line.timestamp))
+
+    def _take_pushed(self, now: float, read: bool = True) -> bool:
+        """Takes the values the script appended to its metrics file (read since the last look
+        when `read`) up to the next objective point, so that a job stopped at a step counts
+        that step, as with log lines; whether one is pending."""
+        if read:
+            self._pushed_queue.extend(self._pushed.read(now))
+        while self._pushed_queue and not self._pending:
+            value = self._pushed_queue.popleft()
+            point = self.parser.push(value.metric, value.value, value.timestamp)
+            self._take([point] if point is not None else [])
+        return bool(self._pending)
+
+    def _take(self, points: list[MetricPoint]) -> None:
+        for point in points:
+            self._metrics_file.write(json.dumps(
+                {"metric": point.name, "step": point.step, "value": point.value,
+                 "timestamp": point.timestamp}) + "\n")
+            if point.name == self.objective_name:
+                # On disk at each step: a retry resumes from the steps written here.
+                self._metrics_file.flush()
+                self._pending.append(point)
 
     def stop(self, reason: FailureReason = EARLY_STOPPED) -> TrainingJobRecord:
         """Stops the job (early stopping, user stop); status Stopped, last metrics kept."""
@@ -312,9 +338,11 @@ class LocalTrainingJob:
         missing = next((self.parser.series[name] for name in self.objective_names
                         if not self.parser.series[name].points), None)
         if missing is not None:
+            pushed = self._pushed.describe() if missing.regex is None or \
+                self._pushed.lines_read else None
             return self._finish(TrialStatus.FAILED, never_matched(
                 missing.name, missing.regex, "the job's output",
-                list(self._group.lead.last_lines)), exit_code=code)
+                list(self._group.lead.last_lines), pushed), exit_code=code)
         archive = pack_model(self.base_dir / "model", self.trial_dir / "model.tar.gz")
         return self._finish(TrialStatus.COMPLETED, None, exit_code=code,
                             model_artifact=str(archive))
@@ -355,16 +383,6 @@ class LocalTrainingJob:
             resumed_from_step=self.resumed_from_step,
         )
         return self._record
-
-
-def never_matched(metric: str, regex: str, where: str, last_lines: list[str]) -> FailureReason:
-    """ObjectiveMetricNeverMatched, quoting the last few log lines (each shortened, so that
-    all of them fit in a reason)."""
-    lines = "\n".join(shorten(line, 150) for line in last_lines[-5:]) or \
-        "(the job printed nothing)"
-    return FailureReason(FailureCategory.OBJECTIVE_METRIC_NEVER_MATCHED,
-                         f"the objective metric {metric!r} never matched its regex {regex!r} "
-                         f"in {where}; last log lines:", lines)
 
 
 def _round(value: float | None) -> float | None:

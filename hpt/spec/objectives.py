@@ -3,7 +3,8 @@
 `objective:` is one metric to maximize or minimize; `objectives:` (an hpt extension) several,
 judged together as a Pareto front; `constraints:` limits on final metric values that a job
 must meet to be feasible. Each metric is read from the logs by its `metric_definitions` regex
-(that every objective and constraint has one is a rule across sections, hpt.spec.across).
+and from the metrics file a script may write (that every objective and constraint has a
+definition is a rule across sections, hpt.spec.across).
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def _regex(value: Any) -> str:
 
 
 class MetricDefinition(SpecModel):
+    """A metric read from the logs by `regex`, and from the metrics file a script may write
+    (hpt.runtime.pushed_metrics); without `regex`, from that file only."""
+
     name: Annotated[str, BeforeValidator(text)]
-    regex: Annotated[str, BeforeValidator(_regex)]
+    regex: Annotated[str | None, BeforeValidator(optional(_regex))] = None
 
 
 def _metric_definitions(value: Any) -> Any:

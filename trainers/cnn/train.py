@@ -23,6 +23,9 @@ SageMaker training-container contract:
   newest, continuing the epoch count with the hyperparameters it is given now (a tuner that
   promotes a trial raises `epochs`; one that exploits changes `lr`): see checkpoint.py.
   Single-process runs only (a distributed run starts from scratch);
+- with `push_metrics` true, each epoch's `validation:accuracy` and `train:loss` are also
+  appended to the metrics file (`$SM_OUTPUT_DIR/metrics/metrics.jsonl`, metrics_file.py), for
+  a space whose metric definitions have no regex;
 - any error writes its reason to `$SM_OUTPUT_DIR/failure` and exits 1.
 
     python train.py --train data/digits/train --test data/digits/test --epochs 8
@@ -47,6 +50,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checkpoint  # noqa: E402
 import distributed  # noqa: E402
+import metrics_file  # noqa: E402
 import ps  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
@@ -115,6 +119,9 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint_every", "--checkpoint-every", dest="checkpoint_every",
                    type=int, default=hp("checkpoint_every", 1),
                    help="epochs between checkpoints in /opt/ml/checkpoints (0: none)")
+    p.add_argument("--push_metrics", "--push-metrics", dest="push_metrics", type=str2bool,
+                   default=hp("push_metrics", False),
+                   help="also append each epoch's metrics to $SM_OUTPUT_DIR/metrics/metrics.jsonl")
     # SageMaker's folders
     p.add_argument("--model-dir", dest="model_dir",
                    default=os.environ.get("SM_MODEL_DIR", "model"))
@@ -365,6 +372,9 @@ def train(args):
                     epoch % args.checkpoint_every == 0 or epoch == args.epochs):
                 checkpoint.save(checkpoints, epoch, model, optimizer, generator,
                                 args.optimizer, train_loss, val_acc)
+            if args.push_metrics:
+                metrics_file.push("train:loss", train_loss, epoch)
+                metrics_file.push("validation:accuracy", val_acc, epoch)
             print(f"epoch={epoch} loss={train_loss:.6f} val_acc={val_acc:.6f}", flush=True)
             print(f"throughput epoch={epoch} samples_per_sec={len(y_train) / seconds:.1f}",
                   flush=True)

@@ -31,6 +31,11 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
             found.append((("channels", name), f"must be an s3:// URI for runtime: sagemaker "
                           f"(got {channel.uri}); upload the data, e.g. aws s3 sync "
                           f"{channel.uri} s3://my-bucket/{name}"))
+    for i, metric in enumerate(values.get("metric_definitions") or []):
+        if metric.regex is None:
+            found.append((("metric_definitions", i, "regex"), f"is required for runtime: "
+                          f"sagemaker (SageMaker reads {metric.name!r} from the job's logs, "
+                          f"never from a metrics file); print it and give its regex"))
     return found
 
 

@@ -88,6 +88,9 @@ def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[st
                                      for name, rng in spec.hyperparameters.items()}
         report.append(f"hyperparameters: exported {', '.join(conditional)} without the "
                       f"when: conditions; on SageMaker every training job receives them")
+    found += [f"metric_definitions[{i}] ({m.name}): a metric without regex is read from the "
+              f"metrics file only; SageMaker reads metrics from the logs: print it and give "
+              f"its regex" for i, m in enumerate(spec.metric_definitions) if m.regex is None]
     if spec.strategy == "pbt":
         found.append("strategy: pbt: SageMaker's tuner has no population-based training (it "
                      "never restarts a training job from another's checkpoint); export with "
