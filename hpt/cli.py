@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hpt.cli_parser import build_parser
-from hpt.cli_results import cmd_best, cmd_status, print_front
+from hpt.cli_results import cmd_track, cmd_best, cmd_status, print_front
 from hpt.errors import UserError
 from hpt.spec import SpecError, load_spec
 
@@ -61,7 +61,7 @@ def cmd_launch(args) -> int:
                     controller=args.controller,
                     dashboard_host=args.dashboard_host, container_engine=args.container_engine,
                     sagemaker_role=args.role, resume=args.resume,
-                    max_trials_override=args.max_trials)
+                    max_trials_override=args.max_trials, mlflow_uri=args.mlflow_uri)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
         "HPT_EXPERIMENTS_DIR") else str(result.experiment_dir))
@@ -197,7 +197,7 @@ def cmd_report(args) -> int:
     from hpt.experiment.table import resolve_experiment
     from hpt.report import format_table, load_experiment, readable_table
 
-    if args.format in ("html", "png"):
+    if args.format in ("html", "png", "tensorboard"):
         return _visual_report(args)
     root = resolve_experiment(args.name, args.experiments_dir)
     df = load_experiment(root)
@@ -219,6 +219,14 @@ def _visual_report(args) -> int:
     from hpt.report_visual import render_html, write_pngs
 
     root = resolve_experiment(args.name, args.experiments_dir)
+    if args.format == "tensorboard":
+        from hpt.report_tensorboard import write_event_files
+
+        logdir = Path(args.output) if args.output else root / "tensorboard"
+        written = write_event_files(root, logdir)
+        print(f"wrote {len(written)} training jobs' metrics to {logdir}: tensorboard --logdir "
+              f"{logdir}")
+        return 0
     if args.format == "html":
         path = Path(args.output) if args.output else root / "report.html"
         tmp = path.with_name(path.name + ".tmp")
@@ -333,7 +341,7 @@ COMMANDS = {
     "launch": cmd_launch, "validate": cmd_validate, "status": cmd_status, "report": cmd_report,
     "export-sagemaker": cmd_export_sagemaker, "import-sagemaker": cmd_import_sagemaker,
     "rerun": cmd_rerun, "stop": cmd_stop, "ls": cmd_ls, "best": cmd_best, "serve": cmd_serve,
-    "serve-weights": cmd_serve_weights,
+    "serve-weights": cmd_serve_weights, "track": cmd_track,
 }
 
 

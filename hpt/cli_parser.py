@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dashboard-host", default="127.0.0.1", metavar="IP",
                    help="where a Ray started by hpt serves its dashboard (default 127.0.0.1; "
                         "0.0.0.0 exposes it: keep Ray's token auth on)")
+    p.add_argument("--mlflow-uri", metavar="URI", help="also record the job in this MLflow "
+                   "tracking server (overrides space.yaml's tracking.mlflow.uri)")
     experiments_flag(p)
 
     p = sub.add_parser("validate", help="check a space.yaml; launches nothing")
@@ -48,9 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="the experiment table, or a report with plots")
     p.add_argument("name")
-    p.add_argument("--format", choices=["table", "csv", "json", "markdown", "html", "png"],
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown", "html", "png",
+                                        "tensorboard"],
                    default="table", help="html: one self-contained page (default "
-                   "EXPERIMENT/report.html); png: the main plots (default EXPERIMENT/report/)")
+                   "EXPERIMENT/report.html); png: the main plots (default EXPERIMENT/report/); "
+                   "tensorboard: event files, a run per training job (default "
+                   "EXPERIMENT/tensorboard/)")
     p.add_argument("--output", metavar="PATH", help="file (or folder, for png) to write")
     p.add_argument("--all-columns", action="store_true", help="table: every column of the "
                    "experiment table (default: the ones to compare jobs by, best first, fit "
@@ -80,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--wait", type=float, default=120, metavar="SECONDS",
                    help="how long to wait for the launcher to confirm (default 120)")
+    experiments_flag(p)
+
+    p = sub.add_parser("track", help="send what an MLflow server lacks of a tuning job "
+                       "(after the server was down, or to record a finished job)")
+    p.add_argument("name")
+    p.add_argument("--mlflow-uri", metavar="URI", help="the tracking server (default: the "
+                   "job's tracking.mlflow.uri, else $MLFLOW_TRACKING_URI)")
+    p.add_argument("--wait", type=float, default=60, metavar="SECONDS",
+                   help="how long to keep trying while the server does not answer (default 60)")
     experiments_flag(p)
 
     p = sub.add_parser("ls", help="all tuning jobs: status, training jobs, best objective")

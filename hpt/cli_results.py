@@ -92,3 +92,15 @@ def cmd_best(args) -> int:
         return 1
     print(json.dumps(best, indent=2, default=str))
     return 0
+
+
+def cmd_track(args) -> int:
+    """`hpt track NAME`: what the MLflow server lacks of the job's folder, sent now."""
+    from hpt.experiment.table import resolve_experiment
+    from hpt.tracking import track_folder
+
+    root = resolve_experiment(args.name, args.experiments_dir)
+    complete, lines = track_folder(root, args.mlflow_uri, args.wait)
+    for line in lines:
+        print(line)
+    return 0 if complete else 1

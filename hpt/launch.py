@@ -37,6 +37,7 @@ from hpt.runtime.runtimes import RUNTIMES
 from hpt.schedule.scheduler import make_stopper
 from hpt.schedule.control import JobControl
 from hpt.search.space import grid_size
+from hpt.tracking import start_tracking
 from hpt.view import LaunchView, ended_line
 
 
@@ -90,13 +91,16 @@ def max_trials_of(spec) -> int:
 def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard: bool = True,
            dashboard_host: str = "127.0.0.1", container_engine: str = "docker",
            sagemaker_role: str | None = None, stream=None, resume: bool = False,
-           max_trials_override: int | None = None, controller: str | None = None) -> LaunchResult:
+           max_trials_override: int | None = None, controller: str | None = None,
+           mlflow_uri: str | None = None) -> LaunchResult:
     """Runs a whole tuning job (or resumes one) and returns where its table is and how it
     ended. `max_trials_override` is `--max-trials` (a resumed job otherwise keeps its
-    maximum); `controller` is `--controller` (None: hpt chooses, controller/__init__.py)."""
+    maximum); `controller` is `--controller` (None: hpt chooses, controller/__init__.py);
+    `mlflow_uri` is `--mlflow-uri` (hpt/tracking)."""
     root = Path(experiments_dir).resolve() / spec.name
     fresh_folders = [folder for folder in (root.parent, root) if not folder.exists()]
-    options = {"container_engine": container_engine, "sagemaker_role": sagemaker_role}
+    options = {"container_engine": container_engine, "sagemaker_role": sagemaker_role,
+               "mlflow_uri": mlflow_uri}
     ray_options = {"address": address, "dashboard": dashboard, "dashboard_host": dashboard_host,
                    "controller": controller}
     with WriterLock(root, "launch"):
@@ -119,10 +123,12 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
     if job.resumed and not job.to_run:
         return _nothing_to_run(store, root)  # no Ray started, nothing appended
     runtime = RUNTIMES[job.spec.runtime]
+    track = start_tracking(job.spec, options["mlflow_uri"])  # checked before anything runs
     s3 = _s3_client_if_needed(job.spec)
     staged = runtime.stage(StageContext(job.spec, root, s3, options))
     began = time.time()
     control, view = _record_start(store, job, staged, began, stream)
+    tracker = track(store, view)
     uploader = ArtifactUploader(job.spec.output, store, view, s3) \
         if runtime.hpt_uploads_artifacts and (job.spec.output or "").startswith("s3://") \
         else None
@@ -133,7 +139,7 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
     finally:
         if uploader is not None:
             uploader.close()  # every completed job's artifacts are in S3 before it ends
-        result = _finish(store, job.spec, control, view, recorder, began)
+        result = _finish(store, job.spec, control, view, recorder, began, tracker)
     result.controller = controller
     result.ray_connected = recorder.ray_session is not None
     return result
@@ -230,7 +236,7 @@ def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: f
 # -- finish -------------------------------------------------------------------------------------
 
 def _finish(store: ExperimentStore, spec, control: JobControl, view: LaunchView,
-            recorder: TrialRecorder, began: float) -> LaunchResult:
+            recorder: TrialRecorder, began: float, tracker=None) -> LaunchResult:
     elapsed = time.time() - began
     end_reason = control.end_reason or MAX_TRIALS_REACHED
     for record in close_unfinished(store, spec, end_reason):
@@ -243,6 +249,8 @@ def _finish(store: ExperimentStore, spec, control: JobControl, view: LaunchView,
     store.append("job_ended", reason=end_reason, counts=counts,
                  best_training_job=best["TrainingJobName"] if best else None,
                  elapsed_seconds=elapsed)
+    if tracker is not None:
+        tracker.finish()  # bounded: what the server did not take is journaled and said
     store.close()
     state = job_state(list(read_journal(store.journal_path)), writer=None)
     return LaunchResult(store.root, store.root / "table.parquet", counts, best, state, elapsed)

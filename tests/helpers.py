@@ -14,18 +14,17 @@ DIST = TESTS / "trainers" / "dist"
 TRAIN_PY = REPO / "trainers" / "cnn" / "train.py"
 
 
-def _load_prepare_data():
-    """scripts/prepare_data.py as a module (the scripts folder is not a package)."""
+def load_script(name: str):
+    """scripts/NAME.py as a module (the scripts folder is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("prepare_data",
-                                                  REPO / "scripts" / "prepare_data.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-prepare_data = _load_prepare_data()
+prepare_data = load_script("prepare_data")
 
 
 def faulty_space(**overrides):

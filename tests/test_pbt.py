@@ -2,7 +2,6 @@
 trial restarts from the donor's checkpoint with perturbed hyperparameters, and the lineage is
 journaled and in the table. Real: the reference CNN, Ray Tune, checkpoints on disk."""
 
-import json
 import re
 from pathlib import Path
 

@@ -5,6 +5,7 @@ Layout of `<experiments-dir>/<name>/`:
     journal.jsonl       one JSON event per line, written at once, on disk within 50 ms
     optuna.journal      the Optuna study (journal storage; `optuna-dashboard` opens it)
     table.parquet/.csv  the experiment table, rebuilt from the journal
+    mlflow.json         with MLflow tracking: the runs made for it (hpt/tracking)
     <training-job>/     one folder per trial: its /opt/ml tree(s), logs, metrics, model.tar.gz
 """
 

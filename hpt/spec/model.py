@@ -251,6 +251,25 @@ class WarmStart(SpecModel):
                     BeforeValidator(choice("identical_data_and_algorithm", "transfer_learning"))]
 
 
+def _tracking_uri(value: Any) -> str:
+    value = text(value)
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in ("http", "https", "file", "sqlite", "postgresql", "mysql", "databricks"):
+        raise problem(f"must be an MLflow tracking URI (got {show(value)}); e.g. "
+                      f"uri: http://127.0.0.1:5000")
+    return value
+
+
+class MlflowTracking(SpecModel):
+    # None: MLFLOW_TRACKING_URI (or `hpt launch --mlflow-uri`); checked when the job starts.
+    uri: Annotated[str | None, BeforeValidator(optional(_tracking_uri))] = None
+    experiment: Annotated[str | None, BeforeValidator(optional(text))] = None  # None: the job's name
+
+
+class Tracking(SpecModel):
+    mlflow: MlflowTracking | None = None
+
+
 def _prepare(value: Any) -> list[str] | None:
     if value is None:
         return None
@@ -308,6 +327,8 @@ class Spec(SpecModel):
     runtime: Runtime = "local"
     # hpt extension: a command (argv, no shell) that creates missing local channels (hpt.prepare).
     prepare: Annotated[list[str] | None, BeforeValidator(_prepare)] = None
+    # hpt extension: where the job is also recorded (hpt/tracking).
+    tracking: Tracking = Tracking()
     # Set by the loader: the absolute path of the yaml file. Not a space.yaml field.
     source_path: Annotated[Path, BeforeValidator(_abs_path)]
 

@@ -199,6 +199,8 @@ def _hpt_only(spec, tags: dict) -> None:
         tags["runtime"] = spec.runtime
     if spec.prepare:
         tags["prepare"] = json.dumps(spec.prepare)  # an argv: its words may hold spaces
+    if spec.tracking.mlflow is not None:
+        tags["tracking"] = json.dumps(spec.tracking.model_dump(exclude_none=True))
 
 
 def _ranges(hyperparameters) -> dict[str, list]:

@@ -50,6 +50,8 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
     space: dict[str, Any] = {"name": name}
     if "prepare" in tags:
         space["prepare"] = _argv(tags["prepare"])
+    if "tracking" in tags:
+        space["tracking"] = _loads(tags["tracking"])
     space["trainer"] = _trainer(definition, statics, tags, report)
     channels = _channels(definition, tags)
     if channels:
