@@ -127,7 +127,11 @@ class MlflowSync:
         self.root, self.target, self.client, self.report = Path(root), target, client, report
         self.spec = json.loads((self.root / SPEC).read_text())
         self.state = _load_state(self.root / STATE_FILE, target)
-        self.events: list[dict] = []
+        # The events runs are made of, by training job, and the tuning job's own; a running
+        # trial's progress events (one per objective point) are not kept: the records have it.
+        self.job_events: dict[str, list[dict]] = {}
+        self.tuning_events: list[dict] = []
+        self._lines = 0
         self._offset, self._partial = 0, b""
         self.jobs: dict[str, JobRun] = {}
         self.parent_end_line: int | None = None
@@ -159,8 +163,15 @@ class MlflowSync:
                 event = json.loads(raw)
             except ValueError:
                 continue
-            self.events.append(event)
-            self._on_event(event, len(self.events))
+            self._lines += 1
+            if event.get("event") == "trial_progress":
+                continue
+            name = event.get("training_job_name")
+            if name is None:
+                self.tuning_events.append(event)
+            else:
+                self.job_events.setdefault(name, []).append(event)
+            self._on_event(event, self._lines)
 
     def _on_event(self, event: dict, line: int) -> None:
         kind, name = event.get("event"), event.get("training_job_name")
@@ -195,20 +206,22 @@ class MlflowSync:
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self) -> None:
-        if not any(e.get("event") in STARTS for e in self.events[:1]):
+        if not any(e.get("event") in STARTS for e in self.tuning_events[:1]):
             return  # the launcher has not recorded the start yet
         parent_id = self._parent()
-        rows = None
         for job in self.jobs.values():
             if job.done and not job.reopen:
                 continue
             self._open_run(job, parent_id)
             self._send_points(job)
             if job.end_line is not None:
-                rows = rows or {r["training_job_name"]: r for r in trial_rows(self.events)}
-                self._end_run(job, rows[job.name])
+                self._end_run(job, self._row(job.name))
         if self.parent_end_line is not None and all(j.done for j in self.jobs.values()):
             self._end_parent(parent_id)
+
+    def _row(self, name: str) -> dict:
+        """The training job's row, as the table has it (its events folded)."""
+        return trial_rows(self.job_events[name])[0]
 
     def _parent(self) -> str:
         parent = self.state["parent"]
@@ -218,7 +231,7 @@ class MlflowSync:
                 self.client.create_experiment(self.target.experiment)
             self._save()
         if parent.get("run_id") is None:
-            start = self.events[0]
+            start = self.tuning_events[0]
             run = self.client.create_run(self.state["experiment_id"],
                                          start_time=timestamp_ms(start["time"]),
                                          tags=plan.parent_tags(self.spec["name"],
@@ -226,7 +239,7 @@ class MlflowSync:
             parent["run_id"] = run.info.run_id
             self._save()
         if not parent.get("ready"):
-            start = self.events[0]
+            start = self.tuning_events[0]
             self._log(parent["run_id"], params=plan.parent_params(self.spec, start))
             self._artifact(parent["run_id"], self.root / SPEC)
             parent["ready"] = True
@@ -239,8 +252,7 @@ class MlflowSync:
         return parent["run_id"]
 
     def _open_run(self, job: JobRun, parent_id: str) -> None:
-        row = next(e for e in self.events if e.get("event") == "trial_started" and
-                   e.get("training_job_name") == job.name)
+        row = next(e for e in self.job_events[job.name] if e["event"] == "trial_started")
         if job.run_id is None:
             run = self.client.create_run(self.state["experiment_id"],
                                          start_time=timestamp_ms(row["time"]),
@@ -297,12 +309,11 @@ class MlflowSync:
 
         from hpt.report_visual import render_html
 
-        ended = self.events[self.parent_end_line - 1]
-        rows = {r["training_job_name"]: r for r in trial_rows(self.events)}
+        ended = next(e for e in reversed(self.tuning_events) if e["event"] == "job_ended")
         best = ended.get("best_training_job")
         status, tags, metrics = plan.parent_end(
-            job_state(self.events, writer=None), ended.get("counts") or {}, best,
-            rows.get(best, {}).get("objective_value"))
+            job_state(self.tuning_events, writer=None), ended.get("counts") or {}, best,
+            self._row(best).get("objective_value") if best in self.job_events else None)
         end = timestamp_ms(ended["time"])
         self._log(parent_id, tags=tags, metrics=[Metric(k, v, end, 0)
                                                  for k, v in metrics.items()])
@@ -321,6 +332,13 @@ class MlflowSync:
 
         params = [Param(k, v) for k, v in (params or {}).items()]
         tags = [RunTag(k, v) for k, v in (tags or {}).items()]
+        metrics = metrics or []
+        if not params and len(tags) <= plan.MAX_TAGS_PER_BATCH and \
+                len(tags) + len(metrics) <= plan.MAX_METRICS_PER_BATCH:
+            # A run's end in one request (each request costs the server a transaction).
+            self._refusable(lambda: self.client.log_batch(run_id, metrics=metrics, tags=tags),
+                            "the run's end")
+            return
         for chunk in plan.chunks(params + tags, plan.MAX_TAGS_PER_BATCH):
             self._refusable(lambda: self.client.log_batch(
                 run_id, params=[p for p in chunk if isinstance(p, Param)],
