@@ -184,7 +184,9 @@ class MlflowSync:
         elif kind == "trial_started":
             job = self.jobs.get(name) or self._job(name)
             if job.ended_line is not None and job.ended_line < line:
-                job.reopen, job.ended_line, job.end_line = True, None, None
+                job.reopen, job.ended_line = True, None
+            if job.end_line is not None and job.end_line < line:
+                job.end_line = None  # it runs again before its end was sent: a later end comes
         elif kind == "trial_ended" and name in self.jobs:
             job = self.jobs[name]
             if job.ended_line is None or job.ended_line < line:
