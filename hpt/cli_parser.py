@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(after the server was down, or to record a finished job)")
     p.add_argument("name")
     p.add_argument("--mlflow-uri", metavar="URI", help="the tracking server (default: the "
-                   "job's tracking.mlflow.uri, else $MLFLOW_TRACKING_URI)")
+                   "job's tracking.mlflow.uri, else $MLFLOW_TRACKING_URI, else the one it "
+                   "was tracked in)")
     p.add_argument("--wait", type=float, default=60, metavar="SECONDS",
                    help="how long to keep trying while the server does not answer (default 60)")
     experiments_flag(p)

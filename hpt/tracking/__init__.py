@@ -45,9 +45,10 @@ def track_folder(root, cli_uri: str | None, seconds: float) -> tuple[bool, list[
 
     store = ExperimentStore(root)
     spec = Spec.from_frozen_dict(store.read_spec())
-    target = mlflow_target(spec, cli_uri, os.environ)
+    target = mlflow_target(spec, cli_uri, os.environ) or _tracked_before(root)
     if target is None:
-        raise UserError(f"{root}: its space has no tracking.mlflow; pass --mlflow-uri URI")
+        raise UserError(f"{root}: its space has no tracking.mlflow and it was never tracked; "
+                        f"pass --mlflow-uri URI")
     lines: list[str] = []
 
     def report(kind, **fields):
@@ -60,3 +61,17 @@ def track_folder(root, cli_uri: str | None, seconds: float) -> tuple[bool, list[
         report("ended", **final)
         store.close()
     return final["complete"], lines
+
+
+def _tracked_before(root):
+    """The server and experiment a launch with --mlflow-uri tracked the job in."""
+    import json
+
+    from hpt.tracking.mlflow_plan import MlflowTarget
+    from hpt.tracking.mlflow_sync import STATE_FILE
+
+    try:
+        state = json.loads((root / STATE_FILE).read_text())
+        return MlflowTarget(state["uri"], state["experiment"])
+    except (OSError, ValueError, KeyError):
+        return None
