@@ -151,8 +151,10 @@ def test_a_server_killed_mid_job_never_fails_it_and_gets_what_it_missed(server, 
                                                                          tmp_path):
     """The server is killed while training jobs run and started again a while later: the
     job completes (on time), and the runs end up whole."""
-    space = curves_space("mldown", server.uri, ["0.9", "0.5", "0.7", "0.8", "0.6", "0.4"],
+    space = curves_space("mldown", server.uri, ["0.9", "0.5", "0.7", "0.8", "0.6"],
                          seconds=0.5, epochs=8)
+    # The first training job takes 24 s: the job outlives the server's restart (~10 s).
+    space["hyperparameters"]["profile"]["values"].insert(0, "0.95:3")
     path, exp = write_space(space), tmp_path / "exp"
     job = subprocess.Popen(launch_command(path, exp), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -163,6 +165,7 @@ def test_a_server_killed_mid_job_never_fails_it_and_gets_what_it_missed(server, 
         wait_for(lambda: any(e["event"] == "tracking_unavailable"
                              for e in events(exp, "mldown")), timeout=30, what="noticed")
         server.start()
+        assert job.poll() is None, "the job ended before the server was back"
         out, _ = job.communicate(timeout=180)
     finally:
         job.kill()
