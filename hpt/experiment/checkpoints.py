@@ -79,10 +79,14 @@ def carried_steps(trial_dir: Path) -> int:
 
 def read_points(path: Path) -> list[dict]:
     """The data points of a metrics.jsonl (a line torn by a kill mid-write is left out)."""
+    return parse_points(Path(path).read_bytes().split(b"\n")) if Path(path).is_file() else []
+
+
+def parse_points(lines) -> list[dict]:
+    """The data points among metrics.jsonl lines (str or bytes); an empty line, or one torn
+    by a kill mid-write, is left out."""
     points = []
-    if not Path(path).is_file():
-        return points
-    for line in Path(path).read_text().splitlines():
+    for line in lines:
         try:
             point = json.loads(line)
         except ValueError:

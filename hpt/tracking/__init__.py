@@ -41,11 +41,12 @@ def track_folder(root, cli_uri: str | None, seconds: float) -> tuple[bool, list[
     from hpt.experiment.store import ExperimentStore
     from hpt.spec import Spec
     from hpt.tracking.follow import catch_up
+    from hpt.tracking.mlflow_sync import tracked_before
     from hpt.tracking.process import tracking_message
 
     store = ExperimentStore(root)
     spec = Spec.from_frozen_dict(store.read_spec())
-    target = mlflow_target(spec, cli_uri, os.environ) or _tracked_before(root)
+    target = mlflow_target(spec, cli_uri, os.environ) or tracked_before(root)
     if target is None:
         raise UserError(f"{root}: its space has no tracking.mlflow and it was never tracked; "
                         f"pass --mlflow-uri URI")
@@ -62,16 +63,3 @@ def track_folder(root, cli_uri: str | None, seconds: float) -> tuple[bool, list[
         store.close()
     return final["complete"], lines
 
-
-def _tracked_before(root):
-    """The server and experiment a launch with --mlflow-uri tracked the job in."""
-    import json
-
-    from hpt.tracking.mlflow_plan import MlflowTarget
-    from hpt.tracking.mlflow_sync import STATE_FILE
-
-    try:
-        state = json.loads((root / STATE_FILE).read_text())
-        return MlflowTarget(state["uri"], state["experiment"])
-    except (OSError, ValueError, KeyError):
-        return None

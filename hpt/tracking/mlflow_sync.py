@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from hpt.experiment.checkpoints import METRICS, parse_points, read_points
 from hpt.experiment.job_state import job_state
 from hpt.experiment.store import JOURNAL, SPEC, attempts, write_json_atomic
 from hpt.experiment.table import trial_rows
@@ -58,7 +59,7 @@ class PointsFollower:
     def read(self) -> list[dict]:
         points: list[dict] = []
         while self._earlier:
-            points += _parse(self._earlier.pop(0).read_bytes().split(b"\n"))
+            points += read_points(self._earlier.pop(0))
         while True:
             if self._file is None:
                 try:
@@ -66,7 +67,7 @@ class PointsFollower:
                 except FileNotFoundError:
                     return points
             *lines, self._partial = (self._partial + self._file.read()).split(b"\n")
-            points += _parse(lines)
+            points += parse_points(lines)
             try:
                 moved = os.stat(self.path).st_ino != os.fstat(self._file.fileno()).st_ino
             except FileNotFoundError:
@@ -79,18 +80,6 @@ class PointsFollower:
         if self._file is not None:
             self._file.close()
         self._file, self._partial = None, b""
-
-
-def _parse(lines: list[bytes]) -> list[dict]:
-    points = []
-    for raw in lines:
-        try:
-            point = json.loads(raw)
-        except ValueError:
-            continue  # empty, or torn by a kill mid-write
-        if isinstance(point, dict) and {"metric", "step", "value"} <= point.keys():
-            points.append(point)
-    return points
 
 
 @dataclass
@@ -196,8 +185,8 @@ class MlflowSync:
         known = self.state["runs"].get(name, {})
         trial_dir = self.root / name
         # A run an earlier follower began may lack points of attempts since archived.
-        earlier = [a / "metrics.jsonl" for a in attempts(trial_dir)] if known else []
-        job = JobRun(name, PointsFollower(trial_dir / "metrics.jsonl",
+        earlier = [a / METRICS for a in attempts(trial_dir)] if known else []
+        job = JobRun(name, PointsFollower(trial_dir / METRICS,
                                           [p for p in earlier if p.is_file()]),
                      run_id=known.get("run_id"), ready=known.get("ready", False),
                      ended_line=known.get("ended_line"))
@@ -387,9 +376,21 @@ def _load_state(path: Path, target: MlflowTarget) -> dict[str, Any]:
     starts afresh: its runs are elsewhere)."""
     fresh = {"uri": target.uri, "experiment": target.experiment, "experiment_id": None,
              "parent": {}, "runs": {}}
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return fresh
+    state = _read_state(path)
     same = state.get("uri") == target.uri and state.get("experiment") == target.experiment
     return state if same else fresh
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def tracked_before(root: Path) -> MlflowTarget | None:
+    """The server and experiment the folder was tracked in (a launch with --mlflow-uri)."""
+    state = _read_state(Path(root) / STATE_FILE)
+    if not state.get("uri") or not state.get("experiment"):
+        return None
+    return MlflowTarget(state["uri"], state["experiment"])
