@@ -1,7 +1,8 @@
 """The `hpt` command line. Thin: parses arguments and calls one function per command.
 
 Exit codes: 0 done, 1 the job ran but no trial completed, 2 bad input (message on stderr,
-no traceback), 130 interrupted.
+no traceback), 75 the launcher could not go on (its Ray was lost; the job is resumable), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shlex
 import sys
+import traceback
 from pathlib import Path
 
 from hpt.cli_parser import build_parser
 from hpt.cli_results import cmd_track, cmd_best, cmd_status, print_front
-from hpt.errors import UserError
+from hpt.errors import LAUNCHER_LOST_EXIT, CannotGoOn, UserError
 from hpt.spec import SpecError, load_spec
 
 
@@ -57,11 +60,13 @@ def cmd_launch(args) -> int:
         gc.freeze()
 
     root = experiments_dir(args.experiments_dir)
+    resume_hint = resume_command(args.argv)
     result = launch(spec, root, address=args.address, dashboard=not args.no_dashboard,
                     controller=args.controller,
                     dashboard_host=args.dashboard_host, container_engine=args.container_engine,
                     sagemaker_role=args.role, resume=args.resume,
-                    max_trials_override=args.max_trials, mlflow_uri=args.mlflow_uri)
+                    max_trials_override=args.max_trials, mlflow_uri=args.mlflow_uri,
+                    resume_command=resume_hint)
     # The short form when the default experiments folder finds it, else the full path.
     handle = (spec.name if args.experiments_dir is None and not os.environ.get(
         "HPT_EXPERIMENTS_DIR") else str(result.experiment_dir))
@@ -91,11 +96,27 @@ def cmd_launch(args) -> int:
 
     code = result.exit_code
     if result.end_reason in RESUMABLE:
-        print(f"Stopped before its end: `hpt launch {args.space} --resume` continues it")
+        print(f"Stopped before its end: `{resume_hint}` continues it")
         code = 130 if result.end_reason == INTERRUPTED else code
     if result.ray_connected and getattr(args, "process_exits_after", False):
         _exit_now(code)
     return code
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that continues the job a `hpt launch` command line runs: the same options
+    (its --name, --experiments-dir, --address...) with --resume, and without --max-trials (a
+    plain --resume keeps the job's maximum)."""
+    kept, skip = [], False
+    for token in argv:
+        option = token.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif len(option) > 6 and "--max-trials".startswith(option):  # argparse's abbreviations
+            skip = "=" not in token
+        elif token != "--resume":
+            kept.append(token)
+    return shlex.join(["hpt", *kept, "--resume"])
 
 
 def _exit_now(code: int) -> None:
@@ -185,7 +206,8 @@ def cmd_stop(args) -> int:
     while time.time() < deadline:
         state = state_of(root)
         if state.status != IN_PROGRESS:
-            print(f"{args.name}: {state.describe()}; `hpt launch ... --resume` continues it")
+            again = state.start.get("resume_command") or "hpt launch SPACE.yaml --resume"
+            print(f"{args.name}: {state.describe()}; `{again}` continues it")
             return 0
         time.sleep(0.5)
     print(f"{args.name}: still stopping after {args.wait:g}s; check `hpt status {args.name}`",
@@ -336,6 +358,9 @@ def cmd_api(args) -> int:
                      image_map=image_map, keys=keys, engine=args.container_engine)
 
 
+# Commands whose console is only a view of work that goes on (hpt/console.py).
+LONG_RUNNING = ("launch", "rerun", "api", "serve")
+
 COMMANDS = {
     "api": cmd_api,
     "launch": cmd_launch, "validate": cmd_validate, "status": cmd_status, "report": cmd_report,
@@ -348,8 +373,13 @@ COMMANDS = {
 def main(argv: list[str] | None = None, process_exits_after: bool = False) -> int:
     """`process_exits_after`: the caller exits with the code (the `hpt` command), so a
     launch may end the process itself rather than wait for its Ray's shutdown."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    args.process_exits_after = process_exits_after
+    args.argv, args.process_exits_after = argv, process_exits_after
+    if process_exits_after and args.command in LONG_RUNNING:
+        from hpt.console import outlive_readers
+
+        outlive_readers()
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:
@@ -358,6 +388,11 @@ def main(argv: list[str] | None = None, process_exits_after: bool = False) -> in
     except (UserError, FileNotFoundError) as exc:
         print(f"hpt {args.command}: {exc}", file=sys.stderr)
         return 2
+    except CannotGoOn as exc:
+        if exc.__cause__ is not None and not getattr(exc.__cause__, "expected", False):
+            traceback.print_exception(exc.__cause__)  # hpt's own failure: its trace helps
+        print(str(exc), file=sys.stderr)
+        return LAUNCHER_LOST_EXIT
     except KeyboardInterrupt:
         print("hpt: interrupted; the journal and table are saved", file=sys.stderr)
         return 130

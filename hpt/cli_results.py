@@ -60,6 +60,8 @@ def cmd_status(args) -> int:
               f"{use['Utilisation']:.0%} of the job's time")
     for name in status["Running"]:
         print(f"  running: {name}")
+    if status["ResumeCommand"]:
+        print(f"  continue it: {status['ResumeCommand']} (from the folder it was launched in)")
     return 0
 
 

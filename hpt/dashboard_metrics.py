@@ -36,6 +36,10 @@ class TuningJobMetrics:
             self._jobs = self._best = None
         self._publish()
 
+    def disconnect(self) -> None:
+        """Publishes no more (the Ray is gone)."""
+        self._jobs = self._best = None
+
     def started(self) -> None:
         self.counts[TrialStatus.IN_PROGRESS] += 1
         self._publish()

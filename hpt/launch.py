@@ -11,23 +11,26 @@ job's only writer while it runs (experiment/lock.py).
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpt.errors import UserError
+from hpt.controller import choose_controller
+from hpt.errors import LAUNCHER_LOST_EXIT, CannotGoOn, UserError
 from hpt.experiment.best import summary
 from hpt.experiment.ending import close_unfinished
 from hpt.experiment.job_state import COMPLETED, MAX_TRIALS_REACHED, JobState, job_state
 from hpt.experiment.lock import WriterLock
-from hpt.experiment.resume import (ResumePlan, current_max_trials, plan_resume,
-                                   resumed_max_trials, search_changes)
+from hpt.experiment.resume import (ResumePlan, latest_start, plan_resume, resumed_max_trials,
+                                   search_changes)
 from hpt.experiment.store import JOURNAL, STOP_FILE, ExperimentStore, read_journal
 from hpt.experiment.table import rebuild_table, trial_rows
-from hpt.controller.run import run_trials
+from hpt.controller.run import check_placement, run_trials
 from hpt.experiment.recorder import TrialRecorder
 from hpt.report import best_trial
 from hpt.runtime.api import Staged, StageContext
@@ -39,6 +42,7 @@ from hpt.schedule.control import JobControl
 from hpt.search.space import grid_size
 from hpt.tracking import start_tracking
 from hpt.view import LaunchView, ended_line
+from hpt.words import plural
 
 
 @dataclass
@@ -71,6 +75,9 @@ class JobPlan:
     resume: ResumePlan  # what a resumed job keeps and runs again (empty for a fresh one)
     parents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # warm start
     torn: tuple[int, ...] = ()  # journal lines a crash tore (read before this run appends)
+    # The space file's own max_trials (None: not known, --max-trials replaced it): recorded,
+    # so that a later plain --resume can tell a space edited since (resume.resumed_max_trials).
+    space_max_trials: int | None = None
 
     @property
     def max_trials(self) -> int:
@@ -92,15 +99,17 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
            dashboard_host: str = "127.0.0.1", container_engine: str = "docker",
            sagemaker_role: str | None = None, stream=None, resume: bool = False,
            max_trials_override: int | None = None, controller: str | None = None,
-           mlflow_uri: str | None = None) -> LaunchResult:
+           mlflow_uri: str | None = None, resume_command: str | None = None) -> LaunchResult:
     """Runs a whole tuning job (or resumes one) and returns where its table is and how it
     ended. `max_trials_override` is `--max-trials` (a resumed job otherwise keeps its
     maximum); `controller` is `--controller` (None: hpt chooses, controller/__init__.py);
-    `mlflow_uri` is `--mlflow-uri` (hpt/tracking)."""
+    `mlflow_uri` is `--mlflow-uri` (hpt/tracking); `resume_command` the command that
+    continues this job, for the messages that say how (the CLI's, with its options)."""
     root = Path(experiments_dir).resolve() / spec.name
     fresh_folders = [folder for folder in (root.parent, root) if not folder.exists()]
     options = {"container_engine": container_engine, "sagemaker_role": sagemaker_role,
-               "mlflow_uri": mlflow_uri}
+               "mlflow_uri": mlflow_uri,
+               "resume_command": resume_command or f"hpt launch {spec.source_path} --resume"}
     ray_options = {"address": address, "dashboard": dashboard, "dashboard_host": dashboard_host,
                    "controller": controller}
     with WriterLock(root, "launch"):
@@ -122,39 +131,90 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
     job = plan_job(spec, store, resume, max_trials_override)
     if job.resumed and not job.to_run:
         return _nothing_to_run(store, root)  # no Ray started, nothing appended
+    # Everything that can refuse the run is checked before its start is written: a refused
+    # resume leaves the journal as it was.
     runtime = RUNTIMES[job.spec.runtime]
-    track = start_tracking(job.spec, options["mlflow_uri"])  # checked before anything runs
+    track = start_tracking(job.spec, options["mlflow_uri"])
+    controller = choose_controller(job.spec, runtime, ray_options["address"],
+                                   ray_options["controller"])
+    check_placement(job.spec, runtime, controller)
+    if ray_options["address"] and not ray_options["address"].startswith("ray://"):
+        from hpt.ray_session import check_cluster
+
+        check_cluster(ray_options["address"])
     s3 = _s3_client_if_needed(job.spec)
     staged = runtime.stage(StageContext(job.spec, root, s3, options))
     began = time.time()
-    control, view = _record_start(store, job, staged, began, stream)
+    control, view = _record_start(store, job, staged, began, stream, options["resume_command"])
     tracker = track(store, view)
     uploader = ArtifactUploader(job.spec.output, store, view, s3) \
         if runtime.hpt_uploads_artifacts and (job.spec.output or "").startswith("s3://") \
         else None
     recorder = TrialRecorder(store, job.spec, view, artifacts=uploader, kept=job.resume.kept)
-    controller = None
+    cannot_go_on = functools.partial(_cannot_go_on, store, job.spec, options["resume_command"])
     try:
-        controller = run_trials(job, runtime, staged, store, control, recorder, view, ray_options)
+        run_trials(job, runtime, staged, store, control, recorder, view, ray_options,
+                   controller, cannot_go_on)
+    except BaseException as exc:
+        # Not an ending: the job stays resumable, its running training jobs lost.
+        store.append("launcher_failed", why=_why(exc),
+                     resume_command=options["resume_command"])
+        if tracker is not None:
+            tracker.finish()  # the runs stay unended in MLflow, as the job in its journal
+        if isinstance(exc, (UserError, KeyboardInterrupt, SystemExit)):
+            raise
+        raise CannotGoOn(cannot_go_on_line(store, job.spec, _why(exc),
+                                           options["resume_command"])) from exc
     finally:
         if uploader is not None:
             uploader.close()  # every completed job's artifacts are in S3 before it ends
-        result = _finish(store, job.spec, control, view, recorder, began, tracker)
+    result = _finish(store, job.spec, control, view, recorder, began, tracker)
     result.controller = controller
     result.ray_connected = recorder.ray_session is not None
     return result
 
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted twice (Ctrl-C)"
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, UserError) else str(exc)
+
+
+def cannot_go_on_line(store: ExperimentStore, spec, why: str, resume_command: str) -> str:
+    """What a launcher that cannot go on says: what happened, that nothing is lost, how to
+    continue."""
+    lost = len(plan_resume(trial_rows(list(read_journal(store.journal_path)))).replay)
+    return (f"hpt launch: tuning job {spec.name} cannot go on: {why}. It is saved, not "
+            f"ended: {plural(lost, 'training job')} that did not finish run again first when "
+            f"it resumes; {resume_command} continues it")
+
+
+def _cannot_go_on(store: ExperimentStore, spec, resume_command: str, why: str) -> None:
+    """The launcher cannot go on (the Ray its trials run on is lost): no ending is written —
+    the job stays resumable, the training jobs that were running are lost and run again
+    first — one line says so, and the process ends now (Ray's driver would end it a minute
+    later, in its own words). Called from any thread."""
+    store.seal("launcher_failed", why=why, resume_command=resume_command)
+    try:
+        sys.stderr.write(cannot_go_on_line(store, spec, why, resume_command) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(LAUNCHER_LOST_EXIT)
+
+
 # -- plan ---------------------------------------------------------------------------------------
 
 def plan_job(spec, store: ExperimentStore, resume: bool, max_trials_override) -> JobPlan:
+    space_max_trials = max_trials_of(spec) if max_trials_override is None else None
     if not resume:
         if store.exists():
             raise UserError(f"{store.root}: a tuning job named {spec.name!r} already exists; "
                             f"pass --name NEW_NAME to start another one, or --resume to "
                             f"continue it")
         parents = _warm_start_parents(spec, store.root.parent) if spec.warm_start else {}
-        return JobPlan(spec, False, ResumePlan(done=0, replay=(), next_number=1), parents)
+        return JobPlan(spec, False, ResumePlan(done=0, replay=(), next_number=1), parents,
+                       space_max_trials=space_max_trials)
     if not store.exists():
         raise UserError(f"{store.root}: there is no tuning job named {spec.name!r} to resume; "
                         f"launch it without --resume")
@@ -166,11 +226,11 @@ def plan_job(spec, store: ExperimentStore, resume: bool, max_trials_override) ->
                         f"under a new --name")
     torn: list[int] = []
     events = list(read_journal(store.journal_path, torn))
-    limit = resumed_max_trials(current_max_trials(events), max_trials_of(spec),
-                               max_trials_override)
+    limit = resumed_max_trials(latest_start(events), max_trials_of(spec), max_trials_override)
     spec = spec.model_copy(update={"limits": spec.limits.model_copy(
         update={"max_trials": limit})})
-    return JobPlan(spec, True, plan_resume(trial_rows(events)), torn=tuple(torn))
+    return JobPlan(spec, True, plan_resume(trial_rows(events)), torn=tuple(torn),
+                   space_max_trials=space_max_trials)
 
 
 def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -203,7 +263,7 @@ def _s3_client_if_needed(spec):
 # -- record the start ---------------------------------------------------------------------------
 
 def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: float,
-                  stream) -> tuple[JobControl, LaunchView]:
+                  stream, resume_command: str) -> tuple[JobControl, LaunchView]:
     spec, plan = job.spec, job.resume
     store.create(spec.to_frozen_dict())  # the user's spec: s3:// channels stay s3://
     runtime = spec.limits.max_runtime_seconds
@@ -213,6 +273,7 @@ def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: f
     store.append("job_resumed" if job.resumed else "job_started", name=spec.name,
                  max_trials=job.max_trials, max_parallel=spec.limits.max_parallel,
                  strategy=spec.strategy, seed=spec.seed, pid=os.getpid(),
+                 space_max_trials=job.space_max_trials, resume_command=resume_command,
                  lost=[c["training_job_name"] for c in plan.replay],
                  **({"unreadable_journal_lines": list(job.torn)} if job.torn else {}))
     view = LaunchView(spec.name, plan.done + job.to_run, spec.objective.type == "maximize",

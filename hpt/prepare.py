@@ -26,8 +26,13 @@ def prepare_missing_channels(spec) -> bool:
     if argv[0] == "python":
         argv[0] = sys.executable
     print(f"Preparing data: {' '.join(argv)}", flush=True)
-    done = subprocess.run(argv, cwd=Path(spec.source_path).parent)
-    if done.returncode != 0:
+    # Its output is relayed, not inherited: a console whose reader went away (hpt/console.py)
+    # must not fail the command with it.
+    with subprocess.Popen(argv, cwd=Path(spec.source_path).parent, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+    if proc.returncode != 0:
         raise UserError(f"{spec.source_path}: prepare: the command {argv} failed with exit "
-                        f"code {done.returncode}; run it by hand to see why")
+                        f"code {proc.returncode}; run it by hand to see why")
     return True

@@ -7,6 +7,13 @@ the reaper, because Ray's agents outlive a SIGKILLed driver. Joining (`--address
 authentication must accept the token this machine has (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
 ~/.ray/auth_token, where `ray start` keeps it). Ray itself enables the token only for
 `auto`; hpt does the same for every address form.
+
+An address is joined as given. Ray rewrites a loopback address (127.0.0.1, localhost) to the
+machine's routed one unless its switch for laptops, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, was
+set before Ray was imported; a Ray bound to 127.0.0.1 (hpt api's, `ray start` with that
+switch) does not answer there. hpt flips the same switch on the module for this process
+only, for a loopback address and for a Ray of its own (which it binds to 127.0.0.1): no
+user needs to set it, and the training jobs it starts do not inherit it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ logging.getLogger("ray._private.authentication.authentication_token_setup").setL
     logging.ERROR)
 
 PROBE_SECONDS = 3.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Ray's usage statistics are sent by the dashboard of a Ray hpt starts, to Ray's servers: off
+# unless the user's environment says otherwise (read by Ray's processes, so set in theirs).
+USAGE_STATS = "RAY_USAGE_STATS_ENABLED"
 TOKEN_HELP = ("put the cluster's token in ~/.ray/auth_token (`ray get-auth-token` prints it on "
               "the head node) or in RAY_AUTH_TOKEN")
 
@@ -40,6 +51,7 @@ class RaySession:
     dashboard_url: str | None
     session_dir: str | None
     started_here: bool  # a Ray of hpt's own, which ends with the launcher
+    gcs_address: str | None = None  # HOST:PORT of its GCS (watched: hpt/ray_watch.py)
 
 
 def start_or_join(address: str | None, dashboard: bool, dashboard_host: str = "127.0.0.1",
@@ -54,6 +66,8 @@ def start_or_join(address: str | None, dashboard: bool, dashboard_host: str = "1
                                   job_config=JobConfig(metadata=metadata or {}))
     if address:
         gcs = address if address.startswith("ray://") else check_cluster(address)
+        if address != "auto":
+            os.environ.pop("RAY_ADDRESS", None)  # Ray would join that one instead
         try:
             context = ray.init(address=gcs, **kwargs)
         except (ConnectionError, RuntimeError) as exc:
@@ -63,6 +77,8 @@ def start_or_join(address: str | None, dashboard: bool, dashboard_host: str = "1
     else:
         # "local": a Ray of our own, never a cluster some earlier `ray start` left running
         # (plain ray.init() would join it); --address auto joins one on purpose.
+        keep_on_loopback()
+        os.environ.setdefault(USAGE_STATS, "0")
         context = ray.init(address="local", include_dashboard=dashboard,
                            dashboard_host=dashboard_host, **kwargs)
         started = True
@@ -70,25 +86,42 @@ def start_or_join(address: str | None, dashboard: bool, dashboard_host: str = "1
     if started and session_dir:
         REAPER.ray_session(session_dir)
     url = getattr(context, "dashboard_url", None)
-    return RaySession(f"http://{url}" if url else None, session_dir, started)
+    gcs = None if address and address.startswith("ray://") else \
+        ray.get_runtime_context().gcs_address
+    return RaySession(f"http://{url}" if url else None, session_dir, started, gcs)
+
+
+def keep_on_loopback() -> None:
+    """Ray's switch for laptops, for this process: a Ray it starts binds 127.0.0.1, and a
+    loopback address is joined as it is, not as the machine's routed address. (The switch
+    is a constant Ray reads from the environment when it is imported; Ray reads it from
+    the module when it picks a node's address.)"""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def check_cluster(address: str) -> str:
     """The cluster's GCS address once it answers and accepts this machine's token; a
-    UserError saying why and how to fix it otherwise."""
-    from ray._private.services import canonicalize_bootstrap_address
+    UserError saying why and how to fix it otherwise. Writes nothing: `hpt launch` calls it
+    before it records a run of the job."""
+    from ray._private.services import get_ray_address_from_environment, parse_address
 
     try:
-        gcs = canonicalize_bootstrap_address(address)
-    except (OSError, ValueError) as exc:  # a malformed address, a host that does not resolve
-        gcs, found = None, exc
+        # `auto`: RAY_ADDRESS, or the cluster `ray start` last started here.
+        gcs = get_ray_address_from_environment(address, None) if address == "auto" else address
+        parsed = parse_address(gcs) if gcs else None
+    except (ConnectionError, OSError, ValueError) as exc:
+        gcs, parsed, found = None, None, exc
     else:
-        found = None
-    if not gcs:
+        found = None if parsed or not gcs else f"{gcs!r} is not HOST:PORT"
+    if not parsed:
         raise UserError(f"--address {address}: no running Ray cluster found"
                         + (f" ({found})" if found else "") + "; start one (`ray start --head`) "
                         "or give the head's HOST:PORT")
-    host, _, port = gcs.rpartition(":")
+    host, port = parsed
+    if host in LOOPBACK_HOSTS:
+        keep_on_loopback()
     try:
         with socket.create_connection((host, int(port)), timeout=PROBE_SECONDS):
             pass

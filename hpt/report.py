@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.experiment.best import BestSoFar, summary
-from hpt.experiment.job_state import IN_PROGRESS, JobState, job_state
+from hpt.experiment.job_state import IN_PROGRESS, RESUMABLE, JobState, job_state
 from hpt.experiment.lock import holder
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
@@ -166,6 +166,9 @@ def job_status(name_or_path: str | os.PathLike,
         "Description": state.describe(),
         "LauncherPid": (state.writer or {}).get("pid"),
         "MaxTrials": state.start.get("max_trials"),
+        # The command that continues a job stopped before its end, as its launch was typed.
+        "ResumeCommand": state.start.get("resume_command")
+        if state.status != IN_PROGRESS and state.reason in RESUMABLE else None,
         "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
         "Best": best_trial(root, events=events),
         "ParetoFrontSize": int(df["ParetoOptimal"].fillna(False).astype(bool).sum())

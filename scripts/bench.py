@@ -48,7 +48,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -115,7 +114,10 @@ def write_space(folder: Path, name: str, trials: int, hyperparameters: dict,
 def ensure_ray():
     import ray
 
+    from hpt.ray_session import keep_on_loopback
+
     if not ray.is_initialized():
+        keep_on_loopback()  # as hpt's own Ray: on 127.0.0.1
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR", configure_logging=True)
     return ray

@@ -31,7 +31,6 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 

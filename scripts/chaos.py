@@ -29,7 +29,6 @@ import time
 import uuid
 from pathlib import Path
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 CHAOS_TRAINER = REPO / "tests" / "trainers" / "chaos"

@@ -1,19 +1,14 @@
+"""The test suite's fixtures. Nothing here changes the environment of every test: the tests
+run with the variables a user's shell has, and a test that needs one sets it itself (see
+tests/user_env.py for the runs that start from an environment with none of the suite's)."""
+
 import json
 import os
-import secrets
 import stat
 import sys
 from pathlib import Path
 
 import pytest
-
-# Before Ray is imported anywhere: a local Ray binds 127.0.0.1, all test traffic stays on loopback.
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Ray's auth token for this test session (and every process it starts): this machine's own
-# ~/.ray/auth_token is never read, nor written when it does not exist.
-os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -46,9 +41,16 @@ def controller(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(autouse=True)
+def forced_controller(request, monkeypatch):
+    """`pytest --controller X` (asked for on the command line, never by default): every
+    launch of the run on X."""
+    forced = request.config.getoption("--controller")
+    if forced:
+        monkeypatch.setenv("HPT_CONTROLLER", forced)
+
+
 def pytest_configure(config):
-    if config.getoption("--controller"):
-        os.environ["HPT_CONTROLLER"] = config.getoption("--controller")
     config.addinivalue_line("markers", "slow: the opt-in slow set (pytest --slow)")
     config.addinivalue_line("markers", "smoke: a long end-to-end run; pytest -m 'not smoke' "
                                        "is the fast set (CI runs everything)")
@@ -66,9 +68,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def ray_session():
     """One Ray per test session (ray.init costs seconds): 4 CPUs so 2 trials x 2 hosts fit;
-    4 fake GPUs (Ray hands out their ids without any device) for the placement tests."""
+    4 fake GPUs (Ray hands out their ids without any device) for the placement tests. Bound
+    to 127.0.0.1 the way hpt binds a Ray of its own."""
     import ray
 
+    from hpt.ray_session import keep_on_loopback
+
+    keep_on_loopback()
     ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING", configure_logging=True)
     yield ray
@@ -93,7 +99,7 @@ def write_space(tmp_path):
 # (passed as --env) says: two epochs, or a hang (mode hang), or a failure (mode fail).
 FAKE_DOCKER = r'''#!{python}
 import json, os, signal, sys, time
-state = os.environ["FAKE_DOCKER_STATE"]
+state = os.getenv("FAKE_DOCKER_STATE")
 calls = os.path.join(state, "calls.jsonl")
 with open(calls, "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
@@ -137,7 +143,7 @@ def fake_docker(tmp_path, monkeypatch):
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     state = tmp_path / "state"
     state.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.getenv('PATH', '')}")
     monkeypatch.setenv("FAKE_DOCKER_STATE", str(state))
 
     def calls():

@@ -119,7 +119,22 @@ def test_an_end_reason_is_said_once_with_what_it_means():
 
 
 def test_a_plain_resume_keeps_the_maximum_an_earlier_resume_raised():
-    assert resumed_max_trials(current=30, from_space=20, from_cli=None) == 30
-    assert resumed_max_trials(current=20, from_space=25, from_cli=None) == 25  # space edited
-    assert resumed_max_trials(current=30, from_space=20, from_cli=22) == 22  # asked for
-    assert resumed_max_trials(current=None, from_space=20, from_cli=None) == 20
+    def start(max_trials, space=None):
+        return {"event": "job_resumed", "max_trials": max_trials, "space_max_trials": space}
+
+    assert resumed_max_trials(start(30, 20), from_space=20, from_cli=None) == 30
+    assert resumed_max_trials(start(20, 20), from_space=25, from_cli=None) == 25  # edited
+    assert resumed_max_trials(start(30, 20), from_space=20, from_cli=22) == 22  # asked for
+    assert resumed_max_trials({}, from_space=20, from_cli=None) == 20
+
+
+def test_a_plain_resume_keeps_the_maximum_a_smaller_max_trials_set():
+    # `hpt launch space.yaml --max-trials 10` (the space says 20), stopped: a plain --resume
+    # runs up to 10, not 20. (Its start recorded no space value: --max-trials replaced it.)
+    assert resumed_max_trials(start_of(10, None), from_space=20, from_cli=None) == 10
+    # A folder of an earlier release, whose start has no space_max_trials: the maximum it had.
+    assert resumed_max_trials({"event": "job_started", "max_trials": 10}, 20, None) == 10
+
+
+def start_of(max_trials, space):
+    return {"event": "job_started", "max_trials": max_trials, "space_max_trials": space}

@@ -11,6 +11,11 @@ would; a stop asked for is handed to the launcher the way `hpt stop` does.
 The launchers run in process groups of their own, registered with the reaper: if the server
 dies, however it dies, they die too (SIGKILL: their jobs are left resumable, and the next
 server resumes them). A clean shutdown interrupts them (SIGINT, also resumable).
+
+When the server's own Ray dies mid-job, its launchers cannot go on (they exit, their jobs
+left resumable, hpt/launch.py); the watcher starts a new Ray and resumes them on it, as
+after a restart of the server. If no Ray starts again, the jobs that were running fail with
+a FailureReason that names the lost Ray. A tuning job is never ended by such an exit.
 """
 
 from __future__ import annotations
@@ -52,9 +57,13 @@ STOP_GRACE_SECONDS = 30.0
 class TuningJobs:
     def __init__(self, store: ApiStore, ray_address: str, cpus: float, gpus: float,
                  image_map: dict[str, str], engine: str = "docker",
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = print, ray_head=None):
+        """`ray_head`: the server's own Ray (api/ray_head.py), started again if it dies; None
+        for a cluster the server joined (--address), which is the cluster's to keep."""
         self.store = store
         self.ray_address = ray_address
+        self.ray_head = ray_head
+        self.ray_failure: str | None = None  # the own Ray was lost and did not start again
         self.cpus, self.gpus = cpus, gpus
         self.image_map = dict(image_map)
         self.engine = engine
@@ -294,8 +303,34 @@ class TuningJobs:
                 not (folder / STOP_FILE).exists():
             (folder / STOP_FILE).write_text(f"requested through hpt api at {time.time()}\n")
 
+    def _keep_ray(self) -> None:
+        """A new Ray for the server's own if it was lost; the jobs' launchers, which exit when
+        their Ray is gone, are then resumed on it (their exits do not count as restarts)."""
+        if self.ray_head is None or self.ray_failure is not None:
+            return
+        why = self.ray_head.lost()
+        if why is None:
+            return
+        lost = self.ray_address
+        self.say(f"hpt api: its Ray at {lost} was lost ({why}); starting a new one, and the "
+                 f"running tuning jobs resume on it")
+        with self._lock:  # no launcher starts meanwhile, on either Ray
+            try:
+                self.ray_address = self.ray_head.restart()
+            except Exception as exc:  # noqa: BLE001 - said, and the running jobs fail with it
+                self.ray_failure = (f"the hpt api server's Ray at {lost} was lost ({why}) and "
+                                    f"did not start again ({exc})")
+                self.say(f"hpt api: {self.ray_failure}")
+                return
+            self._restarts.clear()
+        self.say(f"hpt api: Ray {self.ray_address} in {self.ray_head.temp}")
+
     def _watch(self) -> None:
         while not self._closing.wait(WATCH_SECONDS):
+            try:
+                self._keep_ray()
+            except Exception as exc:  # noqa: BLE001 - the jobs' watch goes on
+                self.say(f"hpt api: watching its Ray: {type(exc).__name__}: {exc}")
             for name in self.store.tuning_names():
                 if name in self._ended:
                     continue
@@ -325,6 +360,11 @@ class TuningJobs:
             return  # a launcher of an earlier server still holds it: wait until it is gone
         if record.stop_requested:
             return  # stopped before it ran again: Stopped as it is
+        if self.ray_failure is not None:
+            self.store.save_tuning(TuningRecord(record.request, record.creation_time,
+                                                record.region, record.stop_requested,
+                                                self.ray_failure))
+            return
         count = self._restarts.get(record.name, 0)
         if proc is not None:  # it exited before its job ended
             count += 1

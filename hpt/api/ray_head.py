@@ -3,7 +3,9 @@ session folder, handed to the reaper so that nothing of it outlives the server (
 server ends); or a cluster the server was told to join (`--address`), left as it is.
 
 Each tuning job's launcher joins it as a Ray job of its own (`hpt launch --address`), so jobs
-share the CPUs and GPUs the way Ray shares them between drivers.
+share the CPUs and GPUs the way Ray shares them between drivers. A head that dies (a killed
+gcs_server ends `ray start --block`) is noticed by `lost()`, and the server starts another
+(hpt/api/jobs.py).
 """
 
 from __future__ import annotations
@@ -31,10 +33,37 @@ class RayHead:
         self.temp = tempfile.mkdtemp(prefix="hpt-api-ray-", dir="/tmp")  # socket paths: short
         self.port = free_ports(1)[0]
         self.process: subprocess.Popen | None = None
+        self._silent_since: float | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def lost(self) -> str | None:
+        """Why this Ray is gone (its `ray start` exited, or its GCS has not answered for
+        ray_watch.LOST_AFTER_SECONDS), or None while it serves."""
+        from hpt.ray_watch import LOST_AFTER_SECONDS, gcs_answers
+
+        if self.process is None:
+            return None
+        if self.process.poll() is not None:
+            return f"its `ray start --head` exited with code {self.process.returncode}"
+        silent = gcs_answers(self.address)
+        if silent is None:
+            self._silent_since = None
+            return None
+        self._silent_since = self._silent_since or time.monotonic()
+        if time.monotonic() - self._silent_since < LOST_AFTER_SECONDS:
+            return None
+        return f"nothing has answered at {self.address} for {LOST_AFTER_SECONDS:.0f} s: {silent}"
+
+    def restart(self) -> str:
+        """A new Ray (on a new port) after this one was lost; its address."""
+        self.stop()
+        self.temp = tempfile.mkdtemp(prefix="hpt-api-ray-", dir="/tmp")
+        self.port = free_ports(1)[0]
+        self._silent_since = None
+        return self.start()
 
     def start(self) -> str:
         ray = Path(sys.executable).with_name("ray")

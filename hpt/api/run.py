@@ -35,7 +35,7 @@ def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
     if address is None:
         head = RayHead(cpus, gpus, store.root / "ray.log")
         address = head.start()
-    jobs = TuningJobs(store, address, cpus, gpus, image_map, engine, say)
+    jobs = TuningJobs(store, address, cpus, gpus, image_map, engine, say, ray_head=head)
     endpoints = Endpoints(store, Records(store, image_map, engine), say)
     api = Api(store, jobs, endpoints)
 
@@ -44,7 +44,7 @@ def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
         jobs.start()  # resumes what an earlier server left running
         endpoints.restore()
         say(f"hpt api: SageMaker API at http://{host}:{sock.getsockname()[1]} "
-            f"(experiments {store.experiments}; Ray {address}"
+            f"(experiments {store.experiments}; Ray {jobs.ray_address}"
             + (f" in {head.temp}" if head else "") + "; "
             f"{'SigV4 required' if keys else 'unsigned requests accepted: loopback only'})")
 

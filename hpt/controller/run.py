@@ -12,9 +12,9 @@ import contextlib
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from hpt.controller import LOCAL, choose_controller
+from hpt.controller import LOCAL
 from hpt.errors import UserError
 from hpt.runtime.api import Runtime
 from hpt.runtime.warm import WarmInterpreter, modules_to_preload
@@ -25,13 +25,17 @@ from hpt.words import plural
 
 
 def run_trials(job, runtime: Runtime, staged, store, control, recorder, view,
-               ray_options: dict[str, Any]) -> str:
-    """Runs the job's trials on its controller; returns the controller's name."""
+               ray_options: dict[str, Any], controller: str,
+               cannot_go_on: Callable[[str], None]) -> None:
+    """Runs the job's trials on `controller` (controller/__init__.py: choose_controller).
+    `cannot_go_on(why)` ends the launcher, the job left resumable, when the Ray that Ray
+    Tune's controller runs the trials on is lost; the local controller goes on without it.
+    Raises RunEndedEarly when the controller returned short of the job's end."""
     spec, root = job.spec, store.root
-    ray_options = dict(ray_options)
-    controller = choose_controller(spec, runtime, ray_options["address"],
-                                   ray_options.pop("controller", None))
-    connect = _connect_once(store, view, recorder, ray_options, _metadata(job, root))
+    ray_options = {k: v for k, v in ray_options.items() if k != "controller"}
+    on_ray_lost = _without_ray(store, view, recorder) if controller == LOCAL else cannot_go_on
+    connect = _connect_once(store, view, recorder, ray_options, _metadata(job, root),
+                            on_ray_lost)
     # Ray serves the local controller's dashboard (and this process may be connected already).
     ray_wanted = controller != LOCAL or ray_options["dashboard"] or \
         bool(ray_options["address"]) or _connected_to_ray()
@@ -62,7 +66,30 @@ def run_trials(job, runtime: Runtime, staged, store, control, recorder, view,
                 _beside_ray(runner, connect)
             elif work:
                 runner()
-    return controller
+    _check_ended(job, store, control, searcher, controller)
+
+
+class RunEndedEarly(Exception):
+    """The controller returned before the tuning job's end: fewer training jobs ended than it
+    allows, and nothing (a stop, a completion criterion, the deadline, an exhausted grid)
+    ended it. Not an ending: the job is left resumable."""
+
+    expected = True  # a state hpt recognises, said in one line (no traceback)
+
+
+def _check_ended(job, store, control, searcher, controller: str) -> None:
+    """Only a real decision ends a tuning job: its limit reached, a criterion, a stop."""
+    if control.end_reason is not None or searcher.exhausted:
+        return
+    from hpt.experiment.resume import plan_resume
+    from hpt.experiment.store import read_journal
+    from hpt.experiment.table import trial_rows
+
+    plan = plan_resume(trial_rows(list(read_journal(store.journal_path))))
+    if plan.done < job.max_trials:
+        raise RunEndedEarly(f"the {controller} controller returned with {plan.done} of "
+                            f"{job.max_trials} training jobs ended and nothing that ends the "
+                            f"job ({len(plan.replay)} not finished)")
 
 
 def _beside_ray(runner, connect) -> None:
@@ -81,9 +108,8 @@ def _beside_ray(runner, connect) -> None:
     thread.start()
     try:
         connect()
-    except UserError:
-        raise
     except Exception as exc:  # noqa: BLE001 - the dashboard is a view, never the job's end
+        # (A Ray to join was checked before the job's start was written.)
         connect.view.print(f"Ray did not start ({type(exc).__name__}: {exc}); the tuning job "
                            f"runs on without the Ray dashboard")
     while thread.is_alive():
@@ -92,19 +118,23 @@ def _beside_ray(runner, connect) -> None:
         raise failed[0]
 
 
-def _connect_once(store, view, recorder, ray_options, metadata):
+def _connect_once(store, view, recorder, ray_options, metadata, on_lost):
     """Connects to Ray (start_or_join) once; the journal and the console say where it is,
-    and the Ray metrics start."""
+    the Ray metrics start, and a watch calls `on_lost(why)` if Ray goes away
+    (hpt/ray_watch.py)."""
     def connect():
         if recorder.ray_session is not None:
             return
         from hpt.ray_session import start_or_join, token_source
+        from hpt.ray_watch import RayWatch
 
         session = start_or_join(metadata=metadata, **ray_options)
         recorder.ray_session = session
         store.append("ray_connected", address=ray_options["address"],
                      session_dir=session.session_dir, started_here=session.started_here,
-                     dashboard_url=session.dashboard_url)
+                     dashboard_url=session.dashboard_url, gcs_address=session.gcs_address)
+        if session.gcs_address:
+            RayWatch(session.gcs_address, on_lost).start()
         recorder.metrics.connect()
         if session.dashboard_url:
             view.print(f"Ray dashboard: {session.dashboard_url} (token auth: the token is in "
@@ -112,6 +142,23 @@ def _connect_once(store, view, recorder, ray_options, metadata):
 
     connect.view = view
     return connect
+
+
+def _without_ray(store, view, recorder) -> Callable[[str], None]:
+    """What the local controller does when its Ray is lost: Ray only served the dashboard and
+    its metrics, so the trials go on; this process leaves Ray (else Ray's driver would end
+    it a minute later)."""
+    def on_lost(why: str) -> None:
+        store.append("ray_lost", why=why, effect="the job goes on without the Ray dashboard")
+        view.print(f"Ray lost ({why}); the tuning job goes on without the Ray dashboard")
+        recorder.metrics.disconnect()
+        import ray
+
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - a Ray that is gone may fail to say goodbye
+            pass
+    return on_lost
 
 
 def _connected_to_ray() -> bool:
@@ -138,12 +185,12 @@ def _searcher(job, store, view) -> OptunaSearcher:
                           next_number=plan.next_number, seen=plan.seen)
 
 
-def _local_controller(job, runtime, staged, settings, store, searcher, control, recorder):
-    from hpt.controller.local import LocalController
+def check_placement(spec, runtime: Runtime, controller: str) -> None:
+    """The local controller's trials must fit this machine (checked before the job starts)."""
+    if controller != LOCAL:
+        return
     from hpt.controller.slots import machine_pool
-    from hpt.schedule.scheduler import make_scheduler, stops_jobs
 
-    spec = job.spec
     pool = machine_pool()
     (need,) = runtime.bundles(spec.trainer)
     if not pool.fits_at_all(need.get("CPU", 0), spec.trainer.gpus_per_host):
@@ -153,6 +200,15 @@ def _local_controller(job, runtime, staged, settings, store, searcher, control, 
                         f"this machine has {machine.cpus:g} CPUs and "
                         f"{len(machine.gpu_ids)} GPUs: lower trainer.cpus_per_host / "
                         f"gpus_per_host, or run on a Ray cluster (--address)")
+
+
+def _local_controller(job, runtime, staged, settings, store, searcher, control, recorder):
+    from hpt.controller.local import LocalController
+    from hpt.controller.slots import machine_pool
+    from hpt.schedule.scheduler import make_scheduler, stops_jobs
+
+    spec = job.spec
+    pool = machine_pool()
     controller = LocalController(spec, staged.trial_spec, runtime, settings, store.root, searcher,
                          make_scheduler(spec) if stops_jobs(spec) else None, control,
                          recorder, job.to_run, pool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpt.experiment.resume import START_EVENTS
 from hpt.trial import TrialStatus
 
 # A tuning job's status has the same names as a training job's (SageMaker's too).
@@ -39,7 +40,6 @@ END_REASONS = {
 }
 # Ends after which `hpt launch --resume` has work to continue.
 RESUMABLE = (STOP_REQUESTED, INTERRUPTED, LAUNCHER_LOST)
-_STARTS = ("job_started", "job_resumed")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class JobState:
     failure: str | None = None  # why a Failed job failed
     writer: dict[str, Any] | None = None  # the live holder of the lock: {"pid", "command"}
     start: dict[str, Any] = field(default_factory=dict)  # the latest job_started/_resumed
+    lost_why: str | None = None  # LauncherLost: what its launcher said when it could not go on
 
     def describe(self) -> str:
         """One line: `InProgress (launcher running, pid 12)`, `Failed: no training job
@@ -59,6 +60,8 @@ class JobState:
         text = self.status + (f": {self.failure}" if self.failure else "")
         if self.reason:
             words = END_REASONS.get(self.reason, self.reason)
+            if self.reason == LAUNCHER_LOST and self.lost_why:
+                words = f"its launcher could not go on: {self.lost_why}"
             named = words if self.reason == self.status else f"{self.reason}: {words}"
             text += f"; {words}" if self.failure else f" ({named})"
         return text
@@ -66,7 +69,7 @@ class JobState:
 
 def job_state(events: list[dict[str, Any]], writer: dict[str, Any] | None) -> JobState:
     """`events`: the journal; `writer`: `lock.holder(folder)`."""
-    starts = [i for i, e in enumerate(events) if e.get("event") in _STARTS]
+    starts = [i for i, e in enumerate(events) if e.get("event") in START_EVENTS]
     start = events[starts[-1]] if starts else {}
     ended = next((e for e in events[starts[-1]:] if e.get("event") == "job_ended"), None) \
         if starts else None
@@ -75,7 +78,10 @@ def job_state(events: list[dict[str, Any]], writer: dict[str, Any] | None) -> Jo
     if launching and (ended is None or writer.get("pid") != start.get("pid")):
         return JobState(IN_PROGRESS, writer=writer, start=start)
     if ended is None:
-        return JobState(STOPPED, LAUNCHER_LOST, writer=writer, start=start)
+        said = [e.get("why") for e in events[starts[-1]:] if e.get("event") == "launcher_failed"] \
+            if starts else []
+        return JobState(STOPPED, LAUNCHER_LOST, writer=writer, start=start,
+                        lost_why=said[-1] if said else None)
     reason = ended.get("reason")
     if reason in (STOP_REQUESTED, INTERRUPTED):
         return JobState(STOPPED, reason, writer=writer, start=start)

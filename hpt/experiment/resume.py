@@ -14,6 +14,9 @@ from typing import Any
 from hpt.trial import FailureCategory, FailureReason, TrialStatus
 
 
+# The events that begin a run of a tuning job.
+START_EVENTS = ("job_started", "job_resumed")
+
 # Spec fields that define the search: a resumed job must keep them.
 _SEARCH_FIELDS = ("hyperparameters", "static_hyperparameters", "objective", "objectives",
                   "constraints", "strategy", "strategy_config", "seed", "warm_start")
@@ -52,21 +55,30 @@ def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:
                       kept=tuple(r for r in rows if not is_lost(r)))
 
 
-def resumed_max_trials(current: int | None, from_space: int, from_cli: int | None) -> int:
-    """How many training jobs a resumed job may have in all: `--max-trials` when given, else
-    the job's current maximum (a plain `--resume` never shrinks a job an earlier
-    `--max-trials` extended), or the space's own value if it was raised since."""
+def resumed_max_trials(latest_start: dict[str, Any], from_space: int,
+                       from_cli: int | None) -> int:
+    """How many training jobs a resumed job may have in all: `--max-trials` when given; else
+    the maximum of its latest run (`latest_start`: its job_started / job_resumed event), so a
+    plain `--resume` neither grows a job launched with `--max-trials 10` to the space's 20
+    nor shrinks one an earlier `--max-trials` extended; the space's own value only when the
+    space was edited since that run (it recorded the space's value then)."""
     if from_cli is not None:
         return from_cli
-    return max(current or 0, from_space)
+    current = latest_start.get("max_trials")
+    if current is None:
+        return from_space
+    space_then = latest_start.get("space_max_trials")
+    if space_then is not None and space_then != from_space:
+        return from_space
+    return current
 
 
-def current_max_trials(events: list[dict[str, Any]]) -> int | None:
-    """The maximum the job's latest run had (its job_started / job_resumed event)."""
+def latest_start(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job_started / job_resumed event of the job's latest run ({} for none)."""
     for event in reversed(events):
-        if event.get("event") in ("job_started", "job_resumed"):
-            return event.get("max_trials")
-    return None
+        if event.get("event") in START_EVENTS:
+            return event
+    return {}
 
 
 def search_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -45,6 +45,7 @@ class ExperimentStore:
         self.root = Path(root)
         self._lock = threading.Lock()
         self._journal = None
+        self._sealed = False  # the launcher's last event is written: nothing after it
 
     @property
     def journal_path(self) -> Path:
@@ -78,6 +79,8 @@ class ExperimentStore:
         record = {"event": event, "time": time.time(), **fields}
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
+            if self._sealed:
+                return record
             if self._journal is None:
                 self._journal = open(self.journal_path, "ab", buffering=0)
                 if _ends_torn(self.journal_path):
@@ -87,6 +90,15 @@ class ExperimentStore:
             if durable:
                 SYNCER.soon(self._journal.fileno())
         return record
+
+    def seal(self, event: str, **fields: Any) -> None:
+        """Appends a last event, on disk when this returns; events appended later (by threads
+        of a process that is about to end) are not written."""
+        self.append(event, **fields)
+        with self._lock:
+            self._sealed = True
+            if self._journal is not None:
+                SYNCER.now(self._journal.fileno())
 
     def close(self) -> None:
         with self._lock:

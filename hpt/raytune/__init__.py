@@ -21,8 +21,6 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Ctrl-C is hpt's to handle (schedule/control.py): trials end Stopped, the job resumable.
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-# A local Ray binds 127.0.0.1 rather than the first network interface.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # Tuner.fit() ends by reading Tune's per-trial result files, which hpt turns off (the journal
 # is the record); its warning about each missing file would bury hpt's summary.

@@ -91,6 +91,7 @@ class OptunaSearcher:
         self._suggested = done
         self._replay = list(replay)
         self._next_number = next_number
+        self.exhausted = False  # a grid has offered every point: the search is over
 
     def _grid_points(self, seen):
         """The grid's cross-product, without the points of training jobs the tuning job's
@@ -122,6 +123,7 @@ class OptunaSearcher:
         if self._grid is not None:
             params = next(self._grid, None)
             if params is None:
+                self.exhausted = True
                 return FINISHED
             self.study.enqueue_trial(params)
         trial, values = self._ask()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from hpt.experiment.resume import START_EVENTS
 from hpt.experiment.checkpoints import METRICS, parse_points, read_points
 from hpt.experiment.job_state import job_state
 from hpt.experiment.store import JOURNAL, SPEC, attempts, write_json_atomic
@@ -41,7 +42,6 @@ REFUSALS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES
 CLIENT_ENVIRONMENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
-STARTS = ("job_started", "job_resumed")
 Report = Callable[..., None]
 
 
@@ -165,7 +165,7 @@ class MlflowSync:
     def _on_event(self, event: dict, line: int) -> None:
         kind, name = event.get("event"), event.get("training_job_name")
         parent = self.state["parent"]
-        if kind in STARTS and (parent.get("ended_line") or 0) < line:
+        if kind in START_EVENTS and (parent.get("ended_line") or 0) < line:
             self.parent_reopen = parent.get("ended_line") is not None
             self.parent_end_line = None
         elif kind == "job_ended" and (parent.get("ended_line") or 0) < line:
@@ -197,7 +197,7 @@ class MlflowSync:
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self) -> None:
-        if not any(e.get("event") in STARTS for e in self.tuning_events[:1]):
+        if not any(e.get("event") in START_EVENTS for e in self.tuning_events[:1]):
             return  # the launcher has not recorded the start yet
         parent_id = self._parent()
         for job in self.jobs.values():
