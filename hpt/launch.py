@@ -177,7 +177,9 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
 def _why(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted twice (Ctrl-C)"
-    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, UserError) else str(exc)
+    if isinstance(exc, UserError) or getattr(exc, "expected", False):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def cannot_go_on_line(store: ExperimentStore, spec, why: str, resume_command: str) -> str:
@@ -185,8 +187,8 @@ def cannot_go_on_line(store: ExperimentStore, spec, why: str, resume_command: st
     continue."""
     lost = len(plan_resume(trial_rows(list(read_journal(store.journal_path)))).replay)
     return (f"hpt launch: tuning job {spec.name} cannot go on: {why}. It is saved, not "
-            f"ended: {plural(lost, 'training job')} that did not finish run again first when "
-            f"it resumes; {resume_command} continues it")
+            f"ended: {plural(lost, 'training job')} that did not finish will run again first; "
+            f"`{resume_command}` continues it")
 
 
 def _cannot_go_on(store: ExperimentStore, spec, resume_command: str, why: str) -> None:

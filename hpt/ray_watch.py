@@ -57,6 +57,6 @@ class RayWatch:
                 continue
             silent_since = silent_since or time.monotonic()
             if time.monotonic() - silent_since >= self.lost_after and not self._closed.is_set():
-                self.on_lost(f"nothing has answered at {self.address} for "
-                             f"{self.lost_after:.0f} s: {why}")
+                self.on_lost(f"the Ray at {self.address} was lost (nothing has answered "
+                             f"there for {self.lost_after:.0f} s: {why})")
                 return

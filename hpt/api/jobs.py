@@ -12,9 +12,9 @@ The launchers run in process groups of their own, registered with the reaper: if
 dies, however it dies, they die too (SIGKILL: their jobs are left resumable, and the next
 server resumes them). A clean shutdown interrupts them (SIGINT, also resumable).
 
-When the server's own Ray dies mid-job, its launchers cannot go on (they exit, their jobs
-left resumable, hpt/launch.py); the watcher starts a new Ray and resumes them on it, as
-after a restart of the server. If no Ray starts again, the jobs that were running fail with
+When the server's own Ray dies mid-job, its launchers cannot go on: the watcher ends what
+is left of that Ray's session (its launchers with it: their jobs stay resumable, no ending
+written), starts a new Ray and resumes them on it, as after a restart of the server. If no Ray starts again, the jobs that were running fail with
 a FailureReason that names the lost Ray. A tuning job is never ended by such an exit.
 """
 
@@ -312,8 +312,7 @@ class TuningJobs:
         if why is None:
             return
         lost = self.ray_address
-        self.say(f"hpt api: its Ray at {lost} was lost ({why}); starting a new one, and the "
-                 f"running tuning jobs resume on it")
+        self.say(f"hpt api: its Ray at {lost} was lost ({why}); starting a new one")
         with self._lock:  # no launcher starts meanwhile, on either Ray
             try:
                 self.ray_address = self.ray_head.restart()
@@ -323,7 +322,8 @@ class TuningJobs:
                 self.say(f"hpt api: {self.ray_failure}")
                 return
             self._restarts.clear()
-        self.say(f"hpt api: Ray {self.ray_address} in {self.ray_head.temp}")
+        self.say(f"hpt api: a new Ray {self.ray_address} in {self.ray_head.temp}; the tuning "
+                 f"jobs that were running resume on it")
 
     def _watch(self) -> None:
         while not self._closing.wait(WATCH_SECONDS):

@@ -55,7 +55,7 @@ class RayHead:
         self._silent_since = self._silent_since or time.monotonic()
         if time.monotonic() - self._silent_since < LOST_AFTER_SECONDS:
             return None
-        return f"nothing has answered at {self.address} for {LOST_AFTER_SECONDS:.0f} s: {silent}"
+        return f"nothing has answered there for {LOST_AFTER_SECONDS:.0f} s: {silent}"
 
     def restart(self) -> str:
         """A new Ray (on a new port) after this one was lost; its address."""

@@ -89,7 +89,7 @@ def _check_ended(job, store, control, searcher, controller: str) -> None:
     if plan.done < job.max_trials:
         raise RunEndedEarly(f"the {controller} controller returned with {plan.done} of "
                             f"{job.max_trials} training jobs ended and nothing that ends the "
-                            f"job ({len(plan.replay)} not finished)")
+                            f"job")
 
 
 def _beside_ray(runner, connect) -> None:
