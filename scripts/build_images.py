@@ -120,13 +120,16 @@ def import_base(engine: str, tarball: Path) -> None:
 
 
 def torch_requirement(given: str | None) -> str:
+    """The torch the images get: the release installed here. Its public version only: a
+    build's local label (`2.14.1+cu130`, `2.13.0+cpu`) names no release an index serves, and
+    `==2.14.1` matches whichever build of 2.14.1 pip finds (PEP 440)."""
     if given:
         return given
     try:
         import torch
     except ImportError:
         return "torch>=2.1"
-    return f"torch=={torch.__version__}"
+    return f"torch=={torch.__version__.split('+', 1)[0]}"
 
 
 def download_torch(requirement: str, index_url: str, python: str, folder: Path) -> None:

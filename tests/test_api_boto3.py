@@ -179,3 +179,48 @@ def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits_cha
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.output()[-3000:]
     assert processes_in(experiments) == []
+
+
+def test_a_request_hpt_export_sagemaker_wrote_runs_unchanged(moto_server, tmp_path):
+    """`hpt export-sagemaker space.yaml` straight into CreateHyperParameterTuningJob: its
+    placeholders (image, code, channels) stand for the space's own local trainer and data,
+    which its hpt: tags name. It was refused (`prepare: the script ../scripts/prepare_data.py
+    is not there`: the tags' paths were relative to the space's folder)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import wait_for
+
+    repo = Path(__file__).resolve().parent.parent
+    clone = tmp_path / "clone"  # a fresh clone: no data yet (the space's prepare makes it)
+    shutil.copytree(repo / "trainers" / "cnn", clone / "trainers" / "cnn")
+    (clone / "scripts").mkdir()
+    shutil.copy(repo / "scripts" / "prepare_data.py", clone / "scripts")
+    (clone / "search_spaces").mkdir()
+    shutil.copy(repo / "search_spaces" / "digits-cnn.yaml", clone / "search_spaces")
+    exported = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker",
+                               str(clone / "search_spaces" / "digits-cnn.yaml")],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    request = json.loads(exported.stdout)
+
+    server = ApiServer(tmp_path / "experiments", moto_server).start()
+    try:
+        sm, _, _ = boto_clients(server.url, moto_server)
+        sm.create_hyper_parameter_tuning_job(**request)
+        name = request["HyperParameterTuningJobName"]
+
+        def completed():
+            return sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
+                "TrainingJobStatusCounters"]["Completed"]
+        wait_for(lambda: completed() >= 1, timeout=240, what="a completed training job")
+        sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        wait_status(lambda: sm.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name), "HyperParameterTuningJobStatus", ("Stopped",),
+            timeout=120)
+        assert (clone / "data" / "digits" / "train" / "data.npz").is_file()  # prepare ran
+    finally:
+        server.stop(signal.SIGTERM)
+    assert processes_in(tmp_path / "experiments") == []

@@ -1,5 +1,7 @@
 """Durability: kill -9 of the launcher then --resume, hpt stop, Ctrl-C, retries, warm start."""
 
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -249,3 +251,39 @@ def test_warm_start_seeds_the_study_with_the_parents_completed_jobs(
     _, study = study_states(exp, "cousin")
     seeded = [t for t in study.trials if "hpt_warm_start_parent" in t.user_attrs]
     assert len(seeded) == 3 and all(set(t.params) == {"seconds", "action"} for t in seeded)
+
+
+def test_a_stopped_job_says_the_command_that_continues_it_and_keeps_its_maximum(write_space,
+                                                                               tmp_path):
+    """`hpt launch space.yaml --max-trials 3 --name ctrlc2`, Ctrl-C: the hint printed named
+    the space only (it would continue another job), and a plain --resume ran to the space's
+    max_trials (6) instead of the job's (3)."""
+    from user_env import hpt_command, user_env
+
+    space = write_space(sleepy_space("halting", max_trials=6, seconds=(2.0, 3.0)))
+    exp = tmp_path / "exp"
+    env = user_env(tmp_path / "home")
+    launch = [*hpt_command(), "launch", str(space), "--experiments-dir", str(exp),
+              "--no-dashboard"]
+    launcher = subprocess.Popen(launch + ["--max-trials", "3", "--name", "ctrlc2"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: counts(events(exp, "ctrlc2"), "trial_started") >= 2, what="trials")
+        launcher.send_signal(signal.SIGINT)
+        out, err = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 130, out + err
+    hint = re.search(r"`(hpt launch .*)` continues it", out).group(1)
+    assert shlex.split(hint)[2:] == [str(space), "--experiments-dir", str(exp),
+                                     "--no-dashboard", "--name", "ctrlc2", "--resume"], hint
+    status = subprocess.run([*hpt_command(), "status", "ctrlc2", "--experiments-dir", str(exp)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert f"continue it: {hint}" in status.stdout, status.stdout
+
+    resumed = subprocess.run([*hpt_command(), *shlex.split(hint)[1:]], env=env,
+                             capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    df = hpt.load_experiment("ctrlc2", exp)
+    assert len(df) == 3 and (df["TrainingJobStatus"] == "Completed").all()
+    assert hpt.job_status("ctrlc2", exp)["MaxTrials"] == 3

@@ -27,15 +27,16 @@ def validate(request):
     assert not report.has_errors(), report.generate_report()
 
 
-def relative_view(spec) -> dict:
-    """The spec with its paths relative to its own yaml's folder (files may sit elsewhere)."""
+def resolved_view(spec) -> dict:
+    """The spec with every path resolved (the loaded spec's are absolute already; so are the
+    words of its prepare command that name a file or folder next to its yaml): two views are
+    equal when both spaces point at the same files, wherever each yaml is."""
     data = spec.to_frozen_dict()
     base = Path(spec.source_path).parent
     data.pop("source_path")
-    data["trainer"]["source_dir"] = os.path.relpath(data["trainer"]["source_dir"], base)
-    for ch in data["channels"].values():
-        if not ch["uri"].startswith("s3://"):
-            ch["uri"] = os.path.relpath(ch["uri"], base)
+    if data.get("prepare"):
+        data["prepare"] = [os.path.normpath(base / w) if i and (base / w).exists() else w
+                           for i, w in enumerate(data["prepare"])]
     return data
 
 
@@ -63,10 +64,11 @@ def test_every_bundled_space_exports_a_valid_request_and_comes_back_equal(path, 
     if spec.trainer.image is None:  # placeholders are said
         assert any(line.startswith("trainer.image") for line in report)
     space, _ = from_request(json.loads(json.dumps(request)))
-    (tmp_path / "search_spaces").mkdir()
-    imported = tmp_path / "search_spaces" / path.name
+    # Written anywhere (here: a folder of its own, far from the original's), it is the same.
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    imported = tmp_path / "elsewhere" / "deeper" / path.name
     imported.write_text(yaml.safe_dump(space, sort_keys=False))
-    assert relative_view(load_spec(imported, check_disk=False)) == relative_view(spec)
+    assert resolved_view(load_spec(imported, check_disk=False)) == resolved_view(spec)
 
 
 def test_hpt_only_settings_are_reported_and_survive_the_round_trip(write_space, tmp_path):
@@ -103,7 +105,7 @@ def test_hpt_only_settings_are_reported_and_survive_the_round_trip(write_space, 
     (tmp_path / "again").mkdir()
     (tmp_path / "again" / "space.yaml").write_text(yaml.safe_dump(back, sort_keys=False))
     again = load_spec(tmp_path / "again" / "space.yaml", check_disk=False)
-    assert relative_view(again) == relative_view(spec)
+    assert resolved_view(again) == resolved_view(spec)
 
 
 def test_a_plain_sagemaker_request_imports_with_a_report_of_what_was_assumed():
@@ -179,3 +181,24 @@ def test_a_prepare_command_with_spaces_in_its_words_round_trips(write_space, tmp
         if tag["Key"] == "hpt:prepare":
             tag["Value"] = "python ../scripts/prepare_data.py"
     assert from_request(request)[0]["prepare"] == ["python", "../scripts/prepare_data.py"]
+
+
+def test_an_imported_space_validates_wherever_it_is_written(tmp_path):
+    """`hpt import-sagemaker request.json > space.yaml` in any folder: it validated only when
+    written into the original space's folder (the tags' paths were relative to it)."""
+    def hpt(*args, **kwargs):
+        return subprocess.run([sys.executable, "-m", "hpt.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=60, **kwargs)
+
+    exported = hpt("export-sagemaker", REPO / "search_spaces" / "digits-cnn.yaml")
+    (tmp_path / "request.json").write_text(exported.stdout)
+    imported = hpt("import-sagemaker", "request.json", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "space.yaml").write_text(imported.stdout)
+    checked = hpt("validate", elsewhere / "space.yaml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    space = yaml.safe_load(imported.stdout)
+    assert space["trainer"]["source_dir"] == str(REPO / "trainers" / "cnn")
+    assert space["prepare"] == ["python", str(REPO / "scripts" / "prepare_data.py")]

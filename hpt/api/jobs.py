@@ -30,19 +30,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from hpt.api.images import FRAMEWORK_IMAGE, repository_of
-from hpt.api.instances import host_resources, instance_resources
 from hpt.api.listing import filtered, page, sort_items
 from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
-from hpt.api.staging import check_channels, fetch_code
+from hpt.api.staging import ServerResources, stage
 from hpt.api.store import ApiStore
 from hpt.api.shapes import (describe_training_job, describe_tuning_job, job_status,
                             training_summary, tuning_status, tuning_summary)
-from hpt.api.tuning import (Placement, TuningRecord, in_request_terms, instance_type,
-                            s3_output_of, space_from_request, submit_directory,
-                            training_image)
+from hpt.api.tuning import TuningRecord, s3_output_of
 from hpt.experiment.job_state import COMPLETED, FAILED, IN_PROGRESS, STOPPED
 from hpt.experiment.store import JOURNAL, SPEC, STOP_FILE, read_journal
 from hpt.experiment.table import trial_rows
@@ -64,9 +58,7 @@ class TuningJobs:
         self.ray_address = ray_address
         self.ray_head = ray_head
         self.ray_failure: str | None = None  # the own Ray was lost and did not start again
-        self.cpus, self.gpus = cpus, gpus
-        self.image_map = dict(image_map)
-        self.engine = engine
+        self.server = ServerResources(cpus, gpus, dict(image_map), engine)
         self.say = say
         self._lock = threading.RLock()
         self._launchers: dict[str, subprocess.Popen] = {}
@@ -110,7 +102,7 @@ class TuningJobs:
             shutil.rmtree(folder, ignore_errors=True)  # a create that failed half-way
             folder.mkdir(parents=True)
             try:
-                self._stage(request, folder)
+                stage(request, folder, self.server, self.say)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
@@ -225,57 +217,6 @@ class TuningJobs:
                                    f"does not exist")
 
     # -- staging and launching ---------------------------------------------------------------
-
-    def _placement(self, request: dict[str, Any]) -> Placement:
-        image = training_image(request)
-        resources = host_resources(instance_type(request), self.cpus, self.gpus)
-        wanted = instance_resources(instance_type(request))
-        if wanted != resources:
-            self.say(f"hpt api: {request['HyperParameterTuningJobName']}: "
-                     f"{instance_type(request)} has {wanted.cpus} vCPUs and {wanted.gpus} "
-                     f"GPUs; this Ray has {self.cpus:g} and {self.gpus:g}, so each host gets "
-                     f"{resources.cpus} CPUs and {resources.gpus} GPUs")
-        repository = repository_of(image)
-        mapped = self.image_map.get(repository) or self.image_map.get(image)
-        submit = submit_directory(request)
-        if mapped:
-            return Placement("docker", None, mapped, resources,
-                             [f"TrainingImage {image}: runs as {mapped} (--image-map)"])
-        if FRAMEWORK_IMAGE.match(image) and submit:
-            return Placement("local", None, None, resources)
-        from hpt.runtime.runtimes.docker import engine_problem
-
-        problem = engine_problem(self.engine, image)
-        if problem is None:
-            return Placement("docker", None, image, resources)
-        raise ApiError(VALIDATION, f"TrainingImage {image}: hpt runs SageMaker's framework "
-                                   f"images in script mode (with sagemaker_submit_directory "
-                                   f"and sagemaker_program) and any image on this machine's "
-                                   f"{self.engine} engine; this one is neither ({problem}); "
-                                   f"build or pull it, or map it with --image-map "
-                                   f"{repository}=LOCAL_IMAGE")
-
-    def _stage(self, request: dict[str, Any], folder: Path) -> None:
-        """The code and the space.yaml; ApiError for anything hpt cannot run."""
-        from hpt.spec import SpecError, load_spec
-
-        placement = self._placement(request)
-        submit = submit_directory(request)
-        if submit:
-            source = folder / "source"
-            fetch_code(submit, source)
-            placement = Placement(placement.runtime, str(source), placement.image,
-                                  placement.resources, placement.notes)
-        space, notes = space_from_request(request, placement)
-        check_channels(space.get("channels") or {})
-        path = folder / "space.yaml"
-        path.write_text(yaml.safe_dump(space, sort_keys=False))
-        (folder / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
-        try:
-            load_spec(path)
-        except SpecError as exc:
-            lines = [in_request_terms(str(p).replace(f"{path}: ", "")) for p in exc.problems]
-            raise ApiError(VALIDATION, "hpt cannot run this tuning job: " + "; ".join(lines))
 
     def _launch(self, record: TuningRecord, resume: bool) -> None:
         folder = self.store.tuning_dir(record.name)
@@ -392,3 +333,4 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+

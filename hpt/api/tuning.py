@@ -18,6 +18,7 @@ from hpt.api.protocol import VALIDATION, ApiError
 from hpt.sagemaker_names import is_reserved
 from hpt.spec.sagemaker_json.importing import (RequestError, from_request,
                                                resource_config)
+from hpt.spec.sagemaker_json.names import is_placeholder
 
 STOPPING = "Stopping"
 TUNING_OBJECTIVE = "_tuning_objective_metric"  # SageMaker adds it to every training job
@@ -173,8 +174,10 @@ def objective_of(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def s3_output_of(request: dict[str, Any]) -> bool:
+    """Whether the models go to S3 (the placeholder `hpt export-sagemaker` writes for a space
+    without an output does not: they stay in the experiment folder)."""
     path = (definition_of(request).get("OutputDataConfig") or {}).get("S3OutputPath", "")
-    return path.startswith("s3://")
+    return path.startswith("s3://") and not is_placeholder(path)
 
 
 def definition_of(request: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from hpt.schedule.rules.asha import DEFAULT_RESOURCES
 from hpt.spec.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
                                            IMAGE_PLACEHOLDER, PLACEHOLDER, ROLE_PLACEHOLDER,
                                            SCALINGS, STRATEGIES, TAG, VOLUME_GB, WARM_START,
-                                           number_text, relative)
+                                           number_text, absolute)
 
 
 class Inexpressible(UserError):
@@ -197,8 +197,11 @@ def _hpt_only(spec, tags: dict) -> None:
         tags["warm_interpreter"] = "true"
     if spec.runtime != "local":
         tags["runtime"] = spec.runtime
-    if spec.prepare:
-        tags["prepare"] = json.dumps(spec.prepare)  # an argv: its words may hold spaces
+    if spec.prepare:  # an argv (its words may hold spaces), run in the space's folder: the
+        # words that name a file or folder there are made absolute, as the other paths are.
+        base = Path(spec.source_path).parent
+        tags["prepare"] = json.dumps([absolute(word, base) if i and (base / word).exists()
+                                      else word for i, word in enumerate(spec.prepare)])
     if spec.tracking.mlflow is not None:
         tags["tracking"] = json.dumps(spec.tracking.model_dump(exclude_none=True))
 
@@ -239,7 +242,7 @@ def _static(spec, base: Path, tags: dict, report: list) -> dict[str, str]:
     values = {k: json.dumps(v) for k, v in spec.static_hyperparameters.items()}
     values["sagemaker_program"] = json.dumps(trainer.entry_point)
     values["sagemaker_submit_directory"] = json.dumps(f"s3://{PLACEHOLDER}/source/sourcedir.tar.gz")
-    tags["source_dir"] = relative(trainer.source_dir, base)
+    tags["source_dir"] = absolute(trainer.source_dir, base)
     report.append(f"trainer.source_dir: {tags['source_dir']} is local; "
                   f"sagemaker_submit_directory is a placeholder: upload it as sourcedir.tar.gz")
     switches = distribution_hyperparameters(trainer.distribution, trainer.processes_per_host)
@@ -254,7 +257,7 @@ def _s3_or_placeholder(uri: str | None, field: str, base: Path, tags: dict, repo
     if uri and uri.startswith("s3://"):
         return uri
     if uri:
-        tags[field] = relative(uri, base) if not uri.startswith("file://") else uri
+        tags[field] = absolute(uri, base) if not uri.startswith("file://") else uri
     shown = tags.get(field, "the experiment folder")
     report.append(f"{field}: {shown} is not in S3; exported as s3://{PLACEHOLDER}/{field}: "
                   f"upload {what} and set the S3 URI")
@@ -264,7 +267,7 @@ def _s3_or_placeholder(uri: str | None, field: str, base: Path, tags: dict, repo
 def _channel(name: str, ch, base: Path, tags: dict, report: list) -> dict[str, Any]:
     uri = ch.uri if ch.is_s3 else None
     if uri is None:
-        tags[f"channels.{name}"] = relative(ch.uri, base)
+        tags[f"channels.{name}"] = absolute(ch.uri, base)
         report.append(f"channels.{name}: {tags[f'channels.{name}']} is local; exported as "
                       f"s3://{PLACEHOLDER}/channels/{name}: upload the data and set S3Uri")
         uri = f"s3://{PLACEHOLDER}/channels/{name}"

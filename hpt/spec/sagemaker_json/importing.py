@@ -8,8 +8,9 @@ from typing import Any
 
 from hpt.sagemaker_names import (MODE_SWITCHES, MPI_PROCESSES_PER_HOST, distribution_mode,
                                  service_model)
-from hpt.spec.sagemaker_json.names import (EARLY_STOPPING, IMAGE_PLACEHOLDER, PLACEHOLDER,
-                                           SCALINGS, STRATEGIES, TAG, WARM_START, reverse)
+from hpt.spec.sagemaker_json.names import (EARLY_STOPPING, IMAGE_PLACEHOLDER,
+                                           SCALINGS, STRATEGIES, WARM_START, hpt_tags,
+                                           is_placeholder, reverse)
 
 
 class RequestError(ValueError):
@@ -44,8 +45,7 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
     name = _need(request, "HyperParameterTuningJobName", "", str)
     config = _need(request, "HyperParameterTuningJobConfig", "", dict)
     definition = _definition_of(request, report)
-    tags = {t["Key"][len(TAG):]: t["Value"] for t in request.get("Tags", [])
-            if isinstance(t, dict) and str(t.get("Key", "")).startswith(TAG)}
+    tags = hpt_tags(request)
     statics = {k: _loads(v) for k, v in (definition.get("StaticHyperParameters") or {}).items()}
     space: dict[str, Any] = {"name": name}
     if "prepare" in tags:
@@ -56,8 +56,11 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
     channels = _channels(definition, tags)
     if channels:
         space["channels"] = channels
-    output = tags.get("output") or (definition.get("OutputDataConfig") or {}).get("S3OutputPath")
-    if output and not output.startswith(f"s3://{PLACEHOLDER}"):
+    # A local path in the tags stands in for the placeholder export wrote; a real S3 URI put
+    # in its place wins.
+    output = (definition.get("OutputDataConfig") or {}).get("S3OutputPath")
+    output = tags.get("output") if is_placeholder(output) else output
+    if output and not is_placeholder(output):
         space["output"] = output
     if statics:
         space["static_hyperparameters"] = statics
@@ -159,7 +162,8 @@ def _channels(definition: dict, tags: dict) -> dict[str, Any]:
     for i, ch in enumerate(definition.get("InputDataConfig") or []):
         s3 = ((ch.get("DataSource") or {}).get("S3DataSource") or {})
         name = ch.get("ChannelName", f"channel{i}")
-        uri = tags.get(f"channels.{name}", s3.get("S3Uri"))
+        uri = s3.get("S3Uri")
+        uri = tags.get(f"channels.{name}", uri) if is_placeholder(uri) else uri
         distribution_type = s3.get("S3DataDistributionType", "FullyReplicated")
         channels[name] = uri if distribution_type == "FullyReplicated" else {
             "uri": uri, "distribution": distribution_type}

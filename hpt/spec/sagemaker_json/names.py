@@ -36,5 +36,18 @@ def number_text(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def relative(path: Path | str, base: Path) -> str:
-    return os.path.relpath(Path(path), base)
+def absolute(path: Path | str, base: Path) -> str:
+    """A local path as the tags carry it: absolute (resolved against the space's folder), so
+    that the space `hpt import-sagemaker` writes works wherever it is written."""
+    return os.path.normpath(Path(base) / Path(path))
+
+
+def is_placeholder(uri: str | None) -> bool:
+    """An S3 URI export wrote where SageMaker needs one and the space had a local path."""
+    return not uri or str(uri).startswith(f"s3://{PLACEHOLDER}")
+
+
+def hpt_tags(request: dict) -> dict[str, str]:
+    """The request's `hpt:<field>` tags, by field."""
+    return {t["Key"][len(TAG):]: t["Value"] for t in request.get("Tags") or []
+            if isinstance(t, dict) and str(t.get("Key", "")).startswith(TAG)}
