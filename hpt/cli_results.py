@@ -29,7 +29,10 @@ def cmd_status(args) -> int:
     from hpt.report import job_status
     from hpt.trial import TrialStatus
 
-    status = job_status(args.name, args.experiments_dir)
+    try:
+        status = job_status(args.name, args.experiments_dir)
+    except FileNotFoundError as missing:
+        return _unlaunched_status(args, missing)
     counts = dict(status["Counts"])
     # Without a live launcher, a job still InProgress in the journal was lost with it.
     lost = counts.pop(TrialStatus.IN_PROGRESS, 0) if status["Status"] != TrialStatus.IN_PROGRESS \
@@ -55,6 +58,10 @@ def cmd_status(args) -> int:
               f"(median; mean {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms; queue wait {overhead['TotalQueueWaitSeconds']:.2f} s, launch "
               f"{overhead['TotalLaunchSeconds']:.2f} s, teardown "
               f"{overhead['TotalTeardownSeconds']:.2f} s in all)")
+        if overhead.get("TotalResourceWaitSeconds"):
+            print(f"  waiting for resources (not hpt's overhead): "
+                  f"{overhead['TotalResourceWaitSeconds']:.1f} s in all, training jobs waiting "
+                  f"for others to free the CPUs or GPUs they need")
     for gpu, use in status["Gpus"].items():
         print(f"  GPU {gpu}: {plural(use['TrainingJobs'], 'training job')}, busy "
               f"{use['Utilisation']:.0%} of the job's time")
@@ -63,6 +70,20 @@ def cmd_status(args) -> int:
     if status["ResumeCommand"]:
         print(f"  continue it: {status['ResumeCommand']} (from the folder it was launched in)")
     return 0
+
+
+def _unlaunched_status(args, missing: FileNotFoundError) -> int:
+    """A tuning job hpt api was asked for that never got an experiment folder."""
+    from hpt.api.store import unlaunched_tuning_jobs
+    from hpt.experiment.table import experiments_dir
+
+    for job in unlaunched_tuning_jobs(experiments_dir(args.experiments_dir)):
+        if job["TuningJobName"] == args.name:
+            print(f"{args.name}: {job['Description']}")
+            print(f"  trials: none ran (a tuning job of hpt api; its launcher's output: "
+                  f"{job['LauncherLog']})")
+            return 0
+    raise missing  # no such job anywhere
 
 
 def cmd_best(args) -> int:

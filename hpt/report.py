@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.experiment.best import BestSoFar, summary
-from hpt.experiment.job_state import IN_PROGRESS, RESUMABLE, JobState, job_state
+from hpt.experiment.job_state import FAILED, IN_PROGRESS, RESUMABLE, JobState, job_state
 from hpt.experiment.lock import holder
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
@@ -75,9 +75,21 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
             "EndTime": pd.Timestamp(last_end, unit="s", tz="UTC")
             if last_end and state.status != IN_PROGRESS else None,
         })
-    return pd.DataFrame(rows, columns=["TuningJobName", "Status", "EndReason", "TrainingJobs",
-                                       "BestObjective", "ObjectiveMetric", "CreationTime",
-                                       "EndTime"])
+    from hpt.api.store import unlaunched_tuning_jobs
+
+    for job in unlaunched_tuning_jobs(root):  # asked of hpt api, no experiment folder
+        rows.append({"TuningJobName": job["TuningJobName"], "Status": job["Status"],
+                     "EndReason": job["Description"].split(": ", 1)[-1]
+                     if job["Status"] == FAILED else None, "TrainingJobs": 0,
+                     "BestObjective": None, "ObjectiveMetric": None,
+                     "CreationTime": pd.Timestamp(job["CreationTime"], unit="s", tz="UTC"),
+                     "EndTime": None})
+    df = pd.DataFrame(rows, columns=["TuningJobName", "Status", "EndReason", "TrainingJobs",
+                                     "BestObjective", "ObjectiveMetric", "CreationTime",
+                                     "EndTime"])
+    for column in ("CreationTime", "EndTime"):
+        df[column] = pd.to_datetime(df[column], utc=True)
+    return df
 
 
 def _spec_of(root: Path) -> dict[str, Any]:
@@ -216,6 +228,9 @@ def overhead_summary(df: pd.DataFrame) -> dict[str, float]:
     summary["MeanPerTrialSeconds"] = round(float(per_trial.mean()), 4)
     # The median is the typical trial: the first ones also wait for their actors to start.
     summary["MedianPerTrialSeconds"] = round(float(per_trial.median()), 4)
+    # Not hpt's: the wait for another training job to free the CPUs or GPUs a job needs.
+    summary["TotalResourceWaitSeconds"] = round(float(done["ResourceWaitSeconds"].sum()), 3) \
+        if "ResourceWaitSeconds" in done.columns else 0.0
     return summary
 
 

@@ -1,9 +1,12 @@
 """A local MLflow tracking server for trying hpt's tracking (and for its tests and benchmark):
 `mlflow server` on 127.0.0.1 with a sqlite backend and served artifacts, all in one folder.
 
-    python scripts/mlflow_server.py FOLDER [--port 5000]   # runs until Ctrl-C
+    python scripts/mlflow_server.py FOLDER [--port 5000]   # runs until Ctrl-C or SIGTERM
 
 Needs the `mlflow` package (the dev extra has it; the tracking client alone is mlflow-skinny).
+Nothing of the server outlives this script: Ctrl-C, SIGTERM and SIGHUP stop its process group
+(`mlflow server`, uvicorn, its huey consumers), and hpt's reaper kills that group if the script
+itself is killed.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class MlflowServer:
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        from hpt.runtime.reaper import REAPER
+
+        REAPER.register(self.proc.pid)  # its group dies with this process, however it dies
         deadline = time.time() + START_SECONDS
         while not self.answers():
             if self.proc.poll() is not None or time.time() > deadline:
@@ -71,6 +77,10 @@ class MlflowServer:
             except ProcessLookupError:
                 pass
             self.proc.wait()
+        if self.proc is not None:
+            from hpt.runtime.reaper import REAPER
+
+            REAPER.unregister(self.proc.pid)
         self.proc = None
 
 
@@ -79,6 +89,11 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args()
+    def stop_on(signum, frame):
+        raise KeyboardInterrupt  # the finally below stops the server's whole group
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop_on)
     server = MlflowServer(args.folder, args.port).start()
     print(f"MLflow at {server.uri} (data in {args.folder}); Ctrl-C stops it", flush=True)
     try:

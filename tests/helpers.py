@@ -125,6 +125,15 @@ def events(exp, name):
     return out
 
 
+def free_port() -> int:
+    """A port nothing listens on, on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for(predicate, timeout=90.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:

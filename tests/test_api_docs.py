@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import processes_in
+from helpers import free_port, processes_in
 from user_env import user_env
 
 pytestmark = pytest.mark.smoke
@@ -25,12 +24,6 @@ pytest.importorskip("moto", reason="moto's S3 server (pip install moto[server])"
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "api.md"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def example_blocks() -> tuple[str, list[str]]:

@@ -328,3 +328,25 @@ def test_every_command_of_the_parser_runs_something_and_the_choices_come_from_re
     launch = sub.choices["launch"]
     runtime = next(a for a in launch._actions if a.dest == "runtime")
     assert list(runtime.choices) == list(RUNTIMES)
+
+
+def test_a_tuning_job_hpt_api_failed_before_its_folder_existed_is_seen_and_explained(tmp_path):
+    """`hpt ls` and `hpt status` said `no tuning job ...` of a job hpt api had failed before
+    its launcher made the experiment folder."""
+    import time
+
+    from hpt.api.store import ApiStore
+    from hpt.api.tuning import TuningRecord
+
+    exp = tmp_path / "exp"
+    why = "its launcher exited 3 times before the job ended; last output: hpt launch: ..."
+    ApiStore(exp).save_tuning(TuningRecord({"HyperParameterTuningJobName": "never-ran"},
+                                           time.time(), failure=why))
+    listing = hpt("ls", "--experiments-dir", exp)
+    assert listing.returncode == 0 and "never-ran" in listing.stdout, listing.stderr
+    assert "Failed" in listing.stdout
+    status = hpt("status", "never-ran", "--experiments-dir", exp)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"never-ran: Failed: {why}")
+    assert "launcher.log" in status.stdout
+    assert hpt("status", "no-such-job", "--experiments-dir", exp).returncode == 2

@@ -241,3 +241,26 @@ def test_the_follower_reads_a_metrics_file_to_its_end_after_a_new_attempt_moved_
     archive_attempt(trial)  # a retry: the file moves to attempt-1/, a new one starts
     (trial / "metrics.jsonl").write_text(line(1) + line(2) + line(3) + line(4))
     assert [p["step"] for p in follower.read()] == [3, 1, 2, 3, 4]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_nothing_of_the_mlflow_server_script_outlives_it(how, tmp_path):
+    """scripts/mlflow_server.py on SIGTERM exited and left `mlflow server`, uvicorn and 7 huey
+    consumers serving."""
+    from helpers import free_port, processes_in
+
+    folder = tmp_path / "mlflow"
+    port = free_port()
+    script = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent.parent /
+                                                   "scripts" / "mlflow_server.py"),
+                               str(folder), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "MLflow at" in script.stdout.readline()
+        assert len(processes_in(folder)) >= 2  # the server and its workers
+        script.send_signal(how)
+        script.wait(timeout=30)
+    finally:
+        script.kill()
+    wait_for(lambda: processes_in(folder) == [], timeout=30, what="the server's processes")

@@ -18,17 +18,12 @@ import pytest
 
 import hpt
 from api_helpers import ApiServer, boto_clients, tuning_request, upload_inputs
-from helpers import counts, events, live_processes_of, processes_in, sleepy_space, wait_for
+from helpers import (counts, events, free_port, live_processes_of, processes_in, sleepy_space,
+                     wait_for)
 from hpt.errors import LAUNCHER_LOST_EXIT
 from user_env import hpt_command, user_env
 
 RAY = Path(sys.executable).with_name("ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ended_once(exp: Path, name: str, trials: int) -> None:

@@ -42,8 +42,11 @@ HPT_COLUMNS = [
     "QueueWaitSeconds",
     "LaunchSeconds",
     "TeardownSeconds",
+    "ResourceWaitSeconds",
     "S3ModelArtifact",
 ]
+# What hpt itself adds to a training job; ResourceWaitSeconds (waiting for another job to free
+# CPUs or GPUs) is the machine's, reported apart.
 OVERHEAD_COLUMNS = ["QueueWaitSeconds", "LaunchSeconds", "TeardownSeconds"]
 FEASIBLE, PARETO_OPTIMAL = "Feasible", "ParetoOptimal"
 
@@ -144,6 +147,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     feasible, optimal = judged(trials, objectives, constraints) if several or constraints \
         else ([], [])
     rows = []
+    waited = resource_waits(trials)
     for i, t in enumerate(trials):
         start = t.get("start_time")
         end = t.get("end_time")
@@ -167,9 +171,11 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
             "ResumedFromStep": t.get("resumed_from_step"),
             "ParentTrainingJob": t.get("parent"),
             "ExploitCount": t.get("exploit_count", 0),
-            "QueueWaitSeconds": t.get("queue_wait_seconds"),
+            "QueueWaitSeconds": None if t.get("queue_wait_seconds") is None else
+            round(t["queue_wait_seconds"] - waited[i], 4),
             "LaunchSeconds": t.get("launch_seconds"),
             "TeardownSeconds": t.get("teardown_seconds"),
+            "ResourceWaitSeconds": None if t.get("queue_wait_seconds") is None else waited[i],
             "S3ModelArtifact": t.get("s3_model_artifact"),
         })
         for metric in metric_names:
@@ -186,10 +192,33 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     df = pd.DataFrame(rows, columns=columns)
     for col in ("TrainingStartTime", "TrainingEndTime"):
         df[col] = pd.to_datetime(df[col], utc=True)
-    for col in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds", *OVERHEAD_COLUMNS):
+    for col in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds", *OVERHEAD_COLUMNS,
+                "ResourceWaitSeconds"):
         df[col] = pd.to_numeric(df[col])
     df["ResumedFromStep"] = df["ResumedFromStep"].astype("Int64")  # a step, or <NA>
     return df
+
+
+def resource_waits(trials: list[dict[str, Any]]) -> list[float]:
+    """Per trial, how much of its queue wait (from the strategy's proposal to its start) was
+    spent waiting for resources: until the last other training job that ended meanwhile
+    freed its CPUs and GPUs (Ray Tune proposes a trial before it can place it; on 2 cores,
+    a second ml.m5.large job waits for the first). The rest of the wait is hpt's own."""
+    import bisect
+
+    ends = sorted(t["end_time"] for t in trials if t.get("end_time"))
+    waits = []
+    for t in trials:
+        queued, start = t.get("queue_wait_seconds"), t.get("start_time")
+        if queued is None or not start:
+            waits.append(0.0)
+            continue
+        started = start - (t.get("launch_seconds") or 0.0)
+        proposed = started - queued
+        last = bisect.bisect_right(ends, started) - 1  # the last end before it started
+        freed = ends[last] if last >= 0 and ends[last] > proposed else None
+        waits.append(round(max(0.0, min(freed, started) - proposed), 4) if freed else 0.0)
+    return waits
 
 
 def metric_column(metric: str, hyperparameter_names) -> str:
