@@ -16,7 +16,8 @@ import traceback
 from pathlib import Path
 
 from hpt.cli_parser import build_parser
-from hpt.cli_results import cmd_track, cmd_best, cmd_status, print_front
+from hpt.cli_results import (cmd_best, cmd_ls, cmd_report, cmd_status, cmd_track,
+                             print_front)
 from hpt.errors import LAUNCHER_LOST_EXIT, CannotGoOn, UserError
 from hpt.spec import SpecError, load_spec
 
@@ -213,83 +214,6 @@ def cmd_stop(args) -> int:
     print(f"{args.name}: still stopping after {args.wait:g}s; check `hpt status {args.name}`",
           file=sys.stderr)
     return 1
-
-
-def cmd_report(args) -> int:
-    from hpt.experiment.table import resolve_experiment
-    from hpt.report import format_table, load_experiment, readable_table
-
-    if args.format in ("html", "png", "tensorboard"):
-        return _visual_report(args)
-    root = resolve_experiment(args.name, args.experiments_dir)
-    df = load_experiment(root)
-    if args.format == "table" and not args.all_columns:
-        spec = json.loads((root / "spec.json").read_text())
-        text = readable_table(df, spec, _terminal_width())
-    else:
-        text = format_table(df, args.format)
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def _visual_report(args) -> int:
-    from hpt.experiment.table import resolve_experiment
-    from hpt.report_visual import render_html, write_pngs
-
-    root = resolve_experiment(args.name, args.experiments_dir)
-    if args.format == "tensorboard":
-        from hpt.report_tensorboard import write_event_files
-
-        logdir = Path(args.output) if args.output else root / "tensorboard"
-        written = write_event_files(root, logdir)
-        print(f"wrote {len(written)} training jobs' metrics to {logdir}: tensorboard --logdir "
-              f"{logdir}")
-        return 0
-    if args.format == "html":
-        path = Path(args.output) if args.output else root / "report.html"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(render_html(root), encoding="utf-8")
-        os.replace(tmp, path)  # a browser reloading it never sees half a page
-        print(f"wrote {path}")
-        return 0
-    written = write_pngs(root, Path(args.output) if args.output else root / "report")
-    for path in written:
-        print(f"wrote {path}")
-    if not written:
-        print(f"{args.name}: no completed training job yet, nothing to plot", file=sys.stderr)
-    return 0
-
-
-def _terminal_width() -> int:
-    """Columns to fit a table in: the terminal's (or $COLUMNS); no limit into a pipe or file."""
-    import shutil
-
-    if os.environ.get("COLUMNS") or sys.stdout.isatty():
-        return shutil.get_terminal_size().columns
-    return 1 << 16
-
-
-def cmd_ls(args) -> int:
-    from hpt.report import format_table, list_experiments, render_rows
-
-    df = list_experiments(args.experiments_dir)
-    if df.empty:
-        print("no tuning jobs yet (hpt launch SPACE.yaml starts one)", file=sys.stderr)
-        return 0
-    if args.format == "table":
-        # Minutes are enough to tell jobs apart; the end reason, last, is cut first.
-        shown = df.assign(**{c: df[c].dt.strftime("%Y-%m-%d %H:%M") for c in
-                             ("CreationTime", "EndTime")}).fillna("").astype(str)
-        shown = shown[[c for c in shown.columns if c != "EndReason"] + ["EndReason"]]
-        sys.stdout.write(render_rows(list(shown.columns), shown.values.tolist(),
-                                     _terminal_width()))
-        return 0
-    sys.stdout.write(format_table(df, args.format))
-    return 0
 
 
 def cmd_serve(args) -> int:

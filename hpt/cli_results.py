@@ -1,9 +1,12 @@
-"""The `hpt` commands that read a tuning job's results: `hpt status` and `hpt best`, and the
-Pareto front `hpt launch` prints at the end of a multi-objective job (hpt.cli is the rest)."""
+"""The `hpt` commands that read tuning jobs' results and write nothing into them: `hpt status`,
+`hpt best`, `hpt report`, `hpt ls`, and the Pareto front `hpt launch` prints at the end of a
+multi-objective job (`hpt track` sends a job's results to MLflow). hpt.cli is the rest: the
+commands that run, stop or convert jobs, and the servers."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,14 +57,15 @@ def cmd_status(args) -> int:
               f"{best['FinalObjectiveValue']:.6g} {json.dumps(best['HyperParameters'])}")
     overhead = status["Overhead"]
     if overhead:
+        waited = overhead["TotalResourceWaitSeconds"]
         print(f"  hpt overhead: {overhead['MedianPerTrialSeconds'] * 1000:.0f} ms per trial "
-              f"(median; mean {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms; queue wait {overhead['TotalQueueWaitSeconds']:.2f} s, launch "
+              f"(median; mean {overhead['MeanPerTrialSeconds'] * 1000:.0f} ms; queue wait "
+              f"{overhead['TotalQueueWaitSeconds'] - waited:.2f} s, launch "
               f"{overhead['TotalLaunchSeconds']:.2f} s, teardown "
               f"{overhead['TotalTeardownSeconds']:.2f} s in all)")
-        if overhead.get("TotalResourceWaitSeconds"):
-            print(f"  waiting for resources (not hpt's overhead): "
-                  f"{overhead['TotalResourceWaitSeconds']:.1f} s in all, training jobs waiting "
-                  f"for others to free the CPUs or GPUs they need")
+        if waited:
+            print(f"  waiting for resources (not hpt's overhead): {waited:.1f} s in all, "
+                  f"training jobs waiting for others to free the CPUs or GPUs they need")
     for gpu, use in status["Gpus"].items():
         print(f"  GPU {gpu}: {plural(use['TrainingJobs'], 'training job')}, busy "
               f"{use['Utilisation']:.0%} of the job's time")
@@ -127,3 +131,81 @@ def cmd_track(args) -> int:
     for line in lines:
         print(line)
     return 0 if complete else 1
+
+
+def cmd_report(args) -> int:
+    from hpt.experiment.table import resolve_experiment
+    from hpt.report import format_table, load_experiment, readable_table
+
+    if args.format in ("html", "png", "tensorboard"):
+        return _visual_report(args)
+    root = resolve_experiment(args.name, args.experiments_dir)
+    df = load_experiment(root)
+    if args.format == "table" and not args.all_columns:
+        spec = json.loads((root / "spec.json").read_text())
+        text = readable_table(df, spec, _terminal_width())
+    else:
+        text = format_table(df, args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _visual_report(args) -> int:
+    from hpt.experiment.table import resolve_experiment
+    from hpt.report_page import render_html
+    from hpt.report_visual import write_pngs
+
+    root = resolve_experiment(args.name, args.experiments_dir)
+    if args.format == "tensorboard":
+        from hpt.report_tensorboard import write_event_files
+
+        logdir = Path(args.output) if args.output else root / "tensorboard"
+        written = write_event_files(root, logdir)
+        print(f"wrote {len(written)} training jobs' metrics to {logdir}: tensorboard --logdir "
+              f"{logdir}")
+        return 0
+    if args.format == "html":
+        path = Path(args.output) if args.output else root / "report.html"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(render_html(root), encoding="utf-8")
+        os.replace(tmp, path)  # a browser reloading it never sees half a page
+        print(f"wrote {path}")
+        return 0
+    written = write_pngs(root, Path(args.output) if args.output else root / "report")
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"{args.name}: no completed training job yet, nothing to plot", file=sys.stderr)
+    return 0
+
+
+def _terminal_width() -> int:
+    """Columns to fit a table in: the terminal's (or $COLUMNS); no limit into a pipe or file."""
+    import shutil
+
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 1 << 16
+
+
+def cmd_ls(args) -> int:
+    from hpt.report import format_table, list_experiments, render_rows
+
+    df = list_experiments(args.experiments_dir)
+    if df.empty:
+        print("no tuning jobs yet (hpt launch SPACE.yaml starts one)", file=sys.stderr)
+        return 0
+    if args.format == "table":
+        # Minutes are enough to tell jobs apart; the end reason, last, is cut first.
+        shown = df.assign(**{c: df[c].dt.strftime("%Y-%m-%d %H:%M") for c in
+                             ("CreationTime", "EndTime")}).fillna("").astype(str)
+        shown = shown[[c for c in shown.columns if c != "EndReason"] + ["EndReason"]]
+        sys.stdout.write(render_rows(list(shown.columns), shown.values.tolist(),
+                                     _terminal_width()))
+        return 0
+    sys.stdout.write(format_table(df, args.format))
+    return 0

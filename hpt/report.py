@@ -219,18 +219,19 @@ def gpu_utilisation(df: pd.DataFrame, gpus_per_host: float) -> dict[str, dict[st
 
 
 def overhead_summary(df: pd.DataFrame) -> dict[str, float]:
-    """hpt's per-trial cost around the scripts: totals and the mean per finished trial."""
+    """hpt's per-trial cost around the scripts: totals and the mean per finished trial. The
+    wait for resources (ResourceWaitSeconds, inside the queue wait) is not hpt's: it is
+    left out of the per-trial figures and totalled apart."""
     done = df[df[OVERHEAD_COLUMNS].notna().any(axis=1)]
     if done.empty:
         return {}
-    per_trial = done[OVERHEAD_COLUMNS].fillna(0).sum(axis=1)
+    waited = done["ResourceWaitSeconds"].fillna(0)
+    per_trial = done[OVERHEAD_COLUMNS].fillna(0).sum(axis=1) - waited
     summary = {f"Total{c}": round(float(done[c].sum()), 3) for c in OVERHEAD_COLUMNS}
+    summary["TotalResourceWaitSeconds"] = round(float(waited.sum()), 3)
     summary["MeanPerTrialSeconds"] = round(float(per_trial.mean()), 4)
     # The median is the typical trial: the first ones also wait for their actors to start.
     summary["MedianPerTrialSeconds"] = round(float(per_trial.median()), 4)
-    # Not hpt's: the wait for another training job to free the CPUs or GPUs a job needs.
-    summary["TotalResourceWaitSeconds"] = round(float(done["ResourceWaitSeconds"].sum()), 3) \
-        if "ResourceWaitSeconds" in done.columns else 0.0
     return summary
 
 

@@ -25,6 +25,7 @@ from hpt.trial import ENDED, TrialStatus
 from hpt.words import shorten
 
 MAX_RUNNING_ROWS = 12
+BAR_WIDTH, MIN_BAR_WIDTH = 40, 5
 REASON_WIDTH = 160
 REASON_TAIL_LINES = 3
 
@@ -137,11 +138,14 @@ class LaunchView:
         now = time.time()
         eta = self.eta_seconds()
         best = f"{_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
+        line = Text(f"{self.tuning_job}: {self._done()}/{self.max_trials} done  elapsed "
+                    f"{now - self.started:.0f}s  eta {'-' if eta is None else f'{eta:.0f}s'}",
+                    no_wrap=True)
+        # The bar takes what the line leaves of the terminal (an 80-column one wrapped the eta).
+        bar = max(MIN_BAR_WIDTH, min(BAR_WIDTH, self.console.width - line.cell_len - 2))
         progress = Table.grid(padding=(0, 2))
-        progress.add_row(
-            ProgressBar(total=max(self.max_trials, 1), completed=self._done(), width=40),
-            Text(f"{self.tuning_job}: {self._done()}/{self.max_trials} done  elapsed "
-                 f"{now - self.started:.0f}s  eta {'-' if eta is None else f'{eta:.0f}s'}"))
+        progress.add_row(ProgressBar(total=max(self.max_trials, 1), completed=self._done(),
+                                     width=bar), line)
         counts = Text(f"running {len(self.running)}  completed {self.counts['Completed']}  "
                       f"failed {self.counts['Failed']}  stopped {self.counts['Stopped']}  "
                       f"best {best}")

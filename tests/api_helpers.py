@@ -92,6 +92,22 @@ class ApiServer:
         return code
 
 
+SDK_CONFIG = """SchemaVersion: "1.0"
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
+
+
+def sdk_telemetry_off(folder: Path, monkeypatch) -> None:
+    """The SageMaker SDK sends usage telemetry to an AWS host unless its configuration opts
+    out (docs/api.md says how): this test's SDK opts out, as the page's example does."""
+    config = folder / "sagemaker-config.yaml"
+    config.write_text(SDK_CONFIG)
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+
+
 def boto_clients(api_url: str, s3_url: str):
     import boto3
 

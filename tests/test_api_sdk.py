@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from api_helpers import (BUCKET, ROLE, TRAINER, ApiServer, client_env, upload_inputs)
+from api_helpers import (BUCKET, ROLE, TRAINER, ApiServer, client_env, sdk_telemetry_off,
+                         upload_inputs)
 from helpers import processes_in
 
 sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker Python SDK (pip install "
@@ -22,6 +23,7 @@ def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits_c
     from sagemaker.pytorch import PyTorch
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
+    sdk_telemetry_off(tmp_path, monkeypatch)
     experiments = tmp_path / "experiments"
     server = ApiServer(experiments, moto_server).start()
     for key, value in {**client_env(moto_server), "AWS_ENDPOINT_URL_STS": server.url,

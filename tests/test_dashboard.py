@@ -51,7 +51,7 @@ def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(t
     """On the Ray Tune controller each trial is an actor; the local controller has none, and
     the job's metadata is what the dashboard shows of it (the next test)."""
     write_sleepy_job(tmp_path)
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = dict(os.environ)  # hpt keeps its own Ray on 127.0.0.1
     launcher = subprocess.Popen(
         [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp",
          "--dashboard-host", "127.0.0.1", "--controller", "tune"],

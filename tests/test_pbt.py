@@ -168,7 +168,7 @@ def test_pbt_exploits_from_the_donors_checkpoint_and_survives_a_kill_9_of_the_la
         assert df.loc[name, "ExploitCount"] >= 1
     for name, parent in {e["training_job_name"]: e["parent"] for e in exploits}.items():
         assert df.loc[name, "ParentTrainingJob"] == parent
-    from hpt.report_visual import render_html
+    from hpt.report_page import render_html
 
     page = render_html(exp / "pbt")  # the HTML report draws the lineage
     assert "Lineage (population-based training)" in page and "exploits: dashed" in page

@@ -52,6 +52,8 @@ def test_a_two_host_trial_spans_two_nodes_of_a_ray_cluster(write_space, tmp_path
              "metric_definitions": [{"name": "ok", "regex": "val_acc=([0-9.]+)"}],
              "strategy": "grid", "limits": {"max_parallel": 1}}
     write_space(space)
+    # The script starts its simulated cluster itself (ray.cluster_utils), not through hpt:
+    # Ray's switch keeps those nodes on 127.0.0.1, as hpt keeps a Ray of its own.
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env,

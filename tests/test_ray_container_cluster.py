@@ -94,7 +94,8 @@ def two_nodes(tmp_path_factory):
     env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     head = subprocess.Popen([RAY, "start", "--head", "--node-ip-address", ip, "--port",
                              str(port), "--num-cpus", "1", "--include-dashboard", "false",
-                             "--temp-dir", temp, "--block"], env=env, stdout=subprocess.DEVNULL,
+                             "--disable-usage-stats", "--temp-dir", temp, "--block"], env=env,
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT, start_new_session=True)
     worker = f"hpt-ray-node-{os.getpid()}"
     mounts = {sys.base_prefix: "ro", sys.prefix: "ro", str(REPO): "ro", str(exp): "rw"}

@@ -43,10 +43,14 @@ def cluster(tmp_path_factory):
     temp = tempfile.mkdtemp(prefix="hr", dir="/tmp")  # short: Ray's socket paths must fit
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    env.update(HOME=str(home))
+    # The cluster on 127.0.0.1 (tests talk to loopback only): Ray's switch for it is set for
+    # `ray start` alone; the launches that join it run without it, as a user's do.
     head = subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--num-cpus", "2",
-                             "--include-dashboard", "false", "--temp-dir", temp, "--block"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                             "--include-dashboard", "false", "--disable-usage-stats",
+                             "--temp-dir", temp, "--block"],
+                            env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline:

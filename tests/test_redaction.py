@@ -10,7 +10,7 @@ import pytest
 
 import hpt
 from hpt.launch import launch
-from hpt.report_visual import render_html
+from hpt.report_page import render_html
 from hpt.redaction import REDACTED, looks_secret, redact_env
 from hpt.spec import load_spec
 

@@ -10,7 +10,8 @@ import pytest
 
 import hpt
 from hpt.launch import launch
-from hpt.report_visual import render_html, write_pngs
+from hpt.report_page import render_html
+from hpt.report_visual import write_pngs
 from hpt.spec import load_spec
 from helpers import faulty_space
 
@@ -122,6 +123,33 @@ def test_every_plot_takes_the_pages_width_and_the_jobs_own_trial_numbers(wide_jo
     slices = figures["Slices"]
     assert len(slices.data) == 6
     assert sorted(slices.data[0].marker.color) == numbers
+
+
+def test_every_plot_and_the_table_speak_the_spaces_terms(ray_session, tmp_path):
+    """Parallel coordinates said `1-momentum` (how a reverse_log range is searched) where the
+    slices said `momentum`; the table's times had nanoseconds and an offset."""
+    import json
+
+    import yaml
+    from hpt.report_visual import plotly_figures
+
+    space = faulty_space(name="terms", strategy="random", limits={"max_trials": 3,
+                                                                  "max_parallel": 2},
+                         hyperparameters={"momentum": {"type": "continuous", "min": 0.5,
+                                                       "max": 0.99, "scaling": "reverse_log"},
+                                          "lr": {"type": "continuous", "min": 0.1, "max": 0.9}})
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    launch(load_spec(tmp_path / "space.yaml"), tmp_path / "experiments", dashboard=False)
+    root = tmp_path / "experiments" / "terms"
+    spec = json.loads((root / "spec.json").read_text())
+    table = hpt.load_experiment(root)
+    figures = {title: fig for title, fig, _ in plotly_figures(root, spec, table)}
+    labels = figures["Parallel coordinates"].layout.xaxis.ticktext  # Optuna 5: an axis each
+    assert "momentum" in labels and "1-momentum" not in labels, labels
+    page = render_html(root)
+    assert "1-momentum" not in page
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>", page)
+    assert not re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+", page)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "

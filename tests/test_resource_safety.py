@@ -69,13 +69,17 @@ def test_a_job_that_errors_leaves_nothing_behind_and_says_it_ended(
         raise RuntimeError(f"injected: the {controller} controller failed")
     monkeypatch.setattr(tune.Tuner, "fit", broken_fit)
     monkeypatch.setattr(LocalController, "run", broken_fit)
+    from hpt.errors import CannotGoOn
+
     before = _snapshot()
-    with pytest.raises(RuntimeError, match="injected"):
+    with pytest.raises(CannotGoOn, match="injected") as raised:
         launch(load_spec(write_space(_space("broken"))), tmp_path / "exp", dashboard=False)
+    assert isinstance(raised.value.__cause__, RuntimeError) and "--resume" in str(raised.value)
     experiment = tmp_path / "exp" / "broken"
     _assert_nothing_left(before, experiment)
     events = [json.loads(line)["event"] for line in (experiment / "journal.jsonl").open()]
-    assert events[-1] == "job_ended"  # resumable: the journal says the run is over
+    # No ending that did not happen: the run says why it stopped, and the job is resumable.
+    assert events[-1] == "launcher_failed" and "job_ended" not in events
 
 
 def test_a_trainer_killed_from_outside_fails_with_the_signal_and_the_job_goes_on(

@@ -192,8 +192,7 @@ def test_hpt_launch_runs_trials_as_sagemaker_jobs_on_moto(tmp_path, write_space,
 
     env = {**os.environ, "AWS_ENDPOINT_URL": moto_server,
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "HPT_SAGEMAKER_POLL_SECONDS": "0.2",
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+           "AWS_DEFAULT_REGION": "us-east-1", "HPT_SAGEMAKER_POLL_SECONDS": "0.2"}
     session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
                                     aws_secret_access_key="testing")
     s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])

@@ -126,3 +126,21 @@ def test_failures_and_early_stops_reach_optuna_as_fail_and_pruned(spec_of):
     searcher2.suggest("x")  # asked, never told: a launcher that died
     assert fail_orphans(study) == 1 and study.trials[-1].state.name == "FAIL"
     assert PARENT_ATTR not in study.trials[0].user_attrs
+
+
+def test_a_step_reported_again_keeps_the_first_value_without_optunas_warning(spec_of):
+    """A PBT recipient restarts from its donor's step, so a step comes again: Optuna warned
+    `The reported value is ignored because this step=5 is already reported` in the output."""
+    import warnings
+
+    from hpt.trial import OBJECTIVE, OBJECTIVE_STEP
+
+    spec = spec_of("random")
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
+    searcher = OptunaSearcher(spec, study, 1)
+    searcher.suggest("t0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for value, step in ((0.5, 5), (0.7, 5), (0.8, 6)):
+            searcher.on_trial_result("t0", {OBJECTIVE: value, OBJECTIVE_STEP: step})
+    assert study.trials[0].intermediate_values == {5: 0.5, 6: 0.8}

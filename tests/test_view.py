@@ -81,3 +81,16 @@ def test_a_multi_line_reason_keeps_its_last_lines_on_the_console():
     assert [line.strip()[:20] for line in lines[1:]] == ["epoch 2 loss 0.4", "x" * 20,
                                                           "epoch 3 accuracy 0.9"]
     assert all(len(line) <= 170 for line in lines[1:])  # shortened
+
+
+def test_the_progress_line_stays_one_line_on_an_80_column_terminal():
+    """`eta` and its value landed on a second line of the panel at 80 columns."""
+    view = LaunchView("digits-cnn", 20, maximize=True, stream=io.StringIO())
+    assert view.console.width == 80  # what a plain terminal (and a StringIO) has
+    for i in range(1, 4):
+        view.trial_started(f"digits-cnn-{i:03d}-aaaaaaaa")
+        view.trial_ended(f"digits-cnn-{i:03d}-aaaaaaaa", "Completed", 0.9, 1.0, None)
+    lines = render(view, 80).splitlines()
+    (progress,) = [line for line in lines if "done" in line]
+    assert "━" in progress and "eta " in progress and progress.rstrip().endswith("s"), lines
+    assert all(len(line) <= 80 for line in lines)

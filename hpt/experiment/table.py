@@ -45,8 +45,8 @@ HPT_COLUMNS = [
     "ResourceWaitSeconds",
     "S3ModelArtifact",
 ]
-# What hpt itself adds to a training job; ResourceWaitSeconds (waiting for another job to free
-# CPUs or GPUs) is the machine's, reported apart.
+# What hpt adds around a training job, less ResourceWaitSeconds: the part of its queue wait
+# spent waiting for another job to free CPUs or GPUs, the machine's, reported apart.
 OVERHEAD_COLUMNS = ["QueueWaitSeconds", "LaunchSeconds", "TeardownSeconds"]
 FEASIBLE, PARETO_OPTIMAL = "Feasible", "ParetoOptimal"
 
@@ -171,8 +171,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
             "ResumedFromStep": t.get("resumed_from_step"),
             "ParentTrainingJob": t.get("parent"),
             "ExploitCount": t.get("exploit_count", 0),
-            "QueueWaitSeconds": None if t.get("queue_wait_seconds") is None else
-            round(t["queue_wait_seconds"] - waited[i], 4),
+            "QueueWaitSeconds": t.get("queue_wait_seconds"),
             "LaunchSeconds": t.get("launch_seconds"),
             "TeardownSeconds": t.get("teardown_seconds"),
             "ResourceWaitSeconds": None if t.get("queue_wait_seconds") is None else waited[i],
@@ -203,7 +202,8 @@ def resource_waits(trials: list[dict[str, Any]]) -> list[float]:
     """Per trial, how much of its queue wait (from the strategy's proposal to its start) was
     spent waiting for resources: until the last other training job that ended meanwhile
     freed its CPUs and GPUs (Ray Tune proposes a trial before it can place it; on 2 cores,
-    a second ml.m5.large job waits for the first). The rest of the wait is hpt's own."""
+    a second ml.m5.large job waits for the first). The rest of the wait is hpt's own
+    overhead."""
     import bisect
 
     ends = sorted(t["end_time"] for t in trials if t.get("end_time"))

@@ -92,6 +92,7 @@ class OptunaSearcher:
         self._replay = list(replay)
         self._next_number = next_number
         self.exhausted = False  # a grid has offered every point: the search is over
+        self._reported: dict[str, set[int]] = {}  # the steps each live trial reported
 
     def _grid_points(self, seen):
         """The grid's cross-product, without the points of training jobs the tuning job's
@@ -150,13 +151,20 @@ class OptunaSearcher:
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self._live.get(trial_id)
-        # Optuna keeps intermediate values of single-objective studies only.
+        # Optuna keeps intermediate values of single-objective studies only, one per step: a
+        # step seen again (a PBT recipient restarting from its donor's step) keeps the first,
+        # as Optuna would, without its warning.
         if trial is not None and OBJECTIVE in result and result.get(OBJECTIVE_STEP) and \
                 not self.spec.multi_objective:
-            trial.report(float(result[OBJECTIVE]), int(result[OBJECTIVE_STEP]))
+            step = int(result[OBJECTIVE_STEP])
+            reported = self._reported.setdefault(trial_id, set())
+            if step not in reported:
+                reported.add(step)
+                trial.report(float(result[OBJECTIVE]), step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         trial = self._live.pop(trial_id, None)
+        self._reported.pop(trial_id, None)
         if trial is None:
             return
         result = result or {}

@@ -26,6 +26,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from optuna.trial import TrialState
+
 from hpt.spec.conditions import draw_order, exists, grid, grid_count
 
 REVERSE_PREFIX = "1-"
@@ -74,6 +76,26 @@ def decode_params(params: dict[str, Any], ranges: dict[str, Any]) -> dict[str, A
             value = min(max(value, rng.min), rng.max)
         values[name] = value
     return values
+
+
+def in_user_terms(study, ranges: dict[str, Any]):
+    """An in-memory copy of `study` whose trials carry the hyperparameters as the space names
+    them (`momentum`, not the `1-momentum` a reverse_log range is searched as), for plots
+    that read a study (Optuna's parallel coordinates, importances)."""
+    import optuna
+
+    copy = optuna.create_study(directions=study.directions)
+    user = {name: FloatDistribution(rng.min, rng.max) if optuna_param_name(name, rng) != name
+            else to_distribution(rng) for name, rng in ranges.items()}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue  # create_trial takes finished trials only
+        params = decode_params(trial.params, ranges)
+        copy.add_trial(optuna.trial.create_trial(
+            params=params, distributions={name: user[name] for name in params},
+            values=trial.values, state=trial.state, user_attrs=trial.user_attrs,
+            intermediate_values=trial.intermediate_values))
+    return copy
 
 
 def encode_params(values: dict[str, Any], ranges: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class Follower:
     def summary(self) -> dict:
         left = self.sync.unsent()
         return {"sent_points": self.sync.sent_points, "runs": len(self.sync.jobs),
+                "written_runs": self.sync.written_runs,
                 "complete": self.sync.complete(), "unsent_points": left["points"],
                 "runs_not_ended": left["runs_not_ended"],
                 "parent_not_ended": left["parent_not_ended"],

@@ -126,6 +126,7 @@ class MlflowSync:
         self.parent_end_line: int | None = None
         self.parent_reopen = False
         self.sent_points = 0
+        self.written_runs = 0  # runs this sync created or ended (the points are sent_points)
         self.refused: list[str] = []
         self.lock = None  # the follower lock's open file (follow.py), while it syncs
 
@@ -249,6 +250,7 @@ class MlflowSync:
                                          start_time=timestamp_ms(row["time"]),
                                          tags=plan.child_tags(row, parent_id))
             job.run_id = run.info.run_id
+            self.written_runs += 1
             self._save()
         if not job.ready:
             self._log(job.run_id, params=plan.child_params(row.get("hyperparameters", {})))
@@ -293,12 +295,13 @@ class MlflowSync:
                                    end_time=end)
         job.ended_line, job.end_line = job.end_line, None
         job.follower.close()
+        self.written_runs += 1
         self._save()
 
     def _end_parent(self, parent_id: str) -> None:
         from mlflow.entities import Metric
 
-        from hpt.report_visual import render_html
+        from hpt.report_page import render_html
 
         ended = next(e for e in reversed(self.tuning_events) if e["event"] == "job_ended")
         best = ended.get("best_training_job")

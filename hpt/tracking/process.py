@@ -37,9 +37,14 @@ def tracking_message(kind: str, report: dict, target: MlflowTarget, name: str) -
                 f"(at the server's pace; at most {FLUSH_SECONDS:.0f} s)")
     if kind == "refused":
         return f"MLflow refused {report['what']}: {report['error'][:300]}"
+    if kind == "ended" and report.get("complete") and not (
+            report.get("written_runs", 1) or report["sent_points"]):
+        return (f"MLflow: nothing to send: {target.uri} has all of it already "
+                f"({report['runs']} training job runs)")
     if kind == "ended" and report.get("complete"):
-        return (f"MLflow: {report['runs']} training job runs and {report['sent_points']} data "
-                f"points sent to {target.uri}")
+        return (f"MLflow: {report['runs']} training job runs in {target.uri} "
+                f"({report.get('written_runs', report['runs'])} of them created or ended now) "
+                f"and {report['sent_points']} data points sent")
     if kind == "ended":
         left = [f"{report['unsent_points']} data points"] if report.get("unsent_points") else []
         if report.get("runs_not_ended"):
