@@ -2,10 +2,8 @@
 127.0.0.1, queried through the dashboard's HTTP API with Ray's auth token."""
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -13,6 +11,7 @@ import pytest
 import yaml
 
 import hpt
+from user_env import hpt_command, user_env
 
 # A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
 pytestmark = pytest.mark.smoke
@@ -35,6 +34,12 @@ def dashboard_url(launcher) -> str:
     raise AssertionError("hpt launch did not print a dashboard URL on 127.0.0.1")
 
 
+def token_of(home) -> str:
+    """The token hpt's Ray uses, where the launch says it is: ~/.ray/auth_token (Ray writes
+    one there for the first Ray of a HOME that has none)."""
+    return (home / ".ray" / "auth_token").read_text().strip()
+
+
 def write_sleepy_job(folder) -> None:
     """space.yaml (job `dash`: 2 trials of SLEEPER, 2 at a time) and its code/ in folder."""
     (folder / "code").mkdir()
@@ -51,14 +56,15 @@ def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(t
     """On the Ray Tune controller each trial is an actor; the local controller has none, and
     the job's metadata is what the dashboard shows of it (the next test)."""
     write_sleepy_job(tmp_path)
-    env = dict(os.environ)  # hpt keeps its own Ray on 127.0.0.1
+    home = tmp_path / "home"
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp",
+        [*hpt_command(), "launch", "space.yaml", "--experiments-dir", "exp",
          "--dashboard-host", "127.0.0.1", "--controller", "tune"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=tmp_path, env=user_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
     try:
         url = dashboard_url(launcher)
-        token = os.environ["RAY_AUTH_TOKEN"]  # the session's (tests/conftest.py)
+        token = token_of(home)
 
         # Without the token the API refuses: auth stays on.
         try:
@@ -92,12 +98,14 @@ def test_actors_are_named_after_training_jobs_and_the_job_carries_its_metadata(t
 def test_on_the_local_controller_trials_start_before_ray_and_the_dashboard_has_the_job(
         tmp_path):
     write_sleepy_job(tmp_path)
+    home = tmp_path / "home"
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "hpt", "launch", "space.yaml", "--experiments-dir", "exp"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [*hpt_command(), "launch", "space.yaml", "--experiments-dir", "exp"],
+        cwd=tmp_path, env=user_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
     try:
         url = dashboard_url(launcher)
-        jobs = _get(f"{url}/api/jobs/", os.environ["RAY_AUTH_TOKEN"])
+        jobs = _get(f"{url}/api/jobs/", token_of(home))
         tuning = [j for j in jobs if (j.get("metadata") or {}).get("hpt_tuning_job") == "dash"]
         assert tuning and tuning[0]["metadata"]["hpt_max_trials"] == "2"
         rest = launcher.stdout.read()

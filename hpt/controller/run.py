@@ -62,10 +62,13 @@ def run_trials(job, runtime: Runtime, staged, store, control, recorder, view,
         with view, StopOnSignals(control):
             # A resumed job with nothing new to run may still promote its paused trials.
             work = job.to_run or any(is_paused(row) for row in job.resume.kept)
-            if controller == LOCAL and ray_wanted and work:
-                _beside_ray(runner, connect)
-            elif work:
-                runner()
+            try:
+                if controller == LOCAL and ray_wanted and work:
+                    _beside_ray(runner, connect)
+                elif work:
+                    runner()
+            finally:
+                connect.close()
     _check_ended(job, store, control, searcher, controller)
 
 
@@ -133,14 +136,16 @@ def _connect_once(store, view, recorder, ray_options, metadata, on_lost):
         store.append("ray_connected", address=ray_options["address"],
                      session_dir=session.session_dir, started_here=session.started_here,
                      dashboard_url=session.dashboard_url, gcs_address=session.gcs_address)
-        if session.gcs_address:
-            RayWatch(session.gcs_address, on_lost).start()
+        if session.gcs_address:  # a Ray this launch started or joined (not one it was given)
+            watches.append(RayWatch(session.gcs_address, on_lost).start())
         recorder.metrics.connect()
         if session.dashboard_url:
             view.print(f"Ray dashboard: {session.dashboard_url} (token auth: the token is in "
                        f"{token_source()})")
 
+    watches: list = []
     connect.view = view
+    connect.close = lambda: [watch.close() for watch in watches]  # the run is over
     return connect
 
 
