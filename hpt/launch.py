@@ -141,7 +141,7 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
     if ray_options["address"] and not ray_options["address"].startswith("ray://"):
         from hpt.ray_session import check_cluster
 
-        check_cluster(ray_options["address"])
+        ray_options = {**ray_options, "checked_gcs": check_cluster(ray_options["address"])}
     s3 = _s3_client_if_needed(job.spec)
     staged = runtime.stage(StageContext(job.spec, root, s3, options))
     began = time.time()

@@ -55,17 +55,20 @@ class RaySession:
 
 
 def start_or_join(address: str | None, dashboard: bool, dashboard_host: str = "127.0.0.1",
-                  metadata: dict[str, str] | None = None) -> RaySession:
+                  metadata: dict[str, str] | None = None,
+                  checked_gcs: str | None = None) -> RaySession:
     """Starts a Ray of its own (address None) or joins `address`; the tuning job is this Ray
-    job, its metadata naming it in the dashboard's Jobs view. Does nothing (and returns an
-    empty session) when this process is already connected."""
+    job, its metadata naming it in the dashboard's Jobs view. `checked_gcs`: what
+    check_cluster(address) returned already (hpt launch checks before it writes anything).
+    Does nothing (and returns an empty session) when this process is already connected."""
     if ray.is_initialized():
         return RaySession(None, _session_dir(), started_here=False)
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="WARNING",
                                   configure_logging=True,
                                   job_config=JobConfig(metadata=metadata or {}))
     if address:
-        gcs = address if address.startswith("ray://") else check_cluster(address)
+        gcs = address if address.startswith("ray://") else \
+            checked_gcs or check_cluster(address)
         if address != "auto":
             os.environ.pop("RAY_ADDRESS", None)  # Ray would join that one instead
         try:

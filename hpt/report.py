@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.experiment.best import BestSoFar, summary
-from hpt.experiment.job_state import FAILED, IN_PROGRESS, RESUMABLE, JobState, job_state
+from hpt.experiment.job_state import IN_PROGRESS, RESUMABLE, JobState, job_state
 from hpt.experiment.lock import holder
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.experiment.table import experiments_dir as experiments_dir_of
@@ -79,8 +79,7 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
 
     for job in unlaunched_tuning_jobs(root):  # asked of hpt api, no experiment folder
         rows.append({"TuningJobName": job["TuningJobName"], "Status": job["Status"],
-                     "EndReason": job["Description"].split(": ", 1)[-1]
-                     if job["Status"] == FAILED else None, "TrainingJobs": 0,
+                     "EndReason": job["Failure"], "TrainingJobs": 0,
                      "BestObjective": None, "ObjectiveMetric": None,
                      "CreationTime": pd.Timestamp(job["CreationTime"], unit="s", tz="UTC"),
                      "EndTime": None})

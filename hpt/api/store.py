@@ -111,7 +111,7 @@ def unlaunched_tuning_jobs(experiments: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError, KeyError):
             continue
         status = FAILED if record.failure else STOPPED if record.stop_requested else IN_PROGRESS
-        found.append({"TuningJobName": name, "Status": str(status),
+        found.append({"TuningJobName": name, "Status": str(status), "Failure": record.failure,
                       "Description": f"{status}: {record.failure}" if record.failure else
                       f"{status} (created through hpt api; its launcher has not started it)",
                       "CreationTime": record.creation_time,
