@@ -15,11 +15,11 @@ __all__ = ["load_experiment", "load_metrics", "best_trial", "job_status", "list_
 def __getattr__(name):
     # Lazy, so `hpt validate` and the trainer-side code don't pay for pandas.
     if name == "pareto_front":
-        from hpt import front
+        from hpt.report import front
 
         return front.pareto_front
     if name in __all__:
-        from hpt import report
+        from hpt.report import summary as report
 
         return getattr(report, name)
     raise AttributeError(f"module 'hpt' has no attribute {name!r}")

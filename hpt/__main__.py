@@ -1,3 +1,3 @@
-from hpt.cli import console_main
+from hpt.cli.main import console_main
 
 console_main()

@@ -114,7 +114,7 @@ def write_space(folder: Path, name: str, trials: int, hyperparameters: dict,
 def ensure_ray():
     import ray
 
-    from hpt.ray_session import keep_on_loopback
+    from hpt.cluster.session import keep_on_loopback
 
     if not ray.is_initialized():
         keep_on_loopback()  # as hpt's own Ray: on 127.0.0.1
@@ -129,7 +129,7 @@ def bench_overhead(quick: bool) -> None:
     trials, seconds = (10, 0.5) if quick else (80, 1.0)
     ideal = trials * seconds / 2
     folder = workdir()
-    from hpt.report import load_experiment, overhead_summary
+    from hpt.report.summary import load_experiment, overhead_summary
 
     # Whole `hpt launch` commands (import, Ray beside the trials, exit), cold and with
     # trainer.warm_start (trials fork from a warm interpreter).
@@ -188,7 +188,7 @@ def bench_overhead(quick: bool) -> None:
 def bench_launch(quick: bool) -> None:
     from hpt.runtime.api import TrialAssignment
     from hpt.runtime.training_job import LocalTrainingJob
-    from hpt.spec import load_spec
+    from hpt.spacefile import load_spec
 
     runs = 5 if quick else 20
     folder = workdir()
@@ -218,7 +218,7 @@ def bench_launch(quick: bool) -> None:
 def bench_containers(quick: bool) -> None:
     from hpt.runtime.api import JobContext, Slot, TrialAssignment
     from hpt.runtime.runtimes import RUNTIMES
-    from hpt.spec import load_spec
+    from hpt.spacefile import load_spec
 
     image, engine = "hpt-cnn:latest", os.environ.get("HPT_CONTAINER_ENGINE", "docker")
     if subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode:
@@ -267,7 +267,7 @@ def bench_torch(quick: bool) -> None:
     from hpt.runtime.api import TrialAssignment
     from hpt.runtime.training_job import LocalTrainingJob
     from hpt.runtime.warm import WarmInterpreter, modules_to_preload
-    from hpt.spec import load_spec
+    from hpt.spacefile import load_spec
 
     runs = 3 if quick else 10
     folder = workdir()
@@ -316,7 +316,7 @@ def bench_search(quick: bool) -> None:
     import optuna
 
     from hpt.search.searcher import OptunaSearcher, open_study
-    from hpt.spec import load_spec
+    from hpt.spacefile import load_spec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rounds = 100 if quick else 1000
@@ -356,7 +356,7 @@ def bench_search(quick: bool) -> None:
 def bench_metrics(quick: bool) -> None:
     from hpt.runtime.api import TrialAssignment
     from hpt.runtime.training_job import LocalTrainingJob
-    from hpt.spec import load_spec
+    from hpt.spacefile import load_spec
 
     rate, seconds = 2000, (3.0 if quick else 20.0)
     folder = workdir()
@@ -388,8 +388,8 @@ def bench_metrics(quick: bool) -> None:
 def bench_utilisation(quick: bool) -> None:
     ensure_ray()
     import hpt
-    from hpt.launch import launch
-    from hpt.spec import load_spec
+    from hpt.launcher.launch import launch
+    from hpt.spacefile import load_spec
 
     trials = 12 if quick else 40
     folder = workdir()
@@ -408,7 +408,7 @@ def bench_utilisation(quick: bool) -> None:
 
 def bench_cnn(quick: bool) -> None:
     folder = workdir()
-    command = [sys.executable, "-m", "hpt.cli", "launch", str(REPO / "search_spaces" /
+    command = [sys.executable, "-m", "hpt.cli.main", "launch", str(REPO / "search_spaces" /
                "digits-cnn.yaml"), "--experiments-dir", str(folder), "--no-dashboard"]
     if quick:
         command += ["--max-trials", "2"]

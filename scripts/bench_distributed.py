@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from hpt.runtime.host import free_ports  # noqa: E402
-from hpt.sagemaker_names import distribution_hyperparameters  # noqa: E402
+from hpt.core.sagemaker_names import distribution_hyperparameters  # noqa: E402
 from hpt.runtime.plan import (HostAddress,  # noqa: E402
                               plan_trial)
 

@@ -78,7 +78,7 @@ def run(name: str, space: dict, folder: Path) -> dict:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))
     began = time.time()
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(path),
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(path),
                            "--experiments-dir", str(folder / "exp"), "--no-dashboard"],
                           capture_output=True, text=True, cwd=REPO)
     wall = time.time() - began

@@ -59,7 +59,7 @@ def launch_tiny_job(folder: Path) -> tuple[str, Path]:
              "strategy": "random", "limits": {"max_trials": 2, "max_parallel": 2}, "seed": 0}
     path = folder / "space.yaml"
     path.write_text(yaml.safe_dump(space))
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(path),
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(path),
                            "--experiments-dir", str(folder / "exp"), "--no-dashboard"],
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -72,7 +72,7 @@ class Serve:
     """`hpt serve` in a subprocess, on a free port."""
 
     def __init__(self, name: str, experiments_dir: Path | None, flags: list[str]):
-        cmd = [sys.executable, "-m", "hpt.cli", "serve", name, "--port", "0", *flags]
+        cmd = [sys.executable, "-m", "hpt.cli.main", "serve", name, "--port", "0", *flags]
         if experiments_dir is not None:
             cmd += ["--experiments-dir", str(experiments_dir)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -175,7 +175,7 @@ def leftovers(mark: str, sessions: list[str], wait: float = 15.0) -> list[str]:
     """Processes of the job still alive: marked ones (trial scripts and their children), and
     every process of its launchers' Ray sessions (by session folder: Ray's agents rename
     themselves, so their command line no longer says whose they are)."""
-    from hpt.runtime.reaper_sidecar import session_processes
+    from hpt.processes.reaper_sidecar import session_processes
 
     deadline = time.time() + wait
     while True:

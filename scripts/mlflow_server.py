@@ -51,7 +51,7 @@ class MlflowServer:
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        from hpt.runtime.reaper import REAPER
+        from hpt.processes.reaper import REAPER
 
         REAPER.register(self.proc.pid)  # its group dies with this process, however it dies
         deadline = time.time() + START_SECONDS
@@ -78,7 +78,7 @@ class MlflowServer:
                 pass
             self.proc.wait()
         if self.proc is not None:
-            from hpt.runtime.reaper import REAPER
+            from hpt.processes.reaper import REAPER
 
             REAPER.unregister(self.proc.pid)
         self.proc = None

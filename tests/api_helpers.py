@@ -49,7 +49,7 @@ class ApiServer:
         env = {**os.environ, **client_env(self.s3_url), "PYTHONUNBUFFERED": "1"}
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hpt.cli", "api", "--port", str(self.port),
+                [sys.executable, "-m", "hpt.cli.main", "api", "--port", str(self.port),
                  "--experiments-dir", str(self.experiments), "--num-cpus", str(self.cpus),
                  *self.args], env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)

@@ -72,7 +72,7 @@ def ray_session():
     to 127.0.0.1 the way hpt binds a Ray of its own."""
     import ray
 
-    from hpt.ray_session import keep_on_loopback
+    from hpt.cluster.session import keep_on_loopback
 
     keep_on_loopback()
     ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False,

@@ -91,7 +91,7 @@ def launch_killing_the_actor(spec, exp, script_pid) -> None:
     import signal
     import threading
 
-    from hpt.launch import launch
+    from hpt.launcher.launch import launch
 
     def kill_the_actor():
         pid = script_pid()
@@ -107,7 +107,7 @@ def launch_killing_the_actor(spec, exp, script_pid) -> None:
 
 def start_launcher(space_path, exp, address, *args):
     return subprocess.Popen(
-        [sys.executable, "-m", "hpt.cli", "launch", str(space_path), "--experiments-dir",
+        [sys.executable, "-m", "hpt.cli.main", "launch", str(space_path), "--experiments-dir",
          str(exp), "--address", address, *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -167,7 +167,7 @@ def live_processes_of(job_names) -> list[int]:
 def processes_in(folder) -> list[int]:
     """Every process that names `folder` in its command line or holds a file in it open:
     what a test started there (a serving program, a Ray session), found by where it works."""
-    from hpt.runtime.reaper_sidecar import session_processes
+    from hpt.processes.reaper_sidecar import session_processes
 
     return session_processes(str(folder))
 

@@ -200,7 +200,7 @@ def test_a_request_hpt_export_sagemaker_wrote_runs_unchanged(moto_server, tmp_pa
     shutil.copy(repo / "scripts" / "prepare_data.py", clone / "scripts")
     (clone / "search_spaces").mkdir()
     shutil.copy(repo / "search_spaces" / "digits-cnn.yaml", clone / "search_spaces")
-    exported = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker",
+    exported = subprocess.run([sys.executable, "-m", "hpt.cli.main", "export-sagemaker",
                                str(clone / "search_spaces" / "digits-cnn.yaml")],
                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hpt.spec import SpecError, load_spec
+from hpt.spacefile import SpecError, load_spec
 from fuzz.mutate import corpus
 
 SEED, COUNT = 20261130, 320
@@ -108,8 +108,8 @@ def test_every_malformed_sagemaker_request_is_refused_cleanly(valid, tmp_path, c
     import math
 
     from fuzz.mutate import structured
-    from hpt.cli import main
-    from hpt.spec.sagemaker_json import to_request
+    from hpt.cli.main import main
+    from hpt.spacefile.sagemaker_json import to_request
 
     root, _ = valid
     request, _ = to_request(load_spec(REPO_SPACE, check_disk=False))

@@ -10,8 +10,8 @@ import pytest
 import hpt
 from hpt.experiment.checkpoints import carry_checkpoints, carried_steps
 from hpt.experiment.store import attempt_dir
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 from helpers import (cnn_space, counts, events, launch_killing_the_actor, live_processes_of,
                      wait_for)
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def hpt(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "hpt.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "hpt.cli.main", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
 
@@ -213,7 +213,7 @@ def test_a_prepare_command_that_creates_nothing_is_named_as_the_cause(write_spac
 def test_the_report_table_is_readable_best_first_and_fits_the_terminal():
     import pandas as pd
 
-    from hpt.report import readable_table
+    from hpt.report.summary import readable_table
 
     spec = {"objective": {"metric": "validation:accuracy", "type": "maximize"},
             "hyperparameters": {"lr": {}, "optimizer": {}}}
@@ -255,8 +255,8 @@ def test_a_contract_the_space_cannot_have_fails_the_job_once_and_is_not_retried(
     as a lost host that Tune retries."""
     from hpt.runtime.api import TrialAssignment
     from hpt.runtime.training_job import LocalTrainingJob
-    from hpt.spec import Spec, load_spec
-    from hpt.trial import FailureCategory, TrialStatus
+    from hpt.spacefile import Spec, load_spec
+    from hpt.core.trial import FailureCategory, TrialStatus
 
     path = tmp_path / "space.yaml"
     import yaml
@@ -289,7 +289,7 @@ def test_validate_counts_in_words_and_a_closed_pipe_is_no_traceback(write_space)
     done = hpt("validate", path)
     assert "1 hyperparameter," in done.stdout
     # `hpt ... | head -0`: the reader goes away before hpt writes.
-    proc = subprocess.Popen([sys.executable, "-m", "hpt.cli", "validate", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "hpt.cli.main", "validate", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()
     _, err = proc.communicate(timeout=60)
@@ -299,7 +299,7 @@ def test_validate_counts_in_words_and_a_closed_pipe_is_no_traceback(write_space)
 def test_a_narrow_terminal_abbreviates_headers_before_it_cuts_a_value():
     import pandas as pd
 
-    from hpt.report import readable_table
+    from hpt.report.summary import readable_table
 
     names = ["batch_size", "conv_channels", "dropout", "lr", "momentum", "optimizer"]
     spec = {"objective": {"metric": "validation:accuracy", "type": "maximize"},
@@ -318,8 +318,8 @@ def test_a_narrow_terminal_abbreviates_headers_before_it_cuts_a_value():
 
 
 def test_every_command_of_the_parser_runs_something_and_the_choices_come_from_registries():
-    from hpt.cli import COMMANDS
-    from hpt.cli_parser import build_parser
+    from hpt.cli.main import COMMANDS
+    from hpt.cli.parser import build_parser
     from hpt.runtime.runtimes import RUNTIMES
 
     parser = build_parser()

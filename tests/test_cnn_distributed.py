@@ -13,7 +13,7 @@ import pytest
 
 from hpt.runtime.host import free_ports
 from hpt.runtime.plan import HostAddress, plan_trial
-from hpt.sagemaker_names import distribution_hyperparameters
+from hpt.core.sagemaker_names import distribution_hyperparameters
 from helpers import TRAIN_PY, prepare_data
 
 # A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).

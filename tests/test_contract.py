@@ -24,7 +24,7 @@ from hpt.runtime.contract import (
     render_host_contract,
 )
 from hpt.runtime.encoding import encode_hyperparameters, env_value, user_args
-from hpt.sagemaker_names import is_reserved
+from hpt.core.sagemaker_names import is_reserved
 from hpt.runtime.tree import materialize
 
 PROBE = """\

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import hpt
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 from helpers import DIST, live_processes_of
 
 

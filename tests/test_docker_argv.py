@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from hpt.runtime.contract import TrialContractInput, render_host_contract
-from hpt.runtime.docker import (ContainerPlan, container_env, container_name, labels_for,
+from hpt.runtime.docker_commands import (ContainerPlan, container_env, container_name, labels_for,
                                 network_create_argv, network_name, network_remove_argv,
                                 remove_argv, run_argv, secret_env, stop_argv)
 from helpers import CNN_IMAGE, engine_holding, why_no_image
@@ -243,7 +243,7 @@ def test_data_parallel_ranks_run_the_entry_point_not_the_toolkits_mpirun():
 
 
 def test_a_container_sees_its_share_of_cpus_as_its_own():
-    from hpt.runtime.docker import online_cpus
+    from hpt.runtime.docker_commands import online_cpus
 
     assert online_cpus(1) == "0" and online_cpus(4) == "0-3"
     parsed = parse_run(run_argv(plan(cpus_online="/exp/job/.cpus-online-2")))

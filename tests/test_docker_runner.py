@@ -14,7 +14,7 @@ import pytest
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.runtime.training_job import LocalTrainingJob
-from hpt.spec import load_spec
+from hpt.spacefile import load_spec
 from helpers import faulty_space
 
 def _job(write_space, tmp_path, mode: str) -> LocalTrainingJob:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hpt.spec.model import USER_FIELDS, Spec
-from hpt.spec.strategy_config import STRATEGY_CONFIG_KEYS
-from hpt.spec.ranges import CategoricalRange, ContinuousRange, IntegerRange
+from hpt.spacefile.model import USER_FIELDS, Spec
+from hpt.spacefile.strategy_config import STRATEGY_CONFIG_KEYS
+from hpt.spacefile.ranges import CategoricalRange, ContinuousRange, IntegerRange
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

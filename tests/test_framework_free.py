@@ -41,8 +41,8 @@ def test_the_core_install_requires_no_training_framework():
 def test_import_hpt_and_validate_work_without_torch():
     space = REPO / "search_spaces" / "digits-cnn.yaml"
     code = NO_FRAMEWORKS + f"""
-import hpt, hpt.report, hpt.spec
-from hpt.cli import main
+import hpt, hpt.report.summary, hpt.spacefile
+from hpt.cli.main import main
 code = main(["validate", {str(space)!r}])
 print("torch" in sys.modules and sys.modules["torch"] is not None)
 sys.exit(code)
@@ -61,7 +61,7 @@ def test_a_tuning_job_runs_without_torch(ray_session, write_space, tmp_path):
     space = write_space(sleepy_space("no-torch", max_trials=2, seconds=(0.1, 0.2)))
     address = ray_session.get_runtime_context().gcs_address
     code = NO_FRAMEWORKS + f"""
-from hpt.cli import main
+from hpt.cli.main import main
 sys.exit(main(["launch", {str(space)!r}, "--experiments-dir", {str(tmp_path / "exp")!r},
                "--address", {address!r}]))
 """

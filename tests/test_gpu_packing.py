@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hpt.controller.slots import (Machine, SlotPool, choose_devices, hosts_per_gpu,
-                                  ray_gpu_request)
+from hpt.controller.slots import Machine, SlotPool, choose_devices
+from hpt.core.gpu_share import hosts_per_gpu, ray_gpu_request
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,8 +81,8 @@ import ray
 sys.path.insert(0, {repo!r})
 ray.init(num_cpus={cpus}, num_gpus={gpus}, include_dashboard=False, log_to_driver=False,
          logging_level="ERROR")
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 result = launch(load_spec({space!r}), {exp!r}, dashboard=False, stream=open("/dev/null", "w"))
 print(json.dumps({{"controller": result.controller, "counts": result.counts}}))
 """

@@ -6,8 +6,8 @@ import os
 import tarfile
 
 import hpt
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 
 HOSTILE = ["; rm -rf ~", "$(touch /tmp/hpt-pwned)", "`id`", "it's \"quoted\"", "two\nlines",
            "--mode=fail", "-x", "a b  c", "ünï ☃", "$HOME ${PATH}", "|| true &&",

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hpt.runtime.reaper_sidecar import session_processes
+from hpt.processes.reaper_sidecar import session_processes
 from helpers import counts, events, live_processes_of, sleepy_space, wait_for
 
 # A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.smoke
 def test_kill_9_of_the_launcher_leaves_no_process_of_its_ray(dashboard, write_space, tmp_path):
     space = write_space(sleepy_space("k9", max_trials=2, seconds=(30.0, 40.0)))
     exp = tmp_path / "exp"
-    argv = [sys.executable, "-m", "hpt.cli", "launch", str(space), "--experiments-dir", str(exp)]
+    argv = [sys.executable, "-m", "hpt.cli.main", "launch", str(space), "--experiments-dir", str(exp)]
     launcher = subprocess.Popen(argv + ([] if dashboard else ["--no-dashboard"]),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

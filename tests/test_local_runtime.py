@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 
-from hpt.metrics import MetricParser
-from hpt.runtime.local import HostProcess, failure_reason, pack_model, MAX_LINE_BYTES
+from hpt.core.metric_parser import MetricParser
+from hpt.runtime.processes import HostProcess, failure_reason, pack_model, MAX_LINE_BYTES
 
 
 def alive(pid: int) -> bool:
@@ -135,7 +135,7 @@ def test_a_full_disk_fails_the_job_with_the_reason_and_never_blocks_the_script(
 
     from hpt.runtime.api import TrialAssignment
     from hpt.runtime.training_job import LocalTrainingJob
-    from hpt.spec import load_spec
+    from hpt.spacefile import load_spec
     from helpers import faulty_space
 
     spec = load_spec(write_space(faulty_space(name="full")))
@@ -181,7 +181,7 @@ def test_the_group_dies_with_the_process_that_started_it_even_by_sigkill(tmp_pat
     starter.write_text(textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from hpt.runtime.local import HostProcess
+        from hpt.runtime.processes import HostProcess
         script = {str(tmp_path / "s.py")!r}
         open(script, "w").write(
             "import subprocess, sys, time\\n"
@@ -221,7 +221,7 @@ def test_cleanup_commands_run_when_the_process_that_registered_them_dies(tmp_pat
     starter.write_text(textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from hpt.runtime.reaper import REAPER
+        from hpt.processes.reaper import REAPER
         REAPER.on_death("a", ["touch", {str(done)!r}])
         REAPER.on_death("b", ["touch", {str(cancelled)!r}])
         REAPER.cancel("b")

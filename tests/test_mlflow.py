@@ -14,8 +14,8 @@ import pytest
 import hpt
 from hpt.experiment.checkpoints import read_points
 from hpt.experiment.store import attempts
-from hpt.report import state_of
-from hpt.spec import load_spec
+from hpt.report.summary import state_of
+from hpt.spacefile import load_spec
 from hpt.tracking.mlflow_plan import RUN_STATUS, mlflow_target
 from helpers import events, load_script, wait_for
 
@@ -51,7 +51,7 @@ def curves_space(name, uri, profiles, seconds=0.2, epochs=5, **extra):
 
 
 def launch_command(path, exp, *extra):
-    return [sys.executable, "-m", "hpt.cli", "launch", str(path), "--experiments-dir", str(exp),
+    return [sys.executable, "-m", "hpt.cli.main", "launch", str(path), "--experiments-dir", str(exp),
             "--no-dashboard", *extra]
 
 
@@ -104,7 +104,7 @@ def assert_mirrors_the_table(uri, name, exp):
 
 
 def test_the_uri_comes_from_the_command_the_space_or_mlflows_variable(write_space):
-    from hpt.errors import UserError
+    from hpt.core.errors import UserError
 
     named = load_spec(write_space(curves_space("t", "http://s:3", ["0.9"])))
     unnamed = load_spec(write_space(curves_space("t", None, ["0.9"])))
@@ -192,7 +192,7 @@ def test_a_server_down_to_the_end_is_reported_and_hpt_track_writes_it_later(
     assert "`hpt track mlnever` sends them" in done.stdout
     ended = [e for e in events(exp, "mlnever") if e["event"] == "tracking_ended"][-1]
     assert not ended["complete"] and ended["unsent_points"] == 2 * 5 * 2  # 2 jobs, 5 epochs
-    track = [sys.executable, "-m", "hpt.cli", "track", "mlnever", "--experiments-dir",
+    track = [sys.executable, "-m", "hpt.cli.main", "track", "mlnever", "--experiments-dir",
              str(exp), "--mlflow-uri", server.uri]
     for said in ("MLflow: 3 training job runs in", "MLflow: nothing to send"):
         # A second track finds nothing missing, sends nothing twice, and says so (it said

@@ -13,15 +13,15 @@ import optuna
 import pytest
 
 import hpt
-from hpt.errors import UserError
-from hpt.front import choose, front_of
-from hpt.launch import launch
-from hpt.objectives import is_feasible, pareto_optimal, unmet, violations
+from hpt.core.errors import UserError
+from hpt.report.front import choose, front_of
+from hpt.launcher.launch import launch
+from hpt.core.objectives import is_feasible, pareto_optimal, unmet, violations
 from hpt.search.space import draw_conditional
-from hpt.serving.run import plan_for
-from hpt.spec import load_spec
-from hpt.spec.conditions import draw_order, existing, grid
-from hpt.spec.ranges import Range
+from hpt.serving.serve import plan_for
+from hpt.spacefile import load_spec
+from hpt.search.conditions import draw_order, existing, grid
+from hpt.spacefile.ranges import Range
 from helpers import counts, events, start_launcher, wait_for
 
 PARETO = Path(__file__).resolve().parent / "trainers" / "pareto"
@@ -222,7 +222,7 @@ def test_a_conditional_multi_objective_job_gives_each_script_only_its_hyperparam
     assert not result.best or result.best["TrainingJobName"] in set(df["TrainingJobName"])
 
     # hpt best: the front as JSON; with a rule, one job of it.
-    cli = [sys.executable, "-m", "hpt.cli"]
+    cli = [sys.executable, "-m", "hpt.cli.main"]
     shown = subprocess.run([*cli, "best", name, "--experiments-dir", str(exp)],
                            capture_output=True, text=True, timeout=60)
     listed = json.loads(shown.stdout)
@@ -272,7 +272,7 @@ def test_kill_9_then_resume_and_extend_a_multi_objective_job_loses_and_repeats_n
         launcher.wait(timeout=10)
     finally:
         launcher.kill()
-    cli = [sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+    cli = [sys.executable, "-m", "hpt.cli.main", "launch", str(space), "--resume",
            "--experiments-dir", str(exp), "--address", address]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -308,7 +308,7 @@ def test_a_job_that_never_prints_a_second_objective_fails_naming_it(
 def test_export_refuses_what_sagemaker_cannot_express_and_primary_exports_one_objective(
         write_space, tmp_path):
     space = write_space(pareto_space("mo-export"))
-    cli = [sys.executable, "-m", "hpt.cli", "export-sagemaker", str(space)]
+    cli = [sys.executable, "-m", "hpt.cli.main", "export-sagemaker", str(space)]
     refused = subprocess.run(cli, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and refused.stdout == ""
     lines = refused.stderr.strip().splitlines()
@@ -336,7 +336,7 @@ def test_the_export_of_every_single_objective_space_is_byte_identical_to_before(
     golden = Path(__file__).resolve().parent / "fixtures" / "export-golden" / f"{space.name}.json"
     if not golden.is_file():
         pytest.skip("a space added with or after multi-objective tuning: no earlier export")
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker", str(space)],
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "export-sagemaker", str(space)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     repo = str(Path(__file__).resolve().parent.parent)
@@ -405,7 +405,7 @@ def test_the_default_pareto_job_trains_the_cnn_and_its_front_is_right(
 
 def test_completion_criteria_count_only_feasible_jobs():
     from hpt.schedule.completion import CompletionCriteria, CompletionStopper
-    from hpt.trial import OBJECTIVE, RECORD, STATUS
+    from hpt.core.trial import OBJECTIVE, RECORD, STATUS
 
     stopper = CompletionStopper(CompletionCriteria(True, target=0.9),
                                 [{"metric": "lat", "min": None, "max": 20.0}])

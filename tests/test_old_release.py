@@ -12,8 +12,8 @@ import hpt
 from hpt.experiment.resume import plan_resume
 from hpt.experiment.store import read_journal
 from hpt.experiment.table import trial_rows
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 
 FIXTURE = Path(__file__).parent / "fixtures" / "old-release"
 FAULTY = Path(__file__).parent / "trainers" / "faulty"

@@ -60,7 +60,7 @@ def test_optuna_dashboard_lists_a_running_jobs_trials_and_never_corrupts_its_jou
     }
     exp = tmp_path / "exp"
     journal = exp / "dash" / "optuna.journal"
-    launcher = subprocess.Popen([sys.executable, "-m", "hpt.cli", "launch",
+    launcher = subprocess.Popen([sys.executable, "-m", "hpt.cli.main", "launch",
                                  str(write_space(space)), "--experiments-dir", str(exp),
                                  "--no-dashboard"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)

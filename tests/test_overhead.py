@@ -30,7 +30,7 @@ def test_hpt_status_reports_the_resource_wait_apart_from_hpts_overhead(ray_sessi
     space = sleepy_space("one-at-a-time", max_trials=3, seconds=(1.5, 2.0))
     space["trainer"]["cpus_per_host"] = 3  # of the session Ray's 4: one job at a time
     exp = tmp_path / "exp"
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(write_space(space)),
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(write_space(space)),
                            "--experiments-dir", str(exp), "--address", address],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -38,7 +38,7 @@ def test_hpt_status_reports_the_resource_wait_apart_from_hpts_overhead(ray_sessi
     assert df["ResourceWaitSeconds"].sum() >= 2.0  # the others waited for a job to end
     overhead = hpt.job_status("one-at-a-time", exp)["Overhead"]
     assert overhead["MedianPerTrialSeconds"] < 1.0, overhead  # hpt's own, not the wait
-    status = subprocess.run([sys.executable, "-m", "hpt.cli", "status", "one-at-a-time",
+    status = subprocess.run([sys.executable, "-m", "hpt.cli.main", "status", "one-at-a-time",
                              "--experiments-dir", str(exp)], capture_output=True, text=True,
                             timeout=60)
     assert "waiting for resources (not hpt's overhead)" in status.stdout, status.stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import hpt
-from hpt.spec import SpecError, load_spec
+from hpt.spacefile import SpecError, load_spec
 from helpers import cnn_space, events
 
 EPOCHS = 6
@@ -110,11 +110,11 @@ def test_pbt_is_refused_by_export_and_by_the_local_controller(write_space, digit
     import sys
 
     from hpt.controller import choose_controller
-    from hpt.errors import UserError
+    from hpt.core.errors import UserError
     from hpt.runtime.runtimes import RUNTIMES
 
     path = write_space(pbt_space("refused", digits_channels))
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker", str(path)],
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "export-sagemaker", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "strategy: pbt" in done.stderr
     spec = load_spec(path)
@@ -139,7 +139,7 @@ def test_pbt_exploits_from_the_donors_checkpoint_and_survives_a_kill_9_of_the_la
 
     path = write_space(pbt_space("pbt", digits_channels))
     exp = tmp_path / "exp"
-    command = [sys.executable, "-m", "hpt.cli", "launch", str(path), "--experiments-dir",
+    command = [sys.executable, "-m", "hpt.cli.main", "launch", str(path), "--experiments-dir",
                str(exp), "--no-dashboard"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
@@ -168,7 +168,7 @@ def test_pbt_exploits_from_the_donors_checkpoint_and_survives_a_kill_9_of_the_la
         assert df.loc[name, "ExploitCount"] >= 1
     for name, parent in {e["training_job_name"]: e["parent"] for e in exploits}.items():
         assert df.loc[name, "ParentTrainingJob"] == parent
-    from hpt.report_page import render_html
+    from hpt.report.page import render_html
 
     page = render_html(exp / "pbt")  # the HTML report draws the lineage
     assert "Lineage (population-based training)" in page and "exploits: dashed" in page
@@ -183,9 +183,9 @@ def test_an_exploit_of_a_donor_that_wrote_no_checkpoint_is_said_and_journaled(
         write_space, digits_channels, tmp_path):
     import io
 
-    from hpt.experiment.recorder import TrialRecorder
+    from hpt.controller.recorder import TrialRecorder
     from hpt.experiment.store import ExperimentStore
-    from hpt.view import LaunchView
+    from hpt.live.view import LaunchView
 
     spec = load_spec(write_space(pbt_space("nockpt", digits_channels)))
     store = ExperimentStore(tmp_path / "nockpt")

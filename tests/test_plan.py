@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hpt.sagemaker_names import distribution_hyperparameters
+from hpt.core.sagemaker_names import distribution_hyperparameters
 from hpt.runtime.plan import (HostAddress, plan_trial,
                               processes_on_host)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import hpt
 from hpt.controller import choose_controller
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.schedule.promotion import PromotionLedger, rung_levels
-from hpt.spec import SpecError, load_spec
+from hpt.spacefile import SpecError, load_spec
 from helpers import cnn_space, events, wait_for
 
 LEVELS = (1, 3, 9)
@@ -120,7 +120,7 @@ def test_promotion_runs_on_the_local_controller_and_says_so_when_asked_for_tune(
 
 def test_export_sagemaker_refuses_promotion_mode(write_space, digits_channels):
     path = write_space(promotion_space("export", digits_channels))
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker", str(path)],
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "export-sagemaker", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "mode: promotion" in done.stderr
     assert "never pauses" in done.stderr and "Traceback" not in done.stderr
@@ -167,7 +167,7 @@ def _check_job(exp: Path, name: str, trials: int, relaunched: bool = False) -> N
 def test_a_promotion_job_pauses_promotes_and_resumes_trials_from_their_checkpoints(
         write_space, digits_channels, tmp_path):
     spec = load_spec(write_space(promotion_space("promo", digits_channels)))
-    from hpt.launch import launch
+    from hpt.launcher.launch import launch
 
     launch(spec, tmp_path / "exp", dashboard=False)
     _check_job(tmp_path / "exp", "promo", trials=6)
@@ -180,7 +180,7 @@ def test_kill_9_of_the_launcher_with_paused_trials_then_resume_loses_and_repeats
     space["static_hyperparameters"]["batch_size"] = 32  # slower epochs: the kill lands mid-job
     path = write_space(space)
     exp = tmp_path / "exp"
-    command = [sys.executable, "-m", "hpt.cli", "launch", str(path), "--experiments-dir",
+    command = [sys.executable, "-m", "hpt.cli.main", "launch", str(path), "--experiments-dir",
                str(exp), "--no-dashboard"]
     env = {**os.environ, "HPT_CONTROLLER": "local"}
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import hpt
-from hpt.launch import launch
+from hpt.launcher.launch import launch
 from hpt.runtime.pushed_metrics import PushedMetricsTail, PushedValue, parse_pushed
-from hpt.spec import SpecError, load_spec
+from hpt.spacefile import SpecError, load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 PUSHED = Path(__file__).parent / "trainers" / "pushed"
@@ -78,7 +78,7 @@ def test_a_metric_without_regex_cannot_go_to_sagemaker(write_space, pushed_sourc
     with pytest.raises(SpecError) as caught:
         load_spec(write_space({**space, "runtime": "sagemaker"}))
     assert "metric_definitions[0].regex" in str(caught.value)
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "export-sagemaker",
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "export-sagemaker",
                            str(write_space(space))], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "read from the metrics file only" in done.stderr
 

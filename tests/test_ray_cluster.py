@@ -28,8 +28,8 @@ cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_
 try:
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
-    from hpt.launch import launch
-    from hpt.spec import load_spec
+    from hpt.launcher.launch import launch
+    from hpt.spacefile import load_spec
     result = launch(load_spec(out / "space.yaml"), out / "exp", address=cluster.address,
                     dashboard=False)
     raylets = {n["NodeManagerAddress"] + ":" + str(n["NodeManagerPort"]) for n in ray.nodes()}

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hpt.runtime.reaper_sidecar import kill_session
+from hpt.processes.reaper_sidecar import kill_session
 from helpers import DIST, REPO, engine_holding, wait_for
 
 # A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).

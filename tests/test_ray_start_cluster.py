@@ -19,7 +19,7 @@ import pytest
 
 import hpt
 from hpt.experiment.store import read_journal
-from hpt.runtime.reaper_sidecar import kill_session, session_processes
+from hpt.processes.reaper_sidecar import kill_session, session_processes
 from helpers import sleepy_space
 
 # A long end-to-end run: `pytest -m "not smoke"` leaves it out (CI runs it).
@@ -71,7 +71,7 @@ def cluster(tmp_path_factory):
 
 def launch(space, exp, address, env, name, *args):
     began = time.time()
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--name", name,
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(space), "--name", name,
                            "--experiments-dir", str(exp), "--address", address, *args],
                           capture_output=True, text=True, timeout=180, env=env)
     return done, time.time() - began

@@ -9,10 +9,10 @@ import tarfile
 import pytest
 
 import hpt
-from hpt.launch import launch
-from hpt.report_page import render_html
-from hpt.redaction import REDACTED, looks_secret, redact_env
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.report.page import render_html
+from hpt.core.redaction import REDACTED, looks_secret, redact_env
+from hpt.spacefile import load_spec
 
 SECRET = "s3cr3t-v4lue-9f8e7d"
 RECORDER = """import json, os

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 import hpt
-from hpt.launch import launch
-from hpt.report_page import render_html
-from hpt.report_visual import write_pngs
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.report.page import render_html
+from hpt.report.plots import write_pngs
+from hpt.spacefile import load_spec
 from helpers import faulty_space
 
 
@@ -108,7 +108,7 @@ def wide_job(ray_session, tmp_path_factory):
 
 
 def test_every_plot_takes_the_pages_width_and_the_jobs_own_trial_numbers(wide_job):
-    from hpt.report_visual import plotly_figures
+    from hpt.report.plots import plotly_figures
 
     import json
 
@@ -131,7 +131,7 @@ def test_every_plot_and_the_table_speak_the_spaces_terms(ray_session, tmp_path):
     import json
 
     import yaml
-    from hpt.report_visual import plotly_figures
+    from hpt.report.plots import plotly_figures
 
     space = faulty_space(name="terms", strategy="random", limits={"max_trials": 3,
                                                                   "max_parallel": 2},
@@ -272,8 +272,8 @@ def pareto_job(tmp_path_factory):
 def test_a_two_objective_report_shows_the_front_and_greys_infeasible_jobs(pareto_job):
     import json
 
-    from hpt.report_pareto import INFEASIBLE_COLOUR
-    from hpt.report_visual import plotly_figures
+    from hpt.report.pareto import INFEASIBLE_COLOUR
+    from hpt.report.plots import plotly_figures
 
     spec = json.loads((pareto_job / "spec.json").read_text())
     table = hpt.load_experiment(pareto_job)
@@ -331,7 +331,7 @@ def test_three_objectives_give_parallel_coordinates_coloured_by_the_front(tmp_pa
 
     import plotly.graph_objects as go
 
-    from hpt.report_pareto import pareto_axes, pareto_figure
+    from hpt.report.pareto import pareto_axes, pareto_figure
 
     root = synthetic_job(tmp_path, "three", [ACC, SIZE, LATENCY], CONSTRAINTS[:1])
     spec = json.loads((root / "spec.json").read_text())

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 from helpers import live_processes_of
 from helpers import faulty_space
 
@@ -63,13 +63,13 @@ def test_a_job_that_errors_leaves_nothing_behind_and_says_it_ended(
         ray_session, write_space, tmp_path, monkeypatch, controller):
     from ray import tune
 
-    from hpt.controller.local import LocalController
+    from hpt.controller.local_controller import LocalController
 
     def broken_fit(self):
         raise RuntimeError(f"injected: the {controller} controller failed")
     monkeypatch.setattr(tune.Tuner, "fit", broken_fit)
     monkeypatch.setattr(LocalController, "run", broken_fit)
-    from hpt.errors import CannotGoOn
+    from hpt.core.errors import CannotGoOn
 
     before = _snapshot()
     with pytest.raises(CannotGoOn, match="injected") as raised:

@@ -12,8 +12,8 @@ import optuna
 import pytest
 
 import hpt
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 from helpers import (counts, events, launch_killing_the_actor, live_processes_of, sleepy_space,
                      start_launcher, wait_for)
 
@@ -55,7 +55,7 @@ def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
     written = {name: sorted(p.name for p in (exp / "crash" / name).iterdir())
                if (exp / "crash" / name).is_dir() else [] for name in lost}
 
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(space), "--resume",
                            "--experiments-dir", str(exp), "--address", address],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -77,7 +77,7 @@ def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
     assert states.count("COMPLETE") == 6 and "RUNNING" not in states
 
     # A finished job is extended with a larger --max-trials.
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(space), "--resume",
                            "--max-trials", "8", "--experiments-dir", str(exp),
                            "--address", address], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -95,7 +95,7 @@ def test_a_second_launcher_into_a_live_job_is_refused_and_kill_9_frees_the_job_a
     exp = tmp_path / "exp"
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "hpt.cli", *args, "--experiments-dir",
+        return subprocess.run([sys.executable, "-m", "hpt.cli.main", *args, "--experiments-dir",
                                str(exp)], capture_output=True, text=True, timeout=180)
 
     first = start_launcher(space, exp, address)
@@ -147,7 +147,7 @@ def test_hpt_stop_and_ctrl_c_stop_cleanly_and_the_job_resumes(ray_session, write
                      what="a running training job")
             time.sleep(0.5)
             if how == "stop":
-                stop = subprocess.run([sys.executable, "-m", "hpt.cli", "stop", "halt",
+                stop = subprocess.run([sys.executable, "-m", "hpt.cli.main", "stop", "halt",
                                        "--experiments-dir", str(exp)],
                                       capture_output=True, text=True, timeout=120)
                 assert stop.returncode == 0, stop.stdout + stop.stderr
@@ -167,7 +167,7 @@ def test_hpt_stop_and_ctrl_c_stop_cleanly_and_the_job_resumes(ray_session, write
         assert len(stopped) >= 1 and stopped["FailureReason"].str.startswith(
             "Stopped: the tuning job ended").all()
         assert live_processes_of(df["TrainingJobName"]) == []
-    done = subprocess.run([sys.executable, "-m", "hpt.cli", "launch", str(space), "--resume",
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(space), "--resume",
                            "--experiments-dir", str(exp), "--address", address],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -17,9 +17,9 @@ from botocore.stub import Stubber
 
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
-from hpt.runtime.sagemaker import LOG_GROUP
-from hpt.spec import load_spec
-from hpt.trial import EARLY_STOPPED, FailureCategory, TrialStatus
+from hpt.runtime.sagemaker_job import LOG_GROUP
+from hpt.spacefile import load_spec
+from hpt.core.trial import EARLY_STOPPED, FailureCategory, TrialStatus
 from helpers import faulty_space
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

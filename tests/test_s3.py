@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 import hpt
-from hpt.errors import UserError
-from hpt.launch import launch
+from hpt.core.errors import UserError
+from hpt.launcher.launch import launch
 from hpt.runtime.artifacts import artifact_uris
 from hpt.runtime.channels import download_channel, local_key_path
-from hpt.spec import load_spec
+from hpt.spacefile import load_spec
 from helpers import faulty_space
 
 

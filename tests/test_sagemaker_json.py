@@ -9,12 +9,12 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 import yaml
 from botocore.validate import ParamValidator
 
-from hpt.spec import load_spec
-from hpt.spec.sagemaker_json import from_request, to_request
+from hpt.spacefile import load_spec
+from hpt.spacefile.sagemaker_json import from_request, to_request
 
 REPO = Path(__file__).resolve().parent.parent
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
@@ -137,7 +137,7 @@ def test_a_plain_sagemaker_request_imports_with_a_report_of_what_was_assumed():
 
 def test_cli_round_trip_and_bad_json_exit_2(tmp_path):
     def hpt(*args):
-        return subprocess.run([sys.executable, "-m", "hpt.cli", *map(str, args)],
+        return subprocess.run([sys.executable, "-m", "hpt.cli.main", *map(str, args)],
                               capture_output=True, text=True, timeout=60)
 
     done = hpt("export-sagemaker", REPO / "search_spaces" / "digits-cnn.yaml")
@@ -187,7 +187,7 @@ def test_an_imported_space_validates_wherever_it_is_written(tmp_path):
     """`hpt import-sagemaker request.json > space.yaml` in any folder: it validated only when
     written into the original space's folder (the tags' paths were relative to it)."""
     def hpt(*args, **kwargs):
-        return subprocess.run([sys.executable, "-m", "hpt.cli", *map(str, args)],
+        return subprocess.run([sys.executable, "-m", "hpt.cli.main", *map(str, args)],
                               capture_output=True, text=True, timeout=60, **kwargs)
 
     exported = hpt("export-sagemaker", REPO / "search_spaces" / "digits-cnn.yaml")

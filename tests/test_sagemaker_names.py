@@ -1,4 +1,4 @@
-"""hpt/sagemaker_names.py holds SageMaker's rules once; here they are checked against their
+"""hpt/core/sagemaker_names.py holds SageMaker's rules once; here they are checked against their
 sources: botocore's model of the SageMaker API and the sagemaker-training toolkit."""
 
 import re
@@ -7,7 +7,7 @@ import boto3
 import pytest
 from sagemaker_training import params
 
-from hpt import sagemaker_names as sm
+from hpt.core import sagemaker_names as sm
 
 MODEL = boto3.session.Session(region_name="us-east-1").client("sagemaker").meta.service_model
 

@@ -9,11 +9,11 @@ import pytest
 from botocore.stub import Stubber
 from botocore.validate import ParamValidator
 
-from hpt.runtime.sagemaker import (LOG_GROUP, SageMakerTrainingJob, create_training_job_request,
+from hpt.runtime.sagemaker_job import (LOG_GROUP, SageMakerTrainingJob, create_training_job_request,
                                    pack_source, source_uri)
 from hpt.runtime.api import TrialAssignment
-from hpt.spec import load_spec
-from hpt.trial import EARLY_STOPPED
+from hpt.spacefile import load_spec
+from hpt.core.trial import EARLY_STOPPED
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 JOB = "digits-007-0a1b2c3d"

@@ -6,10 +6,10 @@ import optuna
 import pytest
 
 import hpt
-from hpt.launch import launch
+from hpt.launcher.launch import launch
 from hpt.schedule.completion import CompletionCriteria
 from hpt.schedule.median import should_stop
-from hpt.spec import load_spec
+from hpt.spacefile import load_spec
 
 CURVES = Path(__file__).parent / "trainers" / "curves"
 

@@ -19,8 +19,8 @@ import pytest
 import requests
 
 import hpt
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 from helpers import processes_in
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ VARIANT = "X-Amzn-Invoked-Production-Variant"
 
 
 def hpt_cli(*args, env=None, timeout=60):
-    return subprocess.run([sys.executable, "-m", "hpt.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "hpt.cli.main", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
@@ -80,7 +80,7 @@ class Serving:
         # From `cwd`, the experiments folder is given relative to it (as a user types it).
         folder = os.path.relpath(experiment["dir"], cwd) if cwd else str(experiment["dir"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hpt.cli", "serve", "srv", "--experiments-dir",
+            [sys.executable, "-m", "hpt.cli.main", "serve", "srv", "--experiments-dir",
              folder, "--port", "0", *map(str, flags)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
         self.lines: list[str] = []
@@ -527,7 +527,7 @@ def test_the_cnn_served_end_to_end(ray_session, tmp_path):
                       limits={"max_trials": 2, "max_parallel": 2})
     result = launch(spec, tmp_path / "exp", dashboard=False)
     assert result.counts.get("Completed") == 2, result.counts
-    proc = subprocess.Popen([sys.executable, "-m", "hpt.cli", "serve", "cnn-serve",
+    proc = subprocess.Popen([sys.executable, "-m", "hpt.cli.main", "serve", "cnn-serve",
                              "--experiments-dir", str(tmp_path / "exp"), "--port", "0",
                              "--shadow", "2" if "001" in result.best["TrainingJobName"] else "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

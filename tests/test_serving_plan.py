@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.serving.canary import Canary
 from hpt.serving.plan import (CanaryPlan, Job, Thresholds, Window, canary_weights, choose,
                               judge, make_plan, parse_assignment, parse_steps)

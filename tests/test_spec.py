@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpt.spec import (RESERVED_HYPERPARAMETERS, CategoricalRange, Channel, ContinuousRange,
+from hpt.spacefile import (RESERVED_HYPERPARAMETERS, CategoricalRange, Channel, ContinuousRange,
                       IntegerRange, Spec, SpecError, load_spec, spec_from_dict)
 
 DELETE = object()

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from hpt.search.searcher import OptunaSearcher, PARENT_ATTR, fail_orphans, make_sampler
-from hpt.spec import load_spec
+from hpt.spacefile import load_spec
 
 
 def space(strategy, **extra):
@@ -48,7 +48,7 @@ def objective(values) -> float:
 def run(spec, n=None, study=None):
     """Sequential suggest/complete rounds; returns the suggested hyperparameters in order."""
     study = study or optuna.create_study(direction="maximize", sampler=make_sampler(spec))
-    from hpt.launch import max_trials_of
+    from hpt.launcher.launch import max_trials_of
     searcher = OptunaSearcher(spec, study, max_trials_of(spec))
     seen = []
     for i in itertools.count():
@@ -133,7 +133,7 @@ def test_a_step_reported_again_keeps_the_first_value_without_optunas_warning(spe
     `The reported value is ignored because this step=5 is already reported` in the output."""
     import warnings
 
-    from hpt.trial import OBJECTIVE, OBJECTIVE_STEP
+    from hpt.core.trial import OBJECTIVE, OBJECTIVE_STEP
 
     spec = spec_of("random")
     study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))

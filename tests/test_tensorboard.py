@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import hpt
-from hpt.launch import launch
-from hpt.report_tensorboard import _masked_crc32c
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.report.tensorboard import _masked_crc32c
+from hpt.spacefile import load_spec
 
 CURVES = Path(__file__).parent / "trainers" / "curves"
 
@@ -41,7 +41,7 @@ def test_tensorboard_reads_every_training_jobs_series(ray_session, write_space, 
     exp = tmp_path / "exp"
     launch(load_spec(write_space(space)), exp, dashboard=False)
     for _ in range(2):  # a second export replaces the first (no run counted twice)
-        done = subprocess.run([sys.executable, "-m", "hpt.cli", "report", "tb", "--format",
+        done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "report", "tb", "--format",
                                "tensorboard", "--experiments-dir", str(exp)],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr

@@ -20,7 +20,7 @@ import hpt
 from api_helpers import ApiServer, boto_clients, tuning_request, upload_inputs
 from helpers import (counts, events, free_port, live_processes_of, processes_in, sleepy_space,
                      wait_for)
-from hpt.errors import LAUNCHER_LOST_EXIT
+from hpt.core.errors import LAUNCHER_LOST_EXIT
 from user_env import hpt_command, user_env
 
 RAY = Path(sys.executable).with_name("ray")
@@ -101,10 +101,10 @@ def test_a_controller_that_returns_short_of_the_limit_ends_nothing(write_space, 
                                                                    monkeypatch):
     # Whatever makes a controller return early, only the limit, a criterion or a stop ends
     # a job: here the local controller runs one trial and returns.
-    from hpt.controller.local import LocalController
-    from hpt.errors import CannotGoOn
-    from hpt.launch import launch
-    from hpt.spec import load_spec
+    from hpt.controller.local_controller import LocalController
+    from hpt.core.errors import CannotGoOn
+    from hpt.launcher.launch import launch
+    from hpt.spacefile import load_spec
 
     run = LocalController.run
 
@@ -158,7 +158,7 @@ class LoopbackCluster:
     def lose(self, driver: int | None = None) -> None:
         """Every process of the cluster, but the driver that joined it (a launcher holds
         files of the session open too): what a head node that dies takes with it."""
-        from hpt.runtime.reaper_sidecar import session_processes
+        from hpt.processes.reaper_sidecar import session_processes
 
         try:
             os.killpg(self.head.pid, signal.SIGKILL)
@@ -262,7 +262,7 @@ def test_hpt_api_resumes_its_jobs_on_a_new_ray_when_its_own_dies(moto_server, di
     # was well.
     import re
 
-    from hpt.runtime.reaper_sidecar import session_processes
+    from hpt.processes.reaper_sidecar import session_processes
 
     experiments = tmp_path / "experiments"
     server = ApiServer(experiments, moto_server).start()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import hpt
-from hpt.launch import launch
-from hpt.spec import load_spec
+from hpt.launcher.launch import launch
+from hpt.spacefile import load_spec
 from helpers import faulty_space
 
 

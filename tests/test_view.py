@@ -5,7 +5,7 @@ import io
 
 from rich.console import Console
 
-from hpt.view import LaunchView
+from hpt.live.view import LaunchView
 
 
 def test_terminal_view_shows_progress_and_running_jobs_with_placement():

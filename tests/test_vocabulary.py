@@ -1,4 +1,4 @@
-"""hpt/trial.py is the one place for a training job's status, result keys and reasons: a
+"""hpt/core/trial.py is the one place for a training job's status, result keys and reasons: a
 reason's text, its truncation and its parsing back from the journal; no other module spells
 a status or a result key."""
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hpt.trial import (MAX_REASON_CHARS, FailureCategory, FailureReason, TrainingJobRecord,
+from hpt.core.trial import (MAX_REASON_CHARS, FailureCategory, FailureReason, TrainingJobRecord,
                        TrialStatus, job_ended)
 
 HPT = Path(__file__).resolve().parent.parent / "hpt"
-VOCABULARY = HPT / "trial.py"
+VOCABULARY = HPT / "core" / "trial.py"
 STATUS_LITERALS = [f'"{s.value}"' for s in TrialStatus]
 KEY_LITERALS = ['"hpt_status"', '"hpt_record"', '"hpt_placement"', '"objective_step"']
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import hpt
-from hpt.launch import launch
+from hpt.launcher.launch import launch
 from hpt.runtime.warm import WarmInterpreter, WarmProcess, can_run_warm, modules_to_preload
-from hpt.spec import load_spec
+from hpt.spacefile import load_spec
 from helpers import faulty_space
 
 PROBE = '''

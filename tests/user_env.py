@@ -31,4 +31,4 @@ def user_env(home: Path, **extra: str) -> dict[str, str]:
 def hpt_command() -> list[str]:
     """The `hpt` a user runs: the virtualenv's console script."""
     script = Path(sys.executable).with_name("hpt")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "hpt.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hpt.cli.main"]

@@ -32,7 +32,7 @@ from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.store import ApiStore
 from hpt.api.tuning import ACCOUNT, arn
-from hpt.trial import TrialStatus
+from hpt.core.trial import TrialStatus
 
 FRAMEWORK_SERVER = Path(__file__).resolve().parent.parent / "serving" / "framework.py"
 START_TIMEOUT_SECONDS = 180.0

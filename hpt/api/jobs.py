@@ -40,8 +40,8 @@ from hpt.api.tuning import TuningRecord, s3_output_of
 from hpt.experiment.job_state import COMPLETED, FAILED, IN_PROGRESS, STOPPED
 from hpt.experiment.store import JOURNAL, SPEC, STOP_FILE, read_journal
 from hpt.experiment.table import trial_rows
-from hpt.report import state_of
-from hpt.runtime.reaper import REAPER
+from hpt.report.summary import state_of
+from hpt.processes.reaper import REAPER
 
 WATCH_SECONDS = 1.0
 MAX_RESTARTS = 3  # launcher exits before its job ended, per job and server run
@@ -220,7 +220,7 @@ class TuningJobs:
 
     def _launch(self, record: TuningRecord, resume: bool) -> None:
         folder = self.store.tuning_dir(record.name)
-        argv = [sys.executable, "-m", "hpt.cli", "launch", str(folder / "space.yaml"),
+        argv = [sys.executable, "-m", "hpt.cli.main", "launch", str(folder / "space.yaml"),
                 "--experiments-dir", str(self.store.experiments), "--address",
                 self.ray_address, "--no-dashboard"] + (["--resume"] if resume else [])
         with open(folder / "launcher.log", "ab") as log:

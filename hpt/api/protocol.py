@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any
 
-from hpt.sagemaker_names import service_model
+from hpt.core.sagemaker_names import service_model
 
 # The errors SageMaker's API answers with (its model's exception shapes, plus the common
 # AWS ones every JSON service has).

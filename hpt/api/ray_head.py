@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.runtime.host import free_ports
-from hpt.runtime.reaper import REAPER
+from hpt.processes.reaper import REAPER
 
 START_SECONDS = 60.0
 
@@ -42,7 +42,7 @@ class RayHead:
     def lost(self) -> str | None:
         """Why this Ray is gone (its `ray start` exited, or its GCS has not answered for
         ray_watch.LOST_AFTER_SECONDS), or None while it serves."""
-        from hpt.ray_watch import LOST_AFTER_SECONDS, gcs_answers
+        from hpt.cluster.watch import LOST_AFTER_SECONDS, gcs_answers
 
         if self.process is None:
             return None
@@ -100,7 +100,7 @@ class RayHead:
     def stop(self) -> None:
         """Ray's processes, all of them: the head's group, then whatever of its session is
         left (its workers and agents run in groups of their own)."""
-        from hpt.runtime.reaper_sidecar import kill_session
+        from hpt.processes.reaper_sidecar import kill_session
 
         if self.process is None:
             return

@@ -10,10 +10,10 @@ from typing import Any
 from hpt.api.tuning import (STOPPING, TUNING_OBJECTIVE, TuningRecord, arn, definition_of,
                             objective_of, s3_output_of)
 from hpt.experiment.best import BestSoFar
-from hpt.spec.sagemaker_json.importing import decode_category, resource_config
+from hpt.spacefile.sagemaker_json.importing import decode_category, resource_config
 from hpt.experiment.job_state import (COMPLETED, FAILED, IN_PROGRESS, RESUMABLE, STOPPED,
                                       JobState)
-from hpt.trial import TrialStatus
+from hpt.core.trial import TrialStatus
 
 
 def tuning_status(record: TuningRecord, state: JobState | None) -> str:

@@ -18,8 +18,8 @@ from hpt.api.instances import Resources, host_resources, instance_resources
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.tuning import (Placement, definition_of, in_request_terms, instance_type,
                             space_from_request, submit_directory, training_image)
-from hpt.spec.sagemaker_json.importing import resource_config
-from hpt.spec.sagemaker_json.names import IMAGE_PLACEHOLDER, hpt_tags, is_placeholder
+from hpt.spacefile.sagemaker_json.importing import resource_config
+from hpt.spacefile.sagemaker_json.names import IMAGE_PLACEHOLDER, hpt_tags, is_placeholder
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ServerResources:
 
 def stage(request: dict[str, Any], folder: Path, server: ServerResources, say) -> None:
     """The code and the space.yaml in `folder`; ApiError for anything hpt cannot run."""
-    from hpt.spec import SpecError, load_spec
+    from hpt.spacefile import SpecError, load_spec
 
     placement = placement_of(request, server, say)
     submit = submit_directory(request)

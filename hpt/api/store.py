@@ -18,11 +18,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpt.api.tuning import TuningRecord
+from hpt.experiment.api_requests import API_DIR, REQUEST, TuningRecord
 from hpt.experiment.store import write_json_atomic
 
-API_DIR = ".hpt-api"
-REQUEST = "request.json"
 KINDS = ("models", "endpoint-configs", "endpoints")
 
 
@@ -92,28 +90,3 @@ class ApiStore:
             except (OSError, ValueError):
                 continue
         return found
-
-
-def unlaunched_tuning_jobs(experiments: Path) -> list[dict[str, Any]]:
-    """The tuning jobs hpt api was asked for that have no experiment folder: failed or
-    stopped before their launcher made one, or not started yet. `hpt ls` and `hpt status`
-    show them with the server's reason. Reads only (creates no folder)."""
-    from hpt.experiment.job_state import FAILED, IN_PROGRESS, STOPPED
-
-    experiments = Path(experiments)
-    found = []
-    for path in sorted((experiments / API_DIR / "tuning-jobs").glob(f"*/{REQUEST}")):
-        name = path.parent.name
-        if (experiments / name / "spec.json").is_file():
-            continue
-        try:
-            record = TuningRecord.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError):
-            continue
-        status = FAILED if record.failure else STOPPED if record.stop_requested else IN_PROGRESS
-        found.append({"TuningJobName": name, "Status": str(status), "Failure": record.failure,
-                      "Description": f"{status}: {record.failure}" if record.failure else
-                      f"{status} (created through hpt api; its launcher has not started it)",
-                      "CreationTime": record.creation_time,
-                      "LauncherLog": str(path.parent / "launcher.log")})
-    return found

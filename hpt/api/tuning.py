@@ -15,14 +15,14 @@ from typing import Any
 
 from hpt.api.instances import Resources
 from hpt.api.protocol import VALIDATION, ApiError
-from hpt.sagemaker_names import is_reserved
-from hpt.spec.sagemaker_json.importing import (RequestError, from_request,
+from hpt.experiment.api_requests import DEFAULT_REGION, TuningRecord  # noqa: F401 - hpt.api's names
+from hpt.core.sagemaker_names import is_reserved
+from hpt.spacefile.sagemaker_json.importing import (RequestError, from_request,
                                                resource_config)
-from hpt.spec.sagemaker_json.names import is_placeholder
+from hpt.spacefile.sagemaker_json.names import is_placeholder
 
 STOPPING = "Stopping"
 TUNING_OBJECTIVE = "_tuning_objective_metric"  # SageMaker adds it to every training job
-DEFAULT_REGION = "us-east-1"
 ACCOUNT = "000000000000"  # hpt's one account: STS GetCallerIdentity says the same
 
 
@@ -142,30 +142,6 @@ def _without_reserved(request: dict[str, Any]) -> dict[str, Any]:
         or k.startswith(("sagemaker_mpi", "sagemaker_parameter_server",
                          "sagemaker_torch_distributed"))}
     return {**request, "TrainingJobDefinition": definition}
-
-
-@dataclass(frozen=True)
-class TuningRecord:
-    """What the server keeps of a tuning job it created (request.json in its folder)."""
-    request: dict[str, Any]
-    creation_time: float
-    region: str = DEFAULT_REGION
-    stop_requested: float | None = None
-    failure: str | None = None  # the job could not start (e.g. its code did not download)
-
-    @property
-    def name(self) -> str:
-        return self.request["HyperParameterTuningJobName"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"Request": self.request, "CreationTime": self.creation_time,
-                "Region": self.region, "StopRequested": self.stop_requested,
-                "Failure": self.failure}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TuningRecord:
-        return cls(data["Request"], data["CreationTime"], data.get("Region", DEFAULT_REGION),
-                   data.get("StopRequested"), data.get("Failure"))
 
 
 def objective_of(request: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """Which controller runs a tuning job's trials.
 
-- `local` (controller/local.py): hpt drives the trials on this machine, one thread per running
+- `local` (controller/local_controller.py): hpt drives the trials on this machine, one thread per running
   training job, with the machine's CPUs and GPUs handed out by controller/slots.py; the Ray
   that serves the dashboard starts beside it. `hpt launch` without `--address`, when each
   trial needs one bundle (one host). With `--controller local --address` the trials still run
   here, and the Ray joined (one kept running between launches) serves only the dashboard:
   its resources are not reserved, so it is for a Ray of this machine that nothing else uses.
-- `tune` (hpt/raytune/): Ray Tune's controller places the trials on a Ray cluster's nodes:
+- `tune` (hpt/controller/tune/): Ray Tune's controller places the trials on a Ray cluster's nodes:
   `--address` (a cluster joined), or trials of several hosts (its hosts are Ray actors on
   the bundles of a placement group, possibly on several nodes).
 
@@ -28,7 +28,7 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
     HPT_CONTROLLER (where it can run); else local on this machine, tune on a cluster."""
     several_hosts = len(runtime.bundles(spec.trainer)) != 1
     if requested == LOCAL and several_hosts:
-        from hpt.errors import UserError
+        from hpt.core.errors import UserError
 
         raise UserError(f"--controller local runs every trial on this machine, but "
                         f"trainer.instance_count: {spec.trainer.instance_count} needs Ray's "
@@ -37,7 +37,7 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
         return _local_for_pausing(spec, several_hosts, address, requested)
     if spec.strategy == "pbt":
         if requested == LOCAL:
-            from hpt.errors import UserError
+            from hpt.core.errors import UserError
 
             raise UserError(f"{spec.source_path}: strategy: pbt runs on Ray Tune's controller "
                             f"(its PBT scheduler pauses, saves and restores trials): drop "
@@ -47,7 +47,7 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
         return requested
     forced = os.environ.get(CONTROLLER_ENV, "").strip().lower()
     if forced not in ("", LOCAL, TUNE):
-        from hpt.errors import UserError
+        from hpt.core.errors import UserError
 
         raise UserError(f"{CONTROLLER_ENV}={forced!r}: write {LOCAL} or {TUNE} (or unset it)")
     if forced == TUNE or address or several_hosts:
@@ -66,7 +66,7 @@ def pauses_trials(spec) -> bool:
 
 def _local_for_pausing(spec, several_hosts: bool, address: str | None,
                        requested: str | None) -> str:
-    from hpt.errors import UserError
+    from hpt.core.errors import UserError
 
     where = f"{spec.source_path}: strategy_config.mode: promotion"
     if several_hosts:

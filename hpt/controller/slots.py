@@ -8,7 +8,7 @@ GPUs where only 8 × 6 = 48 fit on whole devices: ray-project/ray#5902.) Hosts a
 each goes to the least-loaded device that has room.
 
 `SlotPool` is the one pool of the machine for every tuning job this process runs; the
-pure rules (`hosts_per_gpu`, `ray_gpu_request`, `choose_devices`) are what the tests pin.
+pure rules (`choose_devices`, and hpt/core/gpu_share.py's) are what the tests pin.
 """
 
 from __future__ import annotations
@@ -18,33 +18,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 
-# Ray keeps resource quantities in units of 1/10000.
-RAY_RESOURCE_UNIT = 10_000
-
-
-def hosts_per_gpu(gpus_per_host: float) -> int:
-    """How many hosts share one device: ⌊1/f⌋ for a fraction f, 1 for whole GPUs."""
-    if gpus_per_host <= 0:
-        return 0
-    if gpus_per_host >= 1:
-        return 1
-    return max(1, math.floor(1 / gpus_per_host + 1e-9))
-
-
-def device_share(gpus_per_host: float) -> Fraction:
-    """The share of one device a host holds: 1/⌊1/f⌋ for a fraction, the whole device
-    (each of several) for whole GPUs."""
-    return Fraction(1, hosts_per_gpu(gpus_per_host)) if 0 < gpus_per_host < 1 else Fraction(1)
-
-
-def ray_gpu_request(gpus_per_host: float) -> float:
-    """What a host asks Ray for (the Ray Tune controller): a fraction becomes 1/⌊1/f⌋ rounded
-    down to Ray's precision, so that exactly ⌊1/f⌋ hosts fit on a device and no more fit
-    on the node (0.15 -> 0.1666: 6 per device, 48 on 8 devices)."""
-    if not 0 < gpus_per_host < 1:
-        return gpus_per_host
-    return math.floor(RAY_RESOURCE_UNIT / hosts_per_gpu(gpus_per_host)) / RAY_RESOURCE_UNIT
-
+from hpt.core.gpu_share import device_share
 
 def choose_devices(load: dict[str, Fraction], gpus_per_host: float) -> tuple[str, ...] | None:
     """The devices a new host gets, given each device's load (the shares held on it), or

@@ -4,15 +4,15 @@ end), the live view, `hpt best`, `hpt status` and the reports (pure).
 Only a Completed job with an objective value counts, and with constraints only a feasible
 one; a better value wins, and of equal values the earlier trial number. With several
 objectives this is the best on the first objective, a tie broken by the next objectives in
-turn: always a job of the Pareto front (its first, as hpt.front orders it).
+turn: always a job of the Pareto front (its first, as hpt.report.front orders it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hpt.objectives import is_feasible
-from hpt.trial import TrialStatus
+from hpt.core.objectives import is_feasible
+from hpt.core.trial import TrialStatus
 
 
 def better(value: float, than: float | None, maximize: bool) -> bool:

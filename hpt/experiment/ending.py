@@ -7,7 +7,7 @@ import time
 
 from hpt.experiment.store import ExperimentStore, read_journal
 from hpt.experiment.table import trial_rows
-from hpt.trial import TrainingJobRecord, TrialStatus, job_ended
+from hpt.core.trial import TrainingJobRecord, TrialStatus, job_ended
 
 
 def hosts_of(spec) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpt.experiment.resume import START_EVENTS
-from hpt.trial import TrialStatus
+from hpt.core.trial import TrialStatus
 
 # A tuning job's status has the same names as a training job's (SageMaker's too).
 IN_PROGRESS, COMPLETED, FAILED, STOPPED = (TrialStatus.IN_PROGRESS, TrialStatus.COMPLETED,

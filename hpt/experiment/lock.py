@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 
 LOCK_FILE = "launcher.lock"
 # A reader (`hpt status`) holds a shared lock for an instant to look; a writer that finds the

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hpt.trial import FailureCategory, FailureReason, TrialStatus
+from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
 
 
 # The events that begin a run of a tuning job.

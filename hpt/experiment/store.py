@@ -59,7 +59,7 @@ class ExperimentStore:
         return (self.root / SPEC).is_file()
 
     def create(self, frozen_spec: dict[str, Any]) -> None:
-        from hpt.redaction import redact_spec
+        from hpt.core.redaction import redact_spec
 
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.root / SPEC, redact_spec(frozen_spec))  # no secret on disk

@@ -3,7 +3,7 @@
 Columns follow `HyperparameterTuningJobAnalytics.dataframe()` (docs/sagemaker-contract.md §11):
 the tuned hyperparameters, then SageMaker's analytics columns, then hpt's own, then each
 metric's final value. A space with constraints adds `Feasible`; one with several objectives
-also `ParetoOptimal` (hpt.objectives says what both mean).
+also `ParetoOptimal` (hpt.core.objectives says what both mean).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
-from hpt.objectives import is_feasible, objective_values, pareto_optimal
-from hpt.trial import TrialStatus
+from hpt.core.objectives import is_feasible, objective_values, pareto_optimal
+from hpt.core.trial import TrialStatus
 
 SAGEMAKER_COLUMNS = [
     "TrainingJobName",

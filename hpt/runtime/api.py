@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from hpt.metrics import MetricPoint
-from hpt.trial import EARLY_STOPPED, FailureReason, TrainingJobRecord
+from hpt.core.metric_parser import MetricPoint
+from hpt.core.trial import EARLY_STOPPED, FailureReason, TrainingJobRecord
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 from hpt.experiment.checkpoints import CHECKPOINTS, METRICS, carried_steps, has_checkpoint
 from hpt.experiment.store import ExperimentStore, attempt_dir
 from hpt.runtime.channels import parse_s3, s3_client
-from hpt.trial import TrialStatus
+from hpt.core.trial import TrialStatus
 
 
 # Beside SageMaker's checkpoints/, hpt's own: the data points the checkpoints belong to.

@@ -105,7 +105,7 @@ def stage_s3_channels(spec, root: Path, client):
     channels as local folders). A channel that cannot be read is bad input (UserError)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from hpt.errors import UserError
+    from hpt.core.errors import UserError
 
     events, channels = [], dict(spec.channels)
     for name, channel in spec.channels.items():

@@ -1,6 +1,6 @@
 """runtime: docker -- the I/O side of a host's container: the commands that run its processes
 (`docker run`, or a keeper and one `docker exec` each), the CPU list it sees, and the network
-of a multi-host trial. The argv builders themselves are pure, in runtime/docker.py."""
+of a multi-host trial. The argv builders themselves are pure, in runtime/docker_commands.py."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpt.redaction import looks_secret
+from hpt.core.redaction import looks_secret
 from hpt.runtime.contract import HostContract
-from hpt.runtime.docker import (CONTAINER_ML, FIRST_PROCESS_PORT, KEEPER, MASTER_PORT,
+from hpt.runtime.docker_commands import (CONTAINER_ML, FIRST_PROCESS_PORT, KEEPER, MASTER_PORT,
                                 ContainerPlan, container_env, container_name, exec_argv,
                                 labels_for, network_create_argv, network_name,
                                 network_remove_argv, online_cpus, remove_argv, run_argv,
                                 secret_env, stop_argv, terminate_all_argv)
-from hpt.runtime.local import run_quietly
+from hpt.runtime.processes import run_quietly
 from hpt.runtime.plan import HostAddress, HostPlan, ProcessPlan
-from hpt.runtime.reaper import REAPER
+from hpt.processes.reaper import REAPER
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpt import sagemaker_names as sm
+from hpt.core import sagemaker_names as sm
 from hpt.runtime.encoding import encode_hyperparameters, env_value, user_args
-from hpt.sagemaker_names import is_reserved
+from hpt.core.sagemaker_names import is_reserved
 
 RESERVED_KEYS = sm.RESERVED_HYPERPARAMETERS  # the toolkit's, in its order
 SAGEMAKER_BASE_PATH = "/opt/ml"

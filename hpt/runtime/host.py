@@ -15,11 +15,11 @@ from pathlib import Path
 from hpt.runtime.containers import (ContainerCommands, ContainerSettings, container_commands,
                                     cpus_online_file)
 from hpt.runtime.contract import HostContract
-from hpt.runtime.local import HostProcess, failure_reason, run_quietly
+from hpt.runtime.processes import HostProcess, failure_reason, run_quietly
 from hpt.runtime.plan import HostPlan
-from hpt.runtime.reaper import REAPER
+from hpt.processes.reaper import REAPER
 from hpt.runtime.tree import materialize
-from hpt.trial import FailureCategory, FailureReason
+from hpt.core.trial import FailureCategory, FailureReason
 
 KEEPER_START_SECONDS = 900
 # Variables of the launcher's own environment that must not leak into a trial's contract.

@@ -19,7 +19,7 @@ from hpt.runtime.contract import HostContract
 from hpt.runtime.containers import ContainerSettings
 from hpt.runtime.host import HostExit, HostGroup, free_ports
 from hpt.runtime.plan import HostPlan
-from hpt.trial import FailureCategory, FailureReason
+from hpt.core.trial import FailureCategory, FailureReason
 
 
 @ray.remote(max_concurrency=4)  # poll/stop must get through while another call runs

@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Protocol
 
 from hpt.experiment.checkpoints import METRICS, read_points
-from hpt.metrics import MetricParser, MetricPoint
+from hpt.core.metric_parser import MetricParser, MetricPoint
 from hpt.runtime.api import Progress, TrialAssignment
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
 from hpt.runtime.containers import ContainerSettings, TrialNetwork, container_addresses
 from hpt.runtime.host import HostExit, HostGroup, free_ports
-from hpt.runtime.local import pack_model
+from hpt.runtime.processes import pack_model
 from hpt.runtime.plan import HostAddress, HostPlan, plan_trial, processes_on_host
 from hpt.runtime.pushed_metrics import (PUSHED_METRICS_FILE, PUSHED_POLL_SECONDS,
                                         PushedMetricsTail, PushedValue)
-from hpt.sagemaker_names import distribution_hyperparameters
-from hpt.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
+from hpt.core.sagemaker_names import distribution_hyperparameters
+from hpt.core.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
                        TrialStatus, never_matched)
 
 # How long a stop waits between SIGTERM and SIGKILL.

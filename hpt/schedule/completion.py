@@ -15,8 +15,8 @@ When one fires, no new job starts and the running ones are stopped.
 from __future__ import annotations
 
 from hpt.experiment.job_state import CONVERGED, NOT_IMPROVING, TARGET_REACHED
-from hpt.objectives import is_feasible
-from hpt.trial import OBJECTIVE, STATUS, TrialStatus, final_metrics
+from hpt.core.objectives import is_feasible
+from hpt.core.trial import OBJECTIVE, STATUS, TrialStatus, final_metrics
 
 CONVERGENCE_TOLERANCE = 1e-3
 

@@ -1,7 +1,7 @@
 """What ends a whole tuning job before its last training job: `hpt stop` (a request file in
 the experiment folder), Ctrl-C / SIGTERM, a completion criterion, the job's deadline;
 `end_reason` says which. In the shape of a Ray Tune Stopper (`__call__` per result,
-`stop_all`), which both engines drive (Ray Tune through hpt/raytune/tuner.py)."""
+`stop_all`), which both engines drive (Ray Tune through hpt/controller/tune/tuner.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import statistics
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from hpt.trial import OBJECTIVE_STEP, STATUS
+from hpt.core.trial import OBJECTIVE_STEP, STATUS
 
 
 def should_stop(running_average: float, others: list[float], maximize: bool,

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpt.trial import (OBJECTIVE, OBJECTIVE_STEP, RECORD, FailureCategory, FailureReason,
+from hpt.core.trial import (OBJECTIVE, OBJECTIVE_STEP, RECORD, FailureCategory, FailureReason,
                        TrialStatus)
 
 PROMOTION = "promotion"  # strategy_config.mode of this rule ("stop", the default, stops)

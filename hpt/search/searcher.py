@@ -1,6 +1,6 @@
 """An Optuna study as the proposer of training jobs (ask/tell), in the shape of Ray Tune's
 Searcher interface: `suggest(trial_id)`, `on_trial_result`, `on_trial_complete`. Both controllers
-drive it (hpt/controller/local.py directly, Ray Tune through hpt/raytune/searcher.py); it imports
+drive it (hpt/controller/local_controller.py directly, Ray Tune through hpt/controller/tune/searcher.py); it imports
 no Ray.
 
 hpt's own searcher instead of `ray.tune.search.optuna.OptunaSearch`, because it needs:
@@ -22,12 +22,12 @@ from optuna.trial import TrialState
 
 from hpt.experiment.store import training_job_name
 from hpt.search.journal import IndexedJournalStorage, SingleWriterJournalBackend
-from hpt.objectives import objective_values, violations
+from hpt.core.objectives import objective_values, violations
 from hpt.search.space import (build_distributions, decode_params, encode_params, grid_points,
                               draw_conditional)
 from hpt.search.strategies import STRATEGIES
-from hpt.spec.conditions import existing
-from hpt.trial import OBJECTIVE, OBJECTIVE_STEP, STATUS, TrialStatus, final_metrics
+from hpt.search.conditions import existing
+from hpt.core.trial import OBJECTIVE, OBJECTIVE_STEP, STATUS, TrialStatus, final_metrics
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logger = logging.getLogger(__name__)

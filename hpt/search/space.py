@@ -28,7 +28,7 @@ from optuna.distributions import (
 
 from optuna.trial import TrialState
 
-from hpt.spec.conditions import draw_order, exists, grid, grid_count
+from hpt.search.conditions import draw_order, exists, grid, grid_count
 
 REVERSE_PREFIX = "1-"
 
@@ -129,7 +129,7 @@ def draw_conditional(trial, ranges: dict[str, Any]) -> dict[str, Any]:
 
 
 def grid_points(ranges: dict[str, Any]) -> list[dict[str, Any]]:
-    """Grid strategy: every distinct point of the categorical ranges (hpt.spec.conditions)."""
+    """Grid strategy: every distinct point of the categorical ranges (hpt/search/conditions.py)."""
     return grid(ranges)
 
 

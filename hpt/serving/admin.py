@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.serving.plan import parse_assignment
 
 

@@ -14,7 +14,7 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 
 # A model of the size SageMaker's real-time endpoints serve comfortably; a larger archive is
 # far more likely a mistake (or a tar bomb) than a model.

@@ -20,12 +20,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpt.errors import UserError
-from hpt.runtime.docker import (container_name, labels_for, remove_argv, serve_run_argv,
+from hpt.core.errors import UserError
+from hpt.runtime.docker_commands import (container_name, labels_for, remove_argv, serve_run_argv,
                                 stop_argv)
 from hpt.runtime.host import free_ports
-from hpt.runtime.local import run_quietly, signal_group
-from hpt.runtime.reaper import REAPER
+from hpt.runtime.processes import run_quietly, signal_group
+from hpt.processes.reaper import REAPER
 from hpt.serving.archive import extract_model
 
 HOST = "127.0.0.1"

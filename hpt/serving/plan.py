@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hpt.errors import UserError
-from hpt.trial import TrialStatus
+from hpt.core.errors import UserError
+from hpt.core.trial import TrialStatus
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import importlib.util
 import os
 from typing import Callable
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.tracking.mlflow_plan import mlflow_target
 
 
@@ -39,7 +39,7 @@ def track_folder(root, cli_uri: str | None, seconds: float) -> tuple[bool, list[
     so no launch writes it meanwhile). Returns whether all is there, and what to print."""
     from hpt.experiment.lock import WriterLock
     from hpt.experiment.store import ExperimentStore
-    from hpt.spec import Spec
+    from hpt.spacefile import Spec
     from hpt.tracking.follow import catch_up
     from hpt.tracking.mlflow_sync import tracked_before
     from hpt.tracking.process import tracking_message

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.experiment.table import OVERHEAD_COLUMNS
-from hpt.trial import TrialStatus
+from hpt.core.trial import TrialStatus
 
 URI_VARIABLE = "MLFLOW_TRACKING_URI"  # honoured as MLflow's own clients do
 # MLflow's run statuses for SageMaker's (a tuning job's statuses have the same names).

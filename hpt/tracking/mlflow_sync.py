@@ -301,7 +301,7 @@ class MlflowSync:
     def _end_parent(self, parent_id: str) -> None:
         from mlflow.entities import Metric
 
-        from hpt.report_page import render_html
+        from hpt.report.page import render_html
 
         ended = next(e for e in reversed(self.tuning_events) if e["event"] == "job_ended")
         best = ended.get("best_training_job")

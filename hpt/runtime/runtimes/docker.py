@@ -1,6 +1,6 @@
 """`runtime: docker`: every host of a training job is a container started as SageMaker starts
 one (`docker run ... IMAGE train`, the host's tree at /opt/ml); the hosts of a multi-host
-trial share a network of their own, so they all run on one node (runtime/docker.py)."""
+trial share a network of their own, so they all run on one node (runtime/docker_commands.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
 from hpt.runtime.runtimes import local
 

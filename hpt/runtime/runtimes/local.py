@@ -9,7 +9,7 @@ from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJ
 def bundles(trainer) -> list[dict[str, float]]:
     """One bundle per host: its CPUs and GPUs, reserved together (a fraction of a GPU as
     the exact share of one device: controller/slots.py)."""
-    from hpt.controller.slots import ray_gpu_request
+    from hpt.core.gpu_share import ray_gpu_request
 
     return [{"CPU": trainer.cpus_per_host, "GPU": ray_gpu_request(trainer.gpus_per_host)}] * \
         trainer.instance_count

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from hpt.errors import UserError
+from hpt.core.errors import UserError
 from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
 
 ROLE_ENV = "HPT_SAGEMAKER_ROLE"
@@ -50,7 +50,7 @@ def stage(ctx: StageContext) -> Staged:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from hpt.runtime.channels import parse_s3
-    from hpt.runtime.sagemaker import pack_source, source_uri
+    from hpt.runtime.sagemaker_job import pack_source, source_uri
 
     spec = ctx.spec
     role = ctx.options.get("sagemaker_role") or os.environ.get(ROLE_ENV)
@@ -72,7 +72,7 @@ def stage(ctx: StageContext) -> Staged:
 def job(ctx: JobContext) -> TrainingJob:
     import boto3
 
-    from hpt.runtime.sagemaker import POLL_SECONDS, SageMakerTrainingJob
+    from hpt.runtime.sagemaker_job import POLL_SECONDS, SageMakerTrainingJob
 
     session = boto3.session.Session()
     return SageMakerTrainingJob(

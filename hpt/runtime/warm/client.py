@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpt.runtime.reaper import REAPER
+from hpt.processes.reaper import REAPER
 from hpt.runtime.warm.child import die_with_parent
 from hpt.runtime.warm.protocol import HEADER, killpg
 

@@ -42,7 +42,7 @@ def scheduler(spec):
 
     from ray.tune.schedulers import ASHAScheduler
 
-    from hpt.trial import OBJECTIVE, OBJECTIVE_STEP
+    from hpt.core.trial import OBJECTIVE, OBJECTIVE_STEP
 
     # stop_last_trials=False: a job at max_resource finishes on its own (Tune would stop it
     # there, cutting it off at its last epoch before it saves its model).

@@ -9,7 +9,7 @@ from hpt.schedule.rules.base import EarlyStoppingRule, mode_of
 
 def scheduler(spec):
     from hpt.schedule.median import MedianStoppingRule
-    from hpt.trial import OBJECTIVE
+    from hpt.core.trial import OBJECTIVE
 
     return MedianStoppingRule(metric=OBJECTIVE, mode=mode_of(spec),
                               grace_steps=int(spec.strategy_config.get("min_resource", 1)))

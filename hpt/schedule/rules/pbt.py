@@ -5,7 +5,7 @@ running population exploits one of the top: it restarts from the donor's checkpo
 `checkpoints/` and its steps so far) with the donor's hyperparameters, those named in
 `hyperparam_mutations` perturbed (×0.8 / ×1.2, or a neighbour in a list) or, with
 `resample_probability`, drawn again. The script reads them at start as always. Ray Tune's
-vocabulary; hpt/raytune/pbt.py records the lineage.
+vocabulary; hpt/schedule/rules/pbt_lineage.py records the lineage.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def bounds(spec) -> dict[str, tuple[float, float]]:
 
 
 def scheduler(spec):
-    from hpt.raytune.pbt import LineagePBT
-    from hpt.trial import OBJECTIVE, OBJECTIVE_STEP
+    from hpt.schedule.rules.pbt_lineage import LineagePBT
+    from hpt.core.trial import OBJECTIVE, OBJECTIVE_STEP
 
     config = {**DEFAULTS, **spec.strategy_config}
     return LineagePBT(time_attr=OBJECTIVE_STEP, metric=OBJECTIVE, mode=mode_of(spec),

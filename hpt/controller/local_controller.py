@@ -1,0 +1,337 @@
+"""The local controller: a tuning job on this machine, driven by hpt itself.
+
+One thread per running training job drives it through the runtime protocol (start, advance,
+stop); this thread (the launcher's) owns every decision, in the order Ray Tune's controller
+makes them, with the same objects: the searcher proposes, the stoppers and the scheduler
+(Tune's own schedulers) judge each result, the recorder writes the journal. What Tune adds
+for a cluster (a trial actor, result round trips, experiment checkpoints) is not needed on
+one machine, and it was most of the cost of a short trial. hpt/controller/__init__.py says when
+this controller runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpt.controller.slots import Grant, SlotPool
+from hpt.runtime.artifacts import attempt_folder
+from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
+from hpt.schedule.promotion import RUNG, is_paused, paused_record, result_of_row, seed_ledger
+from hpt.search.searcher import FINISHED
+from hpt.core.trial import (EARLY_STOPPED, MAX_RETRIES, STATUS, FailureCategory, FailureReason,
+                       TrialStatus, final_result, job_ended, point_result)
+
+# How long a job's thread waits on it before it looks for a stop request.
+STOP_POLL_SECONDS = 0.2
+# How long the launcher waits for an event before it checks the job's stop conditions.
+CONTROL_POLL_SECONDS = 0.2
+# The ends of a tuning job that its --resume continues: paused trials stay paused for it.
+RESUMABLE_ENDS = (STOP_REQUESTED, INTERRUPTED, MAX_RUNTIME_EXCEEDED)
+# Tune's scheduler decisions (ray.tune.schedulers.TrialScheduler's values).
+CONTINUE, STOP = "CONTINUE", "STOP"
+
+
+@dataclass(eq=False)
+class Trial:
+    """One trial: where Tune's schedulers look (`trial_id`), and its running state."""
+
+    trial_id: str
+    config: dict[str, Any]
+    grant: Grant
+    last_result: dict[str, Any] = field(default_factory=dict)
+    failures: int = 0
+    stop_reason: FailureReason | None = None  # set by the launcher, acted on by its thread
+    placement: str | None = None  # where its job runs, for the live view
+    thread: threading.Thread | None = None
+    # Set once the launcher has judged the job's last data point: like a Tune trainable
+    # between two steps, the job's thread reads no further until then (its output waits
+    # in the log pump), so a stop decided at step t finds the job as it was at t.
+    judged: threading.Event = field(default_factory=threading.Event)
+    # Promotion mode: the rung its current run ends at, and its record when it paused there.
+    level: int | None = None
+    paused_record: dict[str, Any] | None = None
+
+
+class LocalController:
+    def __init__(self, spec, trial_spec, runtime, settings: dict[str, Any], root: Path,
+                 searcher, scheduler, control, recorder, trials: int, pool: SlotPool):
+        """`scheduler`: a Ray Tune TrialScheduler, or None (no early stopping)."""
+        self.spec, self.trial_spec, self.runtime = spec, trial_spec, runtime
+        self.settings, self.root = dict(settings), Path(root)
+        self.searcher, self.scheduler = searcher, scheduler
+        self.control, self.recorder = control, recorder
+        self.trials, self.pool = trials, pool
+        self.running: dict[str, Trial] = {}
+        # Promotion mode (hpt/schedule/promotion.py): trials that ended at a rung, by id.
+        self.promotion = scheduler if getattr(scheduler, "promotes", False) else None
+        self.paused: dict[str, Trial] = {}
+        self.asked = 0
+        self.finished = False
+        self.events: queue.Queue = queue.Queue()
+        self._ids = itertools.count(1)
+        trainer = trial_spec.trainer
+        (need,) = runtime.bundles(trainer)  # what one trial holds here (one host)
+        self.cpus, self.gpus = need.get("CPU", 0), trainer.gpus_per_host
+        self.slot_cpus = max(1, math.ceil(trainer.cpus_per_host))  # what its contract says
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            while True:
+                if self.control.stop_all():
+                    break
+                self._start_trials()
+                if not self.running and (self.finished or self.asked >= self.trials):
+                    break
+                try:
+                    trial, kind, payload = self.events.get(timeout=CONTROL_POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                self._handle(trial, kind, payload)
+        finally:
+            self._stop_all()
+            self._end_paused()
+
+    def _start_trials(self) -> None:
+        while len(self.running) < self.spec.limits.max_parallel:
+            promoted = self._next_promotion()
+            if promoted is None and (self.finished or self.asked >= self.trials):
+                return
+            grant = self.pool.acquire(self.cpus, self.gpus)
+            if grant is None:
+                return
+            if promoted is not None:
+                self._promote(*promoted, grant)
+                continue
+            trial_id = f"{next(self._ids):05d}"
+            config = self.searcher.suggest(trial_id)
+            if config is None or config == FINISHED:
+                self.pool.release(grant)
+                self.finished = True
+                return
+            self.asked += 1
+            trial = Trial(trial_id, config, grant)
+            if self.promotion is not None:
+                self._set_level(trial, self._level_of(config))
+            if self.scheduler is not None:
+                self.scheduler.on_trial_add(None, trial)
+            self.running[trial_id] = trial
+            self._launch(trial)
+
+    # -- promotion mode ------------------------------------------------------------------
+
+    def _level_of(self, config: dict[str, Any]) -> int:
+        """A new trial's rung: the lowest; a replayed one (resume) the one it was running to."""
+        budget = config.get("budget") or {}
+        return budget.get(self.promotion.resource_hyperparameter,
+                          self.promotion.ledger.first_level)
+
+    def _set_level(self, trial: Trial, level: int) -> None:
+        trial.level = level
+        trial.config = {**trial.config, "budget": self.promotion.budget(level)}
+
+    def _next_promotion(self) -> tuple[str, int] | None:
+        if self.promotion is None or not self.paused:
+            return None
+        exhausted = (self.finished or self.asked >= self.trials) and not self.running
+        return self.promotion.ledger.next_promotion(eligible=set(self.paused),
+                                                    exhausted=exhausted)
+
+    def _promote(self, trial_id: str, level: int, grant: Grant) -> None:
+        """A paused trial runs again to the next rung, from its checkpoint, as the same
+        training job (a new attempt folder; attempt_dir carries the checkpoint over)."""
+        trial = self.paused.pop(trial_id)
+        self.promotion.ledger.mark_promoted(trial_id, trial.level)
+        promoted_from = trial.level
+        self._set_level(trial, level)
+        trial.grant, trial.stop_reason, trial.paused_record = grant, None, None
+        trial.failures = 0
+        self.running[trial_id] = trial
+        self._launch(trial, promoted_from=promoted_from)
+
+    def _pauses(self, trial: Trial, record) -> bool:
+        return self.promotion is not None and record.status is TrialStatus.COMPLETED and \
+            trial.level is not None and trial.level < self.promotion.ledger.max_level
+
+    def _pause(self, trial: Trial, record) -> None:
+        ledger = self.promotion.ledger
+        ledger.record(trial.trial_id, trial.level, record.objective_value)
+        self.running.pop(trial.trial_id, None)
+        self.pool.release(trial.grant)
+        paused = paused_record(record.to_json(), trial.level, ledger, self.promotion)
+        trial.paused_record = paused
+        self.paused[trial.trial_id] = trial
+        self.recorder.trial_paused(paused, trial.level)
+
+    def _end_paused(self) -> None:
+        """The tuning job is over: a trial still paused was not promoted, and ends Stopped by
+        early stopping (its rung's model kept). A job stopped to be resumed keeps them
+        paused: its resume may promote them."""
+        if self.control.end_reason in RESUMABLE_ENDS:
+            return
+        for trial in list(self.paused.values()):
+            self._complete(trial, {**trial.last_result, STATUS: str(TrialStatus.STOPPED)})
+            self.recorder.trial_ended({**trial.paused_record, "status": str(TrialStatus.STOPPED),
+                                       "failure_reason": EARLY_STOPPED.text()})
+        self.paused.clear()
+
+    def seed_paused(self, rows: list[dict[str, Any]]) -> None:
+        """A resumed job's paused trials and rung history, from its kept rows."""
+        if self.promotion is None:
+            return
+        for row in rows:
+            trial_id = seed_ledger(self.promotion.ledger, row)
+            if trial_id is not None and is_paused(row):
+                config = {"trial_number": row["trial_number"],
+                          "training_job_name": row["training_job_name"],
+                          "hyperparameters": dict(row["hyperparameters"])}
+                trial = Trial(trial_id, config, grant=None, level=int(row[RUNG]),
+                              paused_record=dict(row), last_result=result_of_row(row))
+                self.paused[trial_id] = trial
+
+    def _launch(self, trial: Trial, promoted_from: int | None = None) -> None:
+        self.recorder.trial_started(trial.config, promoted_from=promoted_from)
+        trial.thread = threading.Thread(target=self._drive, args=(trial,), daemon=True,
+                                        name=f"hpt {trial.config['training_job_name']}")
+        trial.thread.start()
+
+    # -- a trial's thread ----------------------------------------------------------------
+
+    def _drive(self, trial: Trial) -> None:
+        """Runs the trial's training job; every event goes to the launcher's queue."""
+        job = None
+        try:
+            job = self._job(trial)
+            job.start()
+            while True:
+                if trial.stop_reason is not None:
+                    self.events.put((trial, "stopped", job.stop(trial.stop_reason)))
+                    return
+                progress = job.advance(wait_seconds=STOP_POLL_SECONDS)
+                if progress.point is not None:
+                    trial.judged.clear()
+                    self.events.put((trial, "point", point_result(
+                        progress.point.value, progress.point.step, trial.placement)))
+                    if self.scheduler is not None:  # without one, every point is CONTINUE
+                        trial.judged.wait()
+                elif progress.record is not None:
+                    self.events.put((trial, "record", progress.record))
+                    return
+        except Exception as exc:  # noqa: BLE001 - hpt's failure: the trial's lost, not the job
+            if job is not None:
+                job.stop()
+            self.events.put((trial, "error", f"{type(exc).__name__}: {exc}"))
+
+    def _job(self, trial: Trial):
+        assignment = TrialAssignment.of(trial.config)
+        trial_dir = attempt_folder(self.trial_spec, self.root, assignment.training_job_name)
+        slot = Slot(ip="127.0.0.1", num_cpus=self.slot_cpus, gpu_ids=trial.grant.gpu_ids)
+        context = JobContext(self.trial_spec, assignment, trial_dir, self.settings, slot)
+        trial.placement = self.runtime.placement(context)
+        return self.runtime.job(context)
+
+    # -- the launcher's decisions, in Ray Tune's order -----------------------------------
+
+    def _handle(self, trial: Trial, kind: str, payload) -> None:
+        if self.running.get(trial.trial_id) is not trial:
+            trial.judged.set()
+            return  # a late event of a trial already ended
+        if kind == "point":
+            self._on_point(trial, payload)
+        elif kind == "record" and payload.infrastructure_failure:
+            self._on_lost(trial, payload.failure_reason)
+        elif kind == "record":
+            self._on_record(trial, payload)
+        elif kind == "stopped":
+            self._end(trial, payload.to_json())
+        else:  # "error"
+            self._on_lost(trial, payload)
+
+    def _on_record(self, trial: Trial, record) -> None:
+        result = final_result(record)
+        self.control(trial.trial_id, result)
+        trial.last_result = result
+        if self._pauses(trial, record):
+            self._pause(trial, record)
+            return
+        if self.promotion is not None and record.status is TrialStatus.COMPLETED:
+            self.promotion.ledger.record(trial.trial_id, trial.level, record.objective_value)
+        self._complete(trial, result)
+        self._end(trial, record.to_json())
+
+    def _on_point(self, trial: Trial, result: dict) -> None:
+        self.control(trial.trial_id, result)
+        decision = CONTINUE if self.scheduler is None else \
+            self.scheduler.on_trial_result(None, trial, result)
+        if decision != STOP:
+            self.searcher.on_trial_result(trial.trial_id, result)
+        self.recorder.trial_progress(trial.config, result)
+        trial.last_result = result
+        if decision == STOP and trial.stop_reason is None:
+            self._complete(trial, result)
+            trial.stop_reason = EARLY_STOPPED  # its thread stops it; its record follows
+        trial.judged.set()
+
+    def _complete(self, trial: Trial, result: dict) -> None:
+        if self.scheduler is not None:
+            self.scheduler.on_trial_complete(None, trial, result)
+        self.searcher.on_trial_complete(trial.trial_id, result=result)
+
+    def _on_lost(self, trial: Trial, error: str) -> None:
+        """hpt's or the machine's failure, not the script's: run the job again, twice at
+        most, then it ends Failed (InternalServerError)."""
+        trial.thread.join()
+        trial.failures += 1
+        if trial.failures <= MAX_RETRIES and trial.stop_reason is None:
+            self.recorder.trial_retried(trial.config, error)
+            self._launch(trial)
+            return
+        if self.scheduler is not None:
+            self.scheduler.on_trial_error(None, trial)
+        self.searcher.on_trial_complete(trial.trial_id, error=True)
+        reason = FailureReason(FailureCategory.INTERNAL_SERVER_ERROR, error)
+        self._end(trial, self.recorder.record_of(trial.config, trial.last_result,
+                                                 TrialStatus.FAILED, reason))
+
+    def _end(self, trial: Trial, record: dict) -> None:
+        self.running.pop(trial.trial_id, None)
+        self.pool.release(trial.grant)
+        self.recorder.trial_ended(record)
+
+    # -- the end -------------------------------------------------------------------------
+
+    def _stop_all(self) -> None:
+        """Stops every running job (the tuning job ended: a stop, a completion criterion, its
+        deadline, or the launcher's own failure). As with Ray Tune, the searcher and scheduler
+        are not told of a stopped job; the recorder gets each job's own Stopped record (a job
+        that completed meanwhile counts as completed)."""
+        reason = job_ended(self.control.end_reason) if self.control.end_reason else \
+            FailureReason(FailureCategory.JOB_ENDED, "the launcher stopped")
+        for trial in self.running.values():
+            if trial.stop_reason is None:
+                trial.stop_reason = reason
+            trial.judged.set()
+        deadline = time.time() + 60
+        while self.running and time.time() < deadline:
+            try:
+                trial, kind, payload = self.events.get(timeout=CONTROL_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if self.running.get(trial.trial_id) is not trial:
+                continue
+            if kind == "record" and not payload.infrastructure_failure:
+                self._on_record(trial, payload)
+            elif kind in ("record", "stopped"):
+                self._end(trial, payload.to_json())
+            elif kind == "error":
+                self._end(trial, self.recorder.record_of(
+                    trial.config, trial.last_result, TrialStatus.STOPPED, reason))

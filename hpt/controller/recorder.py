@@ -1,0 +1,162 @@
+"""A tuning job's trial events -> its journal, table, live view and Ray metrics.
+
+The launching process is the single writer of the experiment folder: the controller that runs
+the trials (hpt/controller/local_controller.py, or Ray Tune through hpt/controller/tune/callbacks.py) reports each
+event here as it happens. The journal is the record (appended at once); the table is a view
+of it, rebuilt while trials stream at a pace that keeps its cost a small share of the job.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hpt.live.ray_metrics import TuningJobMetrics
+from hpt.experiment.best import BestSoFar
+from hpt.experiment.checkpoints import has_checkpoint
+from hpt.experiment.ending import hosts_of
+from hpt.experiment.store import ExperimentStore
+from hpt.experiment.table import rebuild_table
+from hpt.core.objectives import unmet
+from hpt.core.trial import (OBJECTIVE, OBJECTIVE_STEP, PLACEMENT, STATUS, FailureReason,
+                       TrainingJobRecord, TrialStatus)
+from hpt.live.view import LaunchView
+
+# The table is rebuilt at most this often while trials end...
+TABLE_REFRESH_SECONDS = 2.0
+# ...and, as it grows, never more often than this many times its last rebuild's duration:
+# a job of 10 000 short trials spends at most ~10% of the launcher's time on its table.
+TABLE_REFRESH_FACTOR = 10.0
+
+
+class TrialRecorder:
+    """Records trial events; keeps the best training job of the tuning job (`best`: seeded
+    with the rows a resumed job kept)."""
+
+    def __init__(self, store: ExperimentStore, spec, view: LaunchView, artifacts=None,
+                 kept: tuple[dict, ...] = ()):
+        self.store = store
+        self.spec = spec
+        self.view = view
+        self.artifacts = artifacts  # the artifact uploader (output: s3://...), if any
+        self.started: dict[str, float] = {}
+        self.metrics = TuningJobMetrics(spec.name, spec.objective.type == "maximize")
+        self.best = BestSoFar.of(spec.to_frozen_dict())
+        for row in kept:
+            self.best.offer(row)
+        self._table_due = 0.0
+        self.ray_session = None  # the Ray this run is connected to, once it is
+
+    def trial_started(self, config: dict, promoted_from: int | None = None,
+                      continued: bool = False) -> None:
+        """`promoted_from`: promotion mode's rung the trial was paused at; `continued`: Ray
+        Tune resumes a trial it paused (PBT). Either way the same training job goes on (not a
+        retry), with the config's hyperparameters and `budget`."""
+        name = config["training_job_name"]
+        self.started[name] = time.time()
+        extra = {"budget": config["budget"]} if config.get("budget") else {}
+        if promoted_from is not None:
+            extra["promoted_from"] = promoted_from
+        if continued or promoted_from is not None:
+            extra["continued"] = True
+        self.store.append("trial_started", trial_number=config["trial_number"],
+                          training_job_name=name, hyperparameters=config["hyperparameters"],
+                          log_path=str(self.store.root / name / "algo-1.log"), **extra)
+        self.view.trial_started(name)
+        self.metrics.started()
+        if self.artifacts is not None:
+            self.artifacts.started(name)
+
+    def trial_progress(self, config: dict, result: dict) -> None:
+        """An objective data point (a result without a status; a final one is ignored)."""
+        if STATUS in result or OBJECTIVE not in result:
+            return
+        name = config["training_job_name"]
+        self.store.append("trial_progress", durable=False, training_job_name=name,
+                          value=result[OBJECTIVE], step=result.get(OBJECTIVE_STEP))
+        self.view.trial_progress(name, result[OBJECTIVE], result.get(OBJECTIVE_STEP),
+                                 result.get(PLACEMENT))
+
+    def trial_retried(self, config: dict, error: str) -> None:
+        """The training job runs again (its host or worker was lost); the next
+        trial_started event begins the new attempt."""
+        name = config["training_job_name"]
+        self.store.append("trial_retried", training_job_name=name, error=str(error)[:1024])
+        self.view.print(f"{name}: its Ray worker or host was lost ({str(error)[:200]}); "
+                        f"running it again (an infrastructure retry, in the Retries column)")
+
+    def record_of(self, config: dict, last: dict, status: TrialStatus,
+                  reason: FailureReason) -> dict:
+        """The record of a job whose own record never came (the controller ended it)."""
+        name = config["training_job_name"]
+        return TrainingJobRecord.ended(
+            trial_number=config["trial_number"], training_job_name=name,
+            hyperparameters=config["hyperparameters"], status=status, failure=reason,
+            objective_value=last.get(OBJECTIVE), objective_metric=self.spec.objective.metric,
+            objective_steps=last.get(OBJECTIVE_STEP, 0),
+            start_time=self.started.get(name, time.time()), end_time=time.time(),
+            log_path=str(self.store.root / name / "algo-1.log"),
+            hosts=hosts_of(self.spec)).to_json()
+
+    def trial_exploited(self, recipient: dict, donor: dict, step: int | None) -> None:
+        """PBT: `recipient` (its new config) restarts from `donor`'s checkpoint at `step`."""
+        name, parent = recipient["training_job_name"], donor["training_job_name"]
+        self.store.append("trial_exploited", training_job_name=name, parent=parent, step=step,
+                          hyperparameters=recipient["hyperparameters"],
+                          parent_hyperparameters=donor["hyperparameters"])
+        changed = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in recipient["hyperparameters"].items()
+                            if donor["hyperparameters"].get(k) != v)
+        self.view.print(f"{name}: exploits {parent} at step {step} (its checkpoint), "
+                        f"{changed or 'the same values'}")
+        if not has_checkpoint(self.store.root / parent):
+            self.store.append("trial_exploit_without_checkpoint", training_job_name=name,
+                              parent=parent)
+            self.view.print(f"{name}: {parent} wrote no checkpoint to /opt/ml/checkpoints, so "
+                            f"{name} starts from scratch with the new values; PBT needs a "
+                            f"script that checkpoints and resumes (the reference CNN does)")
+
+    def trial_paused(self, record: dict, level: int) -> None:
+        """Promotion mode: the trial ended at its rung (`record`: its row, Stopped, Paused);
+        it may run again, promoted, as the same training job."""
+        name = record["training_job_name"]
+        self.started.pop(name, None)
+        self.store.append("trial_paused", training_job_name=name, rung=level, record=record)
+        if self.artifacts is not None:  # its checkpoints synced now (no model upload)
+            self.artifacts.ended(record)
+        self._refresh_table()
+        self.view.trial_ended(name, record["status"], record.get("objective_value"),
+                              record["end_time"] - record["start_time"],
+                              f"paused at rung {level}", {}, "")
+
+    def trial_ended(self, record: dict) -> None:
+        self.started.pop(record["training_job_name"], None)
+        self.metrics.ended(record["status"], record.get("objective_value"))
+        self.store.append("trial_ended", training_job_name=record["training_job_name"],
+                          record=record)
+        self.best.offer(record)
+        if self.artifacts is not None:
+            self.artifacts.ended(record)
+        self._refresh_table()
+        metrics = record.get("final_metrics") or {}
+        self.view.trial_ended(record["training_job_name"], record["status"],
+                              record.get("objective_value"),
+                              record["end_time"] - record["start_time"],
+                              record.get("failure_reason"), metrics,
+                              self._note(metrics) if record["status"] == TrialStatus.COMPLETED
+                              else "")
+
+    def _refresh_table(self) -> None:
+        began = time.time()
+        if began < self._table_due:
+            return
+        rebuild_table(self.store, self.spec)
+        took = time.time() - began
+        self._table_due = time.time() + max(TABLE_REFRESH_SECONDS, TABLE_REFRESH_FACTOR * took)
+
+    def _note(self, metrics: dict[str, float]) -> str:
+        """What a Completed job's console line adds: the other objectives, the constraints
+        it does not meet."""
+        others = [f"  {o.metric}={metrics[o.metric]:.6g}" for o in self.spec.all_objectives[1:]
+                  if metrics.get(o.metric) is not None]
+        missed = unmet(metrics, [c.model_dump() for c in self.spec.constraints])
+        return "".join(others) + (f"  infeasible: {', '.join(missed)}" if missed else "")

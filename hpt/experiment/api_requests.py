@@ -1,0 +1,66 @@
+"""What `hpt api` keeps of a tuning job it was asked for (`<experiments>/.hpt-api/tuning-jobs/
+<name>/request.json`), and the jobs it knows that have no experiment folder yet.
+
+It sits with the experiment's own files because `hpt ls`, `hpt status` and
+`hpt.list_experiments` read it beside the experiments; the server (hpt/api/store.py) writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+API_DIR = ".hpt-api"
+REQUEST = "request.json"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class TuningRecord:
+    """What the server keeps of a tuning job it created (request.json in its folder)."""
+    request: dict[str, Any]
+    creation_time: float
+    region: str = DEFAULT_REGION
+    stop_requested: float | None = None
+    failure: str | None = None  # the job could not start (e.g. its code did not download)
+
+    @property
+    def name(self) -> str:
+        return self.request["HyperParameterTuningJobName"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Request": self.request, "CreationTime": self.creation_time,
+                "Region": self.region, "StopRequested": self.stop_requested,
+                "Failure": self.failure}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TuningRecord:
+        return cls(data["Request"], data["CreationTime"], data.get("Region", DEFAULT_REGION),
+                   data.get("StopRequested"), data.get("Failure"))
+
+
+def unlaunched_tuning_jobs(experiments: Path) -> list[dict[str, Any]]:
+    """The tuning jobs hpt api was asked for that have no experiment folder: failed or
+    stopped before their launcher made one, or not started yet. `hpt ls` and `hpt status`
+    show them with the server's reason. Reads only (creates no folder)."""
+    from hpt.experiment.job_state import FAILED, IN_PROGRESS, STOPPED
+
+    experiments = Path(experiments)
+    found = []
+    for path in sorted((experiments / API_DIR / "tuning-jobs").glob(f"*/{REQUEST}")):
+        name = path.parent.name
+        if (experiments / name / "spec.json").is_file():
+            continue
+        try:
+            record = TuningRecord.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError):
+            continue
+        status = FAILED if record.failure else STOPPED if record.stop_requested else IN_PROGRESS
+        found.append({"TuningJobName": name, "Status": str(status), "Failure": record.failure,
+                      "Description": f"{status}: {record.failure}" if record.failure else
+                      f"{status} (created through hpt api; its launcher has not started it)",
+                      "CreationTime": record.creation_time,
+                      "LauncherLog": str(path.parent / "launcher.log")})
+    return found
