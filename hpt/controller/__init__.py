@@ -35,13 +35,15 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
                         f"placement: drop --controller local (Ray Tune then runs the trials)")
     if pauses_trials(spec):
         return _local_for_pausing(spec, several_hosts, address, requested)
-    if spec.strategy == "pbt":
+    from hpt.schedule.rules import rule_of
+
+    tune_only = rule_of(spec.strategy, spec.early_stopping).tune_only
+    if tune_only:
         if requested == LOCAL:
             from hpt.core.errors import UserError
 
-            raise UserError(f"{spec.source_path}: strategy: pbt runs on Ray Tune's controller "
-                            f"(its PBT scheduler pauses, saves and restores trials): drop "
-                            f"--controller local")
+            raise UserError(f"{spec.source_path}: {_rule_named(spec)} runs on Ray Tune's "
+                            f"controller ({tune_only}): drop --controller local")
         return TUNE
     if requested:
         return requested
@@ -58,10 +60,18 @@ def choose_controller(spec, runtime, address: str | None, requested: str | None 
 def pauses_trials(spec) -> bool:
     """Promotion mode (hpt/schedule/promotion.py): only the local controller pauses and
     promotes trials so far."""
-    from hpt.schedule.rules.asha import promotes
-    from hpt.schedule.scheduler import early_stopping_rule
+    from hpt.schedule.rules import rule_of
 
-    return early_stopping_rule(spec).name == "asha" and promotes(spec.strategy_config)
+    return rule_of(spec.strategy, spec.early_stopping).pauses_trials(spec.strategy_config)
+
+
+def _rule_named(spec) -> str:
+    """The space's setting that chose its rule: the strategy that brings it, or its own."""
+    from hpt.search.strategies import STRATEGIES
+
+    if STRATEGIES[spec.strategy].early_stopping:
+        return f"strategy: {spec.strategy}"
+    return f"early_stopping: {spec.early_stopping}"
 
 
 def _local_for_pausing(spec, several_hosts: bool, address: str | None,

@@ -31,6 +31,7 @@ from hpt.report.lineage import TITLE as LINEAGE_TITLE, exploits, lineage_figure
 from hpt.report.pareto import TITLE as PARETO_TITLE
 from hpt.report.pareto import is_multi_objective, pareto_axes, pareto_figure, placed
 from hpt.core.trial import TrialStatus
+from hpt.schedule.rules import rule_of
 
 TOP_CURVES = 5
 
@@ -199,7 +200,8 @@ def plotly_figures(root: Path, spec: dict[str, Any], table: pd.DataFrame
         add(PARETO_TITLE, lambda: pareto_figure(table, spec), 1, len(placed(table, spec)))
     add("Optimization history", lambda: history_figure(table, objective, maximize), 1)
     add("Learning curves", lambda: curves_figure(root, table, objective, maximize), 1)
-    if spec.get("strategy") == "pbt":
+    rule = rule_of(spec.get("strategy"), spec.get("early_stopping"))
+    if rule is not None and rule.has_lineage:
         add(LINEAGE_TITLE, lambda: lineage_figure(root, objective), 1, len(exploits(root)))
     for title, _, build in _study_plots(ov, study, spec):
         add(title, build, 2, completed, "" if completed == scored else " in the Optuna study")

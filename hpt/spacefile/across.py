@@ -95,10 +95,6 @@ def _constraints_defined(values: dict[str, Any]) -> list[Problem]:
             if (reason := _undefined(c.metric, metrics))]
 
 
-# Strategies that can search several objectives at once (their samplers are multi-objective).
-MULTI_OBJECTIVE_STRATEGIES = ("bayesian", "nsga2", "random", "grid")
-
-
 def _several_objectives(values: dict[str, Any]) -> list[Problem]:
     """What has no meaning with several objectives: strategies that optimize one value, and
     completion criteria that compare one value."""
@@ -107,8 +103,9 @@ def _several_objectives(values: dict[str, Any]) -> list[Problem]:
         return []
     found: list[Problem] = []
     strategy = values.get("strategy")
-    if strategy is not None and strategy not in MULTI_OBJECTIVE_STRATEGIES:
-        found.append((("strategy",), f"must be one of {', '.join(MULTI_OBJECTIVE_STRATEGIES)} "
+    able = [name for name, s in STRATEGIES.items() if s.multi_objective]
+    if strategy is not None and strategy not in able:
+        found.append((("strategy",), f"must be one of {', '.join(able)} "
                                      f"with several objectives (got {strategy}); use strategy: "
                                      f"nsga2 or bayesian, or keep one objective"))
     completion = values.get("completion")
@@ -161,11 +158,12 @@ def _early_stopping(values: dict[str, Any]) -> list[Problem]:
     rule, config = RULES.get(name), values.get("strategy_config")
     if rule is None or config is None:
         return []
-    if "mode" in config and name != "asha":
-        return [(("strategy_config", "mode"),
-                 f"is early_stopping: asha's (stop or promotion; got early_stopping: {name}); "
-                 f"set early_stopping: asha, or remove mode")]
-    return rule.problems(values)
+    foreign = [(("strategy_config", key),
+                f"is early_stopping: {other.name}'s ({chooses}; got early_stopping: {name}); "
+                f"set early_stopping: {other.name}, or remove {key}")
+               for other in RULES.values() if other is not rule
+               for key, chooses in other.own_keys.items() if key in config]
+    return foreign or rule.problems(values)
 
 
 def _torchrun_entry_point(values: dict[str, Any]) -> list[Problem]:

@@ -30,9 +30,6 @@ from hpt.spacefile.ranges import (CategoricalRange, ContinuousRange, IntegerRang
 from hpt.spacefile.objectives import (Constraint, Constraints, MetricDefinition,  # noqa: F401
                                  MetricDefinitions, Objective, Objectives)
 
-STRATEGIES = tuple(strategy_registry.STRATEGIES)
-EARLY_STOPPING = tuple(name for name, rule in rule_registry.RULES.items()
-                       if not rule.strategy_only)
 RUNTIMES = tuple(runtime_registry.RUNTIMES)
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES
 CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
@@ -194,16 +191,22 @@ def _static_hyperparameters(value: Any) -> Any:
 
 # -- strategy, limits, completion, warm start -------------------------------------------------
 
+def _strategy(value: Any) -> str:
+    """One of the registered strategies (read when a space is checked: one registered since
+    is a choice)."""
+    return choice(*strategy_registry.STRATEGIES)(value)
 
 
 def _early_stopping(value: Any) -> str:
+    """One of the registered rules a space may name (not those only a strategy brings)."""
+    named = tuple(name for name, rule in rule_registry.RULES.items() if not rule.strategy_only)
     if value is False:  # YAML 1.1 reads an unquoted `off` as false
         return "off"
     if value is True:
-        named = ", ".join(EARLY_STOPPING[:-1]) + " or " + EARLY_STOPPING[-1]
-        raise problem(f"must be {named} (got true: YAML reads an unquoted on/yes/true as "
+        listed = ", ".join(named[:-1]) + " or " + named[-1]
+        raise problem(f"must be {listed} (got true: YAML reads an unquoted on/yes/true as "
                       f"true); write early_stopping: auto or early_stopping: asha")
-    return choice(*EARLY_STOPPING)(value)
+    return choice(*named)(value)
 
 
 class Limits(SpecModel):
@@ -293,9 +296,8 @@ StaticHyperparameters = Annotated[
     BeforeValidator(_static_hyperparameters), AfterValidator(_no_hp_case_clash)]
 Hyperparameters = Annotated[dict[HyperparameterName, Range], BeforeValidator(_hyperparameters),
                             AfterValidator(_no_hp_case_clash)]
-Strategy = Annotated[Literal[STRATEGIES],
-                     BeforeValidator(choice(*STRATEGIES))]
-EarlyStopping = Annotated[Literal[EARLY_STOPPING], BeforeValidator(_early_stopping)]
+Strategy = Annotated[str, BeforeValidator(_strategy)]  # a name in hpt.search.strategies
+EarlyStopping = Annotated[str, BeforeValidator(_early_stopping)]  # in hpt.schedule.rules
 Runtime = Annotated[Literal[RUNTIMES], BeforeValidator(choice(*RUNTIMES))]
 
 

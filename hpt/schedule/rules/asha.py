@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpt.schedule.promotion import (DEFAULT_RESOURCE_HYPERPARAMETER, PROMOTION,
+from hpt.core.checks import choice, hyperparameter_name, number
+from hpt.schedule.promotion import (DEFAULT_RESOURCE_HYPERPARAMETER, MODES, PROMOTION,
                                     PromotionLedger, PromotionScheduler, rung_levels)
-from hpt.schedule.rules.base import EarlyStoppingRule, mode_of
+from hpt.schedule.rules.base import STEPS, EarlyStoppingRule, mode_of
 
 # strategy_config's rungs when the space leaves them out (SageMaker's Hyperband needs both).
 DEFAULT_RESOURCES = {"min_resource": 1, "max_resource": 100}
 DEFAULT_REDUCTION_FACTOR = 3
+
+# The strategy_config keys ASHA reads: its rungs (in objective steps), η, whether trials stop
+# or pause at a rung, and promotion mode's budget (the hyperparameter it sets per rung).
+CONFIG = {"min_resource": STEPS, "max_resource": STEPS, "reduction_factor": number(gt=1),
+          "mode": choice(*MODES), "resource_hyperparameter": hyperparameter_name}
 
 
 def _resources(config: dict[str, Any]) -> tuple[int, int, float]:
@@ -51,6 +57,20 @@ def scheduler(spec):
                          reduction_factor=eta)
 
 
+def rungs_in_order(config: dict[str, Any]) -> list:
+    lo, hi = config.get("min_resource"), config.get("max_resource")
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        return [(("min_resource",), f"must be <= max_resource (got {lo} > {hi}); swap them")]
+    return []
+
+
+def inexpressible(config: dict[str, Any]) -> list[str]:
+    if not promotes(config):
+        return []
+    return ["strategy_config.mode: promotion: SageMaker's early stopping only stops training "
+            "jobs, it never pauses and continues one; export with mode: stop (or without mode)"]
+
+
 def problems(values: dict[str, Any]) -> list:
     """Promotion mode's rules: rungs to pause at, and a budget hpt may set."""
     config = values["strategy_config"]
@@ -81,4 +101,6 @@ def problems(values: dict[str, Any]) -> list:
     return found
 
 
-ASHA = EarlyStoppingRule("asha", scheduler, problems=problems)
+ASHA = EarlyStoppingRule("asha", scheduler, config=CONFIG, config_problems=rungs_in_order,
+                         own_keys={"mode": "stop or promotion"}, problems=problems,
+                         pauses_trials=promotes, inexpressible=inexpressible)

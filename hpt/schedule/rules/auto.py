@@ -4,7 +4,7 @@ running averages at t, from step `strategy_config.min_resource` (default 1)."""
 
 from __future__ import annotations
 
-from hpt.schedule.rules.base import EarlyStoppingRule, mode_of
+from hpt.schedule.rules.base import STEPS, EarlyStoppingRule, mode_of
 
 
 def scheduler(spec):
@@ -15,4 +15,4 @@ def scheduler(spec):
                               grace_steps=int(spec.strategy_config.get("min_resource", 1)))
 
 
-AUTO = EarlyStoppingRule("auto", scheduler, sagemaker="Auto")
+AUTO = EarlyStoppingRule("auto", scheduler, sagemaker="Auto", config={"min_resource": STEPS})

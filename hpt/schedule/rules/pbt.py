@@ -5,19 +5,51 @@ running population exploits one of the top: it restarts from the donor's checkpo
 `checkpoints/` and its steps so far) with the donor's hyperparameters, those named in
 `hyperparam_mutations` perturbed (×0.8 / ×1.2, or a neighbour in a list) or, with
 `resample_probability`, drawn again. The script reads them at start as always. Ray Tune's
-vocabulary; hpt/schedule/rules/pbt_lineage.py records the lineage.
+vocabulary.
+
+What hpt knows of PBT is here: the strategy_config keys and their checks, the space's rules
+(mutations over tuned hyperparameters, one objective), that only Ray Tune's controller runs
+it, that SageMaker cannot, that its jobs have a lineage. Beside it: the Optuna side
+(hpt/search/strategies/pbt.py: the first population is random, and it brings this rule) and
+Ray Tune's scheduler, which records the lineage (pbt_lineage.py, importing Ray: loaded only
+when a job runs).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from hpt.core.checks import integer, mapping, number, problem, show
 from hpt.schedule.rules.base import EarlyStoppingRule, mode_of
 
-PBT_KEYS = ("perturbation_interval", "quantile_fraction", "resample_probability",
-            "hyperparam_mutations", "burn_in_period")
 DEFAULTS = {"perturbation_interval": 2, "quantile_fraction": 0.25, "resample_probability": 0.25,
             "burn_in_period": 0}
+
+
+def _share(most: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        value = number(ge=0)(value)
+        if value > most:
+            raise problem(f"must be <= {most:g} (got {show(value)})")
+        return value
+    return check
+
+
+def _mutations(value: Any) -> dict[str, Any]:
+    """name -> true (its range in hyperparameters) | [values] | {min, max, scaling}."""
+    value = mapping(value, "name: how", "hyperparam_mutations: {lr: true, batch_size: [32, 64]}")
+    for name, how in value.items():
+        if not (how is True or (isinstance(how, list) and how) or (
+                isinstance(how, dict) and set(how) <= {"min", "max", "scaling"})):
+            raise problem(f"{name}: must be true (its range in hyperparameters), a list of "
+                          f"values, or {{min, max, scaling}} (got {show(how)})")
+    return value
+
+
+# The strategy_config keys PBT reads: intervals in objective steps, shares of the population.
+CONFIG = {"perturbation_interval": integer(ge=1), "quantile_fraction": _share(0.5),
+          "resample_probability": _share(1), "hyperparam_mutations": _mutations,
+          "burn_in_period": integer(ge=0)}
 
 
 def mutations(spec) -> dict[str, Any]:
@@ -87,5 +119,12 @@ def problems(values: dict[str, Any]) -> list:
     return found
 
 
-PBT = EarlyStoppingRule("pbt", scheduler, stops_jobs=True, strategy_only=True,
-                        problems=problems)
+def inexpressible(config: dict[str, Any]) -> list[str]:
+    return ["strategy: pbt: SageMaker's tuner has no population-based training (it never "
+            "restarts a training job from another's checkpoint); export with strategy: "
+            "bayesian or random"]
+
+
+PBT = EarlyStoppingRule("pbt", scheduler, stops_jobs=True, strategy_only=True, config=CONFIG,
+                        problems=problems, inexpressible=inexpressible, has_lineage=True,
+                        tune_only="its PBT scheduler pauses, saves and restores trials")

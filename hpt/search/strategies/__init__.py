@@ -1,7 +1,9 @@
 """The search strategies, by the name space.yaml's `strategy:` gives them.
 
-Adding one: a module here defining its `Strategy` (base.py), and one line below. The spec's
-`strategy:` choices and the SageMaker export come from this registry.
+Adding one: a module here defining its `Strategy` (base.py: its sampler, the strategy_config
+keys it reads with their checks, what it can do), and one line below. Nothing else changes:
+the space file's `strategy:` choices, its strategy_config checks and its rules across
+sections, the SageMaker export and the controllers ask this registry.
 """
 
 from __future__ import annotations

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import warnings
 
+from hpt.core.checks import choice
 from hpt.search.strategies.base import Strategy
+
+# The keys its sampler reads (also hyperband's, whose sampler this is).
+CONFIG = {"sampler": choice("tpe", "gp")}
 
 
 def sampler(spec, seed: int):
@@ -23,4 +27,5 @@ def sampler(spec, seed: int):
                                           multivariate=True, group=spec.conditional)
 
 
-BAYESIAN = Strategy("bayesian", sampler, sagemaker="Bayesian")
+BAYESIAN = Strategy("bayesian", sampler, sagemaker="Bayesian", multi_objective=True,
+                    config=CONFIG)

@@ -15,4 +15,5 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
             for name, rng in tuned.items() if rng.type != "categorical"]
 
 
-GRID = Strategy("grid", sampler, sagemaker="Grid", enumerates=True, problems=problems)
+GRID = Strategy("grid", sampler, sagemaker="Grid", enumerates=True, multi_objective=True,
+                problems=problems)

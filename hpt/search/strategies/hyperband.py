@@ -7,4 +7,4 @@ from hpt.search.strategies import bayesian
 from hpt.search.strategies.base import Strategy
 
 HYPERBAND = Strategy("hyperband", bayesian.sampler, sagemaker="Hyperband",
-                     early_stopping="asha")
+                     early_stopping="asha", config=bayesian.CONFIG)

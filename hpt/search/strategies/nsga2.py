@@ -9,6 +9,7 @@ one random population.
 
 from __future__ import annotations
 
+from hpt.core.checks import integer
 from hpt.search.strategies.base import Strategy
 
 MAX_DEFAULT_POPULATION = 50
@@ -27,4 +28,5 @@ def sampler(spec, seed: int):
     return optuna.samplers.NSGAIISampler(population_size=population_size(spec), seed=seed)
 
 
-NSGA2 = Strategy("nsga2", sampler)
+NSGA2 = Strategy("nsga2", sampler, multi_objective=True,
+                config={"population_size": integer(ge=2)})  # one generation's jobs

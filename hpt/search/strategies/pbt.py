@@ -1,6 +1,7 @@
 """`strategy: pbt`: population-based training. The first population is drawn at random from
 the space (as Ray Tune's PBT does); Ray Tune's PBT scheduler then exploits and explores
-(hpt/schedule/rules/pbt.py). Runs on Ray Tune's controller."""
+(hpt/schedule/rules/pbt.py, which holds everything else hpt knows of PBT: its keys, its
+rules, its controller)."""
 
 from __future__ import annotations
 

@@ -11,4 +11,4 @@ def sampler(spec, seed: int):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-RANDOM = Strategy("random", sampler, sagemaker="Random")
+RANDOM = Strategy("random", sampler, sagemaker="Random", multi_objective=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from hpt.core.errors import UserError
 from hpt.core.sagemaker_names import MPI_PROCESSES_PER_HOST, distribution_hyperparameters
-from hpt.schedule.promotion import PROMOTION
+from hpt.schedule.rules import rule_of
 from hpt.schedule.rules.asha import DEFAULT_RESOURCES
 from hpt.spacefile.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
                                            IMAGE_PLACEHOLDER, PLACEHOLDER, ROLE_PLACEHOLDER,
@@ -91,14 +91,7 @@ def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[st
     found += [f"metric_definitions[{i}] ({m.name}): a metric without regex is read from the "
               f"metrics file only; SageMaker reads metrics from the logs: print it and give "
               f"its regex" for i, m in enumerate(spec.metric_definitions) if m.regex is None]
-    if spec.strategy == "pbt":
-        found.append("strategy: pbt: SageMaker's tuner has no population-based training (it "
-                     "never restarts a training job from another's checkpoint); export with "
-                     "strategy: bayesian or random")
-    if spec.strategy_config.get("mode") == PROMOTION:
-        found.append("strategy_config.mode: promotion: SageMaker's early stopping only stops "
-                     "training jobs, it never pauses and continues one; export with mode: "
-                     "stop (or without mode)")
+    found += rule_of(spec.strategy, spec.early_stopping).inexpressible(spec.strategy_config)
     if found:
         raise Inexpressible(found)
     return (spec.model_copy(update=update) if update else spec), report
