@@ -156,12 +156,12 @@ class LocalController:
         self.running[trial_id] = trial
         self._launch(trial, promoted_from=promoted_from)
 
-    def _pauses(self, trial: Trial, record) -> bool:
-        """Promotion mode: a run that completed at its rung pauses there, or completes the
-        trial at the last rung (the scheduler says which, and ranks it in its rung)."""
-        return self.promotion is not None and record.status is TrialStatus.COMPLETED and \
-            self.promotion.rung_reached(trial.trial_id, trial.level,
-                                        record.objective_value) is Decision.PAUSE
+    def _rung_reached(self, trial: Trial, record) -> Decision:
+        """Promotion mode: a run that completed tells the scheduler its rung's value, and
+        pauses there (PAUSE) or completes the trial at the last rung; else CONTINUE."""
+        if self.promotion is None or record.status is not TrialStatus.COMPLETED:
+            return Decision.CONTINUE
+        return self.promotion.rung_reached(trial.trial_id, trial.level, record.objective_value)
 
     def _pause(self, trial: Trial, record) -> None:
         self.running.pop(trial.trial_id, None)
@@ -262,7 +262,7 @@ class LocalController:
         result = final_result(record)
         self.control(trial.trial_id, result)
         trial.last_result = result
-        if self._pauses(trial, record):
+        if self._rung_reached(trial, record) is Decision.PAUSE:
             self._pause(trial, record)
             return
         self._complete(trial, result)
