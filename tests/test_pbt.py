@@ -185,13 +185,14 @@ def test_an_exploit_of_a_donor_that_wrote_no_checkpoint_is_said_and_journaled(
 
     from hpt.controller.recorder import TrialRecorder
     from hpt.experiment.store import ExperimentStore
+    from hpt.experiment.best import BestSoFar
     from hpt.live.view import LaunchView
 
     spec = load_spec(write_space(pbt_space("nockpt", digits_channels)))
     store = ExperimentStore(tmp_path / "nockpt")
     store.create(spec.to_frozen_dict())
     out = io.StringIO()
-    recorder = TrialRecorder(store, spec, LaunchView("nockpt", 8, True, stream=out))
+    recorder = TrialRecorder(store, spec, LaunchView("nockpt", 8, BestSoFar(True), stream=out))
     (tmp_path / "nockpt" / "donor" / "algo-1" / "checkpoints").mkdir(parents=True)  # empty
     recorder.trial_exploited({"training_job_name": "recipient", "hyperparameters": {"lr": 0.02}},
                              {"training_job_name": "donor", "hyperparameters": {"lr": 0.01}}, 4)

@@ -27,6 +27,51 @@ def test_median_rule_by_hand():
     assert should_stop(0.45, [0.4, 0.5, 0.6, 0.9], maximize=True, min_samples=3)  # median 0.55
 
 
+def test_each_controller_gets_the_rule_in_its_own_terms(write_space, tmp_path):
+    """The local controller gets hpt's protocol (Ray Tune's ASHA adapted), Ray Tune's
+    controller Tune's (hpt's median rule adapted); both decide the same on the same curves."""
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import TrialScheduler as TuneTrialScheduler
+
+    from hpt.schedule.median import MedianStoppingRule
+    from hpt.schedule.protocol import Decision, TrialScheduler
+    from hpt.schedule.scheduler import local_scheduler, make_scheduler
+    from hpt.schedule.tune_adapter import ForTune, FromTune, TuneTrial
+
+    def spec_of(**extra):
+        (tmp_path / "train.py").write_text("")
+        space = curves_space("rules", ["0.9:0"], **extra)
+        space["trainer"]["source_dir"] = str(tmp_path)
+        return load_spec(write_space(space))
+
+    def point(value, step):
+        return {"objective": value, "objective_step": step}
+
+    asha = local_scheduler(spec_of(early_stopping="asha", strategy_config={
+        "min_resource": 1, "max_resource": 3, "reduction_factor": 2}))
+    assert isinstance(asha, FromTune) and isinstance(asha.tune, ASHAScheduler)
+    for trial in "ab":
+        asha.trial_added(trial, {"trial_number": trial})
+    assert asha.on_result("a", point(0.9, 1)) is Decision.CONTINUE
+    assert asha.on_result("b", point(0.1, 1)) is Decision.STOP  # below rung 1's top half
+    asha.trial_completed("b", point(0.1, 1))
+    asha.trial_failed("a")
+    assert asha.trials == {}
+
+    median = local_scheduler(spec_of(early_stopping="auto"))
+    assert isinstance(median, MedianStoppingRule) and isinstance(median, TrialScheduler)
+    for_tune = make_scheduler(spec_of(early_stopping="auto"))
+    assert isinstance(for_tune, ForTune) and isinstance(for_tune, TuneTrialScheduler)
+    tune_trials = {t: TuneTrial(t, {}) for t in "abcd"}
+    for trial, value in zip("abcd", (0.9, 0.8, 0.7, 0.3)):
+        for_tune.on_trial_add(None, tune_trials[trial])
+        median.trial_added(trial, {})
+        said = for_tune.on_trial_result(None, tune_trials[trial], point(value, 1))
+        decided = median.on_result(trial, point(value, 1))
+        assert said == (TuneTrialScheduler.STOP if trial == "d" else TuneTrialScheduler.CONTINUE)
+        assert decided is (Decision.STOP if trial == "d" else Decision.CONTINUE)
+
+
 def test_completion_criteria_by_hand():
     target = CompletionCriteria(maximize=True, target=0.9)
     assert [target.observe(v) for v in (0.5, 0.89, 0.9)] == [

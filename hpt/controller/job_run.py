@@ -210,12 +210,12 @@ def check_placement(spec, runtime: Runtime, controller: str) -> None:
 def _local_controller(job, runtime, staged, settings, store, searcher, control, recorder):
     from hpt.controller.local_controller import LocalController
     from hpt.controller.slots import machine_pool
-    from hpt.schedule.scheduler import make_scheduler, stops_jobs
+    from hpt.schedule.scheduler import local_scheduler, stops_jobs
 
     spec = job.spec
     pool = machine_pool()
     controller = LocalController(spec, staged.trial_spec, runtime, settings, store.root, searcher,
-                         make_scheduler(spec) if stops_jobs(spec) else None, control,
+                         local_scheduler(spec) if stops_jobs(spec) else None, control,
                          recorder, job.to_run, pool)
     controller.seed_paused(list(job.resume.kept))  # promotion mode: a resumed job's rungs
     return controller.run

@@ -2,8 +2,10 @@
 
 One thread per running training job drives it through the runtime protocol (start, advance,
 stop); this thread (the launcher's) owns every decision, in the order Ray Tune's controller
-makes them, with the same objects: the searcher proposes, the stoppers and the scheduler
-(Tune's own schedulers) judge each result, the recorder writes the journal. What Tune adds
+makes them: the searcher proposes, the stoppers and the scheduler judge each result, the
+recorder writes the journal. The scheduler speaks hpt's protocol (hpt/schedule/protocol.py;
+Tune's ASHA through its adapter), the trials' threads report typed events
+(hpt/controller/trial_events.py). What Tune adds
 for a cluster (a trial actor, result round trips, experiment checkpoints) is not needed on
 one machine, and it was most of the cost of a short trial. hpt/controller/__init__.py says when
 this controller runs.
@@ -24,7 +26,10 @@ from hpt.controller.slots import Grant, SlotPool
 from hpt.runtime.artifacts import attempt_folder
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
+from hpt.controller.trial_events import (DriveFailed, JobEnded, JobStopped, PointReported,
+                                         TrialEvent)
 from hpt.schedule.promotion import RUNG, is_paused, paused_record, result_of_row, seed_ledger
+from hpt.schedule.protocol import Decision, TrialScheduler
 from hpt.search.searcher import FINISHED
 from hpt.core.trial import (EARLY_STOPPED, MAX_RETRIES, STATUS, FailureCategory, FailureReason,
                        TrialStatus, final_result, job_ended, point_result)
@@ -35,13 +40,11 @@ STOP_POLL_SECONDS = 0.2
 CONTROL_POLL_SECONDS = 0.2
 # The ends of a tuning job that its --resume continues: paused trials stay paused for it.
 RESUMABLE_ENDS = (STOP_REQUESTED, INTERRUPTED, MAX_RUNTIME_EXCEEDED)
-# Tune's scheduler decisions (ray.tune.schedulers.TrialScheduler's values).
-CONTINUE, STOP = "CONTINUE", "STOP"
 
 
 @dataclass(eq=False)
 class Trial:
-    """One trial: where Tune's schedulers look (`trial_id`), and its running state."""
+    """One trial: its id (the scheduler's and the searcher's), and its running state."""
 
     trial_id: str
     config: dict[str, Any]
@@ -62,8 +65,10 @@ class Trial:
 
 class LocalController:
     def __init__(self, spec, trial_spec, runtime, settings: dict[str, Any], root: Path,
-                 searcher, scheduler, control, recorder, trials: int, pool: SlotPool):
-        """`scheduler`: a Ray Tune TrialScheduler, or None (no early stopping)."""
+                 searcher, scheduler: TrialScheduler | None, control, recorder, trials: int,
+                 pool: SlotPool):
+        """`scheduler`: hpt's (hpt.schedule.scheduler.local_scheduler), or None (no early
+        stopping)."""
         self.spec, self.trial_spec, self.runtime = spec, trial_spec, runtime
         self.settings, self.root = dict(settings), Path(root)
         self.searcher, self.scheduler = searcher, scheduler
@@ -71,11 +76,11 @@ class LocalController:
         self.trials, self.pool = trials, pool
         self.running: dict[str, Trial] = {}
         # Promotion mode (hpt/schedule/promotion.py): trials that ended at a rung, by id.
-        self.promotion = scheduler if getattr(scheduler, "promotes", False) else None
+        self.promotion = scheduler if scheduler is not None and scheduler.promotes else None
         self.paused: dict[str, Trial] = {}
         self.asked = 0
         self.finished = False
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue[TrialEvent] = queue.Queue()
         self._ids = itertools.count(1)
         trainer = trial_spec.trainer
         (need,) = runtime.bundles(trainer)  # what one trial holds here (one host)
@@ -93,10 +98,10 @@ class LocalController:
                 if not self.running and (self.finished or self.asked >= self.trials):
                     break
                 try:
-                    trial, kind, payload = self.events.get(timeout=CONTROL_POLL_SECONDS)
+                    event = self.events.get(timeout=CONTROL_POLL_SECONDS)
                 except queue.Empty:
                     continue
-                self._handle(trial, kind, payload)
+                self._handle(event)
         finally:
             self._stop_all()
             self._end_paused()
@@ -121,19 +126,13 @@ class LocalController:
             self.asked += 1
             trial = Trial(trial_id, config, grant)
             if self.promotion is not None:
-                self._set_level(trial, self._level_of(config))
+                self._set_level(trial, self.promotion.level_of(config))
             if self.scheduler is not None:
-                self.scheduler.on_trial_add(None, trial)
+                self.scheduler.trial_added(trial_id, trial.config)
             self.running[trial_id] = trial
             self._launch(trial)
 
     # -- promotion mode ------------------------------------------------------------------
-
-    def _level_of(self, config: dict[str, Any]) -> int:
-        """A new trial's rung: the lowest; a replayed one (resume) the one it was running to."""
-        budget = config.get("budget") or {}
-        return budget.get(self.promotion.resource_hyperparameter,
-                          self.promotion.ledger.first_level)
 
     def _set_level(self, trial: Trial, level: int) -> None:
         trial.level = level
@@ -143,14 +142,13 @@ class LocalController:
         if self.promotion is None or not self.paused:
             return None
         exhausted = (self.finished or self.asked >= self.trials) and not self.running
-        return self.promotion.ledger.next_promotion(eligible=set(self.paused),
-                                                    exhausted=exhausted)
+        return self.promotion.next_promotion(eligible=set(self.paused), exhausted=exhausted)
 
     def _promote(self, trial_id: str, level: int, grant: Grant) -> None:
         """A paused trial runs again to the next rung, from its checkpoint, as the same
         training job (a new attempt folder; attempt_dir carries the checkpoint over)."""
         trial = self.paused.pop(trial_id)
-        self.promotion.ledger.mark_promoted(trial_id, trial.level)
+        self.promotion.promoted(trial_id, trial.level)
         promoted_from = trial.level
         self._set_level(trial, level)
         trial.grant, trial.stop_reason, trial.paused_record = grant, None, None
@@ -158,16 +156,18 @@ class LocalController:
         self.running[trial_id] = trial
         self._launch(trial, promoted_from=promoted_from)
 
-    def _pauses(self, trial: Trial, record) -> bool:
-        return self.promotion is not None and record.status is TrialStatus.COMPLETED and \
-            trial.level is not None and trial.level < self.promotion.ledger.max_level
+    def _rung_reached(self, trial: Trial, record) -> Decision:
+        """Promotion mode: a run that completed tells the scheduler its rung's value, and
+        pauses there (PAUSE) or completes the trial at the last rung; else CONTINUE."""
+        if self.promotion is None or record.status is not TrialStatus.COMPLETED:
+            return Decision.CONTINUE
+        return self.promotion.rung_reached(trial.trial_id, trial.level, record.objective_value)
 
     def _pause(self, trial: Trial, record) -> None:
-        ledger = self.promotion.ledger
-        ledger.record(trial.trial_id, trial.level, record.objective_value)
         self.running.pop(trial.trial_id, None)
         self.pool.release(trial.grant)
-        paused = paused_record(record.to_json(), trial.level, ledger, self.promotion)
+        paused = paused_record(record.to_json(), trial.level, self.promotion.ledger,
+                               self.promotion)
         trial.paused_record = paused
         self.paused[trial.trial_id] = trial
         self.recorder.trial_paused(paused, trial.level)
@@ -208,28 +208,29 @@ class LocalController:
 
     def _drive(self, trial: Trial) -> None:
         """Runs the trial's training job; every event goes to the launcher's queue."""
+        put = self.events.put
         job = None
         try:
             job = self._job(trial)
             job.start()
             while True:
                 if trial.stop_reason is not None:
-                    self.events.put((trial, "stopped", job.stop(trial.stop_reason)))
+                    put(JobStopped(trial, job.stop(trial.stop_reason)))
                     return
                 progress = job.advance(wait_seconds=STOP_POLL_SECONDS)
                 if progress.point is not None:
                     trial.judged.clear()
-                    self.events.put((trial, "point", point_result(
+                    put(PointReported(trial, point_result(
                         progress.point.value, progress.point.step, trial.placement)))
                     if self.scheduler is not None:  # without one, every point is CONTINUE
                         trial.judged.wait()
                 elif progress.record is not None:
-                    self.events.put((trial, "record", progress.record))
+                    put(JobEnded(trial, progress.record))
                     return
         except Exception as exc:  # noqa: BLE001 - hpt's failure: the trial's lost, not the job
             if job is not None:
                 job.stop()
-            self.events.put((trial, "error", f"{type(exc).__name__}: {exc}"))
+            put(DriveFailed(trial, f"{type(exc).__name__}: {exc}"))
 
     def _job(self, trial: Trial):
         assignment = TrialAssignment.of(trial.config)
@@ -241,49 +242,49 @@ class LocalController:
 
     # -- the launcher's decisions, in Ray Tune's order -----------------------------------
 
-    def _handle(self, trial: Trial, kind: str, payload) -> None:
+    def _handle(self, event: TrialEvent) -> None:
+        trial = event.trial
         if self.running.get(trial.trial_id) is not trial:
             trial.judged.set()
             return  # a late event of a trial already ended
-        if kind == "point":
-            self._on_point(trial, payload)
-        elif kind == "record" and payload.infrastructure_failure:
-            self._on_lost(trial, payload.failure_reason)
-        elif kind == "record":
-            self._on_record(trial, payload)
-        elif kind == "stopped":
-            self._end(trial, payload.to_json())
-        else:  # "error"
-            self._on_lost(trial, payload)
+        if isinstance(event, PointReported):
+            self._on_point(trial, event.result)
+        elif isinstance(event, JobEnded) and event.record.infrastructure_failure:
+            self._on_lost(trial, event.record.failure_reason)
+        elif isinstance(event, JobEnded):
+            self._on_record(trial, event.record)
+        elif isinstance(event, JobStopped):
+            self._end(trial, event.record.to_json())
+        elif isinstance(event, DriveFailed):
+            self._on_lost(trial, event.error)
 
     def _on_record(self, trial: Trial, record) -> None:
         result = final_result(record)
         self.control(trial.trial_id, result)
         trial.last_result = result
-        if self._pauses(trial, record):
+        if self._rung_reached(trial, record) is Decision.PAUSE:
             self._pause(trial, record)
             return
-        if self.promotion is not None and record.status is TrialStatus.COMPLETED:
-            self.promotion.ledger.record(trial.trial_id, trial.level, record.objective_value)
         self._complete(trial, result)
         self._end(trial, record.to_json())
 
     def _on_point(self, trial: Trial, result: dict) -> None:
         self.control(trial.trial_id, result)
-        decision = CONTINUE if self.scheduler is None else \
-            self.scheduler.on_trial_result(None, trial, result)
-        if decision != STOP:
+        # PAUSE is promotion mode's, at a rung's end: on a result only STOP acts.
+        decision = Decision.CONTINUE if self.scheduler is None else \
+            self.scheduler.on_result(trial.trial_id, result)
+        if decision is not Decision.STOP:
             self.searcher.on_trial_result(trial.trial_id, result)
         self.recorder.trial_progress(trial.config, result)
         trial.last_result = result
-        if decision == STOP and trial.stop_reason is None:
+        if decision is Decision.STOP and trial.stop_reason is None:
             self._complete(trial, result)
             trial.stop_reason = EARLY_STOPPED  # its thread stops it; its record follows
         trial.judged.set()
 
     def _complete(self, trial: Trial, result: dict) -> None:
         if self.scheduler is not None:
-            self.scheduler.on_trial_complete(None, trial, result)
+            self.scheduler.trial_completed(trial.trial_id, result)
         self.searcher.on_trial_complete(trial.trial_id, result=result)
 
     def _on_lost(self, trial: Trial, error: str) -> None:
@@ -296,7 +297,7 @@ class LocalController:
             self._launch(trial)
             return
         if self.scheduler is not None:
-            self.scheduler.on_trial_error(None, trial)
+            self.scheduler.trial_failed(trial.trial_id)
         self.searcher.on_trial_complete(trial.trial_id, error=True)
         reason = FailureReason(FailureCategory.INTERNAL_SERVER_ERROR, error)
         self._end(trial, self.recorder.record_of(trial.config, trial.last_result,
@@ -323,15 +324,16 @@ class LocalController:
         deadline = time.time() + 60
         while self.running and time.time() < deadline:
             try:
-                trial, kind, payload = self.events.get(timeout=CONTROL_POLL_SECONDS)
+                event = self.events.get(timeout=CONTROL_POLL_SECONDS)
             except queue.Empty:
                 continue
+            trial = event.trial
             if self.running.get(trial.trial_id) is not trial:
                 continue
-            if kind == "record" and not payload.infrastructure_failure:
-                self._on_record(trial, payload)
-            elif kind in ("record", "stopped"):
-                self._end(trial, payload.to_json())
-            elif kind == "error":
+            if isinstance(event, JobEnded) and not event.record.infrastructure_failure:
+                self._on_record(trial, event.record)
+            elif isinstance(event, (JobEnded, JobStopped)):
+                self._end(trial, event.record.to_json())
+            elif isinstance(event, DriveFailed):
                 self._end(trial, self.recorder.record_of(
                     trial.config, trial.last_result, TrialStatus.STOPPED, reason))

@@ -39,10 +39,11 @@ class TrialRecorder:
         self.view = view
         self.artifacts = artifacts  # the artifact uploader (output: s3://...), if any
         self.started: dict[str, float] = {}
-        self.metrics = TuningJobMetrics(spec.name, spec.objective.type == "maximize")
-        self.best = BestSoFar.of(spec.to_frozen_dict())
-        for row in kept:
-            self.best.offer(row)
+        frozen = spec.to_frozen_dict()
+        # The best by the tuning job's one rule, from the rows a resumed job kept (as the
+        # view's and the Ray metrics').
+        self.best = BestSoFar.of(frozen).seeded(kept)
+        self.metrics = TuningJobMetrics(spec.name, BestSoFar.of(frozen), kept)
         self._table_due = 0.0
         self.ray_session = None  # the Ray this run is connected to, once it is
 
@@ -124,26 +125,20 @@ class TrialRecorder:
         if self.artifacts is not None:  # its checkpoints synced now (no model upload)
             self.artifacts.ended(record)
         self._refresh_table()
-        self.view.trial_ended(name, record["status"], record.get("objective_value"),
-                              record["end_time"] - record["start_time"],
-                              f"paused at rung {level}", {}, "")
+        self.view.trial_ended(record, f"paused at rung {level}")
 
     def trial_ended(self, record: dict) -> None:
         self.started.pop(record["training_job_name"], None)
-        self.metrics.ended(record["status"], record.get("objective_value"))
+        self.metrics.ended(record)
         self.store.append("trial_ended", training_job_name=record["training_job_name"],
                           record=record)
         self.best.offer(record)
         if self.artifacts is not None:
             self.artifacts.ended(record)
         self._refresh_table()
-        metrics = record.get("final_metrics") or {}
-        self.view.trial_ended(record["training_job_name"], record["status"],
-                              record.get("objective_value"),
-                              record["end_time"] - record["start_time"],
-                              record.get("failure_reason"), metrics,
-                              self._note(metrics) if record["status"] == TrialStatus.COMPLETED
-                              else "")
+        completed = record["status"] == TrialStatus.COMPLETED
+        self.view.trial_ended(record, note=self._note(record.get("final_metrics") or {})
+                              if completed else "")
 
     def _refresh_table(self) -> None:
         began = time.time()

@@ -1,5 +1,6 @@
-"""The best training job of a tuning job, one rule for every reader: the launcher (as jobs
-end), the live view, `hpt best`, `hpt status` and the reports (pure).
+"""The best training job of a tuning job, one rule for every reader: the recorder (as jobs
+end), the live view, the Ray metrics, `hpt best`, `hpt status` and the reports (pure). Each
+holds a `BestSoFar`, seeded with the rows a resumed job kept, so all name the same job.
 
 Only a Completed job with an objective value counts, and with constraints only a feasible
 one; a better value wins, and of equal values the earlier trial number. With several
@@ -9,7 +10,7 @@ turn: always a job of the Pareto front (its first, as hpt.report.front orders it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from hpt.core.objectives import is_feasible
 from hpt.core.trial import TrialStatus
@@ -37,6 +38,20 @@ class BestSoFar:
         return cls(frozen_spec["objective"]["type"] == "maximize",
                    frozen_spec.get("constraints"), (frozen_spec.get("objectives") or [])[1:])
 
+    def seeded(self, rows: Iterable[dict[str, Any]]) -> BestSoFar:
+        """This, offered `rows` (a resumed job's kept rows, a journal's trial rows)."""
+        for row in rows:
+            self.offer(row)
+        return self
+
+    @property
+    def value(self) -> float | None:
+        return None if self.record is None else self.record["objective_value"]
+
+    @property
+    def name(self) -> str | None:
+        return None if self.record is None else self.record["training_job_name"]
+
     def offer(self, record: dict[str, Any]) -> bool:
         """True when `record` is the new best."""
         value = record.get("objective_value")
@@ -54,7 +69,6 @@ class BestSoFar:
             return False
         self.record = record
         return True
-
 
     def _tie(self, record: dict[str, Any], best: dict[str, Any]) -> int:
         """1 when `record` beats `best` on the first objective after the first where they

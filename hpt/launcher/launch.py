@@ -22,7 +22,7 @@ from typing import Any
 
 from hpt.controller import choose_controller
 from hpt.core.errors import LAUNCHER_LOST_EXIT, CannotGoOn, UserError
-from hpt.experiment.best import summary
+from hpt.experiment.best import BestSoFar, summary
 from hpt.experiment.ending import close_unfinished
 from hpt.experiment.job_state import COMPLETED, MAX_TRIALS_REACHED, JobState, job_state
 from hpt.experiment.lock import WriterLock
@@ -278,9 +278,8 @@ def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: f
                  space_max_trials=job.space_max_trials, resume_command=resume_command,
                  lost=[c["training_job_name"] for c in plan.replay],
                  **({"unreadable_journal_lines": list(job.torn)} if job.torn else {}))
-    view = LaunchView(spec.name, plan.done + job.to_run, spec.objective.type == "maximize",
-                      stream=stream, kept=plan.kept,
-                      constraints=[c.model_dump() for c in spec.constraints])
+    view = LaunchView(spec.name, plan.done + job.to_run, BestSoFar.of(spec.to_frozen_dict()),
+                      stream=stream, kept=plan.kept)
     for event in staged.events:
         store.append(**event)
         view.print(f"Channel {event['channel']}: {event['uri']} -> {event['path']} "

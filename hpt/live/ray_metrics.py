@@ -1,25 +1,32 @@
 """A tuning job's progress as Ray custom metrics (the Ray dashboard's Metrics view, Prometheus).
 
 `hpt_training_jobs{tuning_job, status}` counts training jobs by status (InProgress included)
-and `hpt_best_objective{tuning_job}` is the best final objective so far.
+and `hpt_best_objective{tuning_job}` is the best final objective so far, by the tuning job's
+one rule (hpt.experiment.best: constraints and tie-breaks included). A resumed job's gauges
+start from the rows it kept, as the live view does.
 """
 
 from __future__ import annotations
 
 import logging
 
-from hpt.experiment.best import better
+from typing import Any
+
+from hpt.experiment.best import BestSoFar
 from hpt.core.trial import TrialStatus
 
 logger = logging.getLogger(__name__)
 
 
 class TuningJobMetrics:
-    def __init__(self, tuning_job: str, maximize: bool):
+    def __init__(self, tuning_job: str, best: BestSoFar, kept: tuple[dict[str, Any], ...] = ()):
+        """`best`: the tuning job's rule (`BestSoFar.of(frozen spec)`); `kept`: the finished
+        rows a resumed job already has (journal rows)."""
         self.tuning_job = tuning_job
-        self.maximize = maximize
         self.counts = {status: 0 for status in TrialStatus}
-        self.best: float | None = None
+        for row in kept:
+            self.counts[TrialStatus(row["status"])] += 1
+        self.best = best.seeded(kept)
         self._jobs = self._best = None
 
     def connect(self) -> None:
@@ -44,12 +51,11 @@ class TuningJobMetrics:
         self.counts[TrialStatus.IN_PROGRESS] += 1
         self._publish()
 
-    def ended(self, status: str, objective: float | None) -> None:
+    def ended(self, record: dict[str, Any]) -> None:
+        """A training job ended (`record`: its record dict)."""
         self.counts[TrialStatus.IN_PROGRESS] = max(0, self.counts[TrialStatus.IN_PROGRESS] - 1)
-        self.counts[TrialStatus(status)] += 1
-        if status == TrialStatus.COMPLETED and objective is not None and better(
-                objective, self.best, self.maximize):
-            self.best = objective
+        self.counts[TrialStatus(record["status"])] += 1
+        self.best.offer(record)
         self._publish()
 
     def _publish(self) -> None:
@@ -57,5 +63,5 @@ class TuningJobMetrics:
             return
         for status, count in self.counts.items():
             self._jobs.set(count, tags={"tuning_job": self.tuning_job, "status": str(status)})
-        if self.best is not None:
-            self._best.set(self.best, tags={"tuning_job": self.tuning_job})
+        if self.best.value is not None:
+            self._best.set(self.best.value, tags={"tuning_job": self.tuning_job})

@@ -12,6 +12,7 @@ import time
 from typing import TextIO
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -19,9 +20,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hpt.experiment.best import better
-from hpt.core.objectives import is_feasible
-from hpt.core.trial import ENDED, TrialStatus
+from hpt.experiment.best import BestSoFar
+from hpt.core.trial import ENDED
 from hpt.core.words import shorten
 
 MAX_RUNNING_ROWS = 12
@@ -58,25 +58,22 @@ def ended_line(name: str, status: str, objective: float | None, elapsed: float,
 
 
 class LaunchView:
-    def __init__(self, tuning_job: str, max_trials: int, maximize: bool,
-                 stream: TextIO | None = None, kept: tuple[dict, ...] = (),
-                 constraints: list[dict] | None = None):
-        """`kept`: the finished training jobs a resumed job already has (journal rows);
-        they count toward `max_trials` and the best from the start."""
+    def __init__(self, tuning_job: str, max_trials: int, best: BestSoFar,
+                 stream: TextIO | None = None, kept: tuple[dict, ...] = ()):
+        """`best`: the tuning job's rule (`BestSoFar.of(frozen spec)`: constraints and
+        tie-breaks); `kept`: the finished training jobs a resumed job already has (journal
+        rows); they count toward `max_trials` and the best from the start."""
         self.tuning_job = tuning_job
         self.max_trials = max_trials
-        self.maximize = maximize
         self.console = Console(file=stream or sys.stdout, highlight=False)
         self.live_enabled = self.console.is_terminal
         self.started = time.time()
         self.running: dict[str, RunningJob] = {}
         self.counts = {status: 0 for status in ENDED}
-        self.best: tuple[float, str] | None = None
-        self.constraints = constraints or []  # the frozen spec's: an infeasible job is no best
-        self._live: Live | None = None
         for row in kept:
-            self._count(row["training_job_name"], row["status"], row.get("objective_value"),
-                        row.get("final_metrics"))
+            self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+        self.best = best.seeded(kept)
+        self._live: Live | None = None
         self._kept = len(kept)  # the ETA is about this run's pace, not the earlier runs'
 
     def __enter__(self):
@@ -107,21 +104,18 @@ class LaunchView:
             job.placement = placement or job.placement
             self._refresh()
 
-    def _count(self, name: str, status: str, objective: float | None,
-               metrics: dict[str, float] | None = None) -> None:
-        self.counts[status] = self.counts.get(status, 0) + 1
-        if self.constraints and not is_feasible(metrics or {}, self.constraints):
-            return
-        if status == TrialStatus.COMPLETED and objective is not None and better(
-                objective, self.best[0] if self.best else None, self.maximize):
-            self.best = (objective, name)
-
-    def trial_ended(self, name: str, status: str, objective: float | None,
-                    elapsed: float, reason: str | None,
-                    metrics: dict[str, float] | None = None, note: str = "") -> None:
+    def trial_ended(self, record: dict[str, Any], reason: str | None = None,
+                    note: str = "") -> None:
+        """A training job ended (`record`: its record dict); its line says `reason` (by
+        default its failure reason) and `note`."""
+        name, status = record["training_job_name"], record["status"]
         self.running.pop(name, None)
-        self._count(name, status, objective, metrics)
-        self.print(ended_line(name, status, objective, elapsed, reason, note))
+        self.counts[status] = self.counts.get(status, 0) + 1
+        self.best.offer(record)
+        self.print(ended_line(name, status, record.get("objective_value"),
+                              record["end_time"] - record["start_time"],
+                              reason if reason is not None else record.get("failure_reason"),
+                              note))
         self._refresh()
 
     def _done(self) -> int:
@@ -137,7 +131,7 @@ class LaunchView:
     def _status(self) -> Group:
         now = time.time()
         eta = self.eta_seconds()
-        best = f"{_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
+        best = f"{_fmt(self.best.value)} ({self.best.name})" if self.best.record else "-"
         line = Text(f"{self.tuning_job}: {self._done()}/{self.max_trials} done  elapsed "
                     f"{now - self.started:.0f}s  eta {'-' if eta is None else f'{eta:.0f}s'}",
                     no_wrap=True)

@@ -106,11 +106,9 @@ def best_trial(name_or_path: str | os.PathLike,
     `events`: the journal, when the caller has read it already."""
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
-    best = BestSoFar.of(spec)
     if events is None:
         events = list(read_journal(root / JOURNAL))
-    for row in trial_rows(events):
-        best.offer(row)
+    best = BestSoFar.of(spec).seeded(trial_rows(events))
     return summary(best.record, spec) if best.record is not None else None
 
 

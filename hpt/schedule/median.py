@@ -1,4 +1,5 @@
-"""SageMaker's early-stopping rule (`early_stopping: auto`) as a Ray Tune scheduler.
+"""SageMaker's early-stopping rule (`early_stopping: auto`), an hpt scheduler
+(schedule/protocol.py; Ray Tune's controller gets it through schedule/tune_adapter.py).
 
 SageMaker: stop a training job whose running average of the objective at step t is worse
 than the median of the running averages of the other training jobs at step t. Here "the
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import statistics
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from typing import Any
 
 from hpt.core.trial import OBJECTIVE_STEP, STATUS
+from hpt.schedule.protocol import Decision, TrialScheduler
 
 
 def should_stop(running_average: float, others: list[float], maximize: bool,
@@ -28,9 +30,8 @@ def should_stop(running_average: float, others: list[float], maximize: bool,
     return running_average < median if maximize else running_average > median
 
 
-class MedianStoppingRule(FIFOScheduler):
+class MedianStoppingRule(TrialScheduler):
     def __init__(self, metric: str, mode: str, grace_steps: int = 1, min_samples: int = 3):
-        super().__init__()
         self.objective = metric
         self.maximize = mode == "max"
         self.grace_steps = grace_steps
@@ -39,23 +40,23 @@ class MedianStoppingRule(FIFOScheduler):
         self.averages: dict[str, list[float]] = {}
         self._sums: dict[str, float] = {}
 
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+    def on_result(self, trial_id: str, result: dict[str, Any]) -> Decision:
         if self.objective not in result or not result.get(OBJECTIVE_STEP) or STATUS in result:
-            return TrialScheduler.CONTINUE  # the final result (the job already ended)
+            return Decision.CONTINUE  # the final result (the job already ended)
         step = int(result[OBJECTIVE_STEP])
-        averages = self.averages.setdefault(trial.trial_id, [])
+        averages = self.averages.setdefault(trial_id, [])
         if step != len(averages) + 1:
-            return TrialScheduler.CONTINUE  # a repeated report; each step counts once
-        total = self._sums.get(trial.trial_id, 0.0) + float(result[self.objective])
-        self._sums[trial.trial_id] = total
+            return Decision.CONTINUE  # a repeated report; each step counts once
+        total = self._sums.get(trial_id, 0.0) + float(result[self.objective])
+        self._sums[trial_id] = total
         averages.append(total / step)
         if step < self.grace_steps:
-            return TrialScheduler.CONTINUE
+            return Decision.CONTINUE
         others = [a[step - 1] for tid, a in self.averages.items()
-                  if tid != trial.trial_id and len(a) >= step]
+                  if tid != trial_id and len(a) >= step]
         if should_stop(averages[-1], others, self.maximize, self.min_samples):
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE
+            return Decision.STOP
+        return Decision.CONTINUE
 
     def debug_string(self) -> str:
         return f"SageMaker median rule (grace {self.grace_steps}, min {self.min_samples} peers)"

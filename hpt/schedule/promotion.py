@@ -21,6 +21,7 @@ from typing import Any
 
 from hpt.core.trial import (OBJECTIVE, OBJECTIVE_STEP, RECORD, FailureCategory, FailureReason,
                        TrialStatus)
+from hpt.schedule.protocol import Decision, TrialScheduler
 
 PROMOTION = "promotion"  # strategy_config.mode of this rule ("stop", the default, stops)
 STOP_MODE = "stop"
@@ -118,13 +119,12 @@ class PromotionLedger:
                    default=None)
 
 
-class PromotionScheduler:
-    """What the local controller asks in promotion mode. It has the calls of Ray Tune's
-    TrialScheduler that the controller makes (a trial is never stopped: it ends at its
-    budget), plus the ledger the controller pauses and promotes trials with."""
+class PromotionScheduler(TrialScheduler):
+    """What the local controller asks in promotion mode: hpt's scheduler protocol (a trial
+    is never stopped on a result: it ends at its budget), plus its rungs: the budget a
+    trial runs to, whether it pauses where its run ended, and who is promoted next."""
 
     promotes = True
-    CONTINUE = "CONTINUE"
 
     def __init__(self, ledger: PromotionLedger, resource_hyperparameter: str):
         self.ledger = ledger
@@ -134,17 +134,23 @@ class PromotionScheduler:
         """The hyperparameter a trial runs with to stop at `level`."""
         return {self.resource_hyperparameter: level}
 
-    def on_trial_add(self, controller, trial) -> None:
-        pass
+    def level_of(self, config: dict[str, Any]) -> int:
+        """A new trial's rung: the lowest; a replayed one (resume) the one it was running to."""
+        budget = config.get("budget") or {}
+        return budget.get(self.resource_hyperparameter, self.ledger.first_level)
 
-    def on_trial_result(self, controller, trial, result) -> str:
-        return self.CONTINUE
+    def rung_reached(self, trial_id: str, level: int, value: float | None) -> Decision:
+        """The trial's run completed at rung `level` with objective `value`: PAUSE, it waits
+        there to be promoted; STOP, that was the last rung (its run ends it, Completed)."""
+        self.ledger.record(trial_id, level, value)
+        return Decision.PAUSE if level < self.ledger.max_level else Decision.STOP
 
-    def on_trial_complete(self, controller, trial, result) -> None:
-        pass
+    def next_promotion(self, eligible: set[str], exhausted: bool) -> tuple[str, int] | None:
+        """(a paused trial, the rung it runs to next), or None: a new trial starts."""
+        return self.ledger.next_promotion(eligible=eligible, exhausted=exhausted)
 
-    def on_trial_error(self, controller, trial) -> None:
-        pass
+    def promoted(self, trial_id: str, from_level: int) -> None:
+        self.ledger.mark_promoted(trial_id, from_level)
 
 
 # -- the journal's side (pure): a paused trial's row, and a resumed job's ledger -----------

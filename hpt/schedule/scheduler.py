@@ -1,5 +1,9 @@
-"""The Ray Tune scheduler and stopper of a space: its early-stopping rule (or the one its
-strategy brings) and its completion criteria.
+"""The scheduler and stopper of a space: its early-stopping rule (or the one its strategy
+brings), for either controller, and its completion criteria.
+
+A rule builds hpt's scheduler (schedule/protocol.py) or Ray Tune's; each controller gets it
+in its own terms: the local one hpt's protocol, Ray Tune's controller Tune's (through
+schedule/tune_adapter.py either way).
 
 Time is counted in objective reports (`objective_step`): one step = one match of the
 objective metric's regex.
@@ -8,6 +12,7 @@ objective metric's regex.
 from __future__ import annotations
 
 from hpt.schedule.completion import CompletionCriteria, CompletionStopper
+from hpt.schedule.protocol import TrialScheduler
 from hpt.schedule.rules import RULES
 from hpt.search.strategies import STRATEGIES
 
@@ -18,8 +23,24 @@ def early_stopping_rule(spec):
 
 
 def make_scheduler(spec):
-    """The rule's Ray Tune TrialScheduler (Ray Tune imported: only when one is needed)."""
-    return early_stopping_rule(spec).scheduler(spec)
+    """The rule's scheduler as a Ray Tune TrialScheduler, for Ray Tune's controller."""
+    scheduler = early_stopping_rule(spec).scheduler(spec)
+    if not isinstance(scheduler, TrialScheduler):
+        return scheduler
+    from hpt.schedule.tune_adapter import ForTune
+
+    return ForTune(scheduler)
+
+
+def local_scheduler(spec) -> TrialScheduler:
+    """The rule's scheduler in hpt's protocol, for the local controller (Ray Tune imported
+    only for a Tune scheduler: ASHA's stop mode)."""
+    scheduler = early_stopping_rule(spec).scheduler(spec)
+    if isinstance(scheduler, TrialScheduler):
+        return scheduler
+    from hpt.schedule.tune_adapter import FromTune
+
+    return FromTune(scheduler)
 
 
 def stops_jobs(spec) -> bool:
