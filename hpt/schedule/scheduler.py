@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from hpt.schedule.completion import CompletionCriteria, CompletionStopper
 from hpt.schedule.protocol import TrialScheduler
-from hpt.schedule.rules import RULES
-from hpt.search.strategies import STRATEGIES
+from hpt.schedule.rules import rule_of
 
 
 def early_stopping_rule(spec):
-    """The space's early-stopping rule, or the one its strategy brings (hyperband: ASHA)."""
-    return RULES[STRATEGIES[spec.strategy].early_stopping or spec.early_stopping]
+    """The space's early-stopping rule, or the one its strategy brings (hyperband: ASHA); a
+    validated space always has one."""
+    return rule_of(spec.strategy, spec.early_stopping)
 
 
 def make_scheduler(spec):
