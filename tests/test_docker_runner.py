@@ -13,7 +13,7 @@ import pytest
 
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
-from hpt.runtime.training_job import LocalTrainingJob
+from hpt.runtime.local_job import LocalTrainingJob
 from hpt.spacefile import load_spec
 from helpers import faulty_space
 

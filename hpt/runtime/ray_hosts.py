@@ -75,7 +75,7 @@ class HostActor:
 
 
 class RayHost:
-    """`OtherHost` (runtime/training_job.py) for one actor; created once per trainable and
+    """`OtherHost` (runtime/local_job.py) for one actor; created once per trainable and
     reused by every trial the trainable runs."""
 
     def __init__(self, bundle_index: int, cpus: float, gpus: float, port_count: int,

@@ -70,7 +70,7 @@ def stage(ctx: StageContext) -> Staged:
 
 def job(ctx: JobContext) -> TrainingJob:
     from hpt.runtime.containers import ContainerSettings
-    from hpt.runtime.training_job import STOP_GRACE_SECONDS
+    from hpt.runtime.local_job import STOP_GRACE_SECONDS
 
     spec = ctx.spec
     # Channels are mounted read-only into the container, not linked.
