@@ -33,7 +33,6 @@ from hpt.spacefile.objectives import (Constraint, Constraints, MetricDefinition,
 STRATEGIES = tuple(strategy_registry.STRATEGIES)
 EARLY_STOPPING = tuple(name for name, rule in rule_registry.RULES.items()
                        if not rule.strategy_only)
-RUNTIMES = tuple(runtime_registry.RUNTIMES)
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES
 CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
 MAX_WARM_START_PARENTS = 5
@@ -296,7 +295,14 @@ Hyperparameters = Annotated[dict[HyperparameterName, Range], BeforeValidator(_hy
 Strategy = Annotated[Literal[STRATEGIES],
                      BeforeValidator(choice(*STRATEGIES))]
 EarlyStopping = Annotated[Literal[EARLY_STOPPING], BeforeValidator(_early_stopping)]
-Runtime = Annotated[Literal[RUNTIMES], BeforeValidator(choice(*RUNTIMES))]
+
+
+def _runtime(value: Any) -> str:
+    # The registry as it is now, not at import: a runtime registered later is a choice too.
+    return choice(*runtime_registry.RUNTIMES)(value)
+
+
+Runtime = Annotated[str, BeforeValidator(_runtime)]
 
 
 class Spec(SpecModel):
