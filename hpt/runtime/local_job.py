@@ -21,7 +21,7 @@ from hpt.runtime.containers import ContainerSettings, TrialNetwork, container_ad
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
 from hpt.runtime.host import HostExit, HostGroup, free_ports
 from hpt.runtime.observed_job import Exit, ObservedJob, Placement
-from hpt.runtime.plan import HostAddress, HostPlan, plan_trial, processes_on_host
+from hpt.runtime.distribution_plan import HostAddress, HostPlan, plan_trial, processes_on_host
 from hpt.runtime.processes import pack_model
 from hpt.runtime.pushed_metrics import PUSHED_METRICS_FILE, PushedMetricsTail
 

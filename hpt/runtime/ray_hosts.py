@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from hpt.runtime.contract import HostContract
 from hpt.runtime.containers import ContainerSettings
 from hpt.runtime.host import HostExit, HostGroup, free_ports
-from hpt.runtime.plan import HostPlan
+from hpt.runtime.distribution_plan import HostPlan
 from hpt.core.trial import FailureCategory, FailureReason
 
 
