@@ -187,7 +187,7 @@ def bench_overhead(quick: bool) -> None:
 
 def bench_launch(quick: bool) -> None:
     from hpt.runtime.api import TrialAssignment
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import load_spec
 
     runs = 5 if quick else 20
@@ -265,7 +265,7 @@ def bench_containers(quick: bool) -> None:
 
 def bench_torch(quick: bool) -> None:
     from hpt.runtime.api import TrialAssignment
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
     from hpt.runtime.warm import WarmInterpreter, modules_to_preload
     from hpt.spacefile import load_spec
 
@@ -355,7 +355,7 @@ def bench_search(quick: bool) -> None:
 
 def bench_metrics(quick: bool) -> None:
     from hpt.runtime.api import TrialAssignment
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import load_spec
 
     rate, seconds = 2000, (3.0 if quick else 20.0)

@@ -3,7 +3,7 @@
 Prints JSON lines: one per run (mode, workers, samples/s) and one per mode with the scaling
 efficiency = tput(2) / (2 x tput(1)), all measured side by side in this run. Throughput is
 the chief's `samples_per_sec` per epoch, the first epoch left out as warm-up. The processes
-get exactly the environment hpt's plan gives a trial (hpt.runtime.plan).
+get exactly the environment hpt's plan gives a trial (hpt.runtime.distribution_plan).
 
     python scripts/bench_distributed.py            # shifted 28x28 digits, 4 epochs
     python scripts/bench_distributed.py --quick    # 2 epochs on a quarter of the data
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from hpt.runtime.host import free_ports  # noqa: E402
 from hpt.core.sagemaker_names import distribution_hyperparameters  # noqa: E402
-from hpt.runtime.plan import (HostAddress,  # noqa: E402
+from hpt.runtime.distribution_plan import (HostAddress,  # noqa: E402
                               plan_trial)
 
 TRAIN_PY = REPO / "trainers" / "cnn" / "train.py"

@@ -79,7 +79,7 @@ def test_a_local_job_lost_mid_run_is_retried_from_its_last_checkpoint(
         ray_session, write_space, digits_channels, tmp_path, monkeypatch):
     """The local controller's lost job (hpt's own code driving it fails after three epochs):
     the retry resumes from the checkpoint, as on Tune."""
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
 
     monkeypatch.setenv("HPT_CONTROLLER", "local")
     spec = load_spec(write_space(_space("lostlocal", digits_channels)))

@@ -254,7 +254,7 @@ def test_a_contract_the_space_cannot_have_fails_the_job_once_and_is_not_retried(
     """What validation misses must still end as the job's own failure (ClientError), never
     as a lost host that Tune retries."""
     from hpt.runtime.api import TrialAssignment
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import Spec, load_spec
     from hpt.core.trial import FailureCategory, TrialStatus
 

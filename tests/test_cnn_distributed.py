@@ -12,7 +12,7 @@ import time
 import pytest
 
 from hpt.runtime.host import free_ports
-from hpt.runtime.plan import HostAddress, plan_trial
+from hpt.runtime.distribution_plan import HostAddress, plan_trial
 from hpt.core.sagemaker_names import distribution_hyperparameters
 from helpers import TRAIN_PY, prepare_data
 

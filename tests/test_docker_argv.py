@@ -201,7 +201,7 @@ def test_a_real_container_sees_its_tree_and_environment(tmp_path):
 
 def _host_commands(mode: str, hosts=("algo-1", "algo-2"), toolkit=True):
     from hpt.runtime.containers import ContainerSettings, container_addresses, container_commands
-    from hpt.runtime.plan import plan_trial, processes_on_host
+    from hpt.runtime.distribution_plan import plan_trial, processes_on_host
 
     inp = TrialContractInput(job_name="job-001-abcd1234", entry_point="train.py",
                              hyperparameters={"lr": 0.1}, channels={}, hosts=hosts)

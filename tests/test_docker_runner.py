@@ -13,7 +13,7 @@ import pytest
 
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
-from hpt.runtime.training_job import LocalTrainingJob
+from hpt.runtime.local_job import LocalTrainingJob
 from hpt.spacefile import load_spec
 from helpers import faulty_space
 
@@ -83,12 +83,12 @@ def test_an_engine_that_is_not_there_or_lacks_the_image_is_said_once_before_any_
                     " Is the docker daemon running?", 1)
     said = engine_problem(dead, "hpt-cnn:latest")
     assert "no " in said and "unix:///tmp/nothing.sock" in said
-    assert "container_engine.py start" in said
+    assert "python -m hpt.runtime.container_engine start" in said
     (tmp_path / "other").mkdir()
     lacking = _standin(tmp_path / "other", "Error: No such image: nope:latest", 1)
     said = engine_problem(lacking, "nope:latest")
     assert said.startswith("trainer.image: nope:latest is not on this machine") and \
-        "build_images.py" in said
+        "build -t nope:latest" in said
     assert "is not installed" in engine_problem(str(tmp_path / "no-such-engine"), "x")
 
     space = faulty_space(name="boxed", runtime="docker")
@@ -101,3 +101,20 @@ def test_an_engine_that_is_not_there_or_lacks_the_image_is_said_once_before_any_
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "trainer.image: nope:latest is not on this machine's docker engine" in done.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def test_the_engine_tool_the_messages_name_ships_with_hpt_and_the_script_still_runs(tmp_path):
+    """`python -m hpt.runtime.container_engine` is in the package (a pip-installed hpt has no
+    scripts/); scripts/container_engine.py runs it from a checkout, even with a Python that
+    has no site-packages (CI starts the engine before hpt is installed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shipped = subprocess.run([sys.executable, "-m", "hpt.runtime.container_engine", "--help"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert shipped.returncode == 0 and "start" in shipped.stdout, shipped.stderr
+    script = Path(__file__).resolve().parent.parent / "scripts" / "container_engine.py"
+    bare = subprocess.run([sys.executable, "-S", str(script), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 0 and bare.stdout == shipped.stdout, bare.stderr

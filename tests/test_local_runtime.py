@@ -134,7 +134,7 @@ def test_a_full_disk_fails_the_job_with_the_reason_and_never_blocks_the_script(
     import time
 
     from hpt.runtime.api import TrialAssignment
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import load_spec
     from helpers import faulty_space
 

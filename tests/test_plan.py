@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hpt.core.sagemaker_names import distribution_hyperparameters
-from hpt.runtime.plan import (HostAddress, plan_trial,
+from hpt.runtime.distribution_plan import (HostAddress, plan_trial,
                               processes_on_host)
 
 ARGV = ("python3", "train.py", "--lr", "0.1")

@@ -193,7 +193,7 @@ def test_hpts_own_failure_driving_a_local_job_is_retried_and_recorded(
         ray_session, write_space, tmp_path, monkeypatch):
     """The local controller's lost job: hpt's own code driving it fails (here: the first
     attempt's advance raises, as an exhausted file-descriptor table would)."""
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
 
     monkeypatch.setenv("HPT_CONTROLLER", "local")
     spec = load_spec(write_space(sleepy_space("retry", max_trials=1, action="lose_actor_once")))

@@ -177,7 +177,7 @@ def test_a_retry_on_a_node_without_the_earlier_attempt_gets_its_checkpoints_from
     another node of a cluster), and its steps continue from the points synced with them."""
     import hpt.experiment.store as store
     from hpt.runtime.artifacts import ArtifactUploader
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
     from helpers import cnn_space
 
     monkeypatch.setenv("HPT_CONTROLLER", "local")

@@ -236,6 +236,11 @@ def test_hpt_launch_runs_trials_as_sagemaker_jobs_on_moto(tmp_path, write_space,
     assert by_mode["bad"]["FinalObjectiveValue"] == pytest.approx(0.6)
     assert by_mode["good"]["ObjectiveSteps"] == 2  # every intermediate point was read
     assert str(by_mode["good"]["ModelArtifact"]).startswith("s3://out/tuning/")
+    # The jobs' data points, read from their logs, are the curves hpt.load_metrics gives.
+    curves = hpt.load_metrics(tmp_path / "exp" / "onsm")
+    good = curves[curves["TrainingJobName"] == by_mode["good"]["TrainingJobName"]]
+    assert list(good["metric"]) == ["acc", "acc"] and list(good["step"]) == [1, 2]
+    assert list(good["value"]) == pytest.approx([0.45, 0.9])
     sagemaker = session.client("sagemaker", endpoint_url=env["AWS_ENDPOINT_URL"])
     jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
     assert sorted(j["TrainingJobName"] for j in jobs) == sorted(df["TrainingJobName"])

@@ -225,7 +225,7 @@ CASES = [
                                         if k != "output"}, "trainer.instance_type": "ml.m5.xlarge"},
      "output", "must be an s3:// URI"),
     ("runtime-docker-no-image", {"runtime": "docker"}, "trainer.image",
-     "python scripts/build_images.py"),
+     "docker build -t my-trainer:latest"),
     # channels
     ("channel-missing", {"channels.train": "../data/nope"}, "channels.train", "path not found"),
     ("channel-missing-mapping", {"channels.test.uri": "../data/nope"}, "channels.test.uri",

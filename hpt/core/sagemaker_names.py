@@ -1,7 +1,7 @@
 """SageMaker's names and rules, defined once.
 
 Read by the space.yaml validation (`hpt/spacefile`), the training contract (`runtime/contract.py`),
-the distributed plan (`runtime/plan.py`), both request builders (`runtime/sagemaker_job.py`'s
+the distributed plan (`runtime/distribution_plan.py`), both request builders (`runtime/sagemaker_job.py`'s
 CreateTrainingJob, `spec/sagemaker_json`'s CreateHyperParameterTuningJob) and the import.
 Standard library only: `hpt validate` must not load botocore to check a name.
 tests/test_sagemaker_names.py checks every pattern against botocore's model of the API and

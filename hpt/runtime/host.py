@@ -16,7 +16,7 @@ from hpt.runtime.containers import (ContainerCommands, ContainerSettings, contai
                                     cpus_online_file)
 from hpt.runtime.contract import HostContract
 from hpt.runtime.processes import HostProcess, failure_reason, run_quietly
-from hpt.runtime.plan import HostPlan
+from hpt.runtime.distribution_plan import HostPlan
 from hpt.processes.reaper import REAPER
 from hpt.runtime.tree import materialize
 from hpt.core.trial import FailureCategory, FailureReason

@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from hpt.runtime.contract import HostContract
 from hpt.runtime.containers import ContainerSettings
 from hpt.runtime.host import HostExit, HostGroup, free_ports
-from hpt.runtime.plan import HostPlan
+from hpt.runtime.distribution_plan import HostPlan
 from hpt.core.trial import FailureCategory, FailureReason
 
 
@@ -75,7 +75,7 @@ class HostActor:
 
 
 class RayHost:
-    """`OtherHost` (runtime/training_job.py) for one actor; created once per trainable and
+    """`OtherHost` (runtime/local_job.py) for one actor; created once per trainable and
     reused by every trial the trainable runs."""
 
     def __init__(self, bundle_index: int, cpus: float, gpus: float, port_count: int,

@@ -5,10 +5,12 @@ SageMaker Python SDK's script mode writes it: the image, the role, hyperparamete
 strings (with `sagemaker_program`, `sagemaker_submit_directory` pointing at the source_dir
 tarball hpt uploads once per tuning job, and `_tuning_objective_metric`), metric definitions,
 S3 channels, output path, instance type/count, stopping condition and checkpoint config.
-`SageMakerTrainingJob` has the same start/advance/stop interface as `LocalTrainingJob`: it
-polls `DescribeTrainingJob`, reads the job's log lines from CloudWatch Logs
-(`/aws/sagemaker/TrainingJobs`, stream `<job>/algo-1-…`) through hpt's own metric parser, so
-early stopping sees every intermediate objective, and calls `StopTrainingJob` on a stop.
+`SageMakerTrainingJob` is how such a job executes, over the core every runtime shares
+(runtime/observed_job.py: metrics.jsonl, the objective's stream, the record): it polls
+`DescribeTrainingJob`, reads the job's log lines from CloudWatch Logs
+(`/aws/sagemaker/TrainingJobs`, stream `<job>/algo-1-…`) into algo-1.log and the core's
+metric parser, so early stopping sees every intermediate objective, and calls
+`StopTrainingJob` on a stop.
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ import collections
 import io
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpt.core.metric_parser import MetricParser, MetricPoint
-from hpt.runtime.encoding import encode_hyperparameters
 from hpt.core.sagemaker_names import distribution_hyperparameters
-from hpt.runtime.api import Progress, TrialAssignment
-from hpt.core.trial import (EARLY_STOPPED, ENDED, FailureReason, TrainingJobRecord, TrialStatus,
-                       never_matched)
+from hpt.core.trial import ENDED, FailureReason, TrialStatus
+from hpt.runtime.api import TrialAssignment
+from hpt.runtime.encoding import encode_hyperparameters
+from hpt.runtime.observed_job import Exit, ObservedJob, Placement
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_SECONDS = 15.0  # DescribeTrainingJob's rate limits make faster polling pointless
@@ -95,149 +97,132 @@ def create_training_job_request(spec, assignment: TrialAssignment, role_arn: str
     return request
 
 
-class SageMakerTrainingJob:
+@dataclass(frozen=True)
+class LogEvent:
+    """One line of a job's CloudWatch log stream."""
+
+    text: str
+    timestamp: float
+
+
+class SageMakerTrainingJob(ObservedJob):
     """One trial as a SageMaker training job, driven through boto3 clients."""
+
+    output_name = "the job's CloudWatch logs"
+    # SageMaker stops a job at StoppingCondition.MaxRuntimeInSeconds itself (its queue and
+    # provisioning time not counted), so hpt's own deadline would stop it too early.
+    enforces_max_runtime = True
 
     def __init__(self, spec, assignment: TrialAssignment, trial_dir: Path, *, role_arn: str,
                  code_uri: str, sagemaker, logs, region: str = "us-east-1",
                  poll_seconds: float = POLL_SECONDS):
-        self.spec = spec
-        self.assignment = assignment
+        super().__init__(spec, assignment, trial_dir)
         self.name = assignment.training_job_name
-        self.trial_dir = Path(trial_dir)
         self.request = create_training_job_request(spec, assignment, role_arn, code_uri, region)
         self.sagemaker, self.logs = sagemaker, logs
         self.poll_seconds = poll_seconds
-        self.parser = MetricParser([(m.name, m.regex) for m in spec.metric_definitions])
-        self.objective_name = spec.objective.metric
-        self.objective_names = [o.metric for o in spec.all_objectives]
-        self._pending: list[MetricPoint] = []
-        self._record: TrainingJobRecord | None = None
+        self.log_path = self.trial_dir / "algo-1.log"
+        self._job: dict[str, Any] = {}  # the last DescribeTrainingJob
+        self._next_poll = 0.0
         self._log_tokens: dict[str, str | None] = {}
         self._log_file = None
         self._last_lines: collections.deque[str] = collections.deque(maxlen=5)
-        self.start_time = 0.0
-        self._queued_at = assignment.suggested_at
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self.trial_dir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.trial_dir / "algo-1.log", "a", buffering=1)
+    def _execute(self) -> Exit | None:
+        self._log_file = open(self.log_path, "a", buffering=1)
         self.start_time = time.time()
         self.sagemaker.create_training_job(**self.request)
+        return None
 
-    def advance(self, wait_seconds: float | None = None,
-                poll_seconds: float | None = None) -> Progress:
-        """Blocks until the next objective data point or the end of the training job (or,
-        with `wait_seconds`, until that long passed: an empty Progress)."""
-        give_up = None if wait_seconds is None else time.time() + wait_seconds
-        while self._record is None:
-            if self._pending:
-                return Progress(point=self._pending.pop(0))
-            job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
-            self._read_logs()
-            if self._pending:
-                continue
-            if job["TrainingJobStatus"] in ENDED:
-                self._read_logs()  # the last lines may land just before the end
-                if self._pending:
-                    continue
-                return Progress(record=self._finish(job))
-            if give_up is not None and time.time() >= give_up:
-                return Progress()
-            time.sleep(self.poll_seconds if poll_seconds is None else poll_seconds)
-        return Progress(record=self._record)
+    def _describe(self) -> dict[str, Any]:
+        self._job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
+        return self._job
 
-    def stop(self, reason: FailureReason = EARLY_STOPPED) -> TrainingJobRecord:
-        if self._record is not None:
-            return self._record
-        job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
+    def _lines(self, timeout: float) -> list[LogEvent] | None:
+        """The lines since the last poll (DescribeTrainingJob, then the logs), at most one
+        poll per `poll_seconds`; None once the job ended and its last lines were read."""
+        wait = self._next_poll - time.time()
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+            if time.time() < self._next_poll:
+                return []
+        self._next_poll = time.time() + self.poll_seconds
+        job = self._describe()
+        lines = self._read_logs()
+        if lines or job["TrainingJobStatus"] not in ENDED:
+            return lines
+        return self._read_logs() or None  # the last lines may land just before the end
+
+    def _exit(self, deadline: float) -> Exit:
+        job = self._job
+        return Exit(TrialStatus(job["TrainingJobStatus"]),
+                    FailureReason.parse(job.get("FailureReason")),  # SageMaker's own words
+                    final_metrics={m["MetricName"]: float(m["Value"])
+                                   for m in job.get("FinalMetricDataList", [])},
+                    start_time=_epoch(job.get("TrainingStartTime")),
+                    end_time=_epoch(job.get("TrainingEndTime")))
+
+    def _halt(self) -> Exit:
+        job = self._describe()
         if job["TrainingJobStatus"] not in ENDED:
             self.sagemaker.stop_training_job(TrainingJobName=self.name)
             deadline = time.time() + STOP_WAIT_SECONDS
             while job["TrainingJobStatus"] not in ENDED and time.time() < deadline:
                 time.sleep(self.poll_seconds)
-                job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
-        self._read_logs()
-        return self._finish(job, stopped_reason=reason)
+                job = self._describe()
+        self._feed(self._read_logs())
+        return self._exit(deadline=0.0)
 
-    # -- logs and metrics ------------------------------------------------------------------
+    def _artifact(self) -> str | None:
+        return (self._job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
 
-    def _read_logs(self) -> None:
-        """New log lines of every host's stream; objective points go to the pending list."""
+    def _close(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def _placement(self) -> Placement:
+        return Placement([f"algo-{i + 1}" for i in range(self.spec.trainer.instance_count)])
+
+    def _output_tail(self) -> list[str]:
+        return list(self._last_lines)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def _read_logs(self) -> list[LogEvent]:
+        """New log lines of algo-1's stream (each also written to algo-1.log)."""
         try:
             streams = self.logs.describe_log_streams(
                 logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.name}/")["logStreams"]
         except self.logs.exceptions.ResourceNotFoundException:
-            return  # no log group yet: the job has not started writing
+            return []  # no log group yet: the job has not started writing
+        lines = []
         for stream in sorted(s["logStreamName"] for s in streams):
             if "/algo-1-" not in stream:
                 continue  # the objective is read from the master host, as SageMaker does
-            while True:
-                kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream,
-                          "startFromHead": True}
-                if self._log_tokens.get(stream):
-                    kwargs["nextToken"] = self._log_tokens[stream]
-                page = self.logs.get_log_events(**kwargs)
-                for event in page["events"]:
-                    self._line(event["message"], event["timestamp"] / 1000.0)
-                token = page.get("nextForwardToken")
-                if token == self._log_tokens.get(stream):
-                    break  # CloudWatch returns the same token once the stream is read
-                self._log_tokens[stream] = token
-                if not page["events"]:
-                    break
+            lines += self._read_stream(stream)
+        for line in lines:
+            if self._log_file is not None:
+                self._log_file.write(line.text + "\n")
+            self._last_lines.append(line.text)
+        return lines
 
-    def _line(self, text: str, timestamp: float) -> None:
-        if self._log_file is not None:
-            self._log_file.write(text.rstrip("\n") + "\n")
-        self._last_lines.append(text.rstrip("\n"))
-        for point in self.parser.feed(text, timestamp):
-            if point.name == self.objective_name:
-                self._pending.append(point)
-
-    # -- ending ----------------------------------------------------------------------------
-
-    def _finish(self, job: dict[str, Any], stopped_reason: FailureReason | None = None
-                ) -> TrainingJobRecord:
-        status = TrialStatus(job["TrainingJobStatus"])
-        series = self.parser.series[self.objective_name]
-        final = {m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])}
-        objective = final.get(self.objective_name, series.final)
-        reason = FailureReason.parse(job.get("FailureReason"))  # SageMaker's own words
-        if status is TrialStatus.STOPPED:
-            reason = stopped_reason or EARLY_STOPPED
-        elif status is TrialStatus.COMPLETED:
-            known = {**self.parser.final_values(), **final}
-            missing = next((n for n in self.objective_names if known.get(n) is None), None)
-            if missing is not None:
-                status, reason = TrialStatus.FAILED, never_matched(
-                    missing, self.parser.series[missing].regex, "the job's CloudWatch logs",
-                    self._last_lines)
-        started = _epoch(job.get("TrainingStartTime")) or self.start_time
-        ended = _epoch(job.get("TrainingEndTime")) or time.time()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        self._record = TrainingJobRecord(
-            trial_number=self.assignment.trial_number,
-            training_job_name=self.name,
-            hyperparameters=dict(self.assignment.hyperparameters),
-            status=status,
-            failure=reason,
-            objective_value=objective if status is not TrialStatus.FAILED else None,
-            final_metrics={**self.parser.final_values(), **final},
-            objective_steps=len(series.points),
-            start_time=started, end_time=ended, exit_code=None,
-            log_path=str(self.trial_dir / "algo-1.log"),
-            model_artifact=(job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-            if status is TrialStatus.COMPLETED else None,
-            hosts=[f"algo-{i + 1}" for i in range(self.spec.trainer.instance_count)],
-            queue_wait_seconds=round(self.start_time - self._queued_at, 4)
-            if self._queued_at else None,
-        )
-        return self._record
+    def _read_stream(self, stream: str) -> list[LogEvent]:
+        lines = []
+        while True:
+            kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream,
+                      "startFromHead": True}
+            if self._log_tokens.get(stream):
+                kwargs["nextToken"] = self._log_tokens[stream]
+            page = self.logs.get_log_events(**kwargs)
+            lines += [LogEvent(event["message"].rstrip("\n"), event["timestamp"] / 1000.0)
+                      for event in page["events"]]
+            token = page.get("nextForwardToken")
+            if token == self._log_tokens.get(stream):
+                return lines  # CloudWatch returns the same token once the stream is read
+            self._log_tokens[stream] = token
+            if not page["events"]:
+                return lines
 
 
 def _epoch(value) -> float | None:

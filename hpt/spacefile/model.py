@@ -30,7 +30,6 @@ from hpt.spacefile.ranges import (CategoricalRange, ContinuousRange, IntegerRang
 from hpt.spacefile.objectives import (Constraint, Constraints, MetricDefinition,  # noqa: F401
                                  MetricDefinitions, Objective, Objectives)
 
-RUNTIMES = tuple(runtime_registry.RUNTIMES)
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES
 CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
 MAX_WARM_START_PARENTS = 5
@@ -298,7 +297,14 @@ Hyperparameters = Annotated[dict[HyperparameterName, Range], BeforeValidator(_hy
                             AfterValidator(_no_hp_case_clash)]
 Strategy = Annotated[str, BeforeValidator(_strategy)]  # a name in hpt.search.strategies
 EarlyStopping = Annotated[str, BeforeValidator(_early_stopping)]  # in hpt.schedule.rules
-Runtime = Annotated[Literal[RUNTIMES], BeforeValidator(choice(*RUNTIMES))]
+
+
+def _runtime(value: Any) -> str:
+    # The registry as it is now, not at import: a runtime registered later is a choice too.
+    return choice(*runtime_registry.RUNTIMES)(value)
+
+
+Runtime = Annotated[str, BeforeValidator(_runtime)]
 
 
 class Spec(SpecModel):

@@ -19,7 +19,7 @@ from ray import tune
 from hpt.experiment.checkpoints import carry_checkpoints
 from hpt.runtime.artifacts import attempt_folder
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
-from hpt.runtime.plan import processes_on_host
+from hpt.runtime.distribution_plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.spacefile import Spec

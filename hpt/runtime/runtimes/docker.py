@@ -19,8 +19,9 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
         return []
     found = []
     if not trainer.image:
-        found.append((("trainer", "image"), "is required for runtime: docker; e.g. image: "
-                      "hpt-cnn:latest (python scripts/build_images.py builds it)"))
+        found.append((("trainer", "image"), "is required for runtime: docker: an image of the "
+                      "trainer with the sagemaker-training toolkit, e.g. image: my-trainer:latest"
+                      " (docker build -t my-trainer:latest DIR, DIR holding its Dockerfile)"))
     channels = values.get("channels") or {}
     if trainer.instance_count > 1:
         for name, channel in channels.items():
@@ -39,7 +40,7 @@ _NO_IMAGE = ("No such image", "image not known")
 def engine_problem(engine: str, image: str) -> str | None:
     """Why trials could not start a container of `image` here, or None. Asked once per job,
     before anything is created: otherwise every trial fails alike, exit code 125."""
-    start = 'eval "$(python scripts/container_engine.py start)"'
+    start = 'eval "$(python -m hpt.runtime.container_engine start)"'
     try:
         done = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", image],
                               capture_output=True, text=True, timeout=60)
@@ -53,7 +54,8 @@ def engine_problem(engine: str, image: str) -> str | None:
     said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
     if any(marker in said for marker in _NO_IMAGE):
         return (f"trainer.image: {image} is not on this machine's {engine} engine; build it "
-                f"(python scripts/build_images.py builds hpt-cnn:latest) or pull it")
+                f"({engine} build -t {image} DIR, DIR holding its Dockerfile) or pull it "
+                f"({engine} pull {image})")
     where = os.environ.get("DOCKER_HOST", "its default socket")
     return (f"runtime: docker: no {engine} engine answers at {where} ({said}); start one "
             f"({start}) or set DOCKER_HOST to yours")
@@ -70,7 +72,7 @@ def stage(ctx: StageContext) -> Staged:
 
 def job(ctx: JobContext) -> TrainingJob:
     from hpt.runtime.containers import ContainerSettings
-    from hpt.runtime.training_job import STOP_GRACE_SECONDS
+    from hpt.runtime.local_job import STOP_GRACE_SECONDS
 
     spec = ctx.spec
     # Channels are mounted read-only into the container, not linked.

@@ -24,7 +24,7 @@ def stage_channels(ctx: StageContext) -> Staged:
 
 
 def job(ctx: JobContext, container=None) -> TrainingJob:
-    from hpt.runtime.training_job import LocalTrainingJob
+    from hpt.runtime.local_job import LocalTrainingJob
 
     slot = ctx.slot
     return LocalTrainingJob(ctx.spec, ctx.assignment, ctx.trial_dir, slot.num_cpus,

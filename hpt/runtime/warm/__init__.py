@@ -11,13 +11,13 @@ hpt re-applies OMP_NUM_THREADS through torch and reseeds numpy's global generato
 seed is shared between trials, and objects still alive at exit are not finalised (their
 `__del__` does not run; Python does not promise it either).
 
-Protocol, one Unix-socket connection per process:
+Protocol (wire.py), one Unix-socket connection per process:
   client -> server  4-byte length + JSON {argv, env, cwd}, with the stdout/stderr pipe ends
                     attached (SCM_RIGHTS)
   server -> client  b'{"pid": N}\\n' once forked, b'{"returncode": R}\\n' when it ended
   the client hangs up early -> the server SIGKILLs the process group (it dies with its owner)
 
-Modules: `preload.py` (what to import, whether forking is safe), `server.py` (the warm
+Modules: `preload.py` (what to import, whether forking is safe), `fork_server.py` (the warm
 interpreter: accepts requests, forks), `child.py` (the forked child becoming
 `python script ARGS`), `client.py` (the launcher's side: `WarmInterpreter`, `WarmProcess`).
 """

@@ -1,7 +1,7 @@
-"""`python -m hpt.runtime.warm`: the warm interpreter (server.py)."""
+"""`python -m hpt.runtime.warm`: the warm interpreter (fork_server.py)."""
 
 import sys
 
-from hpt.runtime.warm.server import main
+from hpt.runtime.warm.fork_server import main
 
 sys.exit(main())

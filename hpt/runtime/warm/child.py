@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import Any
 
-from hpt.runtime.warm.protocol import Request
+from hpt.runtime.warm.wire import Request
 
 
 def _text_stream(fd: int, unbuffered: bool, errors: str) -> io.TextIOWrapper:

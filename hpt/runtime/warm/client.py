@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hpt.processes.reaper import REAPER
 from hpt.runtime.warm.child import die_with_parent
-from hpt.runtime.warm.protocol import HEADER, killpg
+from hpt.runtime.warm.wire import HEADER, killpg
 
 READY_TIMEOUT_SECONDS = 120.0
 

@@ -12,7 +12,7 @@ import sys
 
 from hpt.runtime.warm.child import exit_like_python, run_as_main
 from hpt.runtime.warm.preload import preload, unsafe_to_fork
-from hpt.runtime.warm.protocol import Request, killpg, recv_request, send
+from hpt.runtime.warm.wire import Request, killpg, recv_request, send
 
 
 class _Server:
