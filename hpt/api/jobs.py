@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hpt.api.listing import filtered, page, sort_items
+from hpt.api.listing import list_page
 from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
 from hpt.api.staging import ServerResources, stage
 from hpt.api.store import ApiStore
@@ -121,13 +121,13 @@ class TuningJobs:
         for record in self.store.tunings():
             _, state, rows, events = self._read(record.name, record)
             summaries.append(tuning_summary(record, state, rows, events))
-        summaries = filtered(summaries, params, "HyperParameterTuningJobName",
-                             "HyperParameterTuningJobStatus")
-        summaries = sort_items(summaries, params, {
-            "Name": lambda s: s["HyperParameterTuningJobName"],
-            "Status": lambda s: s["HyperParameterTuningJobStatus"],
-            "CreationTime": lambda s: s["CreationTime"]}, "Name")
-        chunk, token = page(summaries, params, 100)
+        chunk, token = list_page(
+            summaries, params, name_key="HyperParameterTuningJobName",
+            status_key="HyperParameterTuningJobStatus", sort_keys={
+                "Name": lambda s: s["HyperParameterTuningJobName"],
+                "Status": lambda s: s["HyperParameterTuningJobStatus"],
+                "CreationTime": lambda s: s["CreationTime"]},
+            default_sort="Name", page_size=100)
         return {"HyperParameterTuningJobSummaries": chunk, "NextToken": token}
 
     def stop(self, name: str) -> dict[str, Any]:
@@ -147,16 +147,15 @@ class TuningJobs:
         record, _, rows, _ = self._read(params["HyperParameterTuningJobName"])
         s3_output = s3_output_of(record.request)
         summaries = [training_summary(record, row, s3_output) for row in rows]
-        if params.get("StatusEquals"):
-            summaries = [s for s in summaries if s["TrainingJobStatus"] == params["StatusEquals"]]
-        summaries = sort_items(summaries, params, {
-            "Name": lambda s: s["TrainingJobName"],
-            "CreationTime": lambda s: s["CreationTime"],
-            "Status": lambda s: s["TrainingJobStatus"],
-            "FinalObjectiveMetricValue": lambda s: (
-                s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")},
-            "Name")
-        chunk, token = page(summaries, params, 10)
+        chunk, token = list_page(
+            summaries, params, name_key="TrainingJobName", status_key="TrainingJobStatus",
+            sort_keys={
+                "Name": lambda s: s["TrainingJobName"],
+                "CreationTime": lambda s: s["CreationTime"],
+                "Status": lambda s: s["TrainingJobStatus"],
+                "FinalObjectiveMetricValue": lambda s: (
+                    s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")},
+            default_sort="Name", page_size=10)
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
@@ -178,12 +177,13 @@ class TuningJobs:
                     "TrainingEndTime": described.get("TrainingEndTime"),
                     "LastModifiedTime": described["LastModifiedTime"],
                     "TrainingJobStatus": status, "SecondaryStatus": secondary})
-        summaries = filtered(summaries, params, "TrainingJobName", "TrainingJobStatus")
-        summaries = sort_items(summaries, params, {
-            "Name": lambda s: s["TrainingJobName"],
-            "CreationTime": lambda s: s["CreationTime"],
-            "Status": lambda s: s["TrainingJobStatus"]}, "CreationTime")
-        chunk, token = page(summaries, params, 10)
+        chunk, token = list_page(
+            summaries, params, name_key="TrainingJobName", status_key="TrainingJobStatus",
+            sort_keys={
+                "Name": lambda s: s["TrainingJobName"],
+                "CreationTime": lambda s: s["CreationTime"],
+                "Status": lambda s: s["TrainingJobStatus"]},
+            default_sort="CreationTime", page_size=10)
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
     def training_job_log(self, name: str) -> Path | None:
