@@ -450,3 +450,27 @@ def test_a_refusal_names_the_requests_own_fields():
         "HyperParameterTuningJobObjective.MetricName: 'x' is not defined in metric_definitions"
     assert in_request_terms("limits.max_parallel: must be >= 1") == \
         "ResourceLimits.MaxParallelTrainingJobs: must be >= 1"
+
+
+def test_the_launcher_runs_the_spec_the_server_validated(tmp_path):
+    """One validation: the job's process rebuilds the frozen spec stage() wrote, reading
+    space.yaml only for a folder staged before specs were frozen."""
+    import yaml
+
+    from helpers import faulty_space
+    from hpt.api.job_runner import SPACE, VALIDATED_SPEC, validated_spec
+    from hpt.experiment.store import write_json_atomic
+    from hpt.spacefile import SpecError, load_spec
+
+    space = faulty_space(trainer={**faulty_space()["trainer"],
+                                  "environment": {"API_TOKEN": "s3cret"}})
+    (tmp_path / SPACE).write_text(yaml.safe_dump(space))
+    validated = load_spec(tmp_path / SPACE)
+    write_json_atomic(tmp_path / VALIDATED_SPEC, validated.to_frozen_dict())
+    (tmp_path / SPACE).write_text("hyperparameters: {}\n")  # no longer a valid space
+    spec = validated_spec(tmp_path)
+    assert spec.to_frozen_dict() == validated.to_frozen_dict()
+    assert spec.trainer.environment == {"API_TOKEN": "s3cret"}  # nothing redacted away
+    (tmp_path / VALIDATED_SPEC).unlink()
+    with pytest.raises(SpecError):
+        validated_spec(tmp_path)
