@@ -5,8 +5,9 @@
 A request is validated once, by the server: `stage` loads the request's space.yaml with
 `load_spec` when the job is created (it must, to answer a ValidationException at once) and
 freezes the spec it got into TUNING_DIR/validated-spec.json. This process rebuilds that spec
-(`Spec.from_frozen_dict`: no YAML read, no file or path checked again) and runs it with
-hpt's `launch`. It is a process of its own so that the job outlives the server: a restarted
+(`Spec.from_frozen_dict`: no YAML read, no file or path checked again), runs the space's
+`prepare` command if its local channels are still to be made, and runs the job with hpt's
+`launch`. It is a process of its own so that the job outlives the server: a restarted
 server starts it again with --resume on the same frozen spec, never on a space.yaml edited
 since. A job staged by an hpt that froze no spec has only its space.yaml: that is loaded
 (and so validated) here, as `hpt launch` would.
@@ -42,11 +43,26 @@ def validated_spec(folder: Path):
     return load_spec(folder / SPACE)
 
 
+def prepare_channels(spec) -> None:
+    """The space's `prepare` command, when a local channel it makes is missing (a space `hpt
+    export-sagemaker` wrote carries it), as `hpt launch` runs it; then the channels must
+    exist. Not a second validation: the data that command makes, looked for after it ran."""
+    from hpt.core.errors import UserError
+    from hpt.launcher.prepare import prepare_missing_channels
+    from hpt.spacefile.load import missing_channels
+
+    if prepare_missing_channels(spec) and missing_channels(spec):
+        raise UserError(f"{spec.source_path}: prepare: {' '.join(spec.prepare)} ran but channels "
+                        f"{', '.join(missing_channels(spec))} still do not exist; make the "
+                        f"command write them")
+
+
 def run(folder: Path, experiments: Path, address: str, resume: bool) -> int:
     from hpt.experiment.job_state import INTERRUPTED, RESUMABLE
     from hpt.launcher.launch import launch
 
     spec = validated_spec(folder)
+    prepare_channels(spec)
     # What is loaded by now lives as long as this process: frozen, Python's full collections
     # stop walking it again every few trials (as `hpt launch` does).
     gc.freeze()
