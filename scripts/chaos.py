@@ -210,22 +210,45 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
         controller: str = "local") -> dict:
     import yaml
 
-    import hpt
-
     mark = f"hpt-chaos-{uuid.uuid4().hex[:8]}"
     state_dir, experiments = workdir / "state", workdir / "experiments"
     state_dir.mkdir(parents=True)
     space_file = workdir / "chaos.yaml"
     space_file.write_text(yaml.safe_dump(space("chaos", trials, grid, mark, state_dir, warm,
                                                   controller)))
-    journal = experiments / "chaos" / "journal.jsonl"
     log = workdir / "launcher.log"
     warm_dirs = Path(tempfile.gettempdir()).glob  # the warm interpreter's folders
     warm_before = set(warm_dirs("hpt-warm-*"))
     killer = Killer(state_dir, experiments / "chaos")
     killer.start()
     started = time.time()
-    # Launcher kills at evenly spaced points of the job; each followed by a torn line + resume.
+    code, launches, job_level = drive_launchers(space_file, experiments, log, trials,
+                                                launcher_kills, controller)
+    killer.done.set()
+    killer.join()
+    seconds = time.time() - started
+    sessions = ray_sessions(experiments / "chaos" / "journal.jsonl")
+    left = leftovers(mark, sessions)
+    left += [f"folder {path}" for path in sorted(set(warm_dirs("hpt-warm-*")) - warm_before)]
+    failures, by_fault, trials_lost, duplicated = judge(
+        trials, experiments, log, code, launches, job_level, sessions, left, controller)
+    injected = sum(v["injected"] for v in by_fault.values())
+    survived = sum(v["survived"] for v in by_fault.values())
+    return {"bench": "chaos", "trials": trials, "strategy": "grid" if grid else "random",
+            "warm_start": warm, "controller": controller,
+            "faults_injected": injected, "faults_survived": survived,
+            "trials_lost": trials_lost, "trials_duplicated": duplicated,
+            "leftover_processes": len(left), "launcher_kills": job_level.count("launcher_kill"),
+            "outside_kills": len(killer.kills), "seconds": round(seconds, 1),
+            "by_fault": dict(sorted(by_fault.items())), "failures": failures}
+
+
+def drive_launchers(space_file: Path, experiments: Path, log: Path, trials: int,
+                    launcher_kills: int, controller: str) -> tuple[int, int, list[str]]:
+    """The job's launcher, SIGKILLed at evenly spaced points of the job, each kill followed by
+    a torn journal line and a resume. Returns the last launcher's exit code, the number of
+    launches and the job-level faults injected."""
+    journal = experiments / "chaos" / "journal.jsonl"
     kill_points = [trials * (k + 1) // (launcher_kills + 1) for k in range(launcher_kills)]
     job_level = []
     proc = launch(space_file, experiments, log, resume=False, controller=controller)
@@ -244,21 +267,20 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
         time.sleep(1.0)  # Ray notices its driver is gone
         proc = launch(space_file, experiments, log, resume=True, controller=controller)
         launches += 1
-    code = proc.wait(timeout=900)
-    killer.done.set()
-    killer.join()
-    seconds = time.time() - started
-    sessions = ray_sessions(journal)
-    left = leftovers(mark, sessions)
-    left += [f"folder {path}" for path in sorted(set(warm_dirs("hpt-warm-*")) - warm_before)]
+    return proc.wait(timeout=900), launches, job_level
 
+
+def judge(trials: int, experiments: Path, log: Path, code: int, launches: int,
+          job_level: list[str], sessions: list[str], left: list[str], controller: str):
+    """What the job came through: the failures found, every fault kind's injected and
+    survived counts, the training jobs lost and duplicated."""
+    import hpt
     from hpt.experiment.store import read_journal
 
-    events = list(read_journal(journal))
+    events = list(read_journal(experiments / "chaos" / "journal.jsonl"))
     resumed = [e for e in events if e["event"] == "job_resumed"]
     resumed_lost = {name for e in resumed for name in e.get("lost", [])}
-    df = hpt.load_experiment("chaos", experiments)
-    rows = df.to_dict("records")
+    rows = hpt.load_experiment("chaos", experiments).to_dict("records")
     names = [r["TrainingJobName"] for r in rows]
     failures = [] if code == 0 else [f"the last launcher exited {code}"]
     # Each launcher on Tune starts its own Ray (else the Ray check above would look at
@@ -292,15 +314,7 @@ def run(trials: int, grid: bool, launcher_kills: int, workdir: Path, warm: bool 
         failures.append(f"{trials_lost} training jobs lost, {duplicated} duplicated")
     if left:
         failures.append(f"left running: {left}")
-    injected = sum(v["injected"] for v in by_fault.values())
-    survived = sum(v["survived"] for v in by_fault.values())
-    return {"bench": "chaos", "trials": trials, "strategy": "grid" if grid else "random",
-            "warm_start": warm, "controller": controller,
-            "faults_injected": injected, "faults_survived": survived,
-            "trials_lost": trials_lost, "trials_duplicated": duplicated,
-            "leftover_processes": len(left), "launcher_kills": job_level.count("launcher_kill"),
-            "outside_kills": len(killer.kills), "seconds": round(seconds, 1),
-            "by_fault": dict(sorted(by_fault.items())), "failures": failures}
+    return failures, by_fault, trials_lost, duplicated
 
 
 def main() -> None:

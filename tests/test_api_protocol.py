@@ -21,7 +21,7 @@ from hpt.api.endpoints import Endpoints
 from hpt.api.instances import host_resources, instance_resources
 from hpt.api.images import repository_of
 from hpt.api.jobs import TuningJobs
-from hpt.api.listing import page
+from hpt.api.listing import list_page, page
 from hpt.api.protocol import ApiError
 from hpt.api.models import Records
 from hpt.api.operations import Api
@@ -71,6 +71,20 @@ def test_pages_carry_an_opaque_token_and_refuse_a_forged_one():
     assert first + second + third == items and token3 is None
     with pytest.raises(ApiError):
         page(items, {"NextToken": "garbage"})
+
+
+def test_list_page_filters_then_sorts_then_pages():
+    items = [{"N": f"job-{i}", "S": "Completed" if i % 2 else "Failed", "C": 10 - i}
+             for i in range(6)]
+    listed = dict(name_key="N", status_key="S", sort_keys={"Name": lambda i: i["N"],
+                                                           "CreationTime": lambda i: i["C"]},
+                  default_sort="Name", page_size=2)
+    params = {"StatusEquals": "Completed", "NameContains": "job", "SortBy": "CreationTime"}
+    first, token = list_page(items, params, **listed)
+    rest, end = list_page(items, {**params, "NextToken": token}, **listed)
+    assert [i["N"] for i in first + rest] == ["job-5", "job-3", "job-1"] and end is None
+    descending, _ = list_page(items, {"SortOrder": "Descending"}, **listed)
+    assert [i["N"] for i in descending] == ["job-5", "job-4"]
 
 
 def _rows():
@@ -436,3 +450,27 @@ def test_a_refusal_names_the_requests_own_fields():
         "HyperParameterTuningJobObjective.MetricName: 'x' is not defined in metric_definitions"
     assert in_request_terms("limits.max_parallel: must be >= 1") == \
         "ResourceLimits.MaxParallelTrainingJobs: must be >= 1"
+
+
+def test_the_launcher_runs_the_spec_the_server_validated(tmp_path):
+    """One validation: the job's process rebuilds the frozen spec stage() wrote, reading
+    space.yaml only for a folder staged before specs were frozen."""
+    import yaml
+
+    from helpers import faulty_space
+    from hpt.api.job_runner import SPACE, VALIDATED_SPEC, validated_spec
+    from hpt.experiment.store import write_json_atomic
+    from hpt.spacefile import SpecError, load_spec
+
+    space = faulty_space(trainer={**faulty_space()["trainer"],
+                                  "environment": {"API_TOKEN": "s3cret"}})
+    (tmp_path / SPACE).write_text(yaml.safe_dump(space))
+    validated = load_spec(tmp_path / SPACE)
+    write_json_atomic(tmp_path / VALIDATED_SPEC, validated.to_frozen_dict())
+    (tmp_path / SPACE).write_text("hyperparameters: {}\n")  # no longer a valid space
+    spec = validated_spec(tmp_path)
+    assert spec.to_frozen_dict() == validated.to_frozen_dict()
+    assert spec.trainer.environment == {"API_TOKEN": "s3cret"}  # nothing redacted away
+    (tmp_path / VALIDATED_SPEC).unlink()
+    with pytest.raises(SpecError):
+        validated_spec(tmp_path)

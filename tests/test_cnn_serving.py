@@ -34,7 +34,7 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 def _load_module(name, path):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # inspect.getsource finds a class's file through its module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -168,15 +168,27 @@ def server(model_dir, tmp_path_factory):
 
 
 def test_training_puts_the_handler_into_the_model_dir(model_dir):
-    bundled = model_dir / "code" / "inference.py"
-    assert bundled.is_file()
-    assert bundled.read_bytes() == INFERENCE_PY.read_bytes()
+    for name in ("inference.py", "model.py"):
+        bundled = model_dir / "code" / name
+        assert bundled.is_file()
+        assert bundled.read_bytes() == (CNN_DIR / name).read_bytes()
 
 
-def test_handler_smallcnn_is_the_trainers_smallcnn():
-    # inference.py must stay self-contained (it is shipped alone in model.tar.gz's code/),
-    # so it carries a copy of the architecture: it must not drift from train.py's.
-    assert inspect.getsource(inference.SmallCNN) == inspect.getsource(train.SmallCNN)
+def test_handler_and_trainer_share_one_smallcnn():
+    assert inference.SmallCNN is train.SmallCNN  # model.py's, imported by both
+
+
+def test_models_code_folder_alone_serves_it(model_dir, tmp_path):
+    # As SageMaker's PyTorch serving container loads it: only <model>/code on sys.path, the
+    # handler imported as `inference`, which finds the architecture in model.py beside it.
+    program = ("import sys; sys.path.insert(0, sys.argv[1]); import inference; "
+               "model = inference.model_fn(sys.argv[2]); "
+               "print(type(model).__module__, type(model).__name__)")
+    result = subprocess.run([sys.executable, "-I", "-c", program, str(model_dir / "code"),
+                             str(model_dir)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["model", "SmallCNN"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def test_variants_by_best_name_and_trial_number():
     ({"shadow": "best"}, ["--shadow", "different"]),
     ({"canary": "1"}, ["--canary", "--max-error-rate", "--max-p99-ms"]),
     ({"canary": "best", "max_error_rate": 0.1}, ["--canary", "different"]),
+    ({"canary": "1", "shadow": "1", "max_error_rate": 0.1}, ["--canary", "--shadow", "different"]),
     ({"canary": "1", "max_error_rate": 2.0}, ["--max-error-rate"]),
     ({"canary": "1", "max_error_rate": 0.1, "canary_steps": "50,10"}, ["--canary-steps"]),
     ({"canary": "1", "max_error_rate": 0.1, "canary_steps": "0,100"}, ["--canary-steps"]),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpt.api.listing import filtered, page, sort_items
+from hpt.api.listing import list_page
 from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.store import ApiStore
@@ -109,12 +109,12 @@ class Endpoints:
         items = [{k: r[k] for k in ("EndpointName", "EndpointArn", "CreationTime",
                                     "LastModifiedTime", "EndpointStatus")}
                  for r in self.store.all(ENDPOINTS)]
-        items = filtered(items, params, "EndpointName", "EndpointStatus")
-        items = sort_items(items, params, {"Name": lambda i: i["EndpointName"],
-                                           "CreationTime": lambda i: i["CreationTime"],
-                                           "Status": lambda i: i["EndpointStatus"]},
-                           "CreationTime")
-        chunk, token = page(items, params, 10)
+        chunk, token = list_page(
+            items, params, name_key="EndpointName", status_key="EndpointStatus",
+            sort_keys={"Name": lambda i: i["EndpointName"],
+                       "CreationTime": lambda i: i["CreationTime"],
+                       "Status": lambda i: i["EndpointStatus"]},
+            default_sort="CreationTime", page_size=10)
         return {"Endpoints": chunk, "NextToken": token}
 
     def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:

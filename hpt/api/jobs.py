@@ -1,12 +1,14 @@
-"""The tuning jobs `hpt api` runs: each one an `hpt launch` process joined to the server's Ray.
+"""The tuning jobs `hpt api` runs: each one a launcher process joined to the server's Ray.
 
 `create` checks and stages everything a launch needs before it answers (the code from
-`sagemaker_submit_directory`, the space.yaml, hpt's own validation of it), so a request hpt
-cannot run is a ValidationException, never a job that fails later. The request is then
-recorded (request.json) and a launcher started. A watcher thread keeps every recorded job
-going: a job whose launcher is gone before the job ended (the server was restarted or
-killed, the launcher crashed) is continued with `hpt launch --resume`, exactly as a user
-would; a stop asked for is handed to the launcher the way `hpt stop` does.
+`sagemaker_submit_directory`, the space.yaml, hpt's own validation of it: the only one, as
+the launcher runs the spec that validation froze), so a request hpt cannot run is a
+ValidationException, never a job that fails later. The request is then recorded
+(request.json) and a launcher started (`python -m hpt.api.job_runner`: hpt's launch of the
+frozen spec). A watcher thread keeps every recorded job going: a job whose launcher is gone
+before the job ended (the server was restarted or killed, the launcher crashed) is continued
+with --resume, as `hpt launch --resume` would; a stop asked for is handed to the launcher
+the way `hpt stop` does.
 
 The launchers run in process groups of their own, registered with the reaper: if the server
 dies, however it dies, they die too (SIGKILL: their jobs are left resumable, and the next
@@ -14,8 +16,9 @@ server resumes them). A clean shutdown interrupts them (SIGINT, also resumable).
 
 When the server's own Ray dies mid-job, its launchers cannot go on: the watcher ends what
 is left of that Ray's session (its launchers with it: their jobs stay resumable, no ending
-written), starts a new Ray and resumes them on it, as after a restart of the server. If no Ray starts again, the jobs that were running fail with
-a FailureReason that names the lost Ray. A tuning job is never ended by such an exit.
+written), starts a new Ray and resumes them on it, as after a restart of the server. If no
+Ray starts again, the jobs that were running fail with a FailureReason that names the lost
+Ray. A tuning job is never ended by such an exit.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hpt.api.listing import filtered, page, sort_items
+from hpt.api.listing import list_page
 from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
 from hpt.api.staging import ServerResources, stage
 from hpt.api.store import ApiStore
@@ -121,13 +124,13 @@ class TuningJobs:
         for record in self.store.tunings():
             _, state, rows, events = self._read(record.name, record)
             summaries.append(tuning_summary(record, state, rows, events))
-        summaries = filtered(summaries, params, "HyperParameterTuningJobName",
-                             "HyperParameterTuningJobStatus")
-        summaries = sort_items(summaries, params, {
-            "Name": lambda s: s["HyperParameterTuningJobName"],
-            "Status": lambda s: s["HyperParameterTuningJobStatus"],
-            "CreationTime": lambda s: s["CreationTime"]}, "Name")
-        chunk, token = page(summaries, params, 100)
+        chunk, token = list_page(
+            summaries, params, name_key="HyperParameterTuningJobName",
+            status_key="HyperParameterTuningJobStatus", sort_keys={
+                "Name": lambda s: s["HyperParameterTuningJobName"],
+                "Status": lambda s: s["HyperParameterTuningJobStatus"],
+                "CreationTime": lambda s: s["CreationTime"]},
+            default_sort="Name", page_size=100)
         return {"HyperParameterTuningJobSummaries": chunk, "NextToken": token}
 
     def stop(self, name: str) -> dict[str, Any]:
@@ -147,16 +150,15 @@ class TuningJobs:
         record, _, rows, _ = self._read(params["HyperParameterTuningJobName"])
         s3_output = s3_output_of(record.request)
         summaries = [training_summary(record, row, s3_output) for row in rows]
-        if params.get("StatusEquals"):
-            summaries = [s for s in summaries if s["TrainingJobStatus"] == params["StatusEquals"]]
-        summaries = sort_items(summaries, params, {
-            "Name": lambda s: s["TrainingJobName"],
-            "CreationTime": lambda s: s["CreationTime"],
-            "Status": lambda s: s["TrainingJobStatus"],
-            "FinalObjectiveMetricValue": lambda s: (
-                s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")},
-            "Name")
-        chunk, token = page(summaries, params, 10)
+        chunk, token = list_page(
+            summaries, params, name_key="TrainingJobName", status_key="TrainingJobStatus",
+            sort_keys={
+                "Name": lambda s: s["TrainingJobName"],
+                "CreationTime": lambda s: s["CreationTime"],
+                "Status": lambda s: s["TrainingJobStatus"],
+                "FinalObjectiveMetricValue": lambda s: (
+                    s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")},
+            default_sort="Name", page_size=10)
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
@@ -178,12 +180,13 @@ class TuningJobs:
                     "TrainingEndTime": described.get("TrainingEndTime"),
                     "LastModifiedTime": described["LastModifiedTime"],
                     "TrainingJobStatus": status, "SecondaryStatus": secondary})
-        summaries = filtered(summaries, params, "TrainingJobName", "TrainingJobStatus")
-        summaries = sort_items(summaries, params, {
-            "Name": lambda s: s["TrainingJobName"],
-            "CreationTime": lambda s: s["CreationTime"],
-            "Status": lambda s: s["TrainingJobStatus"]}, "CreationTime")
-        chunk, token = page(summaries, params, 10)
+        chunk, token = list_page(
+            summaries, params, name_key="TrainingJobName", status_key="TrainingJobStatus",
+            sort_keys={
+                "Name": lambda s: s["TrainingJobName"],
+                "CreationTime": lambda s: s["CreationTime"],
+                "Status": lambda s: s["TrainingJobStatus"]},
+            default_sort="CreationTime", page_size=10)
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
     def training_job_log(self, name: str) -> Path | None:
@@ -220,9 +223,11 @@ class TuningJobs:
 
     def _launch(self, record: TuningRecord, resume: bool) -> None:
         folder = self.store.tuning_dir(record.name)
-        argv = [sys.executable, "-m", "hpt.cli.main", "launch", str(folder / "space.yaml"),
+        # The job's own process (it outlives the server), on the spec `stage` validated
+        # and froze: the request is not validated a second time (hpt/api/job_runner.py).
+        argv = [sys.executable, "-m", "hpt.api.job_runner", str(folder),
                 "--experiments-dir", str(self.store.experiments), "--address",
-                self.ray_address, "--no-dashboard"] + (["--resume"] if resume else [])
+                self.ray_address] + (["--resume"] if resume else [])
         with open(folder / "launcher.log", "ab") as log:
             log.write(f"--- hpt api: {' '.join(argv)} at "
                       f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())

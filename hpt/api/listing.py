@@ -1,5 +1,6 @@
 """SageMaker's List operations, one rule for all of them (pure): NextToken/MaxResults pages,
-SortBy/SortOrder, NameContains, StatusEquals and the time filters."""
+SortBy/SortOrder, NameContains, StatusEquals and the time filters; `list_page` applies them
+all."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ import json
 from typing import Any, Callable
 
 from hpt.api.protocol import VALIDATION, ApiError
+
+
+def list_page(items: list[dict], params: dict[str, Any], *, name_key: str, status_key: str,
+              sort_keys: dict[str, Callable], default_sort: str,
+              page_size: int) -> tuple[list[dict], str | None]:
+    """A List operation's answer from all its summaries: filtered, sorted, one page and the
+    token of the next. A filter the operation's request has no member for is never in
+    `params` (the protocol refuses members outside the request's shape), so one rule serves
+    every List operation."""
+    items = filtered(items, params, name_key, status_key)
+    items = sort_items(items, params, sort_keys, default_sort)
+    return page(items, params, page_size)
 
 
 def page(items: list, params: dict[str, Any], default: int = 10) -> tuple[list, str | None]:

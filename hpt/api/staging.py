@@ -2,7 +2,8 @@
 request's ValidationException, not a job failing later: where its training jobs run (the
 placement: local processes or an image, each host's share of the server's machine), its
 training code fetched (`sagemaker_submit_directory`), its channels' data checked in S3, and
-the space.yaml hpt launches for it, validated."""
+the space.yaml hpt launches for it, validated: here, once; the job's process runs the frozen
+spec this validation produced (hpt/api/job_runner.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,11 @@ class ServerResources:
 
 
 def stage(request: dict[str, Any], folder: Path, server: ServerResources, say) -> None:
-    """The code and the space.yaml in `folder`; ApiError for anything hpt cannot run."""
+    """The code, the space.yaml and the spec validated from it (job_runner's VALIDATED_SPEC)
+    in `folder`; ApiError for anything hpt cannot run. This is the one validation of a
+    request: the job's process runs the frozen spec (hpt/api/job_runner.py)."""
+    from hpt.api.job_runner import SPACE, VALIDATED_SPEC
+    from hpt.experiment.store import write_json_atomic
     from hpt.spacefile import SpecError, load_spec
 
     placement = placement_of(request, server, say)
@@ -46,14 +51,16 @@ def stage(request: dict[str, Any], folder: Path, server: ServerResources, say) -
     space, notes = space_from_request(request, placement)
     notes += parallelism(request, placement, server, say)
     check_channels(space.get("channels") or {})
-    path = folder / "space.yaml"
+    path = folder / SPACE
     path.write_text(yaml.safe_dump(space, sort_keys=False))
     (folder / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
     try:
-        load_spec(path)
+        spec = load_spec(path)
     except SpecError as exc:
         lines = [in_request_terms(str(p).replace(f"{path}: ", "")) for p in exc.problems]
         raise ApiError(VALIDATION, "hpt cannot run this tuning job: " + "; ".join(lines))
+    # Unredacted, as space.yaml beside it: the job's process needs the environment it gives.
+    write_json_atomic(folder / VALIDATED_SPEC, spec.to_frozen_dict())
 
 
 def placement_of(request: dict[str, Any], server: ServerResources, say) -> Placement:

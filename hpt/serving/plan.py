@@ -131,26 +131,29 @@ def make_plan(jobs: list[Job], best: str | None, *, variants: list[str] = (),
                             f"or drop them")
     production = _production(jobs, best, variants, trial)
     artifacts = {j.name: j.artifact for j in jobs if j.name in production}
+    roles = {name: "a production variant" for name in production}
     shadow_name = None
     if shadow is not None:
-        job = resolve_job(shadow, jobs, best, "--shadow")
-        if job.name in production:
-            raise UserError(f"--shadow {shadow}: {job.name} already serves production traffic; "
-                            f"shadow a different training job")
-        shadow_name, artifacts[job.name] = job.name, job.artifact
+        job = _job_for_role("--shadow", shadow, jobs, best, roles)
+        shadow_name, roles[job.name], artifacts[job.name] = job.name, "the --shadow", job.artifact
     canary_plan = None
     if canary is not None:
-        job = resolve_job(canary, jobs, best, "--canary")
-        if job.name in production:
-            raise UserError(f"--canary {canary}: {job.name} is already a production variant; "
-                            f"the canary must be a different training job")
-        if job.name == shadow_name:
-            raise UserError(f"--canary {canary}: {job.name} is also the --shadow; give one "
-                            f"training job one role")
+        job = _job_for_role("--canary", canary, jobs, best, roles)
         canary_plan = _canary_plan(job.name, canary_steps, bake_seconds, max_error_rate,
                                    max_p99_ms, min_requests)
         artifacts[job.name] = job.artifact
     return ServingPlan(production, shadow_name, canary_plan, artifacts)
+
+
+def _job_for_role(flag: str, spec: str, jobs: list[Job], best: str | None,
+                  roles: dict[str, str]) -> Job:
+    """The job --shadow or --canary names; `roles` (job name -> its role in the plan so far)
+    must not hold it: one training job, one role."""
+    job = resolve_job(spec, jobs, best, flag)
+    if job.name in roles:
+        raise UserError(f"{flag} {spec}: {job.name} is already {roles[job.name]}; give {flag} "
+                        f"a different training job")
+    return job
 
 
 def _production(jobs: list[Job], best: str | None, variants, trial) -> dict[str, float]:

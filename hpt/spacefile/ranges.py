@@ -102,7 +102,19 @@ def _when(value: Any) -> dict[str, list]:
 When = Annotated[dict[str, list] | None, BeforeValidator(optional(_when))]
 
 
-class ContinuousRange(SpecModel):
+class _BoundedRange(SpecModel):
+    """A range with min, max and scaling: its bounds are checked together, once they are
+    read (one rule for continuous and integer ranges)."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _BoundedRange:
+        found = _bounds_problems(self.min, self.max, self.scaling)
+        if found:
+            raise problems(found)
+        return self
+
+
+class ContinuousRange(_BoundedRange):
     type: Literal["continuous"]
     min: Annotated[float, BeforeValidator(number())]
     max: Annotated[float, BeforeValidator(number())]
@@ -111,27 +123,13 @@ class ContinuousRange(SpecModel):
                                                       "reverse_log"))] = "auto"
     when: When = None
 
-    @model_validator(mode="after")
-    def _bounds(self) -> ContinuousRange:
-        found = _bounds_problems(self.min, self.max, self.scaling)
-        if found:
-            raise problems(found)
-        return self
 
-
-class IntegerRange(SpecModel):
+class IntegerRange(_BoundedRange):
     type: Literal["integer"]
     min: Annotated[int, BeforeValidator(_integer_bound)]
     max: Annotated[int, BeforeValidator(_integer_bound)]
     scaling: Annotated[Literal["auto", "linear", "log"], BeforeValidator(_integer_scaling)] = "auto"
     when: When = None
-
-    @model_validator(mode="after")
-    def _bounds(self) -> IntegerRange:
-        found = _bounds_problems(self.min, self.max, self.scaling)
-        if found:
-            raise problems(found)
-        return self
 
 
 def _categorical_values(value: Any) -> list:

@@ -26,21 +26,24 @@ Errors raise `InferenceError` subclasses whose `status_code` is the HTTP status 
 should answer (415 content type, 406 Accept, 400 payload, 413 too many instances); the
 message is one line saying what was wrong and what was expected.
 
-This file is copied into `<model_dir>/code/` by train.py and must stay self-contained (torch
-and numpy only): it cannot import train.py, so it carries its own copy of SmallCNN, which a
-test keeps identical to train.py's.
+train.py copies this file and model.py (SmallCNN, the one definition of the architecture)
+into `<model_dir>/code/`; both need torch and numpy only. SageMaker's PyTorch serving container
+puts that folder on sys.path before it imports this module, serve.py does the same, and the
+line below makes `import model` work wherever this file is loaded from.
 """
 
 import io
 import json
 import math
 import os
+import sys
 
 import numpy as np
 import numpy.lib.format as npy_format
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # model.py ships beside this file
+from model import ARCHITECTURE_KWARGS, SmallCNN  # noqa: E402
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -83,40 +86,7 @@ class TooManyInstances(InferenceError):
 
 
 # --------------------------------------------------------------------------------------------
-# Model: a verbatim copy of train.py's SmallCNN (see the module docstring for why)
-
-
-class SmallCNN(nn.Module):
-    def __init__(self, in_channels=1, num_classes=10, conv_channels=16, kernel_size=5,
-                 dropout=0.1, batch_norm=True, pool_size=4):
-        super().__init__()
-        c1, c2 = conv_channels, 2 * conv_channels
-
-        def block(cin, cout):
-            layers = [nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2,
-                                bias=not batch_norm)]
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(cout))
-            layers.append(nn.ReLU(inplace=True))
-            return nn.Sequential(*layers)
-
-        self.block1 = block(in_channels, c1)
-        self.block2 = block(c1, c2)
-        self.pool = nn.AdaptiveMaxPool2d(pool_size)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c2 * pool_size * pool_size, num_classes)
-
-    def forward(self, x):
-        x = self.block1(x)
-        x = F.max_pool2d(x, 2)            # 8x8 -> 4x4, 28x28 -> 14x14
-        x = self.block2(x)
-        x = self.pool(x)                  # -> pool_size x pool_size whatever the input size
-        x = self.dropout(torch.flatten(x, 1))
-        return self.head(x)
-
-
-ARCHITECTURE_KWARGS = ("in_channels", "num_classes", "conv_channels", "kernel_size", "dropout",
-                       "batch_norm", "pool_size")
+# Model: SmallCNN (model.py) rebuilt from the trainer's model_config.json
 
 
 def _serving_threads():

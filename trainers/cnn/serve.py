@@ -221,6 +221,63 @@ async def drain(request):
         pass
 
 
+def ping_response(state):
+    if state.status == "ready":
+        return JSONResponse({"status": "healthy", "handler": state.handler_path})
+    if state.status == "failed":
+        return JSONResponse({"status": "failed", "error": state.error,
+                             "handler": state.handler_path}, status_code=503)
+    return JSONResponse({"status": "loading", "error": "the model is still loading"},
+                        status_code=503)
+
+
+async def invocation_response(state, settings, request):
+    """One /invocations request through the handler (503 until the model is loaded)."""
+    if state.status != "ready":
+        reason = ("the model is still loading" if state.status == "loading"
+                  else f"the model failed to load: {state.error}")
+        return error_response(503, reason)
+    try:
+        body = await read_body(request, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        return error_response(413, str(exc))
+    except ClientDisconnect:
+        return Response(status_code=400)  # nobody is left to read it
+    content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
+    accept = request.headers.get("accept")
+    try:
+        # In a worker thread: the event loop keeps answering /ping during a prediction.
+        # Past the timeout the request is answered 504 and the thread left to finish.
+        with anyio.fail_after(settings.invocation_timeout):
+            out, out_type = await anyio.to_thread.run_sync(
+                state.invoke, body, content_type, accept, abandon_on_cancel=True)
+    except TimeoutError:
+        return error_response(504, f"the invocation took over {settings.invocation_timeout:g}"
+                                   f"s (SAGEMAKER_MODEL_SERVER_TIMEOUT)")
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            return error_response(status, str(exc))  # the client's mistake, said by the handler
+        log(f"invocation failed: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        return error_response(500, f"{type(exc).__name__}: {exc}")
+    return Response(out, media_type=out_type)
+
+
+async def execution_parameters(request):
+    return JSONResponse({"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD",
+                         "MaxPayloadInMB": MAX_BODY_BYTES // (1024 * 1024)})
+
+
+async def http_error(request, exc):  # 404, 405 in the same JSON shape as the others
+    return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
+                        status_code=exc.status_code, headers=exc.headers)
+
+
+async def server_error(request, exc):  # a bug here, not in the handler (that is caught)
+    return error_response(500, f"{type(exc).__name__}: {exc}")
+
+
 def create_app(settings):
     state = ModelState()
 
@@ -232,55 +289,10 @@ def create_app(settings):
         yield
 
     async def ping(request):
-        if state.status == "ready":
-            return JSONResponse({"status": "healthy", "handler": state.handler_path})
-        if state.status == "failed":
-            return JSONResponse({"status": "failed", "error": state.error,
-                                 "handler": state.handler_path}, status_code=503)
-        return JSONResponse({"status": "loading", "error": "the model is still loading"},
-                            status_code=503)
+        return ping_response(state)
 
     async def invocations(request):
-        if state.status != "ready":
-            reason = ("the model is still loading" if state.status == "loading"
-                      else f"the model failed to load: {state.error}")
-            return error_response(503, reason)
-        try:
-            body = await read_body(request, MAX_BODY_BYTES)
-        except BodyTooLarge as exc:
-            return error_response(413, str(exc))
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody is left to read it
-        content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
-        accept = request.headers.get("accept")
-        try:
-            # In a worker thread: the event loop keeps answering /ping during a prediction.
-            # Past the timeout the request is answered 504 and the thread left to finish.
-            with anyio.fail_after(settings.invocation_timeout):
-                out, out_type = await anyio.to_thread.run_sync(
-                    state.invoke, body, content_type, accept, abandon_on_cancel=True)
-        except TimeoutError:
-            return error_response(504, f"the invocation took over {settings.invocation_timeout:g}"
-                                       f"s (SAGEMAKER_MODEL_SERVER_TIMEOUT)")
-        except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if isinstance(status, int) and 400 <= status < 500:
-                return error_response(status, str(exc))  # the client's mistake, said by the handler
-            log(f"invocation failed: {type(exc).__name__}: {exc}")
-            traceback.print_exc()
-            return error_response(500, f"{type(exc).__name__}: {exc}")
-        return Response(out, media_type=out_type)
-
-    async def execution_parameters(request):
-        return JSONResponse({"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD",
-                             "MaxPayloadInMB": MAX_BODY_BYTES // (1024 * 1024)})
-
-    async def http_error(request, exc):  # 404, 405 in the same JSON shape as the others
-        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
-                            status_code=exc.status_code, headers=exc.headers)
-
-    async def server_error(request, exc):  # a bug here, not in the handler (that is caught)
-        return error_response(500, f"{type(exc).__name__}: {exc}")
+        return await invocation_response(state, settings, request)
 
     app = Starlette(routes=[Route("/ping", ping, methods=["GET"]),
                             Route("/invocations", invocations, methods=["POST"]),

@@ -8,7 +8,8 @@ SageMaker training-container contract:
 - data comes from the channel folders `SM_CHANNEL_TRAIN` / `SM_CHANNEL_TEST`, each holding
   `data.npz` with `x` (float32 [N, C, H, W]) and `y` (int64 labels);
 - the model is saved to `SM_MODEL_DIR` (`model.pth` state dict + `model_config.json`, and
-  `code/inference.py`, the serving handler SageMaker's PyTorch containers and serve.py load);
+  `code/inference.py` + `code/model.py`, the serving handler SageMaker's PyTorch containers and
+  serve.py load);
 - every epoch prints one line `epoch=E loss=L val_acc=A` for the metric regexes, and one
   `throughput epoch=E samples_per_sec=S` (only the chief, rank 0, prints; it saves the model);
   at the end one `model params=N size_mb=S latency_p99_ms=L` line: the trade-offs a
@@ -29,9 +30,14 @@ SageMaker training-container contract:
 - any error writes its reason to `$SM_OUTPUT_DIR/failure` and exits 1.
 
     python train.py --train data/digits/train --test data/digits/test --epochs 8
+
+The model itself is model.py's SmallCNN; inference.py serves it.
 """
 
+from __future__ import annotations  # the annotations below, on Pythons before 3.10
+
 import argparse
+import dataclasses
 import glob
 import json
 import math
@@ -43,18 +49,107 @@ import traceback
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-# The distributed helpers live beside this script (SageMaker ships the whole source_dir).
+# The helpers live beside this script (SageMaker ships the whole source_dir).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checkpoint  # noqa: E402
 import distributed  # noqa: E402
 import metrics_file  # noqa: E402
 import ps  # noqa: E402
+from model import SmallCNN  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
-# Arguments
+# Where everything comes from (SageMaker's training-container contract)
+#
+#   hyperparameters  --name value, else $SM_HP_<NAME>, else the default in add_hyperparameters
+#   data channels    --train / --test, else $SM_CHANNEL_TRAIN / $SM_CHANNEL_TEST
+#   the model        --model-dir, else $SM_MODEL_DIR, else ./model
+#   checkpoints      /opt/ml/checkpoints (checkpoint.py)
+#   metrics          stdout lines for the metric regexes; with push_metrics also
+#                    $SM_OUTPUT_DIR/metrics/metrics.jsonl (metrics_file.py)
+#   failure reason   $SM_OUTPUT_DIR/failure, else ./output/failure (write_failure)
+#   distribution     WORLD_SIZE / RANK or TF_CONFIG (distributed.py, ps.py)
+
+MODEL_FILES = ("inference.py", "model.py")  # the serving code every model carries in code/
+
+
+def parse_args(argv=None):
+    """The hyperparameters and SageMaker's folders; a bad value raises ValueError."""
+    parser = ArgumentParser(description="Small CNN on SageMaker channels")
+    add_hyperparameters(parser)
+    # SageMaker's folders, declared as SageMaker's own examples declare them
+    parser.add_argument("--model-dir", dest="model_dir",
+                        default=os.environ.get("SM_MODEL_DIR", "model"))
+    parser.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN"))
+    parser.add_argument("--test", default=os.environ.get("SM_CHANNEL_TEST"))
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"ignoring unknown arguments: {unknown}", file=sys.stderr, flush=True)
+    check_hyperparameters(args)
+    return args
+
+
+def add_hyperparameters(parser):
+    """Every hyperparameter a tuner may set (search_spaces/*.yaml use these names)."""
+    def hp(name, type, default, **kwargs):
+        hyperparameter(parser, name, type, default, **kwargs)
+
+    hp("lr", float, 0.01)
+    hp("batch_size", int, 64)
+    hp("optimizer", str.lower, "sgd", choices=["sgd", "adam", "adamw"])
+    hp("momentum", float, 0.9, help="SGD momentum (unused by adam/adamw)")
+    hp("weight_decay", float, 0.0)
+    hp("conv_channels", int, 16, help="width of the first conv layer")
+    hp("kernel_size", int, 5, help="odd conv kernel size of both blocks")
+    hp("dropout", float, 0.1)
+    hp("label_smoothing", float, 0.1)
+    hp("batch_norm", str2bool, True)
+    hp("lr_schedule", str.lower, "cosine", choices=["cosine", "constant"])
+    hp("epochs", int, 8)
+    hp("schedule_epochs", int, 0,
+       help="epochs the lr schedule spans (0: --epochs); a run paused and promoted by a tuner "
+            "sets it to the full budget, so that stopping at a rung and going on trains as "
+            "one uninterrupted run would")
+    hp("ps_async", str2bool, False,
+       help="parameter-server jobs: apply each worker's gradients at once")
+    hp("dist_timeout", float, 120,
+       help="seconds a collective or RPC may wait for a peer before failing")
+    hp("seed", int, 0)
+    hp("checkpoint_every", int, 1,
+       help="epochs between checkpoints in /opt/ml/checkpoints (0: none)")
+    hp("push_metrics", str2bool, False,
+       help="also append each epoch's metrics to $SM_OUTPUT_DIR/metrics/metrics.jsonl")
+
+
+def hyperparameter(parser, name, type, default, **kwargs):
+    """`--name value` (SageMaker passes hyperparameters with their names as given: --batch_size
+    64), also spelled with dashes (--batch-size); the default is SageMaker's SM_HP_<NAME> when
+    set, else `default`."""
+    flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    parser.add_argument(*flags, dest=name, type=type,
+                        default=os.environ.get(f"SM_HP_{name.upper()}", default), **kwargs)
+
+
+# (hyperparameter, the rule its value must meet, that rule in words)
+HYPERPARAMETER_RULES = (
+    ("lr", lambda v: v > 0 and math.isfinite(v), "a positive number"),
+    ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("conv_channels", lambda v: v >= 1, ">= 1"),
+    ("kernel_size", lambda v: v >= 1 and v % 2 == 1, "a positive odd number"),
+    ("dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("label_smoothing", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("epochs", lambda v: v >= 1, ">= 1"),
+    ("schedule_epochs", lambda v: v >= 0, ">= 0"),
+    ("checkpoint_every", lambda v: v >= 0, ">= 0"),
+)
+
+
+def check_hyperparameters(args):
+    for name, holds, rule in HYPERPARAMETER_RULES:
+        value = getattr(args, name)
+        if not holds(value):
+            raise ValueError(f"--{name} must be {rule}, got {value}")
 
 
 def str2bool(value):
@@ -75,85 +170,8 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ValueError(f"bad arguments: {message}")
 
 
-def hp(name, default):
-    """Default for a hyperparameter: SageMaker's SM_HP_<NAME> if set, else `default`."""
-    return os.environ.get(f"SM_HP_{name.upper()}", default)
-
-
-def parse_args(argv=None):
-    p = ArgumentParser(description="Small CNN on SageMaker channels")
-    # hyperparameters (SageMaker passes them with their names as given: --batch_size 64)
-    p.add_argument("--lr", type=float, default=hp("lr", 0.01))
-    p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int,
-                   default=hp("batch_size", 64))
-    p.add_argument("--optimizer", type=str.lower, choices=["sgd", "adam", "adamw"],
-                   default=hp("optimizer", "sgd"))
-    p.add_argument("--momentum", type=float, default=hp("momentum", 0.9),
-                   help="SGD momentum (unused by adam/adamw)")
-    p.add_argument("--weight_decay", "--weight-decay", dest="weight_decay", type=float,
-                   default=hp("weight_decay", 0.0))
-    p.add_argument("--conv_channels", "--conv-channels", dest="conv_channels", type=int,
-                   default=hp("conv_channels", 16), help="width of the first conv layer")
-    p.add_argument("--kernel_size", "--kernel-size", dest="kernel_size", type=int,
-                   default=hp("kernel_size", 5), help="odd conv kernel size of both blocks")
-    p.add_argument("--dropout", type=float, default=hp("dropout", 0.1))
-    p.add_argument("--label_smoothing", "--label-smoothing", dest="label_smoothing", type=float,
-                   default=hp("label_smoothing", 0.1))
-    p.add_argument("--batch_norm", "--batch-norm", dest="batch_norm", type=str2bool,
-                   default=hp("batch_norm", True))
-    p.add_argument("--lr_schedule", "--lr-schedule", dest="lr_schedule", type=str.lower,
-                   choices=["cosine", "constant"], default=hp("lr_schedule", "cosine"))
-    p.add_argument("--epochs", type=int, default=hp("epochs", 8))
-    p.add_argument("--schedule_epochs", "--schedule-epochs", dest="schedule_epochs", type=int,
-                   default=hp("schedule_epochs", 0),
-                   help="epochs the lr schedule spans (0: --epochs); a run paused and "
-                        "promoted by a tuner sets it to the full budget, so that stopping at "
-                        "a rung and going on trains as one uninterrupted run would")
-    p.add_argument("--ps_async", "--ps-async", dest="ps_async", type=str2bool,
-                   default=hp("ps_async", False),
-                   help="parameter-server jobs: apply each worker's gradients at once")
-    p.add_argument("--dist_timeout", "--dist-timeout", dest="dist_timeout", type=float,
-                   default=hp("dist_timeout", 120),
-                   help="seconds a collective or RPC may wait for a peer before failing")
-    p.add_argument("--seed", type=int, default=hp("seed", 0))
-    p.add_argument("--checkpoint_every", "--checkpoint-every", dest="checkpoint_every",
-                   type=int, default=hp("checkpoint_every", 1),
-                   help="epochs between checkpoints in /opt/ml/checkpoints (0: none)")
-    p.add_argument("--push_metrics", "--push-metrics", dest="push_metrics", type=str2bool,
-                   default=hp("push_metrics", False),
-                   help="also append each epoch's metrics to $SM_OUTPUT_DIR/metrics/metrics.jsonl")
-    # SageMaker's folders
-    p.add_argument("--model-dir", dest="model_dir",
-                   default=os.environ.get("SM_MODEL_DIR", "model"))
-    p.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN"))
-    p.add_argument("--test", default=os.environ.get("SM_CHANNEL_TEST"))
-    args, unknown = p.parse_known_args(argv)
-    if unknown:
-        print(f"ignoring unknown arguments: {unknown}", file=sys.stderr, flush=True)
-
-    if args.lr <= 0 or not math.isfinite(args.lr):
-        raise ValueError(f"--lr must be a positive number, got {args.lr}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.conv_channels < 1:
-        raise ValueError(f"--conv_channels must be >= 1, got {args.conv_channels}")
-    if args.kernel_size < 1 or args.kernel_size % 2 == 0:
-        raise ValueError(f"--kernel_size must be a positive odd number, got {args.kernel_size}")
-    if not 0.0 <= args.dropout < 1.0:
-        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if not 0.0 <= args.label_smoothing < 1.0:
-        raise ValueError(f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.schedule_epochs < 0:
-        raise ValueError(f"--schedule_epochs must be >= 0, got {args.schedule_epochs}")
-    if args.checkpoint_every < 0:
-        raise ValueError(f"--checkpoint_every must be >= 0, got {args.checkpoint_every}")
-    return args
-
-
 # --------------------------------------------------------------------------------------------
-# Data: one channel folder = one or more .npz files with arrays x and y
+# Data: one channel folder = one or more .npz files with arrays x and y; all of it in memory
 
 
 def load_channel(name, path):
@@ -180,37 +198,31 @@ def load_channel(name, path):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+class Data:
+    """Both channels on the training device: the whole data set fits in memory (and on the
+    GPU), so no DataLoader and no worker processes."""
+
+    def __init__(self, args, device):
+        x_train, y_train = load_channel("train", args.train)
+        x_test, y_test = load_channel("test", args.test)
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise ValueError(f"train images {tuple(x_train.shape[1:])} and test images "
+                             f"{tuple(x_test.shape[1:])} differ in shape")
+        self.x_train, self.y_train = x_train.to(device), y_train.to(device)
+        self.x_test, self.y_test = x_test.to(device), y_test.to(device)
+        self.image_shape = tuple(x_train.shape[1:])
+        self.num_classes = int(max(self.y_train.max().item(), self.y_test.max().item())) + 1
+
+
 # --------------------------------------------------------------------------------------------
-# Model: two conv blocks, adaptive pooling (so 8x8 and 28x28 inputs both work), linear head
+# Model (model.py), optimizer, learning-rate schedule, the trade-off metrics
 
 
-class SmallCNN(nn.Module):
-    def __init__(self, in_channels=1, num_classes=10, conv_channels=16, kernel_size=5,
-                 dropout=0.1, batch_norm=True, pool_size=4):
-        super().__init__()
-        c1, c2 = conv_channels, 2 * conv_channels
-
-        def block(cin, cout):
-            layers = [nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2,
-                                bias=not batch_norm)]
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(cout))
-            layers.append(nn.ReLU(inplace=True))
-            return nn.Sequential(*layers)
-
-        self.block1 = block(in_channels, c1)
-        self.block2 = block(c1, c2)
-        self.pool = nn.AdaptiveMaxPool2d(pool_size)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c2 * pool_size * pool_size, num_classes)
-
-    def forward(self, x):
-        x = self.block1(x)
-        x = F.max_pool2d(x, 2)            # 8x8 -> 4x4, 28x28 -> 14x14
-        x = self.block2(x)
-        x = self.pool(x)                  # -> pool_size x pool_size whatever the input size
-        x = self.dropout(torch.flatten(x, 1))
-        return self.head(x)
+def model_config(args, data):
+    """SmallCNN's arguments, as model_config.json records them for inference.py."""
+    return dict(in_channels=data.image_shape[0], num_classes=data.num_classes,
+                conv_channels=args.conv_channels, kernel_size=args.kernel_size,
+                dropout=args.dropout, batch_norm=args.batch_norm, pool_size=4)
 
 
 def make_optimizer(args, params):
@@ -277,34 +289,70 @@ def accuracy(model, x, y, batch_size=1024):
 
 def train(args):
     ctx = distributed.detect()
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.set_num_threads(distributed.threads_per_process(ctx))
-    device = distributed.device_for(ctx)
-
-    x_train, y_train = load_channel("train", args.train)
-    x_test, y_test = load_channel("test", args.test)
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(f"train images {tuple(x_train.shape[1:])} and test images "
-                         f"{tuple(x_test.shape[1:])} differ in shape")
-    # The whole data set fits in memory (and on the GPU): no DataLoader, no worker processes.
-    x_train, y_train = x_train.to(device), y_train.to(device)
-    x_test, y_test = x_test.to(device), y_test.to(device)
-    num_classes = int(max(y_train.max().item(), y_test.max().item())) + 1
-
+    device = set_up_process(ctx, args.seed)
+    data = Data(args, device)
+    config = model_config(args, data)
     # Every process builds the same model from the same seed: identical initial parameters.
-    config = dict(in_channels=int(x_train.shape[1]), num_classes=num_classes,
-                  conv_channels=args.conv_channels, kernel_size=args.kernel_size,
-                  dropout=args.dropout, batch_norm=args.batch_norm, pool_size=4)
     model = SmallCNN(**config).to(device)
-    steps_per_epoch = math.ceil(len(y_train) / args.batch_size)
+    steps_per_epoch = math.ceil(len(data.y_train) / args.batch_size)
     if ctx.role == "ps":  # a parameter server: holds its shard until the workers are done
         ps.serve(ctx, model, lambda params: make_optimizer(args, params),
                  lambda opt: make_schedule(args, opt, steps_per_epoch), args.ps_async,
                  args.dist_timeout)
         return
+    worker = start_worker(args, ctx, device, data, model, steps_per_epoch)
+    val_acc = worker.resumed_val_acc
+    started = time.time()
+    for epoch in range(worker.done_epochs + 1, args.epochs + 1):
+        epoch_started = time.time()
+        loss_sum = train_epoch(worker, epoch)
+        seconds = time.time() - epoch_started
+        train_loss = mean_train_loss(worker, epoch, loss_sum)
+        if ctx.is_chief:
+            val_acc = end_epoch(worker, epoch, train_loss, seconds)
+        # Every data-parallel rank sees the same all-reduced loss and stops together; parameter
+        # server workers cannot stop alone (the others would wait for them), so they go on.
+        if ctx.mode != "parameter_server" and not math.isfinite(train_loss):
+            print(f"training diverged (loss={train_loss}); stopping after epoch {epoch}",
+                  file=sys.stderr, flush=True)
+            break
+    if worker.link is not None:
+        worker.link.close()
+    distributed.finish_data_parallel()
+    if ctx.is_chief:
+        save_model(args, model, config, data, val_acc, started)
+
+
+def set_up_process(ctx, seed):
+    """Seeds and deterministic kernels, this process's CPU threads; returns its device."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.set_num_threads(distributed.threads_per_process(ctx))
+    return distributed.device_for(ctx)
+
+
+@dataclasses.dataclass
+class Worker:
+    """What a training process (not a parameter server) holds from epoch to epoch."""
+    args: argparse.Namespace
+    ctx: distributed.Context
+    device: torch.device
+    data: Data
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    generator: torch.Generator
+    checkpoints: str | None           # single-process runs only
+    link: ps.ServerLink | None        # parameter-server jobs only
+    done_epochs: int = 0              # > 0 when resumed from a checkpoint
+    resumed_val_acc: float | None = None
+
+
+def start_worker(args, ctx, device, data, model, steps_per_epoch):
+    """The optimizer, the data order, the newest checkpoint if any, the schedule, and the
+    connection to the job's other processes."""
     optimizer = make_optimizer(args, model.parameters())
     # The same permutation on every worker; worker r takes the r-th slice of each global
     # batch. Its loss is the slice's summed loss over the GLOBAL batch size, so summing the
@@ -313,11 +361,10 @@ def train(args):
     checkpoints = checkpoint.checkpoint_dir() if ctx.mode == "single" else None
     resumed = checkpoint.resume(checkpoints, model, optimizer, generator, args)
     done_epochs = resumed["epoch"] if resumed else 0
-    val_acc = resumed["val_acc"] if resumed else None
     if resumed:  # no "loss=" or "val_acc=" here: the metric regexes count those lines
         print(f"resumed from checkpoint-{done_epochs}.pt in {checkpoints}: epoch {done_epochs} "
-              f"done, validation accuracy {val_acc:.6f}; training to epoch {args.epochs}",
-              flush=True)
+              f"done, validation accuracy {resumed['val_acc']:.6f}; training to epoch "
+              f"{args.epochs}", flush=True)
     schedule = make_schedule(args, optimizer, steps_per_epoch, done_epochs * steps_per_epoch)
     link = None
     if ctx.mode == "data_parallel":
@@ -326,79 +373,93 @@ def train(args):
         link = ps.ServerLink(ctx, model, args.dist_timeout)
     if ctx.is_chief:
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"device={device} threads={torch.get_num_threads()} train={len(y_train)} "
-              f"test={len(y_test)} image={tuple(x_train.shape[1:])} params={n_params} "
+        print(f"device={device} threads={torch.get_num_threads()} train={len(data.y_train)} "
+              f"test={len(data.y_test)} image={data.image_shape} params={n_params} "
               f"optimizer={args.optimizer} lr={args.lr:g} batch_size={args.batch_size} "
               f"mode={ctx.mode} workers={ctx.workers} servers={ctx.servers}", flush=True)
+    return Worker(args, ctx, device, data, model, optimizer, schedule, generator, checkpoints,
+                  link, done_epochs, resumed["val_acc"] if resumed else None)
 
-    started = time.time()
-    for epoch in range(done_epochs + 1, args.epochs + 1):
-        model.train()
-        epoch_started = time.time()
-        order = torch.randperm(len(y_train), generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        for i in range(0, len(order), args.batch_size):
-            batch = order[i:i + args.batch_size]
-            mine = torch.tensor_split(batch, ctx.workers)[ctx.rank]
-            optimizer.zero_grad(set_to_none=False)
-            if len(mine):
-                summed = F.cross_entropy(model(x_train[mine]), y_train[mine],
-                                         label_smoothing=args.label_smoothing, reduction="sum")
-                (summed / len(batch)).backward()
-                loss_sum += summed.detach()
-            else:  # fewer samples than workers in the last batch: this worker adds nothing
-                for p in model.parameters():
-                    p.grad = torch.zeros_like(p)
-            if link is not None:
-                link.step(model, float(summed.detach()) if len(mine) else 0.0, epoch)
-                continue
-            if ctx.mode == "data_parallel":
-                distributed.allreduce_gradients(model.parameters())
-            optimizer.step()
-            schedule.step()
-        if ctx.mode == "data_parallel":
-            loss_sum = distributed.allreduce_sum(loss_sum)
-        seconds = time.time() - epoch_started
-        if link is not None:  # server 0 sums the workers' losses; only the chief asks for it
-            total_loss = link.epoch_loss(epoch) if ctx.is_chief else float("nan")
-        else:
-            total_loss = loss_sum.item()
-        train_loss = total_loss / len(y_train)
-        if ctx.is_chief:
-            val_acc = accuracy(model, x_test, y_test)
-            # Written before the epoch is reported: a tuner that acts on the report (pauses
-            # the trial, copies its checkpoint) finds this epoch's checkpoint there.
-            if checkpoints and args.checkpoint_every and (
-                    epoch % args.checkpoint_every == 0 or epoch == args.epochs):
-                checkpoint.save(checkpoints, epoch, model, optimizer, generator,
-                                args.optimizer, train_loss, val_acc)
-            if args.push_metrics:
-                metrics_file.push("train:loss", train_loss, epoch)
-                metrics_file.push("validation:accuracy", val_acc, epoch)
-            print(f"epoch={epoch} loss={train_loss:.6f} val_acc={val_acc:.6f}", flush=True)
-            print(f"throughput epoch={epoch} samples_per_sec={len(y_train) / seconds:.1f}",
-                  flush=True)
-        # Every data-parallel rank sees the same all-reduced loss and stops together; parameter
-        # server workers cannot stop alone (the others would wait for them), so they go on.
-        if ctx.mode != "parameter_server" and not math.isfinite(train_loss):
-            print(f"training diverged (loss={train_loss}); stopping after epoch {epoch}",
-                  file=sys.stderr, flush=True)
-            break
 
-    if link is not None:
-        link.close()
-    distributed.finish_data_parallel()
-    if not ctx.is_chief:
-        return
+def train_epoch(worker, epoch):
+    """One pass over the training set; returns the summed loss of its samples (all workers'
+    in a data-parallel job, this worker's own with parameter servers)."""
+    worker.model.train()
+    order = torch.randperm(len(worker.data.y_train), generator=worker.generator)
+    order = order.to(worker.device)
+    loss_sum = torch.zeros((), device=worker.device)
+    for i in range(0, len(order), worker.args.batch_size):
+        loss_sum += train_step(worker, order[i:i + worker.args.batch_size], epoch)
+    if worker.ctx.mode == "data_parallel":
+        loss_sum = distributed.allreduce_sum(loss_sum)
+    return loss_sum
+
+
+def train_step(worker, batch, epoch):
+    """One global batch: this worker's slice forward and backward, then the update (here, or
+    on the parameter servers). Returns the slice's summed loss."""
+    model, ctx, data = worker.model, worker.ctx, worker.data
+    mine = torch.tensor_split(batch, ctx.workers)[ctx.rank]
+    worker.optimizer.zero_grad(set_to_none=False)
+    if len(mine):
+        summed = F.cross_entropy(model(data.x_train[mine]), data.y_train[mine],
+                                 label_smoothing=worker.args.label_smoothing, reduction="sum")
+        (summed / len(batch)).backward()
+        summed = summed.detach()
+    else:  # fewer samples than workers in the last batch: this worker adds nothing
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        summed = torch.zeros((), device=worker.device)
+    if worker.link is not None:
+        worker.link.step(model, float(summed), epoch)
+        return summed
+    if ctx.mode == "data_parallel":
+        distributed.allreduce_gradients(model.parameters())
+    worker.optimizer.step()
+    worker.schedule.step()
+    return summed
+
+
+def mean_train_loss(worker, epoch, loss_sum):
+    if worker.link is not None:  # server 0 sums the workers' losses; only the chief asks for it
+        total_loss = worker.link.epoch_loss(epoch) if worker.ctx.is_chief else float("nan")
+    else:
+        total_loss = loss_sum.item()
+    return total_loss / len(worker.data.y_train)
+
+
+def end_epoch(worker, epoch, train_loss, seconds):
+    """The chief's end of an epoch: validation, checkpoint, the metric lines; returns the
+    validation accuracy."""
+    args, data = worker.args, worker.data
+    val_acc = accuracy(worker.model, data.x_test, data.y_test)
+    # Written before the epoch is reported: a tuner that acts on the report (pauses the
+    # trial, copies its checkpoint) finds this epoch's checkpoint there.
+    if worker.checkpoints and args.checkpoint_every and (
+            epoch % args.checkpoint_every == 0 or epoch == args.epochs):
+        checkpoint.save(worker.checkpoints, epoch, worker.model, worker.optimizer,
+                        worker.generator, args.optimizer, train_loss, val_acc)
+    if args.push_metrics:
+        metrics_file.push("train:loss", train_loss, epoch)
+        metrics_file.push("validation:accuracy", val_acc, epoch)
+    print(f"epoch={epoch} loss={train_loss:.6f} val_acc={val_acc:.6f}", flush=True)
+    print(f"throughput epoch={epoch} samples_per_sec={len(data.y_train) / seconds:.1f}",
+          flush=True)
+    return val_acc
+
+
+def save_model(args, model, config, data, val_acc, started):
+    """The chief's last step: the trade-off line, then model.pth, model_config.json and the
+    serving code into the model folder."""
     print(f"model params={sum(p.numel() for p in model.parameters())} "
-          f"size_mb={size_mb(model):.6f} latency_p99_ms={latency_p99_ms(model, x_test):.4f}",
+          f"size_mb={size_mb(model):.6f} latency_p99_ms={latency_p99_ms(model, data.x_test):.4f}",
           flush=True)
     os.makedirs(args.model_dir, exist_ok=True)
     model_path = os.path.join(args.model_dir, "model.pth")
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_path)
     with open(os.path.join(args.model_dir, "model_config.json"), "w") as f:
         json.dump({"architecture": "SmallCNN", **config,
-                   "input_shape": list(x_train.shape[1:]),
+                   "input_shape": list(data.image_shape),
                    "hyperparameters": {k: v for k, v in vars(args).items()
                                        if k not in ("model_dir", "train", "test")},
                    "final_val_acc": val_acc}, f, indent=2)
@@ -406,8 +467,9 @@ def train(args):
     # PyTorch serving container and serve.py look for it first.
     code_dir = os.path.join(args.model_dir, "code")
     os.makedirs(code_dir, exist_ok=True)
-    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py"),
-                os.path.join(code_dir, "inference.py"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in MODEL_FILES:
+        shutil.copy(os.path.join(here, name), os.path.join(code_dir, name))
     print(f"saved {model_path} after {time.time() - started:.1f}s of training", flush=True)
 
 
