@@ -190,7 +190,6 @@ class File:
     REPORT_HTML = "report.html"
     # in a training job's folder
     METRICS = "metrics.jsonl"  # its data points, one JSON object (Point) per line
-    CHECKPOINTS = "checkpoints"  # each host's folder, beside model/ and output/
     # in a host's /opt/ml tree: where a script may push data points (hpt.runtime.pushed_metrics)
     PUSHED_METRICS = "output/metrics/metrics.jsonl"
 
