@@ -61,18 +61,19 @@ class Column:
     PARETO_OPTIMAL = "ParetoOptimal"
 
 
-SAGEMAKER_COLUMNS = (Column.TRAINING_JOB_NAME, Column.TRAINING_JOB_STATUS,
+# Lists, not tuples: a DataFrame is indexed with them (df[OVERHEAD_COLUMNS]).
+SAGEMAKER_COLUMNS = [Column.TRAINING_JOB_NAME, Column.TRAINING_JOB_STATUS,
                      Column.FINAL_OBJECTIVE_VALUE, Column.TRAINING_START_TIME,
-                     Column.TRAINING_END_TIME, Column.TRAINING_ELAPSED_TIME_SECONDS)
-HPT_COLUMNS = (Column.TRIAL_NUMBER, Column.FAILURE_REASON, Column.OBJECTIVE_STEPS,
+                     Column.TRAINING_END_TIME, Column.TRAINING_ELAPSED_TIME_SECONDS]
+HPT_COLUMNS = [Column.TRIAL_NUMBER, Column.FAILURE_REASON, Column.OBJECTIVE_STEPS,
                Column.EXIT_CODE, Column.HOSTS, Column.GPU_IDS, Column.LOG_PATH,
                Column.MODEL_ARTIFACT, Column.RETRIES, Column.RESUMED_FROM_STEP,
                Column.PARENT_TRAINING_JOB, Column.EXPLOIT_COUNT, Column.QUEUE_WAIT_SECONDS,
                Column.LAUNCH_SECONDS, Column.TEARDOWN_SECONDS, Column.RESOURCE_WAIT_SECONDS,
-               Column.S3_MODEL_ARTIFACT)
+               Column.S3_MODEL_ARTIFACT]
 # What hpt adds around a training job, less ResourceWaitSeconds: the part of its queue wait
 # spent waiting for another job to free CPUs or GPUs, the machine's, reported apart.
-OVERHEAD_COLUMNS = (Column.QUEUE_WAIT_SECONDS, Column.LAUNCH_SECONDS, Column.TEARDOWN_SECONDS)
+OVERHEAD_COLUMNS = [Column.QUEUE_WAIT_SECONDS, Column.LAUNCH_SECONDS, Column.TEARDOWN_SECONDS]
 
 
 class Event:

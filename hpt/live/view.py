@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from hpt.core.schema import Key
 from hpt.experiment.best import better
 from hpt.core.objectives import is_feasible
 from hpt.core.trial import ENDED, TrialStatus
@@ -75,8 +76,8 @@ class LaunchView:
         self.constraints = constraints or []  # the frozen spec's: an infeasible job is no best
         self._live: Live | None = None
         for row in kept:
-            self._count(row["training_job_name"], row["status"], row.get("objective_value"),
-                        row.get("final_metrics"))
+            self._count(row[Key.TRAINING_JOB_NAME], row["status"], row.get(Key.OBJECTIVE_VALUE),
+                        row.get(Key.FINAL_METRICS))
         self._kept = len(kept)  # the ETA is about this run's pace, not the earlier runs'
 
     def __enter__(self):

@@ -20,9 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hpt.core import sagemaker_names
 from hpt.core.metric_parser import MetricParser, MetricPoint
+from hpt.core.schema import Column
 from hpt.runtime.encoding import encode_hyperparameters
-from hpt.core.sagemaker_names import distribution_hyperparameters
+from hpt.core.sagemaker_names import (LEAD_LOG, SAGEMAKER_CONTAINER_LOG_LEVEL, SAGEMAKER_JOB_NAME,
+                                      SAGEMAKER_PROGRAM, SAGEMAKER_REGION,
+                                      SAGEMAKER_SUBMIT_DIRECTORY, TUNING_OBJECTIVE_METRIC,
+                                      distribution_hyperparameters)
 from hpt.runtime.api import Progress, TrialAssignment
 from hpt.core.trial import (EARLY_STOPPED, ENDED, FailureReason, TrainingJobRecord, TrialStatus,
                        never_matched)
@@ -30,7 +35,7 @@ from hpt.core.trial import (EARLY_STOPPED, ENDED, FailureReason, TrainingJobReco
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_SECONDS = 15.0  # DescribeTrainingJob's rate limits make faster polling pointless
 STOP_WAIT_SECONDS = 600.0
-SOURCE_ARCHIVE = "sourcedir.tar.gz"
+SOURCE_ARCHIVE = sagemaker_names.SOURCE_ARCHIVE
 
 
 def source_uri(output: str, tuning_job: str) -> str:
@@ -56,16 +61,16 @@ def create_training_job_request(spec, assignment: TrialAssignment, role_arn: str
         # data_parallel / parameter_server / torchrun: the switches the SDK sends, which the
         # toolkit in the container reads to start the processes (else N independent hosts).
         **distribution_hyperparameters(trainer.distribution, trainer.processes_per_host),
-        "sagemaker_program": trainer.entry_point,
-        "sagemaker_submit_directory": code_uri,
-        "sagemaker_region": region,
-        "sagemaker_container_log_level": 20,
-        "sagemaker_job_name": assignment.training_job_name,
-        "_tuning_objective_metric": spec.objective.metric,
+        SAGEMAKER_PROGRAM: trainer.entry_point,
+        SAGEMAKER_SUBMIT_DIRECTORY: code_uri,
+        SAGEMAKER_REGION: region,
+        SAGEMAKER_CONTAINER_LOG_LEVEL: 20,
+        SAGEMAKER_JOB_NAME: assignment.training_job_name,
+        TUNING_OBJECTIVE_METRIC: spec.objective.metric,
     })
     output = spec.output.rstrip("/")
     request: dict[str, Any] = {
-        "TrainingJobName": assignment.training_job_name,
+        Column.TRAINING_JOB_NAME: assignment.training_job_name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {
             "TrainingImage": trainer.image,
@@ -123,7 +128,7 @@ class SageMakerTrainingJob:
 
     def start(self) -> None:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.trial_dir / "algo-1.log", "a", buffering=1)
+        self._log_file = open(self.trial_dir / LEAD_LOG, "a", buffering=1)
         self.start_time = time.time()
         self.sagemaker.create_training_job(**self.request)
 
@@ -139,7 +144,7 @@ class SageMakerTrainingJob:
             self._read_logs()
             if self._pending:
                 continue
-            if job["TrainingJobStatus"] in ENDED:
+            if job[Column.TRAINING_JOB_STATUS] in ENDED:
                 self._read_logs()  # the last lines may land just before the end
                 if self._pending:
                     continue
@@ -153,10 +158,10 @@ class SageMakerTrainingJob:
         if self._record is not None:
             return self._record
         job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
-        if job["TrainingJobStatus"] not in ENDED:
+        if job[Column.TRAINING_JOB_STATUS] not in ENDED:
             self.sagemaker.stop_training_job(TrainingJobName=self.name)
             deadline = time.time() + STOP_WAIT_SECONDS
-            while job["TrainingJobStatus"] not in ENDED and time.time() < deadline:
+            while job[Column.TRAINING_JOB_STATUS] not in ENDED and time.time() < deadline:
                 time.sleep(self.poll_seconds)
                 job = self.sagemaker.describe_training_job(TrainingJobName=self.name)
         self._read_logs()
@@ -201,11 +206,11 @@ class SageMakerTrainingJob:
 
     def _finish(self, job: dict[str, Any], stopped_reason: FailureReason | None = None
                 ) -> TrainingJobRecord:
-        status = TrialStatus(job["TrainingJobStatus"])
+        status = TrialStatus(job[Column.TRAINING_JOB_STATUS])
         series = self.parser.series[self.objective_name]
         final = {m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])}
         objective = final.get(self.objective_name, series.final)
-        reason = FailureReason.parse(job.get("FailureReason"))  # SageMaker's own words
+        reason = FailureReason.parse(job.get(Column.FAILURE_REASON))  # SageMaker's own words
         if status is TrialStatus.STOPPED:
             reason = stopped_reason or EARLY_STOPPED
         elif status is TrialStatus.COMPLETED:
@@ -215,8 +220,8 @@ class SageMakerTrainingJob:
                 status, reason = TrialStatus.FAILED, never_matched(
                     missing, self.parser.series[missing].regex, "the job's CloudWatch logs",
                     self._last_lines)
-        started = _epoch(job.get("TrainingStartTime")) or self.start_time
-        ended = _epoch(job.get("TrainingEndTime")) or time.time()
+        started = _epoch(job.get(Column.TRAINING_START_TIME)) or self.start_time
+        ended = _epoch(job.get(Column.TRAINING_END_TIME)) or time.time()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -230,7 +235,7 @@ class SageMakerTrainingJob:
             final_metrics={**self.parser.final_values(), **final},
             objective_steps=len(series.points),
             start_time=started, end_time=ended, exit_code=None,
-            log_path=str(self.trial_dir / "algo-1.log"),
+            log_path=str(self.trial_dir / LEAD_LOG),
             model_artifact=(job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
             if status is TrialStatus.COMPLETED else None,
             hosts=[f"algo-{i + 1}" for i in range(self.spec.trainer.instance_count)],

@@ -24,7 +24,7 @@ from hpt.runtime.processes import pack_model
 from hpt.runtime.plan import HostAddress, HostPlan, plan_trial, processes_on_host
 from hpt.runtime.pushed_metrics import (PUSHED_METRICS_FILE, PUSHED_POLL_SECONDS,
                                         PushedMetricsTail, PushedValue)
-from hpt.core.sagemaker_names import distribution_hyperparameters
+from hpt.core.sagemaker_names import MODEL_ARCHIVE, SHARDED_BY_S3_KEY, distribution_hyperparameters
 from hpt.core.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
                        TrialStatus, never_matched)
 
@@ -148,7 +148,7 @@ class LocalTrainingJob:
                                 master_port=master_port)
         channel_sources = {name: Path(ch.uri) for name, ch in spec.channels.items()}
         sharded = frozenset(n for n, ch in spec.channels.items()
-                            if ch.distribution == "ShardedByS3Key")
+                            if ch.distribution == SHARDED_BY_S3_KEY)
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         if self._network is not None and (error := self._network.create()) is not None:
             self._finish(TrialStatus.FAILED, FailureReason(FailureCategory.CLIENT_ERROR, error),
@@ -343,7 +343,7 @@ class LocalTrainingJob:
             return self._finish(TrialStatus.FAILED, never_matched(
                 missing.name, missing.regex, "the job's output",
                 list(self._group.lead.last_lines), pushed), exit_code=code)
-        archive = pack_model(self.base_dir / "model", self.trial_dir / "model.tar.gz")
+        archive = pack_model(self.base_dir / "model", self.trial_dir / MODEL_ARCHIVE)
         return self._finish(TrialStatus.COMPLETED, None, exit_code=code,
                             model_artifact=str(archive))
 
