@@ -32,6 +32,8 @@ from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.store import ApiStore
 from hpt.api.tuning import ACCOUNT, arn
+from hpt.core.sagemaker_names import MODEL_ARCHIVE
+from hpt.core.schema import Column
 from hpt.core.trial import TrialStatus
 
 FRAMEWORK_SERVER = Path(__file__).resolve().parent.parent / "serving" / "framework.py"
@@ -101,8 +103,8 @@ class Endpoints:
         if config.get("ShadowProductionVariants"):
             out["ShadowProductionVariants"] = [described(v) for v in
                                                config["ShadowProductionVariants"]]
-        if record.get("FailureReason"):
-            out["FailureReason"] = record["FailureReason"]
+        if record.get(Column.FAILURE_REASON):
+            out[Column.FAILURE_REASON] = record[Column.FAILURE_REASON]
         return out
 
     def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +236,7 @@ class Endpoints:
             record.update(EndpointStatus=IN_SERVICE, LastModifiedTime=time.time(),
                           EndpointConfigName=config["EndpointConfigName"],
                           Weights=dict(live.router.weights))
-            record.pop("FailureReason", None)
+            record.pop(Column.FAILURE_REASON, None)
             record.pop("PendingConfig", None)
             self.store.save(ENDPOINTS, name, record)
         self.say(f"hpt api: endpoint {name} InService ({', '.join(live.backends)})")
@@ -329,8 +331,8 @@ def _fetch_model(uri: str | None, folder: Path) -> Path:
     """ModelDataUrl (s3:// or a local path) -> a local model.tar.gz."""
     if not uri:
         raise ApiError(VALIDATION, "PrimaryContainer.ModelDataUrl: required; give the s3:// "
-                                   "URI of the model.tar.gz")
-    target = folder / "model.tar.gz"
+                                   f"URI of the {MODEL_ARCHIVE}")
+    target = folder / MODEL_ARCHIVE
     if uri.startswith("s3://"):
         from hpt.runtime.channels import parse_s3, s3_client
 

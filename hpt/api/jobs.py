@@ -40,6 +40,7 @@ from hpt.api.store import ApiStore
 from hpt.api.shapes import (describe_training_job, describe_tuning_job, job_status,
                             training_summary, tuning_status, tuning_summary)
 from hpt.api.tuning import TuningRecord, s3_output_of
+from hpt.core.schema import Column, File, Key
 from hpt.experiment.job_state import COMPLETED, FAILED, IN_PROGRESS, STOPPED
 from hpt.experiment.store import JOURNAL, SPEC, STOP_FILE, read_journal
 from hpt.experiment.table import trial_rows
@@ -151,11 +152,12 @@ class TuningJobs:
         s3_output = s3_output_of(record.request)
         summaries = [training_summary(record, row, s3_output) for row in rows]
         chunk, token = list_page(
-            summaries, params, name_key="TrainingJobName", status_key="TrainingJobStatus",
+            summaries, params, name_key=Column.TRAINING_JOB_NAME,
+                                 status_key=Column.TRAINING_JOB_STATUS,
             sort_keys={
-                "Name": lambda s: s["TrainingJobName"],
+                "Name": lambda s: s[Column.TRAINING_JOB_NAME],
                 "CreationTime": lambda s: s["CreationTime"],
-                "Status": lambda s: s["TrainingJobStatus"],
+                "Status": lambda s: s[Column.TRAINING_JOB_STATUS],
                 "FinalObjectiveMetricValue": lambda s: (
                     s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")},
             default_sort="Name", page_size=10)
@@ -174,25 +176,26 @@ class TuningJobs:
                 status, secondary, _ = job_status(row, s3_output)
                 described = describe_training_job(record, row)
                 summaries.append({
-                    "TrainingJobName": row["training_job_name"],
+                    Column.TRAINING_JOB_NAME: row[Key.TRAINING_JOB_NAME],
                     "TrainingJobArn": described["TrainingJobArn"],
                     "CreationTime": described["CreationTime"],
-                    "TrainingEndTime": described.get("TrainingEndTime"),
+                    Column.TRAINING_END_TIME: described.get(Column.TRAINING_END_TIME),
                     "LastModifiedTime": described["LastModifiedTime"],
-                    "TrainingJobStatus": status, "SecondaryStatus": secondary})
+                    Column.TRAINING_JOB_STATUS: status, "SecondaryStatus": secondary})
         chunk, token = list_page(
-            summaries, params, name_key="TrainingJobName", status_key="TrainingJobStatus",
+            summaries, params, name_key=Column.TRAINING_JOB_NAME,
+                                 status_key=Column.TRAINING_JOB_STATUS,
             sort_keys={
-                "Name": lambda s: s["TrainingJobName"],
+                "Name": lambda s: s[Column.TRAINING_JOB_NAME],
                 "CreationTime": lambda s: s["CreationTime"],
-                "Status": lambda s: s["TrainingJobStatus"]},
+                "Status": lambda s: s[Column.TRAINING_JOB_STATUS]},
             default_sort="CreationTime", page_size=10)
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
     def training_job_log(self, name: str) -> Path | None:
         """algo-1's log of a training job (for CloudWatch Logs' GetLogEvents)."""
         record, row = self._training_job(name)
-        path = row.get("log_path")
+        path = row.get(Key.LOG_PATH)
         return Path(path) if path else None
 
     # -- reading a job -----------------------------------------------------------------------
@@ -214,7 +217,7 @@ class TuningJobs:
         if record is not None:
             _, _, rows, _ = self._read(tuning, record)
             for row in rows:
-                if row["training_job_name"] == name:
+                if row[Key.TRAINING_JOB_NAME] == name:
                     return record, row
         raise ApiError(VALIDATION, f"Requested resource not found: training job {name} "
                                    f"does not exist")
@@ -228,7 +231,7 @@ class TuningJobs:
         argv = [sys.executable, "-m", "hpt.api.job_runner", str(folder),
                 "--experiments-dir", str(self.store.experiments), "--address",
                 self.ray_address] + (["--resume"] if resume else [])
-        with open(folder / "launcher.log", "ab") as log:
+        with open(folder / File.LAUNCHER_LOG, "ab") as log:
             log.write(f"--- hpt api: {' '.join(argv)} at "
                       f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             log.flush()
@@ -316,7 +319,7 @@ class TuningJobs:
             count += 1
             self._restarts[record.name] = count
         if count >= MAX_RESTARTS:
-            tail = _tail(self.store.tuning_dir(record.name) / "launcher.log")
+            tail = _tail(self.store.tuning_dir(record.name) / File.LAUNCHER_LOG)
             failed = TuningRecord(record.request, record.creation_time, record.region,
                                   record.stop_requested,
                                   f"its launcher exited {count} times before the job ended; "

@@ -15,6 +15,7 @@ from hpt.api.jobs import TuningJobs
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.store import ApiStore
 from hpt.api.tuning import ACCOUNT
+from hpt.core.schema import Column
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 LOG_PAGE = 10_000
@@ -76,7 +77,8 @@ class Api:
             "ListHyperParameterTuningJobs": lambda p, c: j.list(p),
             "StopHyperParameterTuningJob": lambda p, c: j.stop(p["HyperParameterTuningJobName"]),
             "ListTrainingJobsForHyperParameterTuningJob": lambda p, c: j.training_jobs(p),
-            "DescribeTrainingJob": lambda p, c: j.describe_training_job(p["TrainingJobName"]),
+            "DescribeTrainingJob": lambda p, c: j.describe_training_job(
+                p[Column.TRAINING_JOB_NAME]),
             "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p),
             "CreateTrainingJob": self._not_yet,
             "StopTrainingJob": self._stop_training_job,
@@ -117,10 +119,12 @@ class Api:
                                    "TuningJob) with MaxNumberOfTrainingJobs 1 instead")
 
     def _stop_training_job(self, params: dict, context: Context) -> dict:
-        self.jobs.describe_training_job(params["TrainingJobName"])  # ValidationException if none
-        raise ApiError(VALIDATION, f"StopTrainingJob {params['TrainingJobName']}: hpt stops a "
-                                   f"tuning job's training jobs with their tuning job; use "
-                                   f"StopHyperParameterTuningJob")
+        self.jobs.describe_training_job(
+            params[Column.TRAINING_JOB_NAME])  # ValidationException if none
+        raise ApiError(VALIDATION,
+                       f"StopTrainingJob {params[Column.TRAINING_JOB_NAME]}: hpt stops a "
+                       f"tuning job's training jobs with their tuning job; use "
+                       f"StopHyperParameterTuningJob")
 
     # -- CloudWatch Logs: a training job's output ------------------------------------------
 

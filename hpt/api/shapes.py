@@ -9,6 +9,8 @@ from typing import Any
 
 from hpt.api.tuning import (STOPPING, TUNING_OBJECTIVE, TuningRecord, arn, definition_of,
                             objective_of, s3_output_of)
+from hpt.core.sagemaker_names import MODEL_ARCHIVE
+from hpt.core.schema import Column, Event, Key
 from hpt.experiment.best import BestSoFar
 from hpt.spacefile.sagemaker_json.importing import decode_category, resource_config
 from hpt.experiment.job_state import (COMPLETED, FAILED, IN_PROGRESS, RESUMABLE, STOPPED,
@@ -36,11 +38,11 @@ def job_status(row: dict[str, Any], s3_output: bool) -> tuple[str, str, str | No
     job whose model is still being uploaded is InProgress/Uploading, as on SageMaker: once it
     says Completed, ModelArtifacts exists."""
     status = str(row.get("status", IN_PROGRESS))
-    reason = row.get("failure_reason")
-    if status == COMPLETED and s3_output and not row.get("s3_model_artifact"):
-        if row.get("upload_failure"):
+    reason = row.get(Key.FAILURE_REASON)
+    if status == COMPLETED and s3_output and not row.get(Key.S3_MODEL_ARTIFACT):
+        if row.get(Key.UPLOAD_FAILURE):
             return FAILED, FAILED, f"ClientError: uploading the model failed: " \
-                                   f"{row['upload_failure']}"
+                                   f"{row[Key.UPLOAD_FAILURE]}"
         return IN_PROGRESS, "Uploading", None
     secondary = {IN_PROGRESS: "Training"}.get(status, status)
     if status == FAILED and reason and reason.startswith("MaxRuntimeExceeded"):
@@ -77,7 +79,7 @@ def _number(value: Any) -> str:
 def objective_status(row: dict[str, Any]) -> str:
     if row.get("status", IN_PROGRESS) == IN_PROGRESS:
         return "Pending"
-    return "Succeeded" if row.get("objective_value") is not None else str(FAILED)
+    return "Succeeded" if row.get(Key.OBJECTIVE_VALUE) is not None else str(FAILED)
 
 
 def training_summary(record: TuningRecord, row: dict[str, Any], s3_output: bool) -> dict:
@@ -85,21 +87,21 @@ def training_summary(record: TuningRecord, row: dict[str, Any], s3_output: bool)
     status, _, reason = job_status(row, s3_output)
     objective = objective_of(record.request)
     summary = {
-        "TrainingJobName": row["training_job_name"],
-        "TrainingJobArn": arn("training-job", row["training_job_name"], record.region),
+        Column.TRAINING_JOB_NAME: row[Key.TRAINING_JOB_NAME],
+        "TrainingJobArn": arn("training-job", row[Key.TRAINING_JOB_NAME], record.region),
         "TuningJobName": record.name,
-        "CreationTime": row.get("start_time"),
-        "TrainingStartTime": row.get("start_time"),
-        "TrainingEndTime": row.get("end_time") if status != IN_PROGRESS else None,
-        "TrainingJobStatus": status,
+        "CreationTime": row.get(Key.START_TIME),
+        Column.TRAINING_START_TIME: row.get(Key.START_TIME),
+        Column.TRAINING_END_TIME: row.get(Key.END_TIME) if status != IN_PROGRESS else None,
+        Column.TRAINING_JOB_STATUS: status,
         "TunedHyperParameters": tuned_text(record.request, row.get("hyperparameters") or {}),
-        "FailureReason": reason,
+        Column.FAILURE_REASON: reason,
         "ObjectiveStatus": objective_status(row),
     }
-    if row.get("objective_value") is not None:
+    if row.get(Key.OBJECTIVE_VALUE) is not None:
         summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
             "Type": objective.get("Type"), "MetricName": objective.get("MetricName"),
-            "Value": float(row["objective_value"])}
+            "Value": float(row[Key.OBJECTIVE_VALUE])}
     return summary
 
 
@@ -111,7 +113,7 @@ def counters(rows: list[dict[str, Any]], s3_output: bool) -> tuple[dict, dict]:
     for row in rows:
         status = job_status(row, s3_output)[0]
         if status == FAILED:
-            jobs["RetryableError" if row.get("infrastructure_failure") else
+            jobs["RetryableError" if row.get(Key.INFRASTRUCTURE_FAILURE) else
                  "NonRetryableError"] += 1
         else:
             jobs[status] += 1
@@ -129,7 +131,7 @@ def describe_tuning_job(record: TuningRecord, state: JobState | None,
     best = BestSoFar(objective_of(request).get("Type") == "Maximize")
     for row in rows:
         best.offer(row)
-    end = next((e["time"] for e in reversed(events) if e.get("event") == "job_ended"), None)
+    end = next((e["time"] for e in reversed(events) if e.get("event") == Event.JOB_ENDED), None)
     definition = dict(definition_of(request))
     definition["StaticHyperParameters"] = {
         **(definition.get("StaticHyperParameters") or {}),
@@ -157,7 +159,7 @@ def describe_tuning_job(record: TuningRecord, state: JobState | None,
         "TrainingJobStatusCounters": jobs,
         "ObjectiveStatusCounters": objectives,
         "WarmStartConfig": request.get("WarmStartConfig"),
-        "FailureReason": record.failure or (state.failure if state and status == FAILED
+        Column.FAILURE_REASON: record.failure or (state.failure if state and status == FAILED
                                             else None),
     }
     if best.record is not None:
@@ -177,7 +179,7 @@ def _not_improving(rows: list[dict[str, Any]], maximize: bool) -> int:
     best = BestSoFar(maximize)
     since = 0
     for row in rows:
-        if row.get("status") != TrialStatus.COMPLETED or row.get("objective_value") is None:
+        if row.get("status") != TrialStatus.COMPLETED or row.get(Key.OBJECTIVE_VALUE) is None:
             continue
         since = 0 if best.offer(row) else since + 1
     return since
@@ -206,25 +208,25 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
     """The DescribeTrainingJob response of one training job of a tuning job."""
     request = record.request
     definition = definition_of(request)
-    name = row["training_job_name"]
+    name = row[Key.TRAINING_JOB_NAME]
     s3_output = s3_output_of(request)
     status, secondary, reason = job_status(row, s3_output)
     output = (definition.get("OutputDataConfig") or {}).get("S3OutputPath", "")
     hyperparameters = {**(definition.get("StaticHyperParameters") or {}),
                        **tuned_text(request, row.get("hyperparameters") or {}),
                        TUNING_OBJECTIVE: json.dumps(objective_of(request).get("MetricName"))}
-    start, end = row.get("start_time"), row.get("end_time")
+    start, end = row.get(Key.START_TIME), row.get(Key.END_TIME)
     ended = status != IN_PROGRESS
     seconds = int(end - start) if ended and start and end else None
     response = {
-        "TrainingJobName": name,
+        Column.TRAINING_JOB_NAME: name,
         "TrainingJobArn": arn("training-job", name, record.region),
         "TuningJobArn": arn("hyper-parameter-tuning-job", record.name, record.region),
-        "ModelArtifacts": {"S3ModelArtifacts": row.get("s3_model_artifact") or
-                           f"{output.rstrip('/')}/{name}/output/model.tar.gz"},
-        "TrainingJobStatus": status,
+        "ModelArtifacts": {"S3ModelArtifacts": row.get(Key.S3_MODEL_ARTIFACT) or
+                           f"{output.rstrip('/')}/{name}/output/{MODEL_ARCHIVE}"},
+        Column.TRAINING_JOB_STATUS: status,
         "SecondaryStatus": secondary,
-        "FailureReason": reason,
+        Column.FAILURE_REASON: reason,
         "HyperParameters": hyperparameters,
         # With the defaults SageMaker fills in (the SDK's attach reads them).
         "AlgorithmSpecification": {"TrainingInputMode": "File",
@@ -237,13 +239,13 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
         "StoppingCondition": {"MaxRuntimeInSeconds": 86400,
                               **(definition.get("StoppingCondition") or {})},
         "CreationTime": start or record.creation_time,
-        "TrainingStartTime": start,
-        "TrainingEndTime": end if ended else None,
+        Column.TRAINING_START_TIME: start,
+        Column.TRAINING_END_TIME: end if ended else None,
         "LastModifiedTime": (end if ended else start) or record.creation_time,
         "SecondaryStatusTransitions": _transitions(start, end if ended else None, secondary),
         "FinalMetricDataList": [
             {"MetricName": metric, "Value": float(value), "Timestamp": end or start}
-            for metric, value in (row.get("final_metrics") or {}).items()
+            for metric, value in (row.get(Key.FINAL_METRICS) or {}).items()
             if value is not None],
         "EnableNetworkIsolation": definition.get("EnableNetworkIsolation", False),
         "EnableInterContainerTrafficEncryption":

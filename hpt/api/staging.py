@@ -19,6 +19,7 @@ from hpt.api.instances import Resources, host_resources, instance_resources
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.api.tuning import (Placement, definition_of, in_request_terms, instance_type,
                             space_from_request, submit_directory, training_image)
+from hpt.core.sagemaker_names import SOURCE_ARCHIVE
 from hpt.spacefile.sagemaker_json.importing import resource_config
 from hpt.spacefile.sagemaker_json.names import IMAGE_PLACEHOLDER, hpt_tags, is_placeholder
 
@@ -136,7 +137,7 @@ def exported_trainer(request: dict[str, Any]) -> str | None:
         return None
     if not Path(folder).is_dir():
         raise ApiError(VALIDATION, f"Tags hpt:source_dir: {folder} is not a folder on this "
-                                   f"machine; upload the code as sourcedir.tar.gz and set "
+                                   f"machine; upload the code as {SOURCE_ARCHIVE} and set "
                                    f"sagemaker_submit_directory, or fix the tag")
     return folder
 
@@ -146,7 +147,7 @@ def fetch_code(uri: str, dest: Path) -> None:
     from hpt.runtime.channels import parse_s3, s3_client
     from hpt.serving.archive import ArchiveError, extract_model
 
-    archive = dest.with_name("sourcedir.tar.gz")
+    archive = dest.with_name(SOURCE_ARCHIVE)
     if uri.startswith("s3://"):
         location = parse_s3(uri)
         try:

@@ -16,13 +16,15 @@ from typing import Any
 from hpt.api.instances import Resources
 from hpt.api.protocol import VALIDATION, ApiError
 from hpt.experiment.api_requests import DEFAULT_REGION, TuningRecord  # noqa: F401 - hpt.api's names
-from hpt.core.sagemaker_names import is_reserved
+from hpt.core.sagemaker_names import (RESERVED_PREFIX, SAGEMAKER_PROGRAM,
+                                      SAGEMAKER_SUBMIT_DIRECTORY, TUNING_OBJECTIVE_METRIC,
+                                      is_reserved)
 from hpt.spacefile.sagemaker_json.importing import (RequestError, from_request,
                                                resource_config)
 from hpt.spacefile.sagemaker_json.names import is_placeholder
 
 STOPPING = "Stopping"
-TUNING_OBJECTIVE = "_tuning_objective_metric"  # SageMaker adds it to every training job
+TUNING_OBJECTIVE = TUNING_OBJECTIVE_METRIC  # SageMaker adds it to every training job
 ACCOUNT = "000000000000"  # hpt's one account: STS GetCallerIdentity says the same
 
 
@@ -48,7 +50,7 @@ class Placement:
 def submit_directory(request: dict[str, Any]) -> str | None:
     """The S3 URI of the training code (script mode's `sagemaker_submit_directory`)."""
     statics = definition_of(request).get("StaticHyperParameters") or {}
-    value = statics.get("sagemaker_submit_directory")
+    value = statics.get(SAGEMAKER_SUBMIT_DIRECTORY)
     return _loads(value) if value is not None else None
 
 
@@ -117,7 +119,7 @@ def space_from_request(request: dict[str, Any], placement: Placement) -> tuple[d
         raise ApiError(VALIDATION, str(exc)) from None
     # The reader's notes speak to someone editing a space.yaml; here the server fills in
     # what it says to fix, so only the rest are kept.
-    notes = [n for n in notes if "source_dir" not in n and "sagemaker_" not in n]
+    notes = [n for n in notes if "source_dir" not in n and RESERVED_PREFIX not in n]
     trainer = space["trainer"]
     if placement.source_dir is not None:
         trainer["source_dir"] = placement.source_dir
@@ -138,7 +140,7 @@ def _without_reserved(request: dict[str, Any]) -> dict[str, Any]:
     statics = definition.get("StaticHyperParameters") or {}
     definition["StaticHyperParameters"] = {
         k: v for k, v in statics.items()
-        if not is_reserved(k) or k in ("sagemaker_program", "sagemaker_submit_directory")
+        if not is_reserved(k) or k in (SAGEMAKER_PROGRAM, SAGEMAKER_SUBMIT_DIRECTORY)
         or k.startswith(("sagemaker_mpi", "sagemaker_parameter_server",
                          "sagemaker_torch_distributed"))}
     return {**request, "TrainingJobDefinition": definition}

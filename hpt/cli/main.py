@@ -19,6 +19,7 @@ from hpt.cli.parser import build_parser
 from hpt.cli.results import (cmd_best, cmd_ls, cmd_report, cmd_status, cmd_track,
                              print_front)
 from hpt.core.errors import LAUNCHER_LOST_EXIT, CannotGoOn, UserError
+from hpt.core.schema import Column, File, Key
 from hpt.spacefile import SpecError, load_spec
 
 
@@ -80,16 +81,16 @@ def cmd_launch(args) -> int:
         return 0
     print(f"\nTuning job {spec.name}: {result.state.describe()}, after "
           f"{result.elapsed_seconds:.1f}s: {counts}")
-    print(f"Table: {result.table_path} (and table.csv); in Python: "
+    print(f"Table: {result.table_path} (and {File.TABLE_CSV}); in Python: "
           f"hpt.load_experiment({handle!r})")
     if spec.multi_objective:
         print_front(result.experiment_dir, spec, handle)
     elif result.best:
         best = result.best
-        print(f"Best training job: {best['TrainingJobName']}  "
-              f"{spec.objective.metric}={best['FinalObjectiveValue']:.6g}")
+        print(f"Best training job: {best[Column.TRAINING_JOB_NAME]}  "
+              f"{spec.objective.metric}={best[Column.FINAL_OBJECTIVE_VALUE]:.6g}")
         print(f"  hyperparameters: {json.dumps(best['HyperParameters'], default=str)}")
-        print(f"  model: {best['ModelArtifact']}")
+        print(f"  model: {best[Column.MODEL_ARTIFACT]}")
     else:
         print("No training job completed: see FailureReason in the table "
               f"(hpt report {spec.name})")
@@ -207,7 +208,7 @@ def cmd_stop(args) -> int:
     while time.time() < deadline:
         state = state_of(root)
         if state.status != IN_PROGRESS:
-            again = state.start.get("resume_command") or "hpt launch SPACE.yaml --resume"
+            again = state.start.get(Key.RESUME_COMMAND) or "hpt launch SPACE.yaml --resume"
             print(f"{args.name}: {state.describe()}; `{again}` continues it")
             return 0
         time.sleep(0.5)

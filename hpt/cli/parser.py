@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hpt.core.schema import File
 from hpt.runtime.runtimes import RUNTIMES
 
 
@@ -53,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json", "markdown", "html", "png",
                                         "tensorboard"],
                    default="table", help="html: one self-contained page (default "
-                   "EXPERIMENT/report.html); png: the main plots (default EXPERIMENT/report/); "
-                   "tensorboard: event files, a run per training job (default "
+                   f"EXPERIMENT/{File.REPORT_HTML}); png: the main plots (default "
+                   "EXPERIMENT/report/); tensorboard: event files, a run per training job (default "
                    "EXPERIMENT/tensorboard/)")
     p.add_argument("--output", metavar="PATH", help="file (or folder, for png) to write")
     p.add_argument("--all-columns", action="store_true", help="table: every column of the "

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from hpt.core.schema import Column, File
 from hpt.core.words import plural
 
 
@@ -25,7 +26,7 @@ def print_front(root: Path, spec, handle: str) -> None:
           f"`hpt best {spec.name} --pick ...` chooses one)")
     for trial in front:
         values = "  ".join(f"{m}={v:.6g}" for m, v in trial["ObjectiveValues"].items())
-        print(f"  {trial['TrainingJobName']}  {values}")
+        print(f"  {trial[Column.TRAINING_JOB_NAME]}  {values}")
 
 
 def cmd_status(args) -> int:
@@ -53,8 +54,8 @@ def cmd_status(args) -> int:
     if best:
         said = "best " + best["ObjectiveMetric"] if status["ParetoFrontSize"] is not None \
             else "best"
-        print(f"  {said}: {best['TrainingJobName']} {best['ObjectiveMetric']}="
-              f"{best['FinalObjectiveValue']:.6g} {json.dumps(best['HyperParameters'])}")
+        print(f"  {said}: {best[Column.TRAINING_JOB_NAME]} {best['ObjectiveMetric']}="
+              f"{best[Column.FINAL_OBJECTIVE_VALUE]:.6g} {json.dumps(best['HyperParameters'])}")
     overhead = status["Overhead"]
     if overhead:
         waited = overhead["TotalResourceWaitSeconds"]
@@ -95,7 +96,7 @@ def cmd_best(args) -> int:
     from hpt.report.summary import best_trial, front_trials, picked_trial, said_front
 
     root = resolve_experiment(args.name, args.experiments_dir)
-    several = len(json.loads((root / "spec.json").read_text()).get("objectives") or []) > 1
+    several = len(json.loads((root / File.SPEC).read_text()).get("objectives") or []) > 1
     if args.pick is not None or args.weights is not None:
         best = picked_trial(root, None, args.pick, args.weights)
         if best is None:
@@ -142,7 +143,7 @@ def cmd_report(args) -> int:
     root = resolve_experiment(args.name, args.experiments_dir)
     df = load_experiment(root)
     if args.format == "table" and not args.all_columns:
-        spec = json.loads((root / "spec.json").read_text())
+        spec = json.loads((root / File.SPEC).read_text())
         text = readable_table(df, spec, _terminal_width())
     else:
         text = format_table(df, args.format)
@@ -169,7 +170,7 @@ def _visual_report(args) -> int:
               f"{logdir}")
         return 0
     if args.format == "html":
-        path = Path(args.output) if args.output else root / "report.html"
+        path = Path(args.output) if args.output else root / File.REPORT_HTML
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(render_html(root), encoding="utf-8")
         os.replace(tmp, path)  # a browser reloading it never sees half a page

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from hpt.controller import LOCAL
 from hpt.core.errors import UserError
+from hpt.core.schema import Event
 from hpt.runtime.api import Runtime
 from hpt.runtime.warm import WarmInterpreter, modules_to_preload
 from hpt.schedule.control import StopOnSignals
@@ -133,7 +134,7 @@ def _connect_once(store, view, recorder, ray_options, metadata, on_lost):
 
         session = start_or_join(metadata=metadata, **ray_options)
         recorder.ray_session = session
-        store.append("ray_connected", address=ray_options["address"],
+        store.append(Event.RAY_CONNECTED, address=ray_options["address"],
                      session_dir=session.session_dir, started_here=session.started_here,
                      dashboard_url=session.dashboard_url, gcs_address=session.gcs_address)
         if session.gcs_address:  # a Ray this launch started or joined (not one it was given)
@@ -154,7 +155,7 @@ def _without_ray(store, view, recorder) -> Callable[[str], None]:
     its metrics, so the trials go on; this process leaves Ray (else Ray's driver would end
     it a minute later)."""
     def on_lost(why: str) -> None:
-        store.append("ray_lost", why=why, effect="the job goes on without the Ray dashboard")
+        store.append(Event.RAY_LOST, why=why, effect="the job goes on without the Ray dashboard")
         view.print(f"Ray lost ({why}); the tuning job goes on without the Ray dashboard")
         recorder.metrics.disconnect()
         import ray

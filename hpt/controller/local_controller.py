@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.controller.slots import Grant, SlotPool
+from hpt.core.schema import Key
 from hpt.runtime.artifacts import attempt_folder
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
@@ -181,7 +182,7 @@ class LocalController:
         for trial in list(self.paused.values()):
             self._complete(trial, {**trial.last_result, STATUS: str(TrialStatus.STOPPED)})
             self.recorder.trial_ended({**trial.paused_record, "status": str(TrialStatus.STOPPED),
-                                       "failure_reason": EARLY_STOPPED.text()})
+                                       Key.FAILURE_REASON: EARLY_STOPPED.text()})
         self.paused.clear()
 
     def seed_paused(self, rows: list[dict[str, Any]]) -> None:
@@ -191,8 +192,8 @@ class LocalController:
         for row in rows:
             trial_id = seed_ledger(self.promotion.ledger, row)
             if trial_id is not None and is_paused(row):
-                config = {"trial_number": row["trial_number"],
-                          "training_job_name": row["training_job_name"],
+                config = {Key.TRIAL_NUMBER: row[Key.TRIAL_NUMBER],
+                          Key.TRAINING_JOB_NAME: row[Key.TRAINING_JOB_NAME],
                           "hyperparameters": dict(row["hyperparameters"])}
                 trial = Trial(trial_id, config, grant=None, level=int(row[RUNG]),
                               paused_record=dict(row), last_result=result_of_row(row))
@@ -201,7 +202,7 @@ class LocalController:
     def _launch(self, trial: Trial, promoted_from: int | None = None) -> None:
         self.recorder.trial_started(trial.config, promoted_from=promoted_from)
         trial.thread = threading.Thread(target=self._drive, args=(trial,), daemon=True,
-                                        name=f"hpt {trial.config['training_job_name']}")
+                                        name=f"hpt {trial.config[Key.TRAINING_JOB_NAME]}")
         trial.thread.start()
 
     # -- a trial's thread ----------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from hpt.core.sagemaker_names import LEAD_LOG
+from hpt.core.schema import Event, Key
 from hpt.live.ray_metrics import TuningJobMetrics
 from hpt.experiment.best import BestSoFar
 from hpt.experiment.checkpoints import has_checkpoint
@@ -52,16 +54,16 @@ class TrialRecorder:
         """`promoted_from`: promotion mode's rung the trial was paused at; `continued`: Ray
         Tune resumes a trial it paused (PBT). Either way the same training job goes on (not a
         retry), with the config's hyperparameters and `budget`."""
-        name = config["training_job_name"]
+        name = config[Key.TRAINING_JOB_NAME]
         self.started[name] = time.time()
         extra = {"budget": config["budget"]} if config.get("budget") else {}
         if promoted_from is not None:
-            extra["promoted_from"] = promoted_from
+            extra[Key.PROMOTED_FROM] = promoted_from
         if continued or promoted_from is not None:
             extra["continued"] = True
-        self.store.append("trial_started", trial_number=config["trial_number"],
+        self.store.append(Event.TRIAL_STARTED, trial_number=config[Key.TRIAL_NUMBER],
                           training_job_name=name, hyperparameters=config["hyperparameters"],
-                          log_path=str(self.store.root / name / "algo-1.log"), **extra)
+                          log_path=str(self.store.root / name / LEAD_LOG), **extra)
         self.view.trial_started(name)
         self.metrics.started()
         if self.artifacts is not None:
@@ -71,8 +73,8 @@ class TrialRecorder:
         """An objective data point (a result without a status; a final one is ignored)."""
         if STATUS in result or OBJECTIVE not in result:
             return
-        name = config["training_job_name"]
-        self.store.append("trial_progress", durable=False, training_job_name=name,
+        name = config[Key.TRAINING_JOB_NAME]
+        self.store.append(Event.TRIAL_PROGRESS, durable=False, training_job_name=name,
                           value=result[OBJECTIVE], step=result.get(OBJECTIVE_STEP))
         self.view.trial_progress(name, result[OBJECTIVE], result.get(OBJECTIVE_STEP),
                                  result.get(PLACEMENT))
@@ -80,28 +82,28 @@ class TrialRecorder:
     def trial_retried(self, config: dict, error: str) -> None:
         """The training job runs again (its host or worker was lost); the next
         trial_started event begins the new attempt."""
-        name = config["training_job_name"]
-        self.store.append("trial_retried", training_job_name=name, error=str(error)[:1024])
+        name = config[Key.TRAINING_JOB_NAME]
+        self.store.append(Event.TRIAL_RETRIED, training_job_name=name, error=str(error)[:1024])
         self.view.print(f"{name}: its Ray worker or host was lost ({str(error)[:200]}); "
                         f"running it again (an infrastructure retry, in the Retries column)")
 
     def record_of(self, config: dict, last: dict, status: TrialStatus,
                   reason: FailureReason) -> dict:
         """The record of a job whose own record never came (the controller ended it)."""
-        name = config["training_job_name"]
+        name = config[Key.TRAINING_JOB_NAME]
         return TrainingJobRecord.ended(
-            trial_number=config["trial_number"], training_job_name=name,
+            trial_number=config[Key.TRIAL_NUMBER], training_job_name=name,
             hyperparameters=config["hyperparameters"], status=status, failure=reason,
             objective_value=last.get(OBJECTIVE), objective_metric=self.spec.objective.metric,
             objective_steps=last.get(OBJECTIVE_STEP, 0),
             start_time=self.started.get(name, time.time()), end_time=time.time(),
-            log_path=str(self.store.root / name / "algo-1.log"),
+            log_path=str(self.store.root / name / LEAD_LOG),
             hosts=hosts_of(self.spec)).to_json()
 
     def trial_exploited(self, recipient: dict, donor: dict, step: int | None) -> None:
         """PBT: `recipient` (its new config) restarts from `donor`'s checkpoint at `step`."""
-        name, parent = recipient["training_job_name"], donor["training_job_name"]
-        self.store.append("trial_exploited", training_job_name=name, parent=parent, step=step,
+        name, parent = recipient[Key.TRAINING_JOB_NAME], donor[Key.TRAINING_JOB_NAME]
+        self.store.append(Event.TRIAL_EXPLOITED, training_job_name=name, parent=parent, step=step,
                           hyperparameters=recipient["hyperparameters"],
                           parent_hyperparameters=donor["hyperparameters"])
         changed = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -110,7 +112,7 @@ class TrialRecorder:
         self.view.print(f"{name}: exploits {parent} at step {step} (its checkpoint), "
                         f"{changed or 'the same values'}")
         if not has_checkpoint(self.store.root / parent):
-            self.store.append("trial_exploit_without_checkpoint", training_job_name=name,
+            self.store.append(Event.TRIAL_EXPLOIT_WITHOUT_CHECKPOINT, training_job_name=name,
                               parent=parent)
             self.view.print(f"{name}: {parent} wrote no checkpoint to /opt/ml/checkpoints, so "
                             f"{name} starts from scratch with the new values; PBT needs a "
@@ -119,25 +121,25 @@ class TrialRecorder:
     def trial_paused(self, record: dict, level: int) -> None:
         """Promotion mode: the trial ended at its rung (`record`: its row, Stopped, Paused);
         it may run again, promoted, as the same training job."""
-        name = record["training_job_name"]
+        name = record[Key.TRAINING_JOB_NAME]
         self.started.pop(name, None)
-        self.store.append("trial_paused", training_job_name=name, rung=level, record=record)
+        self.store.append(Event.TRIAL_PAUSED, training_job_name=name, rung=level, record=record)
         if self.artifacts is not None:  # its checkpoints synced now (no model upload)
             self.artifacts.ended(record)
         self._refresh_table()
         self.view.trial_ended(record, f"paused at rung {level}")
 
     def trial_ended(self, record: dict) -> None:
-        self.started.pop(record["training_job_name"], None)
+        self.started.pop(record[Key.TRAINING_JOB_NAME], None)
         self.metrics.ended(record)
-        self.store.append("trial_ended", training_job_name=record["training_job_name"],
+        self.store.append(Event.TRIAL_ENDED, training_job_name=record[Key.TRAINING_JOB_NAME],
                           record=record)
         self.best.offer(record)
         if self.artifacts is not None:
             self.artifacts.ended(record)
         self._refresh_table()
         completed = record["status"] == TrialStatus.COMPLETED
-        self.view.trial_ended(record, note=self._note(record.get("final_metrics") or {})
+        self.view.trial_ended(record, note=self._note(record.get(Key.FINAL_METRICS) or {})
                               if completed else "")
 
     def _refresh_table(self) -> None:

@@ -18,16 +18,25 @@ import re
 # The toolkit's params.SAGEMAKER_HYPERPARAMETERS, in its order: SageMaker's own keys in
 # hyperparameters.json, never the script's (no `--key` argument, no SM_HP_*). Every other
 # `sagemaker_*` key is SageMaker's as well (the distribution switches below among them).
+SAGEMAKER_PROGRAM = "sagemaker_program"
+SAGEMAKER_SUBMIT_DIRECTORY = "sagemaker_submit_directory"
+SAGEMAKER_ENABLE_CLOUDWATCH_METRICS = "sagemaker_enable_cloudwatch_metrics"
+SAGEMAKER_REGION = "sagemaker_region"
+SAGEMAKER_CONTAINER_LOG_LEVEL = "sagemaker_container_log_level"
+SAGEMAKER_JOB_NAME = "sagemaker_job_name"
+DEFAULT_USER_MODULE_NAME = "default_user_module_name"
+TUNING_OBJECTIVE_METRIC = "_tuning_objective_metric"  # SageMaker adds it to every training job
+SAGEMAKER_S3_OUTPUT = "sagemaker_s3_output"
 RESERVED_HYPERPARAMETERS: tuple[str, ...] = (
-    "sagemaker_program",
-    "sagemaker_submit_directory",
-    "sagemaker_enable_cloudwatch_metrics",
-    "sagemaker_region",
-    "sagemaker_container_log_level",
-    "sagemaker_job_name",
-    "default_user_module_name",
-    "_tuning_objective_metric",
-    "sagemaker_s3_output",
+    SAGEMAKER_PROGRAM,
+    SAGEMAKER_SUBMIT_DIRECTORY,
+    SAGEMAKER_ENABLE_CLOUDWATCH_METRICS,
+    SAGEMAKER_REGION,
+    SAGEMAKER_CONTAINER_LOG_LEVEL,
+    SAGEMAKER_JOB_NAME,
+    DEFAULT_USER_MODULE_NAME,
+    TUNING_OBJECTIVE_METRIC,
+    SAGEMAKER_S3_OUTPUT,
 )
 RESERVED_PREFIX = "sagemaker_"
 
@@ -77,7 +86,17 @@ def entry_point_problem(path: object) -> str | None:
 
 # -- the data channels -------------------------------------------------------------------------
 
-DISTRIBUTION_TYPES = ("FullyReplicated", "ShardedByS3Key")  # S3DataDistributionType
+FULLY_REPLICATED = "FullyReplicated"  # S3DataDistributionType: every host gets every object
+SHARDED_BY_S3_KEY = "ShardedByS3Key"  # each host gets its share of the objects
+DISTRIBUTION_TYPES = (FULLY_REPLICATED, SHARDED_BY_S3_KEY)
+
+# -- a training job's files --------------------------------------------------------------------
+
+LEAD_HOST = "algo-1"  # the first host of a training job: its lead (SageMaker's host names)
+LEAD_LOG = f"{LEAD_HOST}.log"  # the lead's log in the training job's folder: CloudWatch's stream
+MODEL_ARCHIVE = "model.tar.gz"  # /opt/ml/model, packed: ModelArtifacts.S3ModelArtifacts
+OUTPUT_ARCHIVE = "output.tar.gz"  # /opt/ml/output/data, packed
+SOURCE_ARCHIVE = "sourcedir.tar.gz"  # the code a job runs (the SDK's name for it)
 
 # -- distributed training ----------------------------------------------------------------------
 

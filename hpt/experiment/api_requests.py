@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpt.core.schema import File
+
 API_DIR = ".hpt-api"
-REQUEST = "request.json"
+REQUEST = File.API_REQUEST
 DEFAULT_REGION = "us-east-1"
 
 
@@ -51,7 +53,7 @@ def unlaunched_tuning_jobs(experiments: Path) -> list[dict[str, Any]]:
     found = []
     for path in sorted((experiments / API_DIR / "tuning-jobs").glob(f"*/{REQUEST}")):
         name = path.parent.name
-        if (experiments / name / "spec.json").is_file():
+        if (experiments / name / File.SPEC).is_file():
             continue
         try:
             record = TuningRecord.from_json(json.loads(path.read_text()))
@@ -62,5 +64,5 @@ def unlaunched_tuning_jobs(experiments: Path) -> list[dict[str, Any]]:
                       "Description": f"{status}: {record.failure}" if record.failure else
                       f"{status} (created through hpt api; its launcher has not started it)",
                       "CreationTime": record.creation_time,
-                      "LauncherLog": str(path.parent / "launcher.log")})
+                      "LauncherLog": str(path.parent / File.LAUNCHER_LOG)})
     return found

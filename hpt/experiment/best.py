@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from hpt.core.objectives import is_feasible
+from hpt.core.schema import Column, Key
 from hpt.core.trial import TrialStatus
 
 
@@ -46,26 +47,26 @@ class BestSoFar:
 
     @property
     def value(self) -> float | None:
-        return None if self.record is None else self.record["objective_value"]
+        return None if self.record is None else self.record[Key.OBJECTIVE_VALUE]
 
     @property
     def name(self) -> str | None:
-        return None if self.record is None else self.record["training_job_name"]
+        return None if self.record is None else self.record[Key.TRAINING_JOB_NAME]
 
     def offer(self, record: dict[str, Any]) -> bool:
         """True when `record` is the new best."""
-        value = record.get("objective_value")
+        value = record.get(Key.OBJECTIVE_VALUE)
         if record.get("status") != TrialStatus.COMPLETED or value is None:
             return False
-        if self.constraints and not is_feasible(record.get("final_metrics") or {},
+        if self.constraints and not is_feasible(record.get(Key.FINAL_METRICS) or {},
                                                 self.constraints):
             return False
         best = self.record
-        if best is not None and value == best["objective_value"]:
+        if best is not None and value == best[Key.OBJECTIVE_VALUE]:
             order = self._tie(record, best)
-            if order < 0 or (order == 0 and record["trial_number"] >= best["trial_number"]):
+            if order < 0 or (order == 0 and record[Key.TRIAL_NUMBER] >= best[Key.TRIAL_NUMBER]):
                 return False
-        elif not better(value, best["objective_value"] if best else None, self.maximize):
+        elif not better(value, best[Key.OBJECTIVE_VALUE] if best else None, self.maximize):
             return False
         self.record = record
         return True
@@ -73,7 +74,7 @@ class BestSoFar:
     def _tie(self, record: dict[str, Any], best: dict[str, Any]) -> int:
         """1 when `record` beats `best` on the first objective after the first where they
         differ, -1 when it loses, 0 when they are equal on all (or a value is missing)."""
-        mine, theirs = record.get("final_metrics") or {}, best.get("final_metrics") or {}
+        mine, theirs = record.get(Key.FINAL_METRICS) or {}, best.get(Key.FINAL_METRICS) or {}
         for objective in self.tie_breakers:
             a, b = mine.get(objective["metric"]), theirs.get(objective["metric"])
             if a is None or b is None or a == b:
@@ -85,14 +86,14 @@ class BestSoFar:
 def summary(record: dict[str, Any], frozen_spec: dict[str, Any]) -> dict[str, Any]:
     """What `hpt best` prints and `hpt.best_trial` returns."""
     return {
-        "TrainingJobName": record["training_job_name"],
-        "FinalObjectiveValue": float(record["objective_value"]),
+        Column.TRAINING_JOB_NAME: record[Key.TRAINING_JOB_NAME],
+        Column.FINAL_OBJECTIVE_VALUE: float(record[Key.OBJECTIVE_VALUE]),
         "ObjectiveMetric": frozen_spec["objective"]["metric"],
         # A conditional range that does not exist for this job is not among them.
         "HyperParameters": {name: record["hyperparameters"][name]
                             for name in frozen_spec["hyperparameters"]
                             if name in record["hyperparameters"]},
         "StaticHyperParameters": frozen_spec.get("static_hyperparameters", {}),
-        "ModelArtifact": record.get("model_artifact"),
-        "LogPath": record.get("log_path"),
+        Column.MODEL_ARTIFACT: record.get(Key.MODEL_ARTIFACT),
+        Column.LOG_PATH: record.get(Key.LOG_PATH),
     }

@@ -17,8 +17,10 @@ import json
 import shutil
 from pathlib import Path
 
+from hpt.core.schema import File
+
 CHECKPOINTS = "checkpoints"  # each host's folder, beside model/ and output/ (the contract's)
-METRICS = "metrics.jsonl"    # a training job's data points, one JSON object per line
+METRICS = File.METRICS    # a training job's data points, one JSON object per line
 HOST_GLOB = "algo-*"
 
 

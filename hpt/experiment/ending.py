@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from hpt.core.schema import Event, Key
 from hpt.experiment.store import ExperimentStore, read_journal
 from hpt.experiment.table import trial_rows
 from hpt.core.trial import TrainingJobRecord, TrialStatus, job_ended
@@ -21,14 +22,14 @@ def close_unfinished(store: ExperimentStore, spec, end_reason: str) -> list[Trai
     for row in trial_rows(list(read_journal(store.journal_path))):
         if row["status"] == TrialStatus.IN_PROGRESS:
             record = TrainingJobRecord.ended(
-                trial_number=row["trial_number"], training_job_name=row["training_job_name"],
+                trial_number=row[Key.TRIAL_NUMBER], training_job_name=row[Key.TRAINING_JOB_NAME],
                 hyperparameters=row["hyperparameters"], status=TrialStatus.STOPPED,
-                failure=job_ended(end_reason), objective_value=row.get("objective_value"),
+                failure=job_ended(end_reason), objective_value=row.get(Key.OBJECTIVE_VALUE),
                 objective_metric=spec.objective.metric,
-                objective_steps=row.get("objective_steps") or 0,
-                start_time=row["start_time"], end_time=time.time(),
-                log_path=row.get("log_path") or "", hosts=hosts_of(spec))
-            store.append("trial_ended", training_job_name=row["training_job_name"],
+                objective_steps=row.get(Key.OBJECTIVE_STEPS) or 0,
+                start_time=row[Key.START_TIME], end_time=time.time(),
+                log_path=row.get(Key.LOG_PATH) or "", hosts=hosts_of(spec))
+            store.append(Event.TRIAL_ENDED, training_job_name=row[Key.TRAINING_JOB_NAME],
                          record=record.to_json())
             closed.append(record)
     return closed

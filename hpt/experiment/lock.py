@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from hpt.core.errors import UserError
+from hpt.core.schema import File
 
-LOCK_FILE = "launcher.lock"
+LOCK_FILE = File.LAUNCHER_LOCK
 # A reader (`hpt status`) holds a shared lock for an instant to look; a writer that finds the
 # lock taken retries this long before it decides another writer is alive.
 _ACQUIRE_RETRY_SECONDS = 1.0

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hpt.core.schema import JOB_STARTS, Event, Key
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
 
 
 # The events that begin a run of a tuning job.
-START_EVENTS = ("job_started", "job_resumed")
 
 # Spec fields that define the search: a resumed job must keep them.
 _SEARCH_FIELDS = ("hyperparameters", "static_hyperparameters", "objective", "objectives",
@@ -37,7 +37,7 @@ class ResumePlan:
 def is_lost(row: dict[str, Any]) -> bool:
     if row["status"] == TrialStatus.IN_PROGRESS:
         return True
-    reason = FailureReason.parse(row.get("failure_reason"))
+    reason = FailureReason.parse(row.get(Key.FAILURE_REASON))
     return row["status"] == TrialStatus.STOPPED and reason is not None and \
         reason.category is FailureCategory.JOB_ENDED
 
@@ -46,10 +46,11 @@ def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:
     """`rows` = `table.trial_rows(journal events)`, one per training job."""
     lost = [r for r in rows if is_lost(r)]
     # A lost job runs again with the budget it had (promotion mode: the rung it ran to).
-    replay = tuple({"trial_number": r["trial_number"], "training_job_name": r["training_job_name"],
+    replay = tuple({Key.TRIAL_NUMBER: r[Key.TRIAL_NUMBER],
+                    Key.TRAINING_JOB_NAME: r[Key.TRAINING_JOB_NAME],
                     "hyperparameters": dict(r["hyperparameters"]),
                     **({"budget": r["budget"]} if r.get("budget") else {})} for r in lost)
-    next_number = 1 + max((r["trial_number"] for r in rows), default=0)
+    next_number = 1 + max((r[Key.TRIAL_NUMBER] for r in rows), default=0)
     return ResumePlan(done=len(rows) - len(lost), replay=replay, next_number=next_number,
                       seen=tuple(dict(r["hyperparameters"]) for r in rows),
                       kept=tuple(r for r in rows if not is_lost(r)))
@@ -67,7 +68,7 @@ def resumed_max_trials(latest_start: dict[str, Any], from_space: int,
     current = latest_start.get("max_trials")
     if current is None:
         return from_space
-    space_then = latest_start.get("space_max_trials")
+    space_then = latest_start.get(Key.SPACE_MAX_TRIALS)
     if space_then is not None and space_then != from_space:
         return from_space
     return current
@@ -76,7 +77,7 @@ def resumed_max_trials(latest_start: dict[str, Any], from_space: int,
 def latest_start(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The job_started / job_resumed event of the job's latest run ({} for none)."""
     for event in reversed(events):
-        if event.get("event") in START_EVENTS:
+        if event.get("event") in JOB_STARTS:
             return event
     return {}
 

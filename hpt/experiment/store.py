@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpt.core.schema import File
 from hpt.experiment.checkpoints import carry_checkpoints, latest_with_checkpoint
 from hpt.experiment.durability import SYNCER
 
-JOURNAL = "journal.jsonl"
-SPEC = "spec.json"
-STUDY = "optuna.journal"
+JOURNAL = File.JOURNAL
+SPEC = File.SPEC
+STUDY = File.STUDY
 # `hpt stop NAME` writes this file into the experiment folder; the launcher watches for it.
-STOP_FILE = "stop-requested"
+STOP_FILE = File.STOP_REQUESTED
 
 
 def training_job_name(tuning_job: str, trial_number: int, hyperparameters: dict[str, Any],

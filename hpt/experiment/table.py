@@ -14,41 +14,13 @@ from typing import Any
 
 import pandas as pd
 
+from hpt.core.schema import (HPT_COLUMNS, OVERHEAD_COLUMNS, SAGEMAKER_COLUMNS, Column, Event,
+                             File, Key)
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
 from hpt.core.objectives import is_feasible, objective_values, pareto_optimal
 from hpt.core.trial import TrialStatus
 
-SAGEMAKER_COLUMNS = [
-    "TrainingJobName",
-    "TrainingJobStatus",
-    "FinalObjectiveValue",
-    "TrainingStartTime",
-    "TrainingEndTime",
-    "TrainingElapsedTimeSeconds",
-]
-HPT_COLUMNS = [
-    "TrialNumber",
-    "FailureReason",
-    "ObjectiveSteps",
-    "ExitCode",
-    "Hosts",
-    "GpuIds",
-    "LogPath",
-    "ModelArtifact",
-    "Retries",
-    "ResumedFromStep",
-    "ParentTrainingJob",
-    "ExploitCount",
-    "QueueWaitSeconds",
-    "LaunchSeconds",
-    "TeardownSeconds",
-    "ResourceWaitSeconds",
-    "S3ModelArtifact",
-]
-# What hpt adds around a training job, less ResourceWaitSeconds: the part of its queue wait
-# spent waiting for another job to free CPUs or GPUs, the machine's, reported apart.
-OVERHEAD_COLUMNS = ["QueueWaitSeconds", "LaunchSeconds", "TeardownSeconds"]
-FEASIBLE, PARETO_OPTIMAL = "Feasible", "ParetoOptimal"
+FEASIBLE, PARETO_OPTIMAL = Column.FEASIBLE, Column.PARETO_OPTIMAL
 
 
 def experiments_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -72,7 +44,7 @@ def resolve_experiment(name_or_path: str | os.PathLike,
 
 
 # What a job's row keeps when it starts over (a retry): its rungs and lineage so far.
-CARRIED_ACROSS_ATTEMPTS = ("rungs", "promoted_from", "parent", "exploit_count")
+CARRIED_ACROSS_ATTEMPTS = ("rungs", Key.PROMOTED_FROM, "parent", Key.EXPLOIT_COUNT)
 
 
 def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,53 +52,53 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     trials: dict[str, dict[str, Any]] = {}
     for ev in events:
         kind = ev.get("event")
-        name = ev.get("training_job_name")
-        if kind == "trial_started" and ev.get("continued") and name in trials:
+        name = ev.get(Key.TRAINING_JOB_NAME)
+        if kind == Event.TRIAL_STARTED and ev.get("continued") and name in trials:
             # A paused job continues (promoted, or resumed by Tune's PBT): not a retry; its
             # metrics so far stay, its hyperparameters are those it now runs with.
             row = trials[name]
             row.update(status=TrialStatus.IN_PROGRESS, failure_reason=None,
                        budget=ev.get("budget"), hyperparameters=ev.get("hyperparameters", {}))
-            if "promoted_from" in ev:
-                row.setdefault("promoted_from", []).append(ev["promoted_from"])
-        elif kind == "trial_started":
+            if Key.PROMOTED_FROM in ev:
+                row.setdefault(Key.PROMOTED_FROM, []).append(ev[Key.PROMOTED_FROM])
+        elif kind == Event.TRIAL_STARTED:
             # A training job started again (a retry, or a resumed job's re-run) starts over;
             # the count of earlier attempts, and the rungs it reached, stay.
             earlier = trials.get(name, {})
             retries = earlier["retries"] + 1 if name in trials else 0
             trials[name] = {
                 "retries": retries,
-                "trial_number": ev["trial_number"], "training_job_name": name,
+                Key.TRIAL_NUMBER: ev[Key.TRIAL_NUMBER], Key.TRAINING_JOB_NAME: name,
                 "hyperparameters": ev.get("hyperparameters", {}),
                 "status": TrialStatus.IN_PROGRESS,
-                "start_time": ev["time"], "final_metrics": {}, "objective_value": None,
-                "log_path": ev.get("log_path"), "budget": ev.get("budget"),
+                Key.START_TIME: ev["time"], Key.FINAL_METRICS: {}, Key.OBJECTIVE_VALUE: None,
+                Key.LOG_PATH: ev.get(Key.LOG_PATH), "budget": ev.get("budget"),
                 **{k: earlier[k] for k in CARRIED_ACROSS_ATTEMPTS if k in earlier},
             }
-        elif kind == "trial_exploited" and name in trials:
+        elif kind == Event.TRIAL_EXPLOITED and name in trials:
             row = trials[name]
-            row.update(parent=ev["parent"], exploit_count=row.get("exploit_count", 0) + 1)
-        elif kind == "trial_paused" and name in trials:
+            row.update(parent=ev["parent"], exploit_count=row.get(Key.EXPLOIT_COUNT, 0) + 1)
+        elif kind == Event.TRIAL_PAUSED and name in trials:
             trials[name].update(ev["record"])
-            trials[name].setdefault("rungs", {})[ev["rung"]] = ev["record"].get("objective_value")
-        elif kind == "trial_progress" and name in trials:
-            trials[name]["objective_value"] = ev.get("value")
-            trials[name]["objective_steps"] = ev.get("step")
-        elif kind == "trial_ended":
+            trials[name].setdefault("rungs", {})[ev["rung"]] = ev["record"].get(Key.OBJECTIVE_VALUE)
+        elif kind == Event.TRIAL_PROGRESS and name in trials:
+            trials[name][Key.OBJECTIVE_VALUE] = ev.get("value")
+            trials[name][Key.OBJECTIVE_STEPS] = ev.get("step")
+        elif kind == Event.TRIAL_ENDED:
             record = ev["record"]
             trials[name] = {**trials.get(name, {}), **record}
-        elif kind == "trial_uploaded" and name in trials:
-            trials[name]["s3_model_artifact"] = ev.get("uris", {}).get("model")
-        elif kind == "trial_upload_failed" and name in trials:
-            trials[name]["upload_failure"] = ev.get("reason")
-    return sorted(trials.values(), key=lambda t: t["trial_number"])
+        elif kind == Event.TRIAL_UPLOADED and name in trials:
+            trials[name][Key.S3_MODEL_ARTIFACT] = ev.get("uris", {}).get("model")
+        elif kind == Event.TRIAL_UPLOAD_FAILED and name in trials:
+            trials[name][Key.UPLOAD_FAILURE] = ev.get("reason")
+    return sorted(trials.values(), key=lambda t: t[Key.TRIAL_NUMBER])
 
 
 def judged(rows: list[dict[str, Any]], objectives: list[dict[str, Any]],
            constraints: list[dict[str, Any]]) -> tuple[list[bool], list[bool]]:
     """Each training job's feasibility and whether it is on the Pareto front (over the
     feasible Completed jobs that have every objective's value)."""
-    metrics = [t.get("final_metrics") or {} for t in rows]
+    metrics = [t.get(Key.FINAL_METRICS) or {} for t in rows]
     feasible = [is_feasible(m, constraints) for m in metrics]
     if len(objectives or []) < 2:
         return feasible, [False] * len(rows)
@@ -149,36 +121,11 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     rows = []
     waited = resource_waits(trials)
     for i, t in enumerate(trials):
-        start = t.get("start_time")
-        end = t.get("end_time")
         row: dict[str, Any] = {name: t["hyperparameters"].get(name) for name in hyperparameter_names}
-        row.update({
-            "TrainingJobName": t["training_job_name"],
-            "TrainingJobStatus": t["status"],
-            "FinalObjectiveValue": t.get("objective_value"),
-            "TrainingStartTime": _timestamp(start),
-            "TrainingEndTime": _timestamp(end),
-            "TrainingElapsedTimeSeconds": (end - start) if start and end else None,
-            "TrialNumber": t["trial_number"],
-            "FailureReason": t.get("failure_reason"),
-            "ObjectiveSteps": t.get("objective_steps"),
-            "ExitCode": t.get("exit_code"),
-            "Hosts": ",".join(t.get("hosts") or []) or None,
-            "GpuIds": ",".join(t.get("gpu_ids") or []) or None,
-            "LogPath": t.get("log_path"),
-            "ModelArtifact": t.get("model_artifact"),
-            "Retries": t.get("retries", 0),
-            "ResumedFromStep": t.get("resumed_from_step"),
-            "ParentTrainingJob": t.get("parent"),
-            "ExploitCount": t.get("exploit_count", 0),
-            "QueueWaitSeconds": t.get("queue_wait_seconds"),
-            "LaunchSeconds": t.get("launch_seconds"),
-            "TeardownSeconds": t.get("teardown_seconds"),
-            "ResourceWaitSeconds": None if t.get("queue_wait_seconds") is None else waited[i],
-            "S3ModelArtifact": t.get("s3_model_artifact"),
-        })
+        row.update(_analytics(t, waited[i]))
         for metric in metric_names:
-            row[metric_column(metric, hyperparameter_names)] = t.get("final_metrics", {}).get(metric)
+            row[metric_column(metric, hyperparameter_names)] = t.get(Key.FINAL_METRICS,
+                                                                     {}).get(metric)
         if several or constraints:
             row[FEASIBLE] = feasible[i]
         if several:
@@ -189,13 +136,46 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     columns = (hyperparameter_names + SAGEMAKER_COLUMNS + HPT_COLUMNS
                + [metric_column(m, hyperparameter_names) for m in metric_names] + judged_columns)
     df = pd.DataFrame(rows, columns=columns)
-    for col in ("TrainingStartTime", "TrainingEndTime"):
+    for col in (Column.TRAINING_START_TIME, Column.TRAINING_END_TIME):
         df[col] = pd.to_datetime(df[col], utc=True)
-    for col in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds", *OVERHEAD_COLUMNS,
-                "ResourceWaitSeconds"):
+    for col in (Column.FINAL_OBJECTIVE_VALUE, Column.TRAINING_ELAPSED_TIME_SECONDS,
+                *OVERHEAD_COLUMNS,
+                Column.RESOURCE_WAIT_SECONDS):
         df[col] = pd.to_numeric(df[col])
-    df["ResumedFromStep"] = df["ResumedFromStep"].astype("Int64")  # a step, or <NA>
+    df[Column.RESUMED_FROM_STEP] = df[Column.RESUMED_FROM_STEP].astype("Int64")  # a step, or <NA>
     return df
+
+
+def _analytics(t: dict[str, Any], waited: float) -> dict[str, Any]:
+    """A training job's SageMaker and hpt columns, from its row; `waited`: its resource wait."""
+    start = t.get(Key.START_TIME)
+    end = t.get(Key.END_TIME)
+    return {
+        Column.TRAINING_JOB_NAME: t[Key.TRAINING_JOB_NAME],
+        Column.TRAINING_JOB_STATUS: t["status"],
+        Column.FINAL_OBJECTIVE_VALUE: t.get(Key.OBJECTIVE_VALUE),
+        Column.TRAINING_START_TIME: _timestamp(start),
+        Column.TRAINING_END_TIME: _timestamp(end),
+        Column.TRAINING_ELAPSED_TIME_SECONDS: (end - start) if start and end else None,
+        Column.TRIAL_NUMBER: t[Key.TRIAL_NUMBER],
+        Column.FAILURE_REASON: t.get(Key.FAILURE_REASON),
+        Column.OBJECTIVE_STEPS: t.get(Key.OBJECTIVE_STEPS),
+        Column.EXIT_CODE: t.get(Key.EXIT_CODE),
+        Column.HOSTS: ",".join(t.get("hosts") or []) or None,
+        Column.GPU_IDS: ",".join(t.get(Key.GPU_IDS) or []) or None,
+        Column.LOG_PATH: t.get(Key.LOG_PATH),
+        Column.MODEL_ARTIFACT: t.get(Key.MODEL_ARTIFACT),
+        Column.RETRIES: t.get("retries", 0),
+        Column.RESUMED_FROM_STEP: t.get(Key.RESUMED_FROM_STEP),
+        Column.PARENT_TRAINING_JOB: t.get("parent"),
+        Column.EXPLOIT_COUNT: t.get(Key.EXPLOIT_COUNT, 0),
+        Column.QUEUE_WAIT_SECONDS: t.get(Key.QUEUE_WAIT_SECONDS),
+        Column.LAUNCH_SECONDS: t.get(Key.LAUNCH_SECONDS),
+        Column.TEARDOWN_SECONDS: t.get(Key.TEARDOWN_SECONDS),
+        Column.RESOURCE_WAIT_SECONDS:
+            None if t.get(Key.QUEUE_WAIT_SECONDS) is None else waited,
+        Column.S3_MODEL_ARTIFACT: t.get(Key.S3_MODEL_ARTIFACT),
+    }
 
 
 def resource_waits(trials: list[dict[str, Any]]) -> list[float]:
@@ -206,14 +186,14 @@ def resource_waits(trials: list[dict[str, Any]]) -> list[float]:
     overhead."""
     import bisect
 
-    ends = sorted(t["end_time"] for t in trials if t.get("end_time"))
+    ends = sorted(t[Key.END_TIME] for t in trials if t.get(Key.END_TIME))
     waits = []
     for t in trials:
-        queued, start = t.get("queue_wait_seconds"), t.get("start_time")
+        queued, start = t.get(Key.QUEUE_WAIT_SECONDS), t.get(Key.START_TIME)
         if queued is None or not start:
             waits.append(0.0)
             continue
-        started = start - (t.get("launch_seconds") or 0.0)
+        started = start - (t.get(Key.LAUNCH_SECONDS) or 0.0)
         proposed = started - queued
         last = bisect.bisect_right(ends, started) - 1  # the last end before it started
         freed = ends[last] if last >= 0 and ends[last] > proposed else None
@@ -246,11 +226,11 @@ def load_table(root: Path, events: list[dict] | None = None) -> pd.DataFrame:
 
 def write_table(df: pd.DataFrame, root: Path) -> tuple[Path, Path]:
     """Writes table.parquet and table.csv atomically."""
-    parquet, csv = root / "table.parquet", root / "table.csv"
-    tmp = csv.with_name("table.csv.tmp")
+    parquet, csv = root / File.TABLE_PARQUET, root / File.TABLE_CSV
+    tmp = csv.with_name(f"{File.TABLE_CSV}.tmp")
     df.to_csv(tmp, index=False)
     os.replace(tmp, csv)
-    tmp = parquet.with_name("table.parquet.tmp")
+    tmp = parquet.with_name(f"{File.TABLE_PARQUET}.tmp")
     try:
         df.to_parquet(tmp, index=False)
     except (TypeError, ValueError, ImportError):

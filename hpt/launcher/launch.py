@@ -22,6 +22,7 @@ from typing import Any
 
 from hpt.controller import choose_controller
 from hpt.core.errors import LAUNCHER_LOST_EXIT, CannotGoOn, UserError
+from hpt.core.schema import Column, Event, File, Key
 from hpt.experiment.best import BestSoFar, summary
 from hpt.experiment.ending import close_unfinished
 from hpt.experiment.job_state import COMPLETED, MAX_TRIALS_REACHED, JobState, job_state
@@ -109,7 +110,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
     fresh_folders = [folder for folder in (root.parent, root) if not folder.exists()]
     options = {"container_engine": container_engine, "sagemaker_role": sagemaker_role,
                "mlflow_uri": mlflow_uri,
-               "resume_command": resume_command or f"hpt launch {spec.source_path} --resume"}
+               Key.RESUME_COMMAND: resume_command or f"hpt launch {spec.source_path} --resume"}
     ray_options = {"address": address, "dashboard": dashboard, "dashboard_host": dashboard_host,
                    "controller": controller}
     with WriterLock(root, "launch"):
@@ -119,7 +120,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
             # A new job refused before its first training job (bad input, no Ray to join)
             # leaves nothing behind: launching it again must not need --resume. (hpt's own
             # failures keep the folder: its journal says how far the job got.)
-            if fresh_folders and not any(e.get("event") == "trial_started" for e in
+            if fresh_folders and not any(e.get("event") == Event.TRIAL_STARTED for e in
                                          read_journal(root / JOURNAL)):
                 shutil.rmtree(fresh_folders[0], ignore_errors=True)
             raise
@@ -145,26 +146,26 @@ def _run(spec, root: Path, resume: bool, max_trials_override, options, ray_optio
     s3 = _s3_client_if_needed(job.spec)
     staged = runtime.stage(StageContext(job.spec, root, s3, options))
     began = time.time()
-    control, view = _record_start(store, job, staged, began, stream, options["resume_command"])
+    control, view = _record_start(store, job, staged, began, stream, options[Key.RESUME_COMMAND])
     tracker = track(store, view)
     uploader = ArtifactUploader(job.spec.output, store, view, s3) \
         if runtime.hpt_uploads_artifacts and (job.spec.output or "").startswith("s3://") \
         else None
     recorder = TrialRecorder(store, job.spec, view, artifacts=uploader, kept=job.resume.kept)
-    cannot_go_on = functools.partial(_cannot_go_on, store, job.spec, options["resume_command"])
+    cannot_go_on = functools.partial(_cannot_go_on, store, job.spec, options[Key.RESUME_COMMAND])
     try:
         run_trials(job, runtime, staged, store, control, recorder, view, ray_options,
                    controller, cannot_go_on)
     except BaseException as exc:
         # Not an ending: the job stays resumable, its running training jobs lost.
-        store.append("launcher_failed", why=_why(exc),
-                     resume_command=options["resume_command"])
+        store.append(Event.LAUNCHER_FAILED, why=_why(exc),
+                     resume_command=options[Key.RESUME_COMMAND])
         if tracker is not None:
             tracker.finish()  # the runs stay unended in MLflow, as the job in its journal
         if isinstance(exc, (UserError, KeyboardInterrupt, SystemExit)):
             raise
         raise CannotGoOn(cannot_go_on_line(store, job.spec, _why(exc),
-                                           options["resume_command"])) from exc
+                                           options[Key.RESUME_COMMAND])) from exc
     finally:
         if uploader is not None:
             uploader.close()  # every completed job's artifacts are in S3 before it ends
@@ -196,7 +197,7 @@ def _cannot_go_on(store: ExperimentStore, spec, resume_command: str, why: str) -
     the job stays resumable, the training jobs that were running are lost and run again
     first — one line says so, and the process ends now (Ray's driver would end it a minute
     later, in its own words). Called from any thread."""
-    store.seal("launcher_failed", why=why, resume_command=resume_command)
+    store.seal(Event.LAUNCHER_FAILED, why=why, resume_command=resume_command)
     try:
         sys.stderr.write(cannot_go_on_line(store, spec, why, resume_command) + "\n")
         sys.stderr.flush()
@@ -223,7 +224,7 @@ def plan_job(spec, store: ExperimentStore, resume: bool, max_trials_override) ->
     changed = search_changes(store.read_spec(), spec.to_frozen_dict())
     if changed:
         raise UserError(f"{spec.source_path}: {', '.join(changed)}: differ from the tuning job "
-                        f"being resumed ({store.root / 'spec.json'}); a resumed job keeps its "
+                        f"being resumed ({store.root / File.SPEC}); a resumed job keeps its "
                         f"search space, objective and strategy: undo the change, or launch "
                         f"under a new --name")
     torn: list[int] = []
@@ -245,14 +246,14 @@ def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str,
                             f"{name!r} in {Path(experiments_dir).resolve()}; launch it first "
                             f"or fix the name")
         parents[name] = [r for r in trial_rows(list(read_journal(journal)))
-                         if r["status"] == COMPLETED and r.get("objective_value") is not None]
+                         if r["status"] == COMPLETED and r.get(Key.OBJECTIVE_VALUE) is not None]
     return parents
 
 
 def _nothing_to_run(store: ExperimentStore, root: Path) -> LaunchResult:
     events = list(read_journal(store.journal_path))
     counts = dict(collections.Counter(str(row["status"]) for row in trial_rows(events)))
-    return LaunchResult(root, root / "table.parquet", counts, best_trial(root),
+    return LaunchResult(root, root / File.TABLE_PARQUET, counts, best_trial(root),
                         job_state(events, writer=None), 0.0, ran=False)
 
 
@@ -272,12 +273,12 @@ def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: f
     control = JobControl(store.root / STOP_FILE, make_stopper(spec),
                          began + runtime if runtime else None)
     (store.root / STOP_FILE).unlink(missing_ok=True)  # an old request must not stop this run
-    store.append("job_resumed" if job.resumed else "job_started", name=spec.name,
+    store.append(Event.JOB_RESUMED if job.resumed else Event.JOB_STARTED, name=spec.name,
                  max_trials=job.max_trials, max_parallel=spec.limits.max_parallel,
                  strategy=spec.strategy, seed=spec.seed, pid=os.getpid(),
                  space_max_trials=job.space_max_trials, resume_command=resume_command,
-                 lost=[c["training_job_name"] for c in plan.replay],
-                 **({"unreadable_journal_lines": list(job.torn)} if job.torn else {}))
+                 lost=[c[Key.TRAINING_JOB_NAME] for c in plan.replay],
+                 **({Key.UNREADABLE_JOURNAL_LINES: list(job.torn)} if job.torn else {}))
     view = LaunchView(spec.name, plan.done + job.to_run, BestSoFar.of(spec.to_frozen_dict()),
                       stream=stream, kept=plan.kept)
     for event in staged.events:
@@ -291,7 +292,7 @@ def _record_start(store: ExperimentStore, job: JobPlan, staged: Staged, began: f
     if plan.replay:
         view.print(f"Resuming {spec.name}: {plan.done} training jobs kept, "
                    f"{len(plan.replay)} lost ones run again: "
-                   f"{', '.join(c['training_job_name'] for c in plan.replay)}")
+                   f"{', '.join(c[Key.TRAINING_JOB_NAME] for c in plan.replay)}")
     return control, view
 
 
@@ -305,14 +306,14 @@ def _finish(store: ExperimentStore, spec, control: JobControl, view: LaunchView,
         view.print(ended_line(record.training_job_name, record.status, record.objective_value,
                               record.end_time - record.start_time, record.failure_reason))
     df = rebuild_table(store, spec)
-    counts = df["TrainingJobStatus"].value_counts().to_dict()
+    counts = df[Column.TRAINING_JOB_STATUS].value_counts().to_dict()
     best = summary(recorder.best.record, spec.to_frozen_dict()) \
         if recorder.best.record is not None else None
-    store.append("job_ended", reason=end_reason, counts=counts,
-                 best_training_job=best["TrainingJobName"] if best else None,
+    store.append(Event.JOB_ENDED, reason=end_reason, counts=counts,
+                 best_training_job=best[Column.TRAINING_JOB_NAME] if best else None,
                  elapsed_seconds=elapsed)
     if tracker is not None:
         tracker.finish()  # bounded: what the server did not take is journaled and said
     store.close()
     state = job_state(list(read_journal(store.journal_path)), writer=None)
-    return LaunchResult(store.root, store.root / "table.parquet", counts, best, state, elapsed)
+    return LaunchResult(store.root, store.root / File.TABLE_PARQUET, counts, best, state, elapsed)

@@ -12,6 +12,7 @@ import math
 import shutil
 
 from hpt.core.errors import UserError
+from hpt.core.schema import Key
 from hpt.experiment.lock import WriterLock
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
 from hpt.experiment.table import resolve_experiment, trial_rows
@@ -25,9 +26,9 @@ from hpt.spacefile import Spec
 def find_training_job(rows: list[dict], wanted: str) -> dict:
     """By full name, or by trial number (`7`)."""
     for row in rows:
-        if row["training_job_name"] == wanted or str(row["trial_number"]) == wanted:
+        if row[Key.TRAINING_JOB_NAME] == wanted or str(row[Key.TRIAL_NUMBER]) == wanted:
             return row
-    names = ", ".join(r["training_job_name"] for r in rows[:5])
+    names = ", ".join(r[Key.TRAINING_JOB_NAME] for r in rows[:5])
     raise UserError(f"no training job {wanted!r} in this tuning job (e.g. {names}); pass a "
                     f"TrainingJobName or a TrialNumber from `hpt report`")
 
@@ -56,10 +57,10 @@ def rerun(name: str, wanted: str, experiments_dir=None, gpu_ids: tuple[str, ...]
 
 
 def _run(spec: Spec, row: dict, reruns, gpu_ids, on_point) -> TrainingJobRecord:
-    k = 1 + sum(1 for _ in reruns.glob(f"{row['training_job_name']}-*")) if reruns.is_dir() else 1
-    trial_dir = reruns / f"{row['training_job_name']}-{k}"
+    k = 1 + sum(1 for _ in reruns.glob(f"{row[Key.TRAINING_JOB_NAME]}-*")) if reruns.is_dir() else 1
+    trial_dir = reruns / f"{row[Key.TRAINING_JOB_NAME]}-{k}"
     trial_dir.mkdir(parents=True)
-    assignment = TrialAssignment(row["trial_number"], row["training_job_name"],
+    assignment = TrialAssignment(row[Key.TRIAL_NUMBER], row[Key.TRAINING_JOB_NAME],
                                  dict(row["hyperparameters"]))
     # The job's own runtime builds it (a container for runtime: docker), as in the tuning job.
     slot = Slot(num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)), gpu_ids=tuple(gpu_ids))

@@ -20,6 +20,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from hpt.core.schema import Key
 from hpt.experiment.best import BestSoFar
 from hpt.core.trial import ENDED
 from hpt.core.words import shorten
@@ -108,13 +109,13 @@ class LaunchView:
                     note: str = "") -> None:
         """A training job ended (`record`: its record dict); its line says `reason` (by
         default its failure reason) and `note`."""
-        name, status = record["training_job_name"], record["status"]
+        name, status = record[Key.TRAINING_JOB_NAME], record["status"]
         self.running.pop(name, None)
         self.counts[status] = self.counts.get(status, 0) + 1
         self.best.offer(record)
-        self.print(ended_line(name, status, record.get("objective_value"),
-                              record["end_time"] - record["start_time"],
-                              reason if reason is not None else record.get("failure_reason"),
+        self.print(ended_line(name, status, record.get(Key.OBJECTIVE_VALUE),
+                              record[Key.END_TIME] - record[Key.START_TIME],
+                              reason if reason is not None else record.get(Key.FAILURE_REASON),
                               note))
         self._refresh()
 

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from hpt.core.errors import UserError
+from hpt.core.schema import Column
 from hpt.experiment.table import PARETO_OPTIMAL, load_table, metric_column, resolve_experiment
 from hpt.core.trial import TrialStatus
 
@@ -46,7 +47,7 @@ def front_of(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
         front = _single_objective_candidates(table)
     # Best first on the first objective, a tie broken by the next ones (as hpt.experiment.best).
     columns = [metric_column(o["metric"], spec["hyperparameters"]) for o in objectives]
-    return front.sort_values(columns + ["TrialNumber"],
+    return front.sort_values(columns + [Column.TRIAL_NUMBER],
                              ascending=[o["type"] != "maximize" for o in objectives] + [True]
                              ).reset_index(drop=True)
 
@@ -56,10 +57,10 @@ def objectives_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _single_objective_candidates(table: pd.DataFrame) -> pd.DataFrame:
-    done = table[table["TrainingJobStatus"] == TrialStatus.COMPLETED]
-    if "Feasible" in done.columns:
-        done = done[done["Feasible"].fillna(False).astype(bool)]
-    return done[done["FinalObjectiveValue"].notna()]
+    done = table[table[Column.TRAINING_JOB_STATUS] == TrialStatus.COMPLETED]
+    if Column.FEASIBLE in done.columns:
+        done = done[done[Column.FEASIBLE].fillna(False).astype(bool)]
+    return done[done[Column.FINAL_OBJECTIVE_VALUE].notna()]
 
 
 def parse_pick(text: str, metrics: list[str], flag: str = "--pick") -> list[tuple[str, str, float]]:
@@ -135,7 +136,7 @@ def choose(front: pd.DataFrame, spec: dict[str, Any], pick: str | None = None,
         span = values.max() - values.min()
         scaled = (values - values.min()) / span if span > 0 else values * 0 + 1.0
         score += weight * (scaled if o["type"] == "maximize" else 1.0 - scaled)
-    ranked = kept.assign(_score=score).sort_values(["_score", "TrialNumber"],
+    ranked = kept.assign(_score=score).sort_values(["_score", Column.TRIAL_NUMBER],
                                                    ascending=[False, True])
     return ranked.iloc[0].drop("_score")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpt.core.schema import Column, Event, Key
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.report.summary import load_metrics
 
@@ -15,7 +16,8 @@ TITLE = "Lineage (population-based training)"
 
 
 def exploits(root: Path) -> list[dict]:
-    return [e for e in read_journal(Path(root) / JOURNAL) if e.get("event") == "trial_exploited"]
+    return [e for e in read_journal(Path(root) / JOURNAL)
+            if e.get("event") == Event.TRIAL_EXPLOITED]
 
 
 def _value_at(curve: pd.DataFrame, step: int | None, after: bool) -> tuple[int, float] | None:
@@ -34,7 +36,7 @@ def lineage_figure(root: Path, objective: str):
 
     metrics = load_metrics(root)
     curves = {name: points.sort_values("step") for name, points in
-              metrics[metrics["metric"] == objective].groupby("TrainingJobName")} \
+              metrics[metrics["metric"] == objective].groupby(Column.TRAINING_JOB_NAME)} \
         if not metrics.empty else {}
     fig = go.Figure()
     for name, points in curves.items():
@@ -43,7 +45,7 @@ def lineage_figure(root: Path, objective: str):
     empty = pd.DataFrame(columns=["step", "value"])
     for event in exploits(root):
         donor = _value_at(curves.get(event["parent"], empty), event.get("step"), after=False)
-        recipient = _value_at(curves.get(event["training_job_name"], empty), event.get("step"),
+        recipient = _value_at(curves.get(event[Key.TRAINING_JOB_NAME], empty), event.get("step"),
                               after=True)
         if donor is None or recipient is None:
             continue
@@ -52,7 +54,7 @@ def lineage_figure(root: Path, objective: str):
         fig.add_trace(go.Scatter(
             x=[donor[0], recipient[0]], y=[donor[1], recipient[1]], mode="lines",
             line={"dash": "dash", "color": "grey"}, showlegend=False,
-            hovertext=f"{event['training_job_name']} exploits {event['parent']} at step "
+            hovertext=f"{event[Key.TRAINING_JOB_NAME]} exploits {event['parent']} at step "
                       f"{event.get('step')}: {values}", hoverinfo="text"))
     fig.update_layout(title=f"{len(exploits(root))} exploits: dashed, donor -> recipient",
                       xaxis_title="step (objective report)", yaxis_title=objective)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from hpt.core.schema import Column, File
 from hpt.experiment.table import resolve_experiment
 from hpt.report.front import front_of, objectives_of
 from hpt.report.summary import job_status, load_experiment
@@ -31,7 +32,8 @@ def _summary_html(status: dict[str, Any], spec: dict[str, Any], table: pd.DataFr
     if best:
         best_of = (f"Best on {spec['objective']['metric']}" if is_multi_objective(spec)
                    else "Best training job")
-        rows += [(best_of, f"{best['TrainingJobName']}: {best['FinalObjectiveValue']:.6g}"),
+        rows += [(best_of,
+                  f"{best[Column.TRAINING_JOB_NAME]}: {best[Column.FINAL_OBJECTIVE_VALUE]:.6g}"),
                  ("Best hyperparameters", json.dumps(best["HyperParameters"]))]
     overhead = status.get("Overhead") or {}
     if overhead:
@@ -63,7 +65,7 @@ def _objective_rows(spec: dict[str, Any], table: pd.DataFrame) -> list[tuple[str
         rows.append(("Constraints", "; ".join(_constraint_text(c)
                                               for c in spec["constraints"])))
     if is_multi_objective(spec):
-        names = list(front_of(table, spec)["TrainingJobName"])
+        names = list(front_of(table, spec)[Column.TRAINING_JOB_NAME])
         rows.append(("Pareto front", f"{len(names)} training jobs" + (
             f": {', '.join(names)}" if 0 < len(names) <= FRONT_NAMES_SHOWN else "")))
     return rows
@@ -95,10 +97,10 @@ def render_html(name_or_path: str | os.PathLike,
     import plotly.io as pio
 
     root = resolve_experiment(name_or_path, experiments_dir)
-    spec = json.loads((root / "spec.json").read_text())
+    spec = json.loads((root / File.SPEC).read_text())
     status = job_status(root)
     table = load_experiment(root)  # read once for the table, the curves and the plots
-    shown = table.drop(columns=["LogPath"], errors="ignore")
+    shown = table.drop(columns=[Column.LOG_PATH], errors="ignore")
     for column in shown.select_dtypes(include=["datetimetz", "datetime"]).columns:
         # To the second, in UTC (pandas would print nanoseconds and an offset).
         shown[column] = shown[column].dt.strftime("%Y-%m-%d %H:%M:%S UTC")

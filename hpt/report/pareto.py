@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from hpt.core.schema import Column
 from hpt.experiment.table import FEASIBLE, PARETO_OPTIMAL, metric_column
 from hpt.report.front import objectives_of
 from hpt.core.trial import TrialStatus
@@ -40,12 +41,12 @@ def placed(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     the figure), with boolean `Feasible` and `ParetoOptimal` (a job the table left unjudged
     counts as infeasible and off the front)."""
     columns = [column_of(spec, o["metric"]) for o in objectives_of(spec)]
-    done = table[(table["TrainingJobStatus"] == TrialStatus.COMPLETED)
+    done = table[(table[Column.TRAINING_JOB_STATUS] == TrialStatus.COMPLETED)
                  & table.reindex(columns=columns).notna().all(axis=1)]
     flags = {flag: done[flag].fillna(False).astype(bool) if flag in done.columns
              else pd.Series(flag == FEASIBLE, index=done.index, dtype=bool)
              for flag in (FEASIBLE, PARETO_OPTIMAL)}
-    return done.assign(**flags).sort_values("TrialNumber")
+    return done.assign(**flags).sort_values(Column.TRIAL_NUMBER)
 
 
 def _groups(done: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
@@ -92,9 +93,9 @@ def _scatter_figure(done: pd.DataFrame, spec: dict[str, Any]):
         if jobs.empty:
             continue
         on_front = name == "Pareto front"
-        jobs = jobs.sort_values([x, "TrialNumber"]) if on_front else jobs
+        jobs = jobs.sort_values([x, Column.TRIAL_NUMBER]) if on_front else jobs
         fig.add_trace(go.Scatter(
-            x=jobs[x], y=jobs[y], name=name, text=jobs["TrainingJobName"],
+            x=jobs[x], y=jobs[y], name=name, text=jobs[Column.TRAINING_JOB_NAME],
             mode="lines+markers" if on_front else "markers",
             line={"shape": _step_shape(spec), "color": colour, "width": 1.5},
             marker={"color": colour, "size": 11 if on_front else 8,
@@ -112,7 +113,7 @@ def _parcoords_figure(done: pd.DataFrame, spec: dict[str, Any]):
     the job's TrialNumber (its training job name's number) to tell the lines apart."""
     import plotly.graph_objects as go
 
-    dimensions = [{"label": "TrialNumber", "values": done["TrialNumber"]}]
+    dimensions = [{"label": Column.TRIAL_NUMBER, "values": done[Column.TRIAL_NUMBER]}]
     dimensions += [{"label": axis_label(o), "values": done[column_of(spec, o["metric"])]}
                    for o in objectives_of(spec)]
     # A discrete colour scale: cmin 0 .. cmax 2 split in thirds, one per kind of job.
@@ -156,7 +157,7 @@ def _draw_scatter(ax, done: pd.DataFrame, spec: dict[str, Any]) -> None:
         if jobs.empty:
             continue
         if name == "Pareto front":
-            jobs = jobs.sort_values([x, "TrialNumber"])
+            jobs = jobs.sort_values([x, Column.TRIAL_NUMBER])
             # steps-pre is plotly's "vh" (vertical first), steps-post its "hv".
             ax.plot(jobs[x], jobs[y], color=colour, linewidth=1, zorder=2,
                     drawstyle="steps-pre" if _step_shape(spec) == "vh" else "steps-post")

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from hpt.core.schema import Column, File
 from hpt.experiment.table import resolve_experiment
 from hpt.report.front import objectives_of
 from hpt.report.summary import load_experiment, load_metrics
@@ -43,7 +44,7 @@ def _study(root: Path, spec: dict[str, Any]):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", module="optuna")  # experimental / equal-importance notes
-    path = root / "optuna.journal"
+    path = root / File.STUDY
     if not path.is_file():
         return None
     # Optuna's own reader: it never writes (hpt's writer is the launcher's alone).
@@ -62,21 +63,21 @@ def _finished(study) -> int:
 
 def _top_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool
                 ) -> pd.DataFrame:
-    ranked = table.dropna(subset=["FinalObjectiveValue"]).sort_values(
-        "FinalObjectiveValue", ascending=not maximize).head(TOP_CURVES)
+    ranked = table.dropna(subset=[Column.FINAL_OBJECTIVE_VALUE]).sort_values(
+        Column.FINAL_OBJECTIVE_VALUE, ascending=not maximize).head(TOP_CURVES)
     metrics = load_metrics(root)
     if metrics.empty:
         return metrics
     curves = metrics[(metrics["metric"] == objective)
-                     & metrics["TrainingJobName"].isin(ranked["TrainingJobName"])]
+                     & metrics[Column.TRAINING_JOB_NAME].isin(ranked[Column.TRAINING_JOB_NAME])]
     return curves
 
 
 def _scored(table: pd.DataFrame) -> pd.DataFrame:
     """Completed jobs with an objective, in the job's own order (TrialNumber, as in the table,
     the training job names and `hpt rerun N`; Optuna's trial numbers start at 0)."""
-    return table[(table["TrainingJobStatus"] == TrialStatus.COMPLETED)
-                 & table["FinalObjectiveValue"].notna()].sort_values("TrialNumber")
+    return table[(table[Column.TRAINING_JOB_STATUS] == TrialStatus.COMPLETED)
+                 & table[Column.FINAL_OBJECTIVE_VALUE].notna()].sort_values(Column.TRIAL_NUMBER)
 
 
 def _best_so_far(values: pd.Series, maximize: bool) -> pd.Series:
@@ -135,10 +136,10 @@ def history_figure(table: pd.DataFrame, objective: str, maximize: bool):
 
     done = _scored(table)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=done["TrialNumber"], y=done["FinalObjectiveValue"],
-                             mode="markers", name=objective, text=done["TrainingJobName"]))
-    fig.add_trace(go.Scatter(x=done["TrialNumber"],
-                             y=_best_so_far(done["FinalObjectiveValue"], maximize),
+    fig.add_trace(go.Scatter(x=done[Column.TRIAL_NUMBER], y=done[Column.FINAL_OBJECTIVE_VALUE],
+                             mode="markers", name=objective, text=done[Column.TRAINING_JOB_NAME]))
+    fig.add_trace(go.Scatter(x=done[Column.TRIAL_NUMBER],
+                             y=_best_so_far(done[Column.FINAL_OBJECTIVE_VALUE], maximize),
                              mode="lines", name="best so far"))
     fig.update_layout(title="Optimization history", xaxis_title="trial number (TrialNumber)",
                       yaxis_title=objective)
@@ -160,9 +161,9 @@ def slices_figure(table: pd.DataFrame, spec: dict[str, Any]):
     for i, name in enumerate(names):
         row, col = divmod(i, SLICE_COLUMNS)
         fig.add_trace(go.Scatter(
-            x=done[name], y=done["FinalObjectiveValue"], mode="markers", name=name,
-            text=[f"trial {n}" for n in done["TrialNumber"]], showlegend=False,
-            marker={"color": done["TrialNumber"], "colorscale": "Blues",
+            x=done[name], y=done[Column.FINAL_OBJECTIVE_VALUE], mode="markers", name=name,
+            text=[f"trial {n}" for n in done[Column.TRIAL_NUMBER]], showlegend=False,
+            marker={"color": done[Column.TRIAL_NUMBER], "colorscale": "Blues",
                     "showscale": i == 0, "colorbar": {"title": "trial"},
                     "line": {"width": 0.5, "color": "grey"}}), row=row + 1, col=col + 1)
         if name in log:
@@ -217,7 +218,7 @@ def curves_figure(root: Path, table: pd.DataFrame, objective: str, maximize: boo
 
     curves = _top_curves(root, table, objective, maximize)
     fig = go.Figure()
-    for name, points in curves.groupby("TrainingJobName", sort=False):
+    for name, points in curves.groupby(Column.TRAINING_JOB_NAME, sort=False):
         points = points.sort_values("step")
         fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines+markers",
                                  name=name))
@@ -236,7 +237,7 @@ def write_pngs(name_or_path: str | os.PathLike, out_dir: Path,
     import optuna.visualization.matplotlib as om
 
     root = resolve_experiment(name_or_path, experiments_dir)
-    spec = json.loads((root / "spec.json").read_text())
+    spec = json.loads((root / File.SPEC).read_text())
     objective = spec["objective"]["metric"]
     maximize = spec["objective"]["type"] == "maximize"
     study = _study(root, spec)
@@ -284,7 +285,7 @@ def _png_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool)
 
     data = _top_curves(root, table, objective, maximize)
     _, ax = plt.subplots()
-    for job, points in data.groupby("TrainingJobName", sort=False):
+    for job, points in data.groupby(Column.TRAINING_JOB_NAME, sort=False):
         points = points.sort_values("step")
         ax.plot(points["step"], points["value"], marker="o", label=job)
     ax.set_xlabel("step (objective report)")
@@ -299,8 +300,8 @@ def _png_history(table: pd.DataFrame, objective: str, maximize: bool):
 
     done = _scored(table)
     _, ax = plt.subplots()
-    ax.scatter(done["TrialNumber"], done["FinalObjectiveValue"], label=objective)
-    ax.plot(done["TrialNumber"], _best_so_far(done["FinalObjectiveValue"], maximize),
+    ax.scatter(done[Column.TRIAL_NUMBER], done[Column.FINAL_OBJECTIVE_VALUE], label=objective)
+    ax.plot(done[Column.TRIAL_NUMBER], _best_so_far(done[Column.FINAL_OBJECTIVE_VALUE], maximize),
             color="C1", label="best so far")
     ax.set_xlabel("trial number (TrialNumber)")
     ax.set_ylabel(objective)

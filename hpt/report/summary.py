@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from hpt.core.schema import Column, Event, File, Key
 from hpt.experiment.best import BestSoFar, summary
 from hpt.experiment.job_state import IN_PROGRESS, RESUMABLE, JobState, job_state
 from hpt.experiment.lock import holder
@@ -35,10 +36,10 @@ def load_metrics(name_or_path: str | os.PathLike,
     root = resolve_experiment(name_or_path, experiments_dir)
     rows = []
     table = load_table(root)
-    for job, number in zip(table["TrainingJobName"], table["TrialNumber"]):
+    for job, number in zip(table[Column.TRAINING_JOB_NAME], table[Column.TRIAL_NUMBER]):
         # Found in the job's folder, not at the journal's absolute paths: a copied or moved
         # experiment folder (shared storage, another machine) keeps its curves.
-        path = root / job / "metrics.jsonl"
+        path = root / job / File.METRICS
         if not path.is_file():
             continue
         for line in path.read_text().splitlines():
@@ -48,7 +49,8 @@ def load_metrics(name_or_path: str | os.PathLike,
                 continue
             rows.append((job, number, point["metric"], point["step"], point["value"],
                          point["timestamp"]))
-    df = pd.DataFrame(rows, columns=["TrainingJobName", "TrialNumber", "metric", "step",
+    df = pd.DataFrame(rows,
+                      columns=[Column.TRAINING_JOB_NAME, Column.TRIAL_NUMBER, "metric", "step",
                                      "value", "timestamp"])
     df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
     return df
@@ -58,18 +60,19 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
     """One row per tuning job under the experiments folder: status, trials, best, times."""
     root = experiments_dir_of(experiments_dir)
     rows = []
-    for spec_file in sorted(root.glob("*/spec.json")) if root.is_dir() else []:
+    for spec_file in sorted(root.glob(f"*/{File.SPEC}")) if root.is_dir() else []:
         folder = spec_file.parent
         events = list(read_journal(folder / JOURNAL))
         state = state_of(folder, events)
         best = best_trial(folder, events=events)
         first = next((e["time"] for e in events), None)
-        last_end = next((e["time"] for e in reversed(events) if e["event"] == "job_ended"), None)
+        last_end = next((e["time"] for e in reversed(events) if e["event"] == Event.JOB_ENDED),
+                        None)
         rows.append({
             "TuningJobName": folder.name, "Status": state.status, "EndReason": state.reason,
-            "TrainingJobs": sum(1 for _ in {e.get("training_job_name") for e in events
-                                            if e["event"] == "trial_started"}),
-            "BestObjective": best["FinalObjectiveValue"] if best else None,
+            "TrainingJobs": sum(1 for _ in {e.get(Key.TRAINING_JOB_NAME) for e in events
+                                            if e["event"] == Event.TRIAL_STARTED}),
+            "BestObjective": best[Column.FINAL_OBJECTIVE_VALUE] if best else None,
             "ObjectiveMetric": _spec_of(folder)["objective"]["metric"],
             "CreationTime": pd.Timestamp(first, unit="s", tz="UTC") if first else None,
             "EndTime": pd.Timestamp(last_end, unit="s", tz="UTC")
@@ -92,7 +95,7 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
 
 
 def _spec_of(root: Path) -> dict[str, Any]:
-    return json.loads((root / "spec.json").read_text())
+    return json.loads((root / File.SPEC).read_text())
 
 
 def _maximize(spec: dict[str, Any]) -> bool:
@@ -120,12 +123,12 @@ def front_trials(name_or_path: str | os.PathLike,
 
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
-    return _summaries(root, spec, front_of(load_table(root), spec)["TrainingJobName"])
+    return _summaries(root, spec, front_of(load_table(root), spec)[Column.TRAINING_JOB_NAME])
 
 
 def said_front(front: list[dict[str, Any]], most: int = 10) -> str:
     """The front in one line, for a message: each job's name and objective values."""
-    return "; ".join(f"{t['TrainingJobName']} {json.dumps(t['ObjectiveValues'])}"
+    return "; ".join(f"{t[Column.TRAINING_JOB_NAME]} {json.dumps(t['ObjectiveValues'])}"
                      for t in front[:most]) or "none yet"
 
 
@@ -137,17 +140,17 @@ def picked_trial(name_or_path: str | os.PathLike, experiments_dir: str | os.Path
     root = resolve_experiment(name_or_path, experiments_dir)
     spec = _spec_of(root)
     chosen = choose(front_of(load_table(root), spec), spec, pick, weights)
-    return None if chosen is None else _summaries(root, spec, [chosen["TrainingJobName"]])[0]
+    return None if chosen is None else _summaries(root, spec, [chosen[Column.TRAINING_JOB_NAME]])[0]
 
 
 def _summaries(root: Path, spec: dict[str, Any], names) -> list[dict[str, Any]]:
     from hpt.report.front import objectives_of
 
-    rows = {r["training_job_name"]: r for r in trial_rows(list(read_journal(root / JOURNAL)))}
+    rows = {r[Key.TRAINING_JOB_NAME]: r for r in trial_rows(list(read_journal(root / JOURNAL)))}
     out = []
     for name in names:
         row = rows[name]
-        metrics = row.get("final_metrics") or {}
+        metrics = row.get(Key.FINAL_METRICS) or {}
         out.append({**summary(row, spec), "ObjectiveValues": {
             o["metric"]: metrics.get(o["metric"]) for o in objectives_of(spec)}})
     return out
@@ -171,19 +174,19 @@ def job_status(name_or_path: str | os.PathLike,
         "TuningJobName": _spec_of(root)["name"],
         "Status": state.status,
         "EndReason": state.reason,
-        "FailureReason": state.failure,
+        Column.FAILURE_REASON: state.failure,
         "Description": state.describe(),
         "LauncherPid": (state.writer or {}).get("pid"),
         "MaxTrials": state.start.get("max_trials"),
         # The command that continues a job stopped before its end, as its launch was typed.
-        "ResumeCommand": state.start.get("resume_command")
+        "ResumeCommand": state.start.get(Key.RESUME_COMMAND)
         if state.status != IN_PROGRESS and state.reason in RESUMABLE else None,
-        "Counts": {k: int(v) for k, v in df["TrainingJobStatus"].value_counts().items()},
+        "Counts": {k: int(v) for k, v in df[Column.TRAINING_JOB_STATUS].value_counts().items()},
         "Best": best_trial(root, events=events),
-        "ParetoFrontSize": int(df["ParetoOptimal"].fillna(False).astype(bool).sum())
-        if "ParetoOptimal" in df.columns else None,
-        "Running": df.loc[df["TrainingJobStatus"] == TrialStatus.IN_PROGRESS,
-                          "TrainingJobName"].tolist()
+        "ParetoFrontSize": int(df[Column.PARETO_OPTIMAL].fillna(False).astype(bool).sum())
+        if Column.PARETO_OPTIMAL in df.columns else None,
+        "Running": df.loc[df[Column.TRAINING_JOB_STATUS] == TrialStatus.IN_PROGRESS,
+                          Column.TRAINING_JOB_NAME].tolist()
         if state.status == IN_PROGRESS else [],
         "ExperimentDir": str(root),
         "Overhead": overhead_summary(df),
@@ -196,15 +199,16 @@ def gpu_utilisation(df: pd.DataFrame, gpus_per_host: float) -> dict[str, dict[st
     (a host on a fraction of a device counts its share: 1/⌊1/f⌋, controller/slots.py)."""
     from hpt.core.gpu_share import device_share
 
-    ran = df[df["GpuIds"].notna() & df["TrainingStartTime"].notna() &
-             df["TrainingEndTime"].notna()]
+    ran = df[df[Column.GPU_IDS].notna() & df[Column.TRAINING_START_TIME].notna() &
+             df[Column.TRAINING_END_TIME].notna()]
     if ran.empty:
         return {}
-    span = (ran["TrainingEndTime"].max() - ran["TrainingStartTime"].min()).total_seconds()
+    span = (
+        ran[Column.TRAINING_END_TIME].max() - ran[Column.TRAINING_START_TIME].min()).total_seconds()
     share = float(device_share(gpus_per_host))
-    seconds = (ran["TrainingEndTime"] - ran["TrainingStartTime"]).dt.total_seconds()
+    seconds = (ran[Column.TRAINING_END_TIME] - ran[Column.TRAINING_START_TIME]).dt.total_seconds()
     found: dict[str, dict[str, float]] = {}
-    for ids, busy in zip(ran["GpuIds"], seconds):
+    for ids, busy in zip(ran[Column.GPU_IDS], seconds):
         for gpu in str(ids).split(","):
             entry = found.setdefault(gpu, {"TrainingJobs": 0, "BusySeconds": 0.0})
             entry["TrainingJobs"] += 1
@@ -222,7 +226,7 @@ def overhead_summary(df: pd.DataFrame) -> dict[str, float]:
     done = df[df[OVERHEAD_COLUMNS].notna().any(axis=1)]
     if done.empty:
         return {}
-    waited = done["ResourceWaitSeconds"].fillna(0)
+    waited = done[Column.RESOURCE_WAIT_SECONDS].fillna(0)
     per_trial = done[OVERHEAD_COLUMNS].fillna(0).sum(axis=1) - waited
     summary = {f"Total{c}": round(float(done[c].sum()), 3) for c in OVERHEAD_COLUMNS}
     summary["TotalResourceWaitSeconds"] = round(float(waited.sum()), 3)
@@ -237,9 +241,10 @@ def readable_table(df: pd.DataFrame, spec: dict[str, Any], width: int) -> str:
     the columns a reader compares (status, objective, the tuned hyperparameters, duration,
     the reason shortened), cut to `width` characters. `--all-columns` prints every column."""
     objective = spec["objective"]["metric"]
-    done = df["TrainingJobStatus"].eq(TrialStatus.COMPLETED) & df["FinalObjectiveValue"].notna()
+    done = df[Column.TRAINING_JOB_STATUS].eq(TrialStatus.COMPLETED) & df[
+        Column.FINAL_OBJECTIVE_VALUE].notna()
     ranked = df.assign(_done=~done).sort_values(
-        ["_done", "FinalObjectiveValue", "TrialNumber"],
+        ["_done", Column.FINAL_OBJECTIVE_VALUE, Column.TRIAL_NUMBER],
         ascending=[True, not _maximize(spec), True], na_position="last")
     hyperparameters = spec["hyperparameters"]
     # Several objectives: each one's value, and whether the job is on the front / feasible.
@@ -248,10 +253,10 @@ def readable_table(df: pd.DataFrame, spec: dict[str, Any], width: int) -> str:
     judged.update({label: column for label, column in (("front", PARETO_OPTIMAL),
                                                        ("feasible", FEASIBLE))
                    if column in df.columns})
-    columns = {"#": "TrialNumber", "status": "TrainingJobStatus",
-               objective: "FinalObjectiveValue", **judged,
+    columns = {"#": Column.TRIAL_NUMBER, "status": Column.TRAINING_JOB_STATUS,
+               objective: Column.FINAL_OBJECTIVE_VALUE, **judged,
                **{name: name for name in hyperparameters},
-               "seconds": "TrainingElapsedTimeSeconds", "reason": "FailureReason"}
+               "seconds": Column.TRAINING_ELAPSED_TIME_SECONDS, "reason": Column.FAILURE_REASON}
     # Column by column (iterrows builds a Series per row: 0.5 s at 10 000 rows).
     cells = [[_cell(value, column) for value in ranked[column].tolist()]
              for column in columns.values()]
@@ -297,10 +302,10 @@ def _fit(text: str, width: int) -> str:
 def _cell(value: Any, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if column == "FailureReason":  # its first line and its last (a stderr tail's exception)
+    if column == Column.FAILURE_REASON:  # its first line and its last (a stderr tail's exception)
         lines = [line.strip() for line in str(value).splitlines() if line.strip()]
         return " … ".join(lines[:1] + lines[1:][-1:])
-    if column == "TrainingElapsedTimeSeconds":
+    if column == Column.TRAINING_ELAPSED_TIME_SECONDS:
         return f"{value:.1f}"
     if column in (PARETO_OPTIMAL, FEASIBLE):
         return "yes" if value else "no"
@@ -317,7 +322,8 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
         # from the report must be the one the trial ran with.
         records = [{k: _json_value(v) for k, v in row.items()} for row in df.to_dict("records")]
         return json.dumps(records, indent=2) + "\n"
-    shown = df.drop(columns=["LogPath", "ModelArtifact", "FailureReason"], errors="ignore")
+    shown = df.drop(columns=[Column.LOG_PATH, Column.MODEL_ARTIFACT, Column.FAILURE_REASON],
+                    errors="ignore")
     if fmt == "markdown":
         return _markdown(df) + "\n"
     with pd.option_context("display.max_columns", None, "display.width", 200):

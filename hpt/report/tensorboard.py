@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpt.core.schema import Column
 from hpt.report.summary import load_metrics
 
 
@@ -81,7 +82,7 @@ def write_event_files(root: Path, logdir: Path) -> list[Path]:
     earlier export in `logdir` is replaced (the files are a view of metrics.jsonl)."""
     points = load_metrics(root)
     written = []
-    for job, series in points.groupby("TrainingJobName", sort=True):
+    for job, series in points.groupby(Column.TRAINING_JOB_NAME, sort=True):
         folder = logdir / str(job)
         if folder.exists():
             shutil.rmtree(folder)

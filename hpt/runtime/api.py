@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from hpt.core.metric_parser import MetricPoint
+from hpt.core.schema import Key
 from hpt.core.trial import EARLY_STOPPED, FailureReason, TrainingJobRecord
 
 
@@ -32,7 +33,7 @@ class TrialAssignment:
     @classmethod
     def of(cls, config: dict[str, Any]) -> "TrialAssignment":
         """From a trial's config as the searcher proposes it (both controllers)."""
-        return cls(config["trial_number"], config["training_job_name"],
+        return cls(config[Key.TRIAL_NUMBER], config[Key.TRAINING_JOB_NAME],
                    dict(config["hyperparameters"]), config.get("suggested_at"),
                    dict(config.get("budget") or {}))
 

@@ -16,6 +16,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hpt.core.sagemaker_names import LEAD_HOST, MODEL_ARCHIVE, OUTPUT_ARCHIVE
+from hpt.core.schema import Event, File, Key
 from hpt.experiment.checkpoints import CHECKPOINTS, METRICS, carried_steps, has_checkpoint
 from hpt.experiment.store import ExperimentStore, attempt_dir
 from hpt.runtime.channels import parse_s3, s3_client
@@ -23,7 +25,7 @@ from hpt.core.trial import TrialStatus
 
 
 # Beside SageMaker's checkpoints/, hpt's own: the data points the checkpoints belong to.
-HPT_METRICS_KEY = "hpt/metrics.jsonl"
+HPT_METRICS_KEY = f"hpt/{File.METRICS}"
 
 
 def artifact_uris(output: str, training_job: str) -> dict[str, str]:
@@ -31,8 +33,8 @@ def artifact_uris(output: str, training_job: str) -> dict[str, str]:
     location = parse_s3(output)
     base = posixpath.join(location.prefix, training_job, "output") if location.prefix \
         else posixpath.join(training_job, "output")
-    return {"model": f"s3://{location.bucket}/{base}/model.tar.gz",
-            "output": f"s3://{location.bucket}/{base}/output.tar.gz"}
+    return {"model": f"s3://{location.bucket}/{base}/{MODEL_ARCHIVE}",
+            "output": f"s3://{location.bucket}/{base}/{OUTPUT_ARCHIVE}"}
 
 
 def pack_output_data(data_dir: Path, archive: Path) -> Path | None:
@@ -107,7 +109,7 @@ def fetch_checkpoints(client, output: str, training_job: str, trial_dir: Path) -
     the data points synced beside them. Returns the objective steps carried (metrics)."""
     location = parse_s3(output)
     base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
-    target = Path(trial_dir) / "algo-1" / CHECKPOINTS
+    target = Path(trial_dir) / LEAD_HOST / CHECKPOINTS
     fetched = 0
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket=location.bucket, Prefix=f"{base}/{CHECKPOINTS}/")
@@ -164,12 +166,12 @@ class ArtifactUploader:
 
     def started(self, name: str) -> None:
         with self._lock:
-            self.syncs[name] = FolderSync(self.client, self.store.root / name / "algo-1",
+            self.syncs[name] = FolderSync(self.client, self.store.root / name / LEAD_HOST,
                                           self.output, name)
 
     def ended(self, record: dict) -> None:
         with self._lock:
-            sync = self.syncs.pop(record["training_job_name"], None)
+            sync = self.syncs.pop(record[Key.TRAINING_JOB_NAME], None)
         self.pool.submit(self._finish, record, sync)
 
     def _sync_loop(self) -> None:
@@ -183,7 +185,7 @@ class ArtifactUploader:
         try:
             sync.run()
         except Exception as exc:  # noqa: BLE001 - S3 errors of every kind: journaled, job goes on
-            self.store.append("trial_upload_failed", training_job_name=sync.training_job,
+            self.store.append(Event.TRIAL_UPLOAD_FAILED, training_job_name=sync.training_job,
                               reason=f"sync: {type(exc).__name__}: {exc}")
 
     def _finish(self, record: dict, sync) -> None:
@@ -193,17 +195,17 @@ class ArtifactUploader:
             self._upload(record)
 
     def _upload(self, record: dict) -> None:
-        name = record["training_job_name"]
+        name = record[Key.TRAINING_JOB_NAME]
         trial_dir = self.store.root / name
         try:
-            data = pack_output_data(trial_dir / "algo-1" / "output" / "data",
-                                    trial_dir / "output.tar.gz")
-            model = Path(record["model_artifact"]) if record.get("model_artifact") else None
+            data = pack_output_data(trial_dir / LEAD_HOST / "output" / "data",
+                                    trial_dir / OUTPUT_ARCHIVE)
+            model = Path(record[Key.MODEL_ARTIFACT]) if record.get(Key.MODEL_ARTIFACT) else None
             uris = upload_artifacts(self.client, self.output, name, model, data)
-            self.store.append("trial_uploaded", training_job_name=name, uris=uris)
+            self.store.append(Event.TRIAL_UPLOADED, training_job_name=name, uris=uris)
         except Exception as exc:  # noqa: BLE001 - S3 errors of every kind: recorded, job goes on
             reason = f"{type(exc).__name__}: {exc}"
-            self.store.append("trial_upload_failed", training_job_name=name, reason=reason)
+            self.store.append(Event.TRIAL_UPLOAD_FAILED, training_job_name=name, reason=reason)
             self.view.print(f"{name}: upload to {self.output} failed: {reason}")
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpt.core.schema import Event
+
 MANIFEST_SUFFIX = ".manifest.json"  # beside the channel folder: trials never see it
 
 
@@ -117,6 +119,6 @@ def stage_s3_channels(spec, root: Path, client):
             raise UserError(f"{spec.source_path}: channels.{name}: cannot download "
                             f"{channel.uri}: {exc}; check the URI and your AWS configuration "
                             f"(AWS_ENDPOINT_URL, AWS_PROFILE, region, credentials)") from None
-        events.append({"event": "channel_downloaded", "channel": name, **info})
+        events.append({"event": Event.CHANNEL_DOWNLOADED, "channel": name, **info})
         channels[name] = channel.model_copy(update={"uri": info["path"]})
     return events, spec.model_copy(update={"channels": channels})

@@ -25,7 +25,11 @@ from typing import Any
 
 from hpt.core import sagemaker_names as sm
 from hpt.runtime.encoding import encode_hyperparameters, env_value, user_args
-from hpt.core.sagemaker_names import is_reserved
+from hpt.core.sagemaker_names import (SAGEMAKER_CONTAINER_LOG_LEVEL,
+                                      SAGEMAKER_ENABLE_CLOUDWATCH_METRICS, SAGEMAKER_JOB_NAME,
+                                      SAGEMAKER_PROGRAM, SAGEMAKER_REGION, SAGEMAKER_S3_OUTPUT,
+                                      SAGEMAKER_SUBMIT_DIRECTORY, TUNING_OBJECTIVE_METRIC,
+                                      is_reserved)
 
 RESERVED_KEYS = sm.RESERVED_HYPERPARAMETERS  # the toolkit's, in its order
 SAGEMAKER_BASE_PATH = "/opt/ml"
@@ -174,9 +178,10 @@ def _training_env(inp: TrialContractInput, *, host: str, base: str, hps: dict[st
         "is_smddpmprun_installed": False,
         "is_smddprun_installed": False,
         "job_name": inp.job_name,
-        "log_level": sagemaker_hps.get("sagemaker_container_log_level", 20),
+        "log_level": sagemaker_hps.get(SAGEMAKER_CONTAINER_LOG_LEVEL, 20),
         "master_hostname": master,
-        "module_dir": str(sagemaker_hps.get("sagemaker_submit_directory", posixpath.join(base, "code"))),
+        "module_dir": str(sagemaker_hps.get(SAGEMAKER_SUBMIT_DIRECTORY,
+                                            posixpath.join(base, "code"))),
         "module_name": program[:-3] if program.endswith(".py") else program,
         "network_interface_name": resource_config["network_interface_name"],
         "num_cpus": num_cpus,
@@ -307,17 +312,17 @@ def render_host_contract(inp: TrialContractInput, *, host: str, base_dir: str, n
 def _hyperparameters_file(inp: TrialContractInput, code_dir: str) -> dict[str, str]:
     """hyperparameters.json: the user's, the framework switches and SageMaker's own keys."""
     reserved: dict[str, Any] = {
-        "sagemaker_program": inp.entry_point,
-        "sagemaker_submit_directory": code_dir,
-        "sagemaker_container_log_level": inp.log_level,
-        "sagemaker_job_name": inp.job_name,
-        "sagemaker_region": inp.region,
-        "sagemaker_enable_cloudwatch_metrics": False,
+        SAGEMAKER_PROGRAM: inp.entry_point,
+        SAGEMAKER_SUBMIT_DIRECTORY: code_dir,
+        SAGEMAKER_CONTAINER_LOG_LEVEL: inp.log_level,
+        SAGEMAKER_JOB_NAME: inp.job_name,
+        SAGEMAKER_REGION: inp.region,
+        SAGEMAKER_ENABLE_CLOUDWATCH_METRICS: False,
     }
     if inp.s3_output is not None:
-        reserved["sagemaker_s3_output"] = inp.s3_output
+        reserved[SAGEMAKER_S3_OUTPUT] = inp.s3_output
     if inp.objective_metric is not None:
-        reserved["_tuning_objective_metric"] = inp.objective_metric
+        reserved[TUNING_OBJECTIVE_METRIC] = inp.objective_metric
     return encode_hyperparameters({**inp.hyperparameters, **inp.framework_params, **reserved})
 
 

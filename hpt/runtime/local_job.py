@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from hpt.core.sagemaker_names import distribution_hyperparameters
+from hpt.core.sagemaker_names import MODEL_ARCHIVE, SHARDED_BY_S3_KEY, distribution_hyperparameters
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
 from hpt.runtime.api import TrialAssignment
 from hpt.runtime.containers import ContainerSettings, TrialNetwork, container_addresses
@@ -128,7 +128,7 @@ class LocalTrainingJob(ObservedJob):
         channel_sources = {} if self.container else {
             name: Path(ch.uri) for name, ch in spec.channels.items()}
         sharded = frozenset(n for n, ch in spec.channels.items()
-                            if ch.distribution == "ShardedByS3Key")
+                            if ch.distribution == SHARDED_BY_S3_KEY)
         if self._network is not None and (error := self._network.create()) is not None:
             return Exit(TrialStatus.FAILED, FailureReason(FailureCategory.CLIENT_ERROR, error))
         self._group = HostGroup(contracts[0], self.plans[0], self.trial_dir, self.num_cpus,
@@ -237,7 +237,7 @@ class LocalTrainingJob(ObservedJob):
         return Exit(TrialStatus.STOPPED, exit_code=code)
 
     def _artifact(self) -> str | None:
-        return str(pack_model(self.base_dir / "model", self.trial_dir / "model.tar.gz"))
+        return str(pack_model(self.base_dir / "model", self.trial_dir / MODEL_ARCHIVE))
 
     def _close(self) -> None:
         if self._group is not None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hpt.core.metric_parser import MetricParser, MetricPoint
+from hpt.core.sagemaker_names import LEAD_HOST
 from hpt.core.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
                             TrialStatus, never_matched)
 from hpt.experiment.checkpoints import METRICS, read_points
@@ -307,7 +308,7 @@ class ObservedJob:
         pass
 
     def _placement(self) -> Placement:
-        return Placement(hosts=["algo-1"])
+        return Placement(hosts=[LEAD_HOST])
 
     def _output_tail(self) -> list[str]:
         return []

@@ -20,8 +20,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpt.core.schema import File
+
 # Under the host's /opt/ml (its base directory): where a script writes pushed metrics.
-PUSHED_METRICS_FILE = "output/metrics/metrics.jsonl"
+PUSHED_METRICS_FILE = File.PUSHED_METRICS
 # How often a running job's file is looked at (a stat; a read when it grew).
 PUSHED_POLL_SECONDS = 0.2
 

@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpt.core.sagemaker_names import distribution_hyperparameters
+from hpt.core import sagemaker_names
+from hpt.core.sagemaker_names import (LEAD_LOG, SAGEMAKER_CONTAINER_LOG_LEVEL, SAGEMAKER_JOB_NAME,
+                                      SAGEMAKER_PROGRAM, SAGEMAKER_REGION,
+                                      SAGEMAKER_SUBMIT_DIRECTORY, TUNING_OBJECTIVE_METRIC,
+                                      distribution_hyperparameters)
+from hpt.core.schema import Column
 from hpt.core.trial import ENDED, FailureReason, TrialStatus
 from hpt.runtime.api import TrialAssignment
 from hpt.runtime.encoding import encode_hyperparameters
@@ -32,7 +37,7 @@ from hpt.runtime.observed_job import Exit, ObservedJob, Placement
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_SECONDS = 15.0  # DescribeTrainingJob's rate limits make faster polling pointless
 STOP_WAIT_SECONDS = 600.0
-SOURCE_ARCHIVE = "sourcedir.tar.gz"
+SOURCE_ARCHIVE = sagemaker_names.SOURCE_ARCHIVE
 
 
 def source_uri(output: str, tuning_job: str) -> str:
@@ -58,16 +63,16 @@ def create_training_job_request(spec, assignment: TrialAssignment, role_arn: str
         # data_parallel / parameter_server / torchrun: the switches the SDK sends, which the
         # toolkit in the container reads to start the processes (else N independent hosts).
         **distribution_hyperparameters(trainer.distribution, trainer.processes_per_host),
-        "sagemaker_program": trainer.entry_point,
-        "sagemaker_submit_directory": code_uri,
-        "sagemaker_region": region,
-        "sagemaker_container_log_level": 20,
-        "sagemaker_job_name": assignment.training_job_name,
-        "_tuning_objective_metric": spec.objective.metric,
+        SAGEMAKER_PROGRAM: trainer.entry_point,
+        SAGEMAKER_SUBMIT_DIRECTORY: code_uri,
+        SAGEMAKER_REGION: region,
+        SAGEMAKER_CONTAINER_LOG_LEVEL: 20,
+        SAGEMAKER_JOB_NAME: assignment.training_job_name,
+        TUNING_OBJECTIVE_METRIC: spec.objective.metric,
     })
     output = spec.output.rstrip("/")
     request: dict[str, Any] = {
-        "TrainingJobName": assignment.training_job_name,
+        Column.TRAINING_JOB_NAME: assignment.training_job_name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {
             "TrainingImage": trainer.image,
@@ -121,7 +126,7 @@ class SageMakerTrainingJob(ObservedJob):
         self.request = create_training_job_request(spec, assignment, role_arn, code_uri, region)
         self.sagemaker, self.logs = sagemaker, logs
         self.poll_seconds = poll_seconds
-        self.log_path = self.trial_dir / "algo-1.log"
+        self.log_path = self.trial_dir / LEAD_LOG
         self._job: dict[str, Any] = {}  # the last DescribeTrainingJob
         self._next_poll = 0.0
         self._log_tokens: dict[str, str | None] = {}
@@ -149,25 +154,25 @@ class SageMakerTrainingJob(ObservedJob):
         self._next_poll = time.time() + self.poll_seconds
         job = self._describe()
         lines = self._read_logs()
-        if lines or job["TrainingJobStatus"] not in ENDED:
+        if lines or job[Column.TRAINING_JOB_STATUS] not in ENDED:
             return lines
         return self._read_logs() or None  # the last lines may land just before the end
 
     def _exit(self, deadline: float) -> Exit:
         job = self._job
-        return Exit(TrialStatus(job["TrainingJobStatus"]),
-                    FailureReason.parse(job.get("FailureReason")),  # SageMaker's own words
+        return Exit(TrialStatus(job[Column.TRAINING_JOB_STATUS]),
+                    FailureReason.parse(job.get(Column.FAILURE_REASON)),  # SageMaker's own words
                     final_metrics={m["MetricName"]: float(m["Value"])
                                    for m in job.get("FinalMetricDataList", [])},
-                    start_time=_epoch(job.get("TrainingStartTime")),
-                    end_time=_epoch(job.get("TrainingEndTime")))
+                    start_time=_epoch(job.get(Column.TRAINING_START_TIME)),
+                    end_time=_epoch(job.get(Column.TRAINING_END_TIME)))
 
     def _halt(self) -> Exit:
         job = self._describe()
-        if job["TrainingJobStatus"] not in ENDED:
+        if job[Column.TRAINING_JOB_STATUS] not in ENDED:
             self.sagemaker.stop_training_job(TrainingJobName=self.name)
             deadline = time.time() + STOP_WAIT_SECONDS
-            while job["TrainingJobStatus"] not in ENDED and time.time() < deadline:
+            while job[Column.TRAINING_JOB_STATUS] not in ENDED and time.time() < deadline:
                 time.sleep(self.poll_seconds)
                 job = self._describe()
         self._feed(self._read_logs())

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpt.core.schema import Key
 from hpt.core.trial import (OBJECTIVE, OBJECTIVE_STEP, RECORD, FailureCategory, FailureReason,
                        TrialStatus)
 from hpt.schedule.protocol import Decision, TrialScheduler
@@ -166,12 +167,12 @@ def paused_record(record: dict[str, Any], level: int, ledger: PromotionLedger,
         f"at rung {level} of {levels} ({scheduler.resource_hyperparameter}={level}); "
         f"continued from its checkpoint if it ranks in its rung's top "
         f"1/{ledger.reduction_factor:g}"))
-    return {**record, "status": str(TrialStatus.STOPPED), "failure_reason": reason.text(),
+    return {**record, "status": str(TrialStatus.STOPPED), Key.FAILURE_REASON: reason.text(),
             RUNG: level}
 
 
 def is_paused(row: dict[str, Any]) -> bool:
-    reason = FailureReason.parse(row.get("failure_reason"))
+    reason = FailureReason.parse(row.get(Key.FAILURE_REASON))
     return row.get("status") == TrialStatus.STOPPED and reason is not None and \
         reason.category is FailureCategory.PAUSED
 
@@ -182,19 +183,19 @@ def seed_ledger(ledger: PromotionLedger, row: dict[str, Any]) -> str | None:
     rungs = row.get("rungs") or {}
     if not rungs:
         return None
-    trial_id = f"resumed {row['training_job_name']}"
+    trial_id = f"resumed {row[Key.TRAINING_JOB_NAME]}"
     for level, value in rungs.items():
         ledger.record(trial_id, int(level), value)
-    for level in row.get("promoted_from") or ():
+    for level in row.get(Key.PROMOTED_FROM) or ():
         ledger.mark_promoted(trial_id, int(level))
     if row.get("status") == TrialStatus.COMPLETED:
-        ledger.record(trial_id, ledger.max_level, row.get("objective_value"))
+        ledger.record(trial_id, ledger.max_level, row.get(Key.OBJECTIVE_VALUE))
     return trial_id
 
 
 def result_of_row(row: dict[str, Any]) -> dict[str, Any]:
     """The last result a paused row stands for (what the searcher is told at its end)."""
-    result = {OBJECTIVE_STEP: row.get("objective_steps") or 0, RECORD: dict(row)}
-    if row.get("objective_value") is not None:
-        result[OBJECTIVE] = row["objective_value"]
+    result = {OBJECTIVE_STEP: row.get(Key.OBJECTIVE_STEPS) or 0, RECORD: dict(row)}
+    if row.get(Key.OBJECTIVE_VALUE) is not None:
+        result[OBJECTIVE] = row[Key.OBJECTIVE_VALUE]
     return result

@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpt.core.schema import Key
 from hpt.experiment.store import training_job_name
 from hpt.search.journal import IndexedJournalStorage, SingleWriterJournalBackend
 from hpt.core.objectives import objective_values, violations
@@ -133,8 +134,9 @@ class OptunaSearcher:
         number = self._next_number  # SageMaker numbers training jobs from 1
         self._next_number += 1
         return {
-            "trial_number": number,
-            "training_job_name": training_job_name(self.spec.name, number, values, self.spec.seed),
+            Key.TRIAL_NUMBER: number,
+            Key.TRAINING_JOB_NAME: training_job_name(self.spec.name, number, values,
+                                                     self.spec.seed),
             "hyperparameters": values,
             "suggested_at": time.time(),  # the trial's queue wait starts here
         }
@@ -226,8 +228,8 @@ def seed_from_parents(study: optuna.Study, spec, parents: dict[str, list[dict[st
                         params[key], used[key] = param, distributions[key]
             if not params or (identical and len(params) != len(expected)):
                 continue
-            metrics = {**(row.get("final_metrics") or {}),
-                       spec.objective.metric: row["objective_value"]}
+            metrics = {**(row.get(Key.FINAL_METRICS) or {}),
+                       spec.objective.metric: row[Key.OBJECTIVE_VALUE]}
             scores = objective_values(metrics, objectives)
             if scores is None:
                 continue
@@ -235,7 +237,7 @@ def seed_from_parents(study: optuna.Study, spec, parents: dict[str, list[dict[st
                       for c, value in zip(constraints, violations(metrics, constraints))}
             study.add_trial(optuna.trial.create_trial(
                 params=params, distributions=used, values=scores,
-                user_attrs={PARENT_ATTR: f"{parent}/{row['training_job_name']}"},
+                user_attrs={PARENT_ATTR: f"{parent}/{row[Key.TRAINING_JOB_NAME]}"},
                 system_attrs=system))
             added += 1
     return added

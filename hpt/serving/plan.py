@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from hpt.core.errors import UserError
+from hpt.core.sagemaker_names import MODEL_ARCHIVE
 from hpt.core.trial import TrialStatus
 
 
@@ -98,7 +99,7 @@ def resolve_job(spec: str, jobs: list[Job], best: str | None, flag: str) -> Job:
                         f"`hpt report`")
     if found.status != TrialStatus.COMPLETED or not found.artifact:
         raise UserError(f"{flag} {spec}: training job {found.name} is {found.status}, with no "
-                        f"model.tar.gz to serve; pick a Completed one (hpt report)")
+                        f"{MODEL_ARCHIVE} to serve; pick a Completed one (hpt report)")
     return found
 
 

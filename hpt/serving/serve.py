@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 from hpt.core.errors import UserError
+from hpt.core.sagemaker_names import MODEL_ARCHIVE
+from hpt.core.schema import Column
 from hpt.experiment.store import SPEC
 from hpt.experiment.table import load_table, resolve_experiment
 from hpt.serving.backends import (entry_point_of, serving_container, start_backends,
@@ -39,7 +41,7 @@ def plan_for(name: str, experiments_dir, **flags) -> tuple[Path, ServingPlan, li
     root = resolve_experiment(name, experiments_dir)
     jobs = jobs_of(root)
     if not any(j.status == TrialStatus.COMPLETED and j.artifact for j in jobs):
-        raise UserError(f"{name}: no completed training job with a model.tar.gz yet; wait for "
+        raise UserError(f"{name}: no completed training job with a {MODEL_ARCHIVE} yet; wait for "
                         f"one (hpt status {name}) or launch the tuning job")
     best_name = _best_name(root, name, flags.pop("pick", None), flags.pop("weights", None),
                            flags)
@@ -55,14 +57,14 @@ def _best_name(root: Path, name: str, pick: str | None, weights: str | None,
     several = len(json.loads((root / SPEC).read_text()).get("objectives") or []) > 1
     if pick is None and weights is None and not several:
         best = best_trial(root)
-        return best["TrainingJobName"] if best else None
+        return best[Column.TRAINING_JOB_NAME] if best else None
     front = said_front(front_trials(root))
     if pick is not None or weights is not None:
         chosen = picked_trial(root, None, pick, weights)
         if chosen is None:
             raise UserError(f"--pick {pick}: no training job of the Pareto front passes it "
                             f"(the front: {front}); loosen the rule")
-        return chosen["TrainingJobName"]
+        return chosen[Column.TRAINING_JOB_NAME]
     specs = [v.rpartition("=")[0] or v for v in flags.get("variants") or []]
     if (flags.get("trial") is None and not specs) or "best" in [
             *specs, flags.get("shadow"), flags.get("canary")]:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from hpt.core import sagemaker_names as sm
+from hpt.core.sagemaker_names import FULLY_REPLICATED
 from hpt.runtime import runtimes as runtime_registry
 from hpt.schedule import rules as rule_registry
 from hpt.search import strategies as strategy_registry
@@ -124,7 +125,7 @@ def _channel_uri(value: Any, info: ValidationInfo) -> str:
 class Channel(SpecModel):
     uri: Annotated[str, BeforeValidator(_channel_uri)]
     distribution: Annotated[Literal["FullyReplicated", "ShardedByS3Key"],
-                            BeforeValidator(choice(*CHANNEL_DISTRIBUTIONS))] = "FullyReplicated"
+                            BeforeValidator(choice(*CHANNEL_DISTRIBUTIONS))] = FULLY_REPLICATED
 
     @model_validator(mode="before")
     @classmethod

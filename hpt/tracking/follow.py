@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from hpt.core.schema import File
 from hpt.tracking.mlflow_plan import MlflowTarget
 from hpt.tracking.mlflow_sync import CLIENT_ENVIRONMENT, MlflowSync, Report
 
@@ -28,7 +29,7 @@ FLUSH_SAID_AT = 5000        # points left at the end that are worth a line (~sec
 ORPHAN_FLUSH_SECONDS = 3.0  # ...and after the launcher died (nothing must outlive it long)
 DOWN_FLUSH_SECONDS = 2.0    # ...and while the server does not answer
 FINISH = "finish"
-LOCK_FILE = "mlflow.lock"  # one follower per folder at a time
+LOCK_FILE = File.MLFLOW_LOCK  # one follower per folder at a time
 LOCK_WAIT_SECONDS = 30.0
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hpt.core.errors import UserError
+from hpt.core.schema import Column, Key
 from hpt.experiment.table import OVERHEAD_COLUMNS
 from hpt.core.trial import TrialStatus
 
@@ -74,9 +75,9 @@ def parent_tags(name: str, folder: str) -> dict[str, str]:
 
 
 def child_tags(row: Mapping[str, Any], parent_run_id: str) -> dict[str, str]:
-    return {"mlflow.parentRunId": parent_run_id, "mlflow.runName": row["training_job_name"],
-            "TrainingJobName": row["training_job_name"],
-            "TrialNumber": str(row["trial_number"])}
+    return {"mlflow.parentRunId": parent_run_id, "mlflow.runName": row[Key.TRAINING_JOB_NAME],
+            Column.TRAINING_JOB_NAME: row[Key.TRAINING_JOB_NAME],
+            Column.TRIAL_NUMBER: str(row[Key.TRIAL_NUMBER])}
 
 
 def child_params(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
@@ -86,21 +87,22 @@ def child_params(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
 def ended_tags(row: Mapping[str, Any]) -> dict[str, str]:
     """A training job's end, as tags: its status, why, its lineage, its model, and the
     hyperparameters it ended with (PBT changes them; MLflow's params are write-once)."""
-    tags = {"TrainingJobStatus": str(row["status"]),
-            "FailureReason": row.get("failure_reason"),
-            "ParentTrainingJob": row.get("parent"),
-            "ModelArtifact": row.get("s3_model_artifact") or row.get("model_artifact"),
+    tags = {Column.TRAINING_JOB_STATUS: str(row["status"]),
+            Column.FAILURE_REASON: row.get(Key.FAILURE_REASON),
+            Column.PARENT_TRAINING_JOB: row.get("parent"),
+            Column.MODEL_ARTIFACT: row.get(Key.S3_MODEL_ARTIFACT) or row.get(Key.MODEL_ARTIFACT),
             "Hyperparameters": json.dumps(row.get("hyperparameters", {}), sort_keys=True)}
     return {k: str(v)[:MAX_TAG_LENGTH] for k, v in tags.items() if v is not None}
 
 
 def ended_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     """A training job's end, as metrics: the table's duration and overhead columns."""
-    start, end = row.get("start_time"), row.get("end_time")
-    values = {"TrainingElapsedTimeSeconds": (end - start) if start and end else None,
-              "Retries": row.get("retries", 0), "ExploitCount": row.get("exploit_count", 0),
-              "ObjectiveSteps": row.get("objective_steps"),
-              "ResumedFromStep": row.get("resumed_from_step"),
+    start, end = row.get(Key.START_TIME), row.get(Key.END_TIME)
+    values = {Column.TRAINING_ELAPSED_TIME_SECONDS: (end - start) if start and end else None,
+              Column.RETRIES: row.get("retries", 0),
+              Column.EXPLOIT_COUNT: row.get(Key.EXPLOIT_COUNT, 0),
+              Column.OBJECTIVE_STEPS: row.get(Key.OBJECTIVE_STEPS),
+              Column.RESUMED_FROM_STEP: row.get(Key.RESUMED_FROM_STEP),
               **{column: row.get(_snake(column)) for column in OVERHEAD_COLUMNS}}
     return {k: float(v) for k, v in values.items() if _finite(v)}
 

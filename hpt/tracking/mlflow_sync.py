@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpt.experiment.resume import START_EVENTS
+from hpt.core.sagemaker_names import MODEL_ARCHIVE
+from hpt.core.schema import JOB_STARTS, Event, File, Key
 from hpt.experiment.checkpoints import METRICS, parse_points, read_points
 from hpt.experiment.job_state import job_state
 from hpt.experiment.store import JOURNAL, SPEC, attempts, write_json_atomic
@@ -32,7 +33,7 @@ from hpt.experiment.table import trial_rows
 from hpt.tracking import mlflow_plan as plan
 from hpt.tracking.mlflow_plan import MlflowTarget, timestamp_ms
 
-STATE_FILE = "mlflow.json"
+STATE_FILE = File.MLFLOW_STATE
 # MLflow's error codes that refuse one request for what it carries (retrying cannot help);
 # any other failure means the server is not answering: everything is kept and sent later.
 REFUSALS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
@@ -154,9 +155,9 @@ class MlflowSync:
             except ValueError:
                 continue
             self._lines += 1
-            if event.get("event") == "trial_progress":
+            if event.get("event") == Event.TRIAL_PROGRESS:
                 continue
-            name = event.get("training_job_name")
+            name = event.get(Key.TRAINING_JOB_NAME)
             if name is None:
                 self.tuning_events.append(event)
             else:
@@ -164,20 +165,20 @@ class MlflowSync:
             self._on_event(event, self._lines)
 
     def _on_event(self, event: dict, line: int) -> None:
-        kind, name = event.get("event"), event.get("training_job_name")
+        kind, name = event.get("event"), event.get(Key.TRAINING_JOB_NAME)
         parent = self.state["parent"]
-        if kind in START_EVENTS and (parent.get("ended_line") or 0) < line:
+        if kind in JOB_STARTS and (parent.get("ended_line") or 0) < line:
             self.parent_reopen = parent.get("ended_line") is not None
             self.parent_end_line = None
-        elif kind == "job_ended" and (parent.get("ended_line") or 0) < line:
+        elif kind == Event.JOB_ENDED and (parent.get("ended_line") or 0) < line:
             self.parent_end_line = line
-        elif kind == "trial_started":
+        elif kind == Event.TRIAL_STARTED:
             job = self.jobs.get(name) or self._job(name)
             if job.ended_line is not None and job.ended_line < line:
                 job.reopen, job.ended_line = True, None
             if job.end_line is not None and job.end_line < line:
                 job.end_line = None  # it runs again before its end was sent: a later end comes
-        elif kind == "trial_ended" and name in self.jobs:
+        elif kind == Event.TRIAL_ENDED and name in self.jobs:
             job = self.jobs[name]
             if job.ended_line is None or job.ended_line < line:
                 job.end_line = line
@@ -198,7 +199,7 @@ class MlflowSync:
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self) -> None:
-        if not any(e.get("event") in START_EVENTS for e in self.tuning_events[:1]):
+        if not any(e.get("event") in JOB_STARTS for e in self.tuning_events[:1]):
             return  # the launcher has not recorded the start yet
         parent_id = self._parent()
         for job in self.jobs.values():
@@ -244,7 +245,7 @@ class MlflowSync:
         return parent["run_id"]
 
     def _open_run(self, job: JobRun, parent_id: str) -> None:
-        row = next(e for e in self.job_events[job.name] if e["event"] == "trial_started")
+        row = next(e for e in self.job_events[job.name] if e["event"] == Event.TRIAL_STARTED)
         if job.run_id is None:
             run = self.client.create_run(self.state["experiment_id"],
                                          start_time=timestamp_ms(row["time"]),
@@ -285,10 +286,10 @@ class MlflowSync:
 
         job.take(job.follower.read())  # its last lines: they were written before its end
         self._send_points(job)
-        end = timestamp_ms(row.get("end_time") or time.time())
+        end = timestamp_ms(row.get(Key.END_TIME) or time.time())
         self._log(job.run_id, tags=plan.ended_tags(row),
                   metrics=[Metric(k, v, end, 0) for k, v in plan.ended_metrics(row).items()])
-        model = self.root / job.name / "model.tar.gz"
+        model = self.root / job.name / MODEL_ARCHIVE
         if model.is_file():
             self._artifact(job.run_id, model)
         self.client.set_terminated(job.run_id, status=plan.run_status(row["status"]),
@@ -303,16 +304,16 @@ class MlflowSync:
 
         from hpt.report.page import render_html
 
-        ended = next(e for e in reversed(self.tuning_events) if e["event"] == "job_ended")
-        best = ended.get("best_training_job")
+        ended = next(e for e in reversed(self.tuning_events) if e["event"] == Event.JOB_ENDED)
+        best = ended.get(Key.BEST_TRAINING_JOB)
         status, tags, metrics = plan.parent_end(
             job_state(self.tuning_events, writer=None), ended.get("counts") or {}, best,
-            self._row(best).get("objective_value") if best in self.job_events else None)
+            self._row(best).get(Key.OBJECTIVE_VALUE) if best in self.job_events else None)
         end = timestamp_ms(ended["time"])
         self._log(parent_id, tags=tags, metrics=[Metric(k, v, end, 0)
                                                  for k, v in metrics.items()])
         with tempfile.TemporaryDirectory() as folder:
-            page = Path(folder) / "report.html"
+            page = Path(folder) / File.REPORT_HTML
             page.write_text(render_html(self.root))
             self._artifact(parent_id, page)
         self.client.set_terminated(parent_id, status=status, end_time=end)

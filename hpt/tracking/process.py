@@ -15,11 +15,12 @@ import sys
 import threading
 from pathlib import Path
 
+from hpt.core.schema import Event, File
 from hpt.tracking.follow import FINISH, FLUSH_SECONDS
 from hpt.tracking.mlflow_plan import MlflowTarget
 
 FINISH_SECONDS = FLUSH_SECONDS + 5.0
-FOLLOWER_LOG = "mlflow-follower.log"  # its stderr, in the experiment folder
+FOLLOWER_LOG = File.MLFLOW_FOLLOWER_LOG  # its stderr, in the experiment folder
 
 
 def tracking_message(kind: str, report: dict, target: MlflowTarget, name: str) -> str | None:
@@ -106,6 +107,6 @@ class TrackingProcess:
         final = self.final or {"complete": False, "runs": 0, "sent_points": 0,
                                "error": f"the follower ended with exit code "
                                         f"{self._proc.returncode} (see {FOLLOWER_LOG})"}
-        self.record("tracking_ended", uri=self.target.uri, **final)
+        self.record(Event.TRACKING_ENDED, uri=self.target.uri, **final)
         self.say(tracking_message("ended", final, self.target, self.root.name))
         return final

@@ -16,6 +16,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from hpt.core.schema import Key
 from hpt.experiment.checkpoints import carry_checkpoints
 from hpt.runtime.artifacts import attempt_folder
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
@@ -59,7 +60,7 @@ class TrainingJobTrainable(tune.Trainable):
         if job is not None:
             return f"{job.assignment.training_job_name}/algo-1"
         pending = getattr(self, "pending_config", None) or {}
-        return f"{pending.get('training_job_name', 'hpt-trainable')}/algo-1"
+        return f"{pending.get(Key.TRAINING_JOB_NAME, 'hpt-trainable')}/algo-1"
 
     def _start(self, config) -> None:
         assignment = TrialAssignment.of(config)

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from hpt.core.errors import UserError
+from hpt.core.sagemaker_names import SHARDED_BY_S3_KEY
 from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
 from hpt.runtime.runtimes import local
 
@@ -25,7 +26,7 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
     channels = values.get("channels") or {}
     if trainer.instance_count > 1:
         for name, channel in channels.items():
-            if channel.distribution == "ShardedByS3Key":
+            if channel.distribution == SHARDED_BY_S3_KEY:
                 found.append((("channels", name, "distribution"),
                               "ShardedByS3Key is not split across containers in this version "
                               "(each host's container mounts the whole folder): use "

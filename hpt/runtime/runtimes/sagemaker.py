@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from hpt.core.errors import UserError
+from hpt.core.sagemaker_names import MODEL_ARCHIVE
 from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
 
 ROLE_ENV = "HPT_SAGEMAKER_ROLE"
@@ -25,7 +26,7 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
                       "123456789012.dkr.ecr.us-east-1.amazonaws.com/hpt-cnn:latest"))
     if not (output or "").startswith("s3://"):
         found.append((("output",), "must be an s3:// URI for runtime: sagemaker (SageMaker "
-                      "writes model.tar.gz there); e.g. output: s3://my-bucket/tuning"))
+                      f"writes {MODEL_ARCHIVE} there); e.g. output: s3://my-bucket/tuning"))
     for name, channel in (values.get("channels") or {}).items():
         if not channel.is_s3:
             found.append((("channels", name), f"must be an s3:// URI for runtime: sagemaker "

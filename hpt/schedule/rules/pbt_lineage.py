@@ -12,10 +12,11 @@ from typing import Any, Callable
 
 from ray.tune.schedulers import PopulationBasedTraining
 
+from hpt.core.schema import Key
 from hpt.core.trial import OBJECTIVE_STEP
 
 # What names a trial, never copied from a donor.
-IDENTITY = ("trial_number", "training_job_name", "suggested_at")
+IDENTITY = (Key.TRIAL_NUMBER, Key.TRAINING_JOB_NAME, "suggested_at")
 
 
 class LineagePBT(PopulationBasedTraining):

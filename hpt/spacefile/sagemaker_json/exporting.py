@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from hpt.core.errors import UserError
-from hpt.core.sagemaker_names import MPI_PROCESSES_PER_HOST, distribution_hyperparameters
+from hpt.core.sagemaker_names import (MPI_PROCESSES_PER_HOST, SAGEMAKER_PROGRAM,
+                                      SAGEMAKER_SUBMIT_DIRECTORY, SOURCE_ARCHIVE,
+                                      distribution_hyperparameters)
 from hpt.schedule.rules import rule_of
 from hpt.schedule.rules.asha import DEFAULT_RESOURCES
 from hpt.spacefile.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
@@ -233,11 +235,11 @@ def _completion(c) -> dict[str, Any]:
 def _static(spec, base: Path, tags: dict, report: list) -> dict[str, str]:
     trainer = spec.trainer
     values = {k: json.dumps(v) for k, v in spec.static_hyperparameters.items()}
-    values["sagemaker_program"] = json.dumps(trainer.entry_point)
-    values["sagemaker_submit_directory"] = json.dumps(f"s3://{PLACEHOLDER}/source/sourcedir.tar.gz")
+    values[SAGEMAKER_PROGRAM] = json.dumps(trainer.entry_point)
+    values[SAGEMAKER_SUBMIT_DIRECTORY] = json.dumps(f"s3://{PLACEHOLDER}/source/{SOURCE_ARCHIVE}")
     tags["source_dir"] = absolute(trainer.source_dir, base)
     report.append(f"trainer.source_dir: {tags['source_dir']} is local; "
-                  f"sagemaker_submit_directory is a placeholder: upload it as sourcedir.tar.gz")
+                  f"sagemaker_submit_directory is a placeholder: upload it as {SOURCE_ARCHIVE}")
     switches = distribution_hyperparameters(trainer.distribution, trainer.processes_per_host)
     values.update({key: json.dumps(value) for key, value in switches.items()})
     if MPI_PROCESSES_PER_HOST not in switches and trainer.processes_per_host != 1:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hpt.core.sagemaker_names import (MODE_SWITCHES, MPI_PROCESSES_PER_HOST, distribution_mode,
-                                 service_model)
+from hpt.core.sagemaker_names import (FULLY_REPLICATED, MODE_SWITCHES, MPI_PROCESSES_PER_HOST,
+                                      RESERVED_PREFIX, SAGEMAKER_PROGRAM,
+                                      SAGEMAKER_SUBMIT_DIRECTORY, distribution_mode,
+                                      service_model)
 from hpt.spacefile.sagemaker_json.names import (EARLY_STOPPING, IMAGE_PLACEHOLDER,
                                            SCALINGS, STRATEGIES, WARM_START, hpt_tags,
                                            is_placeholder, reverse)
@@ -101,13 +103,13 @@ def _definition_of(request: dict, report: list) -> dict[str, Any]:
 
 def _trainer(definition: dict, statics: dict, tags: dict, report: list) -> dict[str, Any]:
     """The trainer section; takes SageMaker's own keys out of `statics`."""
-    entry_point = statics.pop("sagemaker_program", None)
-    statics.pop("sagemaker_submit_directory", None)
+    entry_point = statics.pop(SAGEMAKER_PROGRAM, None)
+    statics.pop(SAGEMAKER_SUBMIT_DIRECTORY, None)
     distribution = distribution_mode(statics)
     for switch in MODE_SWITCHES.values():
         statics.pop(switch, None)
     processes = statics.pop(MPI_PROCESSES_PER_HOST, None)
-    for key in [k for k in statics if k.startswith("sagemaker_")]:
+    for key in [k for k in statics if k.startswith(RESERVED_PREFIX)]:
         report.append(f"StaticHyperParameters.{key}: a SageMaker switch hpt does not use; "
                       f"dropped")
         statics.pop(key)
@@ -164,8 +166,8 @@ def _channels(definition: dict, tags: dict) -> dict[str, Any]:
         name = ch.get("ChannelName", f"channel{i}")
         uri = s3.get("S3Uri")
         uri = tags.get(f"channels.{name}", uri) if is_placeholder(uri) else uri
-        distribution_type = s3.get("S3DataDistributionType", "FullyReplicated")
-        channels[name] = uri if distribution_type == "FullyReplicated" else {
+        distribution_type = s3.get("S3DataDistributionType", FULLY_REPLICATED)
+        channels[name] = uri if distribution_type == FULLY_REPLICATED else {
             "uri": uri, "distribution": distribution_type}
     return channels
 
