@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import hpt
-from hpt.experiment.checkpoints import read_points
+from hpt.experiment.data_points import read_points
 from hpt.experiment.store import attempts
 from hpt.report.summary import state_of
 from hpt.spacefile import load_spec

@@ -30,7 +30,7 @@ def pbt_space(name, channels, **config):
 def _points(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    from hpt.experiment.checkpoints import read_points  # a line being written is left out
+    from hpt.experiment.data_points import read_points  # a line being written is left out
 
     return [p for p in read_points(path) if p["metric"] == "validation:accuracy"]
 

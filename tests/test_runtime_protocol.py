@@ -21,7 +21,7 @@ from botocore.stub import Stubber
 
 from hpt.core.metric_parser import MetricParser
 from hpt.core.trial import EARLY_STOPPED, FailureCategory, TrainingJobRecord, TrialStatus
-from hpt.experiment.checkpoints import read_points
+from hpt.experiment.data_points import read_points
 from hpt.runtime.api import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.runtime.sagemaker_job import LOG_GROUP

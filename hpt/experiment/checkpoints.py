@@ -13,14 +13,13 @@ checkpoint in place must not change the archived one).
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from hpt.core.schema import File
+from hpt.experiment.data_points import read_points, write_points
 
 CHECKPOINTS = "checkpoints"  # each host's folder, beside model/ and output/ (the contract's)
-METRICS = File.METRICS    # a training job's data points, one JSON object per line
 HOST_GLOB = "algo-*"
 
 
@@ -43,10 +42,9 @@ def carry_checkpoints(earlier: Path, trial_dir: Path) -> int:
         _copy_files(host / CHECKPOINTS, trial_dir / host.name / CHECKPOINTS)
     # Rewritten point by point: a line torn by the kill that ended the earlier attempt
     # must not swallow the first line this attempt appends.
-    points = read_points(earlier / METRICS)
+    points = read_points(earlier / File.METRICS)
     if points:
-        with open(trial_dir / METRICS, "w") as f:
-            f.writelines(json.dumps(point) + "\n" for point in points)
+        write_points(trial_dir / File.METRICS, points)
     return carried_steps(trial_dir)
 
 
@@ -74,25 +72,6 @@ def carried_steps(trial_dir: Path) -> int:
     """How many data points (of the metric with the most) the attempt in `trial_dir` starts
     with, from its carried metrics.jsonl."""
     steps: dict[str, int] = {}
-    for point in read_points(Path(trial_dir) / METRICS):
+    for point in read_points(Path(trial_dir) / File.METRICS):
         steps[point["metric"]] = max(steps.get(point["metric"], 0), int(point["step"]))
     return max(steps.values(), default=0)
-
-
-def read_points(path: Path) -> list[dict]:
-    """The data points of a metrics.jsonl (a line torn by a kill mid-write is left out)."""
-    return parse_points(Path(path).read_bytes().split(b"\n")) if Path(path).is_file() else []
-
-
-def parse_points(lines) -> list[dict]:
-    """The data points among metrics.jsonl lines (str or bytes); an empty line, or one torn
-    by a kill mid-write, is left out."""
-    points = []
-    for line in lines:
-        try:
-            point = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(point, dict) and {"metric", "step", "value"} <= point.keys():
-            points.append(point)
-    return points

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hpt.core.schema import JOB_STARTS, Event, Key
+from hpt.core.schema import JOB_STARTS, Key
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from hpt.core.schema import Column, Event, File, Key
+from hpt.core.schema import POINT_KEYS, Column, Event, File, Key, Point
+from hpt.experiment.data_points import read_points
 from hpt.experiment.best import BestSoFar, summary
 from hpt.experiment.job_state import IN_PROGRESS, RESUMABLE, JobState, job_state
 from hpt.experiment.lock import holder
@@ -39,20 +40,11 @@ def load_metrics(name_or_path: str | os.PathLike,
     for job, number in zip(table[Column.TRAINING_JOB_NAME], table[Column.TRIAL_NUMBER]):
         # Found in the job's folder, not at the journal's absolute paths: a copied or moved
         # experiment folder (shared storage, another machine) keeps its curves.
-        path = root / job / File.METRICS
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                point = json.loads(line)
-            except ValueError:  # a torn last line of a job that was killed
-                continue
-            rows.append((job, number, point["metric"], point["step"], point["value"],
-                         point["timestamp"]))
+        for point in read_points(root / job / File.METRICS):
+            rows.append((job, number, *(point.get(key) for key in POINT_KEYS)))
     df = pd.DataFrame(rows,
-                      columns=[Column.TRAINING_JOB_NAME, Column.TRIAL_NUMBER, "metric", "step",
-                                     "value", "timestamp"])
-    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+                      columns=[Column.TRAINING_JOB_NAME, Column.TRIAL_NUMBER, *POINT_KEYS])
+    df[Point.TIMESTAMP] = pd.to_datetime(df[Point.TIMESTAMP], unit="s", utc=True)
     return df
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hpt.core.sagemaker_names import LEAD_HOST, MODEL_ARCHIVE, OUTPUT_ARCHIVE
 from hpt.core.schema import Event, File, Key
-from hpt.experiment.checkpoints import CHECKPOINTS, METRICS, carried_steps, has_checkpoint
+from hpt.experiment.checkpoints import CHECKPOINTS, carried_steps, has_checkpoint
 from hpt.experiment.store import ExperimentStore, attempt_dir
 from hpt.runtime.channels import parse_s3, s3_client
 from hpt.core.trial import TrialStatus
@@ -81,7 +81,7 @@ class FolderSync:
                 self.client.upload_file(str(path), self.bucket, key)
                 self._seen[path] = stamp
                 uploaded += 1
-        metrics = self.host_tree.parent / METRICS
+        metrics = self.host_tree.parent / File.METRICS
         if uploaded and metrics.is_file():  # the points that go with these checkpoints
             self.client.upload_file(str(metrics), self.bucket, self.metrics_key)
         return uploaded
@@ -126,7 +126,7 @@ def fetch_checkpoints(client, output: str, training_job: str, trial_dir: Path) -
         return 0
     try:
         client.download_file(location.bucket, f"{base}/{HPT_METRICS_KEY}",
-                             str(Path(trial_dir) / METRICS))
+                             str(Path(trial_dir) / File.METRICS))
     except Exception:  # noqa: BLE001 - checkpoints without points: the steps start over
         return 0
     return carried_steps(trial_dir)

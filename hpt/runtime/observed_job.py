@@ -27,7 +27,6 @@ for, in words) and, where the runtime stops a job at its MaxRuntime itself,
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -36,9 +35,10 @@ from pathlib import Path
 
 from hpt.core.metric_parser import MetricParser, MetricPoint
 from hpt.core.sagemaker_names import LEAD_HOST
+from hpt.core.schema import File
 from hpt.core.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
                             TrialStatus, never_matched)
-from hpt.experiment.checkpoints import METRICS, read_points
+from hpt.experiment.data_points import point_line, read_points
 from hpt.runtime.api import Progress, TrialAssignment
 from hpt.runtime.pushed_metrics import PUSHED_POLL_SECONDS, PushedMetricsTail, PushedValue
 
@@ -106,7 +106,7 @@ class ObservedJob:
         self._start_called = time.time()
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self._resume_from_carried()
-        self._metrics_file = open(self.trial_dir / METRICS, "a", buffering=1 << 16)
+        self._metrics_file = open(self.trial_dir / File.METRICS, "a", buffering=1 << 16)
         failed = self._execute()
         if self.start_time:  # it began: hpt's launch cost is known, the deadline runs
             self._launch_seconds = time.time() - self._start_called
@@ -166,7 +166,7 @@ class ObservedJob:
     def _resume_from_carried(self) -> None:
         """An attempt that starts with an earlier one's checkpoints (attempt_dir carried them,
         with its data points) counts its objective steps on from there."""
-        carried = read_points(self.trial_dir / METRICS)
+        carried = read_points(self.trial_dir / File.METRICS)
         self.parser.resume(carried)
         steps = len(self.parser.series[self.objective_name].points)
         self.resumed_from_step = steps if carried else None
@@ -191,9 +191,7 @@ class ObservedJob:
     def _take(self, points: list[MetricPoint]) -> None:
         for point in points:
             if self._metrics_file is not None:
-                self._metrics_file.write(json.dumps(
-                    {"metric": point.name, "step": point.step, "value": point.value,
-                     "timestamp": point.timestamp}) + "\n")
+                self._metrics_file.write(point_line(point))
             if point.name == self.objective_name:
                 if self._metrics_file is not None:
                     # On disk at each step: a retry resumes from the steps written here.

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from hpt.core.sagemaker_names import MODEL_ARCHIVE
 from hpt.core.schema import JOB_STARTS, Event, File, Key
-from hpt.experiment.checkpoints import METRICS, parse_points, read_points
+from hpt.experiment.data_points import parse_points, read_points
 from hpt.experiment.job_state import job_state
 from hpt.experiment.store import JOURNAL, SPEC, attempts, write_json_atomic
 from hpt.experiment.table import trial_rows
@@ -187,8 +187,8 @@ class MlflowSync:
         known = self.state["runs"].get(name, {})
         trial_dir = self.root / name
         # A run an earlier follower began may lack points of attempts since archived.
-        earlier = [a / METRICS for a in attempts(trial_dir)] if known else []
-        job = JobRun(name, PointsFollower(trial_dir / METRICS,
+        earlier = [a / File.METRICS for a in attempts(trial_dir)] if known else []
+        job = JobRun(name, PointsFollower(trial_dir / File.METRICS,
                                           [p for p in earlier if p.is_file()]),
                      run_id=known.get("run_id"), ready=known.get("ready", False),
                      ended_line=known.get("ended_line"))
