@@ -45,7 +45,7 @@ def test_each_controller_gets_the_rule_in_its_own_terms(write_space, tmp_path):
         return load_spec(write_space(space))
 
     def point(value, step):
-        return {"objective": value, "objective_step": step}
+        return {"objective_value": value, "objective_step": step}
 
     asha = local_scheduler(spec_of(early_stopping="asha", strategy_config={
         "min_resource": 1, "max_resource": 3, "reduction_factor": 2}))

@@ -59,7 +59,7 @@ def run(spec, n=None, study=None):
             break
         seen.append(config)
         searcher.on_trial_complete(f"t{i}", {"hpt_status": "Completed",
-                                             "objective": objective(config["hyperparameters"])})
+                                             "objective_value": objective(config["hyperparameters"])})
     return seen, study
 
 
@@ -87,7 +87,7 @@ def test_grid_resumed_skips_the_journaled_points_and_offers_an_unjournaled_one_a
     while (config := searcher.suggest(f"r{len(rest)}")) not in (None, "FINISHED"):
         rest.append(config)
         searcher.on_trial_complete(f"r{len(rest) - 1}", {"hpt_status": "Completed",
-                                                         "objective": 0.5})
+                                                         "objective_value": 0.5})
     key = lambda c: tuple(sorted(c["hyperparameters"].items()))  # noqa: E731
     assert len(rest) == 7 and not {key(c) for c in first} & {key(c) for c in rest}
     assert key(orphan) in {key(c) for c in rest}  # not lost: every point runs exactly once
@@ -115,9 +115,9 @@ def test_failures_and_early_stops_reach_optuna_as_fail_and_pruned(spec_of):
     spec = spec_of("random")
     study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
     searcher = OptunaSearcher(spec, study, 3)
-    for i, result in enumerate([{"hpt_status": "Completed", "objective": 0.5},
+    for i, result in enumerate([{"hpt_status": "Completed", "objective_value": 0.5},
                                 {"hpt_status": "Failed"},
-                                {"hpt_status": "Stopped", "objective": 0.1}]):
+                                {"hpt_status": "Stopped", "objective_value": 0.1}]):
         searcher.suggest(f"t{i}")
         searcher.on_trial_complete(f"t{i}", result)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "PRUNED"]

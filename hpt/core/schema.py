@@ -14,9 +14,8 @@ one spelling, one name, whichever side of the API it is on.
 
 The objective's value goes by the fewest names its formats need:
   - `Key.OBJECTIVE_VALUE` ("objective_value"): a training job's record and row (the journal's
-    `trial_ended`/`trial_paused` records, the table's rows);
-  - `hpt.core.trial.OBJECTIVE` ("objective"): the result a running trial hands Ray Tune, in
-    memory only (no file has it; it could be `objective_value` too);
+    `trial_ended`/`trial_paused` records, the table's rows), and the result a running trial
+    hands Ray Tune and the schedulers (`hpt.core.trial.OBJECTIVE`, the same word);
   - `Key.VALUE` ("value"): the objective's latest value in a `trial_progress` event, as every
     journal has written it (and a data point's value in metrics.jsonl: any metric's);
   - `Column.FINAL_OBJECTIVE_VALUE` ("FinalObjectiveValue"): the table's column, SageMaker's.

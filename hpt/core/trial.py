@@ -36,7 +36,7 @@ ENDED = (TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.STOPPED)
 
 # Keys of the result dicts a trial reports to Tune (and the schedulers, stoppers and the
 # journal callback read).
-OBJECTIVE = "objective"  # the objective's latest value
+OBJECTIVE = "objective_value"  # the objective's latest value: the record's own name (schema.Key)
 OBJECTIVE_STEP = "objective_step"  # how many objective values so far: the time axis
 STATUS = "hpt_status"  # present only in the last result: the job ended with this status
 RECORD = "hpt_record"  # with STATUS: the job's TrainingJobRecord.to_json()
