@@ -16,17 +16,17 @@ from collections import Counter
 
 import pytest
 
-from hpt.api import protocol
+from hpt.api import wire_protocol as protocol
 from hpt.api.endpoints import Endpoints
 from hpt.api.instances import host_resources, instance_resources
 from hpt.api.images import repository_of
 from hpt.api.jobs import TuningJobs
 from hpt.api.listing import list_page, page
-from hpt.api.protocol import ApiError
+from hpt.api.wire_protocol import ApiError
 from hpt.api.models import Records
 from hpt.api.operations import Api
 from hpt.api.server import create_app
-from hpt.api.store import ApiStore
+from hpt.api.records import ApiStore
 from hpt.api.shapes import describe_training_job, describe_tuning_job, tuned_text
 from hpt.api.tuning import TuningRecord
 from hpt.experiment.job_state import JobState

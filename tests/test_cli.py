@@ -253,7 +253,7 @@ def test_an_environment_variable_the_contract_sets_is_refused_at_validation(writ
 def test_a_contract_the_space_cannot_have_fails_the_job_once_and_is_not_retried(tmp_path):
     """What validation misses must still end as the job's own failure (ClientError), never
     as a lost host that Tune retries."""
-    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.job_protocol import TrialAssignment
     from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import Spec, load_spec
     from hpt.core.trial import FailureCategory, TrialStatus
@@ -335,7 +335,7 @@ def test_a_tuning_job_hpt_api_failed_before_its_folder_existed_is_seen_and_expla
     its launcher made the experiment folder."""
     import time
 
-    from hpt.api.store import ApiStore
+    from hpt.api.records import ApiStore
     from hpt.api.tuning import TuningRecord
 
     exp = tmp_path / "exp"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.runtime.local_job import LocalTrainingJob
 from hpt.spacefile import load_spec

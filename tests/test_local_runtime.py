@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from hpt.core.metric_parser import MetricParser
-from hpt.runtime.processes import HostProcess, failure_reason, pack_model, MAX_LINE_BYTES
+from hpt.runtime.host_process import HostProcess, failure_reason, pack_model, MAX_LINE_BYTES
 
 
 def alive(pid: int) -> bool:
@@ -133,7 +133,7 @@ def test_a_full_disk_fails_the_job_with_the_reason_and_never_blocks_the_script(
     import os
     import time
 
-    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.job_protocol import TrialAssignment
     from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import load_spec
     from helpers import faulty_space
@@ -181,7 +181,7 @@ def test_the_group_dies_with_the_process_that_started_it_even_by_sigkill(tmp_pat
     starter.write_text(textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from hpt.runtime.processes import HostProcess
+        from hpt.runtime.host_process import HostProcess
         script = {str(tmp_path / "s.py")!r}
         open(script, "w").write(
             "import subprocess, sys, time\\n"

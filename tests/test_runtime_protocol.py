@@ -22,7 +22,7 @@ from botocore.stub import Stubber
 from hpt.core.metric_parser import MetricParser
 from hpt.core.trial import EARLY_STOPPED, FailureCategory, TrainingJobRecord, TrialStatus
 from hpt.experiment.data_points import read_points
-from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.runtime.sagemaker_job import LOG_GROUP
 from hpt.spacefile import load_spec

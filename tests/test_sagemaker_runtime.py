@@ -11,7 +11,7 @@ from botocore.validate import ParamValidator
 
 from hpt.runtime.sagemaker_job import (LOG_GROUP, SageMakerTrainingJob, create_training_job_request,
                                    pack_source, source_uri)
-from hpt.runtime.api import TrialAssignment
+from hpt.runtime.job_protocol import TrialAssignment
 from hpt.spacefile import load_spec
 from hpt.core.trial import EARLY_STOPPED
 

@@ -34,7 +34,7 @@ def test_each_controller_gets_the_rule_in_its_own_terms(write_space, tmp_path):
     from ray.tune.schedulers import TrialScheduler as TuneTrialScheduler
 
     from hpt.schedule.median import MedianStoppingRule
-    from hpt.schedule.protocol import Decision, TrialScheduler
+    from hpt.schedule.scheduler_protocol import Decision, TrialScheduler
     from hpt.schedule.scheduler import local_scheduler, make_scheduler
     from hpt.schedule.tune_adapter import ForTune, FromTune, TuneTrial
 

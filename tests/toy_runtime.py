@@ -18,9 +18,9 @@ import threading
 import time
 
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
-from hpt.runtime.api import Runtime, Staged
+from hpt.runtime.job_protocol import Runtime, Staged
 from hpt.runtime.observed_job import Exit, ObservedJob
-from hpt.runtime.processes import LogLine, pack_model
+from hpt.runtime.host_process import LogLine, pack_model
 
 _END = object()
 

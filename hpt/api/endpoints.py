@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 from hpt.api.listing import list_page
 from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
-from hpt.api.protocol import VALIDATION, ApiError
-from hpt.api.store import ApiStore
+from hpt.api.wire_protocol import VALIDATION, ApiError
+from hpt.api.records import ApiStore
 from hpt.api.tuning import ACCOUNT, arn
 from hpt.core.sagemaker_names import MODEL_ARCHIVE
 from hpt.core.schema import Column

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hpt.api.protocol import VALIDATION, ApiError
+from hpt.api.wire_protocol import VALIDATION, ApiError
 
 _TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9-]+)\.(?P<size>medium|large|metal|(?P<n>\d*)xlarge)$")
 

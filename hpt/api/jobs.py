@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpt.api.listing import list_page
-from hpt.api.protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
+from hpt.api.wire_protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
 from hpt.api.staging import ServerResources, stage
-from hpt.api.store import ApiStore
+from hpt.api.records import ApiStore
 from hpt.api.shapes import (describe_training_job, describe_tuning_job, job_status,
                             training_summary, tuning_status, tuning_summary)
 from hpt.api.tuning import TuningRecord, s3_output_of
@@ -151,16 +151,8 @@ class TuningJobs:
         record, _, rows, _ = self._read(params["HyperParameterTuningJobName"])
         s3_output = s3_output_of(record.request)
         summaries = [training_summary(record, row, s3_output) for row in rows]
-        chunk, token = list_page(
-            summaries, params, name_key=Column.TRAINING_JOB_NAME,
-                                 status_key=Column.TRAINING_JOB_STATUS,
-            sort_keys={
-                "Name": lambda s: s[Column.TRAINING_JOB_NAME],
-                "CreationTime": lambda s: s["CreationTime"],
-                "Status": lambda s: s[Column.TRAINING_JOB_STATUS],
-                "FinalObjectiveMetricValue": lambda s: (
-                    s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")},
-            default_sort="Name", page_size=10)
+        chunk, token = _training_job_page(summaries, params, "Name", FinalObjectiveMetricValue=(
+            lambda s: (s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")))
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
@@ -182,14 +174,7 @@ class TuningJobs:
                     Column.TRAINING_END_TIME: described.get(Column.TRAINING_END_TIME),
                     "LastModifiedTime": described["LastModifiedTime"],
                     Column.TRAINING_JOB_STATUS: status, "SecondaryStatus": secondary})
-        chunk, token = list_page(
-            summaries, params, name_key=Column.TRAINING_JOB_NAME,
-                                 status_key=Column.TRAINING_JOB_STATUS,
-            sort_keys={
-                "Name": lambda s: s[Column.TRAINING_JOB_NAME],
-                "CreationTime": lambda s: s["CreationTime"],
-                "Status": lambda s: s[Column.TRAINING_JOB_STATUS]},
-            default_sort="CreationTime", page_size=10)
+        chunk, token = _training_job_page(summaries, params, "CreationTime")
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
     def training_job_log(self, name: str) -> Path | None:
@@ -342,3 +327,17 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
     except (ProcessLookupError, PermissionError):
         pass
 
+
+# ListTrainingJobs and ListTrainingJobsForHyperParameterTuningJob sort by these; the latter
+# also by the objective.
+_TRAINING_JOB_SORTS = {"Name": lambda s: s[Column.TRAINING_JOB_NAME],
+                       "CreationTime": lambda s: s["CreationTime"],
+                       "Status": lambda s: s[Column.TRAINING_JOB_STATUS]}
+
+
+def _training_job_page(summaries: list[dict], params: dict[str, Any], default_sort: str,
+                       **more_sorts) -> tuple[list[dict], str | None]:
+    return list_page(summaries, params, name_key=Column.TRAINING_JOB_NAME,
+                     status_key=Column.TRAINING_JOB_STATUS,
+                     sort_keys={**_TRAINING_JOB_SORTS, **more_sorts},
+                     default_sort=default_sort, page_size=10)

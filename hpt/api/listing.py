@@ -8,7 +8,7 @@ import base64
 import json
 from typing import Any, Callable
 
-from hpt.api.protocol import VALIDATION, ApiError
+from hpt.api.wire_protocol import VALIDATION, ApiError
 
 
 def list_page(items: list[dict], params: dict[str, Any], *, name_key: str, status_key: str,

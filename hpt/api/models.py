@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from hpt.api.images import PYTORCH_INFERENCE, repository_of
-from hpt.api.protocol import VALIDATION, ApiError
-from hpt.api.store import ApiStore
+from hpt.api.wire_protocol import VALIDATION, ApiError
+from hpt.api.records import ApiStore
 from hpt.api.tuning import arn
 
 MODELS, CONFIGS, ENDPOINTS = "models", "endpoint-configs", "endpoints"

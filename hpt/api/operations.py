@@ -12,8 +12,8 @@ from typing import Callable
 
 from hpt.api.endpoints import Endpoints
 from hpt.api.jobs import TuningJobs
-from hpt.api.protocol import VALIDATION, ApiError
-from hpt.api.store import ApiStore
+from hpt.api.wire_protocol import VALIDATION, ApiError
+from hpt.api.records import ApiStore
 from hpt.api.tuning import ACCOUNT
 from hpt.core.schema import Column
 

@@ -5,7 +5,7 @@ apart: `X-Amz-Target: SageMaker.<Operation>` (the control plane, JSON 1.1),
 `X-Amz-Target: Logs_20140328.<Operation>` (CloudWatch Logs, for a job's output),
 `POST /endpoints/<name>/invocations` (sagemaker-runtime's InvokeEndpoint) and a form
 `Action=GetCallerIdentity` (STS). Requests are parsed and checked, and responses shaped and
-checked, by botocore's own models (hpt/api/protocol.py). Every answer that is not a success
+checked, by botocore's own models (hpt/api/wire_protocol.py). Every answer that is not a success
 is an AWS error shape; an unexpected failure is an InternalFailure whose traceback goes to
 the server's log, never to the client.
 
@@ -30,9 +30,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hpt.api import protocol
+from hpt.api import wire_protocol as protocol
 from hpt.api.operations import Api, Context
-from hpt.api.protocol import INTERNAL, TOO_LARGE, UNKNOWN_OPERATION, ApiError
+from hpt.api.wire_protocol import INTERNAL, TOO_LARGE, UNKNOWN_OPERATION, ApiError
 from hpt.api.sigv4 import scope_of, verify
 from hpt.api.tuning import ACCOUNT, DEFAULT_REGION
 from hpt.serving.router import MAX_PAYLOAD_BYTES, ROUTER_ERROR_HEADER

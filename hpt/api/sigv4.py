@@ -10,7 +10,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from hpt.api.protocol import (MISSING_AUTH, SIGNATURE, UNRECOGNIZED_CLIENT, ApiError)
+from hpt.api.wire_protocol import (MISSING_AUTH, SIGNATURE, UNRECOGNIZED_CLIENT, ApiError)
 
 _AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/"
                    r"(?P<region>[^/,\s]+)/(?P<service>[^/,\s]+)/aws4_request,\s*"

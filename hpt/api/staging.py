@@ -16,7 +16,7 @@ import yaml
 
 from hpt.api.images import FRAMEWORK_IMAGE, repository_of
 from hpt.api.instances import Resources, host_resources, instance_resources
-from hpt.api.protocol import VALIDATION, ApiError
+from hpt.api.wire_protocol import VALIDATION, ApiError
 from hpt.api.tuning import (Placement, definition_of, in_request_terms, instance_type,
                             space_from_request, submit_directory, training_image)
 from hpt.core.sagemaker_names import SOURCE_ARCHIVE

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpt.api.instances import Resources
-from hpt.api.protocol import VALIDATION, ApiError
+from hpt.api.wire_protocol import VALIDATION, ApiError
 from hpt.experiment.api_requests import DEFAULT_REGION, TuningRecord  # noqa: F401 - hpt.api's names
 from hpt.core.sagemaker_names import (RESERVED_PREFIX, SAGEMAKER_PROGRAM,
                                       SAGEMAKER_SUBMIT_DIRECTORY, TUNING_OBJECTIVE_METRIC,

@@ -276,7 +276,7 @@ def cmd_api(args) -> int:
         raise UserError(f"--host {args.host}: listening beyond this machine needs "
                         f"credentials: add --access-key-id ID with its secret in {SECRET_ENV}; "
                         f"every request's SigV4 signature is then checked")
-    from hpt.api.main import serve_api
+    from hpt.api.lifecycle import serve_api
 
     return serve_api(experiments_dir(args.experiments_dir), host=args.host, port=args.port,
                      address=args.address, cpus=args.num_cpus, gpus=args.num_gpus,

@@ -11,7 +11,7 @@
   the bundles of a placement group, possibly on several nodes).
 
 Both run the same searcher, stoppers, schedulers (the local one through hpt's scheduler
-protocol, hpt/schedule/protocol.py; Tune's in Tune's terms), recorder and retry rule, in the
+protocol, hpt/schedule/scheduler_protocol.py; Tune's in Tune's terms), recorder and retry rule, in the
 same order. HPT_CONTROLLER=tune (or =local, where it can run) forces one: the test suite runs on
 either.
 """

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from hpt.controller import LOCAL
 from hpt.core.errors import UserError
 from hpt.core.schema import Event
-from hpt.runtime.api import Runtime
+from hpt.runtime.job_protocol import Runtime
 from hpt.runtime.warm import WarmInterpreter, modules_to_preload
 from hpt.schedule.control import StopOnSignals
 from hpt.schedule.promotion import is_paused

@@ -3,7 +3,7 @@
 One thread per running training job drives it through the runtime protocol (start, advance,
 stop); this thread (the launcher's) owns every decision, in the order Ray Tune's controller
 makes them: the searcher proposes, the stoppers and the scheduler judge each result, the
-recorder writes the journal. The scheduler speaks hpt's protocol (hpt/schedule/protocol.py;
+recorder writes the journal. The scheduler speaks hpt's protocol (hpt/schedule/scheduler_protocol.py;
 Tune's ASHA through its adapter), the trials' threads report typed events
 (hpt/controller/trial_events.py). What Tune adds
 for a cluster (a trial actor, result round trips, experiment checkpoints) is not needed on
@@ -25,12 +25,12 @@ from typing import Any
 from hpt.controller.slots import Grant, SlotPool
 from hpt.core.schema import Key
 from hpt.runtime.artifacts import attempt_folder
-from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
 from hpt.experiment.job_state import INTERRUPTED, MAX_RUNTIME_EXCEEDED, STOP_REQUESTED
 from hpt.controller.trial_events import (DriveFailed, JobEnded, JobStopped, PointReported,
                                          TrialEvent)
 from hpt.schedule.promotion import RUNG, is_paused, paused_record, result_of_row, seed_ledger
-from hpt.schedule.protocol import Decision, TrialScheduler
+from hpt.schedule.scheduler_protocol import Decision, TrialScheduler
 from hpt.search.searcher import FINISHED
 from hpt.core.trial import (EARLY_STOPPED, MAX_RETRIES, STATUS, FailureCategory, FailureReason,
                        TrialStatus, final_result, job_ended, point_result)

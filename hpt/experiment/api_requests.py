@@ -2,7 +2,7 @@
 <name>/request.json`), and the jobs it knows that have no experiment folder yet.
 
 It sits with the experiment's own files because `hpt ls`, `hpt status` and
-`hpt.list_experiments` read it beside the experiments; the server (hpt/api/store.py) writes it.
+`hpt.list_experiments` read it beside the experiments; the server (hpt/api/records.py) writes it.
 """
 
 from __future__ import annotations

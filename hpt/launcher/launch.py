@@ -34,7 +34,7 @@ from hpt.experiment.table import rebuild_table, trial_rows
 from hpt.controller.job_run import check_placement, run_trials
 from hpt.controller.recorder import TrialRecorder
 from hpt.report.summary import best_trial
-from hpt.runtime.api import Staged, StageContext
+from hpt.runtime.job_protocol import Staged, StageContext
 from hpt.runtime.artifacts import ArtifactUploader
 from hpt.runtime.channels import s3_client
 from hpt.runtime.runtimes import RUNTIMES

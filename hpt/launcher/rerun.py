@@ -16,7 +16,7 @@ from hpt.core.schema import Key
 from hpt.experiment.lock import WriterLock
 from hpt.experiment.store import JOURNAL, SPEC, read_journal
 from hpt.experiment.table import resolve_experiment, trial_rows
-from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
 from hpt.runtime.runtimes import RUNTIMES
 from hpt.core.trial import TrainingJobRecord
 from hpt.core.redaction import restore_env

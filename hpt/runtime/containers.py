@@ -16,7 +16,7 @@ from hpt.runtime.docker_commands import (CONTAINER_ML, FIRST_PROCESS_PORT, KEEPE
                                 labels_for, network_create_argv, network_name,
                                 network_remove_argv, online_cpus, remove_argv, run_argv,
                                 secret_env, stop_argv, terminate_all_argv)
-from hpt.runtime.processes import run_quietly
+from hpt.runtime.host_process import run_quietly
 from hpt.runtime.distribution_plan import HostAddress, HostPlan, ProcessPlan
 from hpt.processes.reaper import REAPER
 

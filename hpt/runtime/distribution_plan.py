@@ -3,7 +3,7 @@
 `plan_trial` turns a distribution mode and the trial's hosts (their real addresses and the
 free ports picked on each) into the processes every host runs: argv, the variables added to
 the host's contract environment, the role, the rank and the log file. No processes, no
-sockets, no Ray: the launchers (runtime/processes.py, runtime/ray_hosts.py) do that.
+sockets, no Ray: the launchers (runtime/host_process.py, runtime/ray_hosts.py) do that.
 
 The chief process (rank 0, on algo-1) is always the first process of the first host: the
 objective metric is read from its output.

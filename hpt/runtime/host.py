@@ -15,7 +15,7 @@ from pathlib import Path
 from hpt.runtime.containers import (ContainerCommands, ContainerSettings, container_commands,
                                     cpus_online_file)
 from hpt.runtime.contract import HostContract
-from hpt.runtime.processes import HostProcess, failure_reason, run_quietly
+from hpt.runtime.host_process import HostProcess, failure_reason, run_quietly
 from hpt.runtime.distribution_plan import HostPlan
 from hpt.processes.reaper import REAPER
 from hpt.runtime.tree import materialize

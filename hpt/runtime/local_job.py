@@ -16,13 +16,13 @@ from typing import Protocol
 
 from hpt.core.sagemaker_names import MODEL_ARCHIVE, SHARDED_BY_S3_KEY, distribution_hyperparameters
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
-from hpt.runtime.api import TrialAssignment
+from hpt.runtime.job_protocol import TrialAssignment
 from hpt.runtime.containers import ContainerSettings, TrialNetwork, container_addresses
 from hpt.runtime.contract import HostContract, TrialContractInput, render_host_contract
 from hpt.runtime.host import HostExit, HostGroup, free_ports
 from hpt.runtime.observed_job import Exit, ObservedJob, Placement
 from hpt.runtime.distribution_plan import HostAddress, HostPlan, plan_trial, processes_on_host
-from hpt.runtime.processes import pack_model
+from hpt.runtime.host_process import pack_model
 from hpt.runtime.pushed_metrics import PUSHED_METRICS_FILE, PushedMetricsTail
 
 # How long a stop waits between SIGTERM and SIGKILL.

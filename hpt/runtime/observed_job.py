@@ -39,7 +39,7 @@ from hpt.core.schema import File
 from hpt.core.trial import (EARLY_STOPPED, FailureCategory, FailureReason, TrainingJobRecord,
                             TrialStatus, never_matched)
 from hpt.experiment.data_points import point_line, read_points
-from hpt.runtime.api import Progress, TrialAssignment
+from hpt.runtime.job_protocol import Progress, TrialAssignment
 from hpt.runtime.pushed_metrics import PUSHED_POLL_SECONDS, PushedMetricsTail, PushedValue
 
 # The longest a wait for output lasts before the deadline and the other checks are looked at.
@@ -70,7 +70,7 @@ class Placement:
 
 class ObservedJob:
     """One trial as a training job: `start()`, `advance()` until the record, `stop()` at any
-    time (the protocol of runtime/api.py). Subclasses implement the hooks of this module's
+    time (the protocol of runtime/job_protocol.py). Subclasses implement the hooks of this module's
     docstring; `pushed` is the tail of the script's metrics file where the runtime has one."""
 
     log_path: Path

@@ -30,7 +30,7 @@ from hpt.core.sagemaker_names import (LEAD_LOG, SAGEMAKER_CONTAINER_LOG_LEVEL, S
                                       distribution_hyperparameters)
 from hpt.core.schema import Column
 from hpt.core.trial import ENDED, FailureReason, TrialStatus
-from hpt.runtime.api import TrialAssignment
+from hpt.runtime.job_protocol import TrialAssignment
 from hpt.runtime.encoding import encode_hyperparameters
 from hpt.runtime.observed_job import Exit, ObservedJob, Placement
 

@@ -1,5 +1,5 @@
 """SageMaker's early-stopping rule (`early_stopping: auto`), an hpt scheduler
-(schedule/protocol.py; Ray Tune's controller gets it through schedule/tune_adapter.py).
+(schedule/scheduler_protocol.py; Ray Tune's controller gets it through schedule/tune_adapter.py).
 
 SageMaker: stop a training job whose running average of the objective at step t is worse
 than the median of the running averages of the other training jobs at step t. Here "the
@@ -18,7 +18,7 @@ import statistics
 from typing import Any
 
 from hpt.core.trial import OBJECTIVE_STEP, STATUS
-from hpt.schedule.protocol import Decision, TrialScheduler
+from hpt.schedule.scheduler_protocol import Decision, TrialScheduler
 
 
 def should_stop(running_average: float, others: list[float], maximize: bool,

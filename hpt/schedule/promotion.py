@@ -22,7 +22,7 @@ from typing import Any
 from hpt.core.schema import Key
 from hpt.core.trial import (OBJECTIVE, OBJECTIVE_STEP, RECORD, FailureCategory, FailureReason,
                        TrialStatus)
-from hpt.schedule.protocol import Decision, TrialScheduler
+from hpt.schedule.scheduler_protocol import Decision, TrialScheduler
 
 PROMOTION = "promotion"  # strategy_config.mode of this rule ("stop", the default, stops)
 STOP_MODE = "stop"

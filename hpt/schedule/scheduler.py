@@ -1,7 +1,7 @@
 """The scheduler and stopper of a space: its early-stopping rule (or the one its strategy
 brings), for either controller, and its completion criteria.
 
-A rule builds hpt's scheduler (schedule/protocol.py) or Ray Tune's; each controller gets it
+A rule builds hpt's scheduler (schedule/scheduler_protocol.py) or Ray Tune's; each controller gets it
 in its own terms: the local one hpt's protocol, Ray Tune's controller Tune's (through
 schedule/tune_adapter.py either way).
 
@@ -12,7 +12,7 @@ objective metric's regex.
 from __future__ import annotations
 
 from hpt.schedule.completion import CompletionCriteria, CompletionStopper
-from hpt.schedule.protocol import TrialScheduler
+from hpt.schedule.scheduler_protocol import TrialScheduler
 from hpt.schedule.rules import rule_of
 
 

@@ -1,4 +1,4 @@
-"""Ray Tune's schedulers and hpt's scheduler protocol (schedule/protocol.py), each behind
+"""Ray Tune's schedulers and hpt's scheduler protocol (schedule/scheduler_protocol.py), each behind
 the other's interface.
 
 - `FromTune`: a Ray Tune TrialScheduler (ASHA) as an hpt scheduler, for the local controller,
@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.schedulers import TrialScheduler as TuneTrialScheduler
 
-from hpt.schedule.protocol import Decision, TrialScheduler
+from hpt.schedule.scheduler_protocol import Decision, TrialScheduler
 
 # Tune's decisions (its NOOP: nothing to do now, the trial runs on).
 _FROM_TUNE = {TuneTrialScheduler.CONTINUE: Decision.CONTINUE,

@@ -1,6 +1,6 @@
 """Conditional hyperparameters (`when:`), pure: which ranges a training job has, in which
 order they are drawn, and the grid's points. The rules a space's conditions must follow
-are the space file's (hpt/spacefile/conditions.py).
+are the space file's (hpt/spacefile/condition_rules.py).
 
 A range with `when: {parent: [v, ...]}` exists in a training job only when every parent is
 itself in the job and took one of the listed values; a job's script receives only the

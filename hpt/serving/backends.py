@@ -24,7 +24,7 @@ from hpt.core.errors import UserError
 from hpt.runtime.docker_commands import (container_name, labels_for, remove_argv, serve_run_argv,
                                 stop_argv)
 from hpt.runtime.host import free_ports
-from hpt.runtime.processes import run_quietly, signal_group
+from hpt.runtime.host_process import run_quietly, signal_group
 from hpt.processes.reaper import REAPER
 from hpt.serving.archive import extract_model
 

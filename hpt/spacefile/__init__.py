@@ -6,7 +6,7 @@ Every problem in the file is reported at once (`SpecError.problems`), one line e
 naming the file, the field path and the fix.
 """
 
-from hpt.spacefile.errors import SpecError
+from hpt.spacefile.spec_error import SpecError
 from hpt.spacefile.fields import RESERVED_HYPERPARAMETERS, is_reserved
 from hpt.spacefile.load import load_spec, spec_from_dict
 from hpt.spacefile.model import (CategoricalRange, Channel, Completion, ContinuousRange, IntegerRange,

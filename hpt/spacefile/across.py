@@ -11,7 +11,7 @@ from hpt.runtime.runtimes import RUNTIMES
 from hpt.schedule.rules import RULES
 from hpt.search.strategies import STRATEGIES
 from hpt.search.conditions import grid_count
-from hpt.spacefile.conditions import CONDITION_RULES
+from hpt.spacefile.condition_rules import CONDITION_RULES
 from hpt.spacefile.fields import did_you_mean, show
 
 Problem = tuple[tuple, str]

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from hpt.spacefile.errors import SpecError
+from hpt.spacefile.spec_error import SpecError
 from hpt.spacefile.fields import did_you_mean, show
 from hpt.spacefile.messages import (drop_explained_missing, format_path, missing_fix,
                                problems_from_error, unknown_field)

@@ -28,7 +28,7 @@ from hpt.spacefile.fields import (URI_SCHEME, SpecModel,
 from hpt.spacefile.strategy_config import check_strategy_config
 from hpt.spacefile.ranges import (CategoricalRange, ContinuousRange, IntegerRange,  # noqa: F401
                              Range)
-from hpt.spacefile.objectives import (Constraint, Constraints, MetricDefinition,  # noqa: F401
+from hpt.spacefile.objective_models import (Constraint, Constraints, MetricDefinition,  # noqa: F401
                                  MetricDefinitions, Objective, Objectives)
 
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES

@@ -25,7 +25,7 @@ def seconds_to_first_line(job) -> float:
 
 
 def bench_launch(quick: bool) -> None:
-    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.job_protocol import TrialAssignment
     from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import load_spec
 
@@ -51,7 +51,7 @@ def bench_launch(quick: bool) -> None:
 
 
 def bench_containers(quick: bool) -> None:
-    from hpt.runtime.api import JobContext, Slot, TrialAssignment
+    from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
     from hpt.runtime.runtimes import RUNTIMES
     from hpt.spacefile import load_spec
 
@@ -91,7 +91,7 @@ def bench_containers(quick: bool) -> None:
 
 
 def bench_torch(quick: bool) -> None:
-    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.job_protocol import TrialAssignment
     from hpt.runtime.local_job import LocalTrainingJob
     from hpt.runtime.warm import WarmInterpreter, modules_to_preload
     from hpt.spacefile import load_spec

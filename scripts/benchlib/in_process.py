@@ -52,7 +52,7 @@ def bench_search(quick: bool) -> None:
 
 
 def bench_metrics(quick: bool) -> None:
-    from hpt.runtime.api import TrialAssignment
+    from hpt.runtime.job_protocol import TrialAssignment
     from hpt.runtime.local_job import LocalTrainingJob
     from hpt.spacefile import load_spec
 

@@ -19,7 +19,7 @@ from ray import tune
 from hpt.core.schema import Key
 from hpt.experiment.checkpoints import carry_checkpoints
 from hpt.runtime.artifacts import attempt_folder
-from hpt.runtime.api import JobContext, Slot, TrialAssignment
+from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
 from hpt.runtime.distribution_plan import processes_on_host
 from hpt.runtime.ray_hosts import RayHost
 from hpt.runtime.runtimes import RUNTIMES
@@ -33,7 +33,7 @@ class HostLostError(RuntimeError):
 
 class TrainingJobTrainable(tune.Trainable):
     def setup(self, config, spec_dict=None, experiment_dir=None, settings=None):
-        """`settings`: what the runtime's staging produced (runtime/api.py's Staged)."""
+        """`settings`: what the runtime's staging produced (runtime/job_protocol.py's Staged)."""
         self.spec = Spec.from_frozen_dict(spec_dict)
         self.runtime = RUNTIMES[self.spec.runtime]
         self.settings = dict(settings or {})

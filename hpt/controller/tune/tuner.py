@@ -8,9 +8,9 @@ from typing import Any
 
 from ray import tune
 
-from hpt.controller.tune.searcher import TuneSearcher
+from hpt.controller.tune.tune_searcher import TuneSearcher
 from hpt.controller.tune.trainable import TrainingJobTrainable
-from hpt.runtime.api import Runtime
+from hpt.runtime.job_protocol import Runtime
 from hpt.schedule.scheduler import make_scheduler
 from hpt.core.trial import MAX_RETRIES
 

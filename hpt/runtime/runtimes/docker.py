@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hpt.core.errors import UserError
 from hpt.core.sagemaker_names import SHARDED_BY_S3_KEY
-from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
+from hpt.runtime.job_protocol import JobContext, Runtime, Staged, StageContext, TrainingJob
 from hpt.runtime.runtimes import local
 
 

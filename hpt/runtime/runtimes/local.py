@@ -3,7 +3,7 @@ its bundle on (algo-1 in the trial's own actor, algo-2..N in host actors)."""
 
 from __future__ import annotations
 
-from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
+from hpt.runtime.job_protocol import JobContext, Runtime, Staged, StageContext, TrainingJob
 
 
 def bundles(trainer) -> list[dict[str, float]]:

@@ -8,7 +8,7 @@ import os
 
 from hpt.core.errors import UserError
 from hpt.core.sagemaker_names import MODEL_ARCHIVE
-from hpt.runtime.api import JobContext, Runtime, Staged, StageContext, TrainingJob
+from hpt.runtime.job_protocol import JobContext, Runtime, Staged, StageContext, TrainingJob
 
 ROLE_ENV = "HPT_SAGEMAKER_ROLE"
 

@@ -12,7 +12,7 @@ from hpt.api.jobs import TuningJobs
 from hpt.api.models import Records
 from hpt.api.operations import Api
 from hpt.api.server import create_app
-from hpt.api.store import ApiStore
+from hpt.api.records import ApiStore
 
 
 def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
