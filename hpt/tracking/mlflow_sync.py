@@ -186,8 +186,8 @@ class MlflowSync:
     def _job(self, name: str) -> JobRun:
         known = self.state["runs"].get(name, {})
         trial_dir = self.root / name
-        # A run an earlier follower began may lack points of attempts since archived.
-        earlier = [a / File.METRICS for a in attempts(trial_dir)] if known else []
+        # Attempts archived before this follower met the job may hold points MLflow lacks.
+        earlier = [a / File.METRICS for a in attempts(trial_dir)]
         job = JobRun(name, PointsFollower(trial_dir / File.METRICS,
                                           [p for p in earlier if p.is_file()]),
                      run_id=known.get("run_id"), ready=known.get("ready", False),
