@@ -27,13 +27,14 @@ def bench_search(quick: bool) -> None:
     spec = load_spec(write_space(folder, "search", rounds, hps),
                      {"strategy": "bayesian", "limits.max_parallel": 1})  # TPE on both sides
     rng = random.Random(0)
+    from hpt.core.trial import OBJECTIVE, STATUS, TrialStatus
 
     study = open_study(spec, folder / "optuna.journal")
     searcher = OptunaSearcher(spec, study, rounds)
     began = time.perf_counter()
     for i in range(rounds):
         searcher.suggest(f"t{i}")
-        searcher.on_trial_complete(f"t{i}", {"hpt_status": "Completed", "objective": rng.random()})
+        searcher.on_trial_complete(f"t{i}", {STATUS: TrialStatus.COMPLETED, OBJECTIVE: rng.random()})
     ours = time.perf_counter() - began
 
     from hpt.search.searcher import make_sampler
