@@ -8,9 +8,9 @@ failure file, exit code, SIGSEGV, SIGKILL from inside (the OOM killer's way), a 
 max_runtime_seconds, SIGTERM ignored, orphaned grandchildren, 50 MB without a newline, a
 200k-line flood, silence. From outside, while the job runs, this script SIGKILLs trial
 scripts and (on the tune controller) Ray worker processes, SIGKILLs the launcher itself,
-tears the journal's last line, and resumes. At the end every trial must have the status and reason hpt promises, no trial
-may be lost or run twice, and no process of the job (nor a warm interpreter's folder) may be
-left. One JSON line on stdout: faults injected / survived, by kind; exit status 1 when any
+tears the journal's last line, and resumes. At the end every trial must have the status and
+reason hpt promises, no trial may be lost or run twice, and no process of the job (nor a warm
+interpreter's folder) may be left. One JSON line on stdout: faults injected / survived, by kind; exit status 1 when any
 fault was not survived.
 """
 

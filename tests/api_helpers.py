@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from hpt.runtime.warm.child import dying_with_parent
+
 REPO = Path(__file__).resolve().parent.parent
 TRAINER = REPO / "trainers" / "cnn"
 BUCKET = "hpt-api-tests"
@@ -36,7 +38,9 @@ def client_env(s3_url: str) -> dict[str, str]:
 
 
 class ApiServer:
-    """`hpt api` in a process of its own (its own session: the test can kill it as a whole)."""
+    """`hpt api` in a process of its own (its own session: the test can kill it as a whole),
+    SIGKILLed if pytest dies first (a `timeout` or a ^C that skips the teardown): hpt api's own
+    reaper then takes its Ray and its launchers with it, so nothing outlives the run."""
 
     def __init__(self, experiments: Path, s3_url: str, *args: str, cpus: int = 4):
         self.experiments, self.s3_url, self.args, self.cpus = experiments, s3_url, args, cpus
@@ -47,12 +51,13 @@ class ApiServer:
 
     def start(self, timeout: float = 90.0) -> ApiServer:
         env = {**os.environ, **client_env(self.s3_url), "PYTHONUNBUFFERED": "1"}
+        argv, preexec = dying_with_parent(
+            [sys.executable, "-m", "hpt.cli.main", "api", "--port", str(self.port),
+             "--experiments-dir", str(self.experiments), "--num-cpus", str(self.cpus),
+             *self.args])
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hpt.cli.main", "api", "--port", str(self.port),
-                 "--experiments-dir", str(self.experiments), "--num-cpus", str(self.cpus),
-                 *self.args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True, preexec_fn=preexec)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:

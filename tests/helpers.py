@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from hpt.runtime.warm.child import dying_with_parent
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 FAULTY = TESTS / "trainers" / "faulty"
@@ -106,10 +108,13 @@ def launch_killing_the_actor(spec, exp, script_pid) -> None:
 
 
 def start_launcher(space_path, exp, address, *args):
-    return subprocess.Popen(
+    """`hpt launch` joining `address`, SIGKILLed if pytest dies first (its reaper then stops
+    its trials): a run cut short leaves no launcher behind."""
+    argv, preexec = dying_with_parent(
         [sys.executable, "-m", "hpt.cli.main", "launch", str(space_path), "--experiments-dir",
-         str(exp), "--address", address, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         str(exp), "--address", address, *args])
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=preexec)
 
 
 def events(exp, name):

@@ -90,6 +90,7 @@ def test_boto3_tunes_deploys_and_invokes_through_hpt_api(moto_server, digits_cha
         job = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
         assert job["TrainingJobStatus"] == "Completed"
         assert job["HyperParameters"]["epochs"] == "3"
+        _metrics_as_cloudwatch_serves_them(server.url, job, experiments / name)
         model_uri = job["ModelArtifacts"]["S3ModelArtifacts"]
         key = model_uri.split(f"s3://{BUCKET}/", 1)[1]
         assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
@@ -224,3 +225,46 @@ def test_a_request_hpt_export_sagemaker_wrote_runs_unchanged(moto_server, tmp_pa
     finally:
         server.stop(signal.SIGTERM)
     assert processes_in(tmp_path / "experiments") == []
+
+
+def _metrics_as_cloudwatch_serves_them(url: str, job: dict, experiment) -> None:
+    """A training job's metrics through boto3's CloudWatch client: the namespace SageMaker
+    publishes them in, the dimensions, and statistics that agree with the job's own data
+    points."""
+    import datetime as dt
+
+    import boto3
+
+    import hpt
+
+    cloudwatch = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                               region_name="us-east-1").client("cloudwatch", endpoint_url=url)
+    name = job["TrainingJobName"]
+    host = [{"Name": "Host", "Value": f"{name}/algo-1"}]
+    listed = cloudwatch.list_metrics(Namespace="/aws/sagemaker/TrainingJobs", Dimensions=host)
+    assert sorted(m["MetricName"] for m in listed["Metrics"]) == ["train:loss",
+                                                                  "validation:accuracy"]
+    points = hpt.load_metrics(experiment)
+    accuracy = points[(points["TrainingJobName"] == name)
+                      & (points["metric"] == "validation:accuracy")]["value"].tolist()
+    assert len(accuracy) == 3
+    window = dict(StartTime=job["TrainingStartTime"] - dt.timedelta(minutes=5),
+                  EndTime=job["TrainingEndTime"] + dt.timedelta(minutes=5))
+    stats = cloudwatch.get_metric_statistics(
+        Namespace="/aws/sagemaker/TrainingJobs", MetricName="validation:accuracy",
+        Dimensions=host, Period=3600, Statistics=["SampleCount", "Maximum", "Average"],
+        ExtendedStatistics=["p50"], **window)["Datapoints"]
+    assert sum(p["SampleCount"] for p in stats) == 3
+    assert max(p["Maximum"] for p in stats) == max(accuracy)
+    assert all(isinstance(p["Timestamp"], dt.datetime) for p in stats)
+    data = cloudwatch.get_metric_data(MetricDataQueries=[{
+        "Id": "acc", "MetricStat": {"Metric": {
+            "Namespace": "/aws/sagemaker/TrainingJobs", "MetricName": "validation:accuracy",
+            "Dimensions": [{"Name": "TrainingJobName", "Value": name}]},
+            "Period": 1, "Stat": "Maximum"}}], ScanBy="TimestampAscending", **window)
+    result = data["MetricDataResults"][0]
+    assert result["StatusCode"] == "Complete" and max(result["Values"]) == max(accuracy)
+    with pytest.raises(cloudwatch.exceptions.InvalidParameterValueException):
+        cloudwatch.get_metric_statistics(
+            Namespace="/aws/sagemaker/TrainingJobs", MetricName="validation:accuracy",
+            Dimensions=host, Period=7, Statistics=["Average"], **window)

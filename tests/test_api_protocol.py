@@ -329,6 +329,12 @@ def _malformed(rng: random.Random) -> list[tuple[str, dict, bytes]]:
             for value in WRONG.get(kind, ()):
                 cases.append((f"{op}.{member} ({kind}) = {str(value)[:20]}", target,
                               json.dumps({member: value}).encode()))
+    for op in ("ListMetrics", "GetMetricStatistics", "GetMetricData"):  # CloudWatch, JSON 1.0
+        target = {"X-Amz-Target": f"GraniteServiceVersion20100801.{op}",
+                  "Content-Type": "application/x-amz-json-1.0"}
+        cases += [(f"{op}: not JSON", target, b"{nope"),
+                  (f"{op}: unknown member", target, json.dumps({"Bogus": 1}).encode()),
+                  (f"{op}: Period a string", target, json.dumps({"Period": "x"}).encode())]
     for target in ("SageMaker.DeleteEverything", "SageMaker.", "Logs_20140328.PutLogEvents",
                    "DynamoDB_20120810.ListTables", ""):
         cases.append((f"target {target!r}", {"X-Amz-Target": target}, b"{}"))
@@ -364,7 +370,8 @@ def test_fuzz_every_malformed_request_gets_a_sagemaker_error_shape(api):
             codes[code] += 1
     print(f"fuzz: {len(cases)} malformed requests -> {dict(codes)}")
     assert set(codes) <= {"ValidationException", "UnknownOperationException",
-                          "RequestEntityTooLarge", "ResourceNotFound"}
+                          "RequestEntityTooLarge", "ResourceNotFound", "InvalidParameterValue"}
+    assert codes["InvalidParameterValue"] == 9  # CloudWatch's own code for each of its cases
 
 
 def test_a_request_maps_to_the_space_hpt_launches():
@@ -474,3 +481,89 @@ def test_the_launcher_runs_the_spec_the_server_validated(tmp_path):
     (tmp_path / VALIDATED_SPEC).unlink()
     with pytest.raises(SpecError):
         validated_spec(tmp_path)
+
+
+CLOUDWATCH_OPERATIONS = ["ListMetrics", "GetMetricStatistics", "GetMetricData"]
+
+
+def _malformed_cbor(rng: random.Random) -> list[tuple[str, str, bytes]]:
+    """(what, path, body) of CloudWatch requests (RPC v2 CBOR) no AWS client would send."""
+    from hpt.api import cbor
+
+    model = protocol.service_model("cloudwatch")
+    cases = []
+    for op in CLOUDWATCH_OPERATIONS:
+        path = f"/service/GraniteServiceVersion20100801/operation/{op}"
+        shape = model.operation_model(op).input_shape
+        cases += [(f"{op}: not CBOR", path, b"\xff"), (f"{op}: truncated", path, b"\xa2\x61"),
+                  (f"{op}: an array", path, cbor.encode([1, 2])),
+                  (f"{op}: trailing bytes", path, cbor.encode({}) + b"\x00"),
+                  (f"{op}: unknown member", path, cbor.encode({"Bogus": 1})),
+                  (f"{op}: deep nesting", path, b"\x81" * 5000 + b"\x00"),
+                  (f"{op}: an unknown tag", path, b"\xa1\x69Namespace\xc2\x41\x00")]
+        for member in list(shape.members)[:8]:
+            kind = shape.members[member].type_name
+            for value in WRONG.get(kind, ()):
+                cases.append((f"{op}.{member} ({kind}) = {str(value)[:20]}", path,
+                              cbor.encode({member: value})))
+    for path in ("/service/GraniteServiceVersion20100801/operation/DeleteEverything",
+                 "/service/GraniteServiceVersion20100801/operation/PutMetricAlarm",
+                 "/service/DynamoDB_20120810/operation/ListTables"):
+        cases.append((f"path {path}", path, cbor.encode({})))
+    rng.shuffle(cases)
+    return cases
+
+
+def test_cloudwatch_answers_boto3_in_cbor_and_every_malformed_request_with_an_error(api):
+    import boto3
+    import datetime as dt
+    from botocore.parsers import RpcV2CBORParser
+
+    with LiveServer(_app(api)) as live:
+        cloudwatch = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="t",
+                                   region_name="eu-west-1").client("cloudwatch",
+                                                                   endpoint_url=live.url)
+        assert cloudwatch.list_metrics(Namespace="/aws/sagemaker/TrainingJobs")["Metrics"] == []
+        now = dt.datetime.now(dt.timezone.utc)
+        assert cloudwatch.get_metric_statistics(
+            Namespace="/aws/sagemaker/TrainingJobs", MetricName="loss", StartTime=now,
+            EndTime=now + dt.timedelta(minutes=1), Period=60,
+            Statistics=["Average"])["Datapoints"] == []
+        with pytest.raises(cloudwatch.exceptions.InvalidParameterValueException):
+            cloudwatch.get_metric_statistics(
+                Namespace="/aws/sagemaker/TrainingJobs", MetricName="loss", StartTime=now,
+                EndTime=now, Period=60, Statistics=["Average"])
+        # The same call in RPC v2 CBOR, serialized and parsed by botocore's own code.
+        from botocore.serialize import RpcV2CBORSerializer
+
+        op = protocol.operation_model("cloudwatch", "GetMetricStatistics")
+        sent = RpcV2CBORSerializer().serialize_to_request(dict(
+            Namespace="/aws/sagemaker/TrainingJobs", MetricName="loss", StartTime=now,
+            EndTime=now + dt.timedelta(minutes=1), Period=60, Statistics=["Average"]), op)
+        request = urllib.request.Request(live.url + sent["url_path"], data=sent["body"],
+                                         method="POST", headers=sent["headers"])
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            assert resp.headers["smithy-protocol"] == "rpc-v2-cbor"
+            answer = RpcV2CBORParser().parse({"status_code": resp.status, "headers": {},
+                                              "body": resp.read()}, op.output_shape)
+        assert answer["Datapoints"] == [] and answer["Label"] == "loss"
+        codes = Counter()
+        cases = _malformed_cbor(random.Random(23))
+        for what, path, body in cases:
+            request = urllib.request.Request(live.url + path, data=body, method="POST",
+                                             headers={"smithy-protocol": "rpc-v2-cbor",
+                                                      "Content-Type": "application/cbor"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    status, raw, got = resp.status, resp.read(), dict(resp.headers)
+            except urllib.error.HTTPError as exc:
+                status, raw, got = exc.code, exc.read(), dict(exc.headers)
+            assert 400 <= status < 500, (what, status, raw[:300])
+            assert b"Traceback" not in raw, what
+            got = {k.lower(): v for k, v in got.items()}
+            parsed = RpcV2CBORParser().parse({"status_code": status, "headers": got,
+                                              "body": raw}, None)
+            assert parsed["Error"]["Code"] and parsed["Error"]["Message"], (what, raw[:300])
+            codes[parsed["Error"]["Code"]] += 1
+    print(f"cloudwatch fuzz: {len(cases)} malformed requests -> {dict(codes)}")
+    assert set(codes) <= {"InvalidParameterValue", "UnknownOperationException"}

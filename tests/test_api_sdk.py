@@ -27,6 +27,7 @@ def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits_c
     experiments = tmp_path / "experiments"
     server = ApiServer(experiments, moto_server).start()
     for key, value in {**client_env(moto_server), "AWS_ENDPOINT_URL_STS": server.url,
+                       "AWS_ENDPOINT_URL_CLOUDWATCH": server.url,
                        "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}.items():
         monkeypatch.setenv(key, value)
     try:
@@ -79,6 +80,23 @@ def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits_c
         best = tuner.best_training_job()
         assert best == df.sort_values("FinalObjectiveValue", ascending=False)[
             "TrainingJobName"].iloc[0]
+
+        # The best job's learning curve, as the SDK reads it from CloudWatch.
+        from sagemaker.analytics import TrainingJobAnalytics
+
+        curve = TrainingJobAnalytics(best, metric_names=["validation:accuracy"],
+                                     sagemaker_session=session, period=1).dataframe()
+        import hpt
+
+        points = hpt.load_metrics(name, experiments)
+        points = points[(points["TrainingJobName"] == best)
+                        & (points["metric"] == "validation:accuracy")]
+        # CloudWatch's Average per 1-second period of the job's own data points
+        seconds = points["timestamp"].map(lambda t: int(t.timestamp()))
+        expected = points.groupby(seconds)["value"].mean().tolist()
+        assert set(curve["metric_name"]) == {"validation:accuracy"}
+        assert curve["value"].tolist() == pytest.approx(expected)
+        assert len(points) == 3
 
         attached = HyperparameterTuner.attach(name, sagemaker_session=session)
         assert attached.best_training_job() == best

@@ -140,6 +140,7 @@ def test_local_controller_packs_48_hosts_on_8_fake_gpus_at_0_15(tmp_path, write_
     assert sorted(df["GpuIds"].unique()) == list("01234567")  # the table says where
 
 
+@pytest.mark.smoke  # Ray Tune's controller on fake GPUs: ~29 s
 def test_tune_controller_packs_whole_and_fractional_gpus_the_same_way(tmp_path, write_space):
     _, probes = _launch_on_fake_gpus(tmp_path, write_space, gpus=2, fraction=0.3,
                                      trials=7, seconds=6, controller="tune")

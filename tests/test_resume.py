@@ -25,6 +25,7 @@ def study_states(exp, name):
     return [t.state.name for t in study.trials], study
 
 
+@pytest.mark.smoke  # two launches and a kill: ~26 s
 def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
         ray_session, write_space, tmp_path):
     address = ray_session.get_runtime_context().gcs_address
@@ -88,6 +89,7 @@ def test_kill_9_then_resume_keeps_every_trial_once_and_reruns_the_lost_ones(
     assert df["seconds"].is_unique, df[["TrialNumber", "seconds"]]
 
 
+@pytest.mark.smoke  # two launchers and a kill: ~26 s
 def test_a_second_launcher_into_a_live_job_is_refused_and_kill_9_frees_the_job_at_once(
         ray_session, write_space, tmp_path):
     address = ray_session.get_runtime_context().gcs_address

@@ -279,8 +279,8 @@ class Endpoints:
                 vfolder = folder / variant["VariantName"]
                 vfolder.mkdir(parents=True, exist_ok=True)
                 archive = _fetch_model(container.get("ModelDataUrl"), vfolder)
-                backend = Backend(variant["VariantName"], vfolder, port,
-                                  container=(self.records.engine, image) if kind == "docker" else None,
+                container = (self.records.engine, image) if kind == "docker" else None
+                backend = Backend(variant["VariantName"], vfolder, port, container=container,
                                   tuning_job=f"endpoint-{name}",
                                   environment=dict(container.get("Environment") or {}))
                 backends[variant["VariantName"]] = backend

@@ -177,6 +177,13 @@ class TuningJobs:
         chunk, token = _training_job_page(summaries, params, "CreationTime")
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 
+    def training_job_folders(self):
+        """(name, folder) of every training job with a folder yet (CloudWatch's metrics)."""
+        for record in self.store.tunings():
+            for row in self._read(record.name, record)[2]:
+                if row.get(Key.LOG_PATH):
+                    yield row[Key.TRAINING_JOB_NAME], Path(row[Key.LOG_PATH]).parent
+
     def training_job_log(self, name: str) -> Path | None:
         """algo-1's log of a training job (for CloudWatch Logs' GetLogEvents)."""
         record, row = self._training_job(name)

@@ -1,7 +1,8 @@
 """The operations `hpt api` answers, by name, for each API it speaks: each takes the
 request's parameters (already checked against botocore's model) and a Context, and returns
 the response's members (checked again on the way out). Tags and CloudWatch Logs live here
-too: they are small and only the dispatch needs them."""
+too: they are small and only the dispatch needs them; CloudWatch's metrics are
+hpt/api/cloudwatch.py's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from hpt.api.cloudwatch import TrainingJobMetrics
 from hpt.api.endpoints import Endpoints
 from hpt.api.jobs import TuningJobs
 from hpt.api.wire_protocol import VALIDATION, ApiError
@@ -104,6 +106,7 @@ class Api:
             "DescribeLogStreams": self._describe_log_streams,
             "GetLogEvents": self._get_log_events,
         }
+        self.cloudwatch = TrainingJobMetrics(jobs.training_job_folders).operations()
 
     def _created(self, create, arn_key: str):
         def handler(params: dict, context: Context) -> dict:

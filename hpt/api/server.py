@@ -3,6 +3,9 @@
 One HTTP server answers what the SageMaker SDK and boto3 send, told apart as AWS tells them
 apart: `X-Amz-Target: SageMaker.<Operation>` (the control plane, JSON 1.1),
 `X-Amz-Target: Logs_20140328.<Operation>` (CloudWatch Logs, for a job's output),
+`X-Amz-Target: GraniteServiceVersion20100801.<Operation>` (CloudWatch, for a job's metrics:
+JSON 1.0, as botocore sends it; its model also offers Smithy RPC v2 CBOR, which newer SDKs
+prefer, served at `POST /service/GraniteServiceVersion20100801/operation/<Operation>`),
 `POST /endpoints/<name>/invocations` (sagemaker-runtime's InvokeEndpoint) and a form
 `Action=GetCallerIdentity` (STS). Requests are parsed and checked, and responses shaped and
 checked, by botocore's own models (hpt/api/wire_protocol.py). Every answer that is not a success
@@ -32,7 +35,8 @@ from starlette.routing import Route
 
 from hpt.api import wire_protocol as protocol
 from hpt.api.operations import Api, Context
-from hpt.api.wire_protocol import INTERNAL, TOO_LARGE, UNKNOWN_OPERATION, ApiError
+from hpt.api.cloudwatch import INVALID
+from hpt.api.wire_protocol import INTERNAL, TOO_LARGE, UNKNOWN_OPERATION, VALIDATION, ApiError
 from hpt.api.sigv4 import scope_of, verify
 from hpt.api.tuning import ACCOUNT, DEFAULT_REGION
 from hpt.serving.router import MAX_PAYLOAD_BYTES, ROUTER_ERROR_HEADER
@@ -42,6 +46,39 @@ DRAIN_BYTES = 16 * 1024 * 1024
 JSON_TYPE = "application/x-amz-json-1.1"
 SAGEMAKER_TARGET = "SageMaker."
 LOGS_TARGET = "Logs_20140328."
+CLOUDWATCH_SERVICE = "GraniteServiceVersion20100801"  # CloudWatch's target prefix
+CLOUDWATCH_TARGET = CLOUDWATCH_SERVICE + "."
+CBOR_TYPE = "application/cbor"
+SMITHY_PROTOCOL = "rpc-v2-cbor"
+# CloudWatch is "query compatible": its errors also carry the old query protocol's code.
+CLOUDWATCH_ERRORS = {VALIDATION: INVALID, INVALID: INVALID}
+QUERY_CODES = {INVALID: "InvalidParameterValue"}
+
+
+def _cloudwatch_error(error: ApiError) -> ApiError:
+    return ApiError(CLOUDWATCH_ERRORS.get(error.code, error.code), error.message, error.status)
+
+
+def _query_error_header(code: str) -> dict[str, str]:
+    """The old query protocol's code, by which botocore finds CloudWatch's exception class."""
+    return {"x-amzn-query-error": f"{QUERY_CODES[code]};Sender"} if code in QUERY_CODES else {}
+
+
+def _cloudwatch_json_error(error: ApiError) -> Response:
+    error = _cloudwatch_error(error)
+    return Response(error.body(), status_code=error.status, headers={
+        **error.headers(), "Content-Type": "application/x-amz-json-1.0",
+        **_query_error_header(error.code)})
+
+
+def _cbor_error(error: ApiError, request_id: str) -> Response:
+    from hpt.api.cbor import encode
+
+    error = _cloudwatch_error(error)
+    headers = {"smithy-protocol": SMITHY_PROTOCOL, "Content-Type": CBOR_TYPE,
+               "x-amzn-RequestId": request_id, **_query_error_header(error.code)}
+    return Response(encode({"__type": error.code, "message": error.message}),
+                    status_code=error.status, headers=headers)
 
 
 def _json_error(error: ApiError) -> Response:
@@ -113,10 +150,12 @@ class Server:
         try:
             body = await read_limited(request, MAX_REQUEST_BYTES)
             region = self.authorize(request, body)
-            if target.startswith((SAGEMAKER_TARGET, LOGS_TARGET)):
+            if target.startswith((SAGEMAKER_TARGET, LOGS_TARGET, CLOUDWATCH_TARGET)):
                 operation = target.split(".", 1)[1]
                 payload = await self._json_operation(target, operation, body, region)
-                return Response(payload, headers={"Content-Type": JSON_TYPE,
+                kind = "application/x-amz-json-1.0" if target.startswith(
+                    CLOUDWATCH_TARGET) else JSON_TYPE
+                return Response(payload, headers={"Content-Type": kind,
                                                   "x-amzn-RequestId": request_id})
             form = parse_qs(body.decode("utf-8", "replace"))
             if "Action" in form:  # the query protocol: STS
@@ -129,7 +168,8 @@ class Server:
                                               "Python SDK)")
         except ApiError as error:
             status = error.status
-            return _json_error(error)
+            return _cloudwatch_json_error(error) if target.startswith(
+                CLOUDWATCH_TARGET) else _json_error(error)
         except Exception as exc:  # noqa: BLE001 - a bug of hpt's: logged, answered in shape
             status = 500
             self.say(f"hpt api: {operation} failed: {type(exc).__name__}: {exc}\n"
@@ -144,16 +184,56 @@ class Server:
 
     async def _json_operation(self, target: str, operation: str, body: bytes,
                               region: str) -> bytes:
-        service, table = (("sagemaker", self.api.sagemaker) if target.startswith(
-            SAGEMAKER_TARGET) else ("logs", self.api.logs))
+        service, table = {SAGEMAKER_TARGET: ("sagemaker", self.api.sagemaker),
+                          LOGS_TARGET: ("logs", self.api.logs),
+                          CLOUDWATCH_TARGET: ("cloudwatch", self.api.cloudwatch)}[
+            target.split(".", 1)[0] + "."]
+        handler = self._handler(service, table, operation)
+        params = protocol.parse_json_request(service, operation, body)
+        result = await run_in_threadpool(handler, params, Context(region))
+        return protocol.json_response(service, operation, result)
+
+    @staticmethod
+    def _handler(service: str, table: dict, operation: str):
         handler = table.get(operation)
         if handler is None:
             protocol.operation_model(service, operation)  # unknown to AWS itself?
             raise ApiError(UNKNOWN_OPERATION, f"{operation}: hpt api does not serve this "
                                               f"operation (docs/api.md lists those it does)")
-        params = protocol.parse_json_request(service, operation, body)
-        result = await run_in_threadpool(handler, params, Context(region))
-        return protocol.json_response(service, operation, result)
+        return handler
+
+    async def rpc_v2(self, request: Request) -> Response:
+        """Smithy RPC v2 CBOR: `POST /service/<service>/operation/<operation>` (CloudWatch)."""
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        operation, status = request.path_params["operation"], 200
+        try:
+            body = await read_limited(request, MAX_REQUEST_BYTES)
+            region = self.authorize(request, body)
+            if request.path_params["service"] != CLOUDWATCH_SERVICE:
+                raise ApiError(UNKNOWN_OPERATION, f"hpt api speaks RPC v2 CBOR for CloudWatch "
+                                                  f"({CLOUDWATCH_SERVICE}) only")
+            handler = self._handler("cloudwatch", self.api.cloudwatch, operation)
+            params = protocol.parse_cbor_request("cloudwatch", operation, body)
+            result = await run_in_threadpool(handler, params, Context(region))
+            return Response(protocol.cbor_response("cloudwatch", operation, result), headers={
+                "smithy-protocol": SMITHY_PROTOCOL, "Content-Type": CBOR_TYPE,
+                "x-amzn-RequestId": request_id})
+        except ApiError as error:
+            status = error.status
+            return _cbor_error(error, request_id)
+        except Exception as exc:  # noqa: BLE001 - a bug of hpt's: logged, answered in shape
+            status = 500
+            self.say(f"hpt api: {operation} failed: {type(exc).__name__}: {exc}\n"
+                     f"{traceback.format_exc()}")
+            return _cbor_error(ApiError(INTERNAL, f"hpt api could not complete {operation} "
+                                                  f"({type(exc).__name__}); the server's log "
+                                                  f"says why (request id {request_id})", 500),
+                               request_id)
+        finally:
+            self.say(json.dumps({"time": round(time.time(), 3), "operation": operation,
+                                 "status": status,
+                                 "ms": round((time.perf_counter() - started) * 1000, 1)}))
 
     async def invocations(self, request: Request) -> Response:
         """sagemaker-runtime's InvokeEndpoint, through the endpoint's router."""
@@ -209,6 +289,7 @@ def create_app(api: Api, keys: dict[str, str] | None, say: Callable[[str], None]
     return Starlette(routes=[
         Route("/endpoints/{name}/invocations", server.invocations, methods=["POST"]),
         Route("/", server.control, methods=["POST"]),
+        Route("/service/{service}/operation/{operation}", server.rpc_v2, methods=["POST"]),
     ], lifespan=lifespan)
 
 

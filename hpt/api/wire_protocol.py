@@ -70,6 +70,26 @@ def parse_json_request(service: str, operation: str, body: bytes) -> dict[str, A
         raise ApiError(VALIDATION, f"{operation}: the request body is not JSON") from None
     if not isinstance(params, dict):
         raise ApiError(VALIDATION, f"{operation}: the request body must be a JSON object")
+    return checked_request(op, params)
+
+
+def parse_cbor_request(service: str, operation: str, body: bytes) -> dict[str, Any]:
+    """The parameters of a Smithy RPC v2 CBOR request body (CloudWatch's), validated."""
+    from hpt.api.cbor import CborError, decode
+
+    op = operation_model(service, operation)
+    try:
+        params = decode(body) if body else {}
+    except CborError as exc:
+        raise ApiError(VALIDATION, f"{operation}: the request body is not CBOR ({exc})") \
+            from None
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ApiError(VALIDATION, f"{operation}: the request body must be a CBOR map")
+    return checked_request(op, params)
+
+
+def checked_request(op, params: dict[str, Any]) -> dict[str, Any]:
+    """A request's decoded body checked against the operation's input shape."""
     problems = request_problems(op.input_shape, params)
     if problems:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more"
@@ -199,6 +219,19 @@ def encode_output(shape, value: Any, path: str = "") -> Any:
 
 def json_response(service: str, operation: str, result: dict[str, Any]) -> bytes:
     """The response body of a JSON 1.1 operation, checked against its output shape."""
+    return json.dumps(checked_response(service, operation, result)).encode()
+
+
+def cbor_response(service: str, operation: str, result: dict[str, Any]) -> bytes:
+    """The response body of a Smithy RPC v2 CBOR operation, checked against its shape."""
+    from hpt.api.cbor import encode
+
+    op = operation_model(service, operation)
+    return encode(checked_response(service, operation, result), op.output_shape)
+
+
+def checked_response(service: str, operation: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The operation's output members in their wire form, checked against its shape."""
     op = operation_model(service, operation)
     encoded = encode_output(op.output_shape, result) if op.output_shape is not None else {}
     if op.output_shape is not None:
@@ -206,4 +239,4 @@ def json_response(service: str, operation: str, result: dict[str, Any]) -> bytes
         if problems:
             raise ApiError(INTERNAL, f"hpt's {operation} response does not fit SageMaker's "
                                      f"model: {'; '.join(problems[:5])}", 500)
-    return json.dumps(encoded or {}).encode()
+    return encoded or {}

@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def experiments_flag(p):
         p.add_argument("--experiments-dir", metavar="DIR",
-                       help="where tuning jobs live (default ./experiments, env HPT_EXPERIMENTS_DIR)")
+                       help="where tuning jobs live (default ./experiments, env "
+                            "HPT_EXPERIMENTS_DIR)")
 
     p = sub.add_parser("launch", help="run a tuning job from a space.yaml")
     p.add_argument("space", metavar="SPACE.yaml")

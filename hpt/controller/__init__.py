@@ -1,19 +1,18 @@
 """Which controller runs a tuning job's trials.
 
-- `local` (controller/local_controller.py): hpt drives the trials on this machine, one thread per running
-  training job, with the machine's CPUs and GPUs handed out by controller/slots.py; the Ray
-  that serves the dashboard starts beside it. `hpt launch` without `--address`, when each
+- `local` (controller/local_controller.py): hpt drives the trials on this machine, one thread
+  per running training job, with the machine's CPUs and GPUs handed out by controller/slots.py;
+  the Ray that serves the dashboard starts beside it. `hpt launch` without `--address`, when each
   trial needs one bundle (one host). With `--controller local --address` the trials still run
   here, and the Ray joined (one kept running between launches) serves only the dashboard:
   its resources are not reserved, so it is for a Ray of this machine that nothing else uses.
-- `tune` (hpt/controller/tune/): Ray Tune's controller places the trials on a Ray cluster's nodes:
+- `tune` (controller/tune/): Ray Tune's controller places the trials on a Ray cluster's nodes:
   `--address` (a cluster joined), or trials of several hosts (its hosts are Ray actors on
   the bundles of a placement group, possibly on several nodes).
 
-Both run the same searcher, stoppers, schedulers (the local one through hpt's scheduler
-protocol, hpt/schedule/scheduler_protocol.py; Tune's in Tune's terms), recorder and retry rule, in the
-same order. HPT_CONTROLLER=tune (or =local, where it can run) forces one: the test suite runs on
-either.
+Both run the same searcher, stoppers, schedulers (the local one through hpt's scheduler protocol,
+hpt/schedule/scheduler_protocol.py; Tune's in Tune's terms), recorder and retry rule, in the same
+order. HPT_CONTROLLER=tune (or =local, where it can run) forces one: the test suite runs on either.
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
 """The local controller: a tuning job on this machine, driven by hpt itself.
 
-One thread per running training job drives it through the runtime protocol (start, advance,
-stop); this thread (the launcher's) owns every decision, in the order Ray Tune's controller
-makes them: the searcher proposes, the stoppers and the scheduler judge each result, the
-recorder writes the journal. The scheduler speaks hpt's protocol (hpt/schedule/scheduler_protocol.py;
-Tune's ASHA through its adapter), the trials' threads report typed events
-(hpt/controller/trial_events.py). What Tune adds
-for a cluster (a trial actor, result round trips, experiment checkpoints) is not needed on
-one machine, and it was most of the cost of a short trial. hpt/controller/__init__.py says when
-this controller runs.
+One thread per running training job drives it through the runtime protocol (start, advance, stop);
+this thread (the launcher's) owns every decision, in the order Ray Tune's controller makes them: the
+searcher proposes, the stoppers and the scheduler judge each result, the recorder writes the
+journal. The scheduler speaks hpt's protocol (hpt/schedule/scheduler_protocol.py; Tune's ASHA
+through its adapter), the trials' threads report typed events (hpt/controller/trial_events.py). What
+Tune adds for a cluster (a trial actor, result round trips, experiment checkpoints) is not needed on
+one machine, and it was most of the cost of a short trial. hpt/controller/__init__.py says when this
+controller runs.
 """
 
 from __future__ import annotations

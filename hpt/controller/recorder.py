@@ -1,9 +1,9 @@
 """A tuning job's trial events -> its journal, table, live view and Ray metrics.
 
-The launching process is the single writer of the experiment folder: the controller that runs
-the trials (hpt/controller/local_controller.py, or Ray Tune through hpt/controller/tune/callbacks.py) reports each
-event here as it happens. The journal is the record (appended at once); the table is a view
-of it, rebuilt while trials stream at a pace that keeps its cost a small share of the job.
+The launching process is the single writer of the experiment folder: the controller that runs the
+trials (hpt/controller/local_controller.py, or Ray Tune through hpt/controller/tune/callbacks.py)
+reports each event here as it happens. The journal is the record (appended at once); the table is a
+view of it, rebuilt while trials stream at a pace that keeps its cost a small share of the job.
 """
 
 from __future__ import annotations

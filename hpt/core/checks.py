@@ -61,7 +61,8 @@ def show(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(show(v) for v in value[:6]) + (", ..." if len(value) > 6 else "") + "]"
+        more = ", ..." if len(value) > 6 else ""
+        text = "[" + ", ".join(show(v) for v in value[:6]) + more + "]"
         return "a list " + text if len(text) <= 60 else "a list"
     if isinstance(value, (datetime.date, datetime.datetime)):
         return f"the date {value.isoformat()}"
@@ -155,6 +156,17 @@ def text(value: Any) -> str:
     if not value.strip():
         raise problem("must not be empty (got '')")
     return value
+
+
+def refused_by(reason_against: Callable[[Any], str | None]) -> Check:
+    """A check from a rule that says why a value is wrong (or None when it is right): the
+    rule stays a plain function other callers (the API, the SageMaker JSON) can ask too."""
+    def check(value: Any) -> Any:
+        reason = reason_against(value)
+        if reason:
+            raise problem(reason)
+        return value
+    return check
 
 
 def optional(check: Callable[..., Any]) -> Callable[..., Any]:

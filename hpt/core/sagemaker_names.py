@@ -1,8 +1,9 @@
 """SageMaker's names and rules, defined once.
 
-Read by the space.yaml validation (`hpt/spacefile`), the training contract (`runtime/contract.py`),
-the distributed plan (`runtime/distribution_plan.py`), both request builders (`runtime/sagemaker_job.py`'s
-CreateTrainingJob, `spec/sagemaker_json`'s CreateHyperParameterTuningJob) and the import.
+Read by the space.yaml validation (`hpt/spacefile`), the training contract
+(`runtime/contract.py`), the distributed plan (`runtime/distribution_plan.py`), both request
+builders (`runtime/sagemaker_job.py`'s CreateTrainingJob, `spacefile/sagemaker_json`'s
+CreateHyperParameterTuningJob) and the import.
 Standard library only: `hpt validate` must not load botocore to check a name.
 tests/test_sagemaker_names.py checks every pattern against botocore's model of the API and
 the reserved keys against the `sagemaker-training` toolkit, which are the sources.
@@ -97,6 +98,9 @@ LEAD_LOG = f"{LEAD_HOST}.log"  # the lead's log in the training job's folder: Cl
 MODEL_ARCHIVE = "model.tar.gz"  # /opt/ml/model, packed: ModelArtifacts.S3ModelArtifacts
 OUTPUT_ARCHIVE = "output.tar.gz"  # /opt/ml/output/data, packed
 SOURCE_ARCHIVE = "sourcedir.tar.gz"  # the code a job runs (the SDK's name for it)
+# Folders of a host's /opt/ml tree that hpt reads or carries itself (the contract makes them all)
+CHECKPOINTS_DIR = "checkpoints"  # CheckpointConfig's LocalPath default: carried between attempts
+INTERMEDIATE_DIR = "output/intermediate"  # uploaded while the job runs, as SageMaker does
 
 # -- distributed training ----------------------------------------------------------------------
 

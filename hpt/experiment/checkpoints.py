@@ -16,17 +16,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from hpt.core.sagemaker_names import CHECKPOINTS_DIR
 from hpt.core.schema import File
 from hpt.experiment.data_points import read_points, write_points
 
-CHECKPOINTS = "checkpoints"  # each host's folder, beside model/ and output/ (the contract's)
 HOST_GLOB = "algo-*"
 
 
 def has_checkpoint(attempt: Path) -> bool:
     """Whether any host of this attempt (folder) wrote a file into its checkpoints/."""
     return any(path.is_file() for host in Path(attempt).glob(HOST_GLOB)
-               for path in (host / CHECKPOINTS).rglob("*"))
+               for path in (host / CHECKPOINTS_DIR).rglob("*"))
 
 
 def carry_checkpoints(earlier: Path, trial_dir: Path) -> int:
@@ -39,7 +39,7 @@ def carry_checkpoints(earlier: Path, trial_dir: Path) -> int:
     if not has_checkpoint(earlier):
         return 0
     for host in sorted(earlier.glob(HOST_GLOB)):
-        _copy_files(host / CHECKPOINTS, trial_dir / host.name / CHECKPOINTS)
+        _copy_files(host / CHECKPOINTS_DIR, trial_dir / host.name / CHECKPOINTS_DIR)
     # Rewritten point by point: a line torn by the kill that ended the earlier attempt
     # must not swallow the first line this attempt appends.
     points = read_points(earlier / File.METRICS)

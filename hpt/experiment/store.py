@@ -32,7 +32,8 @@ STOP_FILE = File.STOP_REQUESTED
 
 def training_job_name(tuning_job: str, trial_number: int, hyperparameters: dict[str, Any],
                       seed: int) -> str:
-    """SageMaker-style `<tuning-job>-<NNN>-<8 hex>`; the hex is a digest, so names are reproducible."""
+    """SageMaker-style `<tuning-job>-<NNN>-<8 hex>`; the hex is a digest, so names are
+    reproducible."""
     payload = json.dumps([tuning_job, trial_number, seed, hyperparameters], sort_keys=True,
                          default=str)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:8]

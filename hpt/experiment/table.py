@@ -121,7 +121,8 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     rows = []
     waited = resource_waits(trials)
     for i, t in enumerate(trials):
-        row: dict[str, Any] = {name: t["hyperparameters"].get(name) for name in hyperparameter_names}
+        values = t["hyperparameters"]
+        row: dict[str, Any] = {name: values.get(name) for name in hyperparameter_names}
         row.update(_analytics(t, waited[i]))
         for metric in metric_names:
             row[metric_column(metric, hyperparameter_names)] = t.get(Key.FINAL_METRICS,
@@ -235,7 +236,8 @@ def write_table(df: pd.DataFrame, root: Path) -> tuple[Path, Path]:
         df.to_parquet(tmp, index=False)
     except (TypeError, ValueError, ImportError):
         # Mixed-type categorical columns (e.g. [1, "a"]) don't fit one Arrow type.
-        df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(tmp, index=False)
+        mixed = {c: str for c in df.columns if df[c].dtype == object}
+        df.astype(mixed).to_parquet(tmp, index=False)
     os.replace(tmp, parquet)
     return parquet, csv
 

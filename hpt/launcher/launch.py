@@ -3,8 +3,8 @@ machine, Ray Tune on a cluster), the journal records.
 
 One function per stage: plan the job (fresh, resumed, warm-started), stage its inputs (the
 runtime's: S3 channels, the training code SageMaker downloads), record its start, run it
-(controller/job_run.py: the warm interpreter, Ray, the study, the controller), finish it (the jobs left
-unfinished get their record, the table, the job_ended event). The launching process is the
+(controller/job_run.py: the warm interpreter, Ray, the study, the controller), finish it (the
+jobs left unfinished get their record, the table, the job_ended event). The launching process is the
 job's only writer while it runs (experiment/lock.py).
 """
 

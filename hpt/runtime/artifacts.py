@@ -16,9 +16,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hpt.core.sagemaker_names import LEAD_HOST, MODEL_ARCHIVE, OUTPUT_ARCHIVE
+from hpt.core.sagemaker_names import (CHECKPOINTS_DIR, INTERMEDIATE_DIR, LEAD_HOST, MODEL_ARCHIVE,
+                                      OUTPUT_ARCHIVE)
 from hpt.core.schema import Event, File, Key
-from hpt.experiment.checkpoints import CHECKPOINTS, carried_steps, has_checkpoint
+from hpt.experiment.checkpoints import carried_steps, has_checkpoint
 from hpt.experiment.store import ExperimentStore, attempt_dir
 from hpt.runtime.channels import parse_s3, s3_client
 from hpt.core.trial import TrialStatus
@@ -60,8 +61,8 @@ class FolderSync:
         location = parse_s3(output)
         base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
         self.bucket = location.bucket
-        self.targets = {"output/intermediate": f"{base}/output/intermediate",
-                        "checkpoints": f"{base}/checkpoints"}
+        self.targets = {folder: f"{base}/{folder}" for folder in (INTERMEDIATE_DIR,
+                                                                   CHECKPOINTS_DIR)}
         # The job's data points, so that a resume elsewhere continues its steps.
         self.metrics_key = f"{base}/{HPT_METRICS_KEY}"
         self._seen: dict[Path, tuple[int, int]] = {}
@@ -109,13 +110,13 @@ def fetch_checkpoints(client, output: str, training_job: str, trial_dir: Path) -
     the data points synced beside them. Returns the objective steps carried (metrics)."""
     location = parse_s3(output)
     base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
-    target = Path(trial_dir) / LEAD_HOST / CHECKPOINTS
+    target = Path(trial_dir) / LEAD_HOST / CHECKPOINTS_DIR
     fetched = 0
     pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=location.bucket, Prefix=f"{base}/{CHECKPOINTS}/")
+        Bucket=location.bucket, Prefix=f"{base}/{CHECKPOINTS_DIR}/")
     for page in pages:
         for item in page.get("Contents", []):
-            relative = item["Key"][len(f"{base}/{CHECKPOINTS}/"):]
+            relative = item["Key"][len(f"{base}/{CHECKPOINTS_DIR}/"):]
             path = (target / relative).resolve()
             if not relative or not path.is_relative_to(target.resolve()):
                 continue  # a key that would leave the folder

@@ -108,8 +108,8 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.action == "start":
         host, pid = start(args.run_dir, args.data_root)
-        print(f"container_engine: {'started dockerd (pid %d)' % pid if pid else 'an engine already answers'}"
-              f" at {host}", file=sys.stderr)  # stdout is for eval
+        what = f"started dockerd (pid {pid})" if pid else "an engine already answers"
+        print(f"container_engine: {what} at {host}", file=sys.stderr)  # stdout is for eval
         print(f"export DOCKER_HOST={host}")
         if pid is not None:
             print(f"export {PID_VARIABLE}={pid}")

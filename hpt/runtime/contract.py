@@ -87,7 +87,8 @@ def _validate(inp: TrialContractInput, host: str, num_cpus: int, num_gpus: int,
     if sm.entry_point_problem(ep):
         fail(f"entry_point {ep!r} {sm.entry_point_problem(ep)} (for example 'train.py')")
     hosts = list(inp.hosts)
-    if not hosts or len(set(hosts)) != len(hosts) or not all(isinstance(h, str) and h for h in hosts):
+    named = all(isinstance(h, str) and h for h in hosts)
+    if not hosts or len(set(hosts)) != len(hosts) or not named:
         fail(f"hosts must be distinct non-empty names (got {hosts!r})")
     if host not in hosts:
         fail(f"host {host!r} is not one of the job's hosts {hosts!r}")
@@ -298,7 +299,7 @@ def render_host_contract(inp: TrialContractInput, *, host: str, base_dir: str, n
                          f"which hpt sets itself from the contract; remove them")
     env = dict(sorted({**inp.environment, **injected}.items()))
     dirs = ("code", "input/config", *(f"input/data/{ch}" for ch in channels), "model",
-            "output/data", "output/intermediate", "checkpoints")
+            "output/data", sm.INTERMEDIATE_DIR, sm.CHECKPOINTS_DIR)
     files = {
         HYPERPARAMETERS_FILE: _dump(encoded),
         RESOURCE_CONFIG_FILE: _dump(resource_config),

@@ -264,7 +264,8 @@ def failure_reason(exit_code: int, failure_file: Path, stderr_tail: list[str]) -
 
 
 def pack_model(model_dir: Path, archive: Path) -> Path:
-    """model/ -> model.tar.gz with the directory's contents at the archive root, as SageMaker does."""
+    """model/ -> model.tar.gz with the directory's contents at the archive root, as SageMaker
+    does."""
     tmp = archive.with_name(archive.name + ".tmp")
     with tarfile.open(tmp, "w:gz") as tar:
         for entry in sorted(model_dir.iterdir()) if model_dir.is_dir() else []:

@@ -1,8 +1,8 @@
 """The scheduler and stopper of a space: its early-stopping rule (or the one its strategy
 brings), for either controller, and its completion criteria.
 
-A rule builds hpt's scheduler (schedule/scheduler_protocol.py) or Ray Tune's; each controller gets it
-in its own terms: the local one hpt's protocol, Ray Tune's controller Tune's (through
+A rule builds hpt's scheduler (schedule/scheduler_protocol.py) or Ray Tune's; each controller gets
+it in its own terms: the local one hpt's protocol, Ray Tune's controller Tune's (through
 schedule/tune_adapter.py either way).
 
 Time is counted in objective reports (`objective_step`): one step = one match of the

@@ -1,7 +1,7 @@
 """An Optuna study as the proposer of training jobs (ask/tell), in the shape of Ray Tune's
 Searcher interface: `suggest(trial_id)`, `on_trial_result`, `on_trial_complete`. Both controllers
-drive it (hpt/controller/local_controller.py directly, Ray Tune through hpt/controller/tune/tune_searcher.py); it imports
-no Ray.
+drive it (hpt/controller/local_controller.py directly, Ray Tune through
+hpt/controller/tune/tune_searcher.py); it imports no Ray.
 
 hpt's own searcher instead of `ray.tune.search.optuna.OptunaSearch`, because it needs:
 exact SageMaker distributions (inclusive integer bounds, reverse_log), a durable journal

@@ -9,8 +9,9 @@ naming the file, the field path and the fix.
 from hpt.spacefile.spec_error import SpecError
 from hpt.spacefile.fields import RESERVED_HYPERPARAMETERS, is_reserved
 from hpt.spacefile.load import load_spec, spec_from_dict
-from hpt.spacefile.model import (CategoricalRange, Channel, Completion, ContinuousRange, IntegerRange,
-                            Limits, MetricDefinition, Objective, Spec, Trainer, WarmStart)
+from hpt.spacefile.model import (CategoricalRange, Channel, Completion, ContinuousRange,
+                                 IntegerRange, Limits, MetricDefinition, Objective, Spec, Trainer,
+                                 WarmStart)
 
 __all__ = [
     "load_spec", "spec_from_dict", "SpecError", "Spec", "Trainer", "Channel", "ContinuousRange",

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo
 from hpt.core import sagemaker_names as sm
 from hpt.core.checks import (HPT_ERROR, aliased_choice, boolean, choice,  # noqa: F401
                              collect, did_you_mean, hyperparameter_name, integer, mapping,
-                             number, optional, problem, problems, show, static_value_problem,
-                             text)
+                             number, optional, problem, problems, refused_by, show,
+                             static_value_problem, text)
 from hpt.core.sagemaker_names import is_reserved  # noqa: F401 - hpt.spacefile's public name
 
 # SageMaker's reserved hyperparameter keys (hpt/core/sagemaker_names.py), as a set.
@@ -48,11 +48,7 @@ def job_name_problem(value: Any) -> str | None:
     return None
 
 
-def job_name(value: Any) -> str:
-    reason = job_name_problem(value)
-    if reason:
-        raise problem(reason)
-    return value
+job_name = refused_by(job_name_problem)
 
 
 def channel_name(value: Any) -> str:

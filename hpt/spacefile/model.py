@@ -21,15 +21,17 @@ from hpt.core.sagemaker_names import FULLY_REPLICATED
 from hpt.runtime import runtimes as runtime_registry
 from hpt.schedule import rules as rule_registry
 from hpt.search import strategies as strategy_registry
-from hpt.spacefile.fields import (URI_SCHEME, SpecModel,
-                             boolean, case_clashes, channel_name, choice, hyperparameter_name, integer, job_name, job_name_problem,
-                             local_path, mapping, number, optional, problem, problems, show,
-                             static_value_problem, text, uri)
+from hpt.spacefile.fields import (URI_SCHEME, SpecModel, boolean, case_clashes, channel_name,
+                                  choice, hyperparameter_name, integer, job_name,
+                                  job_name_problem, local_path, mapping, number, optional,
+                                  problem, problems, refused_by, show, static_value_problem,
+                                  text, uri)
 from hpt.spacefile.strategy_config import check_strategy_config
 from hpt.spacefile.ranges import (CategoricalRange, ContinuousRange, IntegerRange,  # noqa: F401
-                             Range)
-from hpt.spacefile.objective_models import (Constraint, Constraints, MetricDefinition,  # noqa: F401
-                                 MetricDefinitions, Objective, Objectives)
+                                  Range)
+from hpt.spacefile.objective_models import (Constraint, Constraints,  # noqa: F401
+                                            MetricDefinition, MetricDefinitions, Objective,
+                                            Objectives)
 
 DISTRIBUTIONS = sm.DISTRIBUTION_MODES
 CHANNEL_DISTRIBUTIONS = sm.DISTRIBUTION_TYPES
@@ -111,7 +113,8 @@ class Trainer(SpecModel):
     distribution: Annotated[Literal["none", "data_parallel", "parameter_server", "torchrun"],
                             BeforeValidator(choice(*DISTRIBUTIONS))] = "none"
     max_runtime_seconds: Annotated[int, BeforeValidator(integer(ge=1))] = 86400
-    environment: Annotated[dict[str, str], BeforeValidator(_environment)] = Field(default_factory=dict)
+    environment: Annotated[dict[str, str], BeforeValidator(_environment)] = Field(
+        default_factory=dict)
     # hpt extension: fork trials from a Python that has already imported the script's modules.
     warm_start: Annotated[bool, BeforeValidator(boolean)] = False
 
@@ -178,11 +181,7 @@ def _no_hp_case_clash(value: dict) -> dict:
     return value
 
 
-def _static_value(value: Any) -> Any:
-    reason = static_value_problem(value)
-    if reason:
-        raise problem(reason)
-    return value
+_static_value = refused_by(static_value_problem)
 
 
 def _static_hyperparameters(value: Any) -> Any:
@@ -266,7 +265,8 @@ def _tracking_uri(value: Any) -> str:
 class MlflowTracking(SpecModel):
     # None: MLFLOW_TRACKING_URI (or `hpt launch --mlflow-uri`); checked when the job starts.
     uri: Annotated[str | None, BeforeValidator(optional(_tracking_uri))] = None
-    experiment: Annotated[str | None, BeforeValidator(optional(text))] = None  # None: the job's name
+    # None: the job's name
+    experiment: Annotated[str | None, BeforeValidator(optional(text))] = None
 
 
 class Tracking(SpecModel):
@@ -334,7 +334,8 @@ class Spec(SpecModel):
     warm_start: WarmStart | None = None
     seed: Annotated[int, BeforeValidator(integer(ge=0, le=MAX_SEED))] = 0
     runtime: Runtime = "local"
-    # hpt extension: a command (argv, no shell) that creates missing local channels (hpt.launcher.prepare).
+    # hpt extension: a command (argv, no shell) that creates missing local channels
+    # (hpt.launcher.prepare).
     prepare: Annotated[list[str] | None, BeforeValidator(_prepare)] = None
     # hpt extension: where the job is also recorded (hpt/tracking).
     tracking: Tracking = Tracking()

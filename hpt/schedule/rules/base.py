@@ -27,8 +27,9 @@ def never(strategy_config: dict[str, Any]) -> bool:
 @dataclass(frozen=True)
 class EarlyStoppingRule:
     name: str
-    # The scheduler of a space: hpt's (schedule/scheduler_protocol.py) or Ray Tune's; schedule/scheduler.py
-    # hands each controller its own kind (Ray imported inside: `hpt validate` never loads it).
+    # The scheduler of a space: hpt's (schedule/scheduler_protocol.py) or Ray Tune's;
+    # schedule/scheduler.py hands each controller its own kind (Ray imported inside: `hpt validate`
+    # never loads it).
     scheduler: Callable[[Any], Any]
     # SageMaker's TrainingJobEarlyStoppingType; None: SageMaker has none, exported as Auto
     # (its median rule) with the name kept in the request's hpt: tags.

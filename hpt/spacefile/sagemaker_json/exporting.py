@@ -79,8 +79,9 @@ def _expressible(spec, primary: str | None, flatten: bool) -> tuple[Any, list[st
                 report.append(f"objectives: exported the single objective {primary!r}; "
                               f"SageMaker does not tune {', '.join(map(repr, dropped))}")
             if spec.constraints:
-                report.append(f"constraints: dropped ({', '.join(c.metric for c in spec.constraints)}"
-                              f"); SageMaker has no constraints on metrics")
+                dropped = ", ".join(c.metric for c in spec.constraints)
+                report.append(f"constraints: dropped ({dropped}); SageMaker has no constraints "
+                              f"on metrics")
     conditional = [name for name, rng in spec.hyperparameters.items() if rng.when]
     if conditional and not flatten:
         found += [f"hyperparameters.{name}.when: SageMaker passes every range to every training "
