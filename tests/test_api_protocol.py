@@ -567,3 +567,53 @@ def test_cloudwatch_answers_boto3_in_cbor_and_every_malformed_request_with_an_er
             codes[parsed["Error"]["Code"]] += 1
     print(f"cloudwatch fuzz: {len(cases)} malformed requests -> {dict(codes)}")
     assert set(codes) <= {"InvalidParameterValue", "UnknownOperationException"}
+
+
+def test_a_job_hpt_launch_ran_is_listed_and_described_by_the_api_but_not_controlled(
+        api, tmp_path, write_space):
+    """One view of the machine: the API shows the tuning jobs `hpt launch` started in its
+    experiments folder, with their training jobs and metrics, and refuses to stop them."""
+    import subprocess
+    import sys
+
+    import boto3
+
+    from helpers import sleepy_space
+
+    experiments = tmp_path / "experiments"
+    space = write_space(sleepy_space("by-launch", max_trials=2, seconds=(0.2, 0.4)))
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "launch", str(space),
+                           "--experiments-dir", str(experiments), "--no-dashboard"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with LiveServer(_app(api)) as live:
+        sm = _client(live.url)
+        listed = sm.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+        assert [(s["HyperParameterTuningJobName"], s["HyperParameterTuningJobStatus"])
+                for s in listed] == [("by-launch", "Completed")]
+        described = sm.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="by-launch")
+        assert described["TrainingJobStatusCounters"]["Completed"] == 2
+        assert described["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] \
+            == {"Type": "Maximize", "MetricName": "ok"}
+        best = described["BestTrainingJob"]["TrainingJobName"]
+        assert best.startswith("by-launch-")
+        jobs = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="by-launch")["TrainingJobSummaries"]
+        assert len(jobs) == 2 and best in {j["TrainingJobName"] for j in jobs}
+        assert {j["TrainingJobName"] for j in sm.list_training_jobs()[
+            "TrainingJobSummaries"]} == {j["TrainingJobName"] for j in jobs}
+        assert sm.describe_training_job(TrainingJobName=best)["TrainingJobStatus"] == \
+            "Completed"
+        with pytest.raises(sm.exceptions.ClientError) as refused:
+            sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="by-launch")
+        assert "hpt stop by-launch" in refused.value.response["Error"]["Message"]
+        with pytest.raises(sm.exceptions.ResourceInUse):
+            sm.create_hyper_parameter_tuning_job(**tuning_request("by-launch", URIS))
+        cloudwatch = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="t",
+                                   region_name="eu-west-1").client("cloudwatch",
+                                                                   endpoint_url=live.url)
+        metrics = cloudwatch.list_metrics(
+            Namespace="/aws/sagemaker/TrainingJobs",
+            Dimensions=[{"Name": "TrainingJobName", "Value": best}])["Metrics"]
+        assert [m["MetricName"] for m in metrics] == ["ok"]

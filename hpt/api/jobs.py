@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from hpt.api.launched_jobs import launched_names, launched_record, refuse_control
 from hpt.api.listing import list_page
 from hpt.api.wire_protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
 from hpt.api.staging import ServerResources, stage
@@ -120,9 +121,26 @@ class TuningJobs:
         record, state, rows, events = self._read(name)
         return describe_tuning_job(record, state, rows, events)
 
+    def records(self):
+        """Every tuning job of the experiments folder: the API's own, then those `hpt
+        launch` started (read-only)."""
+        own = list(self.store.tunings())
+        yield from own
+        for name in launched_names(self.store.experiments, {r.name for r in own}):
+            record = launched_record(self.store.experiment_dir(name))
+            if record is not None:
+                yield record
+
+    def record(self, name: str) -> TuningRecord | None:
+        """The API's own record of `name`, or the read-only one of an `hpt launch` job."""
+        record = self.store.tuning(name)
+        if record is None and not name.startswith("."):
+            record = launched_record(self.store.experiment_dir(name))
+        return record
+
     def list(self, params: dict[str, Any]) -> dict[str, Any]:
         summaries = []
-        for record in self.store.tunings():
+        for record in self.records():
             _, state, rows, events = self._read(record.name, record)
             summaries.append(tuning_summary(record, state, rows, events))
         chunk, token = list_page(
@@ -137,6 +155,9 @@ class TuningJobs:
     def stop(self, name: str) -> dict[str, Any]:
         with self._lock:
             record, state, _, _ = self._read(name)
+            refused = refuse_control(record, "stop")
+            if refused:
+                raise ApiError(VALIDATION, refused)
             status = tuning_status(record, state)
             if status != IN_PROGRESS:
                 raise ApiError(VALIDATION, f"Tuning job {name} is {status}; only a job "
@@ -161,7 +182,7 @@ class TuningJobs:
 
     def list_all_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         summaries = []
-        for record in self.store.tunings():
+        for record in self.records():
             _, _, rows, _ = self._read(record.name, record)
             s3_output = s3_output_of(record.request)
             for row in rows:
@@ -179,7 +200,7 @@ class TuningJobs:
 
     def training_job_folders(self):
         """(name, folder) of every training job with a folder yet (CloudWatch's metrics)."""
-        for record in self.store.tunings():
+        for record in self.records():
             for row in self._read(record.name, record)[2]:
                 if row.get(Key.LOG_PATH):
                     yield row[Key.TRAINING_JOB_NAME], Path(row[Key.LOG_PATH]).parent
@@ -193,7 +214,7 @@ class TuningJobs:
     # -- reading a job -----------------------------------------------------------------------
 
     def _read(self, name: str, record: TuningRecord | None = None):
-        record = record or self.store.tuning(name)
+        record = record or self.record(name)
         if record is None:
             raise ApiError(NOT_FOUND, f"Amazon SageMaker can't find a tuning job with name "
                                       f"{name}")
@@ -205,7 +226,7 @@ class TuningJobs:
 
     def _training_job(self, name: str) -> tuple[TuningRecord, dict[str, Any]]:
         tuning = name.rsplit("-", 2)[0] if name.count("-") >= 2 else None
-        record = self.store.tuning(tuning) if tuning else None
+        record = self.record(tuning) if tuning else None
         if record is not None:
             _, _, rows, _ = self._read(tuning, record)
             for row in rows:

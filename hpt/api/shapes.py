@@ -5,6 +5,7 @@ boto3 and the SageMaker SDK read is what `hpt status` and the table say."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from hpt.api.tuning import (STOPPING, TUNING_OBJECTIVE, TuningRecord, arn, definition_of,
@@ -217,7 +218,9 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
                        TUNING_OBJECTIVE: json.dumps(objective_of(request).get("MetricName"))}
     start, end = row.get(Key.START_TIME), row.get(Key.END_TIME)
     ended = status != IN_PROGRESS
-    seconds = int(end - start) if ended and start and end else None
+    # Whole seconds, at least 1 (SageMaker's minimum, as its model says): a job of 0.4 s
+    # was still a job
+    seconds = max(1, math.ceil(end - start)) if ended and start and end else None
     response = {
         Column.TRAINING_JOB_NAME: name,
         "TrainingJobArn": arn("training-job", name, record.region),

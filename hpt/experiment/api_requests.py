@@ -27,6 +27,8 @@ class TuningRecord:
     region: str = DEFAULT_REGION
     stop_requested: float | None = None
     failure: str | None = None  # the job could not start (e.g. its code did not download)
+    # A job `hpt launch` started, which the API shows but does not control (never saved)
+    launched_by_hpt: bool = False
 
     @property
     def name(self) -> str:
