@@ -346,6 +346,16 @@ def _malformed(rng: random.Random) -> list[tuple[str, dict, bytes]]:
     return cases
 
 
+def _post(url: str, body: bytes, headers: dict) -> tuple[int, bytes, dict]:
+    """(status, body, headers) of a raw POST, an error status included."""
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
 def test_fuzz_every_malformed_request_gets_a_sagemaker_error_shape(api):
     from botocore.parsers import create_parser
 
@@ -355,13 +365,7 @@ def test_fuzz_every_malformed_request_gets_a_sagemaker_error_shape(api):
     codes = Counter()
     with LiveServer(_app(api)) as live:
         for what, headers, body in cases:
-            request = urllib.request.Request(live.url + "/", data=body, method="POST",
-                                             headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=30) as resp:
-                    status, raw, got = resp.status, resp.read(), dict(resp.headers)
-            except urllib.error.HTTPError as exc:
-                status, raw, got = exc.code, exc.read(), dict(exc.headers)
+            status, raw, got = _post(live.url + "/", body, headers)
             assert 400 <= status < 500, (what, status, raw[:300])
             assert b"Traceback" not in raw, what
             parsed = parser.parse({"status_code": status, "headers": got, "body": raw}, None)
@@ -550,14 +554,8 @@ def test_cloudwatch_answers_boto3_in_cbor_and_every_malformed_request_with_an_er
         codes = Counter()
         cases = _malformed_cbor(random.Random(23))
         for what, path, body in cases:
-            request = urllib.request.Request(live.url + path, data=body, method="POST",
-                                             headers={"smithy-protocol": "rpc-v2-cbor",
-                                                      "Content-Type": "application/cbor"})
-            try:
-                with urllib.request.urlopen(request, timeout=30) as resp:
-                    status, raw, got = resp.status, resp.read(), dict(resp.headers)
-            except urllib.error.HTTPError as exc:
-                status, raw, got = exc.code, exc.read(), dict(exc.headers)
+            status, raw, got = _post(live.url + path, body, {
+                "smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"})
             assert 400 <= status < 500, (what, status, raw[:300])
             assert b"Traceback" not in raw, what
             got = {k.lower(): v for k, v in got.items()}

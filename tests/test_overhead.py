@@ -6,7 +6,10 @@ wait 63.17 s ...)`."""
 import subprocess
 import sys
 
+import pytest
+
 import hpt
+from hpt.core.schema import OVERHEAD_COLUMNS
 from hpt.experiment.table import resource_waits
 from helpers import sleepy_space
 
@@ -37,7 +40,11 @@ def test_hpt_status_reports_the_resource_wait_apart_from_hpts_overhead(ray_sessi
     df = hpt.load_experiment("one-at-a-time", exp)
     assert df["ResourceWaitSeconds"].sum() >= 2.0  # the others waited for a job to end
     overhead = hpt.job_status("one-at-a-time", exp)["Overhead"]
-    assert overhead["MedianPerTrialSeconds"] < 1.0, overhead  # hpt's own, not the wait
+    # hpt's own, not the wait: the per-trial figures leave ResourceWaitSeconds out (how
+    # small hpt's own part is, is bench_overhead's to measure, not a unit test's)
+    assert overhead["TotalResourceWaitSeconds"] == round(df["ResourceWaitSeconds"].sum(), 3)
+    own = df[OVERHEAD_COLUMNS].sum(axis=1) - df["ResourceWaitSeconds"]
+    assert overhead["MeanPerTrialSeconds"] == pytest.approx(own.mean(), abs=1e-3), overhead
     status = subprocess.run([sys.executable, "-m", "hpt.cli.main", "status", "one-at-a-time",
                              "--experiments-dir", str(exp)], capture_output=True, text=True,
                             timeout=60)

@@ -95,6 +95,61 @@ def test_a_running_jobs_checkpoints_are_synced_changed_files_only(s3, tmp_path):
                     "sync/job-001-abcd1234/checkpoints/sub/state.json"]
 
 
+def test_the_data_points_synced_follow_the_checkpoints_even_when_no_checkpoint_changed(
+        s3, tmp_path):
+    """A script writes checkpoint N, then prints epoch N's line: a sync in between sends
+    checkpoint N with points up to N-1. The next sync sends the points though no checkpoint
+    changed (else a retry elsewhere counts its steps on from N-1), and never points newer
+    than the checkpoints it sent."""
+    import json
+
+    from hpt.runtime.artifacts import HPT_METRICS_KEY, FolderSync
+
+    job = tmp_path / "job-001-abcd1234"
+    tree = job / "algo-1"
+    (tree / "checkpoints").mkdir(parents=True)
+    metrics = job / "metrics.jsonl"
+
+    def point(step):
+        with metrics.open("a") as f:
+            f.write(json.dumps({"metric": "acc", "value": step / 10, "step": step,
+                                "timestamp": 1.0 + step}) + "\n")
+
+    def synced_steps():
+        body = s3.get_object(Bucket="out", Key=f"sync/job-001-abcd1234/{HPT_METRICS_KEY}")
+        return [json.loads(line)["step"] for line in body["Body"].read().decode().splitlines()]
+
+    sync = FolderSync(s3, tree, "s3://out/sync", "job-001-abcd1234")
+    point(1)
+    (tree / "checkpoints" / "checkpoint-1.pt").write_bytes(b"1")
+    (tree / "checkpoints" / "checkpoint-2.pt").write_bytes(b"2")  # epoch 2's line not yet out
+    assert sync.run() == 2 and synced_steps() == [1]
+    point(2)
+    assert sync.run() == 0 and synced_steps() == [1, 2]  # the points, no checkpoint
+    assert sync.run() == 0 and synced_steps() == [1, 2]
+
+    class EpochsEndDuringTheUpload:
+        """s3, where epochs 3 and 4 end (checkpoint, line) while checkpoint-3 goes up."""
+
+        def __getattr__(self, name):
+            return getattr(s3, name)
+
+        def upload_file(self, filename, bucket, key, *args, **kwargs):
+            if key.endswith("checkpoint-3.pt"):
+                point(3)
+                (tree / "checkpoints" / "checkpoint-4.pt").write_bytes(b"4")
+                point(4)
+            return s3.upload_file(filename, bucket, key, *args, **kwargs)
+
+    (tree / "checkpoints" / "checkpoint-3.pt").write_bytes(b"3")
+    sync.client = EpochsEndDuringTheUpload()
+    assert sync.run() == 1
+    sync.client = s3
+    assert synced_steps() == [1, 2]  # read before checkpoint-3 went up: none newer than it
+    sync.run()
+    assert synced_steps() == [1, 2, 3, 4]
+
+
 def test_artifacts_go_where_sagemaker_puts_them():
     assert artifact_uris("s3://out/tuning", "job-001-abcd1234") == {
         "model": "s3://out/tuning/job-001-abcd1234/output/model.tar.gz",

@@ -279,8 +279,8 @@ class Endpoints:
                 vfolder = folder / variant["VariantName"]
                 vfolder.mkdir(parents=True, exist_ok=True)
                 archive = _fetch_model(container.get("ModelDataUrl"), vfolder)
-                container = (self.records.engine, image) if kind == "docker" else None
-                backend = Backend(variant["VariantName"], vfolder, port, container=container,
+                engine_image = (self.records.engine, image) if kind == "docker" else None
+                backend = Backend(variant["VariantName"], vfolder, port, container=engine_image,
                                   tuning_job=f"endpoint-{name}",
                                   environment=dict(container.get("Environment") or {}))
                 backends[variant["VariantName"]] = backend

@@ -172,15 +172,20 @@ class Server:
                 CLOUDWATCH_TARGET) else _json_error(error)
         except Exception as exc:  # noqa: BLE001 - a bug of hpt's: logged, answered in shape
             status = 500
-            self.say(f"hpt api: {operation} failed: {type(exc).__name__}: {exc}\n"
-                     f"{traceback.format_exc()}")
-            return _json_error(ApiError(INTERNAL, f"hpt api could not complete {operation} "
-                                                  f"({type(exc).__name__}); the server's log "
-                                                  f"says why (request id {request_id})", 500))
+            return _json_error(self._internal(exc, operation, request_id))
         finally:
             self.say(json.dumps({"time": round(time.time(), 3), "operation": operation,
                                  "status": status,
                                  "ms": round((time.perf_counter() - started) * 1000, 1)}))
+
+    def _internal(self, exc: Exception, operation: str, request_id: str) -> ApiError:
+        """An unexpected failure (a bug of hpt's): its traceback to the server's log, an
+        InternalFailure naming the request to the client."""
+        self.say(f"hpt api: {operation} failed: {type(exc).__name__}: {exc}\n"
+                 f"{traceback.format_exc()}")
+        return ApiError(INTERNAL, f"hpt api could not complete {operation} "
+                                  f"({type(exc).__name__}); the server's log says why "
+                                  f"(request id {request_id})", 500)
 
     async def _json_operation(self, target: str, operation: str, body: bytes,
                               region: str) -> bytes:
@@ -224,12 +229,7 @@ class Server:
             return _cbor_error(error, request_id)
         except Exception as exc:  # noqa: BLE001 - a bug of hpt's: logged, answered in shape
             status = 500
-            self.say(f"hpt api: {operation} failed: {type(exc).__name__}: {exc}\n"
-                     f"{traceback.format_exc()}")
-            return _cbor_error(ApiError(INTERNAL, f"hpt api could not complete {operation} "
-                                                  f"({type(exc).__name__}); the server's log "
-                                                  f"says why (request id {request_id})", 500),
-                               request_id)
+            return _cbor_error(self._internal(exc, operation, request_id), request_id)
         finally:
             self.say(json.dumps({"time": round(time.time(), 3), "operation": operation,
                                  "status": status,

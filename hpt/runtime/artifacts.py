@@ -66,8 +66,16 @@ class FolderSync:
         # The job's data points, so that a resume elsewhere continues its steps.
         self.metrics_key = f"{base}/{HPT_METRICS_KEY}"
         self._seen: dict[Path, tuple[int, int]] = {}
+        self._points_sent: bytes | None = None
 
     def run(self) -> int:
+        """One pass; returns the checkpoint and intermediate files sent. The data points are
+        read before the checkpoints are looked at: a script writes checkpoint N before it
+        prints epoch N's line, so the points sent are never newer than the checkpoints sent
+        (a retry elsewhere would count steps it does not redo). They are sent whenever they
+        changed, with or without a new checkpoint, so they catch up on the next pass."""
+        metrics = self.host_tree.parent / File.METRICS
+        points = metrics.read_bytes() if metrics.is_file() else None
         uploaded = 0
         for folder, prefix in self.targets.items():
             root = self.host_tree / folder
@@ -82,9 +90,9 @@ class FolderSync:
                 self.client.upload_file(str(path), self.bucket, key)
                 self._seen[path] = stamp
                 uploaded += 1
-        metrics = self.host_tree.parent / File.METRICS
-        if uploaded and metrics.is_file():  # the points that go with these checkpoints
-            self.client.upload_file(str(metrics), self.bucket, self.metrics_key)
+        if points is not None and points != self._points_sent and self._seen:
+            self.client.put_object(Bucket=self.bucket, Key=self.metrics_key, Body=points)
+            self._points_sent = points
         return uploaded
 
 
