@@ -227,6 +227,52 @@ def test_a_request_hpt_export_sagemaker_wrote_runs_unchanged(moto_server, tmp_pa
     assert processes_in(tmp_path / "experiments") == []
 
 
+def test_stop_training_job_stops_one_training_job_and_its_tuning_job_goes_on(
+        moto_server, digits_channels, tmp_path):
+    """StopTrainingJob of one training job of a running tuning job, as SageMaker allows:
+    Stopping, then Stopped with the reason; the tuning job goes on to its next training job.
+    A job that ended is not stopped again."""
+    from helpers import wait_for
+
+    server = ApiServer(tmp_path / "experiments", moto_server).start()
+    try:
+        sm, _, s3 = boto_clients(server.url, moto_server)
+        uris = upload_inputs(s3, digits_channels)
+        # 1 ml.m5.large at a time on 2 cores; 80 epochs: long enough to be caught running
+        sm.create_hyper_parameter_tuning_job(**tuning_request("one-stop", uris, max_jobs=2,
+                                                              parallel=1, epochs=80))
+
+        def jobs(status=None):
+            listed = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName="one-stop",
+                **({"StatusEquals": status} if status else {}))
+            return [j["TrainingJobName"] for j in listed["TrainingJobSummaries"]]
+
+        wait_for(lambda: jobs("InProgress"), timeout=120, what="a running training job")
+        victim = jobs("InProgress")[0]
+        sm.stop_training_job(TrainingJobName=victim)
+        assert sm.describe_training_job(TrainingJobName=victim)["TrainingJobStatus"] in (
+            "Stopping", "Stopped")
+        ended = wait_status(lambda: sm.describe_training_job(TrainingJobName=victim),
+                            "TrainingJobStatus", ("Stopped", "Completed", "Failed"), timeout=60)
+        assert ended["TrainingJobStatus"] == "Stopped", ended
+        assert "StopTrainingJob through hpt api" in ended["FailureReason"]
+        wait_for(lambda: len(jobs()) == 2, timeout=120, what="the tuning job going on")
+        described = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="one-stop")
+        assert described["HyperParameterTuningJobStatus"] == "InProgress"
+        assert described["TrainingJobStatusCounters"]["Stopped"] == 1
+        with pytest.raises(sm.exceptions.ClientError) as refused:
+            sm.stop_training_job(TrainingJobName=victim)
+        assert "is in status Stopped" in refused.value.response["Error"]["Message"]
+        sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="one-stop")
+        wait_status(lambda: sm.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="one-stop"), "HyperParameterTuningJobStatus",
+            ("Stopped",), timeout=120)
+    finally:
+        server.stop(signal.SIGTERM)
+    assert processes_in(tmp_path / "experiments") == []
+
+
 def _metrics_as_cloudwatch_serves_them(url: str, job: dict, experiment) -> None:
     """A training job's metrics through boto3's CloudWatch client: the namespace SageMaker
     publishes them in, the dimensions, and statistics that agree with the job's own data

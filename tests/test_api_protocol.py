@@ -130,6 +130,47 @@ def test_describes_fit_botocores_output_shapes_and_count_as_sagemaker_does():
                                                                       "optimizer": '"adam"'}
 
 
+def test_secondary_status_transitions_follow_the_jobs_phases_as_sagemaker_names_them():
+    """Starting (its wait to be placed), Downloading (hpt's launch), Training (the script),
+    Uploading (until the model is in S3), then how it ended; a StopTrainingJob shows
+    Stopping. The SDK prints them while it waits; each fits botocore's model."""
+    from hpt.api.shapes import transitions
+
+    ended = {"start_time": 100.0, "end_time": 160.0, "queue_wait_seconds": 5.0,
+             "launch_seconds": 2.0, "upload_time": 163.0, "status": "Completed"}
+
+    def phases(row, secondary, asked=None):
+        return [(t["Status"], t["StartTime"], t.get("EndTime"))
+                for t in transitions(row, secondary, asked)]
+
+    assert phases(ended, "Completed") == [
+        ("Starting", 93.0, 98.0), ("Downloading", 98.0, 100.0), ("Training", 100.0, 160.0),
+        ("Uploading", 160.0, 163.0), ("Completed", 163.0, 163.0)]
+    assert phases({**ended, "upload_time": None}, "Uploading")[-1] == ("Uploading", 160.0, None)
+    assert phases({**ended, "upload_time": None, "status": "Failed"}, "Failed")[-2:] == [
+        ("Training", 100.0, 160.0), ("Failed", 160.0, 160.0)]
+    running = {"start_time": 100.0}
+    assert phases(running, "Training") == [("Starting", 100.0, 100.0),
+                                           ("Downloading", 100.0, 100.0),
+                                           ("Training", 100.0, None)]
+    assert phases(running, "Stopping", asked=120.0)[-2:] == [("Training", 100.0, 120.0),
+                                                            ("Stopping", 120.0, None)]
+    assert phases({}, "Training") == []
+    record = TuningRecord(tuning_request("t", URIS), 1_800_000_000.0)
+    row = {**_rows()[0], "queue_wait_seconds": 1.5, "launch_seconds": 0.5,
+           "upload_time": _rows()[0]["end_time"] + 1}
+    job = describe_training_job(record, row)
+    protocol.json_response("sagemaker", "DescribeTrainingJob", job)
+    assert [t["Status"] for t in job["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert job["CreationTime"] == row["start_time"] - 2.0
+    assert job["LastModifiedTime"] == row["end_time"] + 1
+    stopping = describe_training_job(record, _rows()[3], stop_asked=_rows()[3]["start_time"] + 1)
+    assert (stopping["TrainingJobStatus"], stopping["SecondaryStatus"]) == ("Stopping",
+                                                                            "Stopping")
+    protocol.json_response("sagemaker", "DescribeTrainingJob", stopping)
+
+
 def test_a_response_that_breaks_the_model_is_an_internal_failure_naming_the_member():
     with pytest.raises(ApiError) as bad:
         protocol.json_response("sagemaker", "DescribeModel", {"ModelName": "m", "Nope": 1})
@@ -606,6 +647,10 @@ def test_a_job_hpt_launch_ran_is_listed_and_described_by_the_api_but_not_control
         with pytest.raises(sm.exceptions.ClientError) as refused:
             sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="by-launch")
         assert "hpt stop by-launch" in refused.value.response["Error"]["Message"]
+        with pytest.raises(sm.exceptions.ClientError) as refused:
+            sm.stop_training_job(TrainingJobName=best)
+        assert f"hpt stop by-launch --training-job {best}" in refused.value.response[
+            "Error"]["Message"]
         with pytest.raises(sm.exceptions.ResourceInUse):
             sm.create_hyper_parameter_tuning_job(**tuning_request("by-launch", URIS))
         cloudwatch = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="t",

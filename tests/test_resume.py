@@ -177,6 +177,55 @@ def test_hpt_stop_and_ctrl_c_stop_cleanly_and_the_job_resumes(ray_session, write
     assert len(df) == 4 and (df["TrainingJobStatus"] == "Completed").all()
 
 
+@pytest.mark.parametrize("which", ["local", pytest.param("tune", marks=pytest.mark.smoke)])
+def test_hpt_stop_of_one_training_job_stops_it_alone_and_a_retry_does_not_undo_it(
+        ray_session, write_space, tmp_path, monkeypatch, which):
+    """SageMaker's StopTrainingJob of a tuning job's training job: `hpt stop NAME
+    --training-job JOB` (what hpt api's StopTrainingJob writes too). That job ends Stopped
+    with the reason, the others run on, the tuning job completes."""
+    monkeypatch.setenv("HPT_CONTROLLER", which)
+    address = ray_session.get_runtime_context().gcs_address
+    space = write_space(sleepy_space("one", max_trials=3, seconds=(3.0, 4.0)))
+    exp = tmp_path / "exp"
+    launcher = start_launcher(space, exp, address)
+    try:
+        wait_for(lambda: counts(events(exp, "one"), "trial_started") >= 1, what="a training job")
+        victim = next(e["training_job_name"] for e in events(exp, "one")
+                      if e["event"] == "trial_started")
+        stop = subprocess.run([sys.executable, "-m", "hpt.cli.main", "stop", "one",
+                               "--training-job", victim, "--experiments-dir", str(exp)],
+                              capture_output=True, text=True, timeout=60)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert f"{victim}: Stopped" in stop.stdout and "the rest of one goes on" in stop.stdout
+        out, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, out
+    df = hpt.load_experiment("one", exp).set_index("TrainingJobName")
+    assert df.loc[victim, "TrainingJobStatus"] == "Stopped"
+    assert df.loc[victim, "FailureReason"].startswith("StopRequested: hpt stop --training-job")
+    assert df.loc[victim, "TrainingElapsedTimeSeconds"] < 3.0  # stopped, not run out
+    others = df.drop(index=victim)
+    assert len(others) == 2 and (others["TrainingJobStatus"] == "Completed").all()
+    assert hpt.job_status("one", exp)["Status"] == "Completed"
+    again = subprocess.run([sys.executable, "-m", "hpt.cli.main", "stop", "one",
+                            "--training-job", victim, "--experiments-dir", str(exp)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "not running (Stopped)" in again.stderr
+    assert live_processes_of(df.index) == []
+
+
+def test_a_stop_asked_for_a_training_job_outlives_the_archiving_of_its_attempt(tmp_path):
+    from hpt.experiment.store import STOP_FILE, attempt_dir, request_training_job_stop
+
+    job = attempt_dir(tmp_path, "j-001-abcd1234")
+    (job / "algo-1.log").write_text("first attempt\n")
+    request_training_job_stop(tmp_path, "j-001-abcd1234", "StopTrainingJob")
+    again = attempt_dir(tmp_path, "j-001-abcd1234")  # a retry after a lost host
+    assert (again / "attempt-1" / "algo-1.log").is_file()
+    assert (again / STOP_FILE).read_text().startswith("StopTrainingJob at ")
+
+
 def test_a_lost_actor_is_retried_and_the_retry_recorded(ray_session, write_space, tmp_path,
                                                        monkeypatch):
     monkeypatch.setenv("HPT_CONTROLLER", "tune")  # the trial's Ray actor is what gets lost

@@ -43,7 +43,8 @@ from hpt.api.shapes import (describe_training_job, describe_tuning_job, job_stat
 from hpt.api.tuning import TuningRecord, s3_output_of
 from hpt.core.schema import Column, File, Key
 from hpt.experiment.job_state import COMPLETED, FAILED, IN_PROGRESS, STOPPED
-from hpt.experiment.store import JOURNAL, SPEC, STOP_FILE, read_journal
+from hpt.experiment.store import (JOURNAL, SPEC, STOP_FILE, read_journal,
+                                 request_training_job_stop)
 from hpt.experiment.table import trial_rows
 from hpt.report.summary import state_of
 from hpt.processes.reaper import REAPER
@@ -178,7 +179,24 @@ class TuningJobs:
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
         record, row = self._training_job(name)
-        return describe_training_job(record, row)
+        asked = self.store.experiment_dir(record.name) / name / STOP_FILE
+        return describe_training_job(record, row,
+                                     asked.stat().st_mtime if asked.is_file() else None)
+
+    def stop_training_job(self, name: str) -> dict[str, Any]:
+        """StopTrainingJob of one training job of a tuning job, as SageMaker allows: that job
+        ends Stopped (Stopping until then) and its tuning job goes on."""
+        record, row = self._training_job(name)
+        refused = refuse_control(record, "stop", f"hpt stop {record.name} --training-job {name}")
+        if refused:
+            raise ApiError(VALIDATION, refused)
+        status, _, _ = job_status(row, s3_output_of(record.request))
+        if status != IN_PROGRESS:
+            raise ApiError(VALIDATION, f"The request was rejected because the training job "
+                                       f"{name} is in status {status}")
+        request_training_job_stop(self.store.experiment_dir(record.name), name,
+                                  "StopTrainingJob through hpt api")
+        return {}
 
     def list_all_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         summaries = []

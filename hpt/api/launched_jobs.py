@@ -43,9 +43,11 @@ def launched_names(experiments: Path, known: set[str]) -> list[str]:
                   if p.parent.name not in known and p.parent.name != API_DIR)
 
 
-def refuse_control(record: TuningRecord, what: str) -> str | None:
-    """Why the API may not `what` (stop, ...) this job, or None when it may."""
+def refuse_control(record: TuningRecord, what: str, command: str | None = None) -> str | None:
+    """Why the API may not `what` (stop, ...) this job or one of its training jobs, or None
+    when it may; `command`: the hpt command that does it (default `hpt WHAT NAME`)."""
     if not record.launched_by_hpt:
         return None
     return (f"Tuning job {record.name} was started with `hpt launch`, not through this API, "
-            f"which shows it but does not {what} it; run `hpt {what} {record.name}` instead")
+            f"which shows it but does not {what} it; run "
+            f"`{command or f'hpt {what} {record.name}'}` instead")

@@ -83,7 +83,7 @@ class Api:
                 p[Column.TRAINING_JOB_NAME]),
             "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p),
             "CreateTrainingJob": self._not_yet,
-            "StopTrainingJob": self._stop_training_job,
+            "StopTrainingJob": lambda p, c: j.stop_training_job(p[Column.TRAINING_JOB_NAME]),
             "CreateModel": self._created(lambda p, c: r.create_model(p, c.region), "ModelArn"),
             "DescribeModel": lambda p, c: r.describe_model(p["ModelName"]),
             "DeleteModel": lambda p, c: r.delete_model(p["ModelName"]),
@@ -120,14 +120,6 @@ class Api:
         raise ApiError(VALIDATION, "CreateTrainingJob: hpt api runs training jobs as part of "
                                    "tuning jobs; create a tuning job (CreateHyperParameter"
                                    "TuningJob) with MaxNumberOfTrainingJobs 1 instead")
-
-    def _stop_training_job(self, params: dict, context: Context) -> dict:
-        self.jobs.describe_training_job(
-            params[Column.TRAINING_JOB_NAME])  # ValidationException if none
-        raise ApiError(VALIDATION,
-                       f"StopTrainingJob {params[Column.TRAINING_JOB_NAME]}: hpt stops a "
-                       f"tuning job's training jobs with their tuning job; use "
-                       f"StopHyperParameterTuningJob")
 
     # -- CloudWatch Logs: a training job's output ------------------------------------------
 

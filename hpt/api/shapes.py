@@ -34,12 +34,16 @@ def tuning_status(record: TuningRecord, state: JobState | None) -> str:
     return str(state.status)
 
 
-def job_status(row: dict[str, Any], s3_output: bool) -> tuple[str, str, str | None]:
+def job_status(row: dict[str, Any], s3_output: bool,
+               stop_asked: float | None = None) -> tuple[str, str, str | None]:
     """(TrainingJobStatus, SecondaryStatus, FailureReason) of one training job. A completed
     job whose model is still being uploaded is InProgress/Uploading, as on SageMaker: once it
-    says Completed, ModelArtifacts exists."""
+    says Completed, ModelArtifacts exists. A running job asked to stop (StopTrainingJob) is
+    Stopping until it has (`stop_asked`: when it was asked)."""
     status = str(row.get("status", IN_PROGRESS))
     reason = row.get(Key.FAILURE_REASON)
+    if status == IN_PROGRESS and stop_asked is not None:
+        return STOPPING, STOPPING, None
     if status == COMPLETED and s3_output and not row.get(Key.S3_MODEL_ARTIFACT):
         if row.get(Key.UPLOAD_FAILURE):
             return FAILED, FAILED, f"ClientError: uploading the model failed: " \
@@ -205,13 +209,14 @@ def tuning_summary(record: TuningRecord, state: JobState | None,
     }
 
 
-def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
+def describe_training_job(record: TuningRecord, row: dict[str, Any],
+                          stop_asked: float | None = None) -> dict:
     """The DescribeTrainingJob response of one training job of a tuning job."""
     request = record.request
     definition = definition_of(request)
     name = row[Key.TRAINING_JOB_NAME]
     s3_output = s3_output_of(request)
-    status, secondary, reason = job_status(row, s3_output)
+    status, secondary, reason = job_status(row, s3_output, stop_asked)
     output = (definition.get("OutputDataConfig") or {}).get("S3OutputPath", "")
     hyperparameters = {**(definition.get("StaticHyperParameters") or {}),
                        **tuned_text(request, row.get("hyperparameters") or {}),
@@ -221,6 +226,7 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
     # Whole seconds, at least 1 (SageMaker's minimum, as its model says): a job of 0.4 s
     # was still a job
     seconds = max(1, math.ceil(end - start)) if ended and start and end else None
+    steps = transitions(row, secondary, stop_asked)
     response = {
         Column.TRAINING_JOB_NAME: name,
         "TrainingJobArn": arn("training-job", name, record.region),
@@ -241,11 +247,12 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
                            **resource_config(definition)},
         "StoppingCondition": {"MaxRuntimeInSeconds": 86400,
                               **(definition.get("StoppingCondition") or {})},
-        "CreationTime": start or record.creation_time,
+        # Created when the tuning job proposed it (before its wait to be placed)
+        "CreationTime": steps[0]["StartTime"] if steps else record.creation_time,
         Column.TRAINING_START_TIME: start,
         Column.TRAINING_END_TIME: end if ended else None,
-        "LastModifiedTime": (end if ended else start) or record.creation_time,
-        "SecondaryStatusTransitions": _transitions(start, end if ended else None, secondary),
+        "LastModifiedTime": steps[-1]["StartTime"] if steps else record.creation_time,
+        "SecondaryStatusTransitions": steps,
         "FinalMetricDataList": [
             {"MetricName": metric, "Value": float(value), "Timestamp": end or start}
             for metric, value in (row.get(Key.FINAL_METRICS) or {}).items()
@@ -264,16 +271,53 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any]) -> dict:
     return response
 
 
-def _transitions(start, end, last: str) -> list[dict[str, Any]]:
+# What SageMaker says in each SecondaryStatusTransition (the SDK prints them while it waits).
+PHASE_MESSAGES = {
+    "Starting": "Preparing the instances for training",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Uploading": "Uploading generated training model",
+    STOPPING: "Stopping the training job",
+    COMPLETED: "Training job completed",
+    FAILED: "Training job failed",
+    STOPPED: "Training job stopped",
+    "MaxRuntimeExceeded": "Training job exceeded the MaxRuntimeInSeconds provided",
+}
+
+
+def transitions(row: dict[str, Any], secondary: str,
+                stop_asked: float | None = None) -> list[dict[str, Any]]:
+    """SecondaryStatusTransitions of one training job, from what its row knows (pure):
+    Starting while it waited to be placed (its queue wait), Downloading while hpt built its
+    /opt/ml tree and channels and started it (its launch), Training while the script ran,
+    Uploading until its model reached S3, Stopping from the StopTrainingJob, then how it
+    ended. The queue wait and launch are known once the job ended; until then the job is
+    Starting, then Training, from its start."""
+    start = row.get(Key.START_TIME)
     if start is None:
         return []
-    steps = [{"Status": "Starting", "StartTime": start, "EndTime": start,
-              "StatusMessage": "Preparing the instances for training"},
-             {"Status": "Training", "StartTime": start,
-              "StatusMessage": "Training image download completed. Training in progress."}]
-    if end is not None:
-        steps[-1]["EndTime"] = end
-        if last != "Training":
-            steps.append({"Status": last, "StartTime": end, "EndTime": end,
-                          "StatusMessage": f"Training job {last.lower()}"})
+    end = row.get(Key.END_TIME) if secondary not in ("Training", STOPPING) else None
+    began = start - (row.get(Key.LAUNCH_SECONDS) or 0.0)
+    phases: list[tuple[str, float, float | None]] = [
+        ("Starting", began - (row.get(Key.QUEUE_WAIT_SECONDS) or 0.0), began),
+        ("Downloading", began, start), ("Training", start, end)]
+    if end is None:
+        if stop_asked is not None and secondary == STOPPING:
+            phases[-1] = ("Training", start, max(start, stop_asked))
+            phases.append((STOPPING, max(start, stop_asked), None))
+    elif secondary == "Uploading":
+        phases.append(("Uploading", end, None))
+    else:
+        uploaded = row.get(Key.UPLOAD_TIME)
+        if uploaded is not None and secondary == COMPLETED:
+            phases.append(("Uploading", end, uploaded))
+            end = uploaded
+        phases.append((secondary, end, end))
+    steps = []
+    for status, begin, finish in phases:
+        step = {"Status": status, "StartTime": begin,
+                "StatusMessage": PHASE_MESSAGES.get(status, status)}
+        if finish is not None:
+            step["EndTime"] = finish
+        steps.append(step)
     return steps

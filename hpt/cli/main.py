@@ -197,6 +197,8 @@ def cmd_stop(args) -> int:
     from hpt.report.summary import state_of
 
     root = resolve_experiment(args.name, args.experiments_dir)
+    if args.training_job:
+        return _stop_training_job(root, args)
     state = state_of(root)
     if state.status != IN_PROGRESS:
         print(f"{args.name}: not running ({state.describe()}); nothing to stop", file=sys.stderr)
@@ -213,6 +215,39 @@ def cmd_stop(args) -> int:
             return 0
         time.sleep(0.5)
     print(f"{args.name}: still stopping after {args.wait:g}s; check `hpt status {args.name}`",
+          file=sys.stderr)
+    return 1
+
+
+def _stop_training_job(root, args) -> int:
+    """`hpt stop NAME --training-job JOB`: that one training job ends Stopped, the tuning job
+    goes on (as SageMaker's StopTrainingJob of a tuning job's training job)."""
+    import time
+
+    from hpt.experiment.job_state import IN_PROGRESS
+    from hpt.experiment.store import JOURNAL, read_journal, request_training_job_stop
+    from hpt.experiment.table import trial_rows
+    from hpt.launcher.rerun import find_training_job
+
+    def row():
+        return find_training_job(trial_rows(list(read_journal(root / JOURNAL))),
+                                 args.training_job)
+
+    found = row()
+    job = found[Key.TRAINING_JOB_NAME]
+    if found.get(Key.STATUS, IN_PROGRESS) != IN_PROGRESS:
+        print(f"{job}: not running ({found[Key.STATUS]}); nothing to stop", file=sys.stderr)
+        return 1
+    request_training_job_stop(root, job, f"hpt stop --training-job (pid {os.getpid()})")
+    print(f"{job}: stop requested; the rest of {args.name} goes on")
+    deadline = time.time() + args.wait
+    while time.time() < deadline:
+        status = row().get(Key.STATUS, IN_PROGRESS)
+        if status != IN_PROGRESS:
+            print(f"{job}: {status}")
+            return 0
+        time.sleep(0.5)
+    print(f"{job}: still stopping after {args.wait:g}s; check `hpt report {args.name}`",
           file=sys.stderr)
     return 1
 

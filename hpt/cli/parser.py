@@ -83,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", metavar="IDS", help="GPU ids to give it, e.g. 0,1 (default none)")
     experiments_flag(p)
 
-    p = sub.add_parser("stop", help="stop a running tuning job (trials Stopped, resumable)")
+    p = sub.add_parser("stop", help="stop a running tuning job (trials Stopped, resumable), "
+                       "or one of its training jobs")
     p.add_argument("name")
+    p.add_argument("--training-job", metavar="JOB", help="stop only this training job (its "
+                   "name or trial number): it ends Stopped, the tuning job goes on")
     p.add_argument("--wait", type=float, default=120, metavar="SECONDS",
                    help="how long to wait for the launcher to confirm (default 120)")
     experiments_flag(p)

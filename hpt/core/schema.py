@@ -130,6 +130,7 @@ class Key:
     LOG_PATH = "log_path"
     MODEL_ARTIFACT = "model_artifact"
     S3_MODEL_ARTIFACT = "s3_model_artifact"
+    UPLOAD_TIME = "upload_time"  # when its model reached S3 (the trial_uploaded event's time)
     UPLOAD_FAILURE = "upload_failure"
     HOSTS = "hosts"
     GPU_IDS = "gpu_ids"
@@ -181,7 +182,9 @@ class File:
     STUDY = "optuna.journal"
     TABLE_PARQUET = "table.parquet"
     TABLE_CSV = "table.csv"
-    STOP_REQUESTED = "stop-requested"  # `hpt stop` writes it; the launcher watches for it
+    # `hpt stop` writes it in a tuning job's folder (the launcher watches for it), StopTraining
+    # Job in one training job's folder (that job's core watches for it)
+    STOP_REQUESTED = "stop-requested"
     LAUNCHER_LOCK = "launcher.lock"
     LAUNCHER_LOG = "launcher.log"  # hpt api: the launcher's output
     API_REQUEST = "request.json"  # hpt api: the CreateHyperParameterTuningJob request

@@ -77,7 +77,7 @@ MAX_REASON_CHARS = 1024
 
 
 class FailureCategory(str, Enum):
-    """Why a training job did not complete: SageMaker's categories, and hpt's two stops."""
+    """Why a training job did not complete: SageMaker's categories, and hpt's stops."""
 
     ALGORITHM_ERROR = "AlgorithmError"  # the script failed (exit code, signal, failure file)
     CLIENT_ERROR = "ClientError"  # its input or environment (a tree that cannot be written)
@@ -87,6 +87,7 @@ class FailureCategory(str, Enum):
     LOST = "Lost"  # a host or its Ray actor was lost: the tuning job retries it
     EARLY_STOPPED = "EarlyStopped"  # Stopped by the early-stopping rule
     JOB_ENDED = "JobEnded"  # Stopped because the tuning job ended: runs again on --resume
+    STOP_REQUESTED = "StopRequested"  # Stopped by a request for this one training job
     PAUSED = "Paused"  # promotion mode: ended at its rung's budget, may be promoted (resumed)
 
     __str__ = str.__str__

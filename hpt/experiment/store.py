@@ -134,6 +134,16 @@ def attempt_dir(root: Path, training_job_name: str, carry_from: Path | None = No
     return trial_dir
 
 
+def request_training_job_stop(root: Path, training_job_name: str, who: str) -> Path:
+    """Asks one running training job of the tuning job in `root` to stop (StopTrainingJob,
+    `hpt stop NAME --training-job JOB`): a file in its folder, which the job's own core looks
+    for (runtime/observed_job.py). It ends Stopped and its tuning job goes on. `who` (one
+    line) becomes its FailureReason's message."""
+    path = Path(root) / training_job_name / STOP_FILE
+    path.write_text(f"{who} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    return path
+
+
 def attempts(trial_dir: Path) -> list[Path]:
     """The archived attempts of a training job, oldest first."""
     found = [p for p in Path(trial_dir).glob("attempt-*") if p.name[8:].isdigit()]
@@ -142,8 +152,11 @@ def attempts(trial_dir: Path) -> list[Path]:
 
 def archive_attempt(trial_dir: Path) -> Path | None:
     """Before a training job runs again (retry, resume), its earlier files move to
-    `attempt-<k>/` inside its folder: nothing of the earlier attempt is lost."""
-    earlier = [p for p in Path(trial_dir).iterdir() if not p.name.startswith("attempt-")] \
+    `attempt-<k>/` inside its folder: nothing of the earlier attempt is lost. A stop asked
+    for the job (StopTrainingJob) stays where the next attempt looks for it: a retry does not
+    undo it."""
+    earlier = [p for p in Path(trial_dir).iterdir()
+               if not p.name.startswith("attempt-") and p.name != STOP_FILE] \
         if Path(trial_dir).is_dir() else []
     if not earlier:
         return None

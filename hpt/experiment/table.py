@@ -88,7 +88,8 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             record = ev["record"]
             trials[name] = {**trials.get(name, {}), **record}
         elif kind == Event.TRIAL_UPLOADED and name in trials:
-            trials[name][Key.S3_MODEL_ARTIFACT] = ev.get("uris", {}).get("model")
+            trials[name][Key.S3_MODEL_ARTIFACT] = ev.get(Key.URIS, {}).get("model")
+            trials[name][Key.UPLOAD_TIME] = ev.get(Key.TIME)
         elif kind == Event.TRIAL_UPLOAD_FAILED and name in trials:
             trials[name][Key.UPLOAD_FAILURE] = ev.get("reason")
     return sorted(trials.values(), key=lambda t: t[Key.TRIAL_NUMBER])

@@ -44,6 +44,8 @@ from hpt.runtime.pushed_metrics import PUSHED_POLL_SECONDS, PushedMetricsTail, P
 
 # The longest a wait for output lasts before the deadline and the other checks are looked at.
 LINE_WAIT_SECONDS = 0.5
+# How often the job's folder is looked at for a stop asked for this one job (StopTrainingJob).
+STOP_LOOK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class ObservedJob:
         self._start_called = 0.0
         self._launch_seconds: float | None = None
         self._ending_since: float | None = None  # the decision to stop, or the output's end
+        self._next_stop_look = 0.0
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -133,6 +136,11 @@ class ObservedJob:
             now = time.time()
             if now >= self._deadline:
                 return Progress(record=self._stop_for(self._max_runtime_exceeded()))
+            if now >= self._next_stop_look:
+                self._next_stop_look = now + STOP_LOOK_SECONDS
+                asked = self._stop_asked()
+                if asked is not None:
+                    return Progress(record=self.stop(asked))
             failed = self._failed()
             if failed is not None:
                 return Progress(record=self._stop_for(failed))
@@ -211,6 +219,17 @@ class ObservedJob:
         stopped = self._stop_now()
         code = failure.exit_code if failure.exit_code is not None else stopped.exit_code
         return self._finish(replace(failure, exit_code=code))
+
+    def _stop_asked(self) -> FailureReason | None:
+        """A stop asked for this training job alone (its folder's stop-requested file, which
+        StopTrainingJob writes): the job ends Stopped, the tuning job goes on, and a resume
+        does not run it again. The file's first line says who asked."""
+        try:
+            asked = (self.trial_dir / File.STOP_REQUESTED).read_text().strip()
+        except OSError:
+            return None
+        return FailureReason(FailureCategory.STOP_REQUESTED,
+                             asked.splitlines()[0] if asked else "a stop was asked for")
 
     def _max_runtime_exceeded(self) -> Exit:
         limit = self.spec.trainer.max_runtime_seconds
