@@ -250,6 +250,8 @@ def test_stop_training_job_stops_one_training_job_and_its_tuning_job_goes_on(
 
         wait_for(lambda: jobs("InProgress"), timeout=120, what="a running training job")
         victim = jobs("InProgress")[0]
+        _a_running_jobs_log_reads_as_the_sdk_tails_it(
+            server.url, victim, tmp_path / "experiments" / "one-stop" / victim / "algo-1.log")
         sm.stop_training_job(TrainingJobName=victim)
         assert sm.describe_training_job(TrainingJobName=victim)["TrainingJobStatus"] in (
             "Stopping", "Stopped")
@@ -271,6 +273,26 @@ def test_stop_training_job_stops_one_training_job_and_its_tuning_job_goes_on(
     finally:
         server.stop(signal.SIGTERM)
     assert processes_in(tmp_path / "experiments") == []
+
+
+def _a_running_jobs_log_reads_as_the_sdk_tails_it(url: str, job: str, log) -> None:
+    """The SDK's own tail of a job's CloudWatch Logs (`_flush_log_streams`, what `fit()` and
+    `logs_for_job(wait=True)` run every few seconds) over the wire while the job writes:
+    every line once, in order, under a stream name that stays."""
+    import boto3
+    from sagemaker.session import _flush_log_streams
+
+    logs = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                         region_name="us-east-1").client("logs", endpoint_url=url)
+    printed, positions, streams = [], {}, []
+    for _ in range(3):
+        _flush_log_streams(streams, 1, logs, "/aws/sagemaker/TrainingJobs", job, positions,
+                           False, lambda idx, text: printed.append(text))
+        time.sleep(1.5)
+    # (the SDK finds the streams anew each time; the positions it keeps are per stream name)
+    assert len(positions) == 1 and next(iter(positions)).startswith(f"{job}/algo-1-")
+    written = log.read_text().splitlines()
+    assert printed and printed == written[:len(printed)]
 
 
 def _metrics_as_cloudwatch_serves_them(url: str, job: dict, experiment) -> None:

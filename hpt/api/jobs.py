@@ -223,11 +223,11 @@ class TuningJobs:
                 if row.get(Key.LOG_PATH):
                     yield row[Key.TRAINING_JOB_NAME], Path(row[Key.LOG_PATH]).parent
 
-    def training_job_log(self, name: str) -> Path | None:
-        """algo-1's log of a training job (for CloudWatch Logs' GetLogEvents)."""
+    def training_job_log(self, name: str) -> tuple[Path, float] | None:
+        """The folder of a training job's host logs and its start time (CloudWatch Logs)."""
         record, row = self._training_job(name)
         path = row.get(Key.LOG_PATH)
-        return Path(path) if path else None
+        return (Path(path).parent, row[Key.START_TIME]) if path else None
 
     # -- reading a job -----------------------------------------------------------------------
 

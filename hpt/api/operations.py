@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Callable
 
 from hpt.api.cloudwatch import TrainingJobMetrics
+from hpt.api.cloudwatch_logs import TrainingJobLogs
 from hpt.api.endpoints import Endpoints
 from hpt.api.jobs import TuningJobs
 from hpt.api.wire_protocol import VALIDATION, ApiError
 from hpt.api.records import ApiStore
-from hpt.api.tuning import ACCOUNT
 from hpt.core.schema import Column
 
-TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-LOG_PAGE = 10_000
 
 
 class Context:
@@ -102,10 +100,7 @@ class Api:
             "ListTags": lambda p, c: {"Tags": self.tags.of(p["ResourceArn"])},
             "DeleteTags": lambda p, c: self.tags.remove(p["ResourceArn"], p["TagKeys"]) or {},
         }
-        self.logs: dict[str, Callable[[dict, Context], dict]] = {
-            "DescribeLogStreams": self._describe_log_streams,
-            "GetLogEvents": self._get_log_events,
-        }
+        self.logs = TrainingJobLogs(jobs.training_job_log).operations()
         self.cloudwatch = TrainingJobMetrics(jobs.training_job_folders).operations()
 
     def _created(self, create, arn_key: str):
@@ -121,58 +116,3 @@ class Api:
                                    "tuning jobs; create a tuning job (CreateHyperParameter"
                                    "TuningJob) with MaxNumberOfTrainingJobs 1 instead")
 
-    # -- CloudWatch Logs: a training job's output ------------------------------------------
-
-    def _streams(self, job: str) -> list[tuple[str, Path]]:
-        log = self.jobs.training_job_log(job)
-        if log is None:
-            return []
-        hosts = sorted(log.parent.glob("algo-*.log"))
-        return [(f"{job}/{p.stem}-{int(p.stat().st_ctime)}", p) for p in hosts]
-
-    def _describe_log_streams(self, params: dict, context: Context) -> dict:
-        if params.get("logGroupName") != TRAINING_LOG_GROUP:
-            raise ApiError("ResourceNotFoundException", "The specified log group does not "
-                                                        "exist.")
-        prefix = params.get("logStreamNamePrefix") or ""
-        job = prefix.split("/", 1)[0]
-        streams = []
-        try:
-            found = self._streams(job) if job else []
-        except ApiError:
-            found = []
-        for name, path in found:
-            if name.startswith(prefix):
-                stat = path.stat()
-                streams.append({"logStreamName": name, "creationTime": int(stat.st_ctime * 1000),
-                                "firstEventTimestamp": int(stat.st_ctime * 1000),
-                                "lastEventTimestamp": int(stat.st_mtime * 1000),
-                                "lastIngestionTime": int(stat.st_mtime * 1000),
-                                "arn": f"arn:aws:logs:{context.region}:{ACCOUNT}:log-group:"
-                                       f"{TRAINING_LOG_GROUP}:log-stream:{name}"})
-        return {"logStreams": streams[:int(params.get("limit") or 50)]}
-
-    def _get_log_events(self, params: dict, context: Context) -> dict:
-        name = params["logStreamName"]
-        job = name.split("/", 1)[0]
-        try:
-            path = dict(self._streams(job)).get(name)
-        except ApiError:
-            path = None
-        if path is None:
-            raise ApiError("ResourceNotFoundException", "The specified log stream does not "
-                                                        "exist.")
-        token = params.get("nextToken") or "f/0"
-        try:
-            start = int(token.split("/", 1)[1])
-        except (IndexError, ValueError):
-            raise ApiError("InvalidParameterException", "nextToken: not a token this server "
-                                                        "gave out") from None
-        lines = path.read_text(errors="replace").splitlines()
-        limit = min(int(params.get("limit") or LOG_PAGE), LOG_PAGE)
-        chunk = lines[start:start + limit]
-        stamp = int(path.stat().st_mtime * 1000)
-        return {"events": [{"timestamp": stamp, "message": line, "ingestionTime": stamp}
-                           for line in chunk],
-                "nextForwardToken": f"f/{start + len(chunk)}",
-                "nextBackwardToken": f"b/{start}"}

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpt.core.log_times import LogTimes
 from hpt.processes.reaper import REAPER
 from hpt.core.trial import FailureCategory, FailureReason
 from hpt.runtime.warm import WarmProcess, can_run_warm, dying_with_parent
@@ -71,6 +72,8 @@ class HostProcess:
         self._pumps: list[threading.Thread] = []
         self._log_lock = threading.Lock()
         self._log = None
+        self._log_offset = 0
+        self._times: LogTimes | None = None
         self._open_streams = 0
         self.started_at: float | None = None
         self.log_error: OSError | None = None  # the log file could not be written
@@ -78,6 +81,8 @@ class HostProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab", buffering=0)
+        self._log_offset = os.fstat(self._log.fileno()).st_size  # appended after what is there
+        self._times = LogTimes(self.log_path)
         self._proc = self._start_warm() or self._start_cold()
         self.started_at = time.time()
         REAPER.register(self._proc.pid)  # its group dies with this process, however it dies
@@ -121,7 +126,7 @@ class HostProcess:
                 text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
                 if cut and len(raw) >= MAX_LINE_BYTES:
                     text += " [hpt: line cut at 64 KiB]"
-                self._write_log(raw if not cut else raw + b"\n")
+                self._write_log(raw if not cut else raw + b"\n", now)
                 self.last_lines.append(text)
                 if name == "stderr":
                     self.stderr_tail.append(text)
@@ -130,14 +135,18 @@ class HostProcess:
         finally:
             self.lines.put(_EOF)  # also without stream_lines: next_line() still ends
 
-    def _write_log(self, data: bytes) -> None:
+    def _write_log(self, data: bytes, now: float) -> None:
         # A full disk must not stop the pump: the script would block on a full pipe. The
         # first error is kept (the job fails with it) and the lines keep flowing.
         if self.log_error is not None:
             return
         try:
             with self._log_lock:
+                if self._log is None:  # closed by stop() while a pump still drains
+                    return
+                self._times.line(self._log_offset, now)  # when it was written (GetLogEvents)
                 self._log.write(data)
+                self._log_offset += len(data)
         except OSError as exc:
             self.log_error = exc
 
@@ -217,8 +226,10 @@ class HostProcess:
             if self.container:
                 REAPER.cancel(f"container-{self._proc.pid}")
         if self._log is not None:
-            self._log.close()
-            self._log = None
+            with self._log_lock:
+                self._log.close()
+                self._log = None
+                self._times.close()
 
 
 def run_quietly(argv: list[str], wait: bool) -> subprocess.Popen | None:
