@@ -54,10 +54,13 @@ def test_a_stream_keeps_its_name_and_pages_every_line_once_while_the_log_grows(t
     times = LogTimes(log)
     write_lines(log, times, [f"epoch={i}" for i in range(3)], START + 1)
     served = logs_of(tmp_path)
-    name = f"{JOB}/algo-1-{int(START)}"
+    name = f"{JOB}/algo-1-{int(START) + 1}"  # named after its first line
     described = served.describe_log_streams({"logGroupName": LOG_GROUP,
                                              "logStreamNamePrefix": f"{JOB}/"}, "us-east-1")
     assert [s["logStreamName"] for s in described["logStreams"]] == [name]
+    # The job's start moves (from hpt's start to the script's, once it ended): not the name.
+    later = TrainingJobLogs(lambda job: (tmp_path, START + 50))
+    assert list(later.streams(JOB)) == [name]
     first = served.get_log_events({"logGroupName": LOG_GROUP, "logStreamName": name,
                                    "startFromHead": True, "limit": 2})
     assert [e["message"] for e in first["events"]] == ["epoch=0", "epoch=1"]

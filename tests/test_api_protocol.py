@@ -490,7 +490,9 @@ def test_sts_tags_and_tuning_job_listing_through_boto3(api):
                 ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1,
                                 "VolumeSizeInGB": 1},
                 StoppingCondition={"MaxRuntimeInSeconds": 60})
-        assert "CreateHyperParameterTuningJob" in refused.value.response["Error"]["Message"]
+        # No code to run (script mode needs sagemaker_submit_directory): said at create
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert "sagemaker_submit_directory" in refused.value.response["Error"]["Message"]
 
 
 def test_a_refusal_names_the_requests_own_fields():

@@ -114,3 +114,61 @@ def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits_c
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.output()[-3000:]
     assert processes_in(experiments) == []
+
+
+def test_sagemaker_sdk_fits_an_estimator_tails_its_logs_attaches_and_deploys_it(
+        moto_server, digits_channels, tmp_path, monkeypatch, capsys):
+    """`estimator.fit()` without a tuner (CreateTrainingJob), its log printed as it runs
+    (CloudWatch Logs, the SDK's own tail), `model_data`, `attach`, `deploy`, `predict`."""
+    import boto3
+    from sagemaker.pytorch import PyTorch
+
+    sdk_telemetry_off(tmp_path, monkeypatch)
+    experiments = tmp_path / "experiments"
+    server = ApiServer(experiments, moto_server).start()
+    for key, value in {**client_env(moto_server), "AWS_ENDPOINT_URL_STS": server.url,
+                       "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": server.url,
+                       "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        boto_session = boto3.Session(region_name="us-east-1")
+        uris = upload_inputs(boto_session.client("s3"), digits_channels)
+        session = sagemaker.Session(
+            boto_session=boto_session, default_bucket=BUCKET,
+            sagemaker_client=boto_session.client("sagemaker", endpoint_url=server.url),
+            sagemaker_runtime_client=boto_session.client("sagemaker-runtime",
+                                                         endpoint_url=server.url))
+        # The SDK's polls, shorter (its log tail still describes the job every 30 s).
+        monkeypatch.setattr(sagemaker.Session.wait_for_endpoint, "__defaults__", (1, False))
+        monkeypatch.setattr(sagemaker.Session.logs_for_job, "__defaults__",
+                            (False, 1, "All", None))
+        estimator = PyTorch(entry_point="train.py", source_dir=str(TRAINER),
+                            framework_version="2.1", py_version="py310",
+                            instance_type="ml.m5.large", instance_count=1, role=ROLE,
+                            hyperparameters={"epochs": 3, "batch_size": 64},
+                            metric_definitions=[{"Name": "validation:accuracy",
+                                                 "Regex": "val_acc=([0-9.]+)"}],
+                            output_path=f"s3://{BUCKET}/fit-output", sagemaker_session=session)
+        estimator.fit({"train": uris["train"], "test": uris["test"]}, logs="All")
+        printed = capsys.readouterr().out
+        name = estimator.latest_training_job.name
+        described = session.sagemaker_client.describe_training_job(TrainingJobName=name)
+        assert described["TrainingJobStatus"] == "Completed", described
+        assert printed.count("val_acc=") == 3, printed  # each line of its log once
+        assert "Training - Training image download completed" in printed
+        assert estimator.model_data == f"s3://{BUCKET}/fit-output/{name}/output/model.tar.gz"
+
+        attached = PyTorch.attach(name, sagemaker_session=session)
+        assert attached.model_data == estimator.model_data
+        predictor = attached.deploy(initial_instance_count=1, instance_type="ml.c5.large")
+        try:
+            test = np.load(digits_channels / "test" / "data.npz")
+            x, y = test["x"][:16].astype(np.float32), test["y"][:16]
+            logits = np.asarray(predictor.predict(x))
+            assert logits.shape == (16, 10) and (logits.argmax(axis=1) == y).mean() >= 0.75
+        finally:
+            predictor.delete_endpoint()
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.output()[-3000:]
+    assert processes_in(experiments) == []

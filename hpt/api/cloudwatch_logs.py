@@ -1,8 +1,9 @@
 """CloudWatch Logs of training jobs, as SageMaker writes them: the log group
-`/aws/sagemaker/TrainingJobs`, one stream per host named `<job>/algo-1-<start time>` (the
+`/aws/sagemaker/TrainingJobs`, one stream per host named `<job>/algo-1-<epoch seconds>` (the
 same name on every call, however long the job writes), one event per line of the host's log.
 
-An event's timestamp is when the line was written (core/log_times.py: the index beside each
+The stream is named after its log's first line (when the host began writing). An event's
+timestamp is when the line was written (core/log_times.py: the index beside each
 log), so that a client paging by time gets each line once: the SageMaker SDK's
 `logs_for_job` resumes at the last timestamp it saw, skipping the events it already printed
 at that timestamp. Lines hpt kept no time for (an older log) carry the job's start.
@@ -46,7 +47,7 @@ class TrainingJobLogs:
         if found is None:
             return {}
         folder, start = found
-        return {f"{job}/{log.stem}-{int(start)}": log
+        return {f"{job}/{log.stem}-{int(_first_line_time(log, start))}": log
                 for log in sorted(folder.glob(HOST_LOGS))}
 
     def describe_log_streams(self, params: dict[str, Any], region: str) -> dict[str, Any]:
@@ -98,6 +99,14 @@ class TrainingJobLogs:
                                raw.rstrip(b"\r\n").decode("utf-8", errors="replace")})
         return {"events": events, "nextForwardToken": f"f/{last}",
                 "nextBackwardToken": f"b/{first}"}
+
+
+def _first_line_time(log: Path, start: float) -> float:
+    """When the host's log began (its first index entry): what its stream is named after,
+    the same on every call (the job's start time changes from when hpt began it to when the
+    script began, once the job ended). A log without an index: the job's start."""
+    times = read_times(log)
+    return times[0][1] if times else start
 
 
 def _group(params: dict[str, Any]) -> None:

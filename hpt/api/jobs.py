@@ -198,8 +198,10 @@ class TuningJobs:
                                   "StopTrainingJob through hpt api")
         return {}
 
-    def list_all_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
-        summaries = []
+    def list_all_training_jobs(self, params: dict[str, Any],
+                               alone: list[dict[str, Any]] = ()) -> dict[str, Any]:
+        """Every tuning job's training jobs, and `alone`: the summaries of those on their own."""
+        summaries = list(alone)
         for record in self.records():
             _, _, rows, _ = self._read(record.name, record)
             s3_output = s3_output_of(record.request)
@@ -241,6 +243,14 @@ class TuningJobs:
             return record, None, [], []
         events = list(read_journal(folder / JOURNAL))
         return record, state_of(folder, events), trial_rows(events), events
+
+    def has_training_job(self, name: str) -> bool:
+        """Whether a tuning job has a training job of that name."""
+        try:
+            self._training_job(name)
+        except ApiError:
+            return False
+        return True
 
     def _training_job(self, name: str) -> tuple[TuningRecord, dict[str, Any]]:
         tuning = name.rsplit("-", 2)[0] if name.count("-") >= 2 else None

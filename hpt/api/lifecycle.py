@@ -42,6 +42,7 @@ def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
     def started(loop):
         endpoints.loop = loop
         jobs.start()  # resumes what an earlier server left running
+        api.training.start()
         endpoints.restore()
         say(f"hpt api: SageMaker API at http://{host}:{sock.getsockname()[1]} "
             f"(experiments {store.experiments}; Ray {jobs.ray_address}"
@@ -59,6 +60,7 @@ def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
         say("hpt api: stopping (running tuning jobs are interrupted and resume at the next "
             "start)")
         endpoints.close()
+        api.training.close()
         jobs.close()
         if head is not None:
             head.stop()

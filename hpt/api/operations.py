@@ -15,8 +15,8 @@ from hpt.api.cloudwatch import TrainingJobMetrics
 from hpt.api.cloudwatch_logs import TrainingJobLogs
 from hpt.api.endpoints import Endpoints
 from hpt.api.jobs import TuningJobs
-from hpt.api.wire_protocol import VALIDATION, ApiError
 from hpt.api.records import ApiStore
+from hpt.api.training_jobs import TrainingJobs
 from hpt.core.schema import Column
 
 
@@ -67,6 +67,11 @@ class Api:
 
     def __init__(self, store: ApiStore, jobs: TuningJobs, endpoints: Endpoints):
         self.store, self.jobs, self.endpoints = store, jobs, endpoints
+        # The training jobs asked for on their own (CreateTrainingJob) beside the tuning
+        # jobs' ones: each operation on a training job looks in both.
+        self.training = TrainingJobs(store.root, jobs.server, lambda: jobs.ray_address,
+                                     jobs.say)
+        t = self.training
         self.tags = Tags(store.root / "tags.json")
         j, e, r = jobs, endpoints, endpoints.records
         self.sagemaker: dict[str, Callable[[dict, Context], dict]] = {
@@ -77,11 +82,12 @@ class Api:
             "ListHyperParameterTuningJobs": lambda p, c: j.list(p),
             "StopHyperParameterTuningJob": lambda p, c: j.stop(p["HyperParameterTuningJobName"]),
             "ListTrainingJobsForHyperParameterTuningJob": lambda p, c: j.training_jobs(p),
-            "DescribeTrainingJob": lambda p, c: j.describe_training_job(
-                p[Column.TRAINING_JOB_NAME]),
-            "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p),
-            "CreateTrainingJob": self._not_yet,
-            "StopTrainingJob": lambda p, c: j.stop_training_job(p[Column.TRAINING_JOB_NAME]),
+            "CreateTrainingJob": self._created(
+                lambda p, c: t.create(p, c.region, j.has_training_job), "TrainingJobArn"),
+            "DescribeTrainingJob": lambda p, c: self._training_job(p, t.describe,
+                                                                   j.describe_training_job),
+            "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p, t.summaries()),
+            "StopTrainingJob": lambda p, c: self._training_job(p, t.stop, j.stop_training_job),
             "CreateModel": self._created(lambda p, c: r.create_model(p, c.region), "ModelArn"),
             "DescribeModel": lambda p, c: r.describe_model(p["ModelName"]),
             "DeleteModel": lambda p, c: r.delete_model(p["ModelName"]),
@@ -100,8 +106,10 @@ class Api:
             "ListTags": lambda p, c: {"Tags": self.tags.of(p["ResourceArn"])},
             "DeleteTags": lambda p, c: self.tags.remove(p["ResourceArn"], p["TagKeys"]) or {},
         }
-        self.logs = TrainingJobLogs(jobs.training_job_log).operations()
-        self.cloudwatch = TrainingJobMetrics(jobs.training_job_folders).operations()
+        self.logs = TrainingJobLogs(lambda name: t.log_of(name) if t.has(name)
+                                    else jobs.training_job_log(name)).operations()
+        self.cloudwatch = TrainingJobMetrics(
+            lambda: [*t.folders(), *jobs.training_job_folders()]).operations()
 
     def _created(self, create, arn_key: str):
         def handler(params: dict, context: Context) -> dict:
@@ -111,8 +119,9 @@ class Api:
             return result
         return handler
 
-    def _not_yet(self, params: dict, context: Context) -> dict:
-        raise ApiError(VALIDATION, "CreateTrainingJob: hpt api runs training jobs as part of "
-                                   "tuning jobs; create a tuning job (CreateHyperParameter"
-                                   "TuningJob) with MaxNumberOfTrainingJobs 1 instead")
+    def _training_job(self, params: dict, alone: Callable[[str], dict],
+                      of_tuning_job: Callable[[str], dict]) -> dict:
+        """An operation on a training job: one on its own, else one of a tuning job."""
+        name = params[Column.TRAINING_JOB_NAME]
+        return alone(name) if self.training.has(name) else of_tuning_job(name)
 

@@ -210,17 +210,15 @@ def tuning_summary(record: TuningRecord, state: JobState | None,
 
 
 def describe_training_job(record: TuningRecord, row: dict[str, Any],
-                          stop_asked: float | None = None) -> dict:
-    """The DescribeTrainingJob response of one training job of a tuning job."""
+                          stop_asked: float | None = None, alone: bool = False) -> dict:
+    """DescribeTrainingJob of a tuning job's training job, or (`alone`) of one on its own:
+    `record` holds its request in tuning form (api/training.py), no tuning ARN, objective."""
     request = record.request
     definition = definition_of(request)
     name = row[Key.TRAINING_JOB_NAME]
     s3_output = s3_output_of(request)
     status, secondary, reason = job_status(row, s3_output, stop_asked)
     output = (definition.get("OutputDataConfig") or {}).get("S3OutputPath", "")
-    hyperparameters = {**(definition.get("StaticHyperParameters") or {}),
-                       **tuned_text(request, row.get("hyperparameters") or {}),
-                       TUNING_OBJECTIVE: json.dumps(objective_of(request).get("MetricName"))}
     start, end = row.get(Key.START_TIME), row.get(Key.END_TIME)
     ended = status != IN_PROGRESS
     # Whole seconds, at least 1 (SageMaker's minimum, as its model says): a job of 0.4 s
@@ -236,7 +234,7 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any],
         Column.TRAINING_JOB_STATUS: status,
         "SecondaryStatus": secondary,
         Column.FAILURE_REASON: reason,
-        "HyperParameters": hyperparameters,
+        "HyperParameters": _hyperparameters_of(request, row, alone),
         # With the defaults SageMaker fills in (the SDK's attach reads them).
         "AlgorithmSpecification": {"TrainingInputMode": "File",
                                    **definition["AlgorithmSpecification"]},
@@ -268,7 +266,20 @@ def describe_training_job(record: TuningRecord, row: dict[str, Any],
     }
     if definition.get("Environment"):
         response["Environment"] = definition["Environment"]
+    if alone:
+        del response["TuningJobArn"]
     return response
+
+
+def _hyperparameters_of(request: dict[str, Any], row: dict[str, Any],
+                        alone: bool) -> dict[str, str]:
+    """What the job ran with, as SageMaker echoes it: the static ones and the tuned ones, and
+    the tuning objective SageMaker adds to a tuning job's training jobs."""
+    found = {**(definition_of(request).get("StaticHyperParameters") or {}),
+             **tuned_text(request, row.get("hyperparameters") or {})}
+    if not alone:
+        found[TUNING_OBJECTIVE] = json.dumps(objective_of(request).get("MetricName"))
+    return found
 
 
 # What SageMaker says in each SecondaryStatusTransition (the SDK prints them while it waits).

@@ -112,7 +112,7 @@ def space_from_request(request: dict[str, Any], placement: Placement) -> tuple[d
     problems = refusals(request)
     if problems:
         raise ApiError(VALIDATION, "; ".join(problems))
-    cleaned = _without_reserved(request)
+    cleaned = without_reserved(request)
     try:
         space, notes = from_request(cleaned)
     except RequestError as exc:
@@ -120,6 +120,12 @@ def space_from_request(request: dict[str, Any], placement: Placement) -> tuple[d
     # The reader's notes speak to someone editing a space.yaml; here the server fills in
     # what it says to fix, so only the rest are kept.
     notes = [n for n in notes if "source_dir" not in n and RESERVED_PREFIX not in n]
+    return placed(space, placement), notes + placement.notes
+
+
+def placed(space: dict[str, Any], placement: Placement) -> dict[str, Any]:
+    """The space with the server's choices: the unpacked code, each host's share of the
+    machine, the image and the runtime that runs it."""
     trainer = space["trainer"]
     if placement.source_dir is not None:
         trainer["source_dir"] = placement.source_dir
@@ -130,10 +136,10 @@ def space_from_request(request: dict[str, Any], placement: Placement) -> tuple[d
     else:
         trainer.pop("image", None)
     space["runtime"] = placement.runtime
-    return space, notes + placement.notes
+    return space
 
 
-def _without_reserved(request: dict[str, Any]) -> dict[str, Any]:
+def without_reserved(request: dict[str, Any]) -> dict[str, Any]:
     """The request without the static hyperparameters SageMaker keeps for itself (hpt writes
     its own into every job), except the two that say what code to run."""
     definition = dict(definition_of(request))

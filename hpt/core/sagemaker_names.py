@@ -52,6 +52,8 @@ def is_reserved(key: str) -> bool:
 # HyperParameterTuningJobName: 1-32 characters, letters and digits with inner hyphens.
 TUNING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 TUNING_JOB_NAME_MAX = 32
+# TrainingJobName: the same letters, digits and inner hyphens, 1-63 characters.
+TRAINING_JOB_NAME_MAX = 63
 # ChannelName is SageMaker's `[A-Za-z0-9.\-_]+`, 1-64 characters. A channel is also the
 # folder input/data/<name>, so hpt asks for a letter or digit first and no '..' (a name
 # like '..' or '.x' would leave, or hide in, that folder).

@@ -187,7 +187,7 @@ class File:
     STOP_REQUESTED = "stop-requested"
     LAUNCHER_LOCK = "launcher.lock"
     LAUNCHER_LOG = "launcher.log"  # hpt api: the launcher's output
-    API_REQUEST = "request.json"  # hpt api: the CreateHyperParameterTuningJob request
+    API_REQUEST = "request.json"  # hpt api: a tuning job's request (or a training job's)
     MLFLOW_STATE = "mlflow.json"
     MLFLOW_LOCK = "mlflow.lock"
     MLFLOW_FOLLOWER_LOG = "mlflow-follower.log"

@@ -93,7 +93,7 @@ class LocalTrainingJob(ObservedJob):
             hyperparameters=self.assignment.job_hyperparameters(spec.static_hyperparameters),
             channels={name: ch.distribution for name, ch in spec.channels.items()},
             hosts=self.hosts,
-            objective_metric=spec.objective.metric,
+            objective_metric=spec.objective.metric if spec.objective else None,
             instance_type=trainer.instance_type,
             framework_params=distribution_hyperparameters(trainer.distribution,
                                                           trainer.processes_per_host),

@@ -85,7 +85,8 @@ class ObservedJob:
         self.assignment = assignment
         self.trial_dir = Path(trial_dir)
         self.parser = MetricParser([(m.name, m.regex) for m in spec.metric_definitions])
-        self.objective_name = spec.objective.metric
+        # None for a training job on its own (TrainingJobSpec): nothing streams
+        self.objective_name = spec.objective.metric if spec.objective else None
         # Every objective must appear for the job to complete (the first one streams).
         self.objective_names = [o.metric for o in spec.all_objectives]
         self.start_time = 0.0  # set by `_execute` when the job itself begins
@@ -102,6 +103,7 @@ class ObservedJob:
         self._launch_seconds: float | None = None
         self._ending_since: float | None = None  # the decision to stop, or the output's end
         self._next_stop_look = 0.0
+        self._next_flush = 0.0
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -176,8 +178,7 @@ class ObservedJob:
         with its data points) counts its objective steps on from there."""
         carried = read_points(self.trial_dir / File.METRICS)
         self.parser.resume(carried)
-        steps = len(self.parser.series[self.objective_name].points)
-        self.resumed_from_step = steps if carried else None
+        self.resumed_from_step = self._objective_steps() if carried else None
 
     def _feed(self, lines) -> None:
         """Output lines (with .text and .timestamp) through the metric definitions."""
@@ -205,6 +206,12 @@ class ObservedJob:
                     # On disk at each step: a retry resumes from the steps written here.
                     self._metrics_file.flush()
                 self._pending.append(point)
+        if points and self.objective_name is None and self._metrics_file is not None and \
+                time.time() >= self._next_flush:
+            # No objective to flush on (a training job on its own): once a second, so that
+            # a job killed with its server keeps its points
+            self._metrics_file.flush()
+            self._next_flush = time.time() + 1.0
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -219,6 +226,10 @@ class ObservedJob:
         stopped = self._stop_now()
         code = failure.exit_code if failure.exit_code is not None else stopped.exit_code
         return self._finish(replace(failure, exit_code=code))
+
+    def _objective_steps(self) -> int:
+        series = self.parser.series.get(self.objective_name)
+        return len(series.points) if series is not None else 0
 
     def _stop_asked(self) -> FailureReason | None:
         """A stop asked for this training job alone (its folder's stop-requested file, which
@@ -277,7 +288,7 @@ class ObservedJob:
             objective_value=final.get(self.objective_name)
             if status is not TrialStatus.FAILED else None,
             final_metrics=final,
-            objective_steps=len(self.parser.series[self.objective_name].points),
+            objective_steps=self._objective_steps(),
             start_time=exit.start_time or self.start_time or end,
             end_time=end,
             exit_code=exit.exit_code,

@@ -1,5 +1,6 @@
 """A CreateHyperParameterTuningJob request -> the space.yaml (a dict, in interface order) and
-the report of what hpt had to assume (see __init__.py)."""
+the report of what hpt had to assume (see __init__.py); a CreateTrainingJob request -> a
+training job's space (`training_job_space`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hpt.core.sagemaker_names import (FULLY_REPLICATED, MODE_SWITCHES, MPI_PROCE
                                       RESERVED_PREFIX, SAGEMAKER_PROGRAM,
                                       SAGEMAKER_SUBMIT_DIRECTORY, distribution_mode,
                                       service_model)
+from hpt.core.schema import Column
 from hpt.spacefile.sagemaker_json.names import (EARLY_STOPPING, IMAGE_PLACEHOLDER,
                                            SCALINGS, STRATEGIES, WARM_START, hpt_tags,
                                            is_placeholder, reverse)
@@ -83,6 +85,29 @@ def from_request(request: Any) -> tuple[dict[str, Any], list[str]]:
                                             "identical_data_and_algorithm")}
     if "RandomSeed" in config:
         space["seed"] = int(config["RandomSeed"])
+    space["runtime"] = tags.get("runtime", "local")
+    return space, report
+
+
+def training_job_space(request: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The fields of a CreateTrainingJob request as a training job's space (TrainingJobSpec:
+    no ranges, no objective), and the report: the same reading of the trainer, channels and
+    output as a tuning job's definition."""
+    report: list[str] = []
+    tags = hpt_tags(request)
+    statics = {k: _loads(v) for k, v in (request.get("HyperParameters") or {}).items()}
+    space: dict[str, Any] = {"name": _need(request, Column.TRAINING_JOB_NAME, "", str),
+                             "trainer": _trainer(request, statics, tags, report)}
+    channels = _channels(request, tags)
+    if channels:
+        space["channels"] = channels
+    output = (request.get("OutputDataConfig") or {}).get("S3OutputPath")
+    if output and not is_placeholder(output):
+        space["output"] = output
+    space["static_hyperparameters"] = statics
+    algorithm = request.get("AlgorithmSpecification") or {}
+    space["metric_definitions"] = [{"name": m["Name"], "regex": m["Regex"]}
+                                   for m in algorithm.get("MetricDefinitions") or []]
     space["runtime"] = tags.get("runtime", "local")
     return space, report
 

@@ -1,0 +1,233 @@
+"""The training jobs `hpt api` runs on their own (CreateTrainingJob: the SDK's `fit()`).
+
+`create` checks and stages everything before it answers, as a tuning job's create does
+(placement, the code from `sagemaker_submit_directory`, the channels' data, the spec
+validated once and frozen), then starts the job's own process (`python -m
+hpt.api.training_runner`), which holds the job's CPUs and GPUs on the server's Ray while it
+runs, so training jobs and tuning jobs share the machine without sharing a GPU. Each job's
+folder is `.hpt-api/training-jobs/<name>/`: request.json, validated-spec.json, source/, job/
+(the hosts' trees, logs, metrics, model) and state.json (its row, written by the runner).
+
+A runner is in a process group of its own, registered with the reaper: if the server dies
+the job dies with it. A job the next server finds still InProgress, with no runner, is
+Failed with that reason (SageMaker's jobs do not outlive their hosts either); nothing of it
+is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from hpt.api.shapes import describe_training_job, job_status
+from hpt.api.staging import ServerResources, check_channels, fetch_code, placement_of
+from hpt.api.training import as_tuning_request, training_space
+from hpt.api.training_runner import (JOB_DIR, REQUEST, RUNNER_LOG, VALIDATED_SPEC,
+                                     failed_row, read_state, write_state)
+from hpt.api.tuning import Placement, TuningRecord, s3_output_of, submit_directory
+from hpt.api.wire_protocol import IN_USE, VALIDATION, ApiError
+from hpt.core.schema import Column, File, Key
+from hpt.core.trial import FailureCategory, FailureReason
+from hpt.experiment.job_state import IN_PROGRESS
+from hpt.processes.reaper import REAPER
+from hpt.spacefile.sagemaker_json.names import is_placeholder
+
+TRAINING_JOBS_DIR = "training-jobs"
+
+
+class TrainingJobs:
+    def __init__(self, root: Path, server: ServerResources, ray_address: Callable[[], str],
+                 say: Callable[[str], None] = print):
+        """`root`: the server's own folder (.hpt-api); `ray_address`: the server's Ray now
+        (it may have been started again)."""
+        self.root = Path(root) / TRAINING_JOBS_DIR
+        self.server, self.ray_address, self.say = server, ray_address, say
+        self._lock = threading.RLock()
+        self._runners: dict[str, subprocess.Popen] = {}
+        self._closing = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="hpt-api-training",
+                                         daemon=True)
+
+    def folder(self, name: str) -> Path:
+        return self.root / name
+
+    def names(self) -> list[str]:
+        return sorted(p.parent.name for p in self.root.glob(f"*/{REQUEST}"))
+
+    def has(self, name: str) -> bool:
+        return (self.folder(name) / REQUEST).is_file()
+
+    # -- operations ----------------------------------------------------------------------
+
+    def create(self, request: dict[str, Any], region: str,
+               taken: Callable[[str], bool]) -> dict[str, Any]:
+        """`taken(name)`: a tuning job's training job has that name already."""
+        from hpt.spacefile.training_spec import training_job_spec
+        from hpt.experiment.store import write_json_atomic
+
+        name = request[Column.TRAINING_JOB_NAME]
+        with self._lock:
+            if self.has(name) or taken(name):
+                raise ApiError(IN_USE, f"Training job {name} already exists; training job "
+                                       f"names must be unique: pick another TrainingJobName")
+            folder = self.folder(name)
+            shutil.rmtree(folder, ignore_errors=True)  # a create that failed half-way
+            folder.mkdir(parents=True)
+            try:
+                space, notes = training_space(request, self._placement(request, folder))
+                check_channels(space.get("channels") or {})
+                try:
+                    spec = training_job_spec(space, folder / REQUEST)
+                except ValueError as exc:
+                    raise ApiError(VALIDATION, f"hpt cannot run this training job: {exc}") \
+                        from None
+                write_json_atomic(folder / VALIDATED_SPEC, spec.to_frozen_dict())
+                record = TuningRecord(as_tuning_request(request), time.time(), region)
+                write_json_atomic(folder / REQUEST, record.to_json())
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            for note in notes:
+                self.say(f"hpt api: training job {name}: {note}")
+            self._launch(name)
+        return {"TrainingJobArn": self.describe(name)["TrainingJobArn"]}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        record, row = self._read(name)
+        asked = self.folder(name) / JOB_DIR / File.STOP_REQUESTED
+        return describe_training_job(record, row, asked.stat().st_mtime
+                                     if asked.is_file() else None, alone=True)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """ListTrainingJobs' summaries of every training job on its own."""
+        found = []
+        for name in self.names():
+            described = self.describe(name)
+            found.append({k: described.get(k) for k in (
+                Column.TRAINING_JOB_NAME, "TrainingJobArn", "CreationTime",
+                Column.TRAINING_END_TIME, "LastModifiedTime", Column.TRAINING_JOB_STATUS,
+                "SecondaryStatus")})
+        return found
+
+    def stop(self, name: str) -> dict[str, Any]:
+        from hpt.experiment.store import request_training_job_stop
+
+        record, row = self._read(name)
+        status, _, _ = job_status(row, s3_output_of(record.request))
+        if status != IN_PROGRESS:
+            raise ApiError(VALIDATION, f"The request was rejected because the training job "
+                                       f"{name} is in status {status}")
+        (self.folder(name) / JOB_DIR).mkdir(exist_ok=True)
+        request_training_job_stop(self.folder(name), JOB_DIR, "StopTrainingJob through hpt api")
+        return {}
+
+    def log_of(self, name: str) -> tuple[Path, float] | None:
+        """Its hosts' logs folder and start time (CloudWatch Logs)."""
+        _, row = self._read(name)
+        return self.folder(name) / JOB_DIR, row.get(Key.START_TIME) or 0.0
+
+    def folders(self):
+        """(name, job folder) of each: its metrics (CloudWatch)."""
+        for name in self.names():
+            yield name, self.folder(name) / JOB_DIR
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """A job an earlier server left InProgress has no runner any more: Failed, said so."""
+        for name in self.names():
+            state = read_state(self.folder(name))
+            if state is None or state.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
+                self._lost(name, "the hpt api server stopped while the training job ran; "
+                                 "create it again (a new TrainingJobName) to run it")
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._closing.wait(1.0):
+            try:
+                self.watch()
+            except Exception as exc:  # noqa: BLE001 - the watch goes on
+                self.say(f"hpt api: watching training jobs: {type(exc).__name__}: {exc}")
+
+    def watch(self) -> None:
+        """A runner that exited before its job's state says it ended: Failed, with why."""
+        with self._lock:
+            for name, proc in list(self._runners.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del self._runners[name]
+                REAPER.unregister(proc.pid)
+                state = read_state(self.folder(name)) or {}
+                if state.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
+                    self._lost(name, f"its process exited (code {code}) before the job ended; "
+                                     f"its output: {self.folder(name) / RUNNER_LOG}")
+
+    def close(self) -> None:
+        """The server's clean shutdown: each running job is stopped, and says so."""
+        self._closing.set()
+        with self._lock:
+            for name, proc in list(self._runners.items()):
+                if proc.poll() is None:
+                    (self.folder(name) / JOB_DIR).mkdir(exist_ok=True)
+                    (self.folder(name) / JOB_DIR / File.STOP_REQUESTED).write_text(
+                        "the hpt api server stopped\n")
+            deadline = time.time() + 30
+            for proc in self._runners.values():
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                REAPER.unregister(proc.pid)
+            self._runners.clear()
+
+    # -- inside --------------------------------------------------------------------------
+
+    def _placement(self, request: dict[str, Any], folder: Path) -> Placement:
+        tuning = as_tuning_request(request)
+        placement = placement_of(tuning, self.server, self.say)
+        submit = submit_directory(tuning)
+        if submit and not is_placeholder(submit):
+            fetch_code(submit, folder / "source")
+            placement = Placement(placement.runtime, str(folder / "source"), placement.image,
+                                  placement.resources, placement.notes)
+        return placement
+
+    def _launch(self, name: str) -> None:
+        folder = self.folder(name)
+        argv = [sys.executable, "-m", "hpt.api.training_runner", str(folder), "--address",
+                self.ray_address(), "--container-engine", self.server.engine]
+        with open(folder / RUNNER_LOG, "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        REAPER.register(proc.pid)  # the server's death kills it, and the job with it
+        self._runners[name] = proc
+        self.say(f"hpt api: started training job {name} (pid {proc.pid})")
+
+    def _read(self, name: str) -> tuple[TuningRecord, dict[str, Any]]:
+        folder = self.folder(name)
+        try:
+            record = TuningRecord.from_json(json.loads((folder / REQUEST).read_text()))
+        except (OSError, ValueError):
+            raise ApiError(VALIDATION, f"Requested resource not found: training job {name} "
+                                       f"does not exist") from None
+        row = read_state(folder) or {Key.TRAINING_JOB_NAME: name, Key.STATUS: IN_PROGRESS,
+                                     Key.FINAL_METRICS: {}}
+        if row.get(Key.START_TIME) is None:  # it never started: its times are its creation's
+            row[Key.START_TIME] = record.creation_time
+        return record, row
+
+    def _lost(self, name: str, why: str) -> None:
+        state = read_state(self.folder(name)) or {}
+        write_state(self.folder(name), failed_row(name, state.get(Key.START_TIME), FailureReason(
+            FailureCategory.INTERNAL_SERVER_ERROR, why)))
+        self.say(f"hpt api: training job {name} failed: {why}")
+

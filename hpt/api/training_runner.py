@@ -1,0 +1,181 @@
+"""The process that runs one training job `hpt api` was asked for (CreateTrainingJob):
+
+    python -m hpt.api.training_runner FOLDER --address RAY
+
+FOLDER (`.hpt-api/training-jobs/<name>/`) holds what the server validated when the job was
+created: the request and the spec frozen from it (a TrainingJobSpec), the unpacked code. This
+process takes the job's CPUs and GPUs on the server's Ray (a placement group, as a tuning
+job's trial does, so that training jobs and tuning jobs never share a GPU), stages its
+channels, runs it with its runtime (local processes or a container: the same job core as a
+trial, hpt/runtime/observed_job.py), uploads its model where SageMaker puts it
+(`<S3OutputPath>/<TrainingJobName>/output/model.tar.gz`), and writes its state
+(`state.json`, the job's row: the same keys as a tuning job's table rows) when it starts and
+when it ends. A stop asked for (StopTrainingJob) is the job folder's stop-requested file,
+which the job's core acts on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hpt.core.sagemaker_names import LEAD_HOST, LEAD_LOG, OUTPUT_ARCHIVE
+from hpt.core.schema import File, Key
+from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
+
+VALIDATED_SPEC = "validated-spec.json"
+REQUEST = File.API_REQUEST  # the request, as a TuningRecord of its tuning form
+STATE = "state.json"
+JOB_DIR = "job"  # the training job's own folder: its hosts' trees, logs, metrics, model
+RUNNER_LOG = "runner.log"
+
+
+def read_state(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(folder) / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_state(folder: Path, row: dict[str, Any]) -> None:
+    from hpt.experiment.store import write_json_atomic
+
+    write_json_atomic(Path(folder) / STATE, row)
+
+
+def failed_row(name: str, started: float | None, reason: FailureReason) -> dict[str, Any]:
+    """The row of a job that ended without a record of its own (it could not start, or its
+    runner was lost)."""
+    return {Key.TRAINING_JOB_NAME: name, Key.STATUS: str(TrialStatus.FAILED),
+            Key.FAILURE_REASON: reason.text(), Key.START_TIME: started,
+            Key.END_TIME: time.time(), Key.FINAL_METRICS: {}}
+
+
+def run(folder: Path, address: str, engine: str) -> int:
+    from hpt.runtime.channels import s3_client
+    from hpt.runtime.job_protocol import StageContext
+    from hpt.runtime.runtimes import RUNTIMES
+    from hpt.spacefile.training_spec import TrainingJobSpec
+
+    spec = TrainingJobSpec.from_frozen_dict(json.loads((folder / VALIDATED_SPEC).read_text()))
+    job_dir = folder / JOB_DIR
+    queued = time.time()
+    write_state(folder, {Key.TRAINING_JOB_NAME: spec.name, Key.STATUS: str(TrialStatus.IN_PROGRESS),
+                         Key.START_TIME: queued, Key.LOG_PATH: str(job_dir / LEAD_LOG),
+                         Key.FINAL_METRICS: {}})
+    uses_s3 = any(ch.is_s3 for ch in spec.channels.values()) or \
+        (spec.output or "").startswith("s3://")
+    client = s3_client() if uses_s3 else None
+    runtime = RUNTIMES[spec.runtime]
+    staged = runtime.stage(StageContext(spec, folder, client, {"container_engine": engine}))
+    with _resources(address, spec) as gpu_ids:
+        record = _train(runtime, staged, spec, job_dir, gpu_ids)
+    row = {**record.to_json(), Key.QUEUE_WAIT_SECONDS: round(
+        max(0.0, record.start_time - queued - (record.launch_seconds or 0.0)), 4)}
+    if record.status is TrialStatus.COMPLETED and (spec.output or "").startswith("s3://"):
+        row.update(_upload(client, spec.output, spec.name, job_dir, record))
+    write_state(folder, row)
+    return 0
+
+
+def _train(runtime, staged, spec, job_dir: Path, gpu_ids: tuple[str, ...]):
+    from hpt.experiment.store import attempt_dir
+    from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
+
+    trial_dir = attempt_dir(job_dir.parent, job_dir.name)
+    slot = Slot(num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)), gpu_ids=gpu_ids)
+    job = runtime.job(JobContext(staged.trial_spec, TrialAssignment(1, spec.name, {}),
+                                 trial_dir, staged.settings, slot))
+    job.start()
+    try:
+        while True:
+            progress = job.advance()
+            if progress.record is not None:
+                return progress.record
+    finally:
+        job.stop()  # a no-op once it ended; an interrupted runner leaves no process
+
+
+class _resources:
+    """The job's CPUs and GPUs held on the server's Ray while it runs: a placement group and
+    an actor in it, whose GPU ids the job gets."""
+
+    def __init__(self, address: str, spec):
+        self.address, self.spec = address, spec
+
+    def __enter__(self) -> tuple[str, ...]:
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from hpt.cluster.session import start_or_join
+
+        start_or_join(self.address, dashboard=False,
+                      metadata={"hpt_training_job": self.spec.name})
+        cpus, gpus = self.spec.trainer.cpus_per_host, self.spec.trainer.gpus_per_host
+        bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+        self.group = placement_group([bundle])
+        ray.get(self.group.ready())  # waits for a tuning job's trials to free them
+        holder = ray.remote(_Holder).options(
+            num_cpus=cpus, num_gpus=gpus, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                self.group, placement_group_bundle_index=0)).remote()
+        return tuple(str(g) for g in ray.get(holder.gpu_ids.remote()))
+
+    def __exit__(self, *exc) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        remove_placement_group(self.group)
+
+
+class _Holder:
+    def gpu_ids(self) -> list:
+        import ray
+
+        return ray.get_gpu_ids()
+
+
+def _upload(client, output: str, name: str, job_dir: Path, record) -> dict[str, Any]:
+    from hpt.runtime.artifacts import pack_output_data, upload_artifacts
+
+    try:
+        data = pack_output_data(job_dir / LEAD_HOST / "output" / "data",
+                                job_dir / OUTPUT_ARCHIVE)
+        model = Path(record.model_artifact) if record.model_artifact else None
+        uris = upload_artifacts(client, output, name, model, data)
+        return {Key.S3_MODEL_ARTIFACT: uris.get("model"), Key.UPLOAD_TIME: time.time()}
+    except Exception as exc:  # noqa: BLE001 - S3 errors of every kind: the job's reason
+        return {Key.UPLOAD_FAILURE: f"{type(exc).__name__}: {exc}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from hpt.core.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m hpt.api.training_runner",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--address", required=True, help="the server's Ray")
+    parser.add_argument("--container-engine", default="docker")
+    args = parser.parse_args(argv)
+    try:
+        code = run(args.folder, args.address, args.container_engine)
+    except UserError as exc:  # a channel that cannot be read, an engine that is not there
+        state = read_state(args.folder) or {}
+        write_state(args.folder, failed_row(
+            json.loads((args.folder / VALIDATED_SPEC).read_text())["name"],
+            state.get(Key.START_TIME), FailureReason(FailureCategory.CLIENT_ERROR, str(exc))))
+        print(f"hpt api: {exc}", file=sys.stderr)
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the state is written: no wait for Ray's shutdown
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""CreateTrainingJob through hpt api: the SDK's `fit()` without a tuner, as boto3 sends it
+(the request below is what the SageMaker SDK 2.x PyTorch estimator writes, its defaults
+included). Real HTTP on 127.0.0.1, moto's S3 server, the reference CNN as local processes."""
+
+import json
+import signal
+
+import pytest
+
+from api_helpers import (BUCKET, PYTORCH_TRAINING, ROLE, ApiServer, boto_clients,
+                         upload_inputs, wait_status)
+from helpers import processes_in
+
+
+def training_request(name: str, uris: dict[str, str], epochs: int = 3, **hyperparameters):
+    statics = {"epochs": json.dumps(epochs), "batch_size": json.dumps(64),
+               "sagemaker_program": json.dumps("train.py"),
+               "sagemaker_submit_directory": json.dumps(uris["code"]),
+               "sagemaker_container_log_level": "20", "sagemaker_region": '"us-east-1"',
+               "sagemaker_job_name": json.dumps(name),
+               **{k: json.dumps(v) for k, v in hyperparameters.items()}}
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": PYTORCH_TRAINING, "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "validation:accuracy", "Regex": "val_acc=([0-9.]+)"},
+                                  {"Name": "never:printed", "Regex": "nope=([0-9.]+)"}],
+            "EnableSageMakerMetricsTimeSeries": True},
+        "RoleArn": ROLE,
+        "InputDataConfig": [{"ChannelName": ch, "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": uris[ch],
+            "S3DataDistributionType": "FullyReplicated"}}} for ch in ("train", "test")],
+        "OutputDataConfig": {"S3OutputPath": uris["output"]},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                           "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "HyperParameters": statics,
+        "DebugHookConfig": {"S3OutputPath": uris["output"], "CollectionConfigurations": []},
+        "ProfilerConfig": {"S3OutputPath": uris["output"], "DisableProfiler": False},
+        "Environment": {"CUSTOM_SETTING": "on"},
+    }
+
+
+@pytest.mark.smoke  # two CNN training jobs and a stopped one: ~40 s
+def test_create_training_job_trains_uploads_and_is_described_as_sagemaker_does(
+        moto_server, digits_channels, tmp_path):
+    server = ApiServer(tmp_path / "experiments", moto_server).start()
+    try:
+        sm, _, s3 = boto_clients(server.url, moto_server)
+        uris = upload_inputs(s3, digits_channels)
+        name = "pytorch-training-2026-12-05-15-10-00-123"  # longer than a tuning job's 32
+        arn = sm.create_training_job(**training_request(name, uris))["TrainingJobArn"]
+        assert arn.endswith(f":training-job/{name}")
+        with pytest.raises(sm.exceptions.ResourceInUse):
+            sm.create_training_job(**training_request(name, uris))
+        job = wait_status(lambda: sm.describe_training_job(TrainingJobName=name),
+                          "TrainingJobStatus", ("Completed", "Failed", "Stopped"), timeout=240)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        assert "TuningJobArn" not in job
+        assert "_tuning_objective_metric" not in job["HyperParameters"]
+        assert job["HyperParameters"]["epochs"] == "3"
+        assert [t["Status"] for t in job["SecondaryStatusTransitions"]] == [
+            "Starting", "Downloading", "Training", "Uploading", "Completed"]
+        assert job["TrainingTimeInSeconds"] >= 1 and job["Environment"] == {
+            "CUSTOM_SETTING": "on"}
+        finals = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+        assert set(finals) == {"validation:accuracy"} and finals["validation:accuracy"] > 0.5
+        model = job["ModelArtifacts"]["S3ModelArtifacts"]
+        assert model == f"{uris['output']}/{name}/output/model.tar.gz"
+        s3.head_object(Bucket=BUCKET, Key=model.split(f"s3://{BUCKET}/", 1)[1])
+        listed = sm.list_training_jobs(NameContains="pytorch-training")["TrainingJobSummaries"]
+        assert [(j["TrainingJobName"], j["TrainingJobStatus"]) for j in listed] == [
+            (name, "Completed")]
+        assert "DebugHookConfig: accepted" in server.output()
+        _its_log_and_metrics_are_served(server.url, name)
+
+        failing = "bad-epochs"  # the script refuses epochs "x": Failed, with its words
+        sm.create_training_job(**training_request(failing, uris, epochs="x"))
+        failed = wait_status(lambda: sm.describe_training_job(TrainingJobName=failing),
+                             "TrainingJobStatus", ("Completed", "Failed", "Stopped"),
+                             timeout=120)
+        assert failed["TrainingJobStatus"] == "Failed"
+        assert "--epochs: invalid int value: 'x'" in failed["FailureReason"]  # its failure file
+
+        long = "long-one"
+        sm.create_training_job(**training_request(long, uris, epochs=400))
+        wait_status(lambda: sm.describe_training_job(TrainingJobName=long), "SecondaryStatus",
+                    ("Training",), timeout=120, every=0.5)
+        sm.stop_training_job(TrainingJobName=long)
+        stopped = wait_status(lambda: sm.describe_training_job(TrainingJobName=long),
+                              "TrainingJobStatus", ("Completed", "Failed", "Stopped"),
+                              timeout=60)
+        assert stopped["TrainingJobStatus"] == "Stopped"
+        assert "StopTrainingJob through hpt api" in stopped["FailureReason"]
+    finally:
+        server.stop(signal.SIGTERM)
+    assert processes_in(tmp_path / "experiments") == []
+
+
+def _its_log_and_metrics_are_served(url: str, name: str) -> None:
+    import boto3
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="us-east-1")
+    logs = session.client("logs", endpoint_url=url)
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                        logStreamNamePrefix=f"{name}/")["logStreams"]
+    assert len(streams) == 1 and streams[0]["logStreamName"].startswith(f"{name}/algo-1-")
+    events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                 logStreamName=streams[0]["logStreamName"],
+                                 startFromHead=True)["events"]
+    assert sum("val_acc=" in e["message"] for e in events) == 3
+    cloudwatch = session.client("cloudwatch", endpoint_url=url)
+    metrics = cloudwatch.list_metrics(
+        Namespace="/aws/sagemaker/TrainingJobs",
+        Dimensions=[{"Name": "TrainingJobName", "Value": name}])["Metrics"]
+    assert [m["MetricName"] for m in metrics] == ["validation:accuracy"]  # what it printed
+
+
+@pytest.mark.smoke  # a training job killed with its server, then a second server: ~25 s
+def test_kill_9_of_the_server_mid_training_job_leaves_no_process_and_a_failed_job(
+        moto_server, digits_channels, tmp_path):
+    """The job dies with the server (nothing keeps running, nothing is uploaded twice); the
+    next server says it Failed and why, and its log and metrics so far stay readable."""
+    from helpers import wait_for
+
+    experiments = tmp_path / "experiments"
+    server = ApiServer(experiments, moto_server).start()
+    sm, _, s3 = boto_clients(server.url, moto_server)
+    uris = upload_inputs(s3, digits_channels)
+    sm.create_training_job(**training_request("cut-short", uris, epochs=400))
+    wait_status(lambda: sm.describe_training_job(TrainingJobName="cut-short"),
+                "SecondaryStatus", ("Training",), timeout=120, every=0.5)
+    folder = experiments / ".hpt-api" / "training-jobs" / "cut-short"
+    log = folder / "job" / "algo-1.log"
+    wait_for(lambda: log.is_file() and "val_acc=" in log.read_text(), timeout=60,
+             what="a first epoch")
+    ray_folder = server.ray_folder
+    server.stop(signal.SIGKILL)
+    wait_for(lambda: processes_in(experiments) == [] and processes_in(ray_folder) == [],
+             timeout=30, what="every process of the killed server to end")
+    again = ApiServer(experiments, moto_server).start()
+    try:
+        sm, _, _ = boto_clients(again.url, moto_server)
+        job = sm.describe_training_job(TrainingJobName="cut-short")
+        assert job["TrainingJobStatus"] == "Failed"
+        assert "the hpt api server stopped while the training job ran" in job["FailureReason"]
+        assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="output/cut-short/").get(
+            "Contents")
+        assert (folder / "job" / "metrics.jsonl").read_text().count("validation:accuracy")
+    finally:
+        again.stop(signal.SIGTERM)
+    assert processes_in(experiments) == []
