@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hpt.api.cloudwatch_logs import LOG_GROUP, TrainingJobLogs
+from hpt.api.cloudwatch_logs import LOG_GROUP, JobLogs, host_logs
 from hpt.api.wire_protocol import ApiError
 from hpt.core.log_times import LogTimes, read_times, time_at, times_path
 
@@ -27,8 +27,12 @@ def write_lines(log, times, lines, at, step=1.0):
             offset += len(data)
 
 
-def logs_of(folder):
-    return TrainingJobLogs(lambda job: (folder, START) if job == JOB else None)
+def logs_of(folder, start=START):
+    """The logs served for the training job JOB, whose hosts' logs are in `folder`."""
+    served = JobLogs({LOG_GROUP: lambda job: (host_logs(folder), start) if job == JOB
+                      else None})
+    served.streams_of = lambda job: served.streams(LOG_GROUP, job)
+    return served
 
 
 def test_the_index_keeps_one_entry_a_second_and_gives_each_line_its_time(tmp_path):
@@ -59,8 +63,8 @@ def test_a_stream_keeps_its_name_and_pages_every_line_once_while_the_log_grows(t
                                              "logStreamNamePrefix": f"{JOB}/"}, "us-east-1")
     assert [s["logStreamName"] for s in described["logStreams"]] == [name]
     # The job's start moves (from hpt's start to the script's, once it ended): not the name.
-    later = TrainingJobLogs(lambda job: (tmp_path, START + 50))
-    assert list(later.streams(JOB)) == [name]
+    later = logs_of(tmp_path, START + 50)
+    assert list(later.streams_of(JOB)) == [name]
     first = served.get_log_events({"logGroupName": LOG_GROUP, "logStreamName": name,
                                    "startFromHead": True, "limit": 2})
     assert [e["message"] for e in first["events"]] == ["epoch=0", "epoch=1"]
@@ -87,6 +91,23 @@ def test_a_stream_keeps_its_name_and_pages_every_line_once_while_the_log_grows(t
     before = served.get_log_events({"logGroupName": LOG_GROUP, "logStreamName": name,
                                     "limit": 2, "nextToken": latest["nextBackwardToken"]})
     assert [e["message"] for e in before["events"]] == ["epoch=1", "epoch=2"]
+
+
+def test_a_host_with_no_line_yet_has_no_stream_so_its_name_never_changes(tmp_path):
+    """A host's log is created before its script prints: named then, the stream would carry
+    the job's start and be renamed after the first line a moment later (the SDK then tailed
+    two streams, one of them empty). On CloudWatch a stream appears with its first event."""
+    log = tmp_path / "algo-1.log"
+    log.touch()
+    served = logs_of(tmp_path)
+    assert served.streams_of(JOB) == {}
+    assert served.describe_log_streams({"logGroupName": LOG_GROUP,
+                                        "logStreamNamePrefix": JOB}, "r")["logStreams"] == []
+    write_lines(log, LogTimes(log), ["epoch=0"], START + 2)
+    assert list(served.streams_of(JOB)) == [f"{JOB}/algo-1-{int(START) + 2}"]
+    older = tmp_path / "algo-2.log"  # lines and no index (before hpt kept times): the start
+    older.write_text("epoch=0\n")
+    assert list(served.streams_of(JOB))[1] == f"{JOB}/algo-2-{int(START)}"
 
 
 def test_the_sdks_own_paging_prints_each_line_once_while_the_job_writes(tmp_path):

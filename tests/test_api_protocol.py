@@ -333,7 +333,8 @@ OPERATIONS = ["CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob"
               "CreateEndpointConfig", "DescribeEndpointConfig", "DeleteEndpointConfig",
               "CreateEndpoint", "DescribeEndpoint", "UpdateEndpoint",
               "UpdateEndpointWeightsAndCapacities", "DeleteEndpoint", "ListEndpoints",
-              "AddTags", "ListTags"]
+              "AddTags", "ListTags", "CreateTransformJob", "DescribeTransformJob",
+              "ListTransformJobs", "StopTransformJob", "CreateTrainingJob", "StopTrainingJob"]
 
 
 # Values of the wrong type for each kind of member (a string member gets an over-long one too).

@@ -17,29 +17,36 @@ sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker Python SDK (p
 pytestmark = pytest.mark.smoke
 
 
+def _session(server, moto_server, digits_channels, tmp_path, monkeypatch, **env):
+    """The SDK's session as a notebook changes it: its two SageMaker clients (and, here, S3)
+    and a default bucket named (else the SDK asks AWS's own STS to name one); the data
+    uploaded; telemetry off; `env`: the other clients that must reach hpt api."""
+    import boto3
+
+    sdk_telemetry_off(tmp_path, monkeypatch)
+    for key, value in {**client_env(moto_server), "AWS_ENDPOINT_URL_STS": server.url,
+                       "SAGEMAKER_SUPPRESS_V2_WARNING": "1", **env}.items():
+        monkeypatch.setenv(key, value)
+    boto_session = boto3.Session(region_name="us-east-1")
+    uris = upload_inputs(boto_session.client("s3"), digits_channels)
+    session = sagemaker.Session(
+        boto_session=boto_session, default_bucket=BUCKET,
+        sagemaker_client=boto_session.client("sagemaker", endpoint_url=server.url),
+        sagemaker_runtime_client=boto_session.client("sagemaker-runtime",
+                                                     endpoint_url=server.url))
+    return session, uris
+
+
 def test_sagemaker_sdk_tunes_attaches_deploys_and_predicts(moto_server, digits_channels,
                                                           tmp_path, monkeypatch):
-    import boto3
     from sagemaker.pytorch import PyTorch
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
-    sdk_telemetry_off(tmp_path, monkeypatch)
     experiments = tmp_path / "experiments"
     server = ApiServer(experiments, moto_server).start()
-    for key, value in {**client_env(moto_server), "AWS_ENDPOINT_URL_STS": server.url,
-                       "AWS_ENDPOINT_URL_CLOUDWATCH": server.url,
-                       "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}.items():
-        monkeypatch.setenv(key, value)
     try:
-        boto_session = boto3.Session(region_name="us-east-1")
-        uris = upload_inputs(boto_session.client("s3"), digits_channels)
-        # What changes in a notebook: the session's two SageMaker clients (and, here, S3),
-        # and a default bucket named (else the SDK asks AWS's own STS to name one).
-        session = sagemaker.Session(
-            boto_session=boto_session, default_bucket=BUCKET,
-            sagemaker_client=boto_session.client("sagemaker", endpoint_url=server.url),
-            sagemaker_runtime_client=boto_session.client("sagemaker-runtime",
-                                                         endpoint_url=server.url))
+        session, uris = _session(server, moto_server, digits_channels, tmp_path, monkeypatch,
+                                 AWS_ENDPOINT_URL_CLOUDWATCH=server.url)
 
         # The SDK sleeps its poll interval before each look at an endpoint (30 s), a tuning
         # job and a training job (5 s): the same calls with a shorter sleep, for CI's time.
@@ -120,24 +127,13 @@ def test_sagemaker_sdk_fits_an_estimator_tails_its_logs_attaches_and_deploys_it(
         moto_server, digits_channels, tmp_path, monkeypatch, capsys):
     """`estimator.fit()` without a tuner (CreateTrainingJob), its log printed as it runs
     (CloudWatch Logs, the SDK's own tail), `model_data`, `attach`, `deploy`, `predict`."""
-    import boto3
     from sagemaker.pytorch import PyTorch
 
-    sdk_telemetry_off(tmp_path, monkeypatch)
     experiments = tmp_path / "experiments"
     server = ApiServer(experiments, moto_server).start()
-    for key, value in {**client_env(moto_server), "AWS_ENDPOINT_URL_STS": server.url,
-                       "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": server.url,
-                       "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}.items():
-        monkeypatch.setenv(key, value)
     try:
-        boto_session = boto3.Session(region_name="us-east-1")
-        uris = upload_inputs(boto_session.client("s3"), digits_channels)
-        session = sagemaker.Session(
-            boto_session=boto_session, default_bucket=BUCKET,
-            sagemaker_client=boto_session.client("sagemaker", endpoint_url=server.url),
-            sagemaker_runtime_client=boto_session.client("sagemaker-runtime",
-                                                         endpoint_url=server.url))
+        session, uris = _session(server, moto_server, digits_channels, tmp_path, monkeypatch,
+                                 AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=server.url)
         # The SDK's polls, shorter (its log tail still describes the job every 30 s).
         monkeypatch.setattr(sagemaker.Session.wait_for_endpoint, "__defaults__", (1, False))
         monkeypatch.setattr(sagemaker.Session.logs_for_job, "__defaults__",

@@ -100,6 +100,26 @@ def test_the_quick_start_runs_the_default_job_as_the_readme_says(tmp_path):
     print(f"quick start: {took:.0f} s, best {df['FinalObjectiveValue'].max():.4f}")
 
 
+def wait_for_event(journal: Path, event: str, launcher: subprocess.Popen) -> None:
+    deadline = time.time() + 180
+    while time.time() < deadline and launcher.poll() is None:
+        if journal.is_file() and f'"{event}"' in journal.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no {event} in {journal} (launcher exit {launcher.poll()})")
+
+
+def newest_running(journal: Path) -> int:
+    """The TrialNumber of the newest training job that has started and not ended."""
+    from hpt.experiment.store import read_journal
+    from hpt.experiment.table import trial_rows
+
+    running = [row["trial_number"] for row in trial_rows(list(read_journal(journal)))
+               if row.get("status", "InProgress") == "InProgress"]
+    assert running, journal.read_text()
+    return max(running)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,7 +145,8 @@ def test_the_readme_tour_works_as_written_from_a_fresh_clone(clone, tmp_path):
         by_name[key] = argv
     assert sorted(by_name) == sorted([
         "validate", "launch", "status", "report", "report --format", "best", "serve", "ls",
-        "stop", "launch --resume", "launch --resume --max-trials", "rerun"]), sorted(by_name)
+        "stop", "stop --training-job", "launch --resume", "launch --resume --max-trials",
+        "rerun"]), sorted(by_name)
 
     # validate on a fresh clone: OK, and it says the data will be prepared at launch.
     out = run(by_name["validate"])
@@ -136,11 +157,15 @@ def test_the_readme_tour_works_as_written_from_a_fresh_clone(clone, tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = clone / "experiments" / JOB / "journal.jsonl"
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline and launcher.poll() is None:
-            if journal.is_file() and '"trial_ended"' in journal.read_text():
-                break
-            time.sleep(0.2)
+        wait_for_event(journal, "trial_started", launcher)
+        # One training job stopped alone as soon as it starts (the README's number is one of
+        # its 20; this job has 4, so the one running stands in): it ends Stopped, the job
+        # goes on.
+        victim = newest_running(journal)
+        out = run(by_name["stop --training-job"][:-1] + [str(victim)])
+        assert "stop requested; the rest of digits-cnn goes on" in out, out
+        assert out.rstrip().endswith(": Stopped"), out
+        assert launcher.poll() is None
         status = run(by_name["status"])
         assert re.search(rf"{JOB}: InProgress \(launcher running, pid {launcher.pid}\)", status)
         out = run(by_name["stop"])
@@ -151,7 +176,9 @@ def test_the_readme_tour_works_as_written_from_a_fresh_clone(clone, tmp_path):
     assert launcher.returncode == 0, out + err
     assert "Preparing data:" in out and "--resume` continues it" in out
     stopped = [line for line in out.splitlines() if re.match(rf"{JOB}-\d{{3}}-\w+  Stopped ", line)]
-    assert stopped and all("Stopped: the tuning job ended (Stopped)" in s for s in stopped), out
+    alone = [line for line in stopped if line.startswith(f"{JOB}-{victim:03d}-")]
+    assert len(alone) == 1 and "StopRequested: hpt stop --training-job" in alone[0], out
+    assert all("Stopped: the tuning job ended (Stopped)" in s for s in stopped if s not in alone)
     assert "Token authentication is enabled" not in err  # Ray's own warning stays in its logs
 
     # resume: runs to the job's end.
@@ -179,7 +206,8 @@ def test_the_readme_tour_works_as_written_from_a_fresh_clone(clone, tmp_path):
     extended = int(extend[extend.index("--max-trials") + 1])
     extend = extend[:extend.index("--max-trials") + 1] + [str(SMALL["max_trials"] + 2)]
     out = run(extend)
-    assert f"{SMALL['max_trials'] + 2} Completed" in out, out
+    # The one stopped alone stays Stopped (a resume does not undo a StopTrainingJob).
+    assert f"{SMALL['max_trials'] + 1} Completed, 1 Stopped" in out, out
     out = run(by_name["launch --resume"])  # done already: says so, starts no Ray
     assert "nothing to run" in out and f"max_trials {SMALL['max_trials'] + 2}" in out, out
     assert "Ray dashboard" not in out

@@ -1,8 +1,10 @@
-"""CloudWatch Logs of training jobs, as SageMaker writes them: the log group
-`/aws/sagemaker/TrainingJobs`, one stream per host named `<job>/algo-1-<epoch seconds>` (the
-same name on every call, however long the job writes), one event per line of the host's log.
+"""CloudWatch Logs of training and transform jobs, as SageMaker writes them: the log groups
+`/aws/sagemaker/TrainingJobs` and `/aws/sagemaker/TransformJobs`, one stream per host named
+`<job>/algo-1-<epoch seconds>` (the same name on every call, however long the job writes),
+one event per line of the host's log.
 
-The stream is named after its log's first line (when the host began writing). An event's
+The stream is named after its log's first line (when the host began writing), and appears
+with that line. An event's
 timestamp is when the line was written (core/log_times.py: the index beside each
 log), so that a client paging by time gets each line once: the SageMaker SDK's
 `logs_for_job` resumes at the last timestamp it saw, skipping the events it already printed
@@ -22,39 +24,52 @@ from hpt.api.wire_protocol import ApiError
 from hpt.core.log_times import read_times, time_at
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 NOT_FOUND = "ResourceNotFoundException"
 INVALID = "InvalidParameterException"
 PAGE_EVENTS = 10_000  # GetLogEvents' own limits: 10,000 events or 1 MB
 PAGE_BYTES = 1 << 20
 HOST_LOGS = "algo-*.log"
 
+# job name -> ({host: its log}, the job's start), or None for no such job
+HostsOf = Callable[[str], "tuple[dict[str, Path], float] | None"]
 
-class TrainingJobLogs:
-    """`find(job)`: (the folder holding its hosts' logs, its start time), or None."""
 
-    def __init__(self, find: Callable[[str], tuple[Path, float] | None]):
-        self.find = find
+def host_logs(folder: Path) -> dict[str, Path]:
+    """A training job's hosts' logs, `algo-N.log` in its folder, by host."""
+    return {log.stem: log for log in sorted(Path(folder).glob(HOST_LOGS))}
+
+
+class JobLogs:
+    """The log groups served, each with how to find a job's hosts' logs."""
+
+    def __init__(self, groups: dict[str, HostsOf]):
+        self.groups = groups
 
     def operations(self) -> dict[str, Callable[[dict, Any], dict]]:
         return {"DescribeLogStreams": lambda p, c: self.describe_log_streams(p, c.region),
                 "GetLogEvents": lambda p, c: self.get_log_events(p)}
 
-    def streams(self, job: str) -> dict[str, Path]:
+    def streams(self, group: str, job: str) -> dict[str, Path]:
         try:
-            found = self.find(job) if job else None
-        except ApiError:  # no such training job: no streams
+            found = self.groups[group](job) if job else None
+        except ApiError:  # no such job: no streams
             found = None
         if found is None:
             return {}
-        folder, start = found
-        return {f"{job}/{log.stem}-{int(_first_line_time(log, start))}": log
-                for log in sorted(folder.glob(HOST_LOGS))}
+        hosts, start = found
+        named = {}
+        for host, log in sorted(hosts.items()):
+            began = _first_line_time(log, start)
+            if began is not None:
+                named[f"{job}/{host}-{int(began)}"] = log
+        return named
 
     def describe_log_streams(self, params: dict[str, Any], region: str) -> dict[str, Any]:
-        _group(params)
+        group = self._group(params)
         prefix = params.get("logStreamNamePrefix") or ""
         described = []
-        for name, log in sorted(self.streams(prefix.split("/", 1)[0]).items()):
+        for name, log in sorted(self.streams(group, prefix.split("/", 1)[0]).items()):
             if not name.startswith(prefix):
                 continue
             stat = log.stat()
@@ -65,18 +80,24 @@ class TrainingJobLogs:
                 "logStreamName": name, "creationTime": int(name.rsplit("-", 1)[1]) * 1000,
                 "firstEventTimestamp": first, "lastEventTimestamp": last,
                 "lastIngestionTime": int(stat.st_mtime * 1000), "storedBytes": stat.st_size,
-                "arn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{LOG_GROUP}:log-stream:"
+                "arn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}:log-stream:"
                        f"{name}"})
         if params.get("descending"):
             described.reverse()
         return {"logStreams": described[:int(params.get("limit") or 50)]}
 
+    def _group(self, params: dict[str, Any]) -> str:
+        group = params.get("logGroupName") or params.get("logGroupIdentifier")
+        if group not in self.groups:
+            raise ApiError(NOT_FOUND, "The specified log group does not exist.")
+        return group
+
     def get_log_events(self, params: dict[str, Any]) -> dict[str, Any]:
         """A page of the stream: forward from the head or a token, or (CloudWatch's default
         without startFromHead) the last lines; startTime/endTime (ms) filter the page."""
-        _group(params)
+        group = self._group(params)
         name = params["logStreamName"]
-        log = self.streams(name.split("/", 1)[0]).get(name)
+        log = self.streams(group, name.split("/", 1)[0]).get(name)
         if log is None:
             raise ApiError(NOT_FOUND, "The specified log stream does not exist.")
         limit = min(int(params.get("limit") or PAGE_EVENTS), PAGE_EVENTS)
@@ -101,17 +122,24 @@ class TrainingJobLogs:
                 "nextBackwardToken": f"b/{first}"}
 
 
-def _first_line_time(log: Path, start: float) -> float:
+def _first_line_time(log: Path, start: float) -> float | None:
     """When the host's log began (its first index entry): what its stream is named after,
     the same on every call (the job's start time changes from when hpt began it to when the
-    script began, once the job ended). A log without an index: the job's start."""
+    script began, once the job ended). An empty log has no stream yet, as on CloudWatch,
+    where a stream appears with its first event: None. A log with lines and no index (one
+    from before hpt kept times): the job's start.
+
+    The log's size is read before the index: its writer puts a line's index entry down before
+    the line, so a log seen with a line here has that entry by the time the index is read."""
+    try:
+        if log.stat().st_size == 0:
+            return None
+    except OSError:
+        return None
     times = read_times(log)
     return times[0][1] if times else start
 
 
-def _group(params: dict[str, Any]) -> None:
-    if (params.get("logGroupName") or params.get("logGroupIdentifier")) != LOG_GROUP:
-        raise ApiError(NOT_FOUND, "The specified log group does not exist.")
 
 
 def _token(token: str | None, from_head: bool | None, size: int) -> tuple[str, int]:

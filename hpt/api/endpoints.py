@@ -24,19 +24,17 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from hpt.api.listing import list_page
+from hpt.api.model_server import start_model
 from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
 from hpt.api.wire_protocol import VALIDATION, ApiError
 from hpt.api.records import ApiStore
 from hpt.api.tuning import ACCOUNT, arn
-from hpt.core.sagemaker_names import MODEL_ARCHIVE
 from hpt.core.schema import Column
 from hpt.core.trial import TrialStatus
 
-FRAMEWORK_SERVER = Path(__file__).resolve().parent.parent / "serving" / "framework.py"
 START_TIMEOUT_SECONDS = 180.0
 # EndpointStatus; a failed endpoint is spelled as a failed training job is.
 CREATING, IN_SERVICE, UPDATING, FAILED = ("Creating", "InService", "Updating",
@@ -275,16 +273,10 @@ class Endpoints:
             for variant, port in zip(variants, ports):
                 model = self.records.describe_model(variant["ModelName"])
                 container = self.records.container_of(model)
-                kind, image = self.records.serving_of(container)
-                vfolder = folder / variant["VariantName"]
-                vfolder.mkdir(parents=True, exist_ok=True)
-                archive = _fetch_model(container.get("ModelDataUrl"), vfolder)
-                engine_image = (self.records.engine, image) if kind == "docker" else None
-                backend = Backend(variant["VariantName"], vfolder, port, container=engine_image,
-                                  tuning_job=f"endpoint-{name}",
-                                  environment=dict(container.get("Environment") or {}))
-                backends[variant["VariantName"]] = backend
-                backend.start(FRAMEWORK_SERVER if kind == "framework" else None, archive)
+                backends[variant["VariantName"]] = start_model(
+                    variant["VariantName"], container, self.records.serving_of(container),
+                    self.records.engine, folder / variant["VariantName"], port,
+                    f"endpoint-{name}")
             deadline = time.monotonic() + START_TIMEOUT_SECONDS
             for backend in backends.values():
                 backend.wait_ready(deadline)
@@ -325,24 +317,3 @@ class Endpoints:
 def _weights(config: dict) -> dict[str, float]:
     return {v["VariantName"]: float(v.get("InitialVariantWeight", 1.0))
             for v in config["ProductionVariants"]}
-
-
-def _fetch_model(uri: str | None, folder: Path) -> Path:
-    """ModelDataUrl (s3:// or a local path) -> a local model.tar.gz."""
-    if not uri:
-        raise ApiError(VALIDATION, "PrimaryContainer.ModelDataUrl: required; give the s3:// "
-                                   f"URI of the {MODEL_ARCHIVE}")
-    target = folder / MODEL_ARCHIVE
-    if uri.startswith("s3://"):
-        from hpt.runtime.channels import parse_s3, s3_client
-
-        location = parse_s3(uri)
-        try:
-            s3_client().download_file(location.bucket, location.prefix, str(target))
-        except Exception as exc:  # noqa: BLE001 - botocore's errors say why
-            raise RuntimeError(f"ModelDataUrl {uri}: cannot be downloaded ({exc})") from None
-        return target
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-    if not path.is_file():
-        raise RuntimeError(f"ModelDataUrl {uri}: no such file")
-    return path

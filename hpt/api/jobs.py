@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from hpt.api.cloudwatch_logs import host_logs
 from hpt.api.launched_jobs import launched_names, launched_record, refuse_control
 from hpt.api.listing import list_page
 from hpt.api.wire_protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
@@ -225,11 +226,11 @@ class TuningJobs:
                 if row.get(Key.LOG_PATH):
                     yield row[Key.TRAINING_JOB_NAME], Path(row[Key.LOG_PATH]).parent
 
-    def training_job_log(self, name: str) -> tuple[Path, float] | None:
-        """The folder of a training job's host logs and its start time (CloudWatch Logs)."""
+    def training_job_log(self, name: str) -> tuple[dict[str, Path], float] | None:
+        """A training job's hosts' logs and its start time (CloudWatch Logs)."""
         record, row = self._training_job(name)
         path = row.get(Key.LOG_PATH)
-        return (Path(path).parent, row[Key.START_TIME]) if path else None
+        return (host_logs(Path(path).parent), row[Key.START_TIME]) if path else None
 
     # -- reading a job -----------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
         endpoints.loop = loop
         jobs.start()  # resumes what an earlier server left running
         api.training.start()
+        api.transform.start()  # goes on with what an earlier server left running
         endpoints.restore()
         say(f"hpt api: SageMaker API at http://{host}:{sock.getsockname()[1]} "
             f"(experiments {store.experiments}; Ray {jobs.ray_address}"
@@ -60,6 +61,7 @@ def serve_api(experiments: Path, *, host: str, port: int, address: str | None,
         say("hpt api: stopping (running tuning jobs are interrupted and resume at the next "
             "start)")
         endpoints.close()
+        api.transform.close()
         api.training.close()
         jobs.close()
         if head is not None:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 from hpt.api.cloudwatch import TrainingJobMetrics
-from hpt.api.cloudwatch_logs import TrainingJobLogs
+from hpt.api.cloudwatch_logs import LOG_GROUP, TRANSFORM_LOG_GROUP, JobLogs
 from hpt.api.endpoints import Endpoints
 from hpt.api.jobs import TuningJobs
 from hpt.api.records import ApiStore
 from hpt.api.training_jobs import TrainingJobs
+from hpt.api.transform_jobs import TransformJobs
 from hpt.core.schema import Column
 
 
@@ -72,6 +73,8 @@ class Api:
         self.training = TrainingJobs(store.root, jobs.server, lambda: jobs.ray_address,
                                      jobs.say)
         t = self.training
+        self.transform = TransformJobs(store.root, endpoints.records, jobs.say)
+        x = self.transform
         self.tags = Tags(store.root / "tags.json")
         j, e, r = jobs, endpoints, endpoints.records
         self.sagemaker: dict[str, Callable[[dict, Context], dict]] = {
@@ -88,6 +91,11 @@ class Api:
                                                                    j.describe_training_job),
             "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p, t.summaries()),
             "StopTrainingJob": lambda p, c: self._training_job(p, t.stop, j.stop_training_job),
+            "CreateTransformJob": self._created(lambda p, c: x.create(p, c.region),
+                                                "TransformJobArn"),
+            "DescribeTransformJob": lambda p, c: x.describe(p["TransformJobName"]),
+            "ListTransformJobs": lambda p, c: x.list(p),
+            "StopTransformJob": lambda p, c: x.stop(p["TransformJobName"]),
             "CreateModel": self._created(lambda p, c: r.create_model(p, c.region), "ModelArn"),
             "DescribeModel": lambda p, c: r.describe_model(p["ModelName"]),
             "DeleteModel": lambda p, c: r.delete_model(p["ModelName"]),
@@ -106,8 +114,10 @@ class Api:
             "ListTags": lambda p, c: {"Tags": self.tags.of(p["ResourceArn"])},
             "DeleteTags": lambda p, c: self.tags.remove(p["ResourceArn"], p["TagKeys"]) or {},
         }
-        self.logs = TrainingJobLogs(lambda name: t.log_of(name) if t.has(name)
-                                    else jobs.training_job_log(name)).operations()
+        self.logs = JobLogs({
+            LOG_GROUP: lambda name: t.log_of(name) if t.has(name)
+            else jobs.training_job_log(name),
+            TRANSFORM_LOG_GROUP: x.log_of}).operations()
         self.cloudwatch = TrainingJobMetrics(
             lambda: [*t.folders(), *jobs.training_job_folders()]).operations()
 

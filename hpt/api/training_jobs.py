@@ -17,15 +17,14 @@ is removed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from hpt.api.cloudwatch_logs import host_logs
+from hpt.api.job_processes import JobProcesses
 from hpt.api.shapes import describe_training_job, job_status
 from hpt.api.staging import ServerResources, check_channels, fetch_code, placement_of
 from hpt.api.training import as_tuning_request, training_space
@@ -36,7 +35,6 @@ from hpt.api.wire_protocol import IN_USE, VALIDATION, ApiError
 from hpt.core.schema import Column, File, Key
 from hpt.core.trial import FailureCategory, FailureReason
 from hpt.experiment.job_state import IN_PROGRESS
-from hpt.processes.reaper import REAPER
 from hpt.spacefile.sagemaker_json.names import is_placeholder
 
 TRAINING_JOBS_DIR = "training-jobs"
@@ -50,10 +48,7 @@ class TrainingJobs:
         self.root = Path(root) / TRAINING_JOBS_DIR
         self.server, self.ray_address, self.say = server, ray_address, say
         self._lock = threading.RLock()
-        self._runners: dict[str, subprocess.Popen] = {}
-        self._closing = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name="hpt-api-training",
-                                         daemon=True)
+        self._runners = JobProcesses("hpt.api.training_runner", self._runner_exited, say)
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -128,10 +123,10 @@ class TrainingJobs:
         request_training_job_stop(self.folder(name), JOB_DIR, "StopTrainingJob through hpt api")
         return {}
 
-    def log_of(self, name: str) -> tuple[Path, float] | None:
-        """Its hosts' logs folder and start time (CloudWatch Logs)."""
+    def log_of(self, name: str) -> tuple[dict[str, Path], float] | None:
+        """Its hosts' logs and start time (CloudWatch Logs)."""
         _, row = self._read(name)
-        return self.folder(name) / JOB_DIR, row.get(Key.START_TIME) or 0.0
+        return host_logs(self.folder(name) / JOB_DIR), row.get(Key.START_TIME) or 0.0
 
     def folders(self):
         """(name, job folder) of each: its metrics (CloudWatch)."""
@@ -147,46 +142,23 @@ class TrainingJobs:
             if state is None or state.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
                 self._lost(name, "the hpt api server stopped while the training job ran; "
                                  "create it again (a new TrainingJobName) to run it")
-        self._watcher.start()
+        self._runners.start_watching()
 
-    def _watch(self) -> None:
-        while not self._closing.wait(1.0):
-            try:
-                self.watch()
-            except Exception as exc:  # noqa: BLE001 - the watch goes on
-                self.say(f"hpt api: watching training jobs: {type(exc).__name__}: {exc}")
-
-    def watch(self) -> None:
+    def _runner_exited(self, name: str, code: int) -> None:
         """A runner that exited before its job's state says it ended: Failed, with why."""
-        with self._lock:
-            for name, proc in list(self._runners.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                del self._runners[name]
-                REAPER.unregister(proc.pid)
-                state = read_state(self.folder(name)) or {}
-                if state.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
-                    self._lost(name, f"its process exited (code {code}) before the job ended; "
-                                     f"its output: {self.folder(name) / RUNNER_LOG}")
+        state = read_state(self.folder(name)) or {}
+        if state.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
+            self._lost(name, f"its process exited (code {code}) before the job ended; its "
+                             f"output: {self.folder(name) / RUNNER_LOG}")
 
     def close(self) -> None:
         """The server's clean shutdown: each running job is stopped, and says so."""
-        self._closing.set()
-        with self._lock:
-            for name, proc in list(self._runners.items()):
-                if proc.poll() is None:
-                    (self.folder(name) / JOB_DIR).mkdir(exist_ok=True)
-                    (self.folder(name) / JOB_DIR / File.STOP_REQUESTED).write_text(
-                        "the hpt api server stopped\n")
-            deadline = time.time() + 30
-            for proc in self._runners.values():
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.time()))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                REAPER.unregister(proc.pid)
-            self._runners.clear()
+        def ask(name: str) -> None:
+            (self.folder(name) / JOB_DIR).mkdir(exist_ok=True)
+            (self.folder(name) / JOB_DIR / File.STOP_REQUESTED).write_text(
+                "the hpt api server stopped\n")
+
+        self._runners.close(ask)
 
     # -- inside --------------------------------------------------------------------------
 
@@ -202,15 +174,10 @@ class TrainingJobs:
 
     def _launch(self, name: str) -> None:
         folder = self.folder(name)
-        argv = [sys.executable, "-m", "hpt.api.training_runner", str(folder), "--address",
-                self.ray_address(), "--container-engine", self.server.engine]
-        with open(folder / RUNNER_LOG, "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        REAPER.register(proc.pid)  # the server's death kills it, and the job with it
-        self._runners[name] = proc
-        self.say(f"hpt api: started training job {name} (pid {proc.pid})")
+        pid = self._runners.launch(name, [str(folder), "--address", self.ray_address(),
+                                          "--container-engine", self.server.engine],
+                                   folder / RUNNER_LOG)
+        self.say(f"hpt api: started training job {name} (pid {pid})")
 
     def _read(self, name: str) -> tuple[TuningRecord, dict[str, Any]]:
         folder = self.folder(name)

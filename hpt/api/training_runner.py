@@ -73,7 +73,7 @@ def run(folder: Path, address: str, engine: str) -> int:
     client = s3_client() if uses_s3 else None
     runtime = RUNTIMES[spec.runtime]
     staged = runtime.stage(StageContext(spec, folder, client, {"container_engine": engine}))
-    with _resources(address, spec) as gpu_ids:
+    with HeldResources(address, spec) as gpu_ids:
         record = _train(runtime, staged, spec, job_dir, gpu_ids)
     row = {**record.to_json(), Key.QUEUE_WAIT_SECONDS: round(
         max(0.0, record.start_time - queued - (record.launch_seconds or 0.0)), 4)}
@@ -101,7 +101,7 @@ def _train(runtime, staged, spec, job_dir: Path, gpu_ids: tuple[str, ...]):
         job.stop()  # a no-op once it ended; an interrupted runner leaves no process
 
 
-class _resources:
+class HeldResources:
     """The job's CPUs and GPUs held on the server's Ray while it runs: a placement group and
     an actor in it, whose GPU ids the job gets."""
 

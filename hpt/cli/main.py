@@ -206,24 +206,33 @@ def cmd_stop(args) -> int:
     (root / STOP_FILE).write_text(f"requested by pid {os.getpid()} at {time.time()}\n")
     print(f"{args.name}: stop requested; waiting for its launcher (pid "
           f"{state.writer.get('pid')}) to stop the running trials")
-    deadline = time.time() + args.wait
+    state = _until(lambda: state_of(root), lambda s: s.status != IN_PROGRESS, args.wait)
+    if state is None:
+        print(f"{args.name}: still stopping after {args.wait:g}s; check `hpt status "
+              f"{args.name}`", file=sys.stderr)
+        return 1
+    again = state.start.get(Key.RESUME_COMMAND) or "hpt launch SPACE.yaml --resume"
+    print(f"{args.name}: {state.describe()}; `{again}` continues it")
+    return 0
+
+
+def _until(read, done, seconds: float):
+    """`read()` every half second until `done` holds for it (returned), or None after
+    `seconds`: how `hpt stop` waits for a launcher to act on a request."""
+    import time
+
+    deadline = time.time() + seconds
     while time.time() < deadline:
-        state = state_of(root)
-        if state.status != IN_PROGRESS:
-            again = state.start.get(Key.RESUME_COMMAND) or "hpt launch SPACE.yaml --resume"
-            print(f"{args.name}: {state.describe()}; `{again}` continues it")
-            return 0
+        value = read()
+        if done(value):
+            return value
         time.sleep(0.5)
-    print(f"{args.name}: still stopping after {args.wait:g}s; check `hpt status {args.name}`",
-          file=sys.stderr)
-    return 1
+    return None
 
 
 def _stop_training_job(root, args) -> int:
     """`hpt stop NAME --training-job JOB`: that one training job ends Stopped, the tuning job
     goes on (as SageMaker's StopTrainingJob of a tuning job's training job)."""
-    import time
-
     from hpt.experiment.job_state import IN_PROGRESS
     from hpt.experiment.store import JOURNAL, read_journal, request_training_job_stop
     from hpt.experiment.table import trial_rows
@@ -240,16 +249,13 @@ def _stop_training_job(root, args) -> int:
         return 1
     request_training_job_stop(root, job, f"hpt stop --training-job (pid {os.getpid()})")
     print(f"{job}: stop requested; the rest of {args.name} goes on")
-    deadline = time.time() + args.wait
-    while time.time() < deadline:
-        status = row().get(Key.STATUS, IN_PROGRESS)
-        if status != IN_PROGRESS:
-            print(f"{job}: {status}")
-            return 0
-        time.sleep(0.5)
-    print(f"{job}: still stopping after {args.wait:g}s; check `hpt report {args.name}`",
-          file=sys.stderr)
-    return 1
+    ended = _until(row, lambda r: r.get(Key.STATUS, IN_PROGRESS) != IN_PROGRESS, args.wait)
+    if ended is None:
+        print(f"{job}: still stopping after {args.wait:g}s; check `hpt report {args.name}`",
+              file=sys.stderr)
+        return 1
+    print(f"{job}: {ended[Key.STATUS]}")
+    return 0
 
 
 def cmd_serve(args) -> int:
