@@ -2,6 +2,7 @@
 HyperparameterTuner, its analytics, attach, deploy and predict. The only difference from a
 notebook that runs on AWS is the session's clients (and S3 being moto's server)."""
 
+import json
 import signal
 import time
 
@@ -138,6 +139,7 @@ def test_sagemaker_sdk_fits_an_estimator_tails_its_logs_attaches_and_deploys_it(
         monkeypatch.setattr(sagemaker.Session.wait_for_endpoint, "__defaults__", (1, False))
         monkeypatch.setattr(sagemaker.Session.logs_for_job, "__defaults__",
                             (False, 1, "All", None))
+        monkeypatch.setattr(sagemaker.Session.logs_for_transform_job, "__defaults__", (False, 1))
         estimator = PyTorch(entry_point="train.py", source_dir=str(TRAINER),
                             framework_version="2.1", py_version="py310",
                             instance_type="ml.m5.large", instance_count=1, role=ROLE,
@@ -164,7 +166,35 @@ def test_sagemaker_sdk_fits_an_estimator_tails_its_logs_attaches_and_deploys_it(
             assert logits.shape == (16, 10) and (logits.argmax(axis=1) == y).mean() >= 0.75
         finally:
             predictor.delete_endpoint()
+        _a_batch_transform_of_the_fitted_model(attached, session, x, y, capsys)
     finally:
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.output()[-3000:]
     assert processes_in(experiments) == []
+
+
+def _a_batch_transform_of_the_fitted_model(estimator, session, x, y, capsys):
+    """`estimator.transformer(...).transform(...)` as the SDK runs it (CreateModel,
+    CreateTransformJob, its log tailed while it waits): one image a line, each answer joined
+    with its input and filtered, the output read back from S3."""
+    s3 = session.boto_session.client("s3")
+    lines = "\n".join(json.dumps(x[i:i + 1].tolist()) for i in range(len(x)))
+    s3.put_object(Bucket=BUCKET, Key="transform-in/images.jsonl", Body=lines.encode())
+    transformer = estimator.transformer(
+        instance_count=1, instance_type="ml.m5.large", strategy="SingleRecord",
+        assemble_with="Line", accept="application/json",
+        output_path=f"s3://{BUCKET}/transform-out")
+    transformer.transform(f"s3://{BUCKET}/transform-in/", content_type="application/json",
+                          split_type="Line", join_source="Input",
+                          output_filter="$['SageMakerOutput']")
+    described = session.sagemaker_client.describe_transform_job(
+        TransformJobName=transformer.latest_transform_job.name)
+    assert described["TransformJobStatus"] == "Completed", described
+    # Its instance's log, tailed as SageMaker's: the model server's lines (the data log is
+    # a stream of its own, `<job>/algo-1/data-log-…`, which the SDK leaves out as on AWS).
+    assert "model loaded from" in capsys.readouterr().out
+    out = s3.get_object(Bucket=BUCKET, Key="transform-out/images.jsonl.out")["Body"].read()
+    # `$['SageMakerOutput']` names one member: each line is its value, the model's answer
+    answers = [json.loads(line) for line in out.decode().splitlines()]
+    logits = np.asarray(answers).reshape(len(x), -1)
+    assert logits.shape == (16, 10) and (logits.argmax(axis=1) == y).mean() >= 0.75

@@ -27,10 +27,10 @@ from hpt.api.listing import list_page
 from hpt.api.models import Records
 from hpt.api.transform_runner import (DATA_LOG, ENDED, FAILED, HOSTS_DIR, IN_PROGRESS,
                                       INTERRUPTED_EXIT, REQUEST, RUNNER_LOG, STATE, STATUS,
-                                      STOPPING, read_json, write_state)
-from hpt.api.tuning import arn
+                                      read_json, write_state)
+from hpt.api.tuning import STOPPING, arn
 from hpt.api.wire_protocol import IN_USE, VALIDATION, ApiError
-from hpt.core.schema import File
+from hpt.core.schema import Column, File
 from hpt.serving.batch_records import TransformPlan
 
 TRANSFORM_JOBS_DIR = "transform-jobs"
@@ -99,7 +99,7 @@ class TransformJobs:
                "BatchStrategy": plan.strategy,
                "MaxConcurrentTransforms": request.get("MaxConcurrentTransforms") or 1,
                "MaxPayloadInMB": request.get("MaxPayloadInMB", plan.max_payload_bytes >> 20)}
-        for key in ("TransformStartTime", "TransformEndTime", "FailureReason"):
+        for key in ("TransformStartTime", "TransformEndTime", Column.FAILURE_REASON):
             if state.get(key) is not None:
                 out[key] = state[key]
         return out
@@ -110,7 +110,7 @@ class TransformJobs:
             described = self.describe(name)
             items.append({**{k: described.get(k) for k in (
                 "TransformJobName", "TransformJobArn", "CreationTime", "TransformEndTime",
-                "TransformJobStatus", "FailureReason")},
+                "TransformJobStatus", Column.FAILURE_REASON)},
                 "LastModifiedTime": described.get("TransformEndTime")
                 or described.get("TransformStartTime") or described["CreationTime"]})
         chunk, token = list_page(
@@ -171,7 +171,7 @@ class TransformJobs:
         if state.get(STATUS, IN_PROGRESS) == IN_PROGRESS and code != INTERRUPTED_EXIT:
             write_state(self.folder(name), **{
                 STATUS: FAILED, "TransformEndTime": time.time(),
-                "FailureReason": f"InternalServerError: its process exited (code {code}) "
+                Column.FAILURE_REASON: f"InternalServerError: its process exited (code {code}) "
                                  f"before the job ended; its output: "
                                  f"{self.folder(name) / RUNNER_LOG}"})
 

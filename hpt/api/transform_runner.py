@@ -36,19 +36,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpt.core.schema import File
+from hpt.core.schema import Column, File
+from hpt.core.trial import TrialStatus
 from hpt.serving.batch_records import (ModelRefused, RecordError, TransformPlan, output_key,
                                        relative_key, transform_object)
 
-REQUEST = "request.json"
+REQUEST = File.API_REQUEST  # the request, the model's container and how it serves
 STATE = "state.json"
 DONE = "done.jsonl"
 RUNNER_LOG = "runner.log"
 HOSTS_DIR = "hosts"
 DATA_LOG = "data-log.log"
 STATUS = "TransformJobStatus"
-IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED = (
-    "InProgress", "Completed", "Failed", "Stopping", "Stopped")
+# TransformJobStatus: a training job's words (and Stopping, hpt.api.tuning's, while a stop waits)
+IN_PROGRESS, COMPLETED, FAILED, STOPPED = (str(s) for s in (
+    TrialStatus.IN_PROGRESS, TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.STOPPED))
 ENDED = (COMPLETED, FAILED, STOPPED)
 START_TIMEOUT_SECONDS = 180.0
 DEFAULT_TIMEOUT_SECONDS = 600  # ModelClientConfig's defaults
@@ -318,14 +320,14 @@ def run(folder: Path, engine: str) -> int:
     except Stopped:
         ending = {STATUS: STOPPED}
     except JobFailed as exc:
-        ending = {STATUS: FAILED, "FailureReason": str(exc)[:1024]}
+        ending = {STATUS: FAILED, Column.FAILURE_REASON: str(exc)[:1024]}
     except Exception as exc:  # noqa: BLE001 - anything else is the service's failure
-        ending = {STATUS: FAILED, "FailureReason": f"InternalServerError: "
+        ending = {STATUS: FAILED, Column.FAILURE_REASON: f"InternalServerError: "
                                                    f"{type(exc).__name__}: {exc}"[:1024]}
     else:
         ending = {STATUS: COMPLETED, **counts}
-    if ending.get("FailureReason"):
-        transform.say(ending["FailureReason"])
+    if ending.get(Column.FAILURE_REASON):
+        transform.say(ending[Column.FAILURE_REASON])
     write_state(folder, **ending, TransformEndTime=time.time())
     return 0 if ending[STATUS] == COMPLETED else 1
 
