@@ -72,6 +72,7 @@ def test_the_api_pages_example_runs_as_written(tmp_path):
     assert shell_proc.returncode == 0, out[-6000:]
     assert "Completed" in out and "digits-boto3-" in out, out[-6000:]
     assert re.search(r"\[(\d ){4}\d\]", out), out[-3000:]  # five predicted digits
+    assert re.search(r"batch: \[(\d, ){4}\d\]", out), out[-3000:]  # and five from a batch
     assert "Traceback" not in out, out[-6000:]
     assert processes_in(clone) == []
 

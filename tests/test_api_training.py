@@ -3,6 +3,7 @@
 included). Real HTTP on 127.0.0.1, moto's S3 server, the reference CNN as local processes."""
 
 import json
+import re
 import signal
 
 import pytest
@@ -150,4 +151,47 @@ def test_kill_9_of_the_server_mid_training_job_leaves_no_process_and_a_failed_jo
         assert (folder / "job" / "metrics.jsonl").read_text().count("validation:accuracy")
     finally:
         again.stop(signal.SIGTERM)
+    assert processes_in(experiments) == []
+
+
+EPOCH_LINE = re.compile(r"^epoch=(\d+) loss=([0-9.eE+-]+) val_acc=([0-9.]+)$", re.M)
+# Dropout draws and BatchNorm statistics are per worker: off, the curves must match exactly.
+EXACT = {"dropout": 0, "batch_norm": "false", "lr": 0.05, "optimizer": "adam",
+         "conv_channels": 8, "dist_timeout": 20}
+
+
+@pytest.mark.smoke  # a 1-host and a 2-host training job of the CNN: ~40 s
+@pytest.mark.parametrize("mode, switch", [("data_parallel", "sagemaker_mpi_enabled"),
+                                          ("parameter_server", "sagemaker_parameter_server_enabled")])
+def test_a_two_host_training_job_follows_the_one_host_curve(moto_server, digits_channels,
+                                                            tmp_path, mode, switch):
+    """`fit()` with `instance_count=2` and a distribution: two hosts, each holding its own
+    bundle on the server's Ray (algo-2 in a host actor), training as one job; its loss
+    curve is the one-host job's (the tolerance of tests/test_cnn_distributed.py)."""
+    experiments = tmp_path / "experiments"
+    server = ApiServer(experiments, moto_server).start()
+    try:
+        sm, _, s3 = boto_clients(server.url, moto_server)
+        uris = upload_inputs(s3, digits_channels)
+        curves = {}
+        for name, hosts, extra in (("one-host", 1, {}), ("two-hosts", 2, {switch: True})):
+            request = training_request(name, uris, epochs=3, **EXACT, **extra)
+            request["ResourceConfig"]["InstanceCount"] = hosts
+            sm.create_training_job(**request)
+            job = wait_status(lambda: sm.describe_training_job(TrainingJobName=name),
+                              "TrainingJobStatus", ("Completed", "Failed", "Stopped"),
+                              timeout=300)
+            assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+            assert job["ResourceConfig"]["InstanceCount"] == hosts
+            folder = experiments / ".hpt-api" / "training-jobs" / name / "job"
+            curves[name] = [(int(e), float(loss), float(acc)) for e, loss, acc in
+                            EPOCH_LINE.findall((folder / "algo-1.log").read_text())]
+        assert (folder / "algo-2.log").is_file()  # the second host ran, and logged
+        assert len(curves["one-host"]) == 3
+        for (e1, l1, a1), (e2, l2, a2) in zip(curves["one-host"], curves["two-hosts"],
+                                              strict=True):
+            assert e1 == e2 and l1 == pytest.approx(l2, rel=1e-4)
+            assert a1 == pytest.approx(a2, abs=0.003)
+    finally:
+        server.stop(signal.SIGTERM)
     assert processes_in(experiments) == []

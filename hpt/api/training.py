@@ -16,8 +16,7 @@ from hpt.api.tuning import Placement, placed, refusals, without_reserved
 from hpt.api.wire_protocol import VALIDATION, ApiError
 from hpt.core.sagemaker_names import RESERVED_PREFIX
 from hpt.core.schema import Column
-from hpt.spacefile.sagemaker_json.importing import (RequestError, resource_config,
-                                                    training_job_space)
+from hpt.spacefile.sagemaker_json.importing import RequestError, training_job_space
 
 # What SageMaker accepts that hpt takes without acting on it, said once per job at create.
 ACCEPTED_AS_IS = {
@@ -45,12 +44,7 @@ def as_tuning_request(request: dict[str, Any]) -> dict[str, Any]:
 
 def training_refusals(request: dict[str, Any]) -> list[str]:
     """What hpt cannot run of this training job, each with what to change."""
-    found = refusals(as_tuning_request(request))
-    hosts = int(resource_config(request).get("InstanceCount") or 1)
-    if hosts > 1:
-        found.append(f"ResourceConfig.InstanceCount: {hosts} hosts; hpt api runs a training "
-                     f"job on one host (a tuning job's training jobs may span hosts); use 1")
-    return found
+    return refusals(as_tuning_request(request))
 
 
 def accepted_as_is(request: dict[str, Any]) -> list[str]:

@@ -73,8 +73,8 @@ def run(folder: Path, address: str, engine: str) -> int:
     client = s3_client() if uses_s3 else None
     runtime = RUNTIMES[spec.runtime]
     staged = runtime.stage(StageContext(spec, folder, client, {"container_engine": engine}))
-    with HeldResources(address, spec) as gpu_ids:
-        record = _train(runtime, staged, spec, job_dir, gpu_ids)
+    with HeldResources(address, spec, runtime) as slot:
+        record = _train(runtime, staged, spec, job_dir, slot)
     row = {**record.to_json(), Key.QUEUE_WAIT_SECONDS: round(
         max(0.0, record.start_time - queued - (record.launch_seconds or 0.0)), 4)}
     if record.status is TrialStatus.COMPLETED and (spec.output or "").startswith("s3://"):
@@ -83,12 +83,11 @@ def run(folder: Path, address: str, engine: str) -> int:
     return 0
 
 
-def _train(runtime, staged, spec, job_dir: Path, gpu_ids: tuple[str, ...]):
+def _train(runtime, staged, spec, job_dir: Path, slot):
     from hpt.experiment.store import attempt_dir
-    from hpt.runtime.job_protocol import JobContext, Slot, TrialAssignment
+    from hpt.runtime.job_protocol import JobContext, TrialAssignment
 
     trial_dir = attempt_dir(job_dir.parent, job_dir.name)
-    slot = Slot(num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)), gpu_ids=gpu_ids)
     job = runtime.job(JobContext(staged.trial_spec, TrialAssignment(1, spec.name, {}),
                                  trial_dir, staged.settings, slot))
     job.start()
@@ -102,41 +101,58 @@ def _train(runtime, staged, spec, job_dir: Path, gpu_ids: tuple[str, ...]):
 
 
 class HeldResources:
-    """The job's CPUs and GPUs held on the server's Ray while it runs: a placement group and
-    an actor in it, whose GPU ids the job gets."""
+    """The job's hosts held on the server's Ray while it runs, as a tuning job's trial holds
+    them (so the two never share a GPU): a placement group of one bundle per host, an actor
+    on bundle 0 whose GPUs algo-1 gets, and a host actor running algo-(i+1) on each other
+    bundle i (hpt/runtime/ray_hosts.py)."""
 
-    def __init__(self, address: str, spec):
-        self.address, self.spec = address, spec
+    def __init__(self, address: str, spec, runtime):
+        self.address, self.spec, self.runtime = address, spec, runtime
+        self.group, self.other_hosts = None, ()
 
-    def __enter__(self) -> tuple[str, ...]:
+    def __enter__(self):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         from hpt.cluster.session import start_or_join
+        from hpt.runtime.distribution_plan import processes_on_host
+        from hpt.runtime.job_protocol import Slot
+        from hpt.runtime.ray_hosts import RayHost
 
         start_or_join(self.address, dashboard=False,
                       metadata={"hpt_training_job": self.spec.name})
-        cpus, gpus = self.spec.trainer.cpus_per_host, self.spec.trainer.gpus_per_host
-        bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
-        self.group = placement_group([bundle])
+        trainer = self.spec.trainer
+        bundles = self.runtime.bundles(trainer)
+        self.group = placement_group(bundles, strategy=self.runtime.bundle_strategy)
         ray.get(self.group.ready())  # waits for a tuning job's trials to free them
         holder = ray.remote(_Holder).options(
-            num_cpus=cpus, num_gpus=gpus, scheduling_strategy=PlacementGroupSchedulingStrategy(
+            num_cpus=bundles[0]["CPU"], num_gpus=bundles[0].get("GPU") or 0,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(
                 self.group, placement_group_bundle_index=0)).remote()
-        return tuple(str(g) for g in ray.get(holder.gpu_ids.remote()))
+        ip, gpu_ids = ray.get(holder.where.remote())
+        if self.runtime.host_actors:
+            ports = processes_on_host(trainer.distribution, trainer.processes_per_host)
+            self.other_hosts = tuple(
+                RayHost(i, trainer.cpus_per_host, trainer.gpus_per_host, ports, group=self.group)
+                for i in range(1, len(bundles)))
+        return Slot(ip=ip, num_cpus=max(1, math.ceil(trainer.cpus_per_host)),
+                    gpu_ids=tuple(str(g) for g in gpu_ids), other_hosts=self.other_hosts)
 
     def __exit__(self, *exc) -> None:
         from ray.util.placement_group import remove_placement_group
 
+        for host in self.other_hosts:
+            host.close()
         remove_placement_group(self.group)
 
 
 class _Holder:
-    def gpu_ids(self) -> list:
+    def where(self) -> tuple[str, list]:
+        """The node this bundle is on, and its GPUs."""
         import ray
 
-        return ray.get_gpu_ids()
+        return ray.util.get_node_ip_address(), ray.get_gpu_ids()
 
 
 def _upload(client, output: str, name: str, job_dir: Path, record) -> dict[str, Any]:

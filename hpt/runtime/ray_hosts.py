@@ -79,12 +79,14 @@ class RayHost:
     reused by every trial the trainable runs."""
 
     def __init__(self, bundle_index: int, cpus: float, gpus: float, port_count: int,
-                 warm_socket: str | None = None):
+                 warm_socket: str | None = None, group=None):
+        """`group`: the placement group whose bundle it takes; by default the caller's own
+        (a trainable's)."""
         self.num_cpus = max(1, math.ceil(cpus))
         self.actor = HostActor.options(
             num_cpus=cpus, num_gpus=gpus,
             scheduling_strategy=PlacementGroupSchedulingStrategy(
-                placement_group=get_current_placement_group(),
+                placement_group=group or get_current_placement_group(),
                 placement_group_bundle_index=bundle_index),
         ).remote(self.num_cpus, warm_socket)
         self.host, self.log_name = f"algo-{bundle_index + 1}", f"algo-{bundle_index + 1}.log"
