@@ -7,7 +7,8 @@ apart: `X-Amz-Target: SageMaker.<Operation>` (the control plane, JSON 1.1),
 JSON 1.0, as botocore sends it; its model also offers Smithy RPC v2 CBOR, which newer SDKs
 prefer, served at `POST /service/GraniteServiceVersion20100801/operation/<Operation>`),
 `POST /endpoints/<name>/invocations` (sagemaker-runtime's InvokeEndpoint) and a form
-`Action=GetCallerIdentity` (STS). Requests are parsed and checked, and responses shaped and
+`Action=GetCallerIdentity` (STS) or `Action=SimulatePrincipalPolicy` (IAM: hpt/api/
+query_protocol.py). Requests are parsed and checked, and responses shaped and
 checked, by botocore's own models (hpt/api/wire_protocol.py). Every answer that is not a success
 is an AWS error shape; an unexpected failure is an InternalFailure whose traceback goes to
 the server's log, never to the client.
@@ -33,12 +34,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hpt.api import wire_protocol as protocol
+from hpt.api import query_protocol, wire_protocol as protocol
 from hpt.api.operations import Api, Context
 from hpt.api.cloudwatch import INVALID
 from hpt.api.wire_protocol import INTERNAL, TOO_LARGE, UNKNOWN_OPERATION, VALIDATION, ApiError
 from hpt.api.sigv4 import scope_of, verify
-from hpt.api.tuning import ACCOUNT, DEFAULT_REGION
+from hpt.api.tuning import DEFAULT_REGION
 from hpt.serving.router import MAX_PAYLOAD_BYTES, ROUTER_ERROR_HEADER
 
 MAX_REQUEST_BYTES = 1024 * 1024  # a control-plane request; invocations have the router's 6 MiB
@@ -93,21 +94,6 @@ def _runtime_error(error: ApiError, **members) -> Response:
                                                        "Content-Type": "application/json"})
 
 
-def _sts_response(action: str, request_id: str) -> Response:
-    if action != "GetCallerIdentity":
-        body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-                f'<Type>Sender</Type><Code>InvalidAction</Code><Message>hpt api answers STS '
-                f'GetCallerIdentity only</Message></Error><RequestId>{request_id}</RequestId>'
-                f'</ErrorResponse>')
-        return Response(body, status_code=400, media_type="text/xml")
-    body = (f'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
-            f'<GetCallerIdentityResult><Arn>arn:aws:iam::{ACCOUNT}:user/hpt</Arn>'
-            f'<UserId>AIDAHPTAPI000000000000</UserId><Account>{ACCOUNT}</Account>'
-            f'</GetCallerIdentityResult><ResponseMetadata><RequestId>{request_id}</RequestId>'
-            f'</ResponseMetadata></GetCallerIdentityResponse>')
-    return Response(body, media_type="text/xml")
-
-
 async def read_limited(request: Request, limit: int) -> bytes:
     """The body, or RequestEntityTooLarge once it passes `limit`. The rest of an oversized
     body is read and dropped (up to DRAIN_BYTES) before the answer, so a client still
@@ -158,11 +144,10 @@ class Server:
                 return Response(payload, headers={"Content-Type": kind,
                                                   "x-amzn-RequestId": request_id})
             form = parse_qs(body.decode("utf-8", "replace"))
-            if "Action" in form:  # the query protocol: STS
+            if "Action" in form:  # the query protocol: STS, IAM
                 operation = form["Action"][0]
-                response = _sts_response(operation, request_id)
-                status = response.status_code
-                return response
+                status, xml = query_protocol.answer(form, request_id)
+                return Response(xml, status_code=status, media_type="text/xml")
             raise ApiError(UNKNOWN_OPERATION, "no X-Amz-Target header: send SageMaker "
                                               "requests with an AWS SDK (boto3, the SageMaker "
                                               "Python SDK)")

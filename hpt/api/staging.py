@@ -91,13 +91,22 @@ def placement_of(request: dict[str, Any], server: ServerResources, say) -> Place
     if mapped:
         return Placement("docker", None, mapped, resources,
                          [f"TrainingImage {image}: runs as {mapped} (--image-map)"])
-    if FRAMEWORK_IMAGE.match(image) and submit_directory(request):
+    algorithm = definition_of(request).get("AlgorithmSpecification") or {}
+    if FRAMEWORK_IMAGE.match(image) and submit_directory(request) and \
+            not algorithm.get("ContainerEntrypoint"):
         return Placement("local", None, None, resources)
     from hpt.runtime.runtimes.docker import engine_problem
 
     problem = engine_problem(server.engine, image)
     if problem is None:
         return Placement("docker", None, image, resources)
+    if algorithm.get("ContainerEntrypoint"):
+        raise ApiError(VALIDATION, f"TrainingImage {image} with ContainerEntrypoint (the SDK "
+                                   f"3.x ModelTrainer's way of running code): the entrypoint "
+                                   f"runs in a container of the image, which is not on this "
+                                   f"machine's {server.engine} engine ({problem}); build or "
+                                   f"pull it, or map it with --image-map "
+                                   f"{repository}=LOCAL_IMAGE (e.g. hpt-cnn:pytorch-toolkit)")
     raise ApiError(VALIDATION, f"TrainingImage {image}: hpt runs SageMaker's framework images "
                                f"in script mode (with sagemaker_submit_directory and "
                                f"sagemaker_program) and any image on this machine's "

@@ -79,11 +79,6 @@ def refusals(request: dict[str, Any]) -> list[str]:
     if algorithm.get("AlgorithmName"):
         found.append("AlgorithmSpecification.AlgorithmName: marketplace and built-in "
                      "algorithms run on AWS only; give a TrainingImage with your script")
-    if algorithm.get("ContainerEntrypoint") or algorithm.get("ContainerArguments"):
-        found.append("AlgorithmSpecification.ContainerEntrypoint: hpt runs SageMaker's "
-                     "script mode (sagemaker_program in sagemaker_submit_directory, as the "
-                     "SDK 2.x estimators send it) and images' own `train`; leave "
-                     "ContainerEntrypoint and ContainerArguments out")
     if algorithm.get("TrainingInputMode", "File") != "File":
         found.append(f"AlgorithmSpecification.TrainingInputMode: {algorithm['TrainingInputMode']}"
                      f" is not supported; hpt gives every channel as files (File)")

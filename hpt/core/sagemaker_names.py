@@ -148,6 +148,14 @@ def distribution_mode(hyperparameters: dict[str, object]) -> str:
     return "none"
 
 
+def container_command(trainer) -> dict[str, list[str]]:
+    """AlgorithmSpecification's ContainerEntrypoint and ContainerArguments of a trainer that
+    sets them (what a training job request carries for it)."""
+    return {key: list(value) for key, value in (
+        ("ContainerEntrypoint", trainer.container_entrypoint),
+        ("ContainerArguments", trainer.container_arguments)) if value}
+
+
 # -- the container's environment ---------------------------------------------------------------
 
 # Variables the platform sets for every training job; a trainer.environment entry with one of

@@ -30,11 +30,16 @@ class ContainerSettings:
     tuning_job: str
     grace_seconds: float = 10.0
     channels: tuple[tuple[str, str], ...] = ()  # (local data folder, channel name)
+    writable_channels: frozenset[str] = frozenset()  # mounted read-write (hpt's own copies)
     network: str | None = None  # the trial's own network (multi-host trials)
     # Each process runs through the toolkit's `train`, as on SageMaker. Not for data_parallel,
     # whose `train` would start mpirun over SSH (hpt starts every rank itself, as locally),
     # nor torchrun, which is its own launcher: those run the planned command.
     toolkit: bool = True
+    # SageMaker's ContainerEntrypoint and ContainerArguments: every host runs them instead of
+    # `train` (the image's own drivers then do any distribution, as on SageMaker).
+    entrypoint: tuple[str, ...] = ()
+    arguments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,11 @@ class ContainerCommands:
 
 def _in_container(process: ProcessPlan, settings: ContainerSettings
                   ) -> tuple[tuple[str, ...], str | None]:
-    """(command, workdir) of a planned process inside the image: SageMaker's `train` (the
-    toolkit runs the entry point), or the planned argv itself (the image's python)."""
+    """(command, workdir) of a planned process inside the image: the request's
+    ContainerEntrypoint's arguments and ContainerArguments, SageMaker's `train` (the toolkit
+    runs the entry point), or the planned argv itself (the image's python)."""
+    if settings.entrypoint or settings.arguments:
+        return (*settings.entrypoint[1:], *settings.arguments), None
     if settings.toolkit:
         return ("train",), None
     return process.argv, f"{CONTAINER_ML}/code"
@@ -82,8 +90,10 @@ def container_commands(contract: HostContract, plan: HostPlan, num_cpus: int,
         hostname=contract.host, env=container_env(base_env, gpu_ids), gpu_ids=gpu_ids,
         cpus=float(num_cpus), network=settings.network,
         labels=labels_for(settings.tuning_job, job, contract.host), channels=settings.channels,
+        writable_channels=settings.writable_channels,
         command=command if single else KEEPER, detach=not single,
-        workdir=workdir if single else None, cpus_online=cpus_online)
+        workdir=workdir if single else None, cpus_online=cpus_online,
+        entrypoint=settings.entrypoint[0] if settings.entrypoint and single else None)
     secrets = secret_env(container)
     if single:
         processes = [run_argv(container)]

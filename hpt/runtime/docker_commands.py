@@ -61,7 +61,9 @@ class ContainerPlan:
     labels: dict[str, str] = field(default_factory=dict)
     # Local channel data, mounted read-only at /opt/ml/input/data/<channel>: (source, channel)
     channels: tuple[tuple[str, str], ...] = ()
+    writable_channels: frozenset[str] = frozenset()  # else read-only
     command: tuple[str, ...] = ("train",)
+    entrypoint: str | None = None  # `--entrypoint`: ContainerEntrypoint's first element
     detach: bool = False  # `docker run -d`: returns once the container runs (a keeper)
     workdir: str | None = None  # else the image's WORKDIR
     # A file that says "0-(N-1)", mounted over the kernel's list of online CPUs (as lxcfs
@@ -142,11 +144,14 @@ def run_argv(plan: ContainerPlan) -> list[str]:
     argv += ["--cpus", f"{plan.cpus:g}", "--shm-size", plan.shm_size]
     if plan.workdir:
         argv += ["--workdir", plan.workdir]
+    if plan.entrypoint:
+        argv += ["--entrypoint", plan.entrypoint]
     argv += _gpu_args(plan.engine, plan.gpu_ids)
     argv += ["--mount", f"type=bind,source={plan.host_tree},target={CONTAINER_ML}"]
     for source, channel in plan.channels:
+        mode = "" if channel in plan.writable_channels else ",readonly"
         argv += ["--mount", f"type=bind,source={source},"
-                            f"target={CONTAINER_ML}/input/data/{channel},readonly"]
+                            f"target={CONTAINER_ML}/input/data/{channel}{mode}"]
     if plan.cpus_online:
         argv += ["--mount", f"type=bind,source={plan.cpus_online},target={CPUS_ONLINE},readonly"]
     for key, value in sorted(plan.labels.items()):

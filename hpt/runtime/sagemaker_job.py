@@ -27,7 +27,7 @@ from hpt.core import sagemaker_names
 from hpt.core.sagemaker_names import (LEAD_LOG, SAGEMAKER_CONTAINER_LOG_LEVEL, SAGEMAKER_JOB_NAME,
                                       SAGEMAKER_PROGRAM, SAGEMAKER_REGION,
                                       SAGEMAKER_SUBMIT_DIRECTORY, TUNING_OBJECTIVE_METRIC,
-                                      distribution_hyperparameters)
+                                      container_command, distribution_hyperparameters)
 from hpt.core.schema import Column
 from hpt.core.trial import ENDED, FailureReason, TrialStatus
 from hpt.runtime.job_protocol import TrialAssignment
@@ -79,6 +79,7 @@ def create_training_job_request(spec, assignment: TrialAssignment, role_arn: str
             "TrainingInputMode": "File",
             "MetricDefinitions": [{"Name": m.name, "Regex": m.regex}
                                   for m in spec.metric_definitions],
+            **container_command(trainer),
         },
         "RoleArn": role_arn,
         "InputDataConfig": [{

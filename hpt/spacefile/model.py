@@ -91,6 +91,17 @@ def _environment(value: Any) -> dict[str, str]:
     return out
 
 
+def _container_command(value: Any) -> list[str] | None:
+    """A list of strings (SageMaker's ContainerEntrypoint or ContainerArguments)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v and "\0" not in v for v in value):
+        raise problem(f"must be a list of non-empty strings (got {show(value)}); e.g. "
+                      f"[/bin/bash, /opt/ml/input/data/code/run.sh]")
+    return value
+
+
 def _gpus_per_host(value: Any) -> float:
     """Whole GPUs, or a fraction of one device (never more than one, never part of two)."""
     value = number(ge=0)(value)
@@ -117,6 +128,10 @@ class Trainer(SpecModel):
         default_factory=dict)
     # hpt extension: fork trials from a Python that has already imported the script's modules.
     warm_start: Annotated[bool, BeforeValidator(boolean)] = False
+    # SageMaker's AlgorithmSpecification.ContainerEntrypoint / ContainerArguments: what each
+    # host's container runs instead of the image's `train` (the SDK 3.x ModelTrainer's way).
+    container_entrypoint: Annotated[list[str] | None, BeforeValidator(_container_command)] = None
+    container_arguments: Annotated[list[str] | None, BeforeValidator(_container_command)] = None
 
 
 # -- channels ---------------------------------------------------------------------------------

@@ -23,6 +23,11 @@ def problems(values: dict) -> list[tuple[tuple, str]]:
         found.append((("trainer", "image"), "is required for runtime: docker: an image of the "
                       "trainer with the sagemaker-training toolkit, e.g. image: my-trainer:latest"
                       " (docker build -t my-trainer:latest DIR, DIR holding its Dockerfile)"))
+    if (trainer.container_entrypoint or trainer.container_arguments) and \
+            trainer.distribution != "none":
+        found.append((("trainer", "distribution"), f"{trainer.distribution} with "
+                      f"container_entrypoint: every host runs the entrypoint, whose own drivers "
+                      f"distribute the job (as on SageMaker); use distribution: none"))
     channels = values.get("channels") or {}
     if trainer.instance_count > 1:
         for name, channel in channels.items():
@@ -68,7 +73,11 @@ def stage(ctx: StageContext) -> Staged:
     if problem is not None:
         raise UserError(f"{ctx.spec.source_path}: {problem}")
     staged = local.stage_channels(ctx)
-    return Staged(staged.trial_spec, {"container_engine": engine}, staged.events)
+    # The channels hpt downloaded are the job's own copy, writable as SageMaker's are (the
+    # SDK 3.x driver channel chmods its script); a local folder is the user's: read-only.
+    downloaded = sorted(name for name, ch in ctx.spec.channels.items() if ch.is_s3)
+    return Staged(staged.trial_spec, {"container_engine": engine,
+                                      "writable_channels": downloaded}, staged.events)
 
 
 def job(ctx: JobContext) -> TrainingJob:
@@ -76,12 +85,16 @@ def job(ctx: JobContext) -> TrainingJob:
     from hpt.runtime.local_job import STOP_GRACE_SECONDS
 
     spec = ctx.spec
-    # Channels are mounted read-only into the container, not linked.
+    # Channels are mounted into the container, not linked: read-only, but for hpt's own
+    # copies of s3:// channels.
     container = ContainerSettings(
         ctx.settings.get("container_engine", "docker"), spec.trainer.image or "", spec.name,
         STOP_GRACE_SECONDS,
         tuple((str(Path(ch.uri).resolve()), name) for name, ch in spec.channels.items()),
-        toolkit=spec.trainer.distribution in ("none", "parameter_server"))
+        writable_channels=frozenset(ctx.settings.get("writable_channels") or ()),
+        toolkit=spec.trainer.distribution in ("none", "parameter_server"),
+        entrypoint=tuple(spec.trainer.container_entrypoint or ()),
+        arguments=tuple(spec.trainer.container_arguments or ()))
     return local.job(ctx, container=container)
 
 

@@ -38,5 +38,15 @@ def placement(ctx: JobContext) -> str:
         f" (+{len(slot.other_hosts)} hosts)" if slot.other_hosts else "")
 
 
-LOCAL = Runtime("local", problems=lambda values: [], bundles=bundles, stage=stage_channels,
+def problems(values: dict) -> list[tuple[tuple, str]]:
+    trainer = values.get("trainer")
+    found = []
+    for field in ("container_entrypoint", "container_arguments"):
+        if trainer is not None and getattr(trainer, field):
+            found.append((("trainer", field), "runs in a container (its paths are the "
+                          "container's /opt/ml/...): use runtime: docker with trainer.image"))
+    return found
+
+
+LOCAL = Runtime("local", problems=problems, bundles=bundles, stage=stage_channels,
                 job=job, placement=placement)

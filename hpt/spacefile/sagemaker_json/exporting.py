@@ -10,7 +10,7 @@ from typing import Any
 from hpt.core.errors import UserError
 from hpt.core.sagemaker_names import (MPI_PROCESSES_PER_HOST, SAGEMAKER_PROGRAM,
                                       SAGEMAKER_SUBMIT_DIRECTORY, SOURCE_ARCHIVE,
-                                      distribution_hyperparameters)
+                                      container_command, distribution_hyperparameters)
 from hpt.schedule.rules import rule_of
 from hpt.schedule.rules.asha import DEFAULT_RESOURCES
 from hpt.spacefile.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
@@ -158,7 +158,8 @@ def _definition(spec, base: Path, tags: dict, report: list) -> dict[str, Any]:
             "TrainingImage": trainer.image or IMAGE_PLACEHOLDER,
             "TrainingInputMode": "File",
             "MetricDefinitions": [{"Name": m.name, "Regex": m.regex}
-                                  for m in spec.metric_definitions]},
+                                  for m in spec.metric_definitions],
+            **container_command(trainer)},
         "RoleArn": ROLE_PLACEHOLDER,
         "OutputDataConfig": {"S3OutputPath": _s3_or_placeholder(
             spec.output, "output", base, tags, report, "the model artifacts")},

@@ -138,17 +138,21 @@ def _trainer(definition: dict, statics: dict, tags: dict, report: list) -> dict[
         report.append(f"StaticHyperParameters.{key}: a SageMaker switch hpt does not use; "
                       f"dropped")
         statics.pop(key)
+    algorithm = _need(definition, "AlgorithmSpecification", "TrainingJobDefinition", dict)
+    commands = {field: algorithm[key] for field, key in (
+        ("container_entrypoint", "ContainerEntrypoint"),
+        ("container_arguments", "ContainerArguments")) if algorithm.get(key)}
     if entry_point is None:
         entry_point = "train.py"
-        report.append("StaticHyperParameters.sagemaker_program: missing; entry_point set to "
-                      "train.py: fix it")
+        if not commands:  # the container's command says what runs
+            report.append("StaticHyperParameters.sagemaker_program: missing; entry_point set "
+                          "to train.py: fix it")
     if "source_dir" not in tags:
         report.append("trainer.source_dir: not in the request (SageMaker ships code in the "
                       "image or sagemaker_submit_directory); set to '.': fix it")
-    algorithm = _need(definition, "AlgorithmSpecification", "TrainingJobDefinition", dict)
     resources = resource_config(definition)
     trainer: dict[str, Any] = {"source_dir": tags.get("source_dir", "."),
-                               "entry_point": entry_point}
+                               "entry_point": entry_point, **commands}
     image = algorithm.get("TrainingImage")
     if image and image != IMAGE_PLACEHOLDER:
         trainer["image"] = image
