@@ -16,6 +16,8 @@ page costs what it returns, not the whole log.
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +27,7 @@ from hpt.core.log_times import read_times, time_at
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
+ENDPOINT_GROUP = "/aws/sagemaker/Endpoints/"  # + the endpoint's name
 NOT_FOUND = "ResourceNotFoundException"
 INVALID = "InvalidParameterException"
 PAGE_EVENTS = 10_000  # GetLogEvents' own limits: 10,000 events or 1 MB
@@ -41,20 +44,26 @@ def host_logs(folder: Path) -> dict[str, Path]:
 
 
 class JobLogs:
-    """The log groups served, each with how to find a job's hosts' logs."""
+    """The log groups served: `groups`, each with how to find a job's hosts' logs (a stream
+    `<job>/<host>-<start>`), and `/aws/sagemaker/Endpoints/<endpoint>`, whose streams are the
+    endpoint's own (`<variant>/<host>-<start>`), found by `endpoint_hosts`."""
 
-    def __init__(self, groups: dict[str, HostsOf]):
-        self.groups = groups
+    def __init__(self, groups: dict[str, HostsOf], endpoint_hosts: HostsOf | None = None):
+        self.groups, self.endpoint_hosts = groups, endpoint_hosts
 
     def operations(self) -> dict[str, Callable[[dict, Any], dict]]:
         return {"DescribeLogStreams": lambda p, c: self.describe_log_streams(p, c.region),
-                "GetLogEvents": lambda p, c: self.get_log_events(p)}
+                "GetLogEvents": lambda p, c: self.get_log_events(p),
+                "FilterLogEvents": lambda p, c: self.filter_log_events(p)}
 
-    def streams(self, group: str, job: str) -> dict[str, Path]:
-        try:
-            found = self.groups[group](job) if job else None
-        except ApiError:  # no such job: no streams
-            found = None
+    def streams(self, group: str, hint: str) -> dict[str, Path]:
+        """The group's streams that a stream name or prefix `hint` may name: a job's (its
+        name is the hint's first segment), or an endpoint group's all."""
+        if group in self.groups:
+            job = hint.split("/", 1)[0]
+            found, prefix = self._hosts(self.groups[group], job) if job else None, f"{job}/"
+        else:
+            found, prefix = self._hosts(self.endpoint_hosts, group[len(ENDPOINT_GROUP):]), ""
         if found is None:
             return {}
         hosts, start = found
@@ -62,8 +71,15 @@ class JobLogs:
         for host, log in sorted(hosts.items()):
             began = _first_line_time(log, start)
             if began is not None:
-                named[f"{job}/{host}-{int(began)}"] = log
+                named[f"{prefix}{host}-{int(began)}"] = log
         return named
+
+    @staticmethod
+    def _hosts(hosts_of: HostsOf | None, key: str):
+        try:
+            return hosts_of(key) if hosts_of is not None and key else None
+        except ApiError:  # no such job or endpoint: no streams
+            return None
 
     def describe_log_streams(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         group = self._group(params)
@@ -87,10 +103,48 @@ class JobLogs:
         return {"logStreams": described[:int(params.get("limit") or 50)]}
 
     def _group(self, params: dict[str, Any]) -> str:
-        group = params.get("logGroupName") or params.get("logGroupIdentifier")
-        if group not in self.groups:
-            raise ApiError(NOT_FOUND, "The specified log group does not exist.")
-        return group
+        group = params.get("logGroupName") or params.get("logGroupIdentifier") or ""
+        if group in self.groups or (self.endpoint_hosts is not None and group.startswith(
+                ENDPOINT_GROUP) and self._hosts(self.endpoint_hosts, group[len(ENDPOINT_GROUP):])):
+            return group
+        raise ApiError(NOT_FOUND, "The specified log group does not exist.")
+
+    def filter_log_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The events of the streams named (logStreamNames) or matched (logStreamNamePrefix)
+        after the token, in time order, those whose message holds every term of the
+        filterPattern; startTime/endTime (ms). `nextToken` (where each stream was left)
+        comes with a page that has events; a page without one has reached the end, so a
+        client that goes on from its last token sees each event once."""
+        group = self._group(params)
+        wanted = params.get("logStreamNames")
+        prefix = params.get("logStreamNamePrefix") or ""
+        streams = {n: log for n, log in self.streams(group, (wanted or [prefix])[0]).items()
+                   if (n in wanted if wanted else n.startswith(prefix))}
+        offsets = _filter_token(params.get("nextToken"))
+        terms = [t.strip('"') for t in (params.get("filterPattern") or "").split() if t]
+        low, high = params.get("startTime"), params.get("endTime")
+        limit = min(int(params.get("limit") or PAGE_EVENTS), PAGE_EVENTS)
+        found, moved = [], dict(offsets)
+        for name, log in sorted(streams.items()):
+            times, begun = read_times(log), float(name.rsplit("-", 1)[1])
+            size = log.stat().st_size
+            with open(log, "rb") as f:
+                lines = _lines_after(f, min(offsets.get(name, 0), size), size)[:limit]
+            for at, raw in lines:
+                moved[name] = at + len(raw)
+                stamp = int(time_at(times, at, begun) * 1000)
+                message = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+                if (low is None or stamp >= low) and (high is None or stamp < high) and \
+                        all(t in message for t in terms):
+                    found.append({"logStreamName": name, "timestamp": stamp,
+                                  "ingestionTime": stamp, "message": message,
+                                  "eventId": f"{name}/{at}"})
+        found.sort(key=lambda e: e["timestamp"])
+        answer: dict[str, Any] = {"events": found[:limit], "searchedLogStreams": [
+            {"logStreamName": n, "searchedCompletely": True} for n in sorted(streams)]}
+        if moved != offsets:
+            answer["nextToken"] = _encode_filter_token(moved)
+        return answer
 
     def get_log_events(self, params: dict[str, Any]) -> dict[str, Any]:
         """A page of the stream: forward from the head or a token, or (CloudWatch's default
@@ -179,3 +233,20 @@ def _lines_before(f, offset: int) -> list[tuple[int, bytes]]:
         lines.append((at, raw))
         at += len(raw)
     return lines[-PAGE_EVENTS:]
+
+
+def _encode_filter_token(offsets: dict[str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(offsets, sort_keys=True).encode()).decode()
+
+
+def _filter_token(token: str | None) -> dict[str, int]:
+    """FilterLogEvents' token: where each stream was left (byte offsets)."""
+    if not token:
+        return {}
+    try:
+        offsets = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if isinstance(offsets, dict) and all(isinstance(v, int) for v in offsets.values()):
+            return offsets
+    except ValueError:
+        pass
+    raise ApiError(INVALID, "The specified nextToken is invalid.")

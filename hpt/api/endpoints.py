@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from hpt.api.listing import list_page
@@ -180,6 +181,18 @@ class Endpoints:
                                               f"found.")
         raise ApiError("ValidationError", f"Endpoint {name} is {record['EndpointStatus']}; "
                                           f"invoke it once it is InService")
+
+    def logs_of(self, name: str) -> tuple[dict[str, Path], float]:
+        """Each variant's serving log in the endpoint's newest fleet, by `<variant>/algo-1`,
+        and when the endpoint was created (CloudWatch Logs' /aws/sagemaker/Endpoints/NAME)."""
+        from hpt.serving.backends import SERVE_LOG
+
+        record = self.records.get(ENDPOINTS, name)
+        fleets = sorted((p for p in (self.store.root / "serving" / name).glob("*")
+                         if p.name.isdigit()), key=lambda p: int(p.name))
+        logs = {f"{v.name}/algo-1": v / SERVE_LOG for v in sorted(fleets[-1].iterdir())
+                if (v / SERVE_LOG).is_file()} if fleets else {}
+        return logs, record["CreationTime"]
 
     # -- lifecycle ---------------------------------------------------------------------------
 

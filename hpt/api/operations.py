@@ -117,7 +117,7 @@ class Api:
         self.logs = JobLogs({
             LOG_GROUP: lambda name: t.log_of(name) if t.has(name)
             else jobs.training_job_log(name),
-            TRANSFORM_LOG_GROUP: x.log_of}).operations()
+            TRANSFORM_LOG_GROUP: x.log_of}, endpoint_hosts=endpoints.logs_of).operations()
         self.cloudwatch = TrainingJobMetrics(
             lambda: [*t.folders(), *jobs.training_job_folders()]).operations()
 

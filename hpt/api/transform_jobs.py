@@ -31,6 +31,7 @@ from hpt.api.transform_runner import (DATA_LOG, ENDED, FAILED, HOSTS_DIR, IN_PRO
 from hpt.api.tuning import STOPPING, arn
 from hpt.api.wire_protocol import IN_USE, VALIDATION, ApiError
 from hpt.core.schema import Column, File
+from hpt.serving.backends import SERVE_LOG
 from hpt.serving.batch_records import TransformPlan
 
 TRANSFORM_JOBS_DIR = "transform-jobs"
@@ -136,7 +137,7 @@ class TransformJobs:
         """Each instance's model server log, and the job's data log (CloudWatch Logs)."""
         job, state = self._read(name)
         hosts = self.folder(name) / HOSTS_DIR
-        logs = {d.name: d / "serve.log" for d in sorted(hosts.glob("algo-*")) if d.is_dir()}
+        logs = {d.name: d / SERVE_LOG for d in sorted(hosts.glob("algo-*")) if d.is_dir()}
         if (hosts / DATA_LOG).is_file():
             logs["algo-1/data-log"] = hosts / DATA_LOG
         return logs, state.get("TransformStartTime") or job["CreationTime"]

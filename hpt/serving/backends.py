@@ -30,6 +30,7 @@ from hpt.serving.archive import extract_model
 
 HOST = "127.0.0.1"
 STOP_GRACE_SECONDS = 5.0
+SERVE_LOG = "serve.log"  # the serving program's stdout and stderr, in its folder
 
 
 class BackendError(Exception):
@@ -60,7 +61,7 @@ class Backend:
     log_path: Path = field(init=False)
 
     def __post_init__(self):
-        self.log_path = self.folder / "serve.log"
+        self.log_path = self.folder / SERVE_LOG
 
     @property
     def url(self) -> str:
