@@ -179,3 +179,37 @@ def test_a_host_process_writes_the_index_beside_its_log(tmp_path):
     assert entries and all(offset in starts for offset, _ in entries)
     assert entries[0][0] == len(b"an earlier attempt's line\n")  # appended after it
     assert all(b > a for (_, a), (_, b) in zip(entries, entries[1:]))
+
+
+def test_filter_log_events_goes_on_from_its_token_as_the_sdk3_endpoint_waiter_pages(tmp_path):
+    """FilterLogEvents over an endpoint's group (`/aws/sagemaker/Endpoints/NAME`, one stream
+    per variant): a page with events carries the token to go on from, a page at the end
+    none (botocore's paginator stops there), and each line comes once."""
+    from hpt.api.cloudwatch_logs import ENDPOINT_GROUP
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    logs = {"AllTraffic/algo-1": tmp_path / "a" / "serve.log",
+            "Shadow/algo-1": tmp_path / "b" / "serve.log"}
+    logs["AllTraffic/algo-1"].write_text("loading\nmodel loaded\n")
+    logs["Shadow/algo-1"].write_text("shadow up\n")
+    served = JobLogs({}, endpoint_hosts=lambda name: (logs, START) if name == "ep" else None)
+    group = ENDPOINT_GROUP + "ep"
+    first = served.filter_log_events({"logGroupName": group,
+                                      "logStreamNamePrefix": "AllTraffic/"})
+    assert [e["message"] for e in first["events"]] == ["loading", "model loaded"]
+    assert first["events"][0]["logStreamName"] == f"AllTraffic/algo-1-{int(START)}"
+    end = served.filter_log_events({"logGroupName": group, "logStreamNamePrefix": "AllTraffic/",
+                                    "nextToken": first["nextToken"]})
+    assert end["events"] == [] and "nextToken" not in end
+    with open(logs["AllTraffic/algo-1"], "a") as f:
+        f.write("ready\n")
+    more = served.filter_log_events({"logGroupName": group, "logStreamNamePrefix": "AllTraffic/",
+                                     "nextToken": first["nextToken"]})
+    assert [e["message"] for e in more["events"]] == ["ready"]
+    both = served.filter_log_events({"logGroupName": group, "filterPattern": "up"})
+    assert [e["message"] for e in both["events"]] == ["shadow up"]
+    with pytest.raises(ApiError, match="log group does not exist"):
+        served.filter_log_events({"logGroupName": ENDPOINT_GROUP + "other"})
+    with pytest.raises(ApiError, match="nextToken is invalid"):
+        served.filter_log_events({"logGroupName": group, "nextToken": "junk!"})

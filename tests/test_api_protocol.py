@@ -377,6 +377,15 @@ def _malformed(rng: random.Random) -> list[tuple[str, dict, bytes]]:
         cases += [(f"{op}: not JSON", target, b"{nope"),
                   (f"{op}: unknown member", target, json.dumps({"Bogus": 1}).encode()),
                   (f"{op}: Period a string", target, json.dumps({"Period": "x"}).encode())]
+    for op in ("DescribeLogStreams", "GetLogEvents", "FilterLogEvents"):  # CloudWatch Logs
+        target = {"X-Amz-Target": f"Logs_20140328.{op}",
+                  "Content-Type": "application/x-amz-json-1.1"}
+        cases += [(f"{op}: not JSON", target, b"{nope"),
+                  (f"{op}: unknown member", target, json.dumps({"Bogus": 1}).encode()),
+                  (f"{op}: limit a string", target, json.dumps({"limit": "x"}).encode()),
+                  (f"{op}: no such group", target, json.dumps(
+                      {"logGroupName": "/aws/sagemaker/Endpoints/none",
+                       "logStreamName": "x"}).encode())]
     for target in ("SageMaker.DeleteEverything", "SageMaker.", "Logs_20140328.PutLogEvents",
                    "DynamoDB_20120810.ListTables", ""):
         cases.append((f"target {target!r}", {"X-Amz-Target": target}, b"{}"))
@@ -416,7 +425,8 @@ def test_fuzz_every_malformed_request_gets_a_sagemaker_error_shape(api):
             codes[code] += 1
     print(f"fuzz: {len(cases)} malformed requests -> {dict(codes)}")
     assert set(codes) <= {"ValidationException", "UnknownOperationException",
-                          "RequestEntityTooLarge", "ResourceNotFound", "InvalidParameterValue"}
+                          "RequestEntityTooLarge", "ResourceNotFound", "InvalidParameterValue",
+                          "ResourceNotFoundException"}  # the last: CloudWatch Logs' own
     assert codes["InvalidParameterValue"] == 9  # CloudWatch's own code for each of its cases
 
 
