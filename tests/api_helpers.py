@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -206,3 +208,44 @@ def answers(url: str, body: bytes = b"{}", headers: dict | None = None) -> tuple
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def training_request(name: str, uris: dict[str, str], epochs: int = 3, **hyperparameters):
+    statics = {"epochs": json.dumps(epochs), "batch_size": json.dumps(64),
+               "sagemaker_program": json.dumps("train.py"),
+               "sagemaker_submit_directory": json.dumps(uris["code"]),
+               "sagemaker_container_log_level": "20", "sagemaker_region": '"us-east-1"',
+               "sagemaker_job_name": json.dumps(name),
+               **{k: json.dumps(v) for k, v in hyperparameters.items()}}
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": PYTORCH_TRAINING, "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "validation:accuracy", "Regex": "val_acc=([0-9.]+)"},
+                                  {"Name": "never:printed", "Regex": "nope=([0-9.]+)"}],
+            "EnableSageMakerMetricsTimeSeries": True},
+        "RoleArn": ROLE,
+        "InputDataConfig": [{"ChannelName": ch, "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": uris[ch],
+            "S3DataDistributionType": "FullyReplicated"}}} for ch in ("train", "test")],
+        "OutputDataConfig": {"S3OutputPath": uris["output"]},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                           "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "HyperParameters": statics,
+        "DebugHookConfig": {"S3OutputPath": uris["output"], "CollectionConfigurations": []},
+        "ProfilerConfig": {"S3OutputPath": uris["output"], "DisableProfiler": False},
+        "Environment": {"CUSTOM_SETTING": "on"},
+    }
+
+
+EPOCH_LINE = re.compile(r"^epoch=(\d+) loss=([0-9.eE+-]+) val_acc=([0-9.]+)$", re.M)
+# Dropout draws and BatchNorm statistics are per worker: off, the curves must match exactly.
+EXACT = {"dropout": 0, "batch_norm": "false", "lr": 0.05, "optimizer": "adam",
+         "conv_channels": 8, "dist_timeout": 20}
+
+
+def epoch_curve(log: Path) -> list[tuple[int, float, float]]:
+    """(epoch, loss, val_acc) of each epoch line the CNN trainer printed."""
+    return [(int(e), float(loss), float(acc))
+            for e, loss, acc in EPOCH_LINE.findall(log.read_text())]

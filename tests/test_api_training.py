@@ -1,45 +1,14 @@
 """CreateTrainingJob through hpt api: the SDK's `fit()` without a tuner, as boto3 sends it
-(the request below is what the SageMaker SDK 2.x PyTorch estimator writes, its defaults
-included). Real HTTP on 127.0.0.1, moto's S3 server, the reference CNN as local processes."""
+(api_helpers.training_request is what the SageMaker SDK 2.x PyTorch estimator writes, its
+defaults included). Real HTTP on 127.0.0.1, moto's S3 server, the reference CNN as local processes."""
 
-import json
-import re
 import signal
 
 import pytest
 
-from api_helpers import (BUCKET, PYTORCH_TRAINING, ROLE, ApiServer, boto_clients,
+from api_helpers import (BUCKET, EXACT, ApiServer, boto_clients, epoch_curve, training_request,
                          upload_inputs, wait_status)
 from helpers import processes_in
-
-
-def training_request(name: str, uris: dict[str, str], epochs: int = 3, **hyperparameters):
-    statics = {"epochs": json.dumps(epochs), "batch_size": json.dumps(64),
-               "sagemaker_program": json.dumps("train.py"),
-               "sagemaker_submit_directory": json.dumps(uris["code"]),
-               "sagemaker_container_log_level": "20", "sagemaker_region": '"us-east-1"',
-               "sagemaker_job_name": json.dumps(name),
-               **{k: json.dumps(v) for k, v in hyperparameters.items()}}
-    return {
-        "TrainingJobName": name,
-        "AlgorithmSpecification": {
-            "TrainingImage": PYTORCH_TRAINING, "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": "validation:accuracy", "Regex": "val_acc=([0-9.]+)"},
-                                  {"Name": "never:printed", "Regex": "nope=([0-9.]+)"}],
-            "EnableSageMakerMetricsTimeSeries": True},
-        "RoleArn": ROLE,
-        "InputDataConfig": [{"ChannelName": ch, "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": uris[ch],
-            "S3DataDistributionType": "FullyReplicated"}}} for ch in ("train", "test")],
-        "OutputDataConfig": {"S3OutputPath": uris["output"]},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
-                           "VolumeSizeInGB": 30},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-        "HyperParameters": statics,
-        "DebugHookConfig": {"S3OutputPath": uris["output"], "CollectionConfigurations": []},
-        "ProfilerConfig": {"S3OutputPath": uris["output"], "DisableProfiler": False},
-        "Environment": {"CUSTOM_SETTING": "on"},
-    }
 
 
 @pytest.mark.smoke  # two CNN training jobs and a stopped one: ~40 s
@@ -154,12 +123,6 @@ def test_kill_9_of_the_server_mid_training_job_leaves_no_process_and_a_failed_jo
     assert processes_in(experiments) == []
 
 
-EPOCH_LINE = re.compile(r"^epoch=(\d+) loss=([0-9.eE+-]+) val_acc=([0-9.]+)$", re.M)
-# Dropout draws and BatchNorm statistics are per worker: off, the curves must match exactly.
-EXACT = {"dropout": 0, "batch_norm": "false", "lr": 0.05, "optimizer": "adam",
-         "conv_channels": 8, "dist_timeout": 20}
-
-
 @pytest.mark.smoke  # a 1-host and a 2-host training job of the CNN: ~40 s
 @pytest.mark.parametrize("mode, switch", [("data_parallel", "sagemaker_mpi_enabled"),
                                           ("parameter_server", "sagemaker_parameter_server_enabled")])
@@ -184,8 +147,7 @@ def test_a_two_host_training_job_follows_the_one_host_curve(moto_server, digits_
             assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
             assert job["ResourceConfig"]["InstanceCount"] == hosts
             folder = experiments / ".hpt-api" / "training-jobs" / name / "job"
-            curves[name] = [(int(e), float(loss), float(acc)) for e, loss, acc in
-                            EPOCH_LINE.findall((folder / "algo-1.log").read_text())]
+            curves[name] = epoch_curve(folder / "algo-1.log")
         assert (folder / "algo-2.log").is_file()  # the second host ran, and logged
         assert len(curves["one-host"]) == 3
         for (e1, l1, a1), (e2, l2, a2) in zip(curves["one-host"], curves["two-hosts"],

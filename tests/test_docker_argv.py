@@ -249,3 +249,26 @@ def test_a_container_sees_its_share_of_cpus_as_its_own():
     parsed = parse_run(run_argv(plan(cpus_online="/exp/job/.cpus-online-2")))
     assert ("type=bind,source=/exp/job/.cpus-online-2,target=/sys/devices/system/cpu/online,"
             "readonly") in parsed["flags"]["--mount"]
+
+
+def test_a_container_entrypoint_replaces_train_and_downloaded_channels_are_writable():
+    """SageMaker's ContainerEntrypoint/ContainerArguments (what the SDK 3.x ModelTrainer
+    sends): `--entrypoint` and the rest as the command; hpt's own copy of an s3:// channel
+    mounts read-write (the SDK's driver channel chmods its script), a local folder
+    read-only."""
+    from hpt.runtime.containers import ContainerSettings, _in_container
+
+    settings = ContainerSettings("docker", "img", "job", entrypoint=("/bin/bash",),
+                                 arguments=("-c", "chmod +x x.sh && ./x.sh"))
+    command, workdir = _in_container(None, settings)
+    assert command == ("-c", "chmod +x x.sh && ./x.sh") and workdir is None
+    parsed = parse_run(run_argv(plan(
+        entrypoint="/bin/bash", command=command,
+        channels=(("/data/s3-copy", "sm_drivers"), ("/home/me/data", "train")),
+        writable_channels=frozenset({"sm_drivers"}))))
+    assert parsed["flags"]["--entrypoint"] == ["/bin/bash"]
+    assert parsed["command"] == ["-c", "chmod +x x.sh && ./x.sh"]
+    mounts = parsed["flags"]["--mount"]
+    assert "type=bind,source=/data/s3-copy,target=/opt/ml/input/data/sm_drivers" in mounts
+    assert ("type=bind,source=/home/me/data,target=/opt/ml/input/data/train,readonly"
+            in mounts)

@@ -202,3 +202,39 @@ def test_an_imported_space_validates_wherever_it_is_written(tmp_path):
     space = yaml.safe_load(imported.stdout)
     assert space["trainer"]["source_dir"] == str(REPO / "trainers" / "cnn")
     assert space["prepare"] == ["python", str(REPO / "scripts" / "prepare_data.py")]
+
+
+def test_a_container_entrypoint_round_trips_and_runs_only_in_a_container(write_space, tmp_path):
+    """trainer.container_entrypoint / container_arguments are SageMaker's ContainerEntrypoint
+    and ContainerArguments (the SDK 3.x ModelTrainer's way of running code): exported (in hpt's
+    tags: a tuning job's definition has no such field), imported back, and sent by runtime:
+    sagemaker in its CreateTrainingJob; on local processes, or beside hpt's own distribution,
+    refused with the fix."""
+    (tmp_path / "train.py").write_text("")
+    trainer = {"source_dir": ".", "entry_point": "train.py", "image": "my-image:1",
+               "container_entrypoint": ["/bin/bash"],
+               "container_arguments": ["-c", "python /opt/ml/input/data/code/train.py"]}
+    space = {"name": "three", "runtime": "docker", "trainer": trainer,
+             "hyperparameters": {"x": {"type": "continuous", "min": 0.1, "max": 0.9}},
+             "objective": {"metric": "m", "type": "minimize"},
+             "metric_definitions": [{"name": "m", "regex": "m=([0-9.]+)"}],
+             "limits": {"max_trials": 2}}
+    spec = load_spec(write_space(space), check_disk=False)
+    request, _ = to_request(spec)
+    validate(request)
+    # A tuning job's definition has no ContainerEntrypoint: hpt's tags carry it.
+    assert "ContainerEntrypoint" not in request["TrainingJobDefinition"]["AlgorithmSpecification"]
+    back, report = from_request(request)
+    assert back["trainer"]["container_entrypoint"] == ["/bin/bash"]
+    assert back["trainer"]["container_arguments"] == trainer["container_arguments"]
+    assert not any("sagemaker_program" in line for line in report)
+    from hpt.core.sagemaker_names import container_command
+
+    assert container_command(spec.trainer) == {
+        "ContainerEntrypoint": ["/bin/bash"], "ContainerArguments": trainer["container_arguments"]}
+    for change, says in (({"runtime": "local"}, "trainer.container_entrypoint: runs in a "
+                                                "container"),
+                         ({"trainer": {**trainer, "distribution": "data_parallel"}},
+                          "every host runs the entrypoint")):
+        with pytest.raises(UserError, match=says):
+            load_spec(write_space({**space, **change}), check_disk=False)

@@ -10,7 +10,7 @@ from typing import Any
 from hpt.core.errors import UserError
 from hpt.core.sagemaker_names import (MPI_PROCESSES_PER_HOST, SAGEMAKER_PROGRAM,
                                       SAGEMAKER_SUBMIT_DIRECTORY, SOURCE_ARCHIVE,
-                                      container_command, distribution_hyperparameters)
+                                      distribution_hyperparameters)
 from hpt.schedule.rules import rule_of
 from hpt.schedule.rules.asha import DEFAULT_RESOURCES
 from hpt.spacefile.sagemaker_json.names import (DEFAULT_INSTANCE_TYPE, EARLY_STOPPING,
@@ -158,8 +158,7 @@ def _definition(spec, base: Path, tags: dict, report: list) -> dict[str, Any]:
             "TrainingImage": trainer.image or IMAGE_PLACEHOLDER,
             "TrainingInputMode": "File",
             "MetricDefinitions": [{"Name": m.name, "Regex": m.regex}
-                                  for m in spec.metric_definitions],
-            **container_command(trainer)},
+                                  for m in spec.metric_definitions]},
         "RoleArn": ROLE_PLACEHOLDER,
         "OutputDataConfig": {"S3OutputPath": _s3_or_placeholder(
             spec.output, "output", base, tags, report, "the model artifacts")},
@@ -192,6 +191,11 @@ def _hpt_only(spec, tags: dict) -> None:
             tags[field] = number_text(getattr(trainer, field))
     if trainer.warm_start:
         tags["warm_interpreter"] = "true"
+    # A tuning job's training job definition has no ContainerEntrypoint (a training job's
+    # has: runtime: sagemaker sends it there).
+    for field in ("container_entrypoint", "container_arguments"):
+        if getattr(trainer, field):
+            tags[field] = json.dumps(getattr(trainer, field))
     if spec.runtime != "local":
         tags["runtime"] = spec.runtime
     if spec.prepare:  # an argv (its words may hold spaces), run in the space's folder: the

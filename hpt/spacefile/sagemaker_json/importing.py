@@ -139,9 +139,12 @@ def _trainer(definition: dict, statics: dict, tags: dict, report: list) -> dict[
                       f"dropped")
         statics.pop(key)
     algorithm = _need(definition, "AlgorithmSpecification", "TrainingJobDefinition", dict)
-    commands = {field: algorithm[key] for field, key in (
+    # A training job's request carries them in its AlgorithmSpecification; a tuning job's
+    # definition has no such field, so hpt's export keeps them in its tags.
+    commands = {field: algorithm.get(key) or _loads(tags.get(field)) for field, key in (
         ("container_entrypoint", "ContainerEntrypoint"),
-        ("container_arguments", "ContainerArguments")) if algorithm.get(key)}
+        ("container_arguments", "ContainerArguments"))}
+    commands = {field: value for field, value in commands.items() if value}
     if entry_point is None:
         entry_point = "train.py"
         if not commands:  # the container's command says what runs
