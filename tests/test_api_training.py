@@ -2,6 +2,7 @@
 (api_helpers.training_request is what the SageMaker SDK 2.x PyTorch estimator writes, its
 defaults included). Real HTTP on 127.0.0.1, moto's S3 server, the reference CNN as local processes."""
 
+import re
 import signal
 
 import pytest
@@ -156,4 +157,58 @@ def test_a_two_host_training_job_follows_the_one_host_curve(moto_server, digits_
             assert a1 == pytest.approx(a2, abs=0.003)
     finally:
         server.stop(signal.SIGTERM)
+    assert processes_in(experiments) == []
+
+
+@pytest.mark.smoke  # a training job killed with its server, restarted by the next: ~40 s
+def test_a_checkpointed_job_cut_short_by_the_servers_death_restarts_from_its_s3_checkpoints(
+        moto_server, digits_channels, tmp_path):
+    """CheckpointConfig + EnableManagedSpotTraining, as a spot job sends them: its
+    checkpoints are synced to CheckpointConfig.S3Uri while it runs; kill -9 of the server
+    kills it, and the next server starts it again (as spot training restarts an interrupted
+    job) from the checkpoints in S3 (those in its folder are removed first, to be sure they
+    come from there): it resumes past its first epochs and completes."""
+    import shutil
+
+    from helpers import wait_for
+
+    experiments = tmp_path / "experiments"
+    server = ApiServer(experiments, moto_server).start()
+    sm, _, s3 = boto_clients(server.url, moto_server)
+    uris = upload_inputs(s3, digits_channels)
+    request = training_request("spot", uris, epochs=60, batch_size=16)
+    request.update(EnableManagedSpotTraining=True, StoppingCondition={
+        "MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200},
+        CheckpointConfig={"S3Uri": f"s3://{BUCKET}/checkpoints/spot"})
+    sm.create_training_job(**request)
+
+    def synced() -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(
+            Bucket=BUCKET, Prefix="checkpoints/spot/").get("Contents", [])]
+
+    wait_for(lambda: len(synced()) >= 2, timeout=180, what="two checkpoints in S3")
+    assert sm.describe_training_job(TrainingJobName="spot")["TrainingJobStatus"] == "InProgress"
+    server.stop(signal.SIGKILL)
+    wait_for(lambda: processes_in(experiments) == [], timeout=30,
+             what="every process of the killed server to end")
+    folder = experiments / ".hpt-api" / "training-jobs" / "spot"
+    shutil.rmtree(folder / "job" / "algo-1" / "checkpoints")
+    again = ApiServer(experiments, moto_server).start()
+    try:
+        sm, _, _ = boto_clients(again.url, moto_server)
+        job = wait_status(lambda: sm.describe_training_job(TrainingJobName="spot"),
+                          "TrainingJobStatus", ("Completed", "Failed", "Stopped"), timeout=300)
+        assert job["TrainingJobStatus"] == "Completed", (job.get("FailureReason"),
+                                                         again.output()[-3000:])
+        assert job["EnableManagedSpotTraining"] is True
+        assert job["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/checkpoints/spot"
+        assert "starts again from its checkpoints" in again.output()
+        log = (folder / "job" / "algo-1.log").read_text()
+        resumed = re.search(r"resumed from checkpoint-(\d+)\.pt", log)
+        assert resumed and int(resumed.group(1)) >= 1, log[-2000:]
+        epochs = [int(e) for e in re.findall(r"^epoch=(\d+) ", log, re.M)]
+        assert epochs[0] == int(resumed.group(1)) + 1 and epochs[-1] == 60
+        assert list((folder / "job").glob("attempt-1/algo-1.log"))  # the first run, kept
+    finally:
+        again.stop(signal.SIGTERM)
     assert processes_in(experiments) == []

@@ -65,20 +65,17 @@ class JobProcesses:
                 REAPER.unregister(proc.pid)
                 self.on_exit(name, code)
 
-    def close(self, ask: Callable[[str], None] | None, grace: float = 30.0) -> None:
+    def close(self, ask: Callable[[str], bool] | None, grace: float = 30.0) -> None:
         """The server's clean shutdown: `ask(name)` of each running one (how its job is told
-        to end), or SIGINT to it without `ask`; each gets `grace` seconds in all, then its
-        group is killed."""
+        to end: True when it was), else SIGINT to it (its job is interrupted, to go on at the
+        next start); each gets `grace` seconds in all, then its group is killed."""
         self._closing.set()
         with self._lock:
             procs = dict(self._procs)
             self._procs.clear()
         for name, proc in procs.items():
-            if proc.poll() is None:
-                if ask is not None:
-                    ask(name)
-                else:
-                    proc.send_signal(signal.SIGINT)
+            if proc.poll() is None and not (ask is not None and ask(name)):
+                proc.send_signal(signal.SIGINT)
         deadline = time.time() + grace
         for proc in procs.values():
             try:

@@ -18,6 +18,7 @@ from hpt.core.sagemaker_names import RESERVED_PREFIX
 from hpt.core.schema import Column
 from hpt.spacefile.sagemaker_json.importing import RequestError, training_job_space
 
+CHECKPOINTS_PATH = "/opt/ml/checkpoints"  # CheckpointConfig.LocalPath's default
 # What SageMaker accepts that hpt takes without acting on it, said once per job at create.
 ACCEPTED_AS_IS = {
     "DebugHookConfig": "SageMaker Debugger does not run here",
@@ -25,8 +26,9 @@ ACCEPTED_AS_IS = {
     "ProfilerConfig": "SageMaker Profiler does not run here",
     "ProfilerRuleConfigurations": "SageMaker Profiler rules do not run here",
     "TensorBoardOutputConfig": "TensorBoard output stays in the job's folder",
-    "CheckpointConfig": "checkpoints stay in the job's folder (not synced to its S3Uri)",
-    "EnableManagedSpotTraining": "the job runs on this machine, not on spot capacity",
+    "EnableManagedSpotTraining": "the job runs on this machine, not on spot capacity (a job "
+                                 "the server's death cut short is started again, as spot "
+                                 "training restarts an interrupted one)",
     "VpcConfig": "the job runs on this machine's network",
 }
 
@@ -44,7 +46,12 @@ def as_tuning_request(request: dict[str, Any]) -> dict[str, Any]:
 
 def training_refusals(request: dict[str, Any]) -> list[str]:
     """What hpt cannot run of this training job, each with what to change."""
-    return refusals(as_tuning_request(request))
+    found = refusals(as_tuning_request(request))
+    local_path = (request.get("CheckpointConfig") or {}).get("LocalPath")
+    if local_path and local_path.rstrip("/") != CHECKPOINTS_PATH:
+        found.append(f"CheckpointConfig.LocalPath: {local_path}; hpt syncs the job's "
+                     f"{CHECKPOINTS_PATH} (its tree's checkpoints/); leave LocalPath out")
+    return found
 
 
 def accepted_as_is(request: dict[str, Any]) -> list[str]:

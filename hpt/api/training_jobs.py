@@ -136,12 +136,23 @@ class TrainingJobs:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """A job an earlier server left InProgress has no runner any more: Failed, said so."""
+        """A job an earlier server left InProgress has no runner any more. One that keeps
+        checkpoints (CheckpointConfig) or asked for managed spot training starts again, from
+        its checkpoints, as spot training restarts an interrupted job; any other is Failed,
+        said so."""
         for name in self.names():
             state = read_state(self.folder(name))
-            if state is None or state.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
+            if state is not None and state.get(Key.STATUS, IN_PROGRESS) != IN_PROGRESS:
+                continue
+            if self._restartable(name):
+                self.say(f"hpt api: training job {name} was running when the server stopped; "
+                         f"it starts again from its checkpoints")
+                self._launch(name)
+            else:
                 self._lost(name, "the hpt api server stopped while the training job ran; "
-                                 "create it again (a new TrainingJobName) to run it")
+                                 "create it again (a new TrainingJobName) to run it, or give "
+                                 "it a CheckpointConfig to have it restarted from its "
+                                 "checkpoints")
         self._runners.start_watching()
 
     def _runner_exited(self, name: str, code: int) -> None:
@@ -152,13 +163,23 @@ class TrainingJobs:
                              f"output: {self.folder(name) / RUNNER_LOG}")
 
     def close(self) -> None:
-        """The server's clean shutdown: each running job is stopped, and says so."""
-        def ask(name: str) -> None:
+        """The server's clean shutdown: each running job is stopped, and says so; one that
+        restarts from its checkpoints (start) is interrupted instead, to go on at the next
+        start."""
+        def ask(name: str) -> bool:
+            if self._restartable(name):
+                return False
             (self.folder(name) / JOB_DIR).mkdir(exist_ok=True)
             (self.folder(name) / JOB_DIR / File.STOP_REQUESTED).write_text(
                 "the hpt api server stopped\n")
+            return True
 
         self._runners.close(ask)
+
+    def _restartable(self, name: str) -> bool:
+        definition = self._read(name)[0].request["TrainingJobDefinition"]
+        return bool(definition.get("CheckpointConfig")
+                    or definition.get("EnableManagedSpotTraining"))
 
     # -- inside --------------------------------------------------------------------------
 

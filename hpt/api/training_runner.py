@@ -20,11 +20,12 @@ import argparse
 import json
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from hpt.core.sagemaker_names import LEAD_HOST, LEAD_LOG, OUTPUT_ARCHIVE
+from hpt.core.sagemaker_names import CHECKPOINTS_DIR, LEAD_HOST, LEAD_LOG, OUTPUT_ARCHIVE
 from hpt.core.schema import File, Key
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
 
@@ -68,13 +69,15 @@ def run(folder: Path, address: str, engine: str) -> int:
     write_state(folder, {Key.TRAINING_JOB_NAME: spec.name, Key.STATUS: str(TrialStatus.IN_PROGRESS),
                          Key.START_TIME: queued, Key.LOG_PATH: str(job_dir / LEAD_LOG),
                          Key.FINAL_METRICS: {}})
+    checkpoints = checkpoint_uri(folder)
     uses_s3 = any(ch.is_s3 for ch in spec.channels.values()) or \
-        (spec.output or "").startswith("s3://")
+        (spec.output or "").startswith("s3://") or checkpoints is not None
     client = s3_client() if uses_s3 else None
     runtime = RUNTIMES[spec.runtime]
     staged = runtime.stage(StageContext(spec, folder, client, {"container_engine": engine}))
     with HeldResources(address, spec, runtime) as slot:
-        record = _train(runtime, staged, spec, job_dir, slot)
+        record = _train(runtime, staged, spec, job_dir, slot,
+                        Checkpoints(client, spec, checkpoints) if checkpoints else None)
     row = {**record.to_json(), Key.QUEUE_WAIT_SECONDS: round(
         max(0.0, record.start_time - queued - (record.launch_seconds or 0.0)), 4)}
     if record.status is TrialStatus.COMPLETED and (spec.output or "").startswith("s3://"):
@@ -83,14 +86,20 @@ def run(folder: Path, address: str, engine: str) -> int:
     return 0
 
 
-def _train(runtime, staged, spec, job_dir: Path, slot):
+def _train(runtime, staged, spec, job_dir: Path, slot, checkpoints: "Checkpoints | None"):
     from hpt.experiment.store import attempt_dir
     from hpt.runtime.job_protocol import JobContext, TrialAssignment
 
+    # An earlier attempt (a runner started again after the server's death) is archived and
+    # its checkpoints carried; with none here, those synced to CheckpointConfig.S3Uri.
     trial_dir = attempt_dir(job_dir.parent, job_dir.name)
+    if checkpoints is not None:
+        checkpoints.restore(trial_dir)
     job = runtime.job(JobContext(staged.trial_spec, TrialAssignment(1, spec.name, {}),
                                  trial_dir, staged.settings, slot))
     job.start()
+    if checkpoints is not None:
+        checkpoints.start(trial_dir)
     try:
         while True:
             progress = job.advance()
@@ -98,6 +107,71 @@ def _train(runtime, staged, spec, job_dir: Path, slot):
                 return progress.record
     finally:
         job.stop()  # a no-op once it ended; an interrupted runner leaves no process
+        if checkpoints is not None:
+            checkpoints.stop()  # the last ones, whatever the ending
+
+
+def checkpoint_uri(folder: Path) -> str | None:
+    """The request's CheckpointConfig.S3Uri, if it has one."""
+    from hpt.api.tuning import TuningRecord
+
+    record = TuningRecord.from_json(json.loads((folder / REQUEST).read_text()))
+    config = record.request["TrainingJobDefinition"].get("CheckpointConfig") or {}
+    return config.get("S3Uri") or None
+
+
+class Checkpoints:
+    """CheckpointConfig, as SageMaker keeps it: algo-1's checkpoints/ (/opt/ml/checkpoints)
+    synced to its S3Uri while the job runs (every SYNC_SECONDS, changed files only, and once
+    more at its end), and brought back from there into an attempt that has none (a job
+    restarted after the server's death, as managed spot training restarts an interrupted
+    one)."""
+
+    SYNC_SECONDS = 5.0
+
+    def __init__(self, client, spec, uri: str):
+        self.client, self.spec, self.uri = client, spec, uri
+        self.sync = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def restore(self, trial_dir: Path) -> int:
+        from hpt.experiment.checkpoints import has_checkpoint
+        from hpt.runtime.artifacts import download_prefix
+
+        if has_checkpoint(trial_dir):
+            return 0
+        fetched = download_prefix(self.client, self.uri,
+                                  trial_dir / LEAD_HOST / CHECKPOINTS_DIR)
+        print(f"hpt api: {fetched} checkpoint files from {self.uri}", flush=True)
+        return fetched
+
+    def start(self, trial_dir: Path) -> None:
+        from hpt.runtime.artifacts import FolderSync
+
+        output = self.spec.output if (self.spec.output or "").startswith("s3://") else self.uri
+        self.sync = FolderSync(self.client, trial_dir / LEAD_HOST, output, self.spec.name,
+                               checkpoints=self.uri)
+        self._thread = threading.Thread(target=self._loop, name="hpt-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.SYNC_SECONDS):
+            self._once()
+
+    def _once(self) -> None:
+        try:
+            self.sync.run()
+        except Exception as exc:  # noqa: BLE001 - S3's reasons: said, the job goes on
+            print(f"hpt api: syncing checkpoints to {self.uri}: {type(exc).__name__}: {exc}",
+                  flush=True)
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._thread.join()
+        self._once()
 
 
 class HeldResources:
@@ -181,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = run(args.folder, args.address, args.container_engine)
+    except KeyboardInterrupt:  # SIGINT: the server stops; its job starts again with it
+        print("hpt api: interrupted (the server is stopping); the job starts again from its "
+              "checkpoints at the server's next start", file=sys.stderr)
+        code = 130
     except UserError as exc:  # a channel that cannot be read, an engine that is not there
         state = read_state(args.folder) or {}
         write_state(args.folder, failed_row(

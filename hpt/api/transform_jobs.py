@@ -157,7 +157,7 @@ class TransformJobs:
     def close(self) -> None:
         """The server's clean shutdown: each runner is interrupted (SIGINT) and its job stays
         InProgress, to go on at the next start."""
-        self._runners.close(None)
+        self._runners.close(None)  # SIGINT to each
 
     # -- inside --------------------------------------------------------------------------
 

@@ -53,16 +53,21 @@ def pack_output_data(data_dir: Path, archive: Path) -> Path | None:
 
 class FolderSync:
     """Mirrors a running job's `output/intermediate/` and `checkpoints/` to where SageMaker
-    puts them (`<output>/<job>/output/intermediate/`, `<output>/<job>/checkpoints/`),
-    uploading only files whose size or mtime changed since the last run()."""
+    puts them (`<output>/<job>/output/intermediate/`, and `<output>/<job>/checkpoints/` or
+    the job's own `CheckpointConfig.S3Uri`), uploading only files whose size or mtime changed
+    since the last run()."""
 
-    def __init__(self, client, host_tree: Path, output: str, training_job: str):
+    def __init__(self, client, host_tree: Path, output: str, training_job: str,
+                 checkpoints: str | None = None):
         self.client, self.host_tree, self.training_job = client, Path(host_tree), training_job
         location = parse_s3(output)
         base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
         self.bucket = location.bucket
-        self.targets = {folder: f"{base}/{folder}" for folder in (INTERMEDIATE_DIR,
-                                                                   CHECKPOINTS_DIR)}
+        own = parse_s3(checkpoints) if checkpoints else None
+        # folder -> (bucket, key prefix)
+        self.targets = {INTERMEDIATE_DIR: (self.bucket, f"{base}/{INTERMEDIATE_DIR}"),
+                        CHECKPOINTS_DIR: (own.bucket, own.prefix.rstrip("/")) if own
+                        else (self.bucket, f"{base}/{CHECKPOINTS_DIR}")}
         # The job's data points, so that a resume elsewhere continues its steps.
         self.metrics_key = f"{base}/{HPT_METRICS_KEY}"
         self._seen: dict[Path, tuple[int, int]] = {}
@@ -77,7 +82,7 @@ class FolderSync:
         metrics = self.host_tree.parent / File.METRICS
         points = metrics.read_bytes() if metrics.is_file() else None
         uploaded = 0
-        for folder, prefix in self.targets.items():
+        for folder, (bucket, prefix) in self.targets.items():
             root = self.host_tree / folder
             if not root.is_dir():
                 continue
@@ -86,8 +91,8 @@ class FolderSync:
                 stamp = (stat.st_size, stat.st_mtime_ns)
                 if self._seen.get(path) == stamp:
                     continue
-                key = f"{prefix}/{path.relative_to(root).as_posix()}"
-                self.client.upload_file(str(path), self.bucket, key)
+                key = f"{prefix}/{path.relative_to(root).as_posix()}".lstrip("/")
+                self.client.upload_file(str(path), bucket, key)
                 self._seen[path] = stamp
                 uploaded += 1
         if points is not None and points != self._points_sent and self._seen:
@@ -118,19 +123,8 @@ def fetch_checkpoints(client, output: str, training_job: str, trial_dir: Path) -
     the data points synced beside them. Returns the objective steps carried (metrics)."""
     location = parse_s3(output)
     base = posixpath.join(location.prefix, training_job) if location.prefix else training_job
-    target = Path(trial_dir) / LEAD_HOST / CHECKPOINTS_DIR
-    fetched = 0
-    pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=location.bucket, Prefix=f"{base}/{CHECKPOINTS_DIR}/")
-    for page in pages:
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(f"{base}/{CHECKPOINTS_DIR}/"):]
-            path = (target / relative).resolve()
-            if not relative or not path.is_relative_to(target.resolve()):
-                continue  # a key that would leave the folder
-            path.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(location.bucket, item["Key"], str(path))
-            fetched += 1
+    fetched = download_prefix(client, f"s3://{location.bucket}/{base}/{CHECKPOINTS_DIR}/",
+                              Path(trial_dir) / LEAD_HOST / CHECKPOINTS_DIR)
     if not fetched:
         return 0
     try:
@@ -139,6 +133,28 @@ def fetch_checkpoints(client, output: str, training_job: str, trial_dir: Path) -
     except Exception:  # noqa: BLE001 - checkpoints without points: the steps start over
         return 0
     return carried_steps(trial_dir)
+
+
+def download_prefix(client, uri: str, target: Path) -> int:
+    """Every object under the s3:// prefix into `target`, by its key under the prefix (a key
+    that would land outside `target` is skipped). Returns the files fetched."""
+    location = parse_s3(uri)
+    prefix = location.prefix if not location.prefix or location.prefix.endswith("/") \
+        else location.prefix + "/"
+    fetched = 0
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket,
+                                                             Prefix=prefix)
+    for page in pages:
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix):]
+            path = (target / relative).resolve()
+            if not relative or relative.endswith("/") or not path.is_relative_to(
+                    target.resolve()):
+                continue  # a folder marker, or a key that would leave the folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(location.bucket, item["Key"], str(path))
+            fetched += 1
+    return fetched
 
 
 def upload_artifacts(client, output: str, training_job: str, model: Path | None,
