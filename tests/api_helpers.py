@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from hpt.runtime.warm.child import dying_with_parent
 
 REPO = Path(__file__).resolve().parent.parent
@@ -249,3 +251,31 @@ def epoch_curve(log: Path) -> list[tuple[int, float, float]]:
     """(epoch, loss, val_acc) of each epoch line the CNN trainer printed."""
     return [(int(e), float(loss), float(acc))
             for e, loss, acc in EPOCH_LINE.findall(log.read_text())]
+
+
+def one_and_two_host_curves(sm, uris: dict, experiments: Path, names: tuple[str, str],
+                            switch: str) -> dict[str, list]:
+    """Trains the CNN as a 1-host and as a 2-host training job (`switch` on: the
+    distribution) with the EXACT settings; returns each one's loss curve, by name."""
+    curves = {}
+    for name, hosts, extra in ((names[0], 1, {}), (names[1], 2, {switch: True})):
+        request = training_request(name, uris, epochs=3, **EXACT, **extra)
+        request["ResourceConfig"]["InstanceCount"] = hosts
+        sm.create_training_job(**request)
+        job = wait_status(lambda: sm.describe_training_job(TrainingJobName=name),
+                          "TrainingJobStatus", ("Completed", "Failed", "Stopped"), timeout=300)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        assert job["ResourceConfig"]["InstanceCount"] == hosts
+        folder = experiments / ".hpt-api" / "training-jobs" / name / "job"
+        curves[name] = epoch_curve(folder / "algo-1.log")
+    assert (folder / "algo-2.log").is_file()  # the second host ran, and logged
+    return curves
+
+
+def assert_same_curve(one: list, other: list) -> None:
+    """Two loss curves of the CNN with the EXACT settings: the tolerance of
+    tests/test_cnn_distributed.py."""
+    assert len(one) == 3
+    for (e1, l1, a1), (e2, l2, a2) in zip(one, other, strict=True):
+        assert e1 == e2 and l1 == pytest.approx(l2, rel=1e-4)
+        assert a1 == pytest.approx(a2, abs=0.003)

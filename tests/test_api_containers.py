@@ -8,18 +8,23 @@ import signal
 
 import pytest
 
-from api_helpers import (EXACT, ApiServer, boto_clients, epoch_curve, training_request,
+from api_helpers import (ApiServer, assert_same_curve, boto_clients, one_and_two_host_curves,
                          tuning_request, upload_inputs, wait_status)
 from helpers import TOOLKIT_IMAGE, engine_holding, labelled, processes_in
 
 pytestmark = pytest.mark.smoke
 
 
+def mapped_server(experiments, s3_url: str, engine: str) -> ApiServer:
+    """hpt api with SageMaker's PyTorch training image mapped to hpt-cnn:pytorch-toolkit."""
+    return ApiServer(experiments, s3_url, "--image-map", f"pytorch-training={TOOLKIT_IMAGE}",
+                     "--container-engine", engine).start()
+
+
 def test_a_mapped_framework_image_trains_in_containers(moto_server, digits_channels, tmp_path):
     engine = engine_holding(TOOLKIT_IMAGE)
     experiments = tmp_path / "experiments"
-    server = ApiServer(experiments, moto_server, "--image-map",
-                       f"pytorch-training={TOOLKIT_IMAGE}", "--container-engine", engine).start()
+    server = mapped_server(experiments, moto_server, engine)
     try:
         sm, _, s3 = boto_clients(server.url, moto_server)
         uris = upload_inputs(s3, digits_channels)
@@ -52,30 +57,13 @@ def test_a_two_host_training_job_in_containers_follows_the_one_host_curve(
     job's (the tolerance of tests/test_cnn_distributed.py); no container is left."""
     engine = engine_holding(TOOLKIT_IMAGE)
     experiments = tmp_path / "experiments"
-    server = ApiServer(experiments, moto_server, "--image-map",
-                       f"pytorch-training={TOOLKIT_IMAGE}", "--container-engine", engine).start()
+    server = mapped_server(experiments, moto_server, engine)
     try:
         sm, _, s3 = boto_clients(server.url, moto_server)
         uris = upload_inputs(s3, digits_channels)
-        curves = {}
-        for name, hosts, extra in (("one-box", 1, {}),
-                                   ("two-boxes", 2, {"sagemaker_mpi_enabled": True})):
-            request = training_request(name, uris, epochs=3, **EXACT, **extra)
-            request["ResourceConfig"]["InstanceCount"] = hosts
-            sm.create_training_job(**request)
-            job = wait_status(lambda: sm.describe_training_job(TrainingJobName=name),
-                              "TrainingJobStatus", ("Completed", "Failed", "Stopped"),
-                              timeout=300)
-            assert job["TrainingJobStatus"] == "Completed", (job.get("FailureReason"),
-                                                             server.output()[-3000:])
-            folder = experiments / ".hpt-api" / "training-jobs" / name / "job"
-            curves[name] = epoch_curve(folder / "algo-1.log")
-        assert (folder / "algo-2.log").is_file()
-        assert len(curves["one-box"]) == 3
-        for (e1, l1, a1), (e2, l2, a2) in zip(curves["one-box"], curves["two-boxes"],
-                                              strict=True):
-            assert e1 == e2 and l1 == pytest.approx(l2, rel=1e-4)
-            assert a1 == pytest.approx(a2, abs=0.003)
+        curves = one_and_two_host_curves(sm, uris, experiments, ("one-box", "two-boxes"),
+                                         "sagemaker_mpi_enabled")
+        assert_same_curve(curves["one-box"], curves["two-boxes"])
         assert labelled(engine, "ps -a", "two-boxes") == []
         assert labelled(engine, "network ls", "two-boxes") == []
     finally:

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from api_helpers import (BUCKET, EXACT, ApiServer, boto_clients, epoch_curve, training_request,
-                         upload_inputs, wait_status)
+from api_helpers import (BUCKET, ApiServer, assert_same_curve, boto_clients,
+                         one_and_two_host_curves, training_request, upload_inputs, wait_status)
 from helpers import processes_in
 
 
@@ -137,24 +137,9 @@ def test_a_two_host_training_job_follows_the_one_host_curve(moto_server, digits_
     try:
         sm, _, s3 = boto_clients(server.url, moto_server)
         uris = upload_inputs(s3, digits_channels)
-        curves = {}
-        for name, hosts, extra in (("one-host", 1, {}), ("two-hosts", 2, {switch: True})):
-            request = training_request(name, uris, epochs=3, **EXACT, **extra)
-            request["ResourceConfig"]["InstanceCount"] = hosts
-            sm.create_training_job(**request)
-            job = wait_status(lambda: sm.describe_training_job(TrainingJobName=name),
-                              "TrainingJobStatus", ("Completed", "Failed", "Stopped"),
-                              timeout=300)
-            assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-            assert job["ResourceConfig"]["InstanceCount"] == hosts
-            folder = experiments / ".hpt-api" / "training-jobs" / name / "job"
-            curves[name] = epoch_curve(folder / "algo-1.log")
-        assert (folder / "algo-2.log").is_file()  # the second host ran, and logged
-        assert len(curves["one-host"]) == 3
-        for (e1, l1, a1), (e2, l2, a2) in zip(curves["one-host"], curves["two-hosts"],
-                                              strict=True):
-            assert e1 == e2 and l1 == pytest.approx(l2, rel=1e-4)
-            assert a1 == pytest.approx(a2, abs=0.003)
+        curves = one_and_two_host_curves(sm, uris, experiments, ("one-host", "two-hosts"),
+                                         switch)
+        assert_same_curve(curves["one-host"], curves["two-hosts"])
     finally:
         server.stop(signal.SIGTERM)
     assert processes_in(experiments) == []

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpt.api.listing import list_page
+from hpt.api.listing import by_name_time_status, list_page
 from hpt.api.model_server import start_model
 from hpt.api.models import CONFIGS, ENDPOINTS, MODELS, Records
 from hpt.api.wire_protocol import VALIDATION, ApiError
@@ -112,9 +112,7 @@ class Endpoints:
                  for r in self.store.all(ENDPOINTS)]
         chunk, token = list_page(
             items, params, name_key="EndpointName", status_key="EndpointStatus",
-            sort_keys={"Name": lambda i: i["EndpointName"],
-                       "CreationTime": lambda i: i["CreationTime"],
-                       "Status": lambda i: i["EndpointStatus"]},
+            sort_keys=by_name_time_status("EndpointName", "EndpointStatus"),
             default_sort="CreationTime", page_size=10)
         return {"Endpoints": chunk, "NextToken": token}
 

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from hpt.api.cloudwatch_logs import host_logs
 from hpt.api.launched_jobs import launched_names, launched_record, refuse_control
-from hpt.api.listing import list_page
+from hpt.api.listing import by_name_time_status, list_page
 from hpt.api.wire_protocol import IN_USE, NOT_FOUND, VALIDATION, ApiError
 from hpt.api.staging import ServerResources, stage
 from hpt.api.records import ApiStore
@@ -147,10 +147,8 @@ class TuningJobs:
             summaries.append(tuning_summary(record, state, rows, events))
         chunk, token = list_page(
             summaries, params, name_key="HyperParameterTuningJobName",
-            status_key="HyperParameterTuningJobStatus", sort_keys={
-                "Name": lambda s: s["HyperParameterTuningJobName"],
-                "Status": lambda s: s["HyperParameterTuningJobStatus"],
-                "CreationTime": lambda s: s["CreationTime"]},
+            status_key="HyperParameterTuningJobStatus", sort_keys=by_name_time_status(
+                "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"),
             default_sort="Name", page_size=100)
         return {"HyperParameterTuningJobSummaries": chunk, "NextToken": token}
 
@@ -387,9 +385,7 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
 
 # ListTrainingJobs and ListTrainingJobsForHyperParameterTuningJob sort by these; the latter
 # also by the objective.
-_TRAINING_JOB_SORTS = {"Name": lambda s: s[Column.TRAINING_JOB_NAME],
-                       "CreationTime": lambda s: s["CreationTime"],
-                       "Status": lambda s: s[Column.TRAINING_JOB_STATUS]}
+_TRAINING_JOB_SORTS = by_name_time_status(Column.TRAINING_JOB_NAME, Column.TRAINING_JOB_STATUS)
 
 
 def _training_job_page(summaries: list[dict], params: dict[str, Any], default_sort: str,

@@ -23,6 +23,12 @@ def list_page(items: list[dict], params: dict[str, Any], *, name_key: str, statu
     return page(items, params, page_size)
 
 
+def by_name_time_status(name_key: str, status_key: str) -> dict[str, Callable]:
+    """The SortBy values most List operations take: Name, CreationTime and Status."""
+    return {"Name": lambda i: i[name_key], "CreationTime": lambda i: i["CreationTime"],
+            "Status": lambda i: i[status_key]}
+
+
 def page(items: list, params: dict[str, Any], default: int = 10) -> tuple[list, str | None]:
     """One page of `items` by SageMaker's NextToken/MaxResults; the token is opaque to the
     client (an offset here)."""

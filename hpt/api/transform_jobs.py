@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpt.api.job_processes import JobProcesses
-from hpt.api.listing import list_page
+from hpt.api.listing import by_name_time_status, list_page
 from hpt.api.models import Records
 from hpt.api.transform_runner import (DATA_LOG, ENDED, FAILED, HOSTS_DIR, IN_PROGRESS,
                                       INTERRUPTED_EXIT, REQUEST, RUNNER_LOG, STATE, STATUS,
@@ -116,9 +116,7 @@ class TransformJobs:
                 or described.get("TransformStartTime") or described["CreationTime"]})
         chunk, token = list_page(
             items, params, name_key="TransformJobName", status_key="TransformJobStatus",
-            sort_keys={"Name": lambda i: i["TransformJobName"],
-                       "CreationTime": lambda i: i["CreationTime"],
-                       "Status": lambda i: i["TransformJobStatus"]},
+            sort_keys=by_name_time_status("TransformJobName", "TransformJobStatus"),
             default_sort="CreationTime", page_size=10)
         return {"TransformJobSummaries": [{k: v for k, v in i.items() if v is not None}
                                           for i in chunk], "NextToken": token}
