@@ -166,6 +166,7 @@ def test_boto3_transforms_splits_filters_joins_fails_and_stops(moto_server, tmp_
         events = logs.get_log_events(logGroupName="/aws/sagemaker/TransformJobs",
                                      logStreamName=data_log, startFromHead=True)["events"]
         assert any("a.csv: 3 records" in e["message"] for e in events), events
+        _hpt_ls_shows_them(tmp_path / "experiments")
     finally:
         server.stop(signal.SIGTERM)
     assert processes_in(tmp_path / "experiments") == []
@@ -229,3 +230,21 @@ def test_kill_9_of_the_server_mid_transform_goes_on_without_writing_twice(moto_s
     finally:
         again.stop(signal.SIGTERM)
     assert processes_in(experiments) == []
+
+
+def _hpt_ls_shows_them(experiments) -> None:
+    """`hpt ls` lists what hpt api ran on its own, below the tuning jobs (none here)."""
+    import re
+    import subprocess
+    import sys
+
+    import os
+
+    done = subprocess.run([sys.executable, "-m", "hpt.cli.main", "ls", "--experiments-dir",
+                           str(experiments)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "250"})  # a wide terminal's
+    assert done.returncode == 0, done.stderr
+    assert "Training and transform jobs hpt api ran on their own:" in done.stdout
+    assert re.search(r"^TransformJob\s+joined\s+Completed", done.stdout, re.M), done.stdout
+    assert re.search(r"^TransformJob\s+refused\s+Failed\s.*record 2: the model answered 500",
+                     done.stdout, re.M), done.stdout

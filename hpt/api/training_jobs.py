@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from hpt.api.cloudwatch_logs import host_logs
 from hpt.api.job_processes import JobProcesses
+from hpt.experiment.api_requests import TRAINING_JOBS_DIR
 from hpt.api.shapes import describe_training_job, job_status
 from hpt.api.staging import ServerResources, check_channels, fetch_code, placement_of
 from hpt.api.training import as_tuning_request, training_space
@@ -37,7 +38,6 @@ from hpt.core.trial import FailureCategory, FailureReason
 from hpt.experiment.job_state import IN_PROGRESS
 from hpt.spacefile.sagemaker_json.names import is_placeholder
 
-TRAINING_JOBS_DIR = "training-jobs"
 
 
 class TrainingJobs:

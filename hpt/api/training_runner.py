@@ -27,11 +27,11 @@ from typing import Any
 
 from hpt.core.sagemaker_names import CHECKPOINTS_DIR, LEAD_HOST, LEAD_LOG, OUTPUT_ARCHIVE
 from hpt.core.schema import File, Key
+from hpt.experiment.api_requests import STATE
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
 
 VALIDATED_SPEC = "validated-spec.json"
 REQUEST = File.API_REQUEST  # the request, as a TuningRecord of its tuning form
-STATE = "state.json"
 JOB_DIR = "job"  # the training job's own folder: its hosts' trees, logs, metrics, model
 RUNNER_LOG = "runner.log"
 

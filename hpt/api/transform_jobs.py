@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpt.api.job_processes import JobProcesses
+from hpt.experiment.api_requests import TRANSFORM_JOBS_DIR
 from hpt.api.listing import by_name_time_status, list_page
 from hpt.api.models import Records
 from hpt.api.transform_runner import (DATA_LOG, ENDED, FAILED, HOSTS_DIR, IN_PROGRESS,
@@ -34,7 +35,6 @@ from hpt.core.schema import Column, File
 from hpt.serving.backends import SERVE_LOG
 from hpt.serving.batch_records import TransformPlan
 
-TRANSFORM_JOBS_DIR = "transform-jobs"
 # What a request may carry that hpt accepts and does not act on: said once, in the log.
 NOT_ACTED_ON = {
     "DataCaptureConfig": "batch data capture is not written",

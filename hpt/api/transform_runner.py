@@ -38,16 +38,15 @@ from typing import Any
 
 from hpt.core.schema import Column, File
 from hpt.core.trial import TrialStatus
+from hpt.experiment.api_requests import STATE, TRANSFORM_STATUS as STATUS
 from hpt.serving.batch_records import (ModelRefused, RecordError, TransformPlan, output_key,
                                        relative_key, transform_object)
 
 REQUEST = File.API_REQUEST  # the request, the model's container and how it serves
-STATE = "state.json"
 DONE = "done.jsonl"
 RUNNER_LOG = "runner.log"
 HOSTS_DIR = "hosts"
 DATA_LOG = "data-log.log"
-STATUS = "TransformJobStatus"
 # TransformJobStatus: a training job's words (and Stopping, hpt.api.tuning's, while a stop waits)
 IN_PROGRESS, COMPLETED, FAILED, STOPPED = (str(s) for s in (
     TrialStatus.IN_PROGRESS, TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.STOPPED))

@@ -194,19 +194,30 @@ def _terminal_width() -> int:
 
 
 def cmd_ls(args) -> int:
-    from hpt.report.summary import format_table, list_experiments, render_rows
+    from hpt.report.summary import format_table, list_api_jobs, list_experiments
 
-    df = list_experiments(args.experiments_dir)
-    if df.empty:
+    df, alone = list_experiments(args.experiments_dir), list_api_jobs(args.experiments_dir)
+    if df.empty and alone.empty:
         print("no tuning jobs yet (hpt launch SPACE.yaml starts one)", file=sys.stderr)
         return 0
-    if args.format == "table":
-        # Minutes are enough to tell jobs apart; the end reason, last, is cut first.
-        shown = df.assign(**{c: df[c].dt.strftime("%Y-%m-%d %H:%M") for c in
-                             ("CreationTime", "EndTime")}).fillna("").astype(str)
-        shown = shown[[c for c in shown.columns if c != "EndReason"] + ["EndReason"]]
-        sys.stdout.write(render_rows(list(shown.columns), shown.values.tolist(),
-                                     _terminal_width()))
+    if args.format != "table":
+        sys.stdout.write(format_table(df, args.format))
         return 0
-    sys.stdout.write(format_table(df, args.format))
+    if not df.empty:
+        _print_listing(df, "EndReason")
+    if not alone.empty:  # what hpt api ran outside any tuning job
+        print(f"{'' if df.empty else chr(10)}Training and transform jobs hpt api ran on their "
+              f"own:")
+        _print_listing(alone, "Reason")
     return 0
+
+
+def _print_listing(df, reason: str) -> None:
+    """A listing as a table: minutes are enough to tell jobs apart; the reason, last, is cut
+    first."""
+    from hpt.report.summary import render_rows
+
+    shown = df.assign(**{c: df[c].dt.strftime("%Y-%m-%d %H:%M") for c in
+                         ("CreationTime", "EndTime")}).fillna("").astype(str)
+    shown = shown[[c for c in shown.columns if c != reason] + [reason]]
+    sys.stdout.write(render_rows(list(shown.columns), shown.values.tolist(), _terminal_width()))

@@ -1,5 +1,7 @@
 """What `hpt api` keeps of a tuning job it was asked for (`<experiments>/.hpt-api/tuning-jobs/
-<name>/request.json`), and the jobs it knows that have no experiment folder yet.
+<name>/request.json`), the jobs it knows that have no experiment folder yet, and the training
+and transform jobs it ran on their own (`.hpt-api/training-jobs/<name>/`,
+`.hpt-api/transform-jobs/<name>/`: request.json, and state.json, which their runners write).
 
 It sits with the experiment's own files because `hpt ls`, `hpt status` and
 `hpt.list_experiments` read it beside the experiments; the server (hpt/api/records.py) writes it.
@@ -16,6 +18,10 @@ from hpt.core.schema import File
 
 API_DIR = ".hpt-api"
 REQUEST = File.API_REQUEST
+TRAINING_JOBS_DIR = "training-jobs"
+TRANSFORM_JOBS_DIR = "transform-jobs"
+STATE = "state.json"  # a training or transform job's runner writes it
+TRANSFORM_STATUS = "TransformJobStatus"  # a transform job's state.json: SageMaker's fields
 DEFAULT_REGION = "us-east-1"
 
 
@@ -68,3 +74,30 @@ def unlaunched_tuning_jobs(experiments: Path) -> list[dict[str, Any]]:
                       "CreationTime": record.creation_time,
                       "LauncherLog": str(path.parent / File.LAUNCHER_LOG)})
     return found
+
+
+def jobs_on_their_own(experiments: Path) -> list[dict[str, Any]]:
+    """The training and transform jobs hpt api ran on their own (no tuning job), oldest
+    first: what `hpt ls` shows below the tuning jobs. Reads only."""
+    from hpt.core.schema import Column, Key
+    from hpt.experiment.job_state import IN_PROGRESS
+
+    api = Path(experiments) / API_DIR
+    found = []
+    for kind, folder, status, reason, end in (
+            ("TrainingJob", TRAINING_JOBS_DIR, Key.STATUS, Key.FAILURE_REASON, Key.END_TIME),
+            ("TransformJob", TRANSFORM_JOBS_DIR, TRANSFORM_STATUS, Column.FAILURE_REASON,
+             "TransformEndTime")):
+        for path in sorted((api / folder).glob(f"*/{REQUEST}")):
+            try:
+                request = json.loads(path.read_text())
+                state = json.loads((path.parent / STATE).read_text()) \
+                    if (path.parent / STATE).is_file() else {}
+            except (OSError, ValueError):
+                continue
+            found.append({"Kind": kind, "Name": path.parent.name,
+                          "Status": str(state.get(status) or IN_PROGRESS),
+                          "Reason": " ".join(str(state[reason]).split()) if state.get(reason)
+                          else None, "CreationTime": request["CreationTime"],
+                          "EndTime": state.get(end)})
+    return sorted(found, key=lambda job: job["CreationTime"])

@@ -86,6 +86,18 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
     return df
 
 
+def list_api_jobs(experiments_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per training or transform job hpt api ran on their own under the experiments
+    folder: its kind, name, status, reason and times."""
+    from hpt.experiment.api_requests import jobs_on_their_own
+
+    df = pd.DataFrame(jobs_on_their_own(experiments_dir_of(experiments_dir)),
+                      columns=["Kind", "Name", "Status", "Reason", "CreationTime", "EndTime"])
+    for column in ("CreationTime", "EndTime"):
+        df[column] = pd.to_datetime(df[column], unit="s", utc=True)
+    return df
+
+
 def _spec_of(root: Path) -> dict[str, Any]:
     return json.loads((root / File.SPEC).read_text())
 
