@@ -125,8 +125,11 @@ def test_kill_9_of_the_server_mid_training_job_leaves_no_process_and_a_failed_jo
 
 
 @pytest.mark.smoke  # a 1-host and a 2-host training job of the CNN: ~40 s
-@pytest.mark.parametrize("mode, switch", [("data_parallel", "sagemaker_mpi_enabled"),
-                                          ("parameter_server", "sagemaker_parameter_server_enabled")])
+@pytest.mark.parametrize("mode, switch", [
+    ("data_parallel", "sagemaker_mpi_enabled"),
+    # The slow set: the tuning jobs' parameter-server runs and test_cnn_distributed cover it.
+    pytest.param("parameter_server", "sagemaker_parameter_server_enabled",
+                 marks=pytest.mark.slow)])
 def test_a_two_host_training_job_follows_the_one_host_curve(moto_server, digits_channels,
                                                             tmp_path, mode, switch):
     """`fit()` with `instance_count=2` and a distribution: two hosts, each holding its own

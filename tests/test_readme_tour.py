@@ -109,6 +109,19 @@ def wait_for_event(journal: Path, event: str, launcher: subprocess.Popen) -> Non
     raise AssertionError(f"no {event} in {journal} (launcher exit {launcher.poll()})")
 
 
+def wait_for_completed(journal: Path, launcher: subprocess.Popen) -> None:
+    from hpt.experiment.store import read_journal
+    from hpt.experiment.table import trial_rows
+
+    deadline = time.time() + 180
+    while time.time() < deadline and launcher.poll() is None:
+        if any(row.get("status") == "Completed"
+               for row in trial_rows(list(read_journal(journal)))):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no training job completed (launcher exit {launcher.poll()})")
+
+
 def newest_running(journal: Path) -> int:
     """The TrialNumber of the newest training job that has started and not ended."""
     from hpt.experiment.store import read_journal
@@ -166,6 +179,9 @@ def test_the_readme_tour_works_as_written_from_a_fresh_clone(clone, tmp_path):
         assert "stop requested; the rest of digits-cnn goes on" in out, out
         assert out.rstrip().endswith(": Stopped"), out
         assert launcher.poll() is None
+        # Mid-job: once another training job has completed (a launch whose every job ended
+        # Stopped exits 1, saying that none completed).
+        wait_for_completed(journal, launcher)
         status = run(by_name["status"])
         assert re.search(rf"{JOB}: InProgress \(launcher running, pid {launcher.pid}\)", status)
         out = run(by_name["stop"])
