@@ -29,10 +29,11 @@ def write_lines(log, times, lines, at, step=1.0):
 
 def logs_of(folder, start=START):
     """The logs served for the training job JOB, whose hosts' logs are in `folder`."""
-    served = JobLogs({LOG_GROUP: lambda job: (host_logs(folder), start) if job == JOB
-                      else None})
-    served.streams_of = lambda job: served.streams(LOG_GROUP, job)
-    return served
+    return JobLogs({LOG_GROUP: lambda job: (host_logs(folder), start) if job == JOB else None})
+
+
+def streams_of(served, job):
+    return served.streams(LOG_GROUP, job)
 
 
 def test_the_index_keeps_one_entry_a_second_and_gives_each_line_its_time(tmp_path):
@@ -64,7 +65,7 @@ def test_a_stream_keeps_its_name_and_pages_every_line_once_while_the_log_grows(t
     assert [s["logStreamName"] for s in described["logStreams"]] == [name]
     # The job's start moves (from hpt's start to the script's, once it ended): not the name.
     later = logs_of(tmp_path, START + 50)
-    assert list(later.streams_of(JOB)) == [name]
+    assert list(streams_of(later, JOB)) == [name]
     first = served.get_log_events({"logGroupName": LOG_GROUP, "logStreamName": name,
                                    "startFromHead": True, "limit": 2})
     assert [e["message"] for e in first["events"]] == ["epoch=0", "epoch=1"]
@@ -100,14 +101,14 @@ def test_a_host_with_no_line_yet_has_no_stream_so_its_name_never_changes(tmp_pat
     log = tmp_path / "algo-1.log"
     log.touch()
     served = logs_of(tmp_path)
-    assert served.streams_of(JOB) == {}
+    assert streams_of(served, JOB) == {}
     assert served.describe_log_streams({"logGroupName": LOG_GROUP,
                                         "logStreamNamePrefix": JOB}, "r")["logStreams"] == []
     write_lines(log, LogTimes(log), ["epoch=0"], START + 2)
-    assert list(served.streams_of(JOB)) == [f"{JOB}/algo-1-{int(START) + 2}"]
+    assert list(streams_of(served, JOB)) == [f"{JOB}/algo-1-{int(START) + 2}"]
     older = tmp_path / "algo-2.log"  # lines and no index (before hpt kept times): the start
     older.write_text("epoch=0\n")
-    assert list(served.streams_of(JOB))[1] == f"{JOB}/algo-2-{int(START)}"
+    assert list(streams_of(served, JOB))[1] == f"{JOB}/algo-2-{int(START)}"
 
 
 def test_the_sdks_own_paging_prints_each_line_once_while_the_job_writes(tmp_path):

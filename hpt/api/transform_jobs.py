@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpt.api.job_processes import JobProcesses
-from hpt.experiment.api_requests import TRANSFORM_JOBS_DIR
+from hpt.experiment.api_requests import STATE, TRANSFORM_JOBS_DIR
+from hpt.experiment.api_requests import TRANSFORM_STATUS as STATUS
 from hpt.api.listing import by_name_time_status, list_page
 from hpt.api.models import Records
 from hpt.api.transform_runner import (DATA_LOG, ENDED, FAILED, HOSTS_DIR, IN_PROGRESS,
-                                      INTERRUPTED_EXIT, REQUEST, RUNNER_LOG, STATE, STATUS,
-                                      read_json, write_state)
+                                      INTERRUPTED_EXIT, REQUEST, RUNNER_LOG, read_json,
+                                      write_state)
 from hpt.api.tuning import STOPPING, arn
 from hpt.api.wire_protocol import IN_USE, VALIDATION, ApiError
 from hpt.core.schema import Column, File
