@@ -229,7 +229,11 @@ def test_a_ray_cluster_lost_mid_job_leaves_the_job_resumable(write_space, tmp_pa
 @pytest.mark.smoke
 def test_the_local_controller_goes_on_when_the_ray_it_shows_on_is_lost(write_space, tmp_path):
     # --controller local --address: the joined Ray only serves the dashboard.
-    space = write_space(sleepy_space("view-lost", max_trials=8, seconds=(4.0, 5.0)))
+    # The training jobs wait for a gate the test opens once the loss is journaled: the job
+    # cannot end before the watch notices (a race under CI's load, with free-running jobs).
+    gate = tmp_path / "gate"
+    space = write_space(sleepy_space("view-lost", max_trials=8, seconds=(1.0, 2.0),
+                                     static_hyperparameters={"gate": str(gate)}))
     exp = tmp_path / "exp"
     cluster = LoopbackCluster(tmp_path / "home")
     try:
@@ -238,11 +242,13 @@ def test_the_local_controller_goes_on_when_the_ray_it_shows_on_is_lost(write_spa
              cluster.address, "--controller", "local"], env=user_env(tmp_path / "home"),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            # (Ray is joined beside the first trials: lost once it is joined.)
-            wait_for(lambda: counts(events(exp, "view-lost"), "trial_ended") >= 1 and
+            wait_for(lambda: counts(events(exp, "view-lost"), "trial_started") >= 1 and
                      counts(events(exp, "view-lost"), "ray_connected") == 1,
-                     timeout=120, what="a finished training job, Ray joined")
+                     timeout=120, what="a training job started, Ray joined")
             cluster.lose(driver=launcher.pid)
+            wait_for(lambda: counts(events(exp, "view-lost"), "ray_lost") == 1, timeout=60,
+                     what="the loss of Ray journaled")
+            gate.touch()
             out, err = launcher.communicate(timeout=180)
         finally:
             launcher.kill()

@@ -3,7 +3,8 @@
 --action allreduce : torch.distributed gloo all-reduce of (rank + 1) over WORLD_SIZE ranks
 --action ps        : torch.distributed.rpc: every worker adds its rank to a counter held by
                      each parameter server (role from TF_CONFIG); the chief reads the totals
---action sleep     : sleep --seconds (fake-GPU placement tests), print the objective
+--action sleep     : sleep --seconds (then until the file --gate exists, if given), print
+                     the objective
 --action lose_actor_once : first attempt waits for its Ray actor to be killed; a retry succeeds
 --action hang      : sleep on every host (max_runtime_seconds tests)
 --action wait_kill : the last host writes its pid to output/pid and sleeps (to be SIGKILLed)
@@ -23,6 +24,7 @@ from datetime import timedelta
 parser = argparse.ArgumentParser()
 parser.add_argument("--action", default="allreduce")
 parser.add_argument("--seconds", type=float, default=0.5)
+parser.add_argument("--gate", default="")  # sleep: then wait for this file to exist
 args, _ = parser.parse_known_args()
 
 started = time.time()
@@ -91,6 +93,8 @@ elif args.action == "ps":
     rpc.shutdown()  # graceful: waits for every process's outstanding work
 elif args.action == "sleep":
     time.sleep(args.seconds)
+    while args.gate and not os.path.exists(args.gate):  # the test opens the gate
+        time.sleep(0.1)
 elif args.action == "lose_actor_once":
     # First attempt: wait to have the Ray actor above us killed (the test does it); a retry
     # finds the first attempt's files moved to attempt-1/ and succeeds.
