@@ -334,7 +334,8 @@ OPERATIONS = ["CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob"
               "CreateEndpoint", "DescribeEndpoint", "UpdateEndpoint",
               "UpdateEndpointWeightsAndCapacities", "DeleteEndpoint", "ListEndpoints",
               "AddTags", "ListTags", "CreateTransformJob", "DescribeTransformJob",
-              "ListTransformJobs", "StopTransformJob", "CreateTrainingJob", "StopTrainingJob"]
+              "ListTransformJobs", "StopTransformJob", "CreateTrainingJob", "StopTrainingJob",
+              "UpdateTrainingJob"]
 
 
 # Values of the wrong type for each kind of member (a string member gets an over-long one too).

@@ -12,6 +12,7 @@ import pytest
 from api_helpers import (BUCKET, ROLE, TRAINER, ApiServer, client_env, sdk_telemetry_off,
                          upload_inputs)
 from helpers import processes_in
+from hpt.api.warm_pools import WarmPool
 
 sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker Python SDK (pip install "
                                                     "sagemaker<3)")
@@ -146,12 +147,15 @@ def test_sagemaker_sdk_fits_an_estimator_tails_its_logs_attaches_and_deploys_it(
                             hyperparameters={"epochs": 3, "batch_size": 64},
                             metric_definitions=[{"Name": "validation:accuracy",
                                                  "Regex": "val_acc=([0-9.]+)"}],
-                            output_path=f"s3://{BUCKET}/fit-output", sagemaker_session=session)
+                            output_path=f"s3://{BUCKET}/fit-output", sagemaker_session=session,
+                            keep_alive_period_in_seconds=600)
         estimator.fit({"train": uris["train"], "test": uris["test"]}, logs="All")
         printed = capsys.readouterr().out
         name = estimator.latest_training_job.name
         described = session.sagemaker_client.describe_training_job(TrainingJobName=name)
         assert described["TrainingJobStatus"] == "Completed", described
+        # Its warm pool: kept while the rest runs, ended by the server's clean stop.
+        assert described["WarmPoolStatus"]["Status"] in ("InUse", "Available"), described
         assert printed.count("val_acc=") == 3, printed  # each line of its log once
         assert "Training - Training image download completed" in printed
         assert estimator.model_data == f"s3://{BUCKET}/fit-output/{name}/output/model.tar.gz"
@@ -171,6 +175,8 @@ def test_sagemaker_sdk_fits_an_estimator_tails_its_logs_attaches_and_deploys_it(
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.output()[-3000:]
     assert processes_in(experiments) == []
+    pool = WarmPool(experiments / ".hpt-api" / "training-jobs" / name).state()
+    assert pool["status"] == "Terminated" and pool["why"] == "the hpt api server stopped"
 
 
 def _a_batch_transform_of_the_fitted_model(estimator, session, x, y, capsys):

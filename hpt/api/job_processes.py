@@ -42,6 +42,11 @@ class JobProcesses:
             self._procs[name] = proc
         return proc.pid
 
+    def hand_over(self, old: str, new: str) -> None:
+        """The process of `old` runs job `new` from now on (a warm pool's next job)."""
+        with self._lock:
+            self._procs[new] = self._procs.pop(old)
+
     def running(self, name: str) -> bool:
         with self._lock:
             proc = self._procs.get(name)

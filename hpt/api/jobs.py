@@ -214,6 +214,9 @@ class TuningJobs:
                     Column.TRAINING_END_TIME: described.get(Column.TRAINING_END_TIME),
                     "LastModifiedTime": described["LastModifiedTime"],
                     Column.TRAINING_JOB_STATUS: status, "SecondaryStatus": secondary})
+        if params.get("WarmPoolStatusEquals"):  # a tuning job's training jobs have none
+            summaries = [s for s in summaries if (s.get("WarmPoolStatus") or {}).get(
+                "Status") == params["WarmPoolStatusEquals"]]
         chunk, token = _training_job_page(summaries, params, "CreationTime")
         return {"TrainingJobSummaries": chunk, "NextToken": token}
 

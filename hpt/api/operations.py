@@ -91,6 +91,7 @@ class Api:
                                                                    j.describe_training_job),
             "ListTrainingJobs": lambda p, c: j.list_all_training_jobs(p, t.summaries()),
             "StopTrainingJob": lambda p, c: self._training_job(p, t.stop, j.stop_training_job),
+            "UpdateTrainingJob": lambda p, c: t.update(p),
             "CreateTransformJob": self._created(lambda p, c: x.create(p, c.region),
                                                 "TransformJobArn"),
             "DescribeTransformJob": lambda p, c: x.describe(p["TransformJobName"]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpt.api.tuning import Placement, placed, refusals, without_reserved
+from hpt.api.warm_pools import keep_alive_refusal
 from hpt.api.wire_protocol import VALIDATION, ApiError
 from hpt.core.sagemaker_names import RESERVED_PREFIX
 from hpt.core.schema import Column
@@ -47,6 +48,9 @@ def as_tuning_request(request: dict[str, Any]) -> dict[str, Any]:
 def training_refusals(request: dict[str, Any]) -> list[str]:
     """What hpt cannot run of this training job, each with what to change."""
     found = refusals(as_tuning_request(request))
+    keep_alive = keep_alive_refusal(request)
+    if keep_alive:
+        found.append(keep_alive)
     local_path = (request.get("CheckpointConfig") or {}).get("LocalPath")
     if local_path and local_path.rstrip("/") != CHECKPOINTS_PATH:
         found.append(f"CheckpointConfig.LocalPath: {local_path}; hpt syncs the job's "

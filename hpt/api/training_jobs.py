@@ -30,8 +30,12 @@ from hpt.api.shapes import describe_training_job, job_status
 from hpt.api.staging import ServerResources, check_channels, fetch_code, placement_of
 from hpt.api.training import as_tuning_request, training_space
 from hpt.api.training_runner import (JOB_DIR, REQUEST, RUNNER_LOG, VALIDATED_SPEC,
-                                     failed_row, read_state, write_state)
+                                     definition_of_job, failed_row, frozen_spec,
+                                     hosts_placement, read_state, write_state)
 from hpt.api.tuning import Placement, TuningRecord, s3_output_of, submit_directory
+from hpt.api.warm_pools import IN_USE as POOL_IN_USE
+from hpt.api.warm_pools import (AVAILABLE, KEEP_ALIVE, WarmPool, keep_alive_refusal,
+                                keep_alive_seconds, pool_key, warm_pool_status)
 from hpt.api.wire_protocol import IN_USE, VALIDATION, ApiError
 from hpt.core.schema import Column, File, Key
 from hpt.core.trial import FailureCategory, FailureReason
@@ -91,14 +95,19 @@ class TrainingJobs:
                 raise
             for note in notes:
                 self.say(f"hpt api: training job {name}: {note}")
-            self._launch(name)
+            if not self._on_a_warm_pool(name):
+                self._launch(name)
         return {"TrainingJobArn": self.describe(name)["TrainingJobArn"]}
 
     def describe(self, name: str) -> dict[str, Any]:
         record, row = self._read(name)
         asked = self.folder(name) / JOB_DIR / File.STOP_REQUESTED
-        return describe_training_job(record, row, asked.stat().st_mtime
-                                     if asked.is_file() else None, alone=True)
+        described = describe_training_job(record, row, asked.stat().st_mtime
+                                          if asked.is_file() else None, alone=True)
+        warm = warm_pool_status(WarmPool(self.folder(name)).state(), time.time())
+        if warm is not None:
+            described["WarmPoolStatus"] = warm
+        return described
 
     def summaries(self) -> list[dict[str, Any]]:
         """ListTrainingJobs' summaries of every training job on its own."""
@@ -108,8 +117,37 @@ class TrainingJobs:
             found.append({k: described.get(k) for k in (
                 Column.TRAINING_JOB_NAME, "TrainingJobArn", "CreationTime",
                 Column.TRAINING_END_TIME, "LastModifiedTime", Column.TRAINING_JOB_STATUS,
-                "SecondaryStatus")})
+                "SecondaryStatus", "WarmPoolStatus") if k in described})
         return found
+
+    def update(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UpdateTrainingJob: a warm pool's KeepAlivePeriodInSeconds (0 ends it now, as on
+        SageMaker); profiler and remote-debug settings are accepted and said to do nothing."""
+        name = params[Column.TRAINING_JOB_NAME]
+        self._read(name)  # it exists
+        for key in ("ProfilerConfig", "ProfilerRuleConfigurations", "RemoteDebugConfig"):
+            if params.get(key):
+                self.say(f"hpt api: training job {name}: UpdateTrainingJob {key}: accepted; "
+                         f"it does not run here")
+        resources = params.get("ResourceConfig") or {}
+        if KEEP_ALIVE in resources:
+            self._update_keep_alive(name, int(resources[KEEP_ALIVE]))
+        return {"TrainingJobArn": self.describe(name)["TrainingJobArn"]}
+
+    def _update_keep_alive(self, name: str, seconds: int) -> None:
+        refused = keep_alive_refusal({"ResourceConfig": {KEEP_ALIVE: seconds}})
+        if refused:
+            raise ApiError(VALIDATION, refused)
+        pool = WarmPool(self.folder(name))
+        status = (pool.state() or {}).get("status")
+        with self._lock:
+            if status not in (AVAILABLE, POOL_IN_USE) or not self._runners.running(name):
+                raise ApiError(VALIDATION, f"Training job {name} has no warm pool to update "
+                                           f"(its WarmPoolStatus is {status or 'absent'}): "
+                                           f"only an Available or InUse one can be")
+            pool.set_keep_alive(seconds)
+            if seconds == 0 and status == AVAILABLE:
+                pool.claim(None, "UpdateTrainingJob set KeepAlivePeriodInSeconds to 0")
 
     def stop(self, name: str) -> dict[str, Any]:
         from hpt.experiment.store import request_training_job_stop
@@ -141,6 +179,7 @@ class TrainingJobs:
         its checkpoints, as spot training restarts an interrupted job; any other is Failed,
         said so."""
         for name in self.names():
+            WarmPool(self.folder(name)).terminate_if_left("the hpt api server stopped")
             state = read_state(self.folder(name))
             if state is not None and state.get(Key.STATUS, IN_PROGRESS) != IN_PROGRESS:
                 continue
@@ -156,7 +195,9 @@ class TrainingJobs:
         self._runners.start_watching()
 
     def _runner_exited(self, name: str, code: int) -> None:
-        """A runner that exited before its job's state says it ended: Failed, with why."""
+        """A runner that exited before its job's state says it ended: Failed, with why; its
+        warm pool, if it had one, ends with it."""
+        WarmPool(self.folder(name)).terminate_if_left(f"its process exited (code {code})")
         state = read_state(self.folder(name)) or {}
         if state.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
             self._lost(name, f"its process exited (code {code}) before the job ended; its "
@@ -167,6 +208,10 @@ class TrainingJobs:
         restarts from its checkpoints (start) is interrupted instead, to go on at the next
         start."""
         def ask(name: str) -> bool:
+            pool = WarmPool(self.folder(name))
+            if pool.is_available():  # its job ended: the pool ends
+                pool.claim(None, "the hpt api server stopped")
+                return True
             if self._restartable(name):
                 return False
             (self.folder(name) / JOB_DIR).mkdir(exist_ok=True)
@@ -192,6 +237,32 @@ class TrainingJobs:
             placement = Placement(placement.runtime, str(folder / "source"), placement.image,
                                   placement.resources, placement.notes)
         return placement
+
+    def _on_a_warm_pool(self, name: str) -> bool:
+        """Hands the new job `name` to an Available warm pool it matches, if it asked for one
+        and there is one (the oldest first): True when one took it."""
+        definition = definition_of_job(self.folder(name))
+        if not keep_alive_seconds(definition):
+            return False
+        key = self._pool_key(name, definition)
+        for other in self.names():
+            pool = WarmPool(self.folder(other))
+            if other == name or not pool.is_available() or not self._runners.running(other) \
+                    or self._pool_key(other) != key:
+                continue
+            if pool.claim(name):
+                self._runners.hand_over(other, name)
+                self.say(f"hpt api: training job {name} runs on the warm pool of {other}")
+                return True
+        return False
+
+    def _pool_key(self, name: str, definition: dict[str, Any] | None = None) -> str:
+        from hpt.runtime.runtimes import RUNTIMES
+
+        folder = self.folder(name)
+        spec = frozen_spec(folder)
+        return pool_key(definition or definition_of_job(folder),
+                        hosts_placement(spec, RUNTIMES[spec.runtime]))
 
     def _launch(self, name: str) -> None:
         folder = self.folder(name)

@@ -12,6 +12,10 @@ trial, hpt/runtime/observed_job.py), uploads its model where SageMaker puts it
 (`state.json`, the job's row: the same keys as a tuning job's table rows) when it starts and
 when it ends. A stop asked for (StopTrainingJob) is the job folder's stop-requested file,
 which the job's core acts on.
+
+A job with a warm pool (ResourceConfig.KeepAlivePeriodInSeconds) keeps this process, and the
+hosts it holds, after it ends; the server may hand it a matching job, which it runs next on
+the same hosts (hpt/api/warm_pools.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from hpt.core.sagemaker_names import CHECKPOINTS_DIR, LEAD_HOST, LEAD_LOG, OUTPU
 from hpt.core.schema import File, Key
 from hpt.experiment.api_requests import STATE
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
+from hpt.api.warm_pools import IN_USE, TERMINATED
 
 VALIDATED_SPEC = "validated-spec.json"
 REQUEST = File.API_REQUEST  # the request, as a TuningRecord of its tuning form
@@ -58,12 +63,79 @@ def failed_row(name: str, started: float | None, reason: FailureReason) -> dict[
 
 
 def run(folder: Path, address: str, engine: str) -> int:
+    """Runs the job of `folder`; with a warm pool (KeepAlivePeriodInSeconds), then each job
+    the server hands that pool, on the same held hosts, until the pool ends."""
+    from hpt.api.warm_pools import WarmPool, keep_alive_seconds
+    from hpt.runtime.runtimes import RUNTIMES
+
+    spec = frozen_spec(folder)
+    runtime = RUNTIMES[spec.runtime]
+    held = HeldResources(address, spec, runtime)
+    try:
+        while folder is not None:
+            keep_alive = keep_alive_seconds(definition_of_job(folder))
+            if keep_alive:
+                WarmPool(folder).write(IN_USE)
+            ended = _run_or_refuse(folder, engine, held)
+            folder = _next_job(folder, keep_alive, ended)
+    finally:
+        held.close()
+    return 0
+
+
+def _next_job(folder: Path, keep_alive: int, ended: TrialStatus) -> Path | None:
+    """The folder of the job the warm pool is handed next, if the job asked for one and
+    ended such that SageMaker keeps it (a stopped job's pool is not kept)."""
+    from hpt.api.warm_pools import WarmPool
+
+    pool = WarmPool(folder)
+    if not keep_alive:
+        return None
+    if ended is TrialStatus.STOPPED:
+        pool.write(TERMINATED, ended=time.time(), why="the job was stopped")
+        return None
+    print(f"hpt api: {folder.name}'s hosts stay warm for {keep_alive} s", flush=True)
+    job = pool.wait(keep_alive)
+    if job is None:
+        print(f"hpt api: {folder.name}'s warm pool ended", flush=True)
+        return None
+    following = folder.parent / job
+    _log_to(following / RUNNER_LOG)
+    print(f"hpt api: training job {job} runs on the warm pool of {folder.name}", flush=True)
+    return following
+
+
+def _log_to(path: Path) -> None:
+    """This process's output goes to the job it runs now (its runner.log)."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+
+
+def _run_or_refuse(folder: Path, engine: str, held: "HeldResources") -> TrialStatus:
+    """One job; one hpt cannot run (a channel that cannot be read, an engine that is not
+    there) is Failed with why, and a warm pool goes on."""
+    from hpt.core.errors import UserError
+
+    try:
+        return _run_one(folder, engine, held)
+    except UserError as exc:
+        state = read_state(folder) or {}
+        write_state(folder, failed_row(frozen_spec(folder).name, state.get(Key.START_TIME),
+                                       FailureReason(FailureCategory.CLIENT_ERROR, str(exc))))
+        print(f"hpt api: {exc}", file=sys.stderr, flush=True)
+        return TrialStatus.FAILED
+
+
+def _run_one(folder: Path, engine: str, held: "HeldResources") -> TrialStatus:
     from hpt.runtime.channels import s3_client
     from hpt.runtime.job_protocol import StageContext
-    from hpt.runtime.runtimes import RUNTIMES
-    from hpt.spacefile.training_spec import TrainingJobSpec
 
-    spec = TrainingJobSpec.from_frozen_dict(json.loads((folder / VALIDATED_SPEC).read_text()))
+    spec = frozen_spec(folder)
     job_dir = folder / JOB_DIR
     queued = time.time()
     write_state(folder, {Key.TRAINING_JOB_NAME: spec.name, Key.STATUS: str(TrialStatus.IN_PROGRESS),
@@ -73,17 +145,29 @@ def run(folder: Path, address: str, engine: str) -> int:
     uses_s3 = any(ch.is_s3 for ch in spec.channels.values()) or \
         (spec.output or "").startswith("s3://") or checkpoints is not None
     client = s3_client() if uses_s3 else None
-    runtime = RUNTIMES[spec.runtime]
-    staged = runtime.stage(StageContext(spec, folder, client, {"container_engine": engine}))
-    with HeldResources(address, spec, runtime) as slot:
-        record = _train(runtime, staged, spec, job_dir, slot,
-                        Checkpoints(client, spec, checkpoints) if checkpoints else None)
+    staged = held.runtime.stage(StageContext(spec, folder, client, {"container_engine": engine}))
+    record = _train(held.runtime, staged, spec, job_dir, held.slot(),
+                    Checkpoints(client, spec, checkpoints) if checkpoints else None)
     row = {**record.to_json(), Key.QUEUE_WAIT_SECONDS: round(
         max(0.0, record.start_time - queued - (record.launch_seconds or 0.0)), 4)}
     if record.status is TrialStatus.COMPLETED and (spec.output or "").startswith("s3://"):
         row.update(_upload(client, spec.output, spec.name, job_dir, record))
     write_state(folder, row)
-    return 0
+    return record.status
+
+
+def frozen_spec(folder: Path):
+    from hpt.spacefile.training_spec import TrainingJobSpec
+
+    return TrainingJobSpec.from_frozen_dict(json.loads((folder / VALIDATED_SPEC).read_text()))
+
+
+def definition_of_job(folder: Path) -> dict[str, Any]:
+    """The request's TrainingJobDefinition (the job in tuning form)."""
+    from hpt.api.tuning import TuningRecord
+
+    record = TuningRecord.from_json(json.loads((folder / REQUEST).read_text()))
+    return record.request["TrainingJobDefinition"]
 
 
 def _train(runtime, staged, spec, job_dir: Path, slot, checkpoints: "Checkpoints | None"):
@@ -113,11 +197,7 @@ def _train(runtime, staged, spec, job_dir: Path, slot, checkpoints: "Checkpoints
 
 def checkpoint_uri(folder: Path) -> str | None:
     """The request's CheckpointConfig.S3Uri, if it has one."""
-    from hpt.api.tuning import TuningRecord
-
-    record = TuningRecord.from_json(json.loads((folder / REQUEST).read_text()))
-    config = record.request["TrainingJobDefinition"].get("CheckpointConfig") or {}
-    return config.get("S3Uri") or None
+    return (definition_of_job(folder).get("CheckpointConfig") or {}).get("S3Uri") or None
 
 
 class Checkpoints:
@@ -174,30 +254,48 @@ class Checkpoints:
         self._once()
 
 
+def hosts_placement(spec, runtime) -> dict[str, Any]:
+    """How the job's hosts are held (pure): what a job must share with a warm pool's."""
+    from hpt.runtime.distribution_plan import processes_on_host
+
+    trainer = spec.trainer
+    return {"runtime": spec.runtime, "bundles": runtime.bundles(trainer),
+            "processes_on_host": processes_on_host(trainer.distribution,
+                                                   trainer.processes_per_host),
+            "cpus_per_host": trainer.cpus_per_host, "gpus_per_host": trainer.gpus_per_host}
+
+
 class HeldResources:
     """The job's hosts held on the server's Ray while it runs, as a tuning job's trial holds
     them (so the two never share a GPU): a placement group of one bundle per host, an actor
     on bundle 0 whose GPUs algo-1 gets, and a host actor running algo-(i+1) on each other
-    bundle i (hpt/runtime/ray_hosts.py)."""
+    bundle i (hpt/runtime/ray_hosts.py). Taken at the first job's start; a warm pool's next
+    jobs (the same placement: warm_pools.pool_key) run on them as they are."""
 
     def __init__(self, address: str, spec, runtime):
         self.address, self.spec, self.runtime = address, spec, runtime
         self.group, self.other_hosts = None, ()
+        self._slot = None
 
-    def __enter__(self):
+    def slot(self):
+        if self._slot is None:
+            self._slot = self._take()
+        return self._slot
+
+    def _take(self):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         from hpt.cluster.session import start_or_join
-        from hpt.runtime.distribution_plan import processes_on_host
         from hpt.runtime.job_protocol import Slot
         from hpt.runtime.ray_hosts import RayHost
 
         start_or_join(self.address, dashboard=False,
                       metadata={"hpt_training_job": self.spec.name})
         trainer = self.spec.trainer
-        bundles = self.runtime.bundles(trainer)
+        placement = hosts_placement(self.spec, self.runtime)
+        bundles = placement["bundles"]
         self.group = placement_group(bundles, strategy=self.runtime.bundle_strategy)
         ray.get(self.group.ready())  # waits for a tuning job's trials to free them
         holder = ray.remote(_Holder).options(
@@ -206,19 +304,20 @@ class HeldResources:
                 self.group, placement_group_bundle_index=0)).remote()
         ip, gpu_ids = ray.get(holder.where.remote())
         if self.runtime.host_actors:
-            ports = processes_on_host(trainer.distribution, trainer.processes_per_host)
             self.other_hosts = tuple(
-                RayHost(i, trainer.cpus_per_host, trainer.gpus_per_host, ports, group=self.group)
+                RayHost(i, trainer.cpus_per_host, trainer.gpus_per_host,
+                        placement["processes_on_host"], group=self.group)
                 for i in range(1, len(bundles)))
         return Slot(ip=ip, num_cpus=max(1, math.ceil(trainer.cpus_per_host)),
                     gpu_ids=tuple(str(g) for g in gpu_ids), other_hosts=self.other_hosts)
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         from ray.util.placement_group import remove_placement_group
 
         for host in self.other_hosts:
             host.close()
-        remove_placement_group(self.group)
+        if self.group is not None:
+            remove_placement_group(self.group)
 
 
 class _Holder:
@@ -245,8 +344,6 @@ def _upload(client, output: str, name: str, job_dir: Path, record) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from hpt.core.errors import UserError
-
     parser = argparse.ArgumentParser(prog="python -m hpt.api.training_runner",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -259,13 +356,6 @@ def main(argv: list[str] | None = None) -> int:
         print("hpt api: interrupted (the server is stopping); the job starts again from its "
               "checkpoints at the server's next start", file=sys.stderr)
         code = 130
-    except UserError as exc:  # a channel that cannot be read, an engine that is not there
-        state = read_state(args.folder) or {}
-        write_state(args.folder, failed_row(
-            json.loads((args.folder / VALIDATED_SPEC).read_text())["name"],
-            state.get(Key.START_TIME), FailureReason(FailureCategory.CLIENT_ERROR, str(exc))))
-        print(f"hpt api: {exc}", file=sys.stderr)
-        code = 2
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the state is written: no wait for Ray's shutdown
