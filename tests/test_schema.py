@@ -72,11 +72,59 @@ def test_a_planted_literal_is_found(planted):
     assert spelled(f'"""A module."""\nx = {planted}\n') != []
 
 
+# One-word keys are English too (an HTTP body's "status", a space's "metric"), so they are
+# enforced where a journal line, a table row or a data point is read: a subscript or a
+# .get/.pop/.setdefault of a variable named as this code base names those (one rule, by
+# naming convention). AWS's own payloads spelled with the same words are named here.
+JOURNAL_ROWS = {"row", "e", "ev", "event", "record", "t", "r", "ended", "earlier", "events[-1]",
+                "events[0]", "trials[name]"}
+DATA_POINTS = {"point", "points", "curve", "series"}
+NOT_OURS = {("api/cloudwatch_logs.py", "e"),  # a CloudWatch Logs event
+            ("runtime/sagemaker_job.py", "event")}  # the same, read from AWS
+ONE_WORD = frozenset(k for k in schema.KEYS | schema.POINT_NAMES if "_" not in k)
+
+
+def one_word_keys_spelled(text: str, module: str = "") -> list[tuple[int, str]]:
+    """(line, key) of each one-word key of the schema spelled as a literal where a journal
+    row or a data point is read."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Subscript):
+            key, receiver = node.slice, node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("get", "pop", "setdefault") and node.args:
+            key, receiver = node.args[0], node.func.value
+        else:
+            continue
+        if not (isinstance(key, ast.Constant) and key.value in ONE_WORD):
+            continue
+        name = ast.unparse(receiver)
+        if (name in JOURNAL_ROWS | DATA_POINTS) and (module, name) not in NOT_OURS:
+            found.append((node.lineno, key.value))
+    return found
+
+
+def test_no_module_spells_a_one_word_key_where_it_reads_a_row_or_a_point():
+    stray = [f"{path.relative_to(HPT)}:{line}: {name!r}"
+             for path in sorted(HPT.rglob("*.py"))
+             if path.relative_to(HPT).as_posix() not in OWNERS
+             for line, name in one_word_keys_spelled(path.read_text(),
+                                                     path.relative_to(HPT).as_posix())]
+    assert stray == []
+
+
+@pytest.mark.parametrize("planted", ['ev["event"]', 'row.get("status")', "t['hosts']",
+                                     'point["value"]', 'events[-1]["time"]',
+                                     'curve.pop("step")'])
+def test_a_planted_one_word_key_is_found(planted):
+    assert one_word_keys_spelled(f"x = {planted}\n") != []
+
+
 @pytest.mark.parametrize("fine", [
     'x = 1  # the "TrainingJobName" column',
     'def f():\n    """Reads the FailureReason column of journal.jsonl."""',
     'x: Literal["FullyReplicated", "ShardedByS3Key"] = None',
-    'row.get("status")',  # a one-word key is English too: not enforced
+    'body.get("status")',  # a one-word key is English too: enforced only on rows, points
     'f"{name}.log"',
 ])
 def test_documentation_and_plain_words_are_not_flagged(fine):

@@ -40,7 +40,7 @@ def job_status(row: dict[str, Any], s3_output: bool,
     job whose model is still being uploaded is InProgress/Uploading, as on SageMaker: once it
     says Completed, ModelArtifacts exists. A running job asked to stop (StopTrainingJob) is
     Stopping until it has (`stop_asked`: when it was asked)."""
-    status = str(row.get("status", IN_PROGRESS))
+    status = str(row.get(Key.STATUS, IN_PROGRESS))
     reason = row.get(Key.FAILURE_REASON)
     if status == IN_PROGRESS and stop_asked is not None:
         return STOPPING, STOPPING, None
@@ -82,7 +82,7 @@ def _number(value: Any) -> str:
 
 
 def objective_status(row: dict[str, Any]) -> str:
-    if row.get("status", IN_PROGRESS) == IN_PROGRESS:
+    if row.get(Key.STATUS, IN_PROGRESS) == IN_PROGRESS:
         return "Pending"
     return "Succeeded" if row.get(Key.OBJECTIVE_VALUE) is not None else str(FAILED)
 
@@ -99,7 +99,7 @@ def training_summary(record: TuningRecord, row: dict[str, Any], s3_output: bool)
         Column.TRAINING_START_TIME: row.get(Key.START_TIME),
         Column.TRAINING_END_TIME: row.get(Key.END_TIME) if status != IN_PROGRESS else None,
         Column.TRAINING_JOB_STATUS: status,
-        "TunedHyperParameters": tuned_text(record.request, row.get("hyperparameters") or {}),
+        "TunedHyperParameters": tuned_text(record.request, row.get(Key.HYPERPARAMETERS) or {}),
         Column.FAILURE_REASON: reason,
         "ObjectiveStatus": objective_status(row),
     }
@@ -136,7 +136,7 @@ def describe_tuning_job(record: TuningRecord, state: JobState | None,
     best = BestSoFar(objective_of(request).get("Type") == "Maximize")
     for row in rows:
         best.offer(row)
-    end = next((e["time"] for e in reversed(events) if e.get("event") == Event.JOB_ENDED), None)
+    end = next((e[Key.TIME] for e in reversed(events) if e.get(Key.EVENT) == Event.JOB_ENDED), None)
     definition = dict(definition_of(request))
     definition["StaticHyperParameters"] = {
         **(definition.get("StaticHyperParameters") or {}),
@@ -160,7 +160,7 @@ def describe_tuning_job(record: TuningRecord, state: JobState | None,
         "HyperParameterTuningJobStatus": status,
         "CreationTime": record.creation_time,
         "HyperParameterTuningEndTime": end if status in (COMPLETED, FAILED, STOPPED) else None,
-        "LastModifiedTime": events[-1]["time"] if events else record.creation_time,
+        "LastModifiedTime": events[-1][Key.TIME] if events else record.creation_time,
         "TrainingJobStatusCounters": jobs,
         "ObjectiveStatusCounters": objectives,
         "WarmStartConfig": request.get("WarmStartConfig"),
@@ -172,10 +172,10 @@ def describe_tuning_job(record: TuningRecord, state: JobState | None,
     if end is not None and state is not None and state.reason:
         response["TuningJobCompletionDetails"] = {
             "NumberOfTrainingJobsObjectiveNotImproving": _not_improving(rows, best.maximize)}
-    started = events[0]["time"] if events else None
+    started = events[0][Key.TIME] if events else None
     if started is not None:
         response["ConsumedResources"] = {"RuntimeInSeconds": int(
-            (end if end and status != IN_PROGRESS else events[-1]["time"]) - started)}
+            (end if end and status != IN_PROGRESS else events[-1][Key.TIME]) - started)}
     return response
 
 
@@ -184,7 +184,7 @@ def _not_improving(rows: list[dict[str, Any]], maximize: bool) -> int:
     best = BestSoFar(maximize)
     since = 0
     for row in rows:
-        if row.get("status") != TrialStatus.COMPLETED or row.get(Key.OBJECTIVE_VALUE) is None:
+        if row.get(Key.STATUS) != TrialStatus.COMPLETED or row.get(Key.OBJECTIVE_VALUE) is None:
             continue
         since = 0 if best.offer(row) else since + 1
     return since
@@ -276,7 +276,7 @@ def _hyperparameters_of(request: dict[str, Any], row: dict[str, Any],
     """What the job ran with, as SageMaker echoes it: the static ones and the tuned ones, and
     the tuning objective SageMaker adds to a tuning job's training jobs."""
     found = {**(definition_of(request).get("StaticHyperParameters") or {}),
-             **tuned_text(request, row.get("hyperparameters") or {})}
+             **tuned_text(request, row.get(Key.HYPERPARAMETERS) or {})}
     if not alone:
         found[TUNING_OBJECTIVE] = json.dumps(objective_of(request).get("MetricName"))
     return found

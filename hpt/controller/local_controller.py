@@ -193,7 +193,7 @@ class LocalController:
             if trial_id is not None and is_paused(row):
                 config = {Key.TRIAL_NUMBER: row[Key.TRIAL_NUMBER],
                           Key.TRAINING_JOB_NAME: row[Key.TRAINING_JOB_NAME],
-                          "hyperparameters": dict(row["hyperparameters"])}
+                          "hyperparameters": dict(row[Key.HYPERPARAMETERS])}
                 trial = Trial(trial_id, config, grant=None, level=int(row[RUNG]),
                               paused_record=dict(row), last_result=result_of_row(row))
                 self.paused[trial_id] = trial
@@ -221,7 +221,8 @@ class LocalController:
                 if progress.point is not None:
                     trial.judged.clear()
                     put(PointReported(trial, point_result(
-                        progress.point.value, progress.point.step, trial.placement)))
+                        progress.point.value, progress.point.step, trial.placement,
+                        progress.objectives)))
                     if self.scheduler is not None:  # without one, every point is CONTINUE
                         trial.judged.wait()
                 elif progress.record is not None:

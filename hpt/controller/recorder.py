@@ -138,7 +138,7 @@ class TrialRecorder:
         if self.artifacts is not None:
             self.artifacts.ended(record)
         self._refresh_table()
-        completed = record["status"] == TrialStatus.COMPLETED
+        completed = record[Key.STATUS] == TrialStatus.COMPLETED
         self.view.trial_ended(record, note=self._note(record.get(Key.FINAL_METRICS) or {})
                               if completed else "")
 

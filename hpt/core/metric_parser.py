@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from hpt.core.schema import Point
+
 
 @dataclass(frozen=True)
 class MetricPoint:
@@ -67,11 +69,11 @@ class MetricParser:
         """Starts from an earlier attempt's data points (metrics.jsonl's objects): the job
         resumes from that attempt's checkpoint, so its steps continue from them."""
         for point in points:
-            series = self.series.get(point["metric"])
+            series = self.series.get(point[Point.METRIC])
             if series is not None:
                 series.points.append(MetricPoint(series.name, len(series.points) + 1,
-                                                 float(point["value"]),
-                                                 float(point.get("timestamp") or 0.0)))
+                                                 float(point[Point.VALUE]),
+                                                 float(point.get(Point.TIMESTAMP) or 0.0)))
 
     def final_values(self) -> dict[str, float]:
         return {name: s.final for name, s in self.series.items() if s.final is not None}

@@ -88,3 +88,56 @@ def pareto_optimal(points: Sequence[Sequence[float] | None], maximize: Sequence[
         better = (values > values[row]).any(axis=1)
         optimal[i] = not bool((at_least & better).any())
     return optimal
+
+
+def nondominated_ranks(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """The front each point is on (0: no point dominates it; 1: only points of front 0 do;
+    ...), by NSGA-II's non-dominated sorting."""
+    n = len(points)
+    beaten_by = [sum(dominates(points[j], points[i], maximize) for j in range(n) if j != i)
+                 for i in range(n)]
+    beats = [[j for j in range(n) if j != i and dominates(points[i], points[j], maximize)]
+             for i in range(n)]
+    ranks, front, level = [0] * n, [i for i in range(n) if beaten_by[i] == 0], 0
+    while front:
+        following = []
+        for i in front:
+            ranks[i] = level
+            for j in beats[i]:
+                beaten_by[j] -= 1
+                if beaten_by[j] == 0:
+                    following.append(j)
+        front, level = following, level + 1
+    return ranks
+
+
+def crowding_distances(points: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II's crowding distance of each point within its set: the sum over objectives of
+    the gap between its neighbours, normalised by the objective's span; the extremes get
+    infinity (a front's ends are kept first)."""
+    n = len(points)
+    distance = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for k in range(len(points[0])):
+        order = sorted(range(n), key=lambda i: points[i][k])
+        span = points[order[-1]][k] - points[order[0]][k]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if span <= 0:
+            continue
+        for before, i, after in zip(order, order[1:], order[2:]):
+            distance[i] += (points[after][k] - points[before][k]) / span
+    return distance
+
+
+def best_first(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """The points' indices from best to worst with several objectives: by non-dominated
+    front, then, within a front, the larger crowding distance first (it keeps the front
+    spread, as NSGA-II and Syne Tune's MOASHA do); ties keep the points' order."""
+    ranks = nondominated_ranks(points, maximize)
+    crowding = [0.0] * len(points)
+    for level in set(ranks):
+        members = [i for i, r in enumerate(ranks) if r == level]
+        for i, d in zip(members, crowding_distances([points[i] for i in members])):
+            crowding[i] = d
+    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i]))

@@ -107,9 +107,10 @@ TRACKING_PREFIX = "tracking_"
 class Key:
     """Keys of the journal's lines and of a training job's row (its record, TrainingJobRecord
     .to_json(), and what the table folds from the journal). A one-word key (`event`, `time`,
-    `status`, `value`, ...) is named here for the journal's readers and writers, but it is
-    English too (an HTTP body's `status`): the schema test enforces only the keys whose
-    spelling is the journal's own (ENFORCED_KEYS)."""
+    `status`, `value`, ...) is English too (an HTTP body's `status`): the schema test
+    enforces it where a journal line or a row is read (a variable named as rows and events
+    are named here: `row`, `ev`, `record`, ...), and every other key everywhere
+    (ENFORCED_KEYS)."""
 
     # every line
     EVENT = "event"
@@ -162,7 +163,8 @@ class Key:
 
 class Point:
     """One data point of a training job: a line of its metrics.jsonl (hpt.experiment.checkpoints
-    .parse_points reads it) and a row of hpt.load_metrics. Not enforced: English words."""
+    .parse_points reads it) and a row of hpt.load_metrics. English words: enforced where a
+    point is read (see Key)."""
 
     METRIC = "metric"
     STEP = "step"
@@ -207,5 +209,5 @@ EVENTS = _names(Event)
 KEYS = _names(Key)
 POINT_NAMES = _names(Point)
 FILES = _names(File)
-# One-word keys are English as well: named above, not enforced (see Key).
+# One-word keys are English as well: enforced where rows are read (see Key).
 ENFORCED_KEYS = frozenset(key for key in KEYS if "_" in key)

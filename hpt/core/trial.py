@@ -41,12 +41,18 @@ OBJECTIVE_STEP = "objective_step"  # how many objective values so far: the time 
 STATUS = "hpt_status"  # present only in the last result: the job ended with this status
 RECORD = "hpt_record"  # with STATUS: the job's TrainingJobRecord.to_json()
 PLACEMENT = "hpt_placement"  # where the job runs, for the live view: "node-ip GPU 0,1"
+# With several objectives: {metric: latest value} of each, when the first one reported
+OBJECTIVES = "hpt_objectives"
 
 
-def point_result(value: float, step: int, placement: str | None) -> dict:
+def point_result(value: float, step: int, placement: str | None,
+                 objectives: dict[str, float] | None = None) -> dict:
     """The result an engine's schedulers, stoppers and searcher see for an objective data
-    point of a running job."""
-    return {OBJECTIVE: value, OBJECTIVE_STEP: step, PLACEMENT: placement}
+    point of a running job (`objectives`: every objective's latest value, with several)."""
+    result = {OBJECTIVE: value, OBJECTIVE_STEP: step, PLACEMENT: placement}
+    if objectives:
+        result[OBJECTIVES] = dict(objectives)
+    return result
 
 
 def final_result(record) -> dict:
@@ -65,6 +71,16 @@ def final_metrics(result: dict) -> dict[str, float]:
     if isinstance(nested, dict):
         return dict(nested.get("final_metrics") or {})
     prefix = f"{RECORD}/final_metrics/"
+    return {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
+
+
+def latest_objectives(result: dict) -> dict[str, float]:
+    """Every objective's latest value from a point's result (point_result), nested or as
+    Tune hands it to its schedulers, flattened (`hpt_objectives/<metric>` keys)."""
+    nested = result.get(OBJECTIVES)
+    if isinstance(nested, dict):
+        return dict(nested)
+    prefix = f"{OBJECTIVES}/"
     return {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
 
 

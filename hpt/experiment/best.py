@@ -56,7 +56,7 @@ class BestSoFar:
     def offer(self, record: dict[str, Any]) -> bool:
         """True when `record` is the new best."""
         value = record.get(Key.OBJECTIVE_VALUE)
-        if record.get("status") != TrialStatus.COMPLETED or value is None:
+        if record.get(Key.STATUS) != TrialStatus.COMPLETED or value is None:
             return False
         if self.constraints and not is_feasible(record.get(Key.FINAL_METRICS) or {},
                                                 self.constraints):
@@ -90,9 +90,9 @@ def summary(record: dict[str, Any], frozen_spec: dict[str, Any]) -> dict[str, An
         Column.FINAL_OBJECTIVE_VALUE: float(record[Key.OBJECTIVE_VALUE]),
         "ObjectiveMetric": frozen_spec["objective"]["metric"],
         # A conditional range that does not exist for this job is not among them.
-        "HyperParameters": {name: record["hyperparameters"][name]
+        "HyperParameters": {name: record[Key.HYPERPARAMETERS][name]
                             for name in frozen_spec["hyperparameters"]
-                            if name in record["hyperparameters"]},
+                            if name in record[Key.HYPERPARAMETERS]},
         "StaticHyperParameters": frozen_spec.get("static_hyperparameters", {}),
         Column.MODEL_ARTIFACT: record.get(Key.MODEL_ARTIFACT),
         Column.LOG_PATH: record.get(Key.LOG_PATH),

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from hpt.core.sagemaker_names import CHECKPOINTS_DIR
-from hpt.core.schema import File
+from hpt.core.schema import File, Point
 from hpt.experiment.data_points import read_points, write_points
 
 HOST_GLOB = "algo-*"
@@ -73,5 +73,5 @@ def carried_steps(trial_dir: Path) -> int:
     with, from its carried metrics.jsonl."""
     steps: dict[str, int] = {}
     for point in read_points(Path(trial_dir) / File.METRICS):
-        steps[point["metric"]] = max(steps.get(point["metric"], 0), int(point["step"]))
+        steps[point[Point.METRIC]] = max(steps.get(point[Point.METRIC], 0), int(point[Point.STEP]))
     return max(steps.values(), default=0)

@@ -20,10 +20,10 @@ def close_unfinished(store: ExperimentStore, spec, end_reason: str) -> list[Trai
     silent. (They run again first when the job is resumed.) Returns those records."""
     closed = []
     for row in trial_rows(list(read_journal(store.journal_path))):
-        if row["status"] == TrialStatus.IN_PROGRESS:
+        if row[Key.STATUS] == TrialStatus.IN_PROGRESS:
             record = TrainingJobRecord.ended(
                 trial_number=row[Key.TRIAL_NUMBER], training_job_name=row[Key.TRAINING_JOB_NAME],
-                hyperparameters=row["hyperparameters"], status=TrialStatus.STOPPED,
+                hyperparameters=row[Key.HYPERPARAMETERS], status=TrialStatus.STOPPED,
                 failure=job_ended(end_reason), objective_value=row.get(Key.OBJECTIVE_VALUE),
                 objective_metric=spec.objective.metric,
                 objective_steps=row.get(Key.OBJECTIVE_STEPS) or 0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpt.core.schema import JOB_STARTS, Event
+from hpt.core.schema import Event, JOB_STARTS, Key
 from hpt.core.trial import TrialStatus
 
 # A tuning job's status has the same names as a training job's (SageMaker's too).
@@ -69,21 +69,21 @@ class JobState:
 
 def job_state(events: list[dict[str, Any]], writer: dict[str, Any] | None) -> JobState:
     """`events`: the journal; `writer`: `lock.holder(folder)`."""
-    starts = [i for i, e in enumerate(events) if e.get("event") in JOB_STARTS]
+    starts = [i for i, e in enumerate(events) if e.get(Key.EVENT) in JOB_STARTS]
     start = events[starts[-1]] if starts else {}
-    ended = next((e for e in events[starts[-1]:] if e.get("event") == Event.JOB_ENDED), None) \
+    ended = next((e for e in events[starts[-1]:] if e.get(Key.EVENT) == Event.JOB_ENDED), None) \
         if starts else None
     launching = writer is not None and writer.get("command", "launch") == "launch"
     # A launcher that has the lock but not yet its job_resumed line is a new run starting.
     if launching and (ended is None or writer.get("pid") != start.get("pid")):
         return JobState(IN_PROGRESS, writer=writer, start=start)
     if ended is None:
-        said = [e.get("why") for e in events[starts[-1]:]
-                if e.get("event") == Event.LAUNCHER_FAILED] \
+        said = [e.get(Key.WHY) for e in events[starts[-1]:]
+                if e.get(Key.EVENT) == Event.LAUNCHER_FAILED] \
             if starts else []
         return JobState(STOPPED, LAUNCHER_LOST, writer=writer, start=start,
                         lost_why=said[-1] if said else None)
-    reason = ended.get("reason")
+    reason = ended.get(Key.REASON)
     if reason in (STOP_REQUESTED, INTERRUPTED):
         return JobState(STOPPED, reason, writer=writer, start=start)
     counts = ended.get("counts") or {}

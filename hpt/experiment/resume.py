@@ -35,10 +35,10 @@ class ResumePlan:
 
 
 def is_lost(row: dict[str, Any]) -> bool:
-    if row["status"] == TrialStatus.IN_PROGRESS:
+    if row[Key.STATUS] == TrialStatus.IN_PROGRESS:
         return True
     reason = FailureReason.parse(row.get(Key.FAILURE_REASON))
-    return row["status"] == TrialStatus.STOPPED and reason is not None and \
+    return row[Key.STATUS] == TrialStatus.STOPPED and reason is not None and \
         reason.category is FailureCategory.JOB_ENDED
 
 
@@ -48,11 +48,11 @@ def plan_resume(rows: list[dict[str, Any]]) -> ResumePlan:
     # A lost job runs again with the budget it had (promotion mode: the rung it ran to).
     replay = tuple({Key.TRIAL_NUMBER: r[Key.TRIAL_NUMBER],
                     Key.TRAINING_JOB_NAME: r[Key.TRAINING_JOB_NAME],
-                    "hyperparameters": dict(r["hyperparameters"]),
-                    **({"budget": r["budget"]} if r.get("budget") else {})} for r in lost)
+                    "hyperparameters": dict(r[Key.HYPERPARAMETERS]),
+                    **({"budget": r[Key.BUDGET]} if r.get(Key.BUDGET) else {})} for r in lost)
     next_number = 1 + max((r[Key.TRIAL_NUMBER] for r in rows), default=0)
     return ResumePlan(done=len(rows) - len(lost), replay=replay, next_number=next_number,
-                      seen=tuple(dict(r["hyperparameters"]) for r in rows),
+                      seen=tuple(dict(r[Key.HYPERPARAMETERS]) for r in rows),
                       kept=tuple(r for r in rows if not is_lost(r)))
 
 
@@ -77,7 +77,7 @@ def resumed_max_trials(latest_start: dict[str, Any], from_space: int,
 def latest_start(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The job_started / job_resumed event of the job's latest run ({} for none)."""
     for event in reversed(events):
-        if event.get("event") in JOB_STARTS:
+        if event.get(Key.EVENT) in JOB_STARTS:
             return event
     return {}
 

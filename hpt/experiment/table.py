@@ -51,47 +51,47 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Folds journal events into the latest state of each trial, in trial order."""
     trials: dict[str, dict[str, Any]] = {}
     for ev in events:
-        kind = ev.get("event")
+        kind = ev.get(Key.EVENT)
         name = ev.get(Key.TRAINING_JOB_NAME)
-        if kind == Event.TRIAL_STARTED and ev.get("continued") and name in trials:
+        if kind == Event.TRIAL_STARTED and ev.get(Key.CONTINUED) and name in trials:
             # A paused job continues (promoted, or resumed by Tune's PBT): not a retry; its
             # metrics so far stay, its hyperparameters are those it now runs with.
             row = trials[name]
             row.update(status=TrialStatus.IN_PROGRESS, failure_reason=None,
-                       budget=ev.get("budget"), hyperparameters=ev.get("hyperparameters", {}))
+                       budget=ev.get(Key.BUDGET), hyperparameters=ev.get(Key.HYPERPARAMETERS, {}))
             if Key.PROMOTED_FROM in ev:
                 row.setdefault(Key.PROMOTED_FROM, []).append(ev[Key.PROMOTED_FROM])
         elif kind == Event.TRIAL_STARTED:
             # A training job started again (a retry, or a resumed job's re-run) starts over;
             # the count of earlier attempts, and the rungs it reached, stay.
             earlier = trials.get(name, {})
-            retries = earlier["retries"] + 1 if name in trials else 0
+            retries = earlier[Key.RETRIES] + 1 if name in trials else 0
             trials[name] = {
                 "retries": retries,
                 Key.TRIAL_NUMBER: ev[Key.TRIAL_NUMBER], Key.TRAINING_JOB_NAME: name,
-                "hyperparameters": ev.get("hyperparameters", {}),
+                "hyperparameters": ev.get(Key.HYPERPARAMETERS, {}),
                 "status": TrialStatus.IN_PROGRESS,
-                Key.START_TIME: ev["time"], Key.FINAL_METRICS: {}, Key.OBJECTIVE_VALUE: None,
-                Key.LOG_PATH: ev.get(Key.LOG_PATH), "budget": ev.get("budget"),
+                Key.START_TIME: ev[Key.TIME], Key.FINAL_METRICS: {}, Key.OBJECTIVE_VALUE: None,
+                Key.LOG_PATH: ev.get(Key.LOG_PATH), "budget": ev.get(Key.BUDGET),
                 **{k: earlier[k] for k in CARRIED_ACROSS_ATTEMPTS if k in earlier},
             }
         elif kind == Event.TRIAL_EXPLOITED and name in trials:
             row = trials[name]
-            row.update(parent=ev["parent"], exploit_count=row.get(Key.EXPLOIT_COUNT, 0) + 1)
+            row.update(parent=ev[Key.PARENT], exploit_count=row.get(Key.EXPLOIT_COUNT, 0) + 1)
         elif kind == Event.TRIAL_PAUSED and name in trials:
-            trials[name].update(ev["record"])
-            trials[name].setdefault("rungs", {})[ev["rung"]] = ev["record"].get(Key.OBJECTIVE_VALUE)
+            trials[name].update(ev[Key.RECORD])
+            trials[name].setdefault(Key.RUNGS, {})[ev[Key.RUNG]] = ev[Key.RECORD].get(Key.OBJECTIVE_VALUE)
         elif kind == Event.TRIAL_PROGRESS and name in trials:
-            trials[name][Key.OBJECTIVE_VALUE] = ev.get("value")
-            trials[name][Key.OBJECTIVE_STEPS] = ev.get("step")
+            trials[name][Key.OBJECTIVE_VALUE] = ev.get(Key.VALUE)
+            trials[name][Key.OBJECTIVE_STEPS] = ev.get(Key.STEP)
         elif kind == Event.TRIAL_ENDED:
-            record = ev["record"]
+            record = ev[Key.RECORD]
             trials[name] = {**trials.get(name, {}), **record}
         elif kind == Event.TRIAL_UPLOADED and name in trials:
             trials[name][Key.S3_MODEL_ARTIFACT] = ev.get(Key.URIS, {}).get("model")
             trials[name][Key.UPLOAD_TIME] = ev.get(Key.TIME)
         elif kind == Event.TRIAL_UPLOAD_FAILED and name in trials:
-            trials[name][Key.UPLOAD_FAILURE] = ev.get("reason")
+            trials[name][Key.UPLOAD_FAILURE] = ev.get(Key.REASON)
     return sorted(trials.values(), key=lambda t: t[Key.TRIAL_NUMBER])
 
 
@@ -104,7 +104,7 @@ def judged(rows: list[dict[str, Any]], objectives: list[dict[str, Any]],
     if len(objectives or []) < 2:
         return feasible, [False] * len(rows)
     points = [objective_values(m, objectives)
-              if t["status"] == TrialStatus.COMPLETED and ok else None
+              if t[Key.STATUS] == TrialStatus.COMPLETED and ok else None
               for t, m, ok in zip(rows, metrics, feasible)]
     return feasible, pareto_optimal(points, [o["type"] == "maximize" for o in objectives])
 
@@ -122,7 +122,7 @@ def build_table(events: list[dict[str, Any]], hyperparameter_names: list[str],
     rows = []
     waited = resource_waits(trials)
     for i, t in enumerate(trials):
-        values = t["hyperparameters"]
+        values = t[Key.HYPERPARAMETERS]
         row: dict[str, Any] = {name: values.get(name) for name in hyperparameter_names}
         row.update(_analytics(t, waited[i]))
         for metric in metric_names:
@@ -154,7 +154,7 @@ def _analytics(t: dict[str, Any], waited: float) -> dict[str, Any]:
     end = t.get(Key.END_TIME)
     return {
         Column.TRAINING_JOB_NAME: t[Key.TRAINING_JOB_NAME],
-        Column.TRAINING_JOB_STATUS: t["status"],
+        Column.TRAINING_JOB_STATUS: t[Key.STATUS],
         Column.FINAL_OBJECTIVE_VALUE: t.get(Key.OBJECTIVE_VALUE),
         Column.TRAINING_START_TIME: _timestamp(start),
         Column.TRAINING_END_TIME: _timestamp(end),
@@ -163,13 +163,13 @@ def _analytics(t: dict[str, Any], waited: float) -> dict[str, Any]:
         Column.FAILURE_REASON: t.get(Key.FAILURE_REASON),
         Column.OBJECTIVE_STEPS: t.get(Key.OBJECTIVE_STEPS),
         Column.EXIT_CODE: t.get(Key.EXIT_CODE),
-        Column.HOSTS: ",".join(t.get("hosts") or []) or None,
+        Column.HOSTS: ",".join(t.get(Key.HOSTS) or []) or None,
         Column.GPU_IDS: ",".join(t.get(Key.GPU_IDS) or []) or None,
         Column.LOG_PATH: t.get(Key.LOG_PATH),
         Column.MODEL_ARTIFACT: t.get(Key.MODEL_ARTIFACT),
-        Column.RETRIES: t.get("retries", 0),
+        Column.RETRIES: t.get(Key.RETRIES, 0),
         Column.RESUMED_FROM_STEP: t.get(Key.RESUMED_FROM_STEP),
-        Column.PARENT_TRAINING_JOB: t.get("parent"),
+        Column.PARENT_TRAINING_JOB: t.get(Key.PARENT),
         Column.EXPLOIT_COUNT: t.get(Key.EXPLOIT_COUNT, 0),
         Column.QUEUE_WAIT_SECONDS: t.get(Key.QUEUE_WAIT_SECONDS),
         Column.LAUNCH_SECONDS: t.get(Key.LAUNCH_SECONDS),

@@ -120,7 +120,7 @@ def launch(spec, experiments_dir: Path, *, address: str | None = None, dashboard
             # A new job refused before its first training job (bad input, no Ray to join)
             # leaves nothing behind: launching it again must not need --resume. (hpt's own
             # failures keep the folder: its journal says how far the job got.)
-            if fresh_folders and not any(e.get("event") == Event.TRIAL_STARTED for e in
+            if fresh_folders and not any(e.get(Key.EVENT) == Event.TRIAL_STARTED for e in
                                          read_journal(root / JOURNAL)):
                 shutil.rmtree(fresh_folders[0], ignore_errors=True)
             raise
@@ -246,13 +246,13 @@ def _warm_start_parents(spec, experiments_dir: Path) -> dict[str, list[dict[str,
                             f"{name!r} in {Path(experiments_dir).resolve()}; launch it first "
                             f"or fix the name")
         parents[name] = [r for r in trial_rows(list(read_journal(journal)))
-                         if r["status"] == COMPLETED and r.get(Key.OBJECTIVE_VALUE) is not None]
+                         if r[Key.STATUS] == COMPLETED and r.get(Key.OBJECTIVE_VALUE) is not None]
     return parents
 
 
 def _nothing_to_run(store: ExperimentStore, root: Path) -> LaunchResult:
     events = list(read_journal(store.journal_path))
-    counts = dict(collections.Counter(str(row["status"]) for row in trial_rows(events)))
+    counts = dict(collections.Counter(str(row[Key.STATUS]) for row in trial_rows(events)))
     return LaunchResult(root, root / File.TABLE_PARQUET, counts, best_trial(root),
                         job_state(events, writer=None), 0.0, ran=False)
 

@@ -61,7 +61,7 @@ def _run(spec: Spec, row: dict, reruns, gpu_ids, on_point) -> TrainingJobRecord:
     trial_dir = reruns / f"{row[Key.TRAINING_JOB_NAME]}-{k}"
     trial_dir.mkdir(parents=True)
     assignment = TrialAssignment(row[Key.TRIAL_NUMBER], row[Key.TRAINING_JOB_NAME],
-                                 dict(row["hyperparameters"]))
+                                 dict(row[Key.HYPERPARAMETERS]))
     # The job's own runtime builds it (a container for runtime: docker), as in the tuning job.
     slot = Slot(num_cpus=max(1, math.ceil(spec.trainer.cpus_per_host)), gpu_ids=tuple(gpu_ids))
     try:

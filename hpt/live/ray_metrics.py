@@ -14,6 +14,7 @@ from typing import Any
 
 from hpt.experiment.best import BestSoFar
 from hpt.core.trial import TrialStatus
+from hpt.core.schema import Key
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class TuningJobMetrics:
         self.tuning_job = tuning_job
         self.counts = {status: 0 for status in TrialStatus}
         for row in kept:
-            self.counts[TrialStatus(row["status"])] += 1
+            self.counts[TrialStatus(row[Key.STATUS])] += 1
         self.best = best.seeded(kept)
         self._jobs = self._best = None
 
@@ -54,7 +55,7 @@ class TuningJobMetrics:
     def ended(self, record: dict[str, Any]) -> None:
         """A training job ended (`record`: its record dict)."""
         self.counts[TrialStatus.IN_PROGRESS] = max(0, self.counts[TrialStatus.IN_PROGRESS] - 1)
-        self.counts[TrialStatus(record["status"])] += 1
+        self.counts[TrialStatus(record[Key.STATUS])] += 1
         self.best.offer(record)
         self._publish()
 

@@ -72,7 +72,7 @@ class LaunchView:
         self.running: dict[str, RunningJob] = {}
         self.counts = {status: 0 for status in ENDED}
         for row in kept:
-            self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+            self.counts[row[Key.STATUS]] = self.counts.get(row[Key.STATUS], 0) + 1
         self.best = best.seeded(kept)
         self._live: Live | None = None
         self._kept = len(kept)  # the ETA is about this run's pace, not the earlier runs'
@@ -109,7 +109,7 @@ class LaunchView:
                     note: str = "") -> None:
         """A training job ended (`record`: its record dict); its line says `reason` (by
         default its failure reason) and `note`."""
-        name, status = record[Key.TRAINING_JOB_NAME], record["status"]
+        name, status = record[Key.TRAINING_JOB_NAME], record[Key.STATUS]
         self.running.pop(name, None)
         self.counts[status] = self.counts.get(status, 0) + 1
         self.best.offer(record)

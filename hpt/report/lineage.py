@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpt.core.schema import Column, Event, Key
+from hpt.core.schema import Column, Event, Key, Point
 from hpt.experiment.store import JOURNAL, read_journal
 from hpt.report.summary import load_metrics
 
@@ -17,18 +17,18 @@ TITLE = "Lineage (population-based training)"
 
 def exploits(root: Path) -> list[dict]:
     return [e for e in read_journal(Path(root) / JOURNAL)
-            if e.get("event") == Event.TRIAL_EXPLOITED]
+            if e.get(Key.EVENT) == Event.TRIAL_EXPLOITED]
 
 
 def _value_at(curve: pd.DataFrame, step: int | None, after: bool) -> tuple[int, float] | None:
     """The curve's point at `step` (or, `after`, its first point past it)."""
     if step is None or curve.empty:
         return None
-    rows = curve[curve["step"] > step] if after else curve[curve["step"] <= step]
+    rows = curve[curve[Point.STEP] > step] if after else curve[curve[Point.STEP] <= step]
     if rows.empty:
         return None
     row = rows.iloc[0] if after else rows.iloc[-1]
-    return int(row["step"]), float(row["value"])
+    return int(row[Point.STEP]), float(row[Point.VALUE])
 
 
 def lineage_figure(root: Path, objective: str):
@@ -40,22 +40,22 @@ def lineage_figure(root: Path, objective: str):
         if not metrics.empty else {}
     fig = go.Figure()
     for name, points in curves.items():
-        fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=points[Point.STEP], y=points[Point.VALUE], mode="lines+markers",
                                  name=name))
     empty = pd.DataFrame(columns=["step", "value"])
     for event in exploits(root):
-        donor = _value_at(curves.get(event["parent"], empty), event.get("step"), after=False)
-        recipient = _value_at(curves.get(event[Key.TRAINING_JOB_NAME], empty), event.get("step"),
+        donor = _value_at(curves.get(event[Key.PARENT], empty), event.get(Key.STEP), after=False)
+        recipient = _value_at(curves.get(event[Key.TRAINING_JOB_NAME], empty), event.get(Key.STEP),
                               after=True)
         if donor is None or recipient is None:
             continue
         values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in (event.get("hyperparameters") or {}).items())
+                           for k, v in (event.get(Key.HYPERPARAMETERS) or {}).items())
         fig.add_trace(go.Scatter(
             x=[donor[0], recipient[0]], y=[donor[1], recipient[1]], mode="lines",
             line={"dash": "dash", "color": "grey"}, showlegend=False,
-            hovertext=f"{event[Key.TRAINING_JOB_NAME]} exploits {event['parent']} at step "
-                      f"{event.get('step')}: {values}", hoverinfo="text"))
+            hovertext=f"{event[Key.TRAINING_JOB_NAME]} exploits {event[Key.PARENT]} at step "
+                      f"{event.get(Key.STEP)}: {values}", hoverinfo="text"))
     fig.update_layout(title=f"{len(exploits(root))} exploits: dashed, donor -> recipient",
                       xaxis_title="step (objective report)", yaxis_title=objective)
     return fig

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from hpt.core.schema import Column, File
+from hpt.core.schema import Column, File, Point
 from hpt.experiment.table import resolve_experiment
 from hpt.report.front import objectives_of
 from hpt.report.summary import load_experiment, load_metrics
@@ -220,7 +220,7 @@ def curves_figure(root: Path, table: pd.DataFrame, objective: str, maximize: boo
     fig = go.Figure()
     for name, points in curves.groupby(Column.TRAINING_JOB_NAME, sort=False):
         points = points.sort_values("step")
-        fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=points[Point.STEP], y=points[Point.VALUE], mode="lines+markers",
                                  name=name))
     fig.update_layout(title=f"Learning curves of the top {TOP_CURVES} training jobs",
                       xaxis_title="step (objective report)", yaxis_title=objective)
@@ -287,7 +287,7 @@ def _png_curves(root: Path, table: pd.DataFrame, objective: str, maximize: bool)
     _, ax = plt.subplots()
     for job, points in data.groupby(Column.TRAINING_JOB_NAME, sort=False):
         points = points.sort_values("step")
-        ax.plot(points["step"], points["value"], marker="o", label=job)
+        ax.plot(points[Point.STEP], points[Point.VALUE], marker="o", label=job)
     ax.set_xlabel("step (objective report)")
     ax.set_ylabel(objective)
     ax.set_title(f"Learning curves of the top {TOP_CURVES} training jobs")

@@ -57,13 +57,13 @@ def list_experiments(experiments_dir: str | os.PathLike | None = None) -> pd.Dat
         events = list(read_journal(folder / JOURNAL))
         state = state_of(folder, events)
         best = best_trial(folder, events=events)
-        first = next((e["time"] for e in events), None)
-        last_end = next((e["time"] for e in reversed(events) if e["event"] == Event.JOB_ENDED),
+        first = next((e[Key.TIME] for e in events), None)
+        last_end = next((e[Key.TIME] for e in reversed(events) if e[Key.EVENT] == Event.JOB_ENDED),
                         None)
         rows.append({
             "TuningJobName": folder.name, "Status": state.status, "EndReason": state.reason,
             "TrainingJobs": sum(1 for _ in {e.get(Key.TRAINING_JOB_NAME) for e in events
-                                            if e["event"] == Event.TRIAL_STARTED}),
+                                            if e[Key.EVENT] == Event.TRIAL_STARTED}),
             "BestObjective": best[Column.FINAL_OBJECTIVE_VALUE] if best else None,
             "ObjectiveMetric": _spec_of(folder)["objective"]["metric"],
             "CreationTime": pd.Timestamp(first, unit="s", tz="UTC") if first else None,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpt.core.schema import Column
+from hpt.core.schema import Column, Point
 from hpt.report.summary import load_metrics
 
 
@@ -87,7 +87,7 @@ def write_event_files(root: Path, logdir: Path) -> list[Path]:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        start = _seconds(series["timestamp"].min())
+        start = _seconds(series[Point.TIMESTAMP].min())
         path = folder / f"events.out.tfevents.{int(start)}.{socket.gethostname()}.hpt"
         records = [event_record(start, file_version="brain.Event:2")]
         records += [event_record(_seconds(t), int(s), str(m), float(v)) for m, s, v, t in

@@ -216,7 +216,7 @@ class ArtifactUploader:
     def _finish(self, record: dict, sync) -> None:
         if sync is not None:
             self._sync(sync)  # the last checkpoints, whatever the status
-        if record["status"] == TrialStatus.COMPLETED:
+        if record[Key.STATUS] == TrialStatus.COMPLETED:
             self._upload(record)
 
     def _upload(self, record: dict) -> None:

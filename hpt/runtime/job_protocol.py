@@ -49,6 +49,8 @@ class Progress:
 
     point: MetricPoint | None = None
     record: TrainingJobRecord | None = None
+    # With several objectives: each one's latest value when `point` (the first's) was read
+    objectives: dict[str, float] | None = None
 
 
 class TrainingJob(Protocol):

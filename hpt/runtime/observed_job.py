@@ -91,7 +91,8 @@ class ObservedJob:
         self.objective_names = [o.metric for o in spec.all_objectives]
         self.start_time = 0.0  # set by `_execute` when the job itself begins
         self.resumed_from_step: int | None = None
-        self._pending: list[MetricPoint] = []  # objective points not yet handed out
+        # objective points not yet handed out, with every objective's latest value then
+        self._pending: list[tuple[MetricPoint, dict[str, float] | None]] = []
         self._pushed_queue: deque[PushedValue] = deque()  # read, not yet taken
         self._next_push_read = 0.0
         self._metrics_file = None
@@ -130,7 +131,8 @@ class ObservedJob:
         give_up = None if wait_seconds is None else time.time() + wait_seconds
         while True:
             if self._pending:
-                return Progress(point=self._pending.pop(0))
+                point, objectives = self._pending.pop(0)
+                return Progress(point=point, objectives=objectives)
             if self._take_pushed(time.time(), read=False):
                 continue
             if self._output_ended:
@@ -198,6 +200,7 @@ class ObservedJob:
         return bool(self._pending)
 
     def _take(self, points: list[MetricPoint]) -> None:
+        streamed = []
         for point in points:
             if self._metrics_file is not None:
                 self._metrics_file.write(point_line(point))
@@ -205,7 +208,12 @@ class ObservedJob:
                 if self._metrics_file is not None:
                     # On disk at each step: a retry resumes from the steps written here.
                     self._metrics_file.flush()
-                self._pending.append(point)
+                streamed.append(point)
+        if streamed:
+            # Taken once the batch (a line's, or a push's) is read: a line that prints every
+            # objective gives each its value of that step.
+            latest = self._latest_objectives()
+            self._pending.extend((point, latest) for point in streamed)
         if points and self.objective_name is None and self._metrics_file is not None and \
                 time.time() >= self._next_flush:
             # No objective to flush on (a training job on its own): once a second, so that
@@ -226,6 +234,15 @@ class ObservedJob:
         stopped = self._stop_now()
         code = failure.exit_code if failure.exit_code is not None else stopped.exit_code
         return self._finish(replace(failure, exit_code=code))
+
+    def _latest_objectives(self) -> dict[str, float] | None:
+        """Every objective's latest value, with several objectives (multi-objective early
+        stopping ranks by them); None with one."""
+        if len(self.objective_names) < 2:
+            return None
+        series = self.parser.series
+        return {name: series[name].final for name in self.objective_names
+                if name in series and series[name].final is not None}
 
     def _objective_steps(self) -> int:
         series = self.parser.series.get(self.objective_name)

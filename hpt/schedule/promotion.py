@@ -173,14 +173,14 @@ def paused_record(record: dict[str, Any], level: int, ledger: PromotionLedger,
 
 def is_paused(row: dict[str, Any]) -> bool:
     reason = FailureReason.parse(row.get(Key.FAILURE_REASON))
-    return row.get("status") == TrialStatus.STOPPED and reason is not None and \
+    return row.get(Key.STATUS) == TrialStatus.STOPPED and reason is not None and \
         reason.category is FailureCategory.PAUSED
 
 
 def seed_ledger(ledger: PromotionLedger, row: dict[str, Any]) -> str | None:
     """Puts a kept row's rungs and promotions (table.trial_rows' `rungs`, `promoted_from`)
     into the ledger; returns the trial id it goes by, or None when it has no rung."""
-    rungs = row.get("rungs") or {}
+    rungs = row.get(Key.RUNGS) or {}
     if not rungs:
         return None
     trial_id = f"resumed {row[Key.TRAINING_JOB_NAME]}"
@@ -188,7 +188,7 @@ def seed_ledger(ledger: PromotionLedger, row: dict[str, Any]) -> str | None:
         ledger.record(trial_id, int(level), value)
     for level in row.get(Key.PROMOTED_FROM) or ():
         ledger.mark_promoted(trial_id, int(level))
-    if row.get("status") == TrialStatus.COMPLETED:
+    if row.get(Key.STATUS) == TrialStatus.COMPLETED:
         ledger.record(trial_id, ledger.max_level, row.get(Key.OBJECTIVE_VALUE))
     return trial_id
 

@@ -216,7 +216,7 @@ def seed_from_parents(study: optuna.Study, spec, parents: dict[str, list[dict[st
     added = 0
     for parent, rows in parents.items():
         for row in rows:
-            values = {k: v for k, v in row["hyperparameters"].items() if k in spec.hyperparameters}
+            values = {k: v for k, v in row[Key.HYPERPARAMETERS].items() if k in spec.hyperparameters}
             expected = existing(spec.hyperparameters, values)
             if identical and values != expected:
                 continue

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hpt.core.errors import UserError
-from hpt.core.schema import Column, Key
+from hpt.core.schema import Column, Key, Point
 from hpt.experiment.table import OVERHEAD_COLUMNS
 from hpt.core.trial import TrialStatus
 
@@ -87,11 +87,11 @@ def child_params(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
 def ended_tags(row: Mapping[str, Any]) -> dict[str, str]:
     """A training job's end, as tags: its status, why, its lineage, its model, and the
     hyperparameters it ended with (PBT changes them; MLflow's params are write-once)."""
-    tags = {Column.TRAINING_JOB_STATUS: str(row["status"]),
+    tags = {Column.TRAINING_JOB_STATUS: str(row[Key.STATUS]),
             Column.FAILURE_REASON: row.get(Key.FAILURE_REASON),
-            Column.PARENT_TRAINING_JOB: row.get("parent"),
+            Column.PARENT_TRAINING_JOB: row.get(Key.PARENT),
             Column.MODEL_ARTIFACT: row.get(Key.S3_MODEL_ARTIFACT) or row.get(Key.MODEL_ARTIFACT),
-            "Hyperparameters": json.dumps(row.get("hyperparameters", {}), sort_keys=True)}
+            "Hyperparameters": json.dumps(row.get(Key.HYPERPARAMETERS, {}), sort_keys=True)}
     return {k: str(v)[:MAX_TAG_LENGTH] for k, v in tags.items() if v is not None}
 
 
@@ -99,7 +99,7 @@ def ended_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     """A training job's end, as metrics: the table's duration and overhead columns."""
     start, end = row.get(Key.START_TIME), row.get(Key.END_TIME)
     values = {Column.TRAINING_ELAPSED_TIME_SECONDS: (end - start) if start and end else None,
-              Column.RETRIES: row.get("retries", 0),
+              Column.RETRIES: row.get(Key.RETRIES, 0),
               Column.EXPLOIT_COUNT: row.get(Key.EXPLOIT_COUNT, 0),
               Column.OBJECTIVE_STEPS: row.get(Key.OBJECTIVE_STEPS),
               Column.RESUMED_FROM_STEP: row.get(Key.RESUMED_FROM_STEP),
@@ -128,8 +128,8 @@ def metric_key(name: str) -> str:
 def point_key(point: Mapping[str, Any]) -> tuple[str, int, float, int]:
     """What makes a data point itself (sent once): metric, step, value, time in ms -- a
     point carried into a new attempt (a retry, a PBT exploit) is the same point again."""
-    return (metric_key(point["metric"]), int(point["step"]), float(point["value"]),
-            timestamp_ms(point.get("timestamp")))
+    return (metric_key(point[Point.METRIC]), int(point[Point.STEP]), float(point[Point.VALUE]),
+            timestamp_ms(point.get(Point.TIMESTAMP)))
 
 
 def timestamp_ms(seconds: float | None) -> int:

@@ -155,7 +155,7 @@ class MlflowSync:
             except ValueError:
                 continue
             self._lines += 1
-            if event.get("event") == Event.TRIAL_PROGRESS:
+            if event.get(Key.EVENT) == Event.TRIAL_PROGRESS:
                 continue
             name = event.get(Key.TRAINING_JOB_NAME)
             if name is None:
@@ -165,7 +165,7 @@ class MlflowSync:
             self._on_event(event, self._lines)
 
     def _on_event(self, event: dict, line: int) -> None:
-        kind, name = event.get("event"), event.get(Key.TRAINING_JOB_NAME)
+        kind, name = event.get(Key.EVENT), event.get(Key.TRAINING_JOB_NAME)
         parent = self.state["parent"]
         if kind in JOB_STARTS and (parent.get("ended_line") or 0) < line:
             self.parent_reopen = parent.get("ended_line") is not None
@@ -199,7 +199,7 @@ class MlflowSync:
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self) -> None:
-        if not any(e.get("event") in JOB_STARTS for e in self.tuning_events[:1]):
+        if not any(e.get(Key.EVENT) in JOB_STARTS for e in self.tuning_events[:1]):
             return  # the launcher has not recorded the start yet
         parent_id = self._parent()
         for job in self.jobs.values():
@@ -245,16 +245,16 @@ class MlflowSync:
         return parent["run_id"]
 
     def _open_run(self, job: JobRun, parent_id: str) -> None:
-        row = next(e for e in self.job_events[job.name] if e["event"] == Event.TRIAL_STARTED)
+        row = next(e for e in self.job_events[job.name] if e[Key.EVENT] == Event.TRIAL_STARTED)
         if job.run_id is None:
             run = self.client.create_run(self.state["experiment_id"],
-                                         start_time=timestamp_ms(row["time"]),
+                                         start_time=timestamp_ms(row[Key.TIME]),
                                          tags=plan.child_tags(row, parent_id))
             job.run_id = run.info.run_id
             self.written_runs += 1
             self._save()
         if not job.ready:
-            self._log(job.run_id, params=plan.child_params(row.get("hyperparameters", {})))
+            self._log(job.run_id, params=plan.child_params(row.get(Key.HYPERPARAMETERS, {})))
             job.ready = True
             self._save()
         if job.reopen:
@@ -292,7 +292,7 @@ class MlflowSync:
         model = self.root / job.name / MODEL_ARCHIVE
         if model.is_file():
             self._artifact(job.run_id, model)
-        self.client.set_terminated(job.run_id, status=plan.run_status(row["status"]),
+        self.client.set_terminated(job.run_id, status=plan.run_status(row[Key.STATUS]),
                                    end_time=end)
         job.ended_line, job.end_line = job.end_line, None
         job.follower.close()
@@ -304,12 +304,12 @@ class MlflowSync:
 
         from hpt.report.page import render_html
 
-        ended = next(e for e in reversed(self.tuning_events) if e["event"] == Event.JOB_ENDED)
+        ended = next(e for e in reversed(self.tuning_events) if e[Key.EVENT] == Event.JOB_ENDED)
         best = ended.get(Key.BEST_TRAINING_JOB)
         status, tags, metrics = plan.parent_end(
             job_state(self.tuning_events, writer=None), ended.get("counts") or {}, best,
             self._row(best).get(Key.OBJECTIVE_VALUE) if best in self.job_events else None)
-        end = timestamp_ms(ended["time"])
+        end = timestamp_ms(ended[Key.TIME])
         self._log(parent_id, tags=tags, metrics=[Metric(k, v, end, 0)
                                                  for k, v in metrics.items()])
         with tempfile.TemporaryDirectory() as folder:

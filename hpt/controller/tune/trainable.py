@@ -86,7 +86,8 @@ class TrainingJobTrainable(tune.Trainable):
             self._start(config)
         progress = self.job.advance()
         if progress.point is not None:
-            return point_result(progress.point.value, progress.point.step, self.placement)
+            return point_result(progress.point.value, progress.point.step, self.placement,
+                                progress.objectives)
         record = progress.record
         if record.infrastructure_failure:
             # hpt's or the machine's failure, not the script's: raising lets Tune retry it.

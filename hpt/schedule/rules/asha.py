@@ -1,8 +1,9 @@
 """`early_stopping: asha`: ASHA over objective steps (also the scheduler of `strategy:
 hyperband`), rungs from `strategy_config.min_resource` to `max_resource`. `mode: stop` (the
-default): Ray Tune's ASHA stops the trials below a rung's top 1/η for good; `mode: promotion`:
-trials pause at every rung and the best are continued from their checkpoint
-(hpt/schedule/promotion.py)."""
+default): Ray Tune's ASHA stops the trials below a rung's top 1/η for good, or with several
+objectives hpt's multi-objective ASHA (hpt/schedule/moasha.py) ranks them by all of them;
+`mode: promotion`: trials pause at every rung and the best (by the first objective) are
+continued from their checkpoint (hpt/schedule/promotion.py)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def resource_hyperparameter(strategy_config: dict[str, Any]) -> str:
 def scheduler(spec):
     config = spec.strategy_config
     low, high, eta = _resources(config)
+    if len(spec.all_objectives) > 1 and not promotes(config):
+        from hpt.schedule.moasha import MultiObjectiveASHA, stop_rungs
+
+        return MultiObjectiveASHA(stop_rungs(low, high, eta), eta, [
+            (o.metric, o.type == "maximize") for o in spec.all_objectives])
     if promotes(config):
         return PromotionScheduler(
             PromotionLedger(rung_levels(low, high, eta), eta, mode_of(spec) == "max"),
