@@ -48,3 +48,23 @@ def test_bench_serve_quick_runs_and_prints_json():
     assert [line["scenario"] for line in lines] == ["direct", "one", "two", "shadow"]
     assert all(line["errors"] == 0 and line["throughput_rps"] > 0 for line in lines)
     assert "throughput_ratio_vs_direct" in lines[1] and "throughput_ratio_vs_one" in lines[3]
+
+
+def test_bench_moasha_quick_runs_and_prints_json():
+    """About 20 s: three launches of 16 short jobs (multi-objective ASHA, first-objective
+    ASHA, every job trained)."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_moasha.py"),
+                           "--quick"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (line,) = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
+    assert line["exhaustive"]["completed_jobs"] == line["jobs_each"] == 16
+    assert 0 < line["moasha"]["budget_epochs"] < line["exhaustive"]["budget_epochs"]
+
+
+@pytest.mark.slow  # starts hpt api and moto's S3: about 40 s
+def test_bench_warm_pools_quick_runs_and_prints_json():
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_warm_pools.py"),
+                           "--quick"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (line,) = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
+    assert line["every_warm_job_reused_a_pool"] is True and line["jobs_each"] == 3
