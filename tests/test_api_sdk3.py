@@ -10,34 +10,19 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from api_helpers import ApiServer
 from helpers import TOOLKIT_IMAGE, engine_holding, prepare_data, processes_in
+from sdk3_env import sdk3_python
 
 pytestmark = pytest.mark.smoke
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "api.md"
-SDK3 = Path.home() / ".cache" / "hpt-tests" / "sagemaker-sdk3"
 SECTION = "## A whole example with the SDK 3.x"
-
-
-def sdk3_python() -> Path:
-    """The Python of an environment with the SDK 3.x (made the first time: a minute)."""
-    python = SDK3 / "bin" / "python"
-    check = [str(python), "-c", "import sagemaker.train, sagemaker.serve"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    shutil.rmtree(SDK3, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(SDK3)], check=True)
-    done = subprocess.run([str(SDK3 / "bin" / "pip"), "install", "-q", "sagemaker>=3"],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return python
 
 
 def page_blocks() -> tuple[str, str]:
