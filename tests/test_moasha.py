@@ -89,3 +89,47 @@ def test_a_two_objective_job_stops_the_dominated_curves_and_keeps_the_front(
                        "0.5:0:1": ("Completed", 3), "0.3:0:30": ("Stopped", 1)}
     stopped = ran[ran["TrainingJobStatus"] == "Stopped"]
     assert set(stopped["FailureReason"]) == {"Stopped by early stopping"}
+
+
+def test_promotion_ranks_a_rung_by_every_objective_and_a_resumed_ledger_keeps_them():
+    from hpt.schedule.promotion import PromotionLedger, seed_ledger
+
+    objectives = (("acc", True), ("size", False))
+    ledger = PromotionLedger((1, 3, 9), 3, True, objectives=objectives)
+    for trial, acc, size in (("b", 0.5, 1.0), ("a", 0.9, 10.0), ("c", 0.4, 20.0)):
+        ledger.record(trial, 1, acc, {"acc": acc, "size": size})
+    # n=3, η=3: one promotable. b and a share the front (b came first); by accuracy alone
+    # it would be a.
+    assert ledger.next_promotion() == ("b", 3)
+    alone = PromotionLedger((1, 3, 9), 3, True)
+    for trial, acc in (("b", 0.5), ("a", 0.9), ("c", 0.4)):
+        alone.record(trial, 1, acc)
+    assert alone.next_promotion() == ("a", 3)
+
+    resumed = PromotionLedger((1, 3, 9), 3, True, objectives=objectives)
+    row = {"training_job_name": "job-001", "status": "Stopped", "rungs": {1: 0.5},
+           "rung_metrics": {1: {"acc": 0.5, "size": 1.0}}}
+    trial_id = seed_ledger(resumed, row)
+    assert resumed.vectors[1] == {trial_id: [0.5, 1.0]}
+
+
+@pytest.mark.smoke  # three short curves, one promoted: ~10 s
+def test_promotion_with_two_objectives_promotes_the_front_member_accuracy_alone_would_not(
+        write_space, tmp_path):
+    # Sequential (the grid's order), rungs 1 and 3, η=3: at rung 1, 0.5 (size 1) and 0.9
+    # (size 10) share the front, 0.5 first; the one promotable is 0.5, where accuracy alone
+    # would promote 0.9. Each run's budget is `epochs` (the curve trainer's own).
+    profiles = ["0.5:0:1", "0.9:0:10", "0.4:0:20"]
+    space = curves_space("mo-promotion", profiles, early_stopping="asha", strategy_config={
+        "mode": "promotion", "min_resource": 1, "max_resource": 3, "reduction_factor": 3})
+    del space["objective"], space["static_hyperparameters"]
+    space["objectives"] = [{"metric": "acc", "type": "maximize"},
+                           {"metric": "size", "type": "minimize"}]
+    space["metric_definitions"].append({"name": "size", "regex": "size_mb=([0-9.]+)"})
+    launch(load_spec(write_space(space)), tmp_path / "exp", dashboard=False,
+           controller="local")
+    table = hpt.load_experiment("mo-promotion", tmp_path / "exp")
+    outcome = {r["profile"]: (r["TrainingJobStatus"], r["ObjectiveSteps"])
+               for _, r in table.iterrows()}
+    assert outcome == {"0.5:0:1": ("Completed", 3), "0.9:0:10": ("Stopped", 1),
+                       "0.4:0:20": ("Stopped", 1)}

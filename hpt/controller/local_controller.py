@@ -161,7 +161,8 @@ class LocalController:
         pauses there (PAUSE) or completes the trial at the last rung; else CONTINUE."""
         if self.promotion is None or record.status is not TrialStatus.COMPLETED:
             return Decision.CONTINUE
-        return self.promotion.rung_reached(trial.trial_id, trial.level, record.objective_value)
+        return self.promotion.rung_reached(trial.trial_id, trial.level, record.objective_value,
+                                           record.final_metrics)
 
     def _pause(self, trial: Trial, record) -> None:
         self.running.pop(trial.trial_id, None)

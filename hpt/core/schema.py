@@ -141,6 +141,7 @@ class Key:
     RESUMED_FROM_STEP = "resumed_from_step"
     RETRIES = "retries"
     RUNGS = "rungs"
+    RUNG_METRICS = "rung_metrics"  # promotion: the final metrics of each rung's run
     PROMOTED_FROM = "promoted_from"
     PARENT = "parent"
     EXPLOIT_COUNT = "exploit_count"

@@ -80,7 +80,10 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row.update(parent=ev[Key.PARENT], exploit_count=row.get(Key.EXPLOIT_COUNT, 0) + 1)
         elif kind == Event.TRIAL_PAUSED and name in trials:
             trials[name].update(ev[Key.RECORD])
-            trials[name].setdefault(Key.RUNGS, {})[ev[Key.RUNG]] = ev[Key.RECORD].get(Key.OBJECTIVE_VALUE)
+            paused = ev[Key.RECORD]
+            trials[name].setdefault(Key.RUNGS, {})[ev[Key.RUNG]] = paused.get(Key.OBJECTIVE_VALUE)
+            trials[name].setdefault(Key.RUNG_METRICS, {})[ev[Key.RUNG]] = \
+                paused.get(Key.FINAL_METRICS) or {}
         elif kind == Event.TRIAL_PROGRESS and name in trials:
             trials[name][Key.OBJECTIVE_VALUE] = ev.get(Key.VALUE)
             trials[name][Key.OBJECTIVE_STEPS] = ev.get(Key.STEP)

@@ -10,7 +10,9 @@ the top ⌈n/η⌉ of those n jobs, else it is stopped. A job alone at a rung go
 compared are each objective's latest value when the first objective reached the rung (a
 script prints its objectives at each step for this to mean something); an objective some of
 the jobs have not printed by then is left out of that comparison (unknown is not worse).
-Pure: the controllers hand it results through hpt's scheduler protocol.
+Pure: the controllers hand it results through hpt's scheduler protocol. Promotion mode ranks
+its rungs by the same rule (`rank_rung`, hpt/schedule/promotion.py), on each run's final
+values.
 """
 
 from __future__ import annotations
@@ -34,21 +36,28 @@ def stop_rungs(min_resource: int, max_resource: int, reduction_factor: float) ->
     return rungs
 
 
-def goes_on(candidate: str, reached: dict[str, list[float | None]], maximize: Sequence[bool],
-            reduction_factor: float) -> bool:
-    """Whether `candidate` is in the top ⌈n/η⌉ of the n jobs at a rung (`reached`: each one's
-    objective values, None where it printed none yet)."""
-    if len(reached) <= 1:
-        return True
+def rank_rung(reached: dict[str, list[float | None]], maximize: Sequence[bool]) -> list[str]:
+    """The jobs at a rung from best to worst (`reached`: each one's objective values, None
+    where it printed none yet): by front, then crowding, on the objectives every one of them
+    has; with none such, in their order."""
     names = list(reached)
     known = [k for k in range(len(maximize))
              if all(reached[n][k] is not None and math.isfinite(reached[n][k]) for n in names)]
     if not known:  # nothing every job printed: nothing to tell them apart by
-        return True
+        return names
     points = [[reached[n][k] for k in known] for n in names]
-    order = best_first(points, [maximize[k] for k in known])
-    top = math.ceil(len(names) / reduction_factor)
-    return names.index(candidate) in order[:top]
+    return [names[i] for i in best_first(points, [maximize[k] for k in known])]
+
+
+def goes_on(candidate: str, reached: dict[str, list[float | None]], maximize: Sequence[bool],
+            reduction_factor: float) -> bool:
+    """Whether `candidate` is in the top ⌈n/η⌉ of the n jobs at a rung; a job alone, or
+    among jobs with no objective in common, goes on."""
+    if len(reached) <= 1 or not any(
+            all(v[k] is not None for v in reached.values()) for k in range(len(maximize))):
+        return True
+    top = math.ceil(len(reached) / reduction_factor)
+    return candidate in rank_rung(reached, maximize)[:top]
 
 
 class MultiObjectiveASHA(TrialScheduler):

@@ -56,6 +56,10 @@ class PromotionLedger:
     # rung level -> {trial id: objective value at that rung}, in arrival order
     reached: dict[int, dict[str, float]] = field(default_factory=dict)
     promoted: dict[int, set[str]] = field(default_factory=dict)
+    # Several objectives: (metric, maximize) of each; a rung is then ranked by all of them
+    # (multi-objective ASHA's rule, schedule/moasha.py) on `vectors`, each trial's values
+    objectives: tuple[tuple[str, bool], ...] = ()
+    vectors: dict[int, dict[str, list[float | None]]] = field(default_factory=dict)
 
     @property
     def first_level(self) -> int:
@@ -65,11 +69,17 @@ class PromotionLedger:
     def max_level(self) -> int:
         return self.levels[-1]
 
-    def record(self, trial_id: str, level: int, value: float | None) -> None:
+    def record(self, trial_id: str, level: int, value: float | None,
+               metrics: dict[str, float] | None = None) -> None:
         """The trial reached `level` (its run ended there) with objective `value` (None: it
-        reported none; it is never promoted)."""
+        reported none; it is never promoted), and with several objectives its final
+        `metrics`."""
         worst = -math.inf if self.maximize else math.inf
         self.reached.setdefault(level, {})[trial_id] = worst if value is None else value
+        if self.objectives:
+            self.vectors.setdefault(level, {})[trial_id] = [
+                None if value is None else (metrics or {}).get(metric)
+                for metric, _ in self.objectives]
 
     def next_level(self, level: int) -> int | None:
         later = [lv for lv in self.levels if lv > level]
@@ -105,11 +115,23 @@ class PromotionLedger:
     def _candidate(self, level: int, eligible: set[str] | None,
                    top: int | None = None) -> str | None:
         """The best trial of the rung (among its `top` best, when given) not promoted yet."""
-        values = self.reached.get(level, {})
-        ranked = sorted(values, key=values.__getitem__, reverse=self.maximize)[:top]
+        ranked = self._ranked(level)[:top]
         done = self.promoted.get(level, set())
         return next((t for t in ranked if t not in done and
                      (eligible is None or t in eligible)), None)
+
+    def _ranked(self, level: int) -> list[str]:
+        """The rung's trials, best first: by the objective, or by every objective."""
+        values = self.reached.get(level, {})
+        if not self.objectives:
+            return sorted(values, key=values.__getitem__, reverse=self.maximize)
+        from hpt.schedule.moasha import rank_rung
+
+        vectors = self.vectors.get(level, {})
+        never = [t for t in vectors if vectors[t][0] is None]  # reported nothing: last
+        ranked = rank_rung({t: v for t, v in vectors.items() if t not in never},
+                           [up for _, up in self.objectives])
+        return ranked + never
 
     def mark_promoted(self, trial_id: str, from_level: int) -> None:
         self.promoted.setdefault(from_level, set()).add(trial_id)
@@ -140,10 +162,12 @@ class PromotionScheduler(TrialScheduler):
         budget = config.get("budget") or {}
         return budget.get(self.resource_hyperparameter, self.ledger.first_level)
 
-    def rung_reached(self, trial_id: str, level: int, value: float | None) -> Decision:
-        """The trial's run completed at rung `level` with objective `value`: PAUSE, it waits
-        there to be promoted; STOP, that was the last rung (its run ends it, Completed)."""
-        self.ledger.record(trial_id, level, value)
+    def rung_reached(self, trial_id: str, level: int, value: float | None,
+                     metrics: dict[str, float] | None = None) -> Decision:
+        """The trial's run completed at rung `level` with objective `value` (and its final
+        `metrics`): PAUSE, it waits there to be promoted; STOP, that was the last rung (its
+        run ends it, Completed)."""
+        self.ledger.record(trial_id, level, value, metrics)
         return Decision.PAUSE if level < self.ledger.max_level else Decision.STOP
 
     def next_promotion(self, eligible: set[str], exhausted: bool) -> tuple[str, int] | None:
@@ -184,12 +208,14 @@ def seed_ledger(ledger: PromotionLedger, row: dict[str, Any]) -> str | None:
     if not rungs:
         return None
     trial_id = f"resumed {row[Key.TRAINING_JOB_NAME]}"
+    metrics = row.get(Key.RUNG_METRICS) or {}
     for level, value in rungs.items():
-        ledger.record(trial_id, int(level), value)
+        ledger.record(trial_id, int(level), value, metrics.get(level))
     for level in row.get(Key.PROMOTED_FROM) or ():
         ledger.mark_promoted(trial_id, int(level))
     if row.get(Key.STATUS) == TrialStatus.COMPLETED:
-        ledger.record(trial_id, ledger.max_level, row.get(Key.OBJECTIVE_VALUE))
+        ledger.record(trial_id, ledger.max_level, row.get(Key.OBJECTIVE_VALUE),
+                      row.get(Key.FINAL_METRICS))
     return trial_id
 
 

@@ -2,8 +2,8 @@
 hyperband`), rungs from `strategy_config.min_resource` to `max_resource`. `mode: stop` (the
 default): Ray Tune's ASHA stops the trials below a rung's top 1/η for good, or with several
 objectives hpt's multi-objective ASHA (hpt/schedule/moasha.py) ranks them by all of them;
-`mode: promotion`: trials pause at every rung and the best (by the first objective) are
-continued from their checkpoint (hpt/schedule/promotion.py)."""
+`mode: promotion`: trials pause at every rung and the best (by every objective, with
+several) are continued from their checkpoint (hpt/schedule/promotion.py)."""
 
 from __future__ import annotations
 
@@ -42,15 +42,16 @@ def resource_hyperparameter(strategy_config: dict[str, Any]) -> str:
 def scheduler(spec):
     config = spec.strategy_config
     low, high, eta = _resources(config)
-    if len(spec.all_objectives) > 1 and not promotes(config):
-        from hpt.schedule.moasha import MultiObjectiveASHA, stop_rungs
-
-        return MultiObjectiveASHA(stop_rungs(low, high, eta), eta, [
-            (o.metric, o.type == "maximize") for o in spec.all_objectives])
+    objectives = tuple((o.metric, o.type == "maximize") for o in spec.all_objectives)
+    several = objectives if len(objectives) > 1 else ()
     if promotes(config):
         return PromotionScheduler(
-            PromotionLedger(rung_levels(low, high, eta), eta, mode_of(spec) == "max"),
-            resource_hyperparameter(config))
+            PromotionLedger(rung_levels(low, high, eta), eta, mode_of(spec) == "max",
+                            objectives=several), resource_hyperparameter(config))
+    if several:
+        from hpt.schedule.moasha import MultiObjectiveASHA, stop_rungs
+
+        return MultiObjectiveASHA(stop_rungs(low, high, eta), eta, several)
 
     from ray.tune.schedulers import ASHAScheduler
 
