@@ -36,14 +36,19 @@ def stop_rungs(min_resource: int, max_resource: int, reduction_factor: float) ->
     return rungs
 
 
+def _shared_objectives(reached: dict[str, list[float | None]], count: int) -> list[int]:
+    """The objectives every job at the rung has a finite value of."""
+    return [k for k in range(count) if all(
+        v[k] is not None and math.isfinite(v[k]) for v in reached.values())]
+
+
 def rank_rung(reached: dict[str, list[float | None]], maximize: Sequence[bool]) -> list[str]:
     """The jobs at a rung from best to worst (`reached`: each one's objective values, None
     where it printed none yet): by front, then crowding, on the objectives every one of them
     has; with none such, in their order."""
     names = list(reached)
-    known = [k for k in range(len(maximize))
-             if all(reached[n][k] is not None and math.isfinite(reached[n][k]) for n in names)]
-    if not known:  # nothing every job printed: nothing to tell them apart by
+    known = _shared_objectives(reached, len(maximize))
+    if not known:
         return names
     points = [[reached[n][k] for k in known] for n in names]
     return [names[i] for i in best_first(points, [maximize[k] for k in known])]
@@ -52,9 +57,8 @@ def rank_rung(reached: dict[str, list[float | None]], maximize: Sequence[bool]) 
 def goes_on(candidate: str, reached: dict[str, list[float | None]], maximize: Sequence[bool],
             reduction_factor: float) -> bool:
     """Whether `candidate` is in the top ⌈n/η⌉ of the n jobs at a rung; a job alone, or
-    among jobs with no objective in common, goes on."""
-    if len(reached) <= 1 or not any(
-            all(v[k] is not None for v in reached.values()) for k in range(len(maximize))):
+    among jobs with no objective in common, goes on (nothing tells them apart)."""
+    if len(reached) <= 1 or not _shared_objectives(reached, len(maximize)):
         return True
     top = math.ceil(len(reached) / reduction_factor)
     return candidate in rank_rung(reached, maximize)[:top]
