@@ -33,7 +33,7 @@ from hpt.core.sagemaker_names import CHECKPOINTS_DIR, LEAD_HOST, LEAD_LOG, OUTPU
 from hpt.core.schema import File, Key
 from hpt.experiment.api_requests import STATE
 from hpt.core.trial import FailureCategory, FailureReason, TrialStatus
-from hpt.api.warm_pools import IN_USE, TERMINATED
+from hpt.api.warm_pools import IN_USE, TERMINATED, WarmPool, keep_alive_seconds
 
 VALIDATED_SPEC = "validated-spec.json"
 REQUEST = File.API_REQUEST  # the request, as a TuningRecord of its tuning form
@@ -65,7 +65,6 @@ def failed_row(name: str, started: float | None, reason: FailureReason) -> dict[
 def run(folder: Path, address: str, engine: str) -> int:
     """Runs the job of `folder`; with a warm pool (KeepAlivePeriodInSeconds), then each job
     the server hands that pool, on the same held hosts, until the pool ends."""
-    from hpt.api.warm_pools import WarmPool, keep_alive_seconds
     from hpt.runtime.runtimes import RUNTIMES
 
     spec = frozen_spec(folder)
@@ -86,11 +85,9 @@ def run(folder: Path, address: str, engine: str) -> int:
 def _next_job(folder: Path, keep_alive: int, ended: TrialStatus) -> Path | None:
     """The folder of the job the warm pool is handed next, if the job asked for one and
     ended such that SageMaker keeps it (a stopped job's pool is not kept)."""
-    from hpt.api.warm_pools import WarmPool
-
-    pool = WarmPool(folder)
     if not keep_alive:
         return None
+    pool = WarmPool(folder)
     if ended is TrialStatus.STOPPED:
         pool.write(TERMINATED, ended=time.time(), why="the job was stopped")
         return None

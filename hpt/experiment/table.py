@@ -67,20 +67,20 @@ def trial_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             earlier = trials.get(name, {})
             retries = earlier[Key.RETRIES] + 1 if name in trials else 0
             trials[name] = {
-                "retries": retries,
+                Key.RETRIES: retries,
                 Key.TRIAL_NUMBER: ev[Key.TRIAL_NUMBER], Key.TRAINING_JOB_NAME: name,
-                "hyperparameters": ev.get(Key.HYPERPARAMETERS, {}),
-                "status": TrialStatus.IN_PROGRESS,
+                Key.HYPERPARAMETERS: ev.get(Key.HYPERPARAMETERS, {}),
+                Key.STATUS: TrialStatus.IN_PROGRESS,
                 Key.START_TIME: ev[Key.TIME], Key.FINAL_METRICS: {}, Key.OBJECTIVE_VALUE: None,
-                Key.LOG_PATH: ev.get(Key.LOG_PATH), "budget": ev.get(Key.BUDGET),
+                Key.LOG_PATH: ev.get(Key.LOG_PATH), Key.BUDGET: ev.get(Key.BUDGET),
                 **{k: earlier[k] for k in CARRIED_ACROSS_ATTEMPTS if k in earlier},
             }
         elif kind == Event.TRIAL_EXPLOITED and name in trials:
             row = trials[name]
             row.update(parent=ev[Key.PARENT], exploit_count=row.get(Key.EXPLOIT_COUNT, 0) + 1)
         elif kind == Event.TRIAL_PAUSED and name in trials:
-            trials[name].update(ev[Key.RECORD])
             paused = ev[Key.RECORD]
+            trials[name].update(paused)
             trials[name].setdefault(Key.RUNGS, {})[ev[Key.RUNG]] = paused.get(Key.OBJECTIVE_VALUE)
             trials[name].setdefault(Key.RUNG_METRICS, {})[ev[Key.RUNG]] = \
                 paused.get(Key.FINAL_METRICS) or {}
